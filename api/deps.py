@@ -1,0 +1,72 @@
+"""Dependencies every route shares: settings, a database session, the publisher, the token check."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from shared.crypto import SecretBox
+from shared.db import get_engine
+from shared.events import StageEvent
+from shared.exceptions import ShipyardError
+from shared.settings import Settings
+
+Publisher = Callable[[StageEvent], None]
+
+
+class Unauthorized(ShipyardError):
+    """No token, or a wrong one."""
+
+    status_code = 401
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """One session per request; routes commit before they publish anything."""
+    with Session(get_engine(settings.sqlalchemy_url), expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+
+def get_secret_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Every endpoint but /health needs `Authorization: Bearer <token>`."""
+    if credentials is None:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    expected: str = request.app.state.admin_token
+    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise Unauthorized("invalid token")

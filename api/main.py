@@ -1,0 +1,49 @@
+"""The FastAPI app: `uvicorn api.main:create_app --factory`, or `shipyard api` / `shipyard up`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import Depends, FastAPI
+
+from api.deps import Publisher, require_token
+from api.errors import install_error_handlers
+from api.routers import apps, artifacts, config, environments, health, pipelines, releases
+from shared.broker import make_celery, publish
+from shared.crypto import SecretBox
+from shared.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> FastAPI:
+    """The API for `settings`; `publisher` replaces the broker (tests of the routes alone)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.admin_token = settings.api_token()
+        app.state.secret_box = SecretBox(settings.fernet_key())
+        celery = None
+        if publisher is None:
+            celery = make_celery(settings, "shipyard-api")
+            app.state.publisher = partial(publish, celery)
+        else:
+            app.state.publisher = publisher
+        yield
+        if celery is not None:
+            celery.close()
+
+    app = FastAPI(
+        title="Shipyard",
+        version="1",
+        summary="Build → release → run, on your own machines.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    protected = [Depends(require_token)]
+    for router in (apps, environments, config, pipelines, artifacts, releases):
+        app.include_router(router.router, prefix="/v1", dependencies=protected)
+    return app

@@ -1,0 +1,33 @@
+"""Apps: `/v1/apps`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import SessionDep
+from shared.schemas import AppCreate, AppPublic
+from shared.services import apps
+
+router = APIRouter(prefix="/apps", tags=["apps"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_app(data: AppCreate, session: SessionDep) -> AppPublic:
+    """Register an app: a git repository (path or URL), an optional subdirectory, a builder."""
+    app = apps.create_app(session=session, data=data)
+    session.commit()
+    return AppPublic.model_validate(app, from_attributes=True)
+
+
+@router.get("")
+def list_apps(session: SessionDep) -> list[AppPublic]:
+    """Every app."""
+    return [
+        AppPublic.model_validate(a, from_attributes=True) for a in apps.list_apps(session=session)
+    ]
+
+
+@router.get("/{app}")
+def get_app(app: str, session: SessionDep) -> AppPublic:
+    """One app."""
+    return AppPublic.model_validate(apps.get_app(session=session, name=app), from_attributes=True)

@@ -1,0 +1,49 @@
+"""Config of an environment: `/v1/apps/{app}/environments/{env}/config`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import PublisherDep, SecretBoxDep, SessionDep
+from shared.schemas import ConfigPatch, ConfigPublic
+from shared.services import apps, config, pipelines
+
+router = APIRouter(prefix="/apps/{app}/environments/{env}/config", tags=["config"])
+
+
+@router.get("")
+def get_config(app: str, env: str, session: SessionDep) -> ConfigPublic:
+    """The current config version; secret values are shown as <redacted>."""
+    environment = apps.get_environment(
+        session=session, app=apps.get_app(session=session, name=app), name=env
+    )
+    return config.config_public(config.current_config(session=session, environment=environment))
+
+
+@router.patch("")
+def patch_config(
+    app: str,
+    env: str,
+    patch: ConfigPatch,
+    session: SessionDep,
+    box: SecretBoxDep,
+    publish: PublisherDep,
+) -> ConfigPublic:
+    """Set (value) or unset (null) vars as a new config version; with a live release and
+    `deploy` (the default), release and run the live artifact with it, as Heroku does."""
+    owner = apps.get_app(session=session, name=app)
+    environment = apps.get_environment(session=session, app=owner, name=env)
+    version, changed = config.patch_config(
+        session=session, environment=environment, patch=patch, box=box
+    )
+    pipeline = None
+    if changed and patch.deploy:
+        pipeline = pipelines.create_config_pipeline(
+            session=session, app=owner, environment=environment, trigger="api"
+        )
+    session.commit()
+    public = config.config_public(version)
+    if pipeline is not None:
+        pipelines.start(session=session, pipeline=pipeline, publish=publish)
+        public.pipeline_id = pipeline.id
+    return public

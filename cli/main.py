@@ -1,0 +1,47 @@
+"""`shipyard`: the command line. Resource commands are HTTP clients of the API."""
+
+from __future__ import annotations
+
+import typer
+from cryptography.fernet import Fernet
+from rich.console import Console
+
+from cli import deploy, resources, server
+from cli.client import CliError
+
+app = typer.Typer(
+    name="shipyard",
+    help="Build → release → run, on your own machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+secrets_cli = typer.Typer(help="Keys for secret config.", no_args_is_help=True)
+
+app.command()(server.up)
+app.command()(server.api)
+app.command()(server.worker)
+app.add_typer(server.db_cli, name="db")
+app.add_typer(resources.apps_cli, name="apps")
+app.add_typer(resources.envs_cli, name="envs")
+app.add_typer(resources.config_cli, name="config")
+app.command()(deploy.deploy)
+app.command()(resources.releases)
+app.command()(resources.ps)
+app.add_typer(resources.pipelines_cli, name="pipelines")
+app.add_typer(resources.logs_cli, name="logs")
+app.add_typer(secrets_cli, name="secrets")
+
+
+@secrets_cli.command("generate-key")
+def generate_key() -> None:
+    """Print a new key for SHIPYARD_SECRET_KEY."""
+    print(Fernet.generate_key().decode())
+
+
+def main() -> None:
+    """Entry point: run the CLI; known errors print one line and exit 1."""
+    try:
+        app()
+    except CliError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None

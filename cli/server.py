@@ -1,0 +1,192 @@
+"""Server commands: `up` (embedded), `api` and `worker` (distributed), `db upgrade`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+import uvicorn
+from sqlalchemy import text
+
+from cli.client import CliError
+from shared import constants, migrate, processes
+from shared.broker import make_celery
+from shared.db import get_engine, session_scope
+from shared.exceptions import ConfigurationError
+from shared.logging import configure_logging
+from shared.services import deployments
+from shared.settings import Settings
+
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+log = structlog.get_logger(__name__)
+
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="Where embedded mode keeps its data (SHIPYARD_DATA_DIR).")
+]
+
+
+def _settings(data_dir: Path | None = None) -> Settings:
+    if data_dir is not None:
+        # Child processes (the workers) read the same variable.
+        os.environ["SHIPYARD_DATA_DIR"] = str(data_dir.expanduser().absolute())
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise CliError(f"invalid settings: {exc}") from exc
+
+
+def check_services(settings: Settings) -> None:
+    """Refuse to start, with a clear message, when the database or broker cannot be reached."""
+    try:
+        with get_engine(settings.sqlalchemy_url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise CliError(f"cannot reach the database ({type(exc).__name__}): {exc}") from exc
+    celery = make_celery(settings, "shipyard-check")
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+    except Exception as exc:
+        raise CliError(f"cannot reach the broker ({type(exc).__name__}): {exc}") from exc
+    finally:
+        celery.close()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(data_dir: DataDirOpt = None) -> None:
+    """Apply the schema migrations."""
+    settings = _settings(data_dir)
+    migrate.upgrade(settings.sqlalchemy_url)
+    typer.echo("database is up to date")
+
+
+def _worker_command(queue: str, concurrency: int, hostname: str | None) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+        "-Q", queue,
+        "-n", hostname or f"{queue}@%h",
+        "--concurrency", str(concurrency),
+        "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def worker(
+    queue: Annotated[str, typer.Argument(help="build, release or run.")],
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes in this pool.")] = 1,
+    hostname: Annotated[str | None, typer.Option(help="Worker name (default QUEUE@host).")] = None,
+) -> None:
+    """Start one worker pool (`celery -A workers.app worker -Q QUEUE`); run it on any host."""
+    if queue not in constants.QUEUES:
+        raise CliError(f"unknown queue {queue!r}; choose one of {', '.join(constants.QUEUES)}")
+    settings = _settings()
+    try:
+        settings.fernet_key()
+    except ConfigurationError as exc:
+        raise CliError(exc.message) from exc
+    check_services(settings)
+    command = _worker_command(queue, concurrency, hostname)
+    os.execv(command[0], command)
+
+
+def api(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the API alone (distributed mode); stage work goes to the worker pools."""
+    settings = _settings()
+    try:
+        settings.api_token()
+        settings.fernet_key()
+    except ConfigurationError as exc:
+        raise CliError(exc.message) from exc
+    check_services(settings)
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
+    )
+
+
+def up(
+    port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Embedded mode: the API and one worker per queue, SQLite and a file broker, in one command."""
+    settings = _settings(data_dir)
+    if settings.mode != "embedded":
+        raise CliError(
+            "`shipyard up` runs embedded mode; unset SHIPYARD_BROKER_URL, "
+            "or run `shipyard api` and `shipyard worker …` for distributed mode"
+        )
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.fernet_key()
+    settings.api_token()
+    migrate.upgrade(settings.sqlalchemy_url)
+    pools = [
+        subprocess.Popen(_worker_command(queue, 1, f"{queue}@%h"), stdin=subprocess.DEVNULL)
+        for queue in constants.QUEUES
+    ]
+    log.info("up.started", data_dir=str(settings.data_dir), url=f"http://{host}:{port}")
+    try:
+        _restore_live_deployments(settings)
+        from api.main import create_app
+
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+        )
+        server.run()
+    finally:
+        _stop_pools(pools)
+        _stop_apps(settings)
+        log.info("up.stopped")
+
+
+def _restore_live_deployments(settings: Settings) -> None:
+    """Ask the run pool to start what the store says is live (the processes died with `up`)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        live = deployments.live_deployments(session=session, runner="local")
+    if not live:
+        return
+    celery = make_celery(settings, "shipyard-up")
+    try:
+        for deployment in live:
+            celery.send_task(
+                constants.RESTORE_TASK,
+                args=[str(deployment.id)],
+                queue=constants.RUN_QUEUE,
+                routing_key=constants.RUN_QUEUE,
+            )
+    finally:
+        celery.close()
+
+
+def _stop_pools(pools: list[subprocess.Popen[bytes]]) -> None:
+    for pool in pools:
+        if pool.poll() is None:
+            pool.send_signal(signal.SIGTERM)
+    for pool in pools:
+        try:
+            pool.wait(timeout=constants.STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pool.kill()
+            pool.wait()
+
+
+def _stop_apps(settings: Settings) -> None:
+    """Stop the app processes `up` ran; their deployments stay live in the store for next time."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        live = deployments.live_deployments(session=session, runner="local")
+    for deployment in live:
+        for record in deployment.processes:
+            processes.terminate_group(
+                int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
+            )

@@ -1,0 +1,58 @@
+"""Defaults and fixed names, one place, each with the reason for its value."""
+
+from typing import Final
+
+# The three stage queues. Each has its own worker pool so a slow build never delays a deploy.
+BUILD_QUEUE: Final = "build"
+RELEASE_QUEUE: Final = "release"
+RUN_QUEUE: Final = "run"
+QUEUES: Final = (BUILD_QUEUE, RELEASE_QUEUE, RUN_QUEUE)
+
+# Task names: the API and the workers agree on these strings, never on Python imports.
+BUILD_TASK: Final = "shipyard.stage.build"
+RELEASE_TASK: Final = "shipyard.stage.release"
+RUN_TASK: Final = "shipyard.stage.run"
+RESTORE_TASK: Final = "shipyard.deployment.restore"
+
+# Where embedded mode keeps everything when SHIPYARD_DATA_DIR is not set.
+DEFAULT_DATA_DIR: Final = ".shipyard"
+
+# A build longer than this is killed: ten minutes covers dependency installs of real apps.
+BUILD_TIMEOUT_SECONDS: Final = 600.0
+# Release phase (release command) limit; migrations longer than this should be their own job.
+RELEASE_TIMEOUT_SECONDS: Final = 300.0
+# The run stage waits at most this long for `web` to answer (Dokku and Kamal use 30 s).
+HEALTH_TIMEOUT_SECONDS: Final = 30.0
+# How often the health gate polls the new process (Kamal polls every second; we are local).
+HEALTH_POLL_SECONDS: Final = 0.1
+# Default health-check path, as Heroku-style apps serve `/`.
+HEALTH_PATH: Final = "/"
+# Grace period between SIGTERM and SIGKILL when stopping app processes (Heroku gives 30 s;
+# local apps that need longer can be stopped by hand).
+STOP_GRACE_SECONDS: Final = 10.0
+
+# Build logs beyond this size keep their head and tail only, so a chatty build cannot fill the DB.
+BUILD_LOG_LIMIT_BYTES: Final = 1_000_000
+# Lines of process output shown in a failed run stage: enough to act on, short enough to read.
+OUTPUT_TAIL_LINES: Final = 20
+
+# Hard task time limit: above the longest stage (a build at its limit plus export and packing).
+TASK_TIME_LIMIT_SECONDS: Final = int(BUILD_TIMEOUT_SECONDS) + 300
+# Redis redelivers an unacked message after this; it must exceed the task time limit, or a long
+# stage would be delivered twice while it still runs (celery#7651).
+VISIBILITY_TIMEOUT_SECONDS: Final = TASK_TIME_LIMIT_SECONDS + 600
+# The file broker's poll interval: ~10 ms hand-off on one host (see docs/operations.md).
+FILE_BROKER_POLL_SECONDS: Final = 0.01
+
+# Names of apps and environments: DNS labels, so they are safe in paths, URLs and labels.
+NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# Config keys: what a POSIX shell accepts as a variable name.
+CONFIG_KEY_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Config keys the platform sets itself; an app may not override them.
+RESERVED_CONFIG_KEYS: Final = frozenset({"PORT"})
+# Shown instead of a secret value, everywhere.
+REDACTED: Final = "<redacted>"
+
+# The app manifest and process file looked up at the root of the app's directory.
+MANIFEST_FILE: Final = "shipyard.toml"
+PROCFILE: Final = "Procfile"

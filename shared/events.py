@@ -1,0 +1,46 @@
+"""The events that pass between stages: IDs only, never payloads, config or secrets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared import constants
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pipeline_id: uuid.UUID
+
+
+class PipelineQueued(_Event):
+    """A deploy pipeline's rows are committed: build its commit."""
+
+    type: Literal["pipeline.queued"] = "pipeline.queued"
+
+
+class ArtifactBuilt(_Event):
+    """The build stage stored (or found) the artifact: make a release of it."""
+
+    type: Literal["artifact.built"] = "artifact.built"
+    artifact_id: str
+
+
+class ReleaseCreated(_Event):
+    """The release exists: run it."""
+
+    type: Literal["release.created"] = "release.created"
+    release_id: uuid.UUID
+
+
+StageEvent = PipelineQueued | ArtifactBuilt | ReleaseCreated
+
+# Which task, on which queue, consumes each event.
+ROUTES: dict[str, tuple[str, str]] = {
+    "pipeline.queued": (constants.BUILD_TASK, constants.BUILD_QUEUE),
+    "artifact.built": (constants.RELEASE_TASK, constants.RELEASE_QUEUE),
+    "release.created": (constants.RUN_TASK, constants.RUN_QUEUE),
+}

@@ -1,0 +1,233 @@
+"""The SQL store: what was built, released and run, and each stage's result."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware in UTC: every timestamp in the store is UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _timestamp() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def _maybe_timestamp(*, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=index))
+
+
+class PipelineStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"  # not yet reached
+    QUEUED = "queued"  # its message is published
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an earlier stage failed
+
+
+class ReleaseStatus(StrEnum):
+    PENDING = "pending"  # created, not yet run
+    SUCCEEDED = "succeeded"  # went live at least once
+    FAILED = "failed"  # its first run (or release phase) failed
+
+
+class DeploymentStatus(StrEnum):
+    STARTING = "starting"
+    LIVE = "live"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    STOPPED = "stopped"
+
+
+class PipelineKind(StrEnum):
+    DEPLOY = "deploy"  # build → release → run
+    CONFIG = "config"  # release → run with the live artifact and new config
+
+
+STAGES_BY_KIND: dict[PipelineKind, tuple[str, ...]] = {
+    PipelineKind.DEPLOY: ("build", "release", "run"),
+    PipelineKind.CONFIG: ("release", "run"),
+}
+
+
+class App(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=63)
+    repo: str = Field(max_length=2048)
+    path: str = Field(default="", max_length=1024)
+    builder: str = Field(default="local", max_length=32)
+    created_at: datetime = _timestamp()
+
+
+class Environment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("app_id", "name"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    name: str = Field(max_length=63)
+    runner: str = Field(default="local", max_length=32)
+    health_path: str = Field(default="/", max_length=1024)
+    health_timeout: float = 30.0
+    created_at: datetime = _timestamp()
+
+
+class ConfigVersion(SQLModel, table=True):
+    """An immutable snapshot of an environment's vars; secret values are Fernet tokens."""
+
+    __tablename__ = "config_version"
+    __table_args__ = (UniqueConstraint("environment_id", "version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    environment_id: uuid.UUID = Field(foreign_key="environment.id", index=True)
+    version: int
+    plain_vars: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    secret_vars: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = _timestamp()
+
+
+class Pipeline(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    environment_id: uuid.UUID = Field(foreign_key="environment.id", index=True)
+    kind: str = Field(default=PipelineKind.DEPLOY, max_length=16)
+    trigger: str = Field(default="api", max_length=32)
+    ref: str | None = Field(default=None, max_length=255)
+    status: str = Field(default=PipelineStatus.QUEUED, max_length=16, index=True)
+    artifact_id: str | None = Field(default=None, max_length=80)
+    release_id: uuid.UUID | None = None
+    deployment_id: uuid.UUID | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _timestamp()
+    finished_at: datetime | None = _maybe_timestamp()
+
+
+class StageRun(SQLModel, table=True):
+    __tablename__ = "stage_run"
+    __table_args__ = (UniqueConstraint("pipeline_id", "name"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    pipeline_id: uuid.UUID = Field(foreign_key="pipeline.id", index=True)
+    name: str = Field(max_length=16)
+    position: int
+    status: str = Field(default=StageStatus.PENDING, max_length=16)
+    attempt: int = 0
+    hostname: str | None = Field(default=None, max_length=255)
+    result_id: str | None = Field(default=None, max_length=80)
+    cache_hit: bool = False
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    queued_at: datetime | None = _maybe_timestamp()
+    started_at: datetime | None = _maybe_timestamp()
+    finished_at: datetime | None = _maybe_timestamp()
+
+
+class Build(SQLModel, table=True):
+    """One build stage's record: the commit it resolved, its log, and what it produced."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    pipeline_id: uuid.UUID = Field(foreign_key="pipeline.id", unique=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    ref: str = Field(max_length=255)
+    commit_sha: str | None = Field(default=None, max_length=64)
+    builder: str = Field(max_length=32)
+    cache_hit: bool = False
+    artifact_id: str | None = Field(default=None, max_length=80)
+    log: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = _timestamp()
+    finished_at: datetime | None = _maybe_timestamp()
+
+
+class Artifact(SQLModel, table=True):
+    """Immutable build output, named by the digest of its content."""
+
+    __table_args__ = (UniqueConstraint("app_id", "commit_sha", "builder"),)
+
+    id: str = Field(primary_key=True, max_length=80)  # "sha256:<hex>"
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    commit_sha: str = Field(max_length=64)
+    builder: str = Field(max_length=32)
+    size: int
+    location: str = Field(max_length=2048)
+    created_at: datetime = _timestamp()
+
+
+class Release(SQLModel, table=True):
+    """Artifact + config version = vN of one environment; never modified after creation."""
+
+    __table_args__ = (UniqueConstraint("environment_id", "version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    environment_id: uuid.UUID = Field(foreign_key="environment.id", index=True)
+    version: int
+    artifact_id: str = Field(foreign_key="artifact.id")
+    config_version_id: uuid.UUID = Field(foreign_key="config_version.id")
+    cause: str = Field(max_length=16)
+    pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id", unique=True)
+    status: str = Field(default=ReleaseStatus.PENDING, max_length=16)
+    created_at: datetime = _timestamp()
+
+
+class Deployment(SQLModel, table=True):
+    """One run of one release in one environment; at most one is live per environment."""
+
+    __table_args__ = (
+        Index(
+            "uq_deployment_one_live",
+            "environment_id",
+            unique=True,
+            sqlite_where=text("status = 'live'"),
+            postgresql_where=text("status = 'live'"),
+        ),
+        Index("ix_deployment_history", "environment_id", "started_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    environment_id: uuid.UUID = Field(foreign_key="environment.id")
+    release_id: uuid.UUID = Field(foreign_key="release.id", index=True)
+    pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id", unique=True)
+    cause: str = Field(default="deploy", max_length=16)
+    status: str = Field(default=DeploymentStatus.STARTING, max_length=16)
+    processes: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _timestamp()
+    started_at: datetime | None = _maybe_timestamp()  # when it went live
+    ended_at: datetime | None = _maybe_timestamp()  # when it was superseded or stopped

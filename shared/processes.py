@@ -1,0 +1,62 @@
+"""Detached OS processes, identified by pid *and* start time so a reused pid is never signalled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces; fields after it are space-separated.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited; only its parent's wait() is left
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int, started: int | None) -> bool:
+    """Whether the process `pid` that started at `started` still runs."""
+    _reap(pid)
+    current = start_time(pid)
+    return current is not None and (started is None or current == started)
+
+
+def terminate_group(pid: int, started: int | None, grace: float) -> None:
+    """SIGTERM the process group led by `pid`, then SIGKILL it after `grace` seconds."""
+    if not is_alive(pid, started):
+        return
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not is_alive(pid, started):
+            return
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    for _ in range(40):
+        if not is_alive(pid, started):
+            return
+        time.sleep(0.05)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, signum)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

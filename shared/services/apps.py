@@ -1,0 +1,72 @@
+"""Apps and their environments."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from shared.exceptions import Conflict, NotFound
+from shared.models import App, ConfigVersion, Environment
+from shared.schemas import AppCreate, EnvironmentCreate
+
+
+def create_app(*, session: Session, data: AppCreate) -> App:
+    """Register an app; its name is unique."""
+    if session.exec(select(App).where(App.name == data.name)).first() is not None:
+        raise Conflict(f"app {data.name!r} already exists")
+    app = App(**data.model_dump())
+    session.add(app)
+    _flush_or_conflict(session, f"app {data.name!r} already exists")
+    return app
+
+
+def get_app(*, session: Session, name: str) -> App:
+    """The app called `name`, or NotFound."""
+    app = session.exec(select(App).where(App.name == name)).first()
+    if app is None:
+        raise NotFound(f"app {name!r} not found")
+    return app
+
+
+def list_apps(*, session: Session) -> list[App]:
+    """Every app, by name."""
+    return list(session.exec(select(App).order_by(col(App.name))))
+
+
+def create_environment(*, session: Session, app: App, data: EnvironmentCreate) -> Environment:
+    """Add an environment to `app`, with an empty config as its version 1."""
+    existing = session.exec(
+        select(Environment).where(Environment.app_id == app.id, Environment.name == data.name)
+    ).first()
+    if existing is not None:
+        raise Conflict(f"environment {data.name!r} of app {app.name!r} already exists")
+    environment = Environment(app_id=app.id, **data.model_dump())
+    session.add(environment)
+    _flush_or_conflict(session, f"environment {data.name!r} of app {app.name!r} already exists")
+    session.add(ConfigVersion(environment_id=environment.id, version=1))
+    session.flush()
+    return environment
+
+
+def get_environment(*, session: Session, app: App, name: str) -> Environment:
+    """The environment `name` of `app`, or NotFound."""
+    environment = session.exec(
+        select(Environment).where(Environment.app_id == app.id, Environment.name == name)
+    ).first()
+    if environment is None:
+        raise NotFound(f"environment {name!r} of app {app.name!r} not found")
+    return environment
+
+
+def list_environments(*, session: Session, app: App) -> list[Environment]:
+    """The environments of `app`, by name."""
+    query = select(Environment).where(Environment.app_id == app.id)
+    return list(session.exec(query.order_by(col(Environment.name))))
+
+
+def _flush_or_conflict(session: Session, message: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(message) from exc

@@ -1,0 +1,103 @@
+"""Builds and the artifacts they produce."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel import Session, col, select
+
+from shared.models import App, Artifact, Build, Pipeline, utcnow
+from shared.schemas import ArtifactPublic, BuildLogPublic
+
+
+def start_build(*, session: Session, pipeline: Pipeline, app: App) -> Build:
+    """The build record of `pipeline`, created on its first attempt."""
+    build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).first()
+    if build is None:
+        build = Build(
+            pipeline_id=pipeline.id, app_id=app.id, ref=pipeline.ref or "HEAD", builder=app.builder
+        )
+        session.add(build)
+        session.flush()
+    return build
+
+
+def find_artifact(
+    *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
+) -> Artifact | None:
+    """The artifact already built from this commit by this builder, if any: the build cache."""
+    return session.exec(
+        select(Artifact).where(
+            Artifact.app_id == app_id,
+            Artifact.commit_sha == commit_sha,
+            Artifact.builder == builder,
+        )
+    ).first()
+
+
+def record_artifact(
+    *,
+    session: Session,
+    app_id: uuid.UUID,
+    digest: str,
+    commit_sha: str,
+    builder: str,
+    size: int,
+    location: str,
+) -> Artifact:
+    """Store the artifact row; an artifact with the same digest is the same artifact."""
+    artifact = session.get(Artifact, digest)
+    if artifact is None:
+        artifact = Artifact(
+            id=digest,
+            app_id=app_id,
+            commit_sha=commit_sha,
+            builder=builder,
+            size=size,
+            location=location,
+        )
+        session.add(artifact)
+        session.flush()
+    return artifact
+
+
+def finish_build(
+    *,
+    session: Session,
+    build: Build,
+    commit_sha: str | None,
+    artifact_id: str | None,
+    cache_hit: bool,
+    log: str,
+) -> None:
+    """Record what the build resolved, produced and printed."""
+    build.commit_sha = commit_sha
+    build.artifact_id = artifact_id
+    build.cache_hit = cache_hit
+    build.log = log
+    build.finished_at = utcnow()
+    session.add(build)
+    session.flush()
+
+
+def build_log(*, session: Session, pipeline_id: uuid.UUID) -> BuildLogPublic | None:
+    """The build log of a pipeline, if it had a build stage that started."""
+    build = session.exec(select(Build).where(Build.pipeline_id == pipeline_id)).first()
+    if build is None:
+        return None
+    return BuildLogPublic(
+        pipeline_id=pipeline_id, commit=build.commit_sha, cache_hit=build.cache_hit, log=build.log
+    )
+
+
+def list_artifacts(*, session: Session, app: App) -> list[ArtifactPublic]:
+    """The app's artifacts, newest first."""
+    rows = session.exec(
+        select(Artifact).where(Artifact.app_id == app.id).order_by(col(Artifact.created_at).desc())
+    )
+    return [
+        ArtifactPublic(
+            id=a.id, commit=a.commit_sha, builder=a.builder, size=a.size, created_at=a.created_at
+        )
+        for a in rows
+    ]

@@ -1,0 +1,90 @@
+"""Config versions: immutable snapshots of an environment's vars, secrets encrypted."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from shared.constants import REDACTED, RESERVED_CONFIG_KEYS
+from shared.crypto import SecretBox
+from shared.exceptions import Conflict, InvalidInput, NotFound
+from shared.models import ConfigVersion, Environment
+from shared.schemas import ConfigPatch, ConfigPublic
+
+
+def current_config(*, session: Session, environment: Environment) -> ConfigVersion:
+    """The newest config version of `environment`."""
+    config = session.exec(
+        select(ConfigVersion)
+        .where(ConfigVersion.environment_id == environment.id)
+        .order_by(col(ConfigVersion.version).desc())
+        .limit(1)
+    ).first()
+    if config is None:
+        raise NotFound(f"environment {environment.name!r} has no config")
+    return config
+
+
+def patch_config(
+    *, session: Session, environment: Environment, patch: ConfigPatch, box: SecretBox
+) -> tuple[ConfigVersion, bool]:
+    """Apply `patch` as a new version; returns it and whether anything changed."""
+    current = current_config(session=session, environment=environment)
+    plain = dict(current.plain_vars)
+    secret = dict(current.secret_vars)
+    changed = False
+    for key, value in patch.vars.items():
+        if key in RESERVED_CONFIG_KEYS:
+            raise InvalidInput(f"{key} is set by Shipyard and cannot be configured")
+        make_secret = key in patch.secrets
+        if value is None:
+            changed |= plain.pop(key, None) is not None or secret.pop(key, None) is not None
+            continue
+        if make_secret:
+            old = secret.get(key)
+            if key in plain or old is None or box.decrypt(old) != value:
+                plain.pop(key, None)
+                secret[key] = box.encrypt(value)
+                changed = True
+        elif plain.get(key) != value:
+            secret.pop(key, None)
+            plain[key] = value
+            changed = True
+    for key in patch.secrets:
+        if key in patch.vars:
+            continue
+        if key in plain:
+            secret[key] = box.encrypt(plain.pop(key))
+            changed = True
+        elif key not in secret:
+            raise InvalidInput(f"secrets names {key!r}, which is not set")
+    if not changed:
+        return current, False
+    config = ConfigVersion(
+        environment_id=environment.id,
+        version=current.version + 1,
+        plain_vars=plain,
+        secret_vars=secret,
+    )
+    session.add(config)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("the config was changed at the same time; try again") from exc
+    return config, True
+
+
+def config_public(config: ConfigVersion) -> ConfigPublic:
+    """The API view: secret values shown as <redacted>."""
+    shown = dict(config.plain_vars)
+    shown.update(dict.fromkeys(config.secret_vars, REDACTED))
+    return ConfigPublic(
+        version=config.version, vars=dict(sorted(shown.items())), secrets=sorted(config.secret_vars)
+    )
+
+
+def decrypt_config(config: ConfigVersion, box: SecretBox) -> tuple[dict[str, str], set[str]]:
+    """The environment a release runs with, and the set of its secret values."""
+    secrets = {key: box.decrypt(token) for key, token in config.secret_vars.items()}
+    return {**config.plain_vars, **secrets}, set(secrets.values())

@@ -1,0 +1,129 @@
+"""Deployments: which release runs where, and the switch from one to the next."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from shared.models import Deployment, DeploymentStatus, Environment, Release, ReleaseStatus, utcnow
+from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic
+from shared.services.releases import lock_environment, release_public
+
+
+def begin_deployment(
+    *, session: Session, pipeline_id: uuid.UUID, release: Release, cause: str
+) -> Deployment | None:
+    """The starting deployment of `pipeline_id`; None if another worker already made it."""
+    existing = session.exec(select(Deployment).where(Deployment.pipeline_id == pipeline_id)).first()
+    if existing is not None:
+        return existing
+    deployment = Deployment(
+        environment_id=release.environment_id,
+        release_id=release.id,
+        pipeline_id=pipeline_id,
+        cause=cause,
+    )
+    session.add(deployment)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        return None
+    return deployment
+
+
+def live_deployment(*, session: Session, environment_id: uuid.UUID) -> Deployment | None:
+    """The environment's live deployment, if any."""
+    return session.exec(
+        select(Deployment).where(
+            Deployment.environment_id == environment_id,
+            Deployment.status == DeploymentStatus.LIVE,
+        )
+    ).first()
+
+
+def go_live(
+    *, session: Session, deployment: Deployment, processes: list[dict[str, Any]]
+) -> Deployment | None:
+    """Make `deployment` the live one; returns the one it supersedes (whose processes to stop)."""
+    lock_environment(session=session, environment_id=deployment.environment_id)
+    now = utcnow()
+    previous = live_deployment(session=session, environment_id=deployment.environment_id)
+    if previous is not None and previous.id != deployment.id:
+        previous.status = DeploymentStatus.SUPERSEDED
+        previous.ended_at = now
+        session.add(previous)
+        session.flush()
+    deployment.status = DeploymentStatus.LIVE
+    deployment.started_at = now
+    deployment.processes = processes
+    deployment.error = None
+    session.add(deployment)
+    release = session.get(Release, deployment.release_id)
+    assert release is not None
+    release.status = ReleaseStatus.SUCCEEDED
+    session.add(release)
+    session.flush()
+    return previous if previous is not None and previous.id != deployment.id else None
+
+
+def fail_deployment(*, session: Session, deployment: Deployment, error: str) -> None:
+    """Record a deployment that never became healthy; its release fails if it never ran."""
+    deployment.status = DeploymentStatus.FAILED
+    deployment.error = error
+    deployment.ended_at = utcnow()
+    session.add(deployment)
+    release = session.get(Release, deployment.release_id)
+    if release is not None and release.status == ReleaseStatus.PENDING:
+        release.status = ReleaseStatus.FAILED
+        session.add(release)
+    session.flush()
+
+
+def set_processes(
+    *, session: Session, deployment: Deployment, processes: list[dict[str, Any]]
+) -> None:
+    """Record the processes a deployment runs now (after a restore)."""
+    deployment.processes = processes
+    session.add(deployment)
+    session.flush()
+
+
+def live_deployments(*, session: Session, runner: str | None = None) -> list[Deployment]:
+    """Every live deployment, optionally of environments using `runner`."""
+    query = select(Deployment).where(Deployment.status == DeploymentStatus.LIVE)
+    if runner is not None:
+        query = query.join(
+            Environment, col(Environment.id) == col(Deployment.environment_id)
+        ).where(Environment.runner == runner)
+    return list(session.exec(query))
+
+
+def deployment_public(*, session: Session, deployment: Deployment) -> DeploymentPublic:
+    """The API view of a deployment."""
+    release = session.get(Release, deployment.release_id)
+    assert release is not None
+    return DeploymentPublic(
+        **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
+        release_version=release.version,
+    )
+
+
+def current(*, session: Session, environment: Environment) -> CurrentPublic | None:
+    """What runs in `environment` now: release, deployment and processes."""
+    deployment = live_deployment(session=session, environment_id=environment.id)
+    if deployment is None:
+        return None
+    release = session.get(Release, deployment.release_id)
+    assert release is not None
+    return CurrentPublic(
+        release=release_public(session=session, release=release),
+        deployment=deployment_public(session=session, deployment=deployment),
+        processes=[
+            ProcessPublic(type=p["type"], status=p.get("status", "unknown"), url=p.get("url"))
+            for p in deployment.processes
+        ],
+    )

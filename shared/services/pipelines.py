@@ -1,0 +1,227 @@
+"""Pipelines and their stage runs: the state machine every stage moves through."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from shared.events import ArtifactBuilt, PipelineQueued, StageEvent
+from shared.exceptions import NotFound, ServiceUnavailable
+from shared.models import (
+    STAGES_BY_KIND,
+    App,
+    Environment,
+    Pipeline,
+    PipelineKind,
+    PipelineStatus,
+    Release,
+    StageRun,
+    StageStatus,
+    utcnow,
+)
+from shared.schemas import PipelinePublic, StagePublic
+from shared.services import deployments
+
+
+def create_pipeline(
+    *,
+    session: Session,
+    app: App,
+    environment: Environment,
+    kind: PipelineKind,
+    trigger: str,
+    ref: str | None = None,
+    artifact_id: str | None = None,
+) -> Pipeline:
+    """A queued pipeline with one stage run per stage, the first one queued."""
+    pipeline = Pipeline(
+        app_id=app.id,
+        environment_id=environment.id,
+        kind=kind,
+        trigger=trigger,
+        ref=ref,
+        artifact_id=artifact_id,
+    )
+    session.add(pipeline)
+    session.flush()
+    for position, name in enumerate(STAGES_BY_KIND[kind]):
+        first = position == 0
+        session.add(
+            StageRun(
+                pipeline_id=pipeline.id,
+                name=name,
+                position=position,
+                status=StageStatus.QUEUED if first else StageStatus.PENDING,
+                queued_at=utcnow() if first else None,
+            )
+        )
+    session.flush()
+    return pipeline
+
+
+def create_config_pipeline(
+    *, session: Session, app: App, environment: Environment, trigger: str
+) -> Pipeline | None:
+    """A release → run pipeline of the live artifact with the new config; None if none is live."""
+    live = deployments.live_deployment(session=session, environment_id=environment.id)
+    if live is None:
+        return None
+    release = session.get(Release, live.release_id)
+    assert release is not None
+    return create_pipeline(
+        session=session,
+        app=app,
+        environment=environment,
+        kind=PipelineKind.CONFIG,
+        trigger=trigger,
+        artifact_id=release.artifact_id,
+    )
+
+
+def start(*, session: Session, pipeline: Pipeline, publish: Callable[[StageEvent], None]) -> None:
+    """Publish the committed pipeline's first event; if the broker is away, fail it and say so."""
+    try:
+        publish(first_event(pipeline))
+    except Exception as exc:  # kombu raises several connection error types
+        fail_pipeline(
+            session=session,
+            pipeline=pipeline,
+            error=f"the broker could not be reached ({type(exc).__name__}); start it again",
+        )
+        session.commit()
+        raise ServiceUnavailable("the broker is unavailable; the pipeline was not started") from exc
+
+
+def first_event(pipeline: Pipeline) -> StageEvent:
+    """The event that starts `pipeline`'s first stage."""
+    if pipeline.kind == PipelineKind.DEPLOY:
+        return PipelineQueued(pipeline_id=pipeline.id)
+    assert pipeline.artifact_id is not None, "a release-only pipeline starts from an artifact"
+    return ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=pipeline.artifact_id)
+
+
+def get_pipeline(*, session: Session, pipeline_id: uuid.UUID) -> Pipeline:
+    """The pipeline, or NotFound."""
+    pipeline = session.get(Pipeline, pipeline_id)
+    if pipeline is None:
+        raise NotFound(f"pipeline {pipeline_id} not found")
+    return pipeline
+
+
+def stages_of(*, session: Session, pipeline_id: uuid.UUID) -> list[StageRun]:
+    """The stage runs of a pipeline, in order."""
+    query = select(StageRun).where(StageRun.pipeline_id == pipeline_id)
+    return list(session.exec(query.order_by(col(StageRun.position))))
+
+
+def claim_stage(
+    *, session: Session, pipeline_id: uuid.UUID, stage: str, hostname: str
+) -> StageRun | None:
+    """Mark a queued stage running (a redelivery re-claims a running one); None if it is done.
+
+    The conditional UPDATE is the guard that makes a duplicate message do nothing once a stage
+    has finished, whichever worker it reaches.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(StageRun)
+        .where(
+            col(StageRun.pipeline_id) == pipeline_id,
+            col(StageRun.name) == stage,
+            col(StageRun.status).in_([StageStatus.QUEUED, StageStatus.RUNNING]),
+        )
+        .values(
+            status=StageStatus.RUNNING,
+            attempt=col(StageRun.attempt) + 1,
+            started_at=now,
+            hostname=hostname,
+            error=None,
+        )
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return None
+    session.execute(
+        update(Pipeline)
+        .where(col(Pipeline.id) == pipeline_id, col(Pipeline.status) == PipelineStatus.QUEUED)
+        .values(status=PipelineStatus.RUNNING)
+    )
+    session.flush()
+    run = session.exec(
+        select(StageRun).where(StageRun.pipeline_id == pipeline_id, StageRun.name == stage)
+    ).one()
+    session.refresh(run)
+    return run
+
+
+def complete_stage(
+    *,
+    session: Session,
+    pipeline: Pipeline,
+    stage: str,
+    result_id: str,
+    cache_hit: bool = False,
+) -> StageRun | None:
+    """Record a stage's success; queue the next stage, or finish the pipeline. Returns the next."""
+    runs = stages_of(session=session, pipeline_id=pipeline.id)
+    current = next(run for run in runs if run.name == stage)
+    now = utcnow()
+    current.status = StageStatus.SUCCEEDED
+    current.finished_at = now
+    current.result_id = result_id
+    current.cache_hit = cache_hit
+    session.add(current)
+    following = [run for run in runs if run.position > current.position]
+    if following:
+        following[0].status = StageStatus.QUEUED
+        following[0].queued_at = now
+        session.add(following[0])
+    else:
+        pipeline.status = PipelineStatus.SUCCEEDED
+        pipeline.finished_at = now
+        session.add(pipeline)
+    session.flush()
+    return following[0] if following else None
+
+
+def fail_stage(*, session: Session, pipeline: Pipeline, stage: str, error: str) -> None:
+    """Record a stage's failure: later stages are skipped and the pipeline fails with the reason."""
+    now = utcnow()
+    for run in stages_of(session=session, pipeline_id=pipeline.id):
+        if run.name == stage:
+            run.status = StageStatus.FAILED
+            run.error = error
+            run.finished_at = now
+        elif run.status in (StageStatus.PENDING, StageStatus.QUEUED):
+            run.status = StageStatus.SKIPPED
+        session.add(run)
+    pipeline.status = PipelineStatus.FAILED
+    pipeline.error = f"{stage} stage failed: {error}"
+    pipeline.finished_at = now
+    session.add(pipeline)
+    session.flush()
+
+
+def fail_pipeline(*, session: Session, pipeline: Pipeline, error: str) -> None:
+    """Fail a pipeline before any stage ran (its first message could not be published)."""
+    first = stages_of(session=session, pipeline_id=pipeline.id)[0]
+    fail_stage(session=session, pipeline=pipeline, stage=first.name, error=error)
+
+
+def pipeline_public(*, session: Session, pipeline: Pipeline) -> PipelinePublic:
+    """The API view of a pipeline with its stages."""
+    app = session.get(App, pipeline.app_id)
+    environment = session.get(Environment, pipeline.environment_id)
+    assert app is not None and environment is not None
+    stages = [
+        StagePublic.model_validate(run, from_attributes=True)
+        for run in stages_of(session=session, pipeline_id=pipeline.id)
+    ]
+    return PipelinePublic(
+        **pipeline.model_dump(exclude={"app_id", "environment_id"}),
+        app=app.name,
+        environment=environment.name,
+        stages=stages,
+    )

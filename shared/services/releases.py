@@ -1,0 +1,84 @@
+"""Releases: artifact + config version, numbered v1, v2, … per environment without gaps."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from shared.exceptions import NotFound
+from shared.models import ConfigVersion, Environment, Pipeline, Release
+from shared.schemas import ReleasePublic
+from shared.services.config import current_config
+
+
+def lock_environment(*, session: Session, environment_id: uuid.UUID) -> Environment:
+    """Lock the environment row for this transaction: numbering and switches are serialised.
+
+    PostgreSQL takes a row lock; SQLite's transactions already begin IMMEDIATE (shared.db).
+    """
+    environment = session.exec(
+        select(Environment).where(Environment.id == environment_id).with_for_update()
+    ).one()
+    return environment
+
+
+def create_release(
+    *, session: Session, pipeline: Pipeline, artifact_id: str, cause: str
+) -> Release:
+    """The release of `pipeline`: created once, returned again on a redelivered message."""
+    existing = session.exec(select(Release).where(Release.pipeline_id == pipeline.id)).first()
+    if existing is not None:
+        return existing
+    environment = lock_environment(session=session, environment_id=pipeline.environment_id)
+    config = current_config(session=session, environment=environment)
+    highest = session.exec(
+        select(func.max(Release.version)).where(Release.environment_id == environment.id)
+    ).one()
+    release = Release(
+        environment_id=environment.id,
+        version=(highest or 0) + 1,
+        artifact_id=artifact_id,
+        config_version_id=config.id,
+        cause=cause,
+        pipeline_id=pipeline.id,
+    )
+    session.add(release)
+    session.flush()
+    return release
+
+
+def get_release(*, session: Session, release_id: uuid.UUID) -> Release:
+    """The release, or NotFound."""
+    release = session.get(Release, release_id)
+    if release is None:
+        raise NotFound(f"release {release_id} not found")
+    return release
+
+
+def release_public(*, session: Session, release: Release) -> ReleasePublic:
+    """The API view of a release."""
+    config = session.get(ConfigVersion, release.config_version_id)
+    assert config is not None
+    return ReleasePublic(
+        **release.model_dump(exclude={"environment_id", "config_version_id"}),
+        config_version=config.version,
+    )
+
+
+def list_releases(*, session: Session, environment: Environment) -> list[ReleasePublic]:
+    """The environment's releases, newest first."""
+    rows = session.exec(
+        select(Release, ConfigVersion.version)
+        .join(ConfigVersion, col(ConfigVersion.id) == col(Release.config_version_id))
+        .where(Release.environment_id == environment.id)
+        .order_by(col(Release.version).desc())
+    )
+    return [
+        ReleasePublic(
+            **release.model_dump(exclude={"environment_id", "config_version_id"}),
+            config_version=config_version,
+        )
+        for release, config_version in rows
+    ]

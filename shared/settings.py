@@ -1,0 +1,153 @@
+"""One settings class for every Shipyard process, read from SHIPYARD_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import constants
+from shared.exceptions import ConfigurationError
+
+# Values copied from documentation that must never guard a real deployment.
+_PLACEHOLDERS = {"changethis", "changeme", "secret", "password", ""}
+
+
+class Settings(BaseSettings):
+    """Server-side settings: API, workers and `shipyard up`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
+
+    data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
+    database_url: str | None = None
+    broker_url: str | None = None
+    secret_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    artifact_dir: Path | None = None
+    build_timeout: float = constants.BUILD_TIMEOUT_SECONDS
+    build_log_limit: int = constants.BUILD_LOG_LIMIT_BYTES
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+    @field_validator("data_dir", "artifact_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().absolute() if value is not None else None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+            try:
+                Fernet(key.encode())
+            except ValueError as exc:
+                raise ValueError(
+                    "SHIPYARD_SECRET_KEY must be a Fernet key "
+                    "(make one with `shipyard secrets generate-key`)"
+                ) from exc
+        if self.mode == "distributed" and self.secret_key is None:
+            raise ValueError("SHIPYARD_SECRET_KEY is required in distributed mode")
+        if self.admin_token is not None:
+            token = self.admin_token.get_secret_value()
+            if token.lower() in _PLACEHOLDERS or len(token) < 16:
+                raise ValueError("SHIPYARD_ADMIN_TOKEN is a placeholder or shorter than 16 chars")
+        return self
+
+    @property
+    def mode(self) -> Literal["embedded", "distributed"]:
+        """Embedded when no broker is configured: SQLite and a file broker in the data dir."""
+        return "embedded" if self.broker_url is None else "distributed"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, SQLite in the data dir by default."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'shipyard.db'}"
+
+    @property
+    def artifact_store_dir(self) -> Path:
+        """Where content-addressed artifacts are kept."""
+        return self.artifact_dir or self.data_dir / "artifacts"
+
+    @property
+    def broker_dir(self) -> Path:
+        """The embedded file broker's folder."""
+        return self.data_dir / "broker"
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the local runner unpacks releases and keeps process output."""
+        return self.data_dir / "run"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for builds and source mirrors."""
+        return self.data_dir / "work"
+
+    def fernet_key(self) -> bytes:
+        """The key for secret config; embedded mode generates one into the data dir once."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if self.mode == "distributed":
+            raise ConfigurationError("SHIPYARD_SECRET_KEY is required in distributed mode")
+        key = _read_or_create(self.data_dir / "secret.key", lambda: Fernet.generate_key().decode())
+        return key.encode()
+
+    def api_token(self) -> str:
+        """The admin token; embedded mode generates one at first start where the CLI finds it."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        if self.mode == "distributed":
+            raise ConfigurationError("SHIPYARD_ADMIN_TOKEN is required in distributed mode")
+        return _read_or_create(self.data_dir / "admin-token", lambda: secrets.token_urlsafe(32))
+
+
+def _read_or_create(path: Path, make: Callable[[], str]) -> str:
+    """Read a one-line secret file, creating it (mode 0600, atomically) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    try:
+        # link() fails if another process won the race; then its value is the one to use.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+class ClientSettings(BaseSettings):
+    """What the CLI needs to talk to an API: its URL and a token."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
+
+    url: str = "http://127.0.0.1:8000"
+    token: SecretStr | None = None
+    data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
+
+    def resolved_token(self) -> str | None:
+        """SHIPYARD_TOKEN, or the token `shipyard up` wrote into the data dir."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        path = self.data_dir / "admin-token"
+        return path.read_text().strip() if path.exists() else None

@@ -1,0 +1,40 @@
+"""The Celery app of the three worker pools: `celery -A workers.app worker -Q build|release|run`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from shared import constants
+from shared.broker import make_celery
+from shared.logging import configure_logging
+from shared.settings import get_settings
+
+
+def create_worker_app() -> Celery:
+    """The worker-side Celery app: late acks, requeue on a lost worker, one message at a time."""
+    settings = get_settings()
+    celery = make_celery(settings, "shipyard")
+    celery.conf.update(
+        include=["workers.tasks"],
+        # At-least-once: a message is acked after its task returns, and requeued if the worker
+        # process dies under it. Every stage is idempotent, so a second delivery is harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=constants.TASK_TIME_LIMIT_SECONDS,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return celery
+
+
+app = create_worker_app()
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_kwargs: Any) -> None:
+    settings = get_settings()
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)

@@ -1,0 +1,22 @@
+"""Builder drivers by name: an app's `builder` field picks one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.exceptions import StageFailed
+from workers.builders.base import Builder
+from workers.builders.local import LocalBuilder
+from workers.context import WorkerContext
+
+BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
+    "local": lambda context: LocalBuilder(context.store),
+}
+
+
+def get_builder(name: str, context: WorkerContext) -> Builder:
+    """The builder called `name`, made for this worker."""
+    factory = BUILDERS.get(name)
+    if factory is None:
+        raise StageFailed(f"unknown builder {name!r} (known: {', '.join(sorted(BUILDERS))})")
+    return factory(context)

@@ -1,0 +1,40 @@
+"""The builder interface: an exported commit in, a stored artifact out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from workers.build_log import BuildLog
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a builder gets: the exported source of one commit and a scratch directory."""
+
+    app: str
+    commit_sha: str
+    commit_timestamp: int
+    source_dir: Path
+    work_dir: Path
+    timeout: float
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    """What a builder returns: the artifact's digest, size and where it is kept."""
+
+    digest: str
+    size: int
+    location: str
+
+
+class Builder(Protocol):
+    """Turns exported source into an immutable artifact."""
+
+    name: str
+
+    def build(self, request: BuildRequest, log: BuildLog) -> BuiltArtifact:
+        """Build `request`, writing output to `log`; raise StageFailed with the reason."""
+        ...

@@ -1,0 +1,37 @@
+"""What every task needs, made once per worker process: settings, database, store, keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+
+from shared.artifact_store import ArtifactStore
+from shared.crypto import SecretBox
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Long-lived clients of one worker process, passed to stages and drivers."""
+
+    settings: Settings
+    celery: Celery
+    box: SecretBox
+    store: ArtifactStore
+
+    @property
+    def db_url(self) -> str:
+        return self.settings.sqlalchemy_url
+
+    @classmethod
+    def create(cls, settings: Settings, celery: Celery) -> WorkerContext:
+        """Build the context from settings; called when a worker process first runs a task."""
+        for folder in (settings.work_dir, settings.run_dir, settings.artifact_store_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return cls(
+            settings=settings,
+            celery=celery,
+            box=SecretBox(settings.fernet_key()),
+            store=ArtifactStore(settings.artifact_store_dir),
+        )

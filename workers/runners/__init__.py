@@ -1,0 +1,22 @@
+"""Runner drivers by name: an environment's `runner` field picks one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.exceptions import StageFailed
+from workers.context import WorkerContext
+from workers.runners.base import Runner
+from workers.runners.local import LocalRunner
+
+RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
+    "local": lambda context: LocalRunner(context.store, context.settings.run_dir),
+}
+
+
+def get_runner(name: str, context: WorkerContext) -> Runner:
+    """The runner called `name`, made for this worker."""
+    factory = RUNNERS.get(name)
+    if factory is None:
+        raise StageFailed(f"unknown runner {name!r} (known: {', '.join(sorted(RUNNERS))})")
+    return factory(context)

@@ -1,0 +1,111 @@
+"""The local runner: release processes on the worker's host, detached from the worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+from collections import deque
+from pathlib import Path
+
+from shared import constants, processes
+from shared.artifact_store import ArtifactStore
+from shared.manifest import read_procfile
+from workers.runners.base import ProcessRecord, ReleaseSpec
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalRunner:
+    """Unpacks the verified artifact once per release and starts each Procfile entry."""
+
+    name = "local"
+
+    def __init__(self, store: ArtifactStore, run_dir: Path) -> None:
+        self._store = store
+        self._run_dir = run_dir
+
+    def release_dir(self, spec: ReleaseSpec) -> Path:
+        """Where release `spec` is unpacked: one directory per release, reused by rollbacks."""
+        return self._run_dir / spec.app / spec.environment / f"v{spec.release_version}"
+
+    def _unpack(self, spec: ReleaseSpec) -> Path:
+        artifact = self._store.verified_path(spec.artifact_id)
+        target = self.release_dir(spec)
+        marker = target / ".shipyard-artifact"
+        if marker.is_file() and marker.read_text() == spec.artifact_id:
+            return target
+        staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with tarfile.open(artifact) as tar:
+            tar.extractall(staging, filter="data")
+        (staging / ".shipyard-artifact").write_text(spec.artifact_id)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        return target
+
+    def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
+        app_dir = self._unpack(spec)
+        procfile = read_procfile(app_dir)
+        log_dir = self._run_dir / spec.app / spec.environment / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        started: list[ProcessRecord] = []
+        for process_type, command in procfile.items():
+            port = free_port()
+            log_path = log_dir / f"{spec.deployment_id}.{process_type}.log"
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                "HOME": str(app_dir),
+                "LANG": "C.UTF-8",
+                "PYTHONUNBUFFERED": "1",
+                **spec.env,
+                "PORT": str(port),
+            }
+            with log_path.open("ab") as output:
+                # The config travels in the environment only; the command line is the Procfile's.
+                child = subprocess.Popen(
+                    ["/bin/sh", "-c", f"exec {command}"],
+                    cwd=app_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # survives a worker restart; stopped as a group
+                )
+            started.append(
+                {
+                    "type": process_type,
+                    "status": "running",
+                    "pid": child.pid,
+                    "started": processes.start_time(child.pid),
+                    "port": port,
+                    "url": f"http://127.0.0.1:{port}" if process_type == "web" else None,
+                    "log": str(log_path),
+                }
+            )
+        return started
+
+    def is_running(self, process: ProcessRecord) -> bool:
+        return processes.is_alive(int(process["pid"]), process.get("started"))
+
+    def output_tail(self, process: ProcessRecord, lines: int) -> str:
+        path = Path(process["log"])
+        if not path.is_file():
+            return ""
+        with path.open("rb") as handle:
+            tail = deque(handle, maxlen=lines)
+        return b"".join(tail).decode(errors="replace")
+
+    def stop(self, records: list[ProcessRecord]) -> None:
+        for record in records:
+            processes.terminate_group(
+                int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
+            )

@@ -1,0 +1,73 @@
+"""The health-gated switch every runner shares: new processes healthy first, old ones stop after."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import structlog
+
+from shared import constants
+from shared.exceptions import StageFailed
+from shared.logging import redact
+from workers.runners.base import ProcessRecord, ReleaseSpec, Runner
+
+log = structlog.get_logger(__name__)
+
+
+def wait_healthy(
+    runner: Runner, processes: list[ProcessRecord], spec: ReleaseSpec, client: httpx.Client
+) -> str | None:
+    """None once `web` answers 2xx/3xx on the health path; otherwise why it did not in time."""
+    web = next(p for p in processes if p["type"] == "web")
+    url = f"{web['url']}{spec.health_path}"
+    deadline = time.monotonic() + spec.health_timeout
+    last_problem = "no answer yet"
+    while time.monotonic() < deadline:
+        for process in processes:
+            if not runner.is_running(process):
+                return f"the {process['type']} process exited during the health check"
+        try:
+            response = client.get(url, timeout=min(2.0, spec.health_timeout))
+            if 200 <= response.status_code < 400:
+                return None
+            last_problem = f"GET {spec.health_path} answered {response.status_code}"
+        except httpx.HTTPError as exc:
+            last_problem = f"GET {spec.health_path} failed: {type(exc).__name__}"
+        time.sleep(constants.HEALTH_POLL_SECONDS)
+    return f"web did not become healthy within {spec.health_timeout:g}s ({last_problem})"
+
+
+def health_gated_start(runner: Runner, spec: ReleaseSpec) -> list[ProcessRecord]:
+    """Start the release and wait until it is healthy; on failure stop it and say why."""
+    processes = runner.start(spec)
+    with httpx.Client(trust_env=False) as client:
+        problem = wait_healthy(runner, processes, spec, client)
+    if problem is None:
+        return processes
+    tails = "\n".join(
+        f"--- last output of {p['type']} ---\n" + runner.output_tail(p, constants.OUTPUT_TAIL_LINES)
+        for p in processes
+    )
+    runner.stop(processes)
+    # The app may print its own config; the secrets of this release are scrubbed here.
+    raise StageFailed(redact(f"{problem}\n{tails}".rstrip()))
+
+
+def switch(
+    runner: Runner,
+    spec: ReleaseSpec,
+    go_live: Callable[[list[ProcessRecord]], list[ProcessRecord] | None],
+) -> list[ProcessRecord]:
+    """Start `spec` healthy, record it live via `go_live`, then stop what it replaced."""
+    processes = health_gated_start(runner, spec)
+    try:
+        previous = go_live(processes)
+    except BaseException:
+        runner.stop(processes)
+        raise
+    if previous:
+        runner.stop(previous)
+        log.info("run.previous_stopped", processes=len(previous))
+    return processes

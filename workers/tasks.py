@@ -1,0 +1,64 @@
+"""One thin task per stage: parse the event, hand over to workers.stages."""
+
+from __future__ import annotations
+
+import uuid
+from functools import cached_property
+from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import OperationalError
+
+from shared import constants
+from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated
+from shared.settings import get_settings
+from workers import stages
+from workers.app import app
+from workers.context import WorkerContext
+
+_RETRY: dict[str, Any] = {
+    # The database or broker was unreachable: retry with backoff, the stage guard keeps it safe.
+    "autoretry_for": (OperationalError, ConnectionError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
+}
+
+
+class StageTask(Task):  # type: ignore[misc]
+    """Base task holding this worker process's long-lived context."""
+
+    @cached_property
+    def context(self) -> WorkerContext:
+        return WorkerContext.create(get_settings(), self.app)
+
+
+@app.task(name=constants.BUILD_TASK, base=StageTask, bind=True, **_RETRY)
+def build_stage(self: StageTask, event: dict[str, Any]) -> None:
+    """pipeline.queued → build the commit → artifact.built."""
+    queued = PipelineQueued.model_validate(event)
+    stages.execute(
+        self.context, queued.pipeline_id, "build", self.request.hostname, stages.build_work
+    )
+
+
+@app.task(name=constants.RELEASE_TASK, base=StageTask, bind=True, **_RETRY)
+def release_stage(self: StageTask, event: dict[str, Any]) -> None:
+    """artifact.built → release vN → release.created."""
+    built = ArtifactBuilt.model_validate(event)
+    stages.execute(
+        self.context, built.pipeline_id, "release", self.request.hostname, stages.release_work
+    )
+
+
+@app.task(name=constants.RUN_TASK, base=StageTask, bind=True, **_RETRY)
+def run_stage(self: StageTask, event: dict[str, Any]) -> None:
+    """release.created → start healthy → switch live."""
+    created = ReleaseCreated.model_validate(event)
+    stages.execute(self.context, created.pipeline_id, "run", self.request.hostname, stages.run_work)
+
+
+@app.task(name=constants.RESTORE_TASK, base=StageTask, bind=True, **_RETRY)
+def restore_deployment(self: StageTask, deployment_id: str) -> None:
+    """Start a live deployment's processes again after a restart of `shipyard up`."""
+    stages.restore(self.context, uuid.UUID(deployment_id))
