@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -132,7 +133,11 @@ def up(
     settings.api_token()
     migrate.upgrade(settings.sqlalchemy_url)
     pools = [
-        subprocess.Popen(_worker_command(queue, 1, f"{queue}@%h"), stdin=subprocess.DEVNULL)
+        subprocess.Popen(
+            _worker_command(queue, 1, f"{queue}@%h"),
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
         for queue in constants.QUEUES
     ]
     log.info("up.started", data_dir=str(settings.data_dir), url=f"http://{host}:{port}")
@@ -143,11 +148,29 @@ def up(
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
         )
+        # uvicorn re-raises the signal that stopped it once it is done; make SIGTERM then
+        # unwind like Ctrl-C does, so that the pools and the apps are stopped below.
+        signal.signal(signal.SIGTERM, _interrupt)
         server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
         _stop_pools(pools)
         _stop_apps(settings)
         log.info("up.stopped")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _die_with_parent() -> None:
+    """In a pool's child: receive SIGTERM if `shipyard up` itself dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _restore_live_deployments(settings: Settings) -> None:

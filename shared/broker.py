@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from shared import constants
 from shared.events import ROUTES, StageEvent
@@ -20,7 +20,7 @@ def broker_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_ignore_result": True,
         "result_backend": None,
-        "task_queues": [Queue(name, routing_key=name) for name in constants.QUEUES],  # type: ignore[no-untyped-call]
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in constants.QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": constants.BUILD_QUEUE,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
