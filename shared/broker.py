@@ -27,7 +27,7 @@ def broker_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.mode == "embedded":
         folders = _file_broker_folders(settings.broker_dir)
-        config["broker_url"] = "filesystem://"
+        config["broker_url"] = "filesystem://localhost//"
         config["broker_transport_options"] = {
             "data_folder_in": str(folders["queue"]),
             "data_folder_out": str(folders["queue"]),

@@ -18,6 +18,7 @@ from shared.db import session_scope
 from shared.events import ArtifactBuilt, ReleaseCreated, StageEvent
 from shared.exceptions import ShipyardError, StageFailed
 from shared.logging import forget_secrets, register_secrets
+from shared.manifest import read_procfile
 from shared.models import (
     App,
     Build,
@@ -157,6 +158,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
     with tempfile.TemporaryDirectory(dir=context.settings.work_dir, prefix="build-") as scratch:
         source_dir = Path(scratch) / "src"
         source.export(commit, app.path, source_dir)
+        read_procfile(source_dir)  # refuse early what the run stage could never start
         request = BuildRequest(
             app=app.name,
             commit_sha=commit.sha,

@@ -1,0 +1,38 @@
+# Shipyard: `make demo` and `make test` are all a fresh machine needs (Python 3.11+, git).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start embedded Shipyard, deploy examples/hello to staging, change its config, stop it all.
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+## Lint, types and the whole test suite (integration tests need Redis and PostgreSQL).
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared workers api cli
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .shipyard .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""Fixtures for real services: Redis, PostgreSQL, and Shipyard's own processes.
+
+With SHIPYARD_REQUIRE_SERVICES=1 (as in CI) a missing service fails the test instead of
+skipping it, so that no integration test can silently not run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_DSN = os.environ.get(
+    "SHIPYARD_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HELLO = REPO_ROOT / "examples" / "hello"
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({type(error).__name__}: {error})"
+    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A dedicated Redis database, flushed before and after the session."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The PostgreSQL server's maintenance DSN, after checking it answers."""
+    try:
+        with psycopg.connect(POSTGRES_DSN, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        _unavailable("PostgreSQL", exc)
+    return POSTGRES_DSN
+
+
+@contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (SQLAlchemy URL), dropped on exit."""
+    name = f"shipyard_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base = server_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    url = f"{base}/{name}"
+    try:
+        yield url
+    finally:
+        from shared.db import get_engine
+
+        get_engine(url).dispose()
+        with psycopg.connect(server_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` with a fixed identity; returns stdout."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(repo),
+        "GIT_AUTHOR_NAME": "Shipyard Tests",
+        "GIT_AUTHOR_EMAIL": "tests@shipyard.invalid",
+        "GIT_COMMITTER_NAME": "Shipyard Tests",
+        "GIT_COMMITTER_EMAIL": "tests@shipyard.invalid",
+    }
+    result = subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def hello_repo(tmp_path: Path) -> Path:
+    """A git repository holding a copy of examples/hello at its root, with one commit."""
+    repo = tmp_path / "hello-repo"
+    shutil.copytree(HELLO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "hello")
+    return repo
+
+
+def commit_file(repo: Path, name: str, content: str, message: str = "change") -> str:
+    """Write `name` in `repo`, commit it, and return the new commit SHA."""
+    (repo / name).write_text(content)
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", message)
+    return git(repo, "rev-parse", "HEAD")

@@ -1,0 +1,51 @@
+"""The distributed stack: `shipyard api` and a `shipyard worker` per queue, Redis + PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.conftest import fresh_database
+from tests.integration.stack import SHIPYARD, Stack, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def stack_environment(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The parent environment without SHIPYARD_* variables, plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    return {**base, "SHIPYARD_DATA_DIR": str(data_dir), "SHIPYARD_LOG_FORMAT": "json", **extra}
+
+
+@pytest.fixture(scope="session")
+def distributed(
+    redis_url: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """API + build, release and run worker pools as separate processes, on real services."""
+    data_dir = tmp_path_factory.mktemp("distributed")
+    with fresh_database(postgres_server) as database_url:
+        token = secrets.token_urlsafe(24)
+        env = stack_environment(
+            data_dir,
+            SHIPYARD_BROKER_URL=redis_url,
+            SHIPYARD_DATABASE_URL=database_url,
+            SHIPYARD_SECRET_KEY=Fernet.generate_key().decode(),
+            SHIPYARD_ADMIN_TOKEN=token,
+        )
+        subprocess.run([SHIPYARD, "db", "upgrade"], env=env, check=True, capture_output=True)
+        port = free_port()
+        stack = Stack(url=f"http://127.0.0.1:{port}", token=token, env=env, data_dir=data_dir)
+        try:
+            for queue in ("build", "release", "run"):
+                stack.spawn(f"worker-{queue}", "worker", queue)
+            stack.spawn("api", "api", "--port", str(port))
+            stack.wait_healthy()
+            yield stack
+        finally:
+            stack.stop_all()

@@ -1,0 +1,171 @@
+"""Shipyard's real processes for integration tests: API and worker pools, or `shipyard up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SHIPYARD = str(Path(sys.executable).parent / "shipyard")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kill_processes_under(root: Path) -> None:
+    """Kill every process whose working directory is below `root` (apps the runner started)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            continue
+        if cwd == root or root in cwd.parents:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@dataclass
+class Stack:
+    """A running Shipyard: its URL, token, environment, data dir and processes' log files."""
+
+    url: str
+    token: str
+    env: dict[str, str]
+    data_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
+            timeout=30,
+            trust_env=False,
+        )
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / "logs" / f"{name}.log"
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start `shipyard ARGS` with the stack's environment; output goes to logs/NAME.log."""
+        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path(name).open("ab") as output:
+            process = subprocess.Popen(
+                [SHIPYARD, *args],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes[name] = process
+        return process
+
+    def run_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a `shipyard` CLI command against this stack."""
+        env = {**self.env, "SHIPYARD_URL": self.url, "SHIPYARD_TOKEN": self.token}
+        return subprocess.run(
+            [SHIPYARD, *args], env=env, capture_output=True, text=True, check=check, timeout=120
+        )
+
+    def stop(self, name: str, timeout: float = 20) -> None:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        self.client.close()
+        kill_processes_under(self.data_dir)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"{name} exited with {process.returncode}:\n"
+                        + self.log_path(name).read_text()[-3000:]
+                    )
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the API did not become healthy in time")
+
+    # --- API helpers ----------------------------------------------------------------------
+
+    def api(self, method: str, path: str, expect: int | None = None, **kwargs: Any) -> Any:
+        response = self.client.request(method, path, **kwargs)
+        if expect is not None:
+            assert response.status_code == expect, (response.status_code, response.text)
+        return response.json()
+
+    def create_app(self, name: str, repo: Path, path: str = "", envs: tuple[str, ...] = ()) -> None:
+        self.api("POST", "/v1/apps", 201, json={"name": name, "repo": str(repo), "path": path})
+        for env in envs:
+            self.api(
+                "POST",
+                f"/v1/apps/{name}/environments",
+                201,
+                json={"name": env, "health_timeout": 10},
+            )
+
+    def start_pipeline(self, app: str, env: str, ref: str = "HEAD") -> str:
+        body = {"environment": env, "ref": ref}
+        return str(self.api("POST", f"/v1/apps/{app}/pipelines", 202, json=body)["id"])
+
+    def wait_pipeline(self, pipeline_id: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pipeline: dict[str, Any] = self.api("GET", f"/v1/pipelines/{pipeline_id}", 200)
+            if pipeline["status"] in ("succeeded", "failed"):
+                return pipeline
+            time.sleep(0.1)
+        raise AssertionError(f"pipeline {pipeline_id} did not finish: {pipeline}")
+
+    def deploy(self, app: str, env: str, ref: str = "HEAD") -> dict[str, Any]:
+        return self.wait_pipeline(self.start_pipeline(app, env, ref))
+
+    def patch_config(self, app: str, env: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.api(
+            "PATCH", f"/v1/apps/{app}/environments/{env}/config", 200, json=body
+        )
+        return result
+
+    def current(self, app: str, env: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api("GET", f"/v1/apps/{app}/environments/{env}/current", 200)
+        return result
+
+    def web_url(self, app: str, env: str) -> str:
+        web = next(p for p in self.current(app, env)["processes"] if p["type"] == "web")
+        return str(web["url"])
+
+
+def fetch(url: str) -> str:
+    """GET `url` directly (not through the API) and return the body."""
+    response = httpx.get(url, timeout=5, trust_env=False)
+    response.raise_for_status()
+    return response.text.strip()
