@@ -56,3 +56,7 @@ REDACTED: Final = "<redacted>"
 # The app manifest and process file looked up at the root of the app's directory.
 MANIFEST_FILE: Final = "shipyard.toml"
 PROCFILE: Final = "Procfile"
+# The Procfile entry run once per release, before the run stage (Heroku's release phase).
+RELEASE_PROCESS: Final = "release"
+# Release-phase output kept on the stage run: the end is what explains a failure.
+RELEASE_OUTPUT_LIMIT_BYTES: Final = 64_000

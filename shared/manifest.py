@@ -46,6 +46,18 @@ def read_procfile(app_dir: Path) -> dict[str, str]:
     return processes
 
 
+def release_command(procfile: dict[str, str]) -> str | None:
+    """The `release:` entry: the release phase's command, run before the run stage."""
+    return procfile.get(constants.RELEASE_PROCESS)
+
+
+def process_types(procfile: dict[str, str]) -> dict[str, str]:
+    """The long-running process types: every entry but `release:`."""
+    return {
+        name: command for name, command in procfile.items() if name != constants.RELEASE_PROCESS
+    }
+
+
 def read_build_manifest(app_dir: Path) -> BuildManifest:
     """The `[build]` table of shipyard.toml, or an empty manifest when there is no file."""
     path = app_dir / constants.MANIFEST_FILE

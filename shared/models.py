@@ -59,12 +59,14 @@ class StageStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"  # an earlier stage failed
+    WAITING = "waiting"  # an older pipeline of the environment is still ahead of it
 
 
 class ReleaseStatus(StrEnum):
     PENDING = "pending"  # created, not yet run
     SUCCEEDED = "succeeded"  # went live at least once
     FAILED = "failed"  # its first run (or release phase) failed
+    EXPIRED = "expired"  # its artifact was garbage-collected: it can no longer run
 
 
 class DeploymentStatus(StrEnum):
@@ -78,11 +80,15 @@ class DeploymentStatus(StrEnum):
 class PipelineKind(StrEnum):
     DEPLOY = "deploy"  # build → release → run
     CONFIG = "config"  # release → run with the live artifact and new config
+    PROMOTION = "promotion"  # release → run with another environment's live artifact
+    ROLLBACK = "rollback"  # run an earlier release again, exactly as it was
 
 
 STAGES_BY_KIND: dict[PipelineKind, tuple[str, ...]] = {
     PipelineKind.DEPLOY: ("build", "release", "run"),
     PipelineKind.CONFIG: ("release", "run"),
+    PipelineKind.PROMOTION: ("release", "run"),
+    PipelineKind.ROLLBACK: ("run",),
 }
 
 
@@ -104,6 +110,11 @@ class Environment(SQLModel, table=True):
     runner: str = Field(default="local", max_length=32)
     health_path: str = Field(default="/", max_length=1024)
     health_timeout: float = 30.0
+    memory_limit: str | None = Field(default=None, max_length=16)  # e.g. "256m" (Docker runner)
+    cpu_limit: float | None = None  # CPUs, e.g. 0.5 (Docker runner)
+    # The SQL guard behind the release-phase lock: which pipeline holds it, since when.
+    release_phase_holder: uuid.UUID | None = None
+    release_phase_since: datetime | None = _maybe_timestamp()
     created_at: datetime = _timestamp()
 
 
@@ -124,6 +135,8 @@ class ConfigVersion(SQLModel, table=True):
 
 
 class Pipeline(SQLModel, table=True):
+    __table_args__ = (Index("ix_pipeline_environment_status", "environment_id", "status"),)
+
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
     environment_id: uuid.UUID = Field(foreign_key="environment.id", index=True)
@@ -134,6 +147,7 @@ class Pipeline(SQLModel, table=True):
     artifact_id: str | None = Field(default=None, max_length=80)
     release_id: uuid.UUID | None = None
     deployment_id: uuid.UUID | None = None
+    source_release_id: uuid.UUID | None = None  # promotion: the release promoted from
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _timestamp()
     finished_at: datetime | None = _maybe_timestamp()
@@ -153,6 +167,7 @@ class StageRun(SQLModel, table=True):
     result_id: str | None = Field(default=None, max_length=80)
     cache_hit: bool = False
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    output: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     queued_at: datetime | None = _maybe_timestamp()
     started_at: datetime | None = _maybe_timestamp()
     finished_at: datetime | None = _maybe_timestamp()
@@ -186,6 +201,7 @@ class Artifact(SQLModel, table=True):
     size: int
     location: str = Field(max_length=2048)
     created_at: datetime = _timestamp()
+    deleted_at: datetime | None = _maybe_timestamp()  # garbage-collected
 
 
 class Release(SQLModel, table=True):
@@ -200,6 +216,7 @@ class Release(SQLModel, table=True):
     config_version_id: uuid.UUID = Field(foreign_key="config_version.id")
     cause: str = Field(max_length=16)
     pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id", unique=True)
+    source_release_id: uuid.UUID | None = Field(default=None, foreign_key="release.id")
     status: str = Field(default=ReleaseStatus.PENDING, max_length=16)
     created_at: datetime = _timestamp()
 

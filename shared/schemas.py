@@ -55,7 +55,7 @@ class AppCreate(_Input):
         str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_repo)
     ]
     path: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_check_subpath)] = ""
-    builder: Literal["local"] = "local"
+    builder: Literal["local", "docker"] = "local"
 
 
 class AppPublic(BaseModel):
@@ -69,9 +69,13 @@ class AppPublic(BaseModel):
 
 class EnvironmentCreate(_Input):
     name: Name
-    runner: Literal["local"] = "local"
+    runner: Literal["local", "docker"] = "local"
     health_path: Annotated[str, StringConstraints(pattern=r"^/[!-~]*$", max_length=1024)] = "/"
     health_timeout: Annotated[float, Field(gt=0, le=600)] = constants.HEALTH_TIMEOUT_SECONDS
+    memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,8}[kmg]?$")] | None = (
+        None
+    )
+    cpu_limit: Annotated[float, Field(gt=0, le=256)] | None = None
 
 
 class EnvironmentPublic(BaseModel):
@@ -80,6 +84,8 @@ class EnvironmentPublic(BaseModel):
     runner: str
     health_path: str
     health_timeout: float
+    memory_limit: str | None
+    cpu_limit: float | None
     created_at: datetime
 
 
@@ -115,6 +121,7 @@ class StagePublic(BaseModel):
     result_id: str | None
     error: str | None
     cache_hit: bool
+    output: str | None = None
 
 
 class PipelinePublic(BaseModel):

@@ -244,6 +244,8 @@ def release_spec(session: Session, context: WorkerContext, deployment: Deploymen
         health_path=environment.health_path,
         health_timeout=environment.health_timeout,
         env=env,
+        memory_limit=environment.memory_limit,
+        cpu_limit=environment.cpu_limit,
     )
 
 

@@ -23,6 +23,16 @@ class ReleaseSpec:
     health_path: str
     health_timeout: float
     env: dict[str, str] = field(repr=False)  # the release's config: never logged
+    memory_limit: str | None = None
+    cpu_limit: float | None = None
+
+
+@dataclass(frozen=True)
+class OneOffResult:
+    """How a one-off command (the release phase) ended: exit code (None: timed out) and output."""
+
+    exit_code: int | None
+    output: str
 
 
 class Runner(Protocol):
@@ -44,4 +54,8 @@ class Runner(Protocol):
 
     def stop(self, processes: list[ProcessRecord]) -> None:
         """Stop the processes (gracefully, then by force); gone ones are fine."""
+        ...
+
+    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+        """Run `command` to completion in the release (artifact + config); kill it at `timeout`."""
         ...

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from shared import constants, processes
 from shared.artifact_store import ArtifactStore
-from shared.manifest import read_procfile
-from workers.runners.base import ProcessRecord, ReleaseSpec
+from shared.manifest import process_types, read_procfile
+from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
 
 
 def free_port() -> int:
@@ -52,23 +52,28 @@ class LocalRunner:
         os.replace(staging, target)
         return target
 
+    def _environment(self, spec: ReleaseSpec, app_dir: Path, port: int | None) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(app_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            **spec.env,
+        }
+        if port is not None:
+            env["PORT"] = str(port)
+        return env
+
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         app_dir = self._unpack(spec)
-        procfile = read_procfile(app_dir)
+        procfile = process_types(read_procfile(app_dir))
         log_dir = self._run_dir / spec.app / spec.environment / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         started: list[ProcessRecord] = []
         for process_type, command in procfile.items():
             port = free_port()
             log_path = log_dir / f"{spec.deployment_id}.{process_type}.log"
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-                "HOME": str(app_dir),
-                "LANG": "C.UTF-8",
-                "PYTHONUNBUFFERED": "1",
-                **spec.env,
-                "PORT": str(port),
-            }
+            env = self._environment(spec, app_dir, port)
             with log_path.open("ab") as output:
                 # The config travels in the environment only; the command line is the Procfile's.
                 child = subprocess.Popen(
@@ -109,3 +114,26 @@ class LocalRunner:
             processes.terminate_group(
                 int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
             )
+
+    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+        app_dir = self._unpack(spec)
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=app_dir,
+            env=self._environment(spec, app_dir, None),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = child.communicate(timeout=timeout)
+            return OneOffResult(exit_code=child.returncode, output=_tail(output))
+        except subprocess.TimeoutExpired:
+            processes.terminate_group(child.pid, None, 0)
+            output, _ = child.communicate()
+            return OneOffResult(exit_code=None, output=_tail(output))
+
+
+def _tail(output: bytes, limit: int = constants.RELEASE_OUTPUT_LIMIT_BYTES) -> str:
+    return output[-limit:].decode(errors="replace")
