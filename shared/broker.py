@@ -43,6 +43,7 @@ def broker_config(settings: Settings) -> dict[str, Any]:
         config["broker_url"] = settings.broker_url
         config["broker_transport_options"] = {
             "visibility_timeout": constants.VISIBILITY_TIMEOUT_SECONDS,
+            "global_keyprefix": f"{settings.broker_namespace}:",
         }
     return config
 

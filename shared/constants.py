@@ -2,6 +2,11 @@
 
 from typing import Final
 
+# Releases per environment whose artifacts garbage collection keeps (Heroku keeps 20).
+RETENTION_RELEASES: Final = 20
+# An artifact not yet in any release is kept this long, so gc never races a running pipeline.
+UNRELEASED_ARTIFACT_GRACE_SECONDS: Final = 3600
+
 # The three stage queues. Each has its own worker pool so a slow build never delays a deploy.
 BUILD_QUEUE: Final = "build"
 RELEASE_QUEUE: Final = "release"

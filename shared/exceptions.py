@@ -42,6 +42,10 @@ class ConfigurationError(ShipyardError):
 class StageFailed(ShipyardError):
     """A stage failed for a reason a person can act on; recorded on the StageRun."""
 
+    def __init__(self, message: str, *, output: str | None = None) -> None:
+        super().__init__(message)
+        self.output = output  # what a command printed (release phase), shown with the stage
+
 
 class ArtifactIntegrityError(StageFailed):
     """A stored artifact whose content no longer matches its digest."""

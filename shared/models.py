@@ -200,6 +200,8 @@ class Artifact(SQLModel, table=True):
     builder: str = Field(max_length=32)
     size: int
     location: str = Field(max_length=2048)
+    # The Procfile it was built with: process types and the release command.
+    procfile: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _timestamp()
     deleted_at: datetime | None = _maybe_timestamp()  # garbage-collected
 

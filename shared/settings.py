@@ -28,10 +28,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
     database_url: str | None = None
     broker_url: str | None = None
+    # Prefix of every Redis key Shipyard uses, so several installations can share one Redis.
+    broker_namespace: str = "shipyard"
     secret_key: SecretStr | None = None
     admin_token: SecretStr | None = None
     artifact_dir: Path | None = None
     build_timeout: float = constants.BUILD_TIMEOUT_SECONDS
+    release_timeout: float = constants.RELEASE_TIMEOUT_SECONDS
+    retention_releases: int = constants.RETENTION_RELEASES
     build_log_limit: int = constants.BUILD_LOG_LIMIT_BYTES
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"

@@ -34,16 +34,29 @@ def _unavailable(what: str, error: Exception) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A dedicated Redis database, flushed before and after the session."""
+def redis_url() -> str:
+    """A dedicated Redis database, after checking that it answers."""
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
     except redis.RedisError as exc:
         _unavailable("Redis", exc)
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def broker_namespace(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test session's own: concurrent sessions never share a queue.
+
+    Every key under it is deleted afterwards.
+    """
+    namespace = f"shipyard-test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{namespace}:*"):
+        client.delete(key)
     client.close()
 
 

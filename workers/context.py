@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 
 from shared.artifact_store import ArtifactStore
@@ -19,6 +20,7 @@ class WorkerContext:
     celery: Celery
     box: SecretBox
     store: ArtifactStore
+    redis: redis.Redis | None  # distributed mode's Redis, for locks; None when embedded
 
     @property
     def db_url(self) -> str:
@@ -34,4 +36,7 @@ class WorkerContext:
             celery=celery,
             box=SecretBox(settings.fernet_key()),
             store=ArtifactStore(settings.artifact_store_dir),
+            redis=redis.Redis.from_url(settings.broker_url)
+            if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://"))
+            else None,
         )

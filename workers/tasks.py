@@ -12,9 +12,12 @@ from sqlalchemy.exc import OperationalError
 from shared import constants
 from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated
 from shared.settings import get_settings
-from workers import stages
 from workers.app import app
 from workers.context import WorkerContext
+from workers.stages import execute
+from workers.stages.build import build_work
+from workers.stages.release import release_work
+from workers.stages.run import restore, run_work
 
 _RETRY: dict[str, Any] = {
     # The database or broker was unreachable: retry with backoff, the stage guard keeps it safe.
@@ -37,28 +40,24 @@ class StageTask(Task):  # type: ignore[misc]
 def build_stage(self: StageTask, event: dict[str, Any]) -> None:
     """pipeline.queued → build the commit → artifact.built."""
     queued = PipelineQueued.model_validate(event)
-    stages.execute(
-        self.context, queued.pipeline_id, "build", self.request.hostname, stages.build_work
-    )
+    execute(self.context, queued.pipeline_id, "build", self.request.hostname, build_work)
 
 
 @app.task(name=constants.RELEASE_TASK, base=StageTask, bind=True, **_RETRY)
 def release_stage(self: StageTask, event: dict[str, Any]) -> None:
     """artifact.built → release vN → release.created."""
     built = ArtifactBuilt.model_validate(event)
-    stages.execute(
-        self.context, built.pipeline_id, "release", self.request.hostname, stages.release_work
-    )
+    execute(self.context, built.pipeline_id, "release", self.request.hostname, release_work)
 
 
 @app.task(name=constants.RUN_TASK, base=StageTask, bind=True, **_RETRY)
 def run_stage(self: StageTask, event: dict[str, Any]) -> None:
     """release.created → start healthy → switch live."""
     created = ReleaseCreated.model_validate(event)
-    stages.execute(self.context, created.pipeline_id, "run", self.request.hostname, stages.run_work)
+    execute(self.context, created.pipeline_id, "run", self.request.hostname, run_work)
 
 
 @app.task(name=constants.RESTORE_TASK, base=StageTask, bind=True, **_RETRY)
 def restore_deployment(self: StageTask, deployment_id: str) -> None:
     """Start a live deployment's processes again after a restart of `shipyard up`."""
-    stages.restore(self.context, uuid.UUID(deployment_id))
+    restore(self.context, uuid.UUID(deployment_id))

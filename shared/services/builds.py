@@ -44,6 +44,7 @@ def record_artifact(
     builder: str,
     size: int,
     location: str,
+    procfile: dict[str, str],
 ) -> Artifact:
     """Store the artifact row; an artifact with the same digest is the same artifact."""
     artifact = session.get(Artifact, digest)
@@ -55,6 +56,7 @@ def record_artifact(
             builder=builder,
             size=size,
             location=location,
+            procfile=procfile,
         )
         session.add(artifact)
         session.flush()

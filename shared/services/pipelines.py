@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from shared.events import ArtifactBuilt, PipelineQueued, StageEvent
+from shared.events import StageEvent
 from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import (
     STAGES_BY_KIND,
@@ -23,7 +23,7 @@ from shared.models import (
     utcnow,
 )
 from shared.schemas import PipelinePublic, StagePublic
-from shared.services import deployments
+from shared.services import deployments, queueing
 
 
 def create_pipeline(
@@ -35,6 +35,8 @@ def create_pipeline(
     trigger: str,
     ref: str | None = None,
     artifact_id: str | None = None,
+    release_id: uuid.UUID | None = None,
+    source_release_id: uuid.UUID | None = None,
 ) -> Pipeline:
     """A queued pipeline with one stage run per stage, the first one queued."""
     pipeline = Pipeline(
@@ -44,6 +46,8 @@ def create_pipeline(
         trigger=trigger,
         ref=ref,
         artifact_id=artifact_id,
+        release_id=release_id,
+        source_release_id=source_release_id,
     )
     session.add(pipeline)
     session.flush()
@@ -97,10 +101,7 @@ def start(*, session: Session, pipeline: Pipeline, publish: Callable[[StageEvent
 
 def first_event(pipeline: Pipeline) -> StageEvent:
     """The event that starts `pipeline`'s first stage."""
-    if pipeline.kind == PipelineKind.DEPLOY:
-        return PipelineQueued(pipeline_id=pipeline.id)
-    assert pipeline.artifact_id is not None, "a release-only pipeline starts from an artifact"
-    return ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=pipeline.artifact_id)
+    return queueing.stage_event(pipeline, STAGES_BY_KIND[PipelineKind(pipeline.kind)][0])
 
 
 def get_pipeline(*, session: Session, pipeline_id: uuid.UUID) -> Pipeline:
@@ -120,11 +121,15 @@ def stages_of(*, session: Session, pipeline_id: uuid.UUID) -> list[StageRun]:
 def claim_stage(
     *, session: Session, pipeline_id: uuid.UUID, stage: str, hostname: str
 ) -> StageRun | None:
-    """Mark a queued stage running (a redelivery re-claims a running one); None if it is done.
+    """Mark a queued stage running (a redelivery re-claims a running one); None if it is done
+    or has to wait for an older pipeline of its environment.
 
     The conditional UPDATE is the guard that makes a duplicate message do nothing once a stage
     has finished, whichever worker it reaches.
     """
+    pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+    if queueing.wait_if_behind(session=session, pipeline=pipeline, stage=stage):
+        return None
     now = utcnow()
     result = session.execute(
         update(StageRun)
@@ -163,8 +168,13 @@ def complete_stage(
     stage: str,
     result_id: str,
     cache_hit: bool = False,
-) -> StageRun | None:
-    """Record a stage's success; queue the next stage, or finish the pipeline. Returns the next."""
+    output: str | None = None,
+) -> list[StageEvent]:
+    """Record a stage's success; queue the next stage, or finish the pipeline.
+
+    Returns the events to publish once this is committed: a waiting pipeline of the same
+    environment that this one's end lets through (the caller publishes its own next stage).
+    """
     runs = stages_of(session=session, pipeline_id=pipeline.id)
     current = next(run for run in runs if run.name == stage)
     now = utcnow()
@@ -172,29 +182,37 @@ def complete_stage(
     current.finished_at = now
     current.result_id = result_id
     current.cache_hit = cache_hit
+    current.output = output
     session.add(current)
     following = [run for run in runs if run.position > current.position]
     if following:
         following[0].status = StageStatus.QUEUED
         following[0].queued_at = now
         session.add(following[0])
-    else:
-        pipeline.status = PipelineStatus.SUCCEEDED
-        pipeline.finished_at = now
-        session.add(pipeline)
+        session.flush()
+        return []
+    pipeline.status = PipelineStatus.SUCCEEDED
+    pipeline.finished_at = now
+    session.add(pipeline)
     session.flush()
-    return following[0] if following else None
+    return _wake(session, pipeline)
 
 
-def fail_stage(*, session: Session, pipeline: Pipeline, stage: str, error: str) -> None:
-    """Record a stage's failure: later stages are skipped and the pipeline fails with the reason."""
+def fail_stage(
+    *, session: Session, pipeline: Pipeline, stage: str, error: str, output: str | None = None
+) -> list[StageEvent]:
+    """Record a stage's failure: later stages are skipped and the pipeline fails with the reason.
+
+    Returns the events to publish once committed (a waiting pipeline this one lets through).
+    """
     now = utcnow()
     for run in stages_of(session=session, pipeline_id=pipeline.id):
         if run.name == stage:
             run.status = StageStatus.FAILED
             run.error = error
+            run.output = output
             run.finished_at = now
-        elif run.status in (StageStatus.PENDING, StageStatus.QUEUED):
+        elif run.status in (StageStatus.PENDING, StageStatus.QUEUED, StageStatus.WAITING):
             run.status = StageStatus.SKIPPED
         session.add(run)
     pipeline.status = PipelineStatus.FAILED
@@ -202,12 +220,18 @@ def fail_stage(*, session: Session, pipeline: Pipeline, stage: str, error: str) 
     pipeline.finished_at = now
     session.add(pipeline)
     session.flush()
+    return _wake(session, pipeline)
 
 
-def fail_pipeline(*, session: Session, pipeline: Pipeline, error: str) -> None:
+def _wake(session: Session, pipeline: Pipeline) -> list[StageEvent]:
+    event = queueing.wake_next(session=session, environment_id=pipeline.environment_id)
+    return [event] if event is not None else []
+
+
+def fail_pipeline(*, session: Session, pipeline: Pipeline, error: str) -> list[StageEvent]:
     """Fail a pipeline before any stage ran (its first message could not be published)."""
     first = stages_of(session=session, pipeline_id=pipeline.id)[0]
-    fail_stage(session=session, pipeline=pipeline, stage=first.name, error=error)
+    return fail_stage(session=session, pipeline=pipeline, stage=first.name, error=error)
 
 
 def pipeline_public(*, session: Session, pipeline: Pipeline) -> PipelinePublic:

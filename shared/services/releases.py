@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.exceptions import NotFound
-from shared.models import ConfigVersion, Environment, Pipeline, Release
+from shared.models import ConfigVersion, Environment, Pipeline, Release, utcnow
 from shared.schemas import ReleasePublic
 from shared.services.config import current_config
 
@@ -25,7 +26,12 @@ def lock_environment(*, session: Session, environment_id: uuid.UUID) -> Environm
 
 
 def create_release(
-    *, session: Session, pipeline: Pipeline, artifact_id: str, cause: str
+    *,
+    session: Session,
+    pipeline: Pipeline,
+    artifact_id: str,
+    cause: str,
+    source_release_id: uuid.UUID | None = None,
 ) -> Release:
     """The release of `pipeline`: created once, returned again on a redelivered message."""
     existing = session.exec(select(Release).where(Release.pipeline_id == pipeline.id)).first()
@@ -43,10 +49,45 @@ def create_release(
         config_version_id=config.id,
         cause=cause,
         pipeline_id=pipeline.id,
+        source_release_id=source_release_id,
     )
     session.add(release)
     session.flush()
     return release
+
+
+def acquire_release_phase(
+    *, session: Session, environment_id: uuid.UUID, pipeline_id: uuid.UUID, stale_after: float
+) -> bool:
+    """The SQL guard behind the release-phase lock: take it unless another live holder has it."""
+    now = utcnow()
+    result = session.execute(
+        update(Environment)
+        .where(
+            col(Environment.id) == environment_id,
+            or_(
+                col(Environment.release_phase_holder).is_(None),
+                col(Environment.release_phase_holder) == pipeline_id,
+                col(Environment.release_phase_since) < now - timedelta(seconds=stale_after),
+            ),
+        )
+        .values(release_phase_holder=pipeline_id, release_phase_since=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def end_release_phase(
+    *, session: Session, environment_id: uuid.UUID, pipeline_id: uuid.UUID
+) -> None:
+    """Give the release-phase guard back (only if this pipeline holds it)."""
+    session.execute(
+        update(Environment)
+        .where(
+            col(Environment.id) == environment_id,
+            col(Environment.release_phase_holder) == pipeline_id,
+        )
+        .values(release_phase_holder=None, release_phase_since=None)
+    )
 
 
 def get_release(*, session: Session, release_id: uuid.UUID) -> Release:

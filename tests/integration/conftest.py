@@ -25,7 +25,10 @@ def stack_environment(data_dir: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def distributed(
-    redis_url: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str,
+    broker_namespace: str,
+    postgres_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """API + build, release and run worker pools as separate processes, on real services."""
     data_dir = tmp_path_factory.mktemp("distributed")
@@ -34,6 +37,7 @@ def distributed(
         env = stack_environment(
             data_dir,
             SHIPYARD_BROKER_URL=redis_url,
+            SHIPYARD_BROKER_NAMESPACE=broker_namespace,
             SHIPYARD_DATABASE_URL=database_url,
             SHIPYARD_SECRET_KEY=Fernet.generate_key().decode(),
             SHIPYARD_ADMIN_TOKEN=token,

@@ -32,6 +32,7 @@ def test_redelivered_stage_messages_create_nothing_twice(
 
     settings = Settings(
         broker_url=distributed.env["SHIPYARD_BROKER_URL"],
+        broker_namespace=distributed.env["SHIPYARD_BROKER_NAMESPACE"],
         secret_key=distributed.env["SHIPYARD_SECRET_KEY"],
     )
     celery = make_celery(settings, "test-duplicates")

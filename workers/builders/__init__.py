@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from shared.exceptions import StageFailed
 from workers.builders.base import Builder
+from workers.builders.docker import DockerBuilder, docker_client
 from workers.builders.local import LocalBuilder
 from workers.context import WorkerContext
 
 BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
     "local": lambda context: LocalBuilder(context.store),
+    "docker": lambda context: DockerBuilder(docker_client()),
 }
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.exceptions import StageFailed
+from workers.builders.docker import docker_client
 from workers.context import WorkerContext
 from workers.runners.base import Runner
+from workers.runners.docker import DockerRunner
 from workers.runners.local import LocalRunner
 
 RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
     "local": lambda context: LocalRunner(context.store, context.settings.run_dir),
+    "docker": lambda context: DockerRunner(docker_client()),
 }
 
 

@@ -1,0 +1,99 @@
+"""Deploys queue, they don't collide: one pipeline per environment past its gate at a time.
+
+A pipeline's gate is its first stage that touches the environment (release, or run for a
+rollback). It passes only when no older pipeline of the environment is still queued or running;
+otherwise the stage waits, and the pipeline that finishes ahead of it wakes it. Both sides run
+under the environment's row lock, so a wake-up cannot be lost between check and wait.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated, StageEvent
+from shared.models import (
+    STAGES_BY_KIND,
+    Pipeline,
+    PipelineKind,
+    PipelineStatus,
+    StageRun,
+    StageStatus,
+    utcnow,
+)
+from shared.services.releases import lock_environment
+
+_ACTIVE = (PipelineStatus.QUEUED, PipelineStatus.RUNNING)
+
+
+def gate_stage(kind: str) -> str:
+    """The first stage of a pipeline of `kind` that changes its environment."""
+    return next(stage for stage in STAGES_BY_KIND[PipelineKind(kind)] if stage != "build")
+
+
+def stage_event(pipeline: Pipeline, stage: str) -> StageEvent:
+    """The event that starts `stage` of `pipeline`."""
+    if stage == "build":
+        return PipelineQueued(pipeline_id=pipeline.id)
+    if stage == "release":
+        assert pipeline.artifact_id is not None, "a release stage needs the artifact"
+        return ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=pipeline.artifact_id)
+    assert pipeline.release_id is not None, "a run stage needs the release"
+    return ReleaseCreated(pipeline_id=pipeline.id, release_id=pipeline.release_id)
+
+
+def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
+    older = or_(
+        col(Pipeline.created_at) < pipeline.created_at,
+        and_(col(Pipeline.created_at) == pipeline.created_at, col(Pipeline.id) < pipeline.id),
+    )
+    return session.exec(
+        select(Pipeline.id)
+        .where(
+            Pipeline.environment_id == pipeline.environment_id,
+            col(Pipeline.status).in_(_ACTIVE),
+            older,
+        )
+        .limit(1)
+    ).first()
+
+
+def wait_if_behind(*, session: Session, pipeline: Pipeline, stage: str) -> bool:
+    """At the gate: mark the stage waiting (True) if an older pipeline is still ahead of it."""
+    if stage != gate_stage(pipeline.kind):
+        return False
+    lock_environment(session=session, environment_id=pipeline.environment_id)
+    if _older_active(session, pipeline) is None:
+        return False
+    run = session.exec(
+        select(StageRun).where(StageRun.pipeline_id == pipeline.id, StageRun.name == stage)
+    ).one()
+    if run.status in (StageStatus.QUEUED, StageStatus.WAITING):
+        run.status = StageStatus.WAITING
+        session.add(run)
+        session.flush()
+    return True
+
+
+def wake_next(*, session: Session, environment_id: uuid.UUID) -> StageEvent | None:
+    """After a pipeline finished: queue the oldest waiting one if nothing older is ahead of it."""
+    lock_environment(session=session, environment_id=environment_id)
+    row = session.exec(
+        select(Pipeline, StageRun)
+        .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))
+        .where(Pipeline.environment_id == environment_id, StageRun.status == StageStatus.WAITING)
+        .order_by(col(Pipeline.created_at), col(Pipeline.id))
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    pipeline, run = row
+    if _older_active(session, pipeline) is not None:
+        return None
+    run.status = StageStatus.QUEUED
+    run.queued_at = utcnow()
+    session.add(run)
+    session.flush()
+    return stage_event(pipeline, run.name)

@@ -1,0 +1,143 @@
+"""The Docker builder: the commit's own Dockerfile, built by a Docker Engine into a tagged image."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterable
+from functools import lru_cache
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound
+from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+from shared.exceptions import StageFailed
+from workers.build_log import BuildLog
+from workers.builders.base import BuildRequest, BuiltArtifact
+
+DOCKERFILE = "Dockerfile"
+
+
+@lru_cache(maxsize=1)
+def docker_client() -> docker.DockerClient:
+    """This worker process's one Docker client, made at first use (never at import).
+
+    `docker.from_env()` reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, so a worker can
+    drive another host's engine. Celery forks its pool before the first task, so each child makes
+    its own client and no connection is shared across a fork. A failure is not cached: the next
+    stage tries again.
+    """
+    try:
+        return docker.from_env()
+    except DockerException as exc:
+        raise StageFailed(f"the Docker engine does not answer (DOCKER_HOST): {exc}") from exc
+
+
+def image_tag(app: str, commit_sha: str) -> str:
+    """The image's name: one tag per app and commit, so `docker images` tells what is what."""
+    return f"shipyard/{app}:{commit_sha[:12]}"
+
+
+class DockerBuilder:
+    """Builds the exported commit with its Dockerfile; the artifact id is the image id."""
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._client = client
+
+    def build(self, request: BuildRequest, log: BuildLog) -> BuiltArtifact:
+        if not (request.source_dir / DOCKERFILE).is_file():
+            raise StageFailed(
+                f"no {DOCKERFILE} at the root of the app (the docker builder needs one)"
+            )
+        tag = image_tag(request.app, request.commit_sha)
+        log.write(f"-----> Building image {tag} with the app's {DOCKERFILE}")
+        image_id = self._stream_build(request, tag, log)
+        size = self._image_size(image_id)
+        log.write(f"-----> Image {image_id} ({size} bytes)")
+        return BuiltArtifact(digest=image_id, size=size, location=tag)
+
+    def _stream_build(self, request: BuildRequest, tag: str, log: BuildLog) -> str:
+        """Run the build, writing each output line to `log` as the daemon sends it."""
+        try:
+            chunks = self._start_build(request, tag)
+            try:
+                return _follow(chunks, log, deadline=time.monotonic() + request.timeout)
+            finally:
+                chunks.close()  # dropping the stream makes the daemon cancel an unfinished build
+        except ReadTimeoutError as exc:
+            raise StageFailed(
+                f"docker build printed nothing for {request.timeout:g}s and was cancelled"
+            ) from exc
+        except APIError as exc:  # refused before streaming (e.g. a Dockerfile parse error)
+            raise StageFailed(f"docker build failed: {exc.explanation or exc}") from exc
+        except (DockerException, OSError, HTTPError) as exc:
+            raise StageFailed(f"lost the Docker engine during the build ({exc})") from exc
+
+    def _start_build(
+        self, request: BuildRequest, tag: str
+    ) -> Generator[dict[str, Any], None, None]:
+        stream: Generator[dict[str, Any], None, None] = self._client.api.build(
+            path=str(request.source_dir),
+            dockerfile=DOCKERFILE,
+            tag=tag,
+            labels={"shipyard.app": request.app, "shipyard.commit": request.commit_sha},
+            rm=True,
+            forcerm=True,  # a failed step leaves no intermediate container behind
+            pull=False,  # base images come from the engine's own store
+            decode=True,
+            timeout=request.timeout,  # the longest silence tolerated on the stream
+            # No build args at all: the SDK would otherwise add the worker's proxy settings
+            # (~/.docker/config.json) as build args, and those may hold credentials.
+            use_config_proxy=False,
+        )
+        return stream
+
+    def _image_size(self, image_id: str) -> int:
+        try:
+            return int(self._client.images.get(image_id).attrs["Size"])
+        except ImageNotFound as exc:
+            raise StageFailed(f"the built image {image_id} disappeared from the engine") from exc
+
+
+def _follow(chunks: Iterable[dict[str, Any]], log: BuildLog, *, deadline: float) -> str:
+    """The image id from the build's JSON stream; its output goes to `log` line by line."""
+    lines = _LineSplitter(log)
+    image_id: str | None = None
+    for chunk in chunks:
+        if "error" in chunk:
+            lines.flush()
+            detail = chunk.get("errorDetail") or {}
+            raise StageFailed(f"docker build failed: {detail.get('message') or chunk['error']}")
+        if "stream" in chunk:
+            lines.feed(str(chunk["stream"]))
+        elif "status" in chunk:
+            lines.feed(f"{chunk['status']}\n")
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and "ID" in aux:
+            image_id = str(aux["ID"])
+        if time.monotonic() > deadline:
+            raise StageFailed("docker build timed out and was cancelled")
+    lines.flush()
+    if image_id is None:
+        raise StageFailed("docker build ended without naming an image (see the build log)")
+    return image_id
+
+
+class _LineSplitter:
+    """The daemon sends a step's text and its newline in separate chunks: write whole lines."""
+
+    def __init__(self, log: BuildLog) -> None:
+        self._log = log
+        self._partial = ""
+
+    def feed(self, text: str) -> None:
+        *complete, self._partial = (self._partial + text).split("\n")
+        for line in complete:
+            self._log.write(line)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._log.write(self._partial)
+            self._partial = ""

@@ -1,0 +1,278 @@
+"""The Docker runner: each Procfile process as a container of the release's image.
+
+Image convention: the app lives in the image's WORKDIR with its Procfile at the root of it, and the
+image has a `/bin/sh` (Procfile commands are shell lines, as on Heroku). The Procfile is read out of
+the image itself, so what runs is exactly what was built.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from shared import constants
+from shared.exceptions import ArtifactIntegrityError, StageFailed
+from shared.manifest import process_types, read_procfile
+from workers.builders.docker import image_tag
+from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
+from workers.runners.local import free_port
+
+# Procfile lines are shell commands; the container's entrypoint is replaced so that an image's
+# own ENTRYPOINT cannot swallow them as arguments.
+SHELL = ["/bin/sh", "-c"]
+
+
+class DockerRunner:
+    """Starts containers from a verified image on one engine (DOCKER_HOST, or the local socket)."""
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._client = client
+        self._host_network: bool | None = None
+
+    def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
+        with engine_errors("start the release"):
+            image = verified_image(self._client, spec)
+            procfile = process_types(read_image_procfile(self._client, image, spec))
+            self._remove_leftovers(spec.deployment_id)
+            started: list[ProcessRecord] = []
+            try:
+                for process_type, command in procfile.items():
+                    started.append(self._start_process(spec, image.id, process_type, command))
+            except BaseException:
+                self.stop(started)
+                raise
+        return started
+
+    def _start_process(
+        self, spec: ReleaseSpec, image_id: str, process_type: str, command: str
+    ) -> ProcessRecord:
+        port = free_port()
+        # The config travels in the container's environment (the API request body), never on
+        # its command line: the command is the Procfile's own line.
+        container = self._client.containers.create(
+            image_id,
+            entrypoint=SHELL,
+            command=[command],
+            environment={"HOST": self._bind_host(), **spec.env, "PORT": str(port)},
+            labels=container_labels(spec, process_type),
+            name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
+            f"{spec.deployment_id[:8]}",
+            init=True,  # a real PID 1 forwards SIGTERM, so stopping is quick and graceful
+            restart_policy={"Name": "unless-stopped"},
+            **resource_limits(spec),
+            **self._network(port),
+        )
+        record: ProcessRecord = {
+            "type": process_type,
+            "status": "running",
+            "runner": self.name,
+            "container": container.id,
+            "name": container.name,
+            "image": image_id,
+            "port": port,
+            "url": f"http://127.0.0.1:{port}" if process_type == "web" else None,
+        }
+        try:
+            container.start()
+        except DockerException:
+            self.stop([record])
+            raise
+        return record
+
+    def _uses_host_network(self) -> bool:
+        """Host networking when the engine has no bridge (`dockerd --bridge=none`), as here."""
+        if self._host_network is None:
+            bridges = self._client.api.networks(names=["bridge"])
+            self._host_network = not any(network["Name"] == "bridge" for network in bridges)
+        return self._host_network
+
+    def _bind_host(self) -> str:
+        # On the host's network the app itself must listen on loopback only; behind a bridge it
+        # listens on the container's interfaces and only the published port is restricted.
+        return "127.0.0.1" if self._uses_host_network() else "0.0.0.0"
+
+    def _network(self, port: int) -> dict[str, Any]:
+        if self._uses_host_network():
+            return {"network_mode": "host"}
+        return {"ports": {f"{port}/tcp": ("127.0.0.1", port)}}
+
+    def _remove_leftovers(self, deployment_id: str) -> None:
+        """Containers of an earlier, interrupted start of the same deployment: start afresh."""
+        leftovers = self._client.containers.list(
+            all=True, filters={"label": f"shipyard.deployment={deployment_id}"}
+        )
+        self.stop([{"container": container.id} for container in leftovers])
+
+    def is_running(self, process: ProcessRecord) -> bool:
+        try:
+            state = self._client.api.inspect_container(process["container"])["State"]
+        except NotFound:
+            return False
+        # "restarting" is a process that exited: the restart policy is bringing it back.
+        return bool(state["Status"] == "running")
+
+    def output_tail(self, process: ProcessRecord, lines: int) -> str:
+        try:
+            output: bytes = self._client.api.logs(process["container"], tail=lines)
+        except NotFound:
+            return ""
+        return output.decode(errors="replace")
+
+    def stop(self, processes: list[ProcessRecord]) -> None:
+        for process in processes:
+            container_id = process.get("container")
+            if container_id is not None:  # a process of another runner is not ours to stop
+                self._remove(str(container_id))
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self._client.api.stop(container_id, timeout=int(constants.STOP_GRACE_SECONDS))
+            self._client.api.remove_container(container_id, v=True, force=True)
+        except NotFound:
+            return  # already gone
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: its removal is already under way
+                raise
+
+    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+        with engine_errors("run the one-off command"):
+            image = verified_image(self._client, spec)
+            container = self._client.containers.create(
+                image.id,
+                entrypoint=SHELL,
+                command=[command],
+                environment={"HOST": self._bind_host(), **spec.env},
+                labels=container_labels(spec, constants.RELEASE_PROCESS),
+                init=True,
+                **resource_limits(spec),
+                **({"network_mode": "host"} if self._uses_host_network() else {}),
+            )
+            try:
+                container.start()
+                exit_code = _wait(container, timeout)
+                output: bytes = container.logs(stdout=True, stderr=True)
+            finally:
+                self._remove(container.id)
+        return OneOffResult(exit_code=exit_code, output=_tail(output))
+
+
+def verified_image(client: docker.DockerClient, spec: ReleaseSpec) -> Any:
+    """The release's image, refused if its tag now names another image (it was retagged)."""
+    try:
+        image = client.images.get(spec.artifact_id)
+    except ImageNotFound as exc:
+        raise StageFailed(
+            f"image {spec.artifact_id} is not on this Docker engine "
+            "(removed, or built on another engine)"
+        ) from exc
+    # Image ids are digests of the image's config, labels included, so the commit label is the
+    # builder's own; the tag it was built under must still name this very image.
+    commit = image.labels.get("shipyard.commit")
+    if not commit:
+        raise ArtifactIntegrityError(
+            f"image {spec.artifact_id} was not built by Shipyard's docker builder"
+        )
+    tag = image_tag(spec.app, commit)
+    try:
+        tagged_id = client.images.get(tag).id
+    except ImageNotFound:
+        return image  # untagged by hand: the image itself is still the artifact
+    if tagged_id != spec.artifact_id:
+        raise ArtifactIntegrityError(
+            f"{tag} is image {tagged_id}, not the release's artifact {spec.artifact_id} "
+            "(the tag was moved to another image): refusing to run it"
+        )
+    return image
+
+
+def read_image_procfile(
+    client: docker.DockerClient, image: Any, spec: ReleaseSpec
+) -> dict[str, str]:
+    """The Procfile at the root of the image's WORKDIR, read from a container never started."""
+    workdir = image.attrs["Config"].get("WorkingDir") or "/"
+    probe = client.containers.create(
+        image.id, entrypoint=SHELL, command=["true"], labels=container_labels(spec, "procfile")
+    )
+    try:
+        chunks, _stat = probe.get_archive(f"{workdir.rstrip('/')}/{constants.PROCFILE}")
+        archive = b"".join(chunks)
+    except NotFound as exc:
+        raise StageFailed(
+            f"no {constants.PROCFILE} in the image's WORKDIR ({workdir}): images keep the app in "
+            f"their WORKDIR with the {constants.PROCFILE} at its root"
+        ) from exc
+    finally:
+        probe.remove(force=True)
+    with tempfile.TemporaryDirectory(prefix="procfile-") as folder:
+        _extract_procfile(archive, Path(folder))
+        return read_procfile(Path(folder))
+
+
+def _extract_procfile(archive: bytes, target: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        member = tar.getmember(constants.PROCFILE)
+        if not member.isfile():
+            raise StageFailed(f"the image's {constants.PROCFILE} is not a regular file")
+        source = tar.extractfile(member)
+        assert source is not None  # a regular file always has content
+        (target / constants.PROCFILE).write_bytes(source.read())
+
+
+@contextmanager
+def engine_errors(action: str) -> Iterator[None]:
+    """Engine refusals and lost connections as a stage failure a person can act on."""
+    try:
+        yield
+    except DockerException as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        raise StageFailed(f"the Docker engine could not {action}: {reason}") from exc
+    except OSError as exc:  # requests' ConnectionError: the engine went away
+        raise StageFailed(f"lost the Docker engine while trying to {action} ({exc})") from exc
+
+
+def container_labels(spec: ReleaseSpec, process_type: str) -> dict[str, str]:
+    """Labels that tie a container to its app, environment, release, process and deployment."""
+    return {
+        "shipyard.app": spec.app,
+        "shipyard.environment": spec.environment,
+        "shipyard.release": spec.release_id,
+        "shipyard.process": process_type,
+        "shipyard.deployment": spec.deployment_id,
+    }
+
+
+def resource_limits(spec: ReleaseSpec) -> dict[str, Any]:
+    """The environment's memory and CPU limits, as the SDK spells them."""
+    limits: dict[str, Any] = {}
+    if spec.memory_limit:
+        limits["mem_limit"] = spec.memory_limit  # "256m": the SDK accepts Docker's units
+    if spec.cpu_limit:
+        limits["nano_cpus"] = round(spec.cpu_limit * 1e9)
+    return limits
+
+
+def _wait(container: Any, timeout: float) -> int | None:
+    """The one-off's exit code, or None after killing it at `timeout`."""
+    started = time.monotonic()
+    try:
+        return int(container.wait(timeout=timeout)["StatusCode"])
+    except OSError as exc:  # the SDK reports its HTTP read timeout as requests' ConnectionError
+        if time.monotonic() - started < timeout:
+            raise StageFailed(f"lost the Docker engine during the one-off command ({exc})") from exc
+    container.kill()
+    return None
+
+
+def _tail(output: bytes, limit: int = constants.RELEASE_OUTPUT_LIMIT_BYTES) -> str:
+    return output[-limit:].decode(errors="replace")

@@ -1,0 +1,110 @@
+"""Build stage: resolve the ref to a commit, reuse its artifact or build and store a new one."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import structlog
+
+from shared.db import session_scope
+from shared.events import ArtifactBuilt
+from shared.exceptions import StageFailed
+from shared.manifest import read_procfile
+from shared.models import App, Build, Pipeline
+from shared.services import builds
+from workers import source
+from workers.build_log import BuildLog
+from workers.builders import get_builder
+from workers.builders.base import BuildRequest
+from workers.context import WorkerContext
+from workers.stages import StageResult, get_row
+
+
+def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
+    """Resolve the ref, reuse a cached artifact or build and store a new one."""
+    settings = context.settings
+    with session_scope(context.db_url) as session:
+        app = get_row(session, App, pipeline.app_id)
+        build = builds.start_build(session=session, pipeline=pipeline, app=app)
+    build_log = BuildLog(settings.build_log_limit)
+    commit_sha: str | None = None
+    try:
+        commit = source.resolve(app.repo, build.ref, settings.work_dir / "mirrors")
+        commit_sha = commit.sha
+        build_log.write(f"-----> Building {app.name} at {commit.sha} ({build.ref})")
+        with session_scope(context.db_url) as session:
+            cached = builds.find_artifact(
+                session=session, app_id=app.id, commit_sha=commit.sha, builder=app.builder
+            )
+        if cached is not None and cached.deleted_at is None:
+            build_log.write(f"-----> Cache hit: {cached.id} was built from this commit")
+            artifact_id, cache_hit = cached.id, True
+        else:
+            artifact_id, cache_hit = _build_new(context, app, commit, build_log), False
+    except StageFailed as exc:
+        build_log.write(f"!!!!!> {exc.message}")
+        _save_build(context, build.id, commit_sha, None, False, build_log)
+        raise
+    _save_build(context, build.id, commit_sha, artifact_id, cache_hit, build_log)
+    structlog.contextvars.bind_contextvars(artifact_id=artifact_id)
+    return StageResult(
+        result_id=artifact_id,
+        artifact_id=artifact_id,
+        cache_hit=cache_hit,
+        next_event=ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=artifact_id),
+    )
+
+
+def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_log: BuildLog) -> str:
+    builder = get_builder(app.builder, context)
+    context.settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=context.settings.work_dir, prefix="build-") as scratch:
+        source_dir = Path(scratch) / "src"
+        source.export(commit, app.path, source_dir)
+        procfile = read_procfile(source_dir)  # refuse early what could never run
+        request = BuildRequest(
+            app=app.name,
+            commit_sha=commit.sha,
+            commit_timestamp=commit.timestamp,
+            source_dir=source_dir,
+            work_dir=Path(scratch),
+            timeout=context.settings.build_timeout,
+        )
+        built = builder.build(request, build_log)
+    with session_scope(context.db_url) as session:
+        artifact = builds.record_artifact(
+            session=session,
+            app_id=app.id,
+            digest=built.digest,
+            commit_sha=commit.sha,
+            builder=builder.name,
+            size=built.size,
+            location=built.location,
+            procfile=procfile,
+        )
+        if artifact.deleted_at is not None:  # rebuilt after garbage collection
+            artifact.deleted_at = None
+            session.add(artifact)
+    return built.digest
+
+
+def _save_build(
+    context: WorkerContext,
+    build_id: uuid.UUID,
+    commit_sha: str | None,
+    artifact_id: str | None,
+    cache_hit: bool,
+    build_log: BuildLog,
+) -> None:
+    with session_scope(context.db_url) as session:
+        build = get_row(session, Build, build_id)
+        builds.finish_build(
+            session=session,
+            build=build,
+            commit_sha=commit_sha,
+            artifact_id=artifact_id,
+            cache_hit=cache_hit,
+            log=build_log.text(),
+        )

@@ -1,0 +1,77 @@
+"""Release stage: artifact + the environment's current config → vN, then the release phase."""
+
+from __future__ import annotations
+
+import structlog
+
+from shared.db import session_scope
+from shared.events import ReleaseCreated
+from shared.exceptions import StageFailed
+from shared.manifest import release_command
+from shared.models import Artifact, Environment, Pipeline, PipelineKind, Release, ReleaseStatus
+from shared.services import releases
+from workers.context import WorkerContext
+from workers.locks import release_phase_lock
+from workers.runners import get_runner
+from workers.stages import StageResult, get_row
+from workers.stages.spec import release_spec
+
+log = structlog.get_logger(__name__)
+
+_CAUSES = {
+    PipelineKind.DEPLOY: "deploy",
+    PipelineKind.CONFIG: "config",
+    PipelineKind.PROMOTION: "promotion",
+}
+
+
+def release_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
+    """Create the release (once per pipeline), then run its release command if it has one."""
+    if pipeline.artifact_id is None:
+        raise StageFailed("the pipeline has no artifact to release")
+    with session_scope(context.db_url) as session:
+        release = releases.create_release(
+            session=session,
+            pipeline=pipeline,
+            artifact_id=pipeline.artifact_id,
+            cause=_CAUSES[PipelineKind(pipeline.kind)],
+            source_release_id=pipeline.source_release_id,
+        )
+        artifact = get_row(session, Artifact, release.artifact_id)
+    structlog.contextvars.bind_contextvars(release_id=str(release.id))
+    log.info("release.created", version=release.version)
+    command = release_command(artifact.procfile)
+    output = _release_phase(context, pipeline, release, command) if command else None
+    return StageResult(
+        result_id=str(release.id),
+        release_id=release.id,
+        output=output,
+        next_event=ReleaseCreated(pipeline_id=pipeline.id, release_id=release.id),
+    )
+
+
+def _release_phase(
+    context: WorkerContext, pipeline: Pipeline, release: Release, command: str
+) -> str:
+    """Run the release command inside the release; a failure fails the release, not the live one."""
+    timeout = context.settings.release_timeout
+    with session_scope(context.db_url) as session:
+        environment = get_row(session, Environment, release.environment_id)
+        spec = release_spec(session, context, release, deployment_id=f"release-{pipeline.id}")
+    runner = get_runner(environment.runner, context)
+    with release_phase_lock(context, environment.id, pipeline.id, timeout):
+        log.info("release.phase_started", command=command)
+        result = runner.run_once(spec, command, timeout)
+        log.info("release.phase_finished", exit_code=result.exit_code)
+    if result.exit_code == 0:
+        return result.output
+    with session_scope(context.db_url) as session:
+        failed = get_row(session, Release, release.id)
+        failed.status = ReleaseStatus.FAILED
+        session.add(failed)
+    reason = (
+        f"the release command timed out after {timeout:g}s and was killed"
+        if result.exit_code is None
+        else f"the release command exited with status {result.exit_code}"
+    )
+    raise StageFailed(f"{reason}; v{release.version} will not run", output=result.output)

@@ -1,0 +1,84 @@
+"""Run stage: start the release healthy, switch the environment to it, stop what it replaces."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+
+from shared.db import session_scope
+from shared.exceptions import ShipyardError, StageFailed
+from shared.models import Deployment, DeploymentStatus, Environment, Pipeline, PipelineKind, Release
+from shared.services import deployments, releases
+from workers.context import WorkerContext
+from workers.runners import get_runner
+from workers.runners.base import ProcessRecord
+from workers.runners.switch import health_gated_start, switch
+from workers.stages import StageResult, get_row
+from workers.stages.spec import release_spec
+
+log = structlog.get_logger(__name__)
+
+
+def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
+    """Start the release healthy, then switch the environment to it."""
+    if pipeline.release_id is None:
+        raise StageFailed("the pipeline has no release to run")
+    with session_scope(context.db_url) as session:
+        release = releases.get_release(session=session, release_id=pipeline.release_id)
+        cause = "rollback" if pipeline.kind == PipelineKind.ROLLBACK else release.cause
+        deployment = deployments.begin_deployment(
+            session=session, pipeline_id=pipeline.id, release=release, cause=cause
+        )
+        if deployment is None:
+            raise StageFailed("another worker is running this stage")
+        environment = get_row(session, Environment, release.environment_id)
+        spec = release_spec(session, context, release, str(deployment.id))
+    result = StageResult(result_id=str(deployment.id), deployment_id=deployment.id)
+    if deployment.status == DeploymentStatus.LIVE:
+        return result  # a redelivered message after the switch was recorded
+    runner = get_runner(environment.runner, context)
+
+    def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+        with session_scope(context.db_url) as session:
+            current = get_row(session, Deployment, deployment.id)
+            previous = deployments.go_live(session=session, deployment=current, processes=processes)
+            return list(previous.processes) if previous is not None else None
+
+    try:
+        switch(runner, spec, go_live)
+    except ShipyardError as exc:
+        with session_scope(context.db_url) as session:
+            current = get_row(session, Deployment, deployment.id)
+            deployments.fail_deployment(session=session, deployment=current, error=exc.message)
+        raise StageFailed(exc.message) from exc
+    log.info("run.live", deployment_id=str(deployment.id))
+    return result
+
+
+def restore(context: WorkerContext, deployment_id: uuid.UUID) -> None:
+    """Start a live deployment's processes again after `shipyard up` restarts: SQL is the truth."""
+    structlog.contextvars.bind_contextvars(deployment_id=str(deployment_id))
+    try:
+        with session_scope(context.db_url) as session:
+            deployment = get_row(session, Deployment, deployment_id)
+            if deployment.status != DeploymentStatus.LIVE:
+                return
+            environment = get_row(session, Environment, deployment.environment_id)
+            release = get_row(session, Release, deployment.release_id)
+            spec = release_spec(session, context, release, str(deployment.id))
+        runner = get_runner(environment.runner, context)
+        if deployment.processes and all(runner.is_running(p) for p in deployment.processes):
+            return
+        runner.stop(deployment.processes)
+        try:
+            processes = health_gated_start(runner, spec)
+        except StageFailed as exc:
+            log.error("restore.unhealthy", error=exc.message)
+            processes = []
+        with session_scope(context.db_url) as session:
+            current = get_row(session, Deployment, deployment_id)
+            deployments.set_processes(session=session, deployment=current, processes=processes)
+        log.info("restore.done", processes=len(processes))
+    finally:
+        structlog.contextvars.clear_contextvars()

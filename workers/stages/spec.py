@@ -1,0 +1,38 @@
+"""The runner's view of a release: IDs, artifact, health check, limits and decrypted config."""
+
+from __future__ import annotations
+
+import structlog
+from sqlmodel import Session
+
+from shared.logging import register_secrets
+from shared.models import App, ConfigVersion, Environment, Release
+from shared.services.config import decrypt_config
+from workers.context import WorkerContext
+from workers.runners.base import ReleaseSpec
+from workers.stages import get_row
+
+
+def release_spec(
+    session: Session, context: WorkerContext, release: Release, deployment_id: str
+) -> ReleaseSpec:
+    """Everything a runner needs for `release`; its secret values are registered for redaction."""
+    environment = get_row(session, Environment, release.environment_id)
+    app = get_row(session, App, environment.app_id)
+    config = get_row(session, ConfigVersion, release.config_version_id)
+    env, secret_values = decrypt_config(config, context.box)
+    register_secrets(secret_values)
+    structlog.contextvars.bind_contextvars(release_id=str(release.id))
+    return ReleaseSpec(
+        app=app.name,
+        environment=environment.name,
+        release_id=str(release.id),
+        release_version=release.version,
+        deployment_id=deployment_id,
+        artifact_id=release.artifact_id,
+        health_path=environment.health_path,
+        health_timeout=environment.health_timeout,
+        env=env,
+        memory_limit=environment.memory_limit,
+        cpu_limit=environment.cpu_limit,
+    )
