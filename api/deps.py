@@ -12,11 +12,11 @@ from sqlmodel import Session
 
 from shared.crypto import SecretBox
 from shared.db import get_engine
-from shared.events import StageEvent
+from shared.events import Event
 from shared.exceptions import ShipyardError
 from shared.settings import Settings
 
-Publisher = Callable[[StageEvent], None]
+Publisher = Callable[[Event], None]
 
 
 class Unauthorized(ShipyardError):

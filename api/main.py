@@ -10,7 +10,18 @@ from fastapi import Depends, FastAPI
 
 from api.deps import Publisher, require_token
 from api.errors import install_error_handlers
-from api.routers import apps, artifacts, config, environments, health, pipelines, releases
+from api.routers import (
+    apps,
+    artifacts,
+    config,
+    environments,
+    health,
+    history,
+    maintenance,
+    operations,
+    pipelines,
+    releases,
+)
 from shared.broker import make_celery, publish
 from shared.crypto import SecretBox
 from shared.settings import Settings, get_settings
@@ -44,6 +55,16 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     install_error_handlers(app)
     app.include_router(health.router)
     protected = [Depends(require_token)]
-    for router in (apps, environments, config, pipelines, artifacts, releases):
+    for router in (
+        apps,
+        environments,
+        config,
+        pipelines,
+        artifacts,
+        releases,
+        operations,
+        history,
+        maintenance,
+    ):
         app.include_router(router.router, prefix="/v1", dependencies=protected)
     return app

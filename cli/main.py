@@ -6,7 +6,7 @@ import typer
 from cryptography.fernet import Fernet
 from rich.console import Console
 
-from cli import deploy, resources, server
+from cli import deploy, operations, resources, server
 from cli.client import CliError
 
 app = typer.Typer(
@@ -25,7 +25,11 @@ app.add_typer(resources.apps_cli, name="apps")
 app.add_typer(resources.envs_cli, name="envs")
 app.add_typer(resources.config_cli, name="config")
 app.command()(deploy.deploy)
-app.command()(resources.releases)
+app.add_typer(resources.releases_cli, name="releases")
+app.command()(operations.rollback)
+app.command()(operations.promote)
+app.command()(operations.history)
+app.command()(operations.gc)
 app.command()(resources.ps)
 app.add_typer(resources.pipelines_cli, name="pipelines")
 app.add_typer(resources.logs_cli, name="logs")

@@ -147,8 +147,16 @@ def config_unset(
     _send_config(app, env, {"vars": dict.fromkeys(keys), "deploy": deploy})
 
 
-def releases(app: AppOpt, env: EnvOpt) -> None:
+releases_cli = typer.Typer(help="List and compare releases.")
+
+
+@releases_cli.callback(invoke_without_command=True)
+def releases(ctx: typer.Context, app: AppOpt = "", env: EnvOpt = "") -> None:
     """List an environment's releases, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not app or not env:
+        raise CliError("releases needs --app and --env")
     rows = ApiClient().get(f"{_env_path(app, env)}/releases")
     _table(
         f"Releases of {app}/{env}",

@@ -57,3 +57,7 @@ class ArtifactStore:
                 f"artifact file was modified: expected {digest}, found {actual}; refusing to run it"
             )
         return path
+
+    def remove(self, digest: str) -> None:
+        """Delete the stored file of `digest` (garbage collection); a missing one is fine."""
+        self.path_for(digest).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from shared import constants
-from shared.events import ROUTES, StageEvent
+from shared.events import ROUTES, Event
 from shared.settings import Settings
 
 
@@ -62,7 +62,7 @@ def make_celery(settings: Settings, main: str) -> Celery:
     return app
 
 
-def publish(celery: Celery, event: StageEvent) -> None:
+def publish(celery: Celery, event: Event) -> None:
     """Send `event` to the task and queue that consume it, by name."""
     task_name, queue = ROUTES[event.type]
     celery.send_task(

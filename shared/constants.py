@@ -18,6 +18,7 @@ BUILD_TASK: Final = "shipyard.stage.build"
 RELEASE_TASK: Final = "shipyard.stage.release"
 RUN_TASK: Final = "shipyard.stage.run"
 RESTORE_TASK: Final = "shipyard.deployment.restore"
+REMOVE_ARTIFACTS_TASK: Final = "shipyard.maintenance.remove_artifacts"
 
 # Where embedded mode keeps everything when SHIPYARD_DATA_DIR is not set.
 DEFAULT_DATA_DIR: Final = ".shipyard"

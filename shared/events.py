@@ -38,9 +38,23 @@ class ReleaseCreated(_Event):
 
 StageEvent = PipelineQueued | ArtifactBuilt | ReleaseCreated
 
+
+class ArtifactsExpired(BaseModel):
+    """Garbage collection marked these artifacts deleted: remove their files or images."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["artifacts.expired"] = "artifacts.expired"
+    artifact_ids: list[str]
+
+
+Event = StageEvent | ArtifactsExpired
+
 # Which task, on which queue, consumes each event.
 ROUTES: dict[str, tuple[str, str]] = {
     "pipeline.queued": (constants.BUILD_TASK, constants.BUILD_QUEUE),
     "artifact.built": (constants.RELEASE_TASK, constants.RELEASE_QUEUE),
     "release.created": (constants.RUN_TASK, constants.RUN_QUEUE),
+    # Build workers are the ones that can reach every artifact store and image they wrote.
+    "artifacts.expired": (constants.REMOVE_ARTIFACTS_TASK, constants.BUILD_QUEUE),
 }

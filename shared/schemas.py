@@ -164,6 +164,7 @@ class ReleasePublic(BaseModel):
     status: str
     cause: str
     pipeline_id: uuid.UUID | None
+    source_release_id: uuid.UUID | None = None
     created_at: datetime
 
 
@@ -188,3 +189,51 @@ class CurrentPublic(BaseModel):
     release: ReleasePublic
     deployment: DeploymentPublic
     processes: list[ProcessPublic]
+
+
+class RollbackCreate(_Input):
+    to_version: Annotated[int, Field(ge=1)] | None = None
+
+
+class PromotionCreate(_Input):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: Name = Field(alias="from")
+    target: Name = Field(alias="to")
+
+
+class HistoryPublic(BaseModel):
+    at: datetime
+    release: ReleasePublic
+    deployment: DeploymentPublic
+
+
+class ArtifactSide(BaseModel):
+    id: str
+    commit: str | None
+
+
+class ConfigChange(BaseModel):
+    """One config key's change; a secret's values are always <redacted>."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    key: str
+    change: Literal["added", "removed", "changed"]
+    secret: bool
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
+class ReleaseDiff(BaseModel):
+    version: int
+    against: int
+    artifact_changed: bool
+    artifact_from: ArtifactSide
+    artifact_to: ArtifactSide
+    config: list[ConfigChange]
+
+
+class GarbageCollection(BaseModel):
+    removed_artifacts: list[str]
+    expired_releases: list[str]

@@ -10,12 +10,12 @@ from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from shared import constants
-from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated
+from shared.events import ArtifactBuilt, ArtifactsExpired, PipelineQueued, ReleaseCreated
 from shared.settings import get_settings
 from workers.app import app
 from workers.context import WorkerContext
 from workers.stages import execute
-from workers.stages.build import build_work
+from workers.stages.build import build_work, remove_expired_artifacts
 from workers.stages.release import release_work
 from workers.stages.run import restore, run_work
 
@@ -61,3 +61,9 @@ def run_stage(self: StageTask, event: dict[str, Any]) -> None:
 def restore_deployment(self: StageTask, deployment_id: str) -> None:
     """Start a live deployment's processes again after a restart of `shipyard up`."""
     restore(self.context, uuid.UUID(deployment_id))
+
+
+@app.task(name=constants.REMOVE_ARTIFACTS_TASK, base=StageTask, bind=True, **_RETRY)
+def remove_artifacts(self: StageTask, event: dict[str, Any]) -> None:
+    """Delete the files (or images) of garbage-collected artifacts."""
+    remove_expired_artifacts(self.context, ArtifactsExpired.model_validate(event).artifact_ids)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from api.deps import SessionDep
-from shared.schemas import ReleasePublic
-from shared.services import apps, releases
+from fastapi import APIRouter, Query
+
+from api.deps import SecretBoxDep, SessionDep
+from shared.schemas import ReleaseDiff, ReleasePublic
+from shared.services import apps, history, releases
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}/releases", tags=["releases"])
 
@@ -18,3 +20,21 @@ def list_releases(app: str, env: str, session: SessionDep) -> list[ReleasePublic
         session=session, app=apps.get_app(session=session, name=app), name=env
     )
     return releases.list_releases(session=session, environment=environment)
+
+
+@router.get("/{version}/diff")
+def diff(
+    app: str,
+    env: str,
+    version: int,
+    against: Annotated[int, Query(description="The release to compare with")],
+    session: SessionDep,
+    box: SecretBoxDep,
+) -> ReleaseDiff:
+    """What changed from v`against` to v`version`: artifact and config keys (secrets masked)."""
+    environment = apps.get_environment(
+        session=session, app=apps.get_app(session=session, name=app), name=env
+    )
+    return history.diff_releases(
+        session=session, environment=environment, version=version, against=against, box=box
+    )

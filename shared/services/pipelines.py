@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from shared.events import StageEvent
+from shared.events import Event, StageEvent
 from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import (
     STAGES_BY_KIND,
@@ -85,7 +85,7 @@ def create_config_pipeline(
     )
 
 
-def start(*, session: Session, pipeline: Pipeline, publish: Callable[[StageEvent], None]) -> None:
+def start(*, session: Session, pipeline: Pipeline, publish: Callable[[Event], None]) -> None:
     """Publish the committed pipeline's first event; if the broker is away, fail it and say so."""
     try:
         publish(first_event(pipeline))

@@ -38,3 +38,7 @@ class Builder(Protocol):
     def build(self, request: BuildRequest, log: BuildLog) -> BuiltArtifact:
         """Build `request`, writing output to `log`; raise StageFailed with the reason."""
         ...
+
+    def remove(self, artifact_id: str) -> None:
+        """Delete a garbage-collected artifact; one already gone is fine."""
+        ...

@@ -40,6 +40,9 @@ class LocalBuilder:
         log.write(f"-----> Artifact {digest} ({size} bytes)")
         return BuiltArtifact(digest=digest, size=size, location=str(path))
 
+    def remove(self, artifact_id: str) -> None:
+        self._store.remove(artifact_id)
+
 
 def scrubbed_environment(request: BuildRequest, home: Path) -> dict[str, str]:
     """The build's whole environment: no config var, no secret, nothing of the worker's own."""

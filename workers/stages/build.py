@@ -12,7 +12,7 @@ from shared.db import session_scope
 from shared.events import ArtifactBuilt
 from shared.exceptions import StageFailed
 from shared.manifest import read_procfile
-from shared.models import App, Build, Pipeline
+from shared.models import App, Artifact, Build, Pipeline
 from shared.services import builds
 from workers import source
 from workers.build_log import BuildLog
@@ -20,6 +20,8 @@ from workers.builders import get_builder
 from workers.builders.base import BuildRequest
 from workers.context import WorkerContext
 from workers.stages import StageResult, get_row
+
+log = structlog.get_logger(__name__)
 
 
 def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
@@ -108,3 +110,14 @@ def _save_build(
             cache_hit=cache_hit,
             log=build_log.text(),
         )
+
+
+def remove_expired_artifacts(context: WorkerContext, artifact_ids: list[str]) -> None:
+    """Remove what garbage collection expired; an artifact rebuilt since then is left alone."""
+    for artifact_id in artifact_ids:
+        with session_scope(context.db_url) as session:
+            artifact = session.get(Artifact, artifact_id)
+        if artifact is None or artifact.deleted_at is None:
+            continue
+        get_builder(artifact.builder, context).remove(artifact.id)
+        log.info("artifact.removed", artifact_id=artifact.id)

@@ -1,0 +1,29 @@
+"""Maintenance: `POST /v1/gc` removes artifacts no release can still need."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import PublisherDep, SessionDep, SettingsDep
+from shared.events import ArtifactsExpired
+from shared.schemas import GarbageCollection
+from shared.services import retention
+
+router = APIRouter(tags=["maintenance"])
+
+
+@router.post("/gc")
+def collect_garbage(
+    session: SessionDep, settings: SettingsDep, publish: PublisherDep
+) -> GarbageCollection:
+    """Keep live artifacts and each environment's last N releases'; remove and expire the rest."""
+    removed, expired = retention.collect_garbage(
+        session=session, releases_per_environment=settings.retention_releases
+    )
+    session.commit()
+    if removed:
+        # The files live where the build workers write them; they delete them.
+        publish(ArtifactsExpired(artifact_ids=[artifact.id for artifact in removed]))
+    return GarbageCollection(
+        removed_artifacts=[a.id for a in removed], expired_releases=[str(r.id) for r in expired]
+    )

@@ -1,0 +1,46 @@
+"""Rollback and promotion: `POST …/rollback`, `POST /v1/apps/{app}/promotions`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import PublisherDep, SessionDep
+from shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
+from shared.services import apps, pipelines, rollbacks
+
+router = APIRouter(tags=["operations"])
+
+
+@router.post("/apps/{app}/environments/{env}/rollback", status_code=status.HTTP_202_ACCEPTED)
+def rollback(
+    app: str, env: str, data: RollbackCreate, session: SessionDep, publish: PublisherDep
+) -> PipelinePublic:
+    """Run an earlier release again, exactly as it was (default: the one live before this)."""
+    owner = apps.get_app(session=session, name=app)
+    environment = apps.get_environment(session=session, app=owner, name=env)
+    pipeline = rollbacks.create_rollback_pipeline(
+        session=session,
+        app=owner,
+        environment=environment,
+        to_version=data.to_version,
+        trigger="api",
+    )
+    session.commit()
+    pipelines.start(session=session, pipeline=pipeline, publish=publish)
+    return pipelines.pipeline_public(session=session, pipeline=pipeline)
+
+
+@router.post("/apps/{app}/promotions", status_code=status.HTTP_202_ACCEPTED)
+def promote(
+    app: str, data: PromotionCreate, session: SessionDep, publish: PublisherDep
+) -> PipelinePublic:
+    """Release the artifact live in `from` to `to`, with `to`'s own config, and run it."""
+    owner = apps.get_app(session=session, name=app)
+    source = apps.get_environment(session=session, app=owner, name=data.source)
+    target = apps.get_environment(session=session, app=owner, name=data.target)
+    pipeline = rollbacks.create_promotion_pipeline(
+        session=session, app=owner, source=source, target=target, trigger="api"
+    )
+    session.commit()
+    pipelines.start(session=session, pipeline=pipeline, publish=publish)
+    return pipelines.pipeline_public(session=session, pipeline=pipeline)

@@ -1,0 +1,124 @@
+"""What ran when: deployments over time, the release live at an instant, diffs of releases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from shared.constants import REDACTED
+from shared.crypto import SecretBox
+from shared.exceptions import NotFound
+from shared.models import Artifact, ConfigVersion, Deployment, Environment, Release
+from shared.schemas import (
+    ArtifactSide,
+    ConfigChange,
+    DeploymentPublic,
+    HistoryPublic,
+    ReleaseDiff,
+)
+from shared.services.deployments import deployment_public
+from shared.services.releases import release_public
+
+
+def live_at(*, session: Session, environment: Environment, at: datetime) -> HistoryPublic:
+    """The release live in `environment` at instant `at` (deployments never overlap)."""
+    deployment = session.exec(
+        select(Deployment)
+        .where(
+            Deployment.environment_id == environment.id,
+            col(Deployment.started_at).is_not(None),
+            col(Deployment.started_at) <= at,
+        )
+        .order_by(col(Deployment.started_at).desc())
+        .limit(1)
+    ).first()
+    if deployment is None or (deployment.ended_at is not None and deployment.ended_at <= at):
+        raise NotFound(f"nothing was live in {environment.name} at {at.isoformat()}")
+    release = session.get(Release, deployment.release_id)
+    assert release is not None
+    return HistoryPublic(
+        at=at,
+        release=release_public(session=session, release=release),
+        deployment=deployment_public(session=session, deployment=deployment),
+    )
+
+
+def list_deployments(
+    *, session: Session, environment: Environment, limit: int
+) -> list[DeploymentPublic]:
+    """The environment's deployments, newest first."""
+    rows = session.exec(
+        select(Deployment)
+        .where(Deployment.environment_id == environment.id)
+        .order_by(col(Deployment.created_at).desc())
+        .limit(limit)
+    )
+    return [deployment_public(session=session, deployment=d) for d in rows]
+
+
+def get_release_by_version(*, session: Session, environment: Environment, version: int) -> Release:
+    """Release vN of `environment`, or NotFound."""
+    release = session.exec(
+        select(Release).where(Release.environment_id == environment.id, Release.version == version)
+    ).first()
+    if release is None:
+        raise NotFound(f"{environment.name} has no release v{version}")
+    return release
+
+
+def diff_releases(
+    *, session: Session, environment: Environment, version: int, against: int, box: SecretBox
+) -> ReleaseDiff:
+    """What changed from `against` to `version`: the artifact, and config keys (never secrets)."""
+    new = get_release_by_version(session=session, environment=environment, version=version)
+    old = get_release_by_version(session=session, environment=environment, version=against)
+    new_config = session.get(ConfigVersion, new.config_version_id)
+    old_config = session.get(ConfigVersion, old.config_version_id)
+    assert new_config is not None and old_config is not None
+    return ReleaseDiff(
+        version=version,
+        against=against,
+        artifact_changed=new.artifact_id != old.artifact_id,
+        artifact_from=_artifact_side(session, old.artifact_id),
+        artifact_to=_artifact_side(session, new.artifact_id),
+        config=_config_changes(old_config, new_config, box),
+    )
+
+
+def _artifact_side(session: Session, artifact_id: str) -> ArtifactSide:
+    artifact = session.get(Artifact, artifact_id)
+    return ArtifactSide(id=artifact_id, commit=artifact.commit_sha if artifact else None)
+
+
+def _shown(config: ConfigVersion, key: str) -> str:
+    return REDACTED if key in config.secret_vars else config.plain_vars[key]
+
+
+def _config_changes(old: ConfigVersion, new: ConfigVersion, box: SecretBox) -> list[ConfigChange]:
+    old_values = {**old.plain_vars, **{k: box.decrypt(v) for k, v in old.secret_vars.items()}}
+    new_values = {**new.plain_vars, **{k: box.decrypt(v) for k, v in new.secret_vars.items()}}
+    changes: list[ConfigChange] = []
+    for key in sorted(old_values.keys() | new_values.keys()):
+        secret = key in old.secret_vars or key in new.secret_vars
+        if key not in old_values:
+            changes.append(
+                ConfigChange(key=key, change="added", secret=secret, to=_shown(new, key))
+            )
+        elif key not in new_values:
+            changes.append(
+                ConfigChange(key=key, change="removed", secret=secret, from_=_shown(old, key))
+            )
+        elif old_values[key] != new_values[key] or (key in old.secret_vars) != (
+            key in new.secret_vars
+        ):
+            changes.append(
+                ConfigChange(
+                    key=key,
+                    change="changed",
+                    secret=secret,
+                    from_=_shown(old, key),
+                    to=_shown(new, key),
+                )
+            )
+    return changes

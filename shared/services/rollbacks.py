@@ -1,0 +1,111 @@
+"""Rollback and promotion: run an earlier release again; move a live artifact to the next stage."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from shared.exceptions import Conflict, InvalidInput, NotFound
+from shared.models import (
+    App,
+    Artifact,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Pipeline,
+    PipelineKind,
+    Release,
+    ReleaseStatus,
+)
+from shared.services import deployments, pipelines
+
+
+def rollback_target(
+    *, session: Session, environment: Environment, to_version: int | None
+) -> Release:
+    """Release `to_version`, or the one live before the current one; refused if it cannot run."""
+    live = deployments.live_deployment(session=session, environment_id=environment.id)
+    if to_version is not None:
+        release = session.exec(
+            select(Release).where(
+                Release.environment_id == environment.id, Release.version == to_version
+            )
+        ).first()
+        if release is None:
+            raise NotFound(f"{environment.name} has no release v{to_version}")
+    else:
+        release = _previously_live(session, environment, live)
+    if live is not None and live.release_id == release.id:
+        raise Conflict(f"v{release.version} is already live in {environment.name}")
+    if release.status == ReleaseStatus.EXPIRED or _artifact_gone(session, release):
+        raise Conflict(
+            f"v{release.version} has expired: its artifact was garbage-collected, "
+            "so it can no longer be run (deploy its commit again instead)"
+        )
+    if release.status != ReleaseStatus.SUCCEEDED:
+        raise Conflict(f"v{release.version} never ran successfully, so it cannot be rolled back to")
+    return release
+
+
+def _previously_live(
+    session: Session, environment: Environment, live: Deployment | None
+) -> Release:
+    query = (
+        select(Release)
+        .join(Deployment, col(Deployment.release_id) == col(Release.id))
+        .where(
+            Deployment.environment_id == environment.id,
+            col(Deployment.status).in_([DeploymentStatus.SUPERSEDED, DeploymentStatus.STOPPED]),
+        )
+        .order_by(col(Deployment.started_at).desc())
+    )
+    if live is not None:
+        query = query.where(Release.id != live.release_id)
+    release = session.exec(query.limit(1)).first()
+    if release is None:
+        raise Conflict(f"{environment.name} has no earlier release to roll back to")
+    return release
+
+
+def _artifact_gone(session: Session, release: Release) -> bool:
+    artifact = session.get(Artifact, release.artifact_id)
+    return artifact is None or artifact.deleted_at is not None
+
+
+def create_rollback_pipeline(
+    *, session: Session, app: App, environment: Environment, to_version: int | None, trigger: str
+) -> Pipeline:
+    """A run-only pipeline that runs an earlier release exactly as it was."""
+    release = rollback_target(session=session, environment=environment, to_version=to_version)
+    return pipelines.create_pipeline(
+        session=session,
+        app=app,
+        environment=environment,
+        kind=PipelineKind.ROLLBACK,
+        trigger=trigger,
+        artifact_id=release.artifact_id,
+        release_id=release.id,
+    )
+
+
+def create_promotion_pipeline(
+    *, session: Session, app: App, source: Environment, target: Environment, trigger: str
+) -> Pipeline:
+    """Release → run in `target` of the artifact live in `source`, with `target`'s config."""
+    if source.id == target.id:
+        raise InvalidInput("promotion needs two different environments")
+    live = deployments.live_deployment(session=session, environment_id=source.id)
+    if live is None:
+        raise Conflict(f"{source.name} has no live, healthy deployment to promote")
+    release = session.get(Release, live.release_id)
+    assert release is not None
+    if _artifact_gone(session, release):
+        raise Conflict(f"the artifact live in {source.name} is no longer stored")
+    return pipelines.create_pipeline(
+        session=session,
+        app=app,
+        environment=target,
+        kind=PipelineKind.PROMOTION,
+        trigger=trigger,
+        artifact_id=release.artifact_id,
+        source_release_id=release.id,
+    )
