@@ -116,9 +116,13 @@ def history(
         )
 
 
-def gc() -> None:
+def gc(
+    keep: Annotated[
+        int | None, typer.Option(help="Releases kept per environment (default: the setting).")
+    ] = None,
+) -> None:
     """Remove artifacts no kept release needs; their releases become expired."""
-    result = ApiClient().post("/v1/gc", {})
+    result = ApiClient().post("/v1/gc", {"keep": keep} if keep is not None else {})
     console.print(
         f"removed {len(result['removed_artifacts'])} artifacts, "
         f"expired {len(result['expired_releases'])} releases"

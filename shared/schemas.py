@@ -234,6 +234,10 @@ class ReleaseDiff(BaseModel):
     config: list[ConfigChange]
 
 
+class GarbageCollectionRequest(_Input):
+    keep: Annotated[int, Field(ge=1, le=10_000)] | None = None  # default: the setting
+
+
 class GarbageCollection(BaseModel):
     removed_artifacts: list[str]
     expired_releases: list[str]

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import PublisherDep, SessionDep, SettingsDep
 from shared.events import ArtifactsExpired
-from shared.schemas import GarbageCollection
+from shared.schemas import GarbageCollection, GarbageCollectionRequest
 from shared.services import retention
 
 router = APIRouter(tags=["maintenance"])
@@ -14,12 +14,14 @@ router = APIRouter(tags=["maintenance"])
 
 @router.post("/gc")
 def collect_garbage(
-    session: SessionDep, settings: SettingsDep, publish: PublisherDep
+    session: SessionDep,
+    settings: SettingsDep,
+    publish: PublisherDep,
+    data: GarbageCollectionRequest | None = None,
 ) -> GarbageCollection:
     """Keep live artifacts and each environment's last N releases'; remove and expire the rest."""
-    removed, expired = retention.collect_garbage(
-        session=session, releases_per_environment=settings.retention_releases
-    )
+    keep = data.keep if data is not None and data.keep is not None else settings.retention_releases
+    removed, expired = retention.collect_garbage(session=session, releases_per_environment=keep)
     session.commit()
     if removed:
         # The files live where the build workers write them; they delete them.
