@@ -23,10 +23,12 @@ class ApiClient:
         self.url = settings.url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30, trust_env=False)
 
-    def request(self, method: str, path: str, json: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
         """Call the API; returns the decoded JSON body."""
         try:
-            response = self._http.request(method, path, json=json)
+            response = self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise CliError(
                 f"cannot reach Shipyard at {self.url} ({type(exc).__name__}); "
@@ -40,8 +42,8 @@ class ApiClient:
             raise CliError(f"{detail} (HTTP {response.status_code})")
         return response.json() if response.content else None
 
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params)
 
     def post(self, path: str, json: Any) -> Any:
         return self.request("POST", path, json=json)

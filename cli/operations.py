@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -64,7 +64,9 @@ def releases_diff(
     env: EnvOpt,
 ) -> None:
     """What changed from release OLD to release NEW (secret values are never shown)."""
-    diff = ApiClient().get(f"/v1/apps/{app}/environments/{env}/releases/{new}/diff?against={old}")
+    diff = ApiClient().get(
+        f"/v1/apps/{app}/environments/{env}/releases/{new}/diff", {"against": str(old)}
+    )
     before, after = diff["artifact_from"], diff["artifact_to"]
     if diff["artifact_changed"]:
         console.print(
@@ -91,14 +93,18 @@ def history(
     app: AppOpt,
     env: EnvOpt,
     at: Annotated[
-        datetime | None, typer.Option(help="ISO-8601 instant (UTC if no zone): what ran then.")
+        str | None, typer.Option(help="ISO-8601 instant (UTC if no zone): what ran then.")
     ] = None,
 ) -> None:
     """What ran in ENV at an instant (--at), or the list of deployments."""
     client = ApiClient()
     if at is not None:
-        instant = at.isoformat() + ("Z" if at.tzinfo is None else "")
-        live = client.request("GET", f"/v1/apps/{app}/environments/{env}/history?at={instant}")
+        try:
+            parsed = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise CliError(f"--at {at!r} is not an ISO-8601 instant") from exc
+        instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
+        live = client.get(f"/v1/apps/{app}/environments/{env}/history", {"at": instant})
         release, deployment = live["release"], live["deployment"]
         console.print(
             f"At {instant}, {app}/{env} ran release v{release['version']} "

@@ -285,3 +285,26 @@ def test_gc_keeps_live_and_recent_artifacts_and_expires_the_rest(
 
 def _time(stage: dict[str, Any], key: str) -> datetime:
     return datetime.fromisoformat(stage[key])
+
+
+def test_cli_rolls_back_promotes_and_answers_history(distributed: Stack, hello_repo: Path) -> None:
+    app = unique("cliops")
+    distributed.create_app(app, hello_repo, envs=("staging", "production"))
+    distributed.deploy(app, "staging")
+    distributed.wait_pipeline(
+        distributed.patch_config(app, "staging", {"vars": {"GREETING": "two"}})["pipeline_id"]
+    )
+
+    rolled = distributed.run_cli("rollback", "--app", app, "--env", "staging")
+    promoted = distributed.run_cli("promote", "--app", app, "staging", "production")
+    now = datetime.now().astimezone().isoformat()
+    at_now = distributed.run_cli("history", "--app", app, "--env", "staging", "--at", now)
+    zulu = distributed.run_cli(
+        "history", "--app", app, "--env", "staging", "--at", "2000-01-01T00:00:00Z", check=False
+    )
+
+    assert "staging now runs release v1" in rolled.stdout
+    assert "production now runs release v1" in promoted.stdout
+    assert "ran release v1" in at_now.stdout and "cause deploy" in at_now.stdout
+    assert zulu.returncode == 1 and "nothing was live" in zulu.stderr
+    assert fetch(distributed.web_url(app, "production")) == "Hello from Shipyard"
