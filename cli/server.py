@@ -78,6 +78,23 @@ def _worker_command(queue: str, concurrency: int, hostname: str | None) -> list[
     ]  # fmt: skip
 
 
+def _beat_command(settings: Settings) -> list[str]:
+    schedule = settings.data_dir / "beat-schedule"
+    return [
+        sys.executable, "-m", "celery", "-A", "workers.app", "beat",
+        "--schedule", str(schedule), "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def beat() -> None:
+    """Start the beat that runs the reconciler (and schedules). Run exactly one per installation."""
+    settings = _settings()
+    check_services(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command = _beat_command(settings)
+    os.execv(command[0], command)
+
+
 def worker(
     queue: Annotated[str, typer.Argument(help="build, release or run.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Processes in this pool.")] = 1,
@@ -120,7 +137,7 @@ def up(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Embedded mode: the API and one worker per queue, SQLite and a file broker, in one command."""
+    """Embedded mode: the API, a worker per queue and the beat, on SQLite and a file broker."""
     settings = _settings(data_dir)
     if settings.mode != "embedded":
         raise CliError(
@@ -132,13 +149,11 @@ def up(
     settings.fernet_key()
     settings.api_token()
     migrate.upgrade(settings.sqlalchemy_url)
+    commands = [_worker_command(queue, 1, f"{queue}@%h") for queue in constants.QUEUES]
+    commands.append(_beat_command(settings))
     pools = [
-        subprocess.Popen(
-            _worker_command(queue, 1, f"{queue}@%h"),
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
-        for queue in constants.QUEUES
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        for command in commands
     ]
     log.info("up.started", data_dir=str(settings.data_dir), url=f"http://{host}:{port}")
     try:

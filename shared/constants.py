@@ -19,6 +19,7 @@ RELEASE_TASK: Final = "shipyard.stage.release"
 RUN_TASK: Final = "shipyard.stage.run"
 RESTORE_TASK: Final = "shipyard.deployment.restore"
 REMOVE_ARTIFACTS_TASK: Final = "shipyard.maintenance.remove_artifacts"
+RECONCILE_TASK: Final = "shipyard.maintenance.reconcile"
 
 # Where embedded mode keeps everything when SHIPYARD_DATA_DIR is not set.
 DEFAULT_DATA_DIR: Final = ".shipyard"
@@ -41,6 +42,16 @@ STOP_GRACE_SECONDS: Final = 10.0
 BUILD_LOG_LIMIT_BYTES: Final = 1_000_000
 # Lines of process output shown in a failed run stage: enough to act on, short enough to read.
 OUTPUT_TAIL_LINES: Final = 20
+
+# A running stage refreshes its heartbeat this often ...
+HEARTBEAT_SECONDS: Final = 5.0
+# ... and is presumed dead (its worker killed) when the heartbeat is older than this.
+STALE_AFTER_SECONDS: Final = 45.0
+# How often the beat runs the reconciler.
+RECONCILE_SECONDS: Final = 10.0
+# A stage queued this long without being claimed is published again (a lost message);
+# duplicates are harmless, so this only trades a little work for recovery time.
+QUEUED_REDELIVER_SECONDS: Final = 120.0
 
 # Hard task time limit: above the longest stage (a build at its limit plus export and packing).
 TASK_TIME_LIMIT_SECONDS: Final = int(BUILD_TIMEOUT_SECONDS) + 300

@@ -168,6 +168,8 @@ class StageRun(SQLModel, table=True):
     cache_hit: bool = False
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     output: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Refreshed by the worker running the stage; a stale one means that worker is gone.
+    heartbeat_at: datetime | None = _maybe_timestamp()
     queued_at: datetime | None = _maybe_timestamp()
     started_at: datetime | None = _maybe_timestamp()
     finished_at: datetime | None = _maybe_timestamp()
@@ -250,3 +252,18 @@ class Deployment(SQLModel, table=True):
     created_at: datetime = _timestamp()
     started_at: datetime | None = _maybe_timestamp()  # when it went live
     ended_at: datetime | None = _maybe_timestamp()  # when it was superseded or stopped
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token: only its SHA-256 is stored; the token itself is shown once, at creation."""
+
+    __tablename__ = "api_token"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)  # the first characters, to recognise a token in a list
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _timestamp()
+    last_used_at: datetime | None = _maybe_timestamp()
+    revoked_at: datetime | None = _maybe_timestamp()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     build_timeout: float = constants.BUILD_TIMEOUT_SECONDS
     release_timeout: float = constants.RELEASE_TIMEOUT_SECONDS
     retention_releases: int = constants.RETENTION_RELEASES
+    heartbeat_seconds: float = constants.HEARTBEAT_SECONDS
+    stale_after_seconds: float = constants.STALE_AFTER_SECONDS
+    reconcile_seconds: float = constants.RECONCILE_SECONDS
+    queued_redeliver_seconds: float = constants.QUEUED_REDELIVER_SECONDS
     build_log_limit: int = constants.BUILD_LOG_LIMIT_BYTES
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"

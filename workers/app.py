@@ -27,6 +27,17 @@ def create_worker_app() -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
+        # One beat per installation (see docs/operations.md); it only publishes the reconciler.
+        beat_schedule={
+            "reconcile": {
+                "task": constants.RECONCILE_TASK,
+                "schedule": settings.reconcile_seconds,
+                "options": {
+                    "queue": constants.RELEASE_QUEUE,
+                    "expires": settings.reconcile_seconds,
+                },
+            }
+        },
     )
     return celery
 

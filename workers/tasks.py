@@ -11,10 +11,11 @@ from sqlalchemy.exc import OperationalError
 
 from shared import constants
 from shared.events import ArtifactBuilt, ArtifactsExpired, PipelineQueued, ReleaseCreated
+from shared.services.pipelines import ClaimOutcome
 from shared.settings import get_settings
 from workers.app import app
 from workers.context import WorkerContext
-from workers.stages import execute
+from workers.stages import StageWork, execute, reconcile
 from workers.stages.build import build_work, remove_expired_artifacts
 from workers.stages.release import release_work
 from workers.stages.run import restore, run_work
@@ -36,25 +37,31 @@ class StageTask(Task):  # type: ignore[misc]
         return WorkerContext.create(get_settings(), self.app)
 
 
+def _run_stage(task: StageTask, pipeline_id: uuid.UUID, stage: str, work: StageWork) -> None:
+    outcome = execute(task.context, pipeline_id, stage, task.request.hostname, work)
+    if outcome == ClaimOutcome.BUSY:
+        # Another worker holds the stage. If it is dead its heartbeat goes stale and the next
+        # try takes over; if it is alive, the next try finds the stage done.
+        countdown = task.context.settings.stale_after_seconds / 3
+        raise task.retry(countdown=countdown, max_retries=None)
+
+
 @app.task(name=constants.BUILD_TASK, base=StageTask, bind=True, **_RETRY)
 def build_stage(self: StageTask, event: dict[str, Any]) -> None:
     """pipeline.queued → build the commit → artifact.built."""
-    queued = PipelineQueued.model_validate(event)
-    execute(self.context, queued.pipeline_id, "build", self.request.hostname, build_work)
+    _run_stage(self, PipelineQueued.model_validate(event).pipeline_id, "build", build_work)
 
 
 @app.task(name=constants.RELEASE_TASK, base=StageTask, bind=True, **_RETRY)
 def release_stage(self: StageTask, event: dict[str, Any]) -> None:
     """artifact.built → release vN → release.created."""
-    built = ArtifactBuilt.model_validate(event)
-    execute(self.context, built.pipeline_id, "release", self.request.hostname, release_work)
+    _run_stage(self, ArtifactBuilt.model_validate(event).pipeline_id, "release", release_work)
 
 
 @app.task(name=constants.RUN_TASK, base=StageTask, bind=True, **_RETRY)
 def run_stage(self: StageTask, event: dict[str, Any]) -> None:
     """release.created → start healthy → switch live."""
-    created = ReleaseCreated.model_validate(event)
-    execute(self.context, created.pipeline_id, "run", self.request.hostname, run_work)
+    _run_stage(self, ReleaseCreated.model_validate(event).pipeline_id, "run", run_work)
 
 
 @app.task(name=constants.RESTORE_TASK, base=StageTask, bind=True, **_RETRY)
@@ -67,3 +74,9 @@ def restore_deployment(self: StageTask, deployment_id: str) -> None:
 def remove_artifacts(self: StageTask, event: dict[str, Any]) -> None:
     """Delete the files (or images) of garbage-collected artifacts."""
     remove_expired_artifacts(self.context, ArtifactsExpired.model_validate(event).artifact_ids)
+
+
+@app.task(name=constants.RECONCILE_TASK, base=StageTask, bind=True, **_RETRY)
+def reconcile_pipelines(self: StageTask) -> None:
+    """Publish again the stages whose message was lost or whose worker died (run by the beat)."""
+    reconcile(self.context)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from shared.events import Event, StageEvent
@@ -118,47 +121,80 @@ def stages_of(*, session: Session, pipeline_id: uuid.UUID) -> list[StageRun]:
     return list(session.exec(query.order_by(col(StageRun.position))))
 
 
-def claim_stage(
-    *, session: Session, pipeline_id: uuid.UUID, stage: str, hostname: str
-) -> StageRun | None:
-    """Mark a queued stage running (a redelivery re-claims a running one); None if it is done
-    or has to wait for an older pipeline of its environment.
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"  # this worker runs the stage now
+    WAITING = "waiting"  # an older pipeline of the environment is ahead: woken later
+    BUSY = "busy"  # another worker runs it and is alive (fresh heartbeat): try again later
+    DONE = "done"  # finished, failed or skipped already: a duplicate message
 
-    The conditional UPDATE is the guard that makes a duplicate message do nothing once a stage
-    has finished, whichever worker it reaches.
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    run: StageRun | None = None
+
+
+def claim_stage(
+    *, session: Session, pipeline_id: uuid.UUID, stage: str, hostname: str, stale_after: float
+) -> Claim:
+    """Take a stage for this worker, if it is queued or its last worker stopped heartbeating.
+
+    The conditional UPDATE is the guard that makes a duplicate message do nothing, whichever
+    worker it reaches: only one claim of a queued stage, or of a stale running one, succeeds.
     """
     pipeline = get_pipeline(session=session, pipeline_id=pipeline_id)
+    if pipeline.status in (PipelineStatus.SUCCEEDED, PipelineStatus.FAILED):
+        return Claim(ClaimOutcome.DONE)
     if queueing.wait_if_behind(session=session, pipeline=pipeline, stage=stage):
-        return None
+        return Claim(ClaimOutcome.WAITING)
     now = utcnow()
+    stale = now - timedelta(seconds=stale_after)
+    claimable = or_(
+        col(StageRun.status) == StageStatus.QUEUED,
+        and_(
+            col(StageRun.status) == StageStatus.RUNNING,
+            or_(col(StageRun.heartbeat_at).is_(None), col(StageRun.heartbeat_at) < stale),
+        ),
+    )
     result = session.execute(
         update(StageRun)
-        .where(
-            col(StageRun.pipeline_id) == pipeline_id,
-            col(StageRun.name) == stage,
-            col(StageRun.status).in_([StageStatus.QUEUED, StageStatus.RUNNING]),
-        )
+        .where(col(StageRun.pipeline_id) == pipeline_id, col(StageRun.name) == stage, claimable)
         .values(
             status=StageStatus.RUNNING,
             attempt=col(StageRun.attempt) + 1,
             started_at=now,
+            heartbeat_at=now,
             hostname=hostname,
             error=None,
         )
     )
+    run = session.exec(
+        select(StageRun).where(StageRun.pipeline_id == pipeline_id, StageRun.name == stage)
+    ).one()
+    session.refresh(run)
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        return None
+        busy = run.status == StageStatus.RUNNING
+        return Claim(ClaimOutcome.BUSY if busy else ClaimOutcome.DONE)
     session.execute(
         update(Pipeline)
         .where(col(Pipeline.id) == pipeline_id, col(Pipeline.status) == PipelineStatus.QUEUED)
         .values(status=PipelineStatus.RUNNING)
     )
     session.flush()
-    run = session.exec(
-        select(StageRun).where(StageRun.pipeline_id == pipeline_id, StageRun.name == stage)
-    ).one()
-    session.refresh(run)
-    return run
+    return Claim(ClaimOutcome.CLAIMED, run)
+
+
+def heartbeat(*, session: Session, pipeline_id: uuid.UUID, stage: str) -> None:
+    """Record that the worker running this stage is alive."""
+    session.execute(
+        update(StageRun)
+        .where(
+            col(StageRun.pipeline_id) == pipeline_id,
+            col(StageRun.name) == stage,
+            col(StageRun.status) == StageStatus.RUNNING,
+        )
+        .values(heartbeat_at=utcnow())
+    )
 
 
 def complete_stage(

@@ -48,6 +48,7 @@ def distributed(
         try:
             for queue in ("build", "release", "run"):
                 stack.spawn(f"worker-{queue}", "worker", queue)
+            stack.spawn("beat", "beat")
             stack.spawn("api", "api", "--port", str(port))
             stack.wait_healthy()
             yield stack

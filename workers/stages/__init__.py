@@ -5,8 +5,10 @@ Each stage module (build, release, run) only says what its work is.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,8 +21,10 @@ from shared.db import session_scope
 from shared.events import StageEvent
 from shared.exceptions import StageFailed
 from shared.logging import forget_secrets, redact
-from shared.models import Pipeline
+from shared.models import Pipeline, utcnow
 from shared.services import pipelines
+from shared.services import reconcile as reconciler
+from shared.services.pipelines import ClaimOutcome
 from workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -45,21 +49,44 @@ StageWork = Callable[[WorkerContext, Pipeline], StageResult]
 
 def execute(
     context: WorkerContext, pipeline_id: uuid.UUID, stage: str, hostname: str, work: StageWork
-) -> None:
-    """Run one stage once in effect: a duplicate message for a finished stage does nothing."""
+) -> ClaimOutcome:
+    """Run one stage once in effect: a duplicate message for a finished stage does nothing.
+
+    Returns BUSY when another live worker runs the stage: the caller retries later, so that the
+    stage is taken over if that worker turns out to be dead.
+    """
     structlog.contextvars.bind_contextvars(pipeline_id=str(pipeline_id), stage=stage)
     try:
         with session_scope(context.db_url) as session:
-            claimed = pipelines.claim_stage(
-                session=session, pipeline_id=pipeline_id, stage=stage, hostname=hostname
+            claim = pipelines.claim_stage(
+                session=session,
+                pipeline_id=pipeline_id,
+                stage=stage,
+                hostname=hostname,
+                stale_after=context.settings.stale_after_seconds,
             )
             pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
-        if claimed is None:
-            status = _stage_status(context, pipeline_id, stage)
-            event = "stage.waiting" if status == "waiting" else "stage.duplicate_ignored"
-            log.info(event, status=status)
-            return
-        log.info("stage.started", attempt=claimed.attempt)
+        if claim.run is None:
+            log.info(_NOT_CLAIMED[claim.outcome])
+            return claim.outcome
+        log.info("stage.started", attempt=claim.run.attempt)
+        _run_claimed(context, pipeline, stage, work)
+        return claim.outcome
+    finally:
+        forget_secrets()
+        structlog.contextvars.clear_contextvars()
+
+
+_NOT_CLAIMED = {
+    ClaimOutcome.WAITING: "stage.waiting",
+    ClaimOutcome.BUSY: "stage.busy_elsewhere",
+    ClaimOutcome.DONE: "stage.duplicate_ignored",
+}
+
+
+def _run_claimed(context: WorkerContext, pipeline: Pipeline, stage: str, work: StageWork) -> None:
+    pipeline_id = pipeline.id
+    with _heartbeat(context, pipeline_id, stage):
         try:
             result = work(context, pipeline)
         except StageFailed as exc:
@@ -72,10 +99,29 @@ def execute(
             error = f"internal error ({type(exc).__name__})"
             _record_failure(context, pipeline_id, stage, error, None)
             return
-        _record_success(context, pipeline_id, stage, result)
+    _record_success(context, pipeline_id, stage, result)
+
+
+@contextmanager
+def _heartbeat(context: WorkerContext, pipeline_id: uuid.UUID, stage: str) -> Iterator[None]:
+    """Refresh the stage's heartbeat while the block runs, so nobody takes it over."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(context.settings.heartbeat_seconds):
+            try:
+                with session_scope(context.db_url) as session:
+                    pipelines.heartbeat(session=session, pipeline_id=pipeline_id, stage=stage)
+            except Exception:  # a missed beat is retried; only a long silence matters
+                log.warning("stage.heartbeat_failed")
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{stage}", daemon=True)
+    thread.start()
+    try:
+        yield
     finally:
-        forget_secrets()
-        structlog.contextvars.clear_contextvars()
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _record_success(
@@ -116,15 +162,24 @@ def _record_failure(
         publish(context.celery, event)
 
 
-def _stage_status(context: WorkerContext, pipeline_id: uuid.UUID, stage: str) -> str:
-    with session_scope(context.db_url) as session:
-        runs = pipelines.stages_of(session=session, pipeline_id=pipeline_id)
-    return next((run.status for run in runs if run.name == stage), "unknown")
-
-
 def get_row(session: Session, model: type[_Row], key: object) -> _Row:
     """The row `key` of `model`; a row deleted under a running stage fails the stage clearly."""
     row = session.get(model, key)
     if row is None:
         raise StageFailed(f"{model.__name__} {key} no longer exists")
     return row
+
+
+def reconcile(context: WorkerContext) -> None:
+    """Find stranded stages and publish them again (see shared.services.reconcile)."""
+    settings = context.settings
+    with session_scope(context.db_url) as session:
+        events = reconciler.stranded_stages(
+            session=session,
+            now=utcnow(),
+            stale_after=settings.stale_after_seconds,
+            queued_after=settings.queued_redeliver_seconds,
+        )
+    for event in events:
+        log.warning("reconcile.republished", pipeline_id=str(event.pipeline_id), event=event.type)
+        publish(context.celery, event)
