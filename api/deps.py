@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from shared.crypto import SecretBox
 from shared.db import get_engine
 from shared.events import Event
-from shared.exceptions import ShipyardError
 from shared.settings import Settings
 
 Publisher = Callable[[Event], None]
-
-
-class Unauthorized(ShipyardError):
-    """No token, or a wrong one."""
-
-    status_code = 401
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -56,17 +47,3 @@ def get_secret_box(request: Request) -> SecretBox:
 
 
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Every endpoint but /health needs `Authorization: Bearer <token>`."""
-    if credentials is None:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    expected: str = request.app.state.admin_token
-    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise Unauthorized("invalid token")

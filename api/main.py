@@ -8,7 +8,8 @@ from functools import partial
 
 from fastapi import Depends, FastAPI
 
-from api.deps import Publisher, require_token
+from api.auth import authenticate
+from api.deps import Publisher
 from api.errors import install_error_handlers
 from api.routers import (
     apps,
@@ -21,6 +22,7 @@ from api.routers import (
     operations,
     pipelines,
     releases,
+    tokens,
 )
 from shared.broker import make_celery, publish
 from shared.crypto import SecretBox
@@ -54,7 +56,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    protected = [Depends(require_token)]
+    protected = [Depends(authenticate)]
     for router in (
         apps,
         environments,
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         operations,
         history,
         maintenance,
+        tokens,
     ):
         app.include_router(router.router, prefix="/v1", dependencies=protected)
     return app

@@ -6,7 +6,7 @@ import typer
 from cryptography.fernet import Fernet
 from rich.console import Console
 
-from cli import deploy, operations, resources, server
+from cli import deploy, operations, resources, server, tokens
 from cli.client import CliError
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command()(resources.ps)
 app.add_typer(resources.pipelines_cli, name="pipelines")
 app.add_typer(resources.logs_cli, name="logs")
 app.add_typer(secrets_cli, name="secrets")
+app.add_typer(tokens.tokens_cli, name="tokens")
 
 
 @secrets_cli.command("generate-key")

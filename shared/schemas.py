@@ -55,7 +55,7 @@ class AppCreate(_Input):
         str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_repo)
     ]
     path: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_check_subpath)] = ""
-    builder: Literal["local", "docker"] = "local"
+    builder: Literal["local", "docker", "noop"] = "local"
 
 
 class AppPublic(BaseModel):
@@ -69,7 +69,7 @@ class AppPublic(BaseModel):
 
 class EnvironmentCreate(_Input):
     name: Name
-    runner: Literal["local", "docker"] = "local"
+    runner: Literal["local", "docker", "noop"] = "local"
     health_path: Annotated[str, StringConstraints(pattern=r"^/[!-~]*$", max_length=1024)] = "/"
     health_timeout: Annotated[float, Field(gt=0, le=600)] = constants.HEALTH_TIMEOUT_SECONDS
     memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,8}[kmg]?$")] | None = (
@@ -241,3 +241,27 @@ class GarbageCollectionRequest(_Input):
 class GarbageCollection(BaseModel):
     removed_artifacts: list[str]
     expired_releases: list[str]
+
+
+Scope = Annotated[
+    str, StringConstraints(pattern=r"^(read|admin|deploy:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")
+]
+
+
+class TokenCreate(_Input):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[ -~]+$")]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=50)]
+
+
+class TokenPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str  # shown once, never stored

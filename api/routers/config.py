@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.auth import PrincipalDep, deploy_scoped
 from api.deps import PublisherDep, SecretBoxDep, SessionDep
 from shared.schemas import ConfigPatch, ConfigPublic
 from shared.services import apps, config, pipelines
@@ -21,6 +22,7 @@ def get_config(app: str, env: str, session: SessionDep) -> ConfigPublic:
 
 
 @router.patch("")
+@deploy_scoped
 def patch_config(
     app: str,
     env: str,
@@ -28,9 +30,11 @@ def patch_config(
     session: SessionDep,
     box: SecretBoxDep,
     publish: PublisherDep,
+    principal: PrincipalDep,
 ) -> ConfigPublic:
     """Set (value) or unset (null) vars as a new config version; with a live release and
     `deploy` (the default), release and run the live artifact with it, as Heroku does."""
+    principal.require_deploy(env)
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=env)
     version, changed = config.patch_config(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from api.auth import PrincipalDep, deploy_scoped
 from api.deps import PublisherDep, SessionDep
 from shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
 from shared.services import apps, pipelines, rollbacks
@@ -12,10 +13,17 @@ router = APIRouter(tags=["operations"])
 
 
 @router.post("/apps/{app}/environments/{env}/rollback", status_code=status.HTTP_202_ACCEPTED)
+@deploy_scoped
 def rollback(
-    app: str, env: str, data: RollbackCreate, session: SessionDep, publish: PublisherDep
+    app: str,
+    env: str,
+    data: RollbackCreate,
+    session: SessionDep,
+    publish: PublisherDep,
+    principal: PrincipalDep,
 ) -> PipelinePublic:
     """Run an earlier release again, exactly as it was (default: the one live before this)."""
+    principal.require_deploy(env)
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=env)
     pipeline = rollbacks.create_rollback_pipeline(
@@ -31,10 +39,16 @@ def rollback(
 
 
 @router.post("/apps/{app}/promotions", status_code=status.HTTP_202_ACCEPTED)
+@deploy_scoped
 def promote(
-    app: str, data: PromotionCreate, session: SessionDep, publish: PublisherDep
+    app: str,
+    data: PromotionCreate,
+    session: SessionDep,
+    publish: PublisherDep,
+    principal: PrincipalDep,
 ) -> PipelinePublic:
     """Release the artifact live in `from` to `to`, with `to`'s own config, and run it."""
+    principal.require_deploy(data.target)
     owner = apps.get_app(session=session, name=app)
     source = apps.get_environment(session=session, app=owner, name=data.source)
     target = apps.get_environment(session=session, app=owner, name=data.target)

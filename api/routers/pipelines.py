@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
+from api.auth import PrincipalDep, deploy_scoped
 from api.deps import PublisherDep, SessionDep
 from shared.exceptions import NotFound
 from shared.models import PipelineKind
@@ -16,10 +17,16 @@ router = APIRouter(tags=["pipelines"])
 
 
 @router.post("/apps/{app}/pipelines", status_code=status.HTTP_202_ACCEPTED)
+@deploy_scoped
 def create_pipeline(
-    app: str, data: PipelineCreate, session: SessionDep, publish: PublisherDep
+    app: str,
+    data: PipelineCreate,
+    session: SessionDep,
+    publish: PublisherDep,
+    principal: PrincipalDep,
 ) -> PipelinePublic:
     """Build `ref`, release it and run it in `environment`; answers at once with the pipeline."""
+    principal.require_deploy(data.environment)
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=data.environment)
     pipeline = pipelines.create_pipeline(

@@ -21,6 +21,8 @@ def wait_healthy(
 ) -> str | None:
     """None once `web` answers 2xx/3xx on the health path; otherwise why it did not in time."""
     web = next(p for p in processes if p["type"] == "web")
+    if web.get("url") is None and all(runner.is_running(p) for p in processes):
+        return None  # a web that serves nothing over HTTP (the noop runner): running is healthy
     url = f"{web['url']}{spec.health_path}"
     deadline = time.monotonic() + spec.health_timeout
     last_problem = "no answer yet"
@@ -39,9 +41,19 @@ def wait_healthy(
     return f"web did not become healthy within {spec.health_timeout:g}s ({last_problem})"
 
 
-def health_gated_start(runner: Runner, spec: ReleaseSpec) -> list[ProcessRecord]:
-    """Start the release and wait until it is healthy; on failure stop it and say why."""
+def health_gated_start(
+    runner: Runner,
+    spec: ReleaseSpec,
+    started: Callable[[list[ProcessRecord]], None] | None = None,
+) -> list[ProcessRecord]:
+    """Start the release and wait until it is healthy; on failure stop it and say why.
+
+    `started` records the new processes before the wait, so that if this worker dies during
+    the health check, whoever takes the stage over can stop them.
+    """
     processes = runner.start(spec)
+    if started is not None:
+        started(processes)
     with httpx.Client(trust_env=False) as client:
         problem = wait_healthy(runner, processes, spec, client)
     if problem is None:
@@ -59,9 +71,10 @@ def switch(
     runner: Runner,
     spec: ReleaseSpec,
     go_live: Callable[[list[ProcessRecord]], list[ProcessRecord] | None],
+    started: Callable[[list[ProcessRecord]], None] | None = None,
 ) -> list[ProcessRecord]:
     """Start `spec` healthy, record it live via `go_live`, then stop what it replaced."""
-    processes = health_gated_start(runner, spec)
+    processes = health_gated_start(runner, spec, started)
     try:
         previous = go_live(processes)
     except BaseException:

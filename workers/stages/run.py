@@ -38,6 +38,13 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     if deployment.status == DeploymentStatus.LIVE:
         return result  # a redelivered message after the switch was recorded
     runner = get_runner(environment.runner, context)
+    if deployment.processes:  # left by an attempt whose worker died during the health check
+        runner.stop(deployment.processes)
+
+    def started(processes: list[ProcessRecord]) -> None:
+        with session_scope(context.db_url) as session:
+            current = get_row(session, Deployment, deployment.id)
+            deployments.set_processes(session=session, deployment=current, processes=processes)
 
     def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
         with session_scope(context.db_url) as session:
@@ -46,7 +53,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             return list(previous.processes) if previous is not None else None
 
     try:
-        switch(runner, spec, go_live)
+        switch(runner, spec, go_live, started)
     except ShipyardError as exc:
         with session_scope(context.db_url) as session:
             current = get_row(session, Deployment, deployment.id)

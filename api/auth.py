@@ -1,0 +1,108 @@
+"""Who is calling and what they may do: the admin token, or a scoped API token.
+
+Scopes: `read` (every GET), `deploy:<environment>` (read, plus deploy, configure, roll back and
+promote into that environment), `admin` (everything). Every GET needs at least one scope; every
+other route needs `admin` unless it is marked `@deploy_scoped`, in which case the route itself
+checks `deploy:<environment>` for the environment it changes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import SessionDep
+from shared.exceptions import ShipyardError
+from shared.services import tokens
+
+ADMIN = "admin"
+READ = "read"
+_DEPLOY_SCOPED = "__shipyard_deploy_scoped__"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Unauthorized(ShipyardError):
+    """No token, or a wrong one."""
+
+    status_code = 401
+
+
+class Forbidden(ShipyardError):
+    """A valid token without the scope the request needs."""
+
+    status_code = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a token's name and scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def can_deploy(self, environment: str) -> bool:
+        return ADMIN in self.scopes or f"deploy:{environment}" in self.scopes
+
+    def require_deploy(self, environment: str) -> None:
+        """Refuse (403) unless the caller may change `environment`."""
+        if not self.can_deploy(environment):
+            raise Forbidden(
+                f"this token may not deploy to {environment!r} (needs deploy:{environment})"
+            )
+
+    def require_admin(self) -> None:
+        if ADMIN not in self.scopes:
+            raise Forbidden("this needs an admin token")
+
+
+def deploy_scoped(route: _F) -> _F:
+    """Mark a route whose body checks `deploy:<environment>` itself."""
+    setattr(route, _DEPLOY_SCOPED, True)
+    return route
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def authenticate(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Resolve the bearer token to a principal, then apply the route's default rule."""
+    if credentials is None:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    principal = _principal(request, session, credentials.credentials)
+    request.state.principal = principal
+    route = request.scope.get("route")
+    endpoint = route.endpoint if isinstance(route, APIRoute) else None
+    if request.method in ("GET", "HEAD"):
+        if not principal.scopes:
+            raise Forbidden("this token has no scope")
+    elif not getattr(endpoint, _DEPLOY_SCOPED, False):
+        principal.require_admin()
+    return principal
+
+
+def _principal(request: Request, session: SessionDep, presented: str) -> Principal:
+    admin_token: str = request.app.state.admin_token
+    if secrets.compare_digest(presented.encode(), admin_token.encode()):
+        return Principal(name="admin", scopes=frozenset({ADMIN}))
+    row = tokens.authenticate(session=session, token=presented)
+    if row is None:
+        raise Unauthorized("invalid or revoked token")
+    return Principal(name=row.name, scopes=frozenset(row.scopes))
+
+
+def get_principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
