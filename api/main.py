@@ -25,7 +25,6 @@ from api.routers import (
     tokens,
 )
 from shared.broker import make_celery, publish
-from shared.crypto import SecretBox
 from shared.settings import Settings, get_settings
 
 
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.admin_token = settings.api_token()
-        app.state.secret_box = SecretBox(settings.fernet_key())
+        app.state.secret_box = settings.secret_box()
         celery = None
         if publisher is None:
             celery = make_celery(settings, "shipyard-api")

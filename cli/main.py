@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from cryptography.fernet import Fernet
 from rich.console import Console
 
 from cli import deploy, operations, resources, server, tokens
@@ -15,7 +14,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-secrets_cli = typer.Typer(help="Keys for secret config.", no_args_is_help=True)
 
 app.command()(server.up)
 app.command()(server.api)
@@ -34,14 +32,8 @@ app.command()(operations.gc)
 app.command()(resources.ps)
 app.add_typer(resources.pipelines_cli, name="pipelines")
 app.add_typer(resources.logs_cli, name="logs")
-app.add_typer(secrets_cli, name="secrets")
+app.add_typer(server.secrets_cli, name="secrets")
 app.add_typer(tokens.tokens_cli, name="tokens")
-
-
-@secrets_cli.command("generate-key")
-def generate_key() -> None:
-    """Print a new key for SHIPYARD_SECRET_KEY."""
-    print(Fernet.generate_key().decode())
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 import structlog
 import typer
 import uvicorn
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from cli.client import CliError
@@ -22,9 +23,11 @@ from shared.db import get_engine, session_scope
 from shared.exceptions import ConfigurationError
 from shared.logging import configure_logging
 from shared.services import deployments
+from shared.services.secrets import rotate_secrets
 from shared.settings import Settings
 
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+secrets_cli = typer.Typer(help="Keys for secret config.", no_args_is_help=True)
 log = structlog.get_logger(__name__)
 
 DataDirOpt = Annotated[
@@ -65,6 +68,42 @@ def db_upgrade(data_dir: DataDirOpt = None) -> None:
     settings = _settings(data_dir)
     migrate.upgrade(settings.sqlalchemy_url)
     typer.echo("database is up to date")
+
+
+@secrets_cli.command("generate-key")
+def generate_key() -> None:
+    """Print a new key for SHIPYARD_SECRET_KEY."""
+    print(Fernet.generate_key().decode())
+
+
+@secrets_cli.command("rotate-key")
+def rotate_key(data_dir: DataDirOpt = None) -> None:
+    """Re-encrypt every secret under the newest key (embedded mode: a new key is made first).
+
+    Distributed mode: set SHIPYARD_SECRET_KEY=NEW,OLD on every host and restart them, run this,
+    then drop OLD once nothing uses it. Embedded mode keeps OLD as a second key in secret.key.
+    """
+    settings = _settings(data_dir)
+    if settings.mode == "embedded":
+        old = settings.fernet_key().decode()
+        _write_secret_file(settings.secret_key_file, f"{Fernet.generate_key().decode()},{old}")
+        settings = _settings(data_dir)
+    elif len(settings.fernet_key().split(b",")) < 2:
+        raise CliError(
+            "put the new key first: SHIPYARD_SECRET_KEY=NEW,OLD on every host, restart them, "
+            "then run rotate-key again"
+        )
+    with session_scope(settings.sqlalchemy_url) as session:
+        count = rotate_secrets(session=session, box=settings.secret_box())
+    typer.echo(f"re-encrypted {count} secret values under the newest key")
+
+
+def _write_secret_file(path: Path, value: str) -> None:
+    tmp = path.with_suffix(".rotating")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    os.replace(tmp, path)
 
 
 def _worker_command(queue: str, concurrency: int, hostname: str | None) -> list[str]:

@@ -14,6 +14,7 @@ from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import constants
+from shared.crypto import SecretBox, parse_keys
 from shared.exceptions import ConfigurationError
 
 # Values copied from documentation that must never guard a real deployment.
@@ -54,10 +55,10 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             key = self.secret_key.get_secret_value()
             try:
-                Fernet(key.encode())
+                parse_keys(key.encode())
             except ValueError as exc:
                 raise ValueError(
-                    "SHIPYARD_SECRET_KEY must be a Fernet key "
+                    "SHIPYARD_SECRET_KEY must be a Fernet key, or several separated by commas "
                     "(make one with `shipyard secrets generate-key`)"
                 ) from exc
         if self.mode == "distributed" and self.secret_key is None:
@@ -106,8 +107,18 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         if self.mode == "distributed":
             raise ConfigurationError("SHIPYARD_SECRET_KEY is required in distributed mode")
-        key = _read_or_create(self.data_dir / "secret.key", lambda: Fernet.generate_key().decode())
+        key = _read_or_create(self.secret_key_file, lambda: Fernet.generate_key().decode())
         return key.encode()
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Embedded mode's key file (newest key first, comma-separated)."""
+        return self.data_dir / "secret.key"
+
+    def secret_box(self) -> SecretBox:
+        """The box for secret config; in embedded mode it follows `secrets rotate-key`."""
+        reload = self.fernet_key if self.secret_key is None else None
+        return SecretBox(self.fernet_key(), reload=reload)
 
     def api_token(self) -> str:
         """The admin token; embedded mode generates one at first start where the CLI finds it."""

@@ -34,7 +34,7 @@ class WorkerContext:
         return cls(
             settings=settings,
             celery=celery,
-            box=SecretBox(settings.fernet_key()),
+            box=settings.secret_box(),
             store=ArtifactStore(settings.artifact_store_dir),
             redis=redis.Redis.from_url(settings.broker_url)
             if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://"))

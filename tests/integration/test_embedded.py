@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,33 @@ def _pid_of(stack: Stack) -> int:
     with session_scope(url) as session:
         (live,) = deployments.live_deployments(session=session)
         return int(live.processes[0]["pid"])
+
+
+def test_secrets_are_encrypted_at_rest_and_survive_a_key_rotation(
+    embedded: Stack, hello_repo: Path
+) -> None:
+    secret = f"greeting-{secrets.token_hex(8)}"
+    embedded.run_cli("apps", "create", "hello", "--repo", str(hello_repo))
+    embedded.run_cli("envs", "create", "staging", "--app", "hello")
+    embedded.run_cli(
+        "config", "set", f"GREETING={secret}", "--secret", "-a", "hello", "-e", "staging"
+    )
+    embedded.run_cli("deploy", "--app", "hello", "--env", "staging")
+    database = embedded.data_dir / "shipyard.db"
+    assert secret.encode() not in database.read_bytes()
+    old_key = (embedded.data_dir / "secret.key").read_text().strip()
+
+    rotated = embedded.run_cli("secrets", "rotate-key", "--data-dir", str(embedded.data_dir))
+
+    assert "re-encrypted 1 secret values" in rotated.stdout
+    new_keys = (embedded.data_dir / "secret.key").read_text().strip().split(",")
+    assert new_keys[1:] == [old_key] and new_keys[0] != old_key
+    assert secret.encode() not in database.read_bytes()
+    embedded.run_cli("config", "set", "OTHER=1", "-a", "hello", "-e", "staging")
+    for _ in range(200):
+        if embedded.current("hello", "staging")["release"]["version"] == 2:
+            break
+        time.sleep(0.1)
+    rollback = embedded.run_cli("rollback", "--app", "hello", "--env", "staging", "--to", "1")
+    assert "now runs release v1" in rollback.stdout
+    assert fetch(embedded.web_url("hello", "staging")) == secret  # the old release still runs
