@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from api.auth import authenticate
 from api.deps import Publisher
 from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
 from api.routers import (
     apps,
     artifacts,
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.include_router(health.router)
     protected = [Depends(authenticate)]
     for router in (

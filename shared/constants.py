@@ -61,6 +61,10 @@ VISIBILITY_TIMEOUT_SECONDS: Final = TASK_TIME_LIMIT_SECONDS + 600
 # The file broker's poll interval: ~10 ms hand-off on one host (see docs/operations.md).
 FILE_BROKER_POLL_SECONDS: Final = 0.01
 
+# Request bodies above this are refused with 413 (config of a whole app fits well within it;
+# GitHub's webhook payloads are capped at 25 MB but pushes are far smaller, see the hooks docs).
+MAX_BODY_BYTES: Final = 5 * 1024 * 1024
+
 # Names of apps and environments: DNS labels, so they are safe in paths, URLs and labels.
 NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Config keys: what a POSIX shell accepts as a variable name.

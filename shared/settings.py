@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     reconcile_seconds: float = constants.RECONCILE_SECONDS
     queued_redeliver_seconds: float = constants.QUEUED_REDELIVER_SECONDS
     build_log_limit: int = constants.BUILD_LOG_LIMIT_BYTES
+    max_body_bytes: int = constants.MAX_BODY_BYTES
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 
