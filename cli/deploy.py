@@ -25,7 +25,7 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
             if seen.get(stage["name"]) == stage["status"] or stage["status"] == "pending":
                 continue
             seen[stage["name"]] = stage["status"]
-            console.print(_describe(stage), highlight=False)
+            console.print(_describe(stage), highlight=False, markup=False)
         if pipeline["status"] in ("succeeded", "failed"):
             return dict(pipeline)
         if time.monotonic() > deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli import deploy, operations, resources, server, tokens
 from cli.client import CliError
@@ -41,5 +42,7 @@ def main() -> None:
     try:
         app()
     except CliError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/] {escape(str(exc))}", highlight=False
+        )
         raise SystemExit(1) from None

@@ -52,15 +52,25 @@ def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become text here, so that the redaction below sees them too.
+        structlog.processors.format_exc_info,
         _redact_processor,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    plain_renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
+
+    def renderer(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
+        # Secrets nested in dicts or lists are only visible in the rendered line.
+        return redact(plain_renderer(logger, name, event_dict))
+
     structlog.configure(
         processors=[
             *shared_processors,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -74,6 +74,8 @@ def read_build_manifest(app_dir: Path) -> BuildManifest:
     timeout = build.get("timeout")
     if command is not None and not isinstance(command, str):
         raise StageFailed("build.command must be a string")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
         raise StageFailed("build.timeout must be a positive number of seconds")
     return BuildManifest(command=command, timeout=float(timeout) if timeout else None)

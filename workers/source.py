@@ -91,4 +91,7 @@ def export(commit: Commit, subpath: str, destination: Path) -> None:
         raise StageFailed(f"path {subpath!r} does not exist at commit {commit.sha[:12]}") from exc
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(destination, filter="data")
+        try:
+            tar.extractall(destination, filter="data")
+        except tarfile.FilterError as exc:
+            raise StageFailed(f"commit {commit.sha[:12]} cannot be exported safely: {exc}") from exc

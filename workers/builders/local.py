@@ -78,14 +78,23 @@ def run_build_command(command: str, request: BuildRequest, timeout: float, log: 
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    code: int | None = None
     try:
         code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        pass
+    finally:
+        # Nothing the command started outlives the build (or holds its output pipe open).
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         process.wait()
         reader.join(timeout=5)
-        raise StageFailed(f"build command timed out after {timeout:.0f}s and was killed") from None
-    reader.join(timeout=5)
+        if not reader.is_alive():
+            stream.close()
+    if code is None:
+        raise StageFailed(f"build command timed out after {timeout:.0f}s and was killed")
     if code != 0:
         raise StageFailed(f"build command exited with status {code} (see the build log)")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shared import constants, processes
 from shared.artifact_store import ArtifactStore
+from shared.exceptions import StageFailed
 from shared.manifest import process_types, read_procfile
 from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
 
@@ -46,7 +47,12 @@ class LocalRunner:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         with tarfile.open(artifact) as tar:
-            tar.extractall(staging, filter="data")
+            try:
+                tar.extractall(staging, filter="data")
+            except tarfile.FilterError as exc:
+                raise StageFailed(
+                    f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"
+                ) from exc
         (staging / ".shipyard-artifact").write_text(spec.artifact_id)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)

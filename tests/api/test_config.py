@@ -1,0 +1,171 @@
+"""Config over the API: set and unset vars, secrets never shown, a release when one is live."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from shared.db import get_engine
+from shared.events import ArtifactBuilt, Event
+from shared.models import App, Environment
+from shared.services import apps, deployments
+from shared.settings import Settings
+from tests.shared.factories import make_artifact, make_release
+
+SECRET = "hunter2-database-password"
+
+
+def _make_live(settings: Settings) -> str:
+    """Put a release of web/staging live, as a finished run stage would have; its artifact id."""
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        app: App = apps.get_app(session=session, name="web")
+        environment: Environment = apps.get_environment(session=session, app=app, name="staging")
+        artifact = make_artifact(session, app)
+        artifact_id = artifact.id
+        release = make_release(session, app, environment, artifact)
+        assert release.pipeline_id is not None
+        deployment = deployments.begin_deployment(
+            session=session, pipeline_id=release.pipeline_id, release=release, cause="deploy"
+        )
+        assert deployment is not None
+        deployments.go_live(session=session, deployment=deployment, processes=[])
+        session.commit()
+    return artifact_id
+
+
+def test_a_new_environment_has_an_empty_config(client: TestClient, staging: str) -> None:
+    response = client.get(f"{staging}/config")
+
+    assert response.status_code == 200
+    assert response.json() == {"version": 1, "vars": {}, "secrets": [], "pipeline_id": None}
+
+
+def test_patch_sets_vars_as_a_new_version(client: TestClient, staging: str) -> None:
+    response = client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1", "REGION": "eu"}})
+
+    assert response.status_code == 200
+    assert response.json()["version"] == 2
+    assert response.json()["vars"] == {"DEBUG": "1", "REGION": "eu"}
+    assert client.get(f"{staging}/config").json()["vars"] == {"DEBUG": "1", "REGION": "eu"}
+
+
+def test_null_unsets_a_var(client: TestClient, staging: str) -> None:
+    client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1", "REGION": "eu"}})
+
+    response = client.patch(f"{staging}/config", json={"vars": {"DEBUG": None}})
+
+    assert response.json()["vars"] == {"REGION": "eu"}
+    assert response.json()["version"] == 3
+
+
+def test_secrets_are_shown_redacted_and_their_value_never_appears(
+    client: TestClient, staging: str
+) -> None:
+    patched = client.patch(
+        f"{staging}/config",
+        json={
+            "vars": {"DATABASE_PASSWORD": SECRET, "DEBUG": "1"},
+            "secrets": ["DATABASE_PASSWORD"],
+        },
+    )
+    shown = client.get(f"{staging}/config")
+
+    for response in (patched, shown):
+        assert response.status_code == 200
+        assert response.json()["vars"] == {"DATABASE_PASSWORD": "<redacted>", "DEBUG": "1"}
+        assert response.json()["secrets"] == ["DATABASE_PASSWORD"]
+        assert SECRET not in response.text
+
+
+def test_an_unchanged_patch_keeps_the_version(
+    client: TestClient, staging: str, settings: Settings, events: list[Event]
+) -> None:
+    _make_live(settings)
+    first = client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1"}}).json()
+    events.clear()
+
+    again = client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1"}}).json()
+
+    assert again["version"] == first["version"]
+    assert again["pipeline_id"] is None
+    assert events == []
+
+
+def test_secrets_naming_a_key_that_is_not_set_is_422(client: TestClient, staging: str) -> None:
+    response = client.patch(f"{staging}/config", json={"secrets": ["NOPE"]})
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": "secrets names 'NOPE', which is not set"}
+
+
+def test_port_is_reserved(client: TestClient, staging: str) -> None:
+    response = client.patch(f"{staging}/config", json={"vars": {"PORT": "8080"}})
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": "PORT is set by Shipyard and cannot be configured"}
+    assert client.get(f"{staging}/config").json()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"vars": {"DATABASE_PASSWORD": SECRET}, "secrets": ["DATABASE_PASSWORD"], "x": 1},
+        {"vars": {"DATABASE_PASSWORD": [SECRET]}},
+        {"vars": {"DATABASE_PASSWORD": {"value": SECRET}}},
+        {"vars": {"BAD-KEY": SECRET}},
+        {"vars": {"DATABASE_PASSWORD": SECRET + "x" * 70_000}},
+        {"vars": {"DATABASE_PASSWORD": SECRET}, "deploy": SECRET},
+        {"vars": {"DATABASE_PASSWORD": SECRET}, "secrets": SECRET},
+        [SECRET],
+    ],
+)
+def test_an_invalid_body_is_422_without_echoing_its_values(
+    client: TestClient, staging: str, body: object
+) -> None:
+    response = client.patch(f"{staging}/config", json=body)
+
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], str)
+    assert SECRET not in response.text
+    assert client.get(f"{staging}/config").json()["version"] == 1
+
+
+def test_with_a_live_release_a_change_starts_a_config_pipeline(
+    client: TestClient, staging: str, settings: Settings, events: list[Event]
+) -> None:
+    artifact_id = _make_live(settings)
+
+    response = client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1"}})
+
+    pipeline_id = response.json()["pipeline_id"]
+    assert pipeline_id is not None
+    assert events == [ArtifactBuilt(pipeline_id=uuid.UUID(pipeline_id), artifact_id=artifact_id)]
+    pipeline = client.get(f"/v1/pipelines/{pipeline_id}").json()
+    assert (pipeline["kind"], [s["name"] for s in pipeline["stages"]]) == (
+        "config",
+        ["release", "run"],
+    )
+
+
+def test_deploy_false_changes_the_config_without_a_release(
+    client: TestClient, staging: str, settings: Settings, events: list[Event]
+) -> None:
+    _make_live(settings)
+
+    response = client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1"}, "deploy": False})
+
+    assert response.json()["version"] == 2
+    assert response.json()["pipeline_id"] is None
+    assert events == []
+
+
+def test_without_a_live_release_a_change_starts_nothing(
+    client: TestClient, staging: str, events: list[Event]
+) -> None:
+    response = client.patch(f"{staging}/config", json={"vars": {"DEBUG": "1"}})
+
+    assert response.json()["pipeline_id"] is None
+    assert events == []

@@ -1,0 +1,160 @@
+"""Pipelines: started with 202 and one event; a broker that is away fails them clearly."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from api.main import create_app
+from shared.db import get_engine
+from shared.events import Event, PipelineQueued
+from shared.models import Pipeline
+from shared.settings import Settings
+
+
+def test_starting_a_pipeline_answers_202_with_build_queued(
+    client: TestClient, staging: str, events: list[Event]
+) -> None:
+    response = client.post("/v1/apps/web/pipelines", json={"environment": "staging", "ref": "main"})
+
+    assert response.status_code == 202
+    pipeline = response.json()
+    assert (pipeline["app"], pipeline["environment"], pipeline["ref"]) == ("web", "staging", "main")
+    assert (pipeline["kind"], pipeline["status"], pipeline["trigger"]) == (
+        "deploy",
+        "queued",
+        "api",
+    )
+    assert [(s["name"], s["status"]) for s in pipeline["stages"]] == [
+        ("build", "queued"),
+        ("release", "pending"),
+        ("run", "pending"),
+    ]
+
+
+def test_starting_a_pipeline_publishes_one_event_with_only_its_id(
+    client: TestClient, staging: str, events: list[Event]
+) -> None:
+    response = client.post("/v1/apps/web/pipelines", json={"environment": "staging"})
+
+    pipeline_id = uuid.UUID(response.json()["id"])
+    assert events == [PipelineQueued(pipeline_id=pipeline_id)]
+    assert events[0].model_dump() == {"pipeline_id": pipeline_id, "type": "pipeline.queued"}
+
+
+def test_a_pipeline_can_be_read_back(client: TestClient, staging: str) -> None:
+    created = client.post("/v1/apps/web/pipelines", json={"environment": "staging"}).json()
+
+    response = client.get(f"/v1/pipelines/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+def test_an_unknown_pipeline_is_404(client: TestClient) -> None:
+    pipeline_id = uuid.uuid4()
+
+    response = client.get(f"/v1/pipelines/{pipeline_id}")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"pipeline {pipeline_id} not found"}
+
+
+def test_a_pipeline_without_a_build_yet_has_no_log(client: TestClient, staging: str) -> None:
+    created = client.post("/v1/apps/web/pipelines", json={"environment": "staging"}).json()
+
+    response = client.get(f"/v1/pipelines/{created['id']}/log")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"pipeline {created['id']} has no build log (yet)"}
+
+
+def test_a_pipeline_id_that_is_not_a_uuid_is_422(client: TestClient) -> None:
+    response = client.get("/v1/pipelines/not-a-uuid")
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("path.pipeline_id: ")
+
+
+def test_a_pipeline_of_an_unknown_app_or_environment_is_404(
+    client: TestClient, staging: str, events: list[Event]
+) -> None:
+    unknown_app = client.post("/v1/apps/nope/pipelines", json={"environment": "staging"})
+    unknown_env = client.post("/v1/apps/web/pipelines", json={"environment": "nope"})
+
+    assert (unknown_app.status_code, unknown_app.json()) == (
+        404,
+        {"detail": "app 'nope' not found"},
+    )
+    assert (unknown_env.status_code, unknown_env.json()) == (
+        404,
+        {"detail": "environment 'nope' of app 'web' not found"},
+    )
+    assert events == []
+
+
+@pytest.mark.parametrize("ref", ["-x", "--output=/tmp/pwned", "main;rm -rf /", "$(id)", "a b"])
+def test_an_invalid_ref_is_422_and_starts_nothing(
+    client: TestClient, staging: str, events: list[Event], ref: str
+) -> None:
+    response = client.post("/v1/apps/web/pipelines", json={"environment": "staging", "ref": ref})
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("ref: ")
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"environment": "staging", "force": True}, "force: Extra inputs are not permitted"),
+        ({"environment": "../prod"}, "environment: "),
+        ({"environment": "staging", "trigger": "cron"}, "trigger: "),
+        ({}, "environment: Field required"),
+    ],
+)
+def test_other_invalid_pipeline_bodies_are_422(
+    client: TestClient, staging: str, body: dict[str, object], message: str
+) -> None:
+    response = client.post("/v1/apps/web/pipelines", json=body)
+
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_when_the_broker_is_away_the_pipeline_is_failed_and_503_says_so(
+    settings: Settings, staging: str
+) -> None:
+    def unreachable(_event: Event) -> None:
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+    with TestClient(create_app(settings, publisher=unreachable)) as client:
+        client.headers["Authorization"] = f"Bearer {settings.api_token()}"
+
+        response = client.post("/v1/apps/web/pipelines", json={"environment": "staging"})
+
+        assert response.status_code == 503
+        assert response.json() == {
+            "detail": "the broker is unavailable; the pipeline was not started"
+        }
+        (pipeline_id,) = _pipeline_ids(settings)
+        stored = client.get(f"/v1/pipelines/{pipeline_id}").json()
+    assert stored["status"] == "failed"
+    assert stored["error"] == (
+        "build stage failed: the broker could not be reached (ConnectionRefusedError); "
+        "start it again"
+    )
+    assert [(s["name"], s["status"]) for s in stored["stages"]] == [
+        ("build", "failed"),
+        ("release", "skipped"),
+        ("run", "skipped"),
+    ]
+
+
+def _pipeline_ids(settings: Settings) -> list[uuid.UUID]:
+    # The 503 carries no pipeline id; the database is the only place that has it.
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        return list(session.exec(select(Pipeline.id)))

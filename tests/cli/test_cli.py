@@ -1,0 +1,315 @@
+"""The `shipyard` command line as a client of the API."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+
+import pytest
+from sqlmodel import Session
+
+from cli.client import CliError
+from cli.main import main
+from shared.db import get_engine
+from shared.events import Event, PipelineQueued
+from shared.services import apps, deployments, pipelines, releases
+from shared.settings import Settings
+from tests.cli.conftest import Shipyard
+from tests.shared.factories import make_artifact, make_pipeline, make_release
+
+SECRET = "hunter2-database-password"
+
+
+def _run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """Run the real entry point; returns its exit code."""
+    monkeypatch.setattr(sys, "argv", ["shipyard", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return int(exited.value.code or 0)
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_apps_create_and_ls(run: Shipyard) -> None:
+    created = run("apps", "create", "web", "--repo", "/srv/web", "--path", "site")
+
+    assert created.exit_code == 0, created.output
+    assert "Created app web (/srv/web site)" in created.output
+    listed = run("apps", "ls")
+    assert listed.exit_code == 0
+    assert "web" in listed.output and "/srv/web" in listed.output and "site" in listed.output
+
+
+def test_envs_create_and_ls(run: Shipyard) -> None:
+    run("apps", "create", "web", "--repo", "/srv/web")
+
+    created = run("envs", "create", "staging", "--app", "web", "--health-path", "/healthz")
+
+    assert created.exit_code == 0, created.output
+    assert "Created environment staging of web (runner local)" in created.output
+    listed = run("envs", "ls", "--app", "web")
+    assert "staging" in listed.output and "/healthz within 30s" in listed.output
+
+
+@pytest.mark.usefixtures("staging")
+def test_config_set_and_show(run: Shipyard) -> None:
+    result = run("config", "set", "DEBUG=1", "GREETING=hello=world", "-a", "web", "-e", "staging")
+
+    assert result.exit_code == 0, result.output
+    assert "Config version 2" in result.output
+    shown = run("config", "--app", "web", "--env", "staging")
+    assert shown.exit_code == 0, shown.output
+    assert "  DEBUG=1\n" in shown.output
+    assert "  GREETING=hello=world\n" in shown.output
+
+
+@pytest.mark.usefixtures("staging")
+def test_a_secret_is_shown_redacted_and_never_printed(run: Shipyard) -> None:
+    result = run(
+        "config", "set", f"DATABASE_PASSWORD={SECRET}", "--secret", "-a", "web", "-e", "staging"
+    )
+    shown = run("config", "-a", "web", "-e", "staging")
+
+    for output in (result.output, shown.output):
+        assert "  DATABASE_PASSWORD=<redacted> (secret)\n" in output
+        assert SECRET not in output
+
+
+@pytest.mark.usefixtures("staging")
+def test_config_unset(run: Shipyard) -> None:
+    run("config", "set", "DEBUG=1", "KEEP=1", "-a", "web", "-e", "staging")
+
+    result = run("config", "unset", "DEBUG", "-a", "web", "-e", "staging")
+
+    assert result.exit_code == 0, result.output
+    assert "Config version 3" in result.output
+    assert "DEBUG" not in result.output and "KEEP=1" in result.output
+
+
+@pytest.mark.usefixtures("staging")
+def test_a_pair_without_equals_is_refused_before_any_request(run: Shipyard) -> None:
+    result = run("config", "set", "DEBUG", "-a", "web", "-e", "staging")
+
+    assert result.exit_code == 1
+    assert isinstance(result.exception, CliError)
+    assert str(result.exception) == "'DEBUG' is not KEY=value"
+
+
+def test_config_without_app_and_env_is_an_error(run: Shipyard) -> None:
+    result = run("config")
+
+    assert isinstance(result.exception, CliError)
+    assert str(result.exception) == "config needs --app and --env"
+
+
+def test_an_api_error_is_one_line_on_stderr_and_exit_code_1(
+    run: Shipyard, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("apps", "create", "web", "--repo", "/srv/web")
+
+    code = _run_main(monkeypatch, "apps", "create", "web", "--repo", "/srv/web")
+
+    assert code == 1
+    captured = capsys.readouterr()
+    assert captured.err == "error: app 'web' already exists (HTTP 409)\n"
+    assert captured.out == ""
+
+
+def test_an_api_error_message_is_printed_verbatim(
+    run: Shipyard, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The 422 detail quotes the name pattern, whose "[a-z0-9]" must not be read as markup.
+    code = _run_main(monkeypatch, "apps", "create", "Web", "--repo", "/srv/web")
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: name: String should match pattern ")
+    assert "'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'" in err
+    assert err.endswith("(HTTP 422)\n")
+    assert err.count("\n") == 1
+
+
+def test_an_unreachable_api_gives_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{_unused_port()}"
+    monkeypatch.setenv("SHIPYARD_URL", url)
+    monkeypatch.setenv("SHIPYARD_TOKEN", "any-token-at-all")
+
+    code = _run_main(monkeypatch, "apps", "ls")
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot reach Shipyard at {url} (ConnectError); ")
+    assert "is `shipyard up` (or `shipyard api`) running, and SHIPYARD_URL right?" in err
+    assert err.count("\n") == 1
+
+
+def test_a_wrong_token_is_reported(
+    run: Shipyard, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SHIPYARD_TOKEN", "not-the-admin-token")
+
+    code = _run_main(monkeypatch, "apps", "ls")
+
+    assert code == 1
+    assert capsys.readouterr().err in (
+        "error: invalid token (HTTP 401)\n",
+        "error: invalid or revoked token (HTTP 401)\n",
+    )
+
+
+@pytest.mark.usefixtures("staging")
+def test_deploy_gives_up_following_after_its_timeout(run: Shipyard, events: list[Event]) -> None:
+    result = run("deploy", "-a", "web", "-e", "staging", "--ref", "main", "--timeout", "0")
+
+    assert isinstance(result.exception, CliError)
+    assert str(result.exception).startswith("gave up following pipeline ")
+    assert [e.type for e in events] == ["pipeline.queued"]
+    assert "-----> build    queued" in result.output
+
+
+class TestWhenTheBrokerIsAway:
+    @pytest.fixture
+    def publisher(self) -> Callable[[Event], None]:
+        def unreachable(_event: Event) -> None:
+            raise ConnectionRefusedError("broker down")
+
+        return unreachable
+
+    @pytest.mark.usefixtures("staging")
+    def test_deploy_fails_with_the_apis_reason(self, run: Shipyard) -> None:
+        result = run("deploy", "-a", "web", "-e", "staging")
+
+        assert isinstance(result.exception, CliError)
+        assert str(result.exception) == (
+            "the broker is unavailable; the pipeline was not started (HTTP 503)"
+        )
+
+
+@pytest.mark.usefixtures("staging")
+def test_pipelines_show_prints_a_stage_error_verbatim(run: Shipyard, settings: Settings) -> None:
+    # Build output often holds brackets ("[/app/dist]", "[notice]"): text, not markup.
+    error = "cp: cannot stat [/app/dist]: No such file [notice]"
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        app = apps.get_app(session=session, name="web")
+        environment = apps.get_environment(session=session, app=app, name="staging")
+        pipeline = make_pipeline(session, app, environment)
+        pipelines.fail_stage(session=session, pipeline=pipeline, stage="build", error=error)
+        session.commit()
+        pipeline_id = str(pipeline.id)
+
+    result = run("pipelines", "show", pipeline_id)
+
+    assert result.exit_code == 0, result.exception
+    assert f"Pipeline {pipeline_id} (deploy) of web/staging: failed" in result.output
+    assert error in result.output
+
+
+@pytest.mark.usefixtures("staging")
+def test_pipelines_show_of_an_unknown_pipeline(run: Shipyard) -> None:
+    result = run("pipelines", "show", "00000000-0000-0000-0000-000000000000")
+
+    assert isinstance(result.exception, CliError)
+    assert str(result.exception) == (
+        "pipeline 00000000-0000-0000-0000-000000000000 not found (HTTP 404)"
+    )
+
+
+@pytest.mark.usefixtures("staging")
+def test_releases_lists_versions_newest_first(run: Shipyard, settings: Settings) -> None:
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        app = apps.get_app(session=session, name="web")
+        environment = apps.get_environment(session=session, app=app, name="staging")
+        for label in ("one", "two"):
+            make_release(session, app, environment, make_artifact(session, app, label))
+
+    result = run("releases", "-a", "web", "-e", "staging")
+
+    assert result.exit_code == 0, result.exception
+    assert result.output.index("v2") < result.output.index("v1 ")
+
+
+def _fake_worker(settings: Settings, *, fail_build_with: str | None) -> Callable[[Event], None]:
+    """A publisher that plays the workers at once: every stage succeeds, or the build fails.
+
+    It records results through the services, as the stages do, without running anything.
+    """
+
+    def work(event: Event) -> None:
+        assert isinstance(event, PipelineQueued)
+        with Session(get_engine(settings.sqlalchemy_url)) as session:
+            pipeline = pipelines.get_pipeline(session=session, pipeline_id=event.pipeline_id)
+            app = apps.get_app(session=session, name="web")
+            if fail_build_with is not None:
+                pipelines.fail_stage(
+                    session=session, pipeline=pipeline, stage="build", error=fail_build_with
+                )
+                session.commit()
+                return
+            artifact = make_artifact(session, app)
+            pipeline.artifact_id = artifact.id
+            pipelines.complete_stage(
+                session=session, pipeline=pipeline, stage="build", result_id=artifact.id
+            )
+            release = releases.create_release(
+                session=session, pipeline=pipeline, artifact_id=artifact.id, cause="deploy"
+            )
+            pipeline.release_id = release.id
+            pipelines.complete_stage(
+                session=session, pipeline=pipeline, stage="release", result_id=str(release.id)
+            )
+            deployment = deployments.begin_deployment(
+                session=session, pipeline_id=pipeline.id, release=release, cause="deploy"
+            )
+            assert deployment is not None
+            web = {"type": "web", "status": "running", "url": "http://127.0.0.1:5000"}
+            deployments.go_live(session=session, deployment=deployment, processes=[web])
+            pipelines.complete_stage(
+                session=session, pipeline=pipeline, stage="run", result_id=str(deployment.id)
+            )
+            session.commit()
+
+    return work
+
+
+class TestDeployWithAWorkerThatSucceeds:
+    @pytest.fixture
+    def publisher(self, settings: Settings) -> Callable[[Event], None]:
+        return _fake_worker(settings, fail_build_with=None)
+
+    @pytest.mark.usefixtures("staging")
+    def test_deploy_follows_the_stages_and_reports_where_it_runs(self, run: Shipyard) -> None:
+        result = run("deploy", "-a", "web", "-e", "staging", "--ref", "main")
+
+        assert result.exit_code == 0, result.exception
+        lines = result.output.splitlines()
+        assert lines[0].startswith("Pipeline ") and lines[0].endswith(": web main → staging")
+        assert [line.split()[1:3] for line in lines[1:4]] == [
+            ["build", "succeeded:"],
+            ["release", "succeeded:"],
+            ["run", "succeeded:"],
+        ]
+        assert lines[-1] == "Deployed release v1 to staging at http://127.0.0.1:5000"
+
+
+class TestDeployWithABuildThatFails:
+    ERROR = "npm ERR! enoent: no such file [/app/package.json]"
+
+    @pytest.fixture
+    def publisher(self, settings: Settings) -> Callable[[Event], None]:
+        return _fake_worker(settings, fail_build_with=self.ERROR)
+
+    @pytest.mark.usefixtures("staging")
+    def test_deploy_shows_the_stage_error_and_fails(self, run: Shipyard) -> None:
+        result = run("deploy", "-a", "web", "-e", "staging")
+
+        assert isinstance(result.exception, CliError), result.exception
+        assert str(result.exception) == f"build stage failed: {self.ERROR}"
+        assert f"-----> build    failed\n{self.ERROR}\n" in result.output
+        assert "-----> release  skipped\n-----> run      skipped\n" in result.output

@@ -1,0 +1,49 @@
+"""Fixtures for the shared/ tests: a clean environment, settings and a migrated SQLite file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from shared.db import get_engine
+from shared.settings import Settings
+from tests.shared.database import copy_database, migrated_template
+
+
+@pytest.fixture(autouse=True)
+def _no_shipyard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read SHIPYARD_* variables: the developer's own must not change a test."""
+    for name in list(os.environ):
+        if name.startswith("SHIPYARD_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-mode settings in a fresh data dir."""
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real migrations, run once per session."""
+    return migrated_template(tmp_path_factory.mktemp("schema"))
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, schema_template: Path) -> Iterator[str]:
+    """A SQLite file of this test's own, at the newest schema."""
+    url = copy_database(schema_template, tmp_path / "shipyard.db")
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def session(db_url: str) -> Iterator[Session]:
+    """A session on the migrated database."""
+    with Session(get_engine(db_url)) as session:
+        yield session

@@ -1,0 +1,165 @@
+"""Deployments: going live supersedes the previous one; at most one is live per environment."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from shared.models import (
+    App,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Release,
+    ReleaseStatus,
+)
+from shared.services import deployments
+from tests.shared.factories import make_artifact, make_release
+
+WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:5000", "pid": 1}
+
+
+def _begin(session: Session, release: Release) -> Deployment:
+    assert release.pipeline_id is not None
+    deployment = deployments.begin_deployment(
+        session=session, pipeline_id=release.pipeline_id, release=release, cause="deploy"
+    )
+    assert deployment is not None
+    session.commit()
+    return deployment
+
+
+def _deploy(session: Session, app: App, environment: Environment, label: str) -> Deployment:
+    release = make_release(session, app, environment, make_artifact(session, app, label))
+    deployment = _begin(session, release)
+    deployments.go_live(session=session, deployment=deployment, processes=[WEB])
+    session.commit()
+    return deployment
+
+
+def test_go_live_makes_the_first_deployment_live_and_its_release_succeeded(
+    session: Session, app: App, staging: Environment
+) -> None:
+    release = make_release(session, app, staging, make_artifact(session, app))
+    deployment = _begin(session, release)
+    assert deployment.status == DeploymentStatus.STARTING
+
+    previous = deployments.go_live(session=session, deployment=deployment, processes=[WEB])
+    session.commit()
+
+    assert previous is None
+    assert deployment.status == DeploymentStatus.LIVE
+    assert deployment.started_at is not None and deployment.ended_at is None
+    assert deployment.processes == [WEB]
+    session.refresh(release)
+    assert release.status == ReleaseStatus.SUCCEEDED
+    assert deployments.live_deployment(session=session, environment_id=staging.id) == deployment
+
+
+def test_go_live_supersedes_the_previous_deployment_and_ends_it(
+    session: Session, app: App, staging: Environment
+) -> None:
+    first = _deploy(session, app, staging, "one")
+    release = make_release(session, app, staging, make_artifact(session, app, "two"))
+    second = _begin(session, release)
+
+    previous = deployments.go_live(session=session, deployment=second, processes=[WEB])
+    session.commit()
+
+    assert previous is not None and previous.id == first.id
+    session.refresh(first)
+    assert first.status == DeploymentStatus.SUPERSEDED
+    assert first.ended_at is not None and second.started_at is not None
+    assert first.ended_at == second.started_at
+    live = deployments.live_deployment(session=session, environment_id=staging.id)
+    assert live is not None and live.id == second.id
+
+
+def test_going_live_again_does_not_supersede_itself(
+    session: Session, app: App, staging: Environment
+) -> None:
+    deployment = _deploy(session, app, staging, "one")
+
+    assert deployments.go_live(session=session, deployment=deployment, processes=[WEB]) is None
+    session.commit()
+    assert deployment.status == DeploymentStatus.LIVE
+
+
+def test_environments_switch_independently(
+    session: Session, app: App, staging: Environment, production: Environment
+) -> None:
+    on_staging = _deploy(session, app, staging, "one")
+    on_production = _deploy(session, app, production, "one")
+
+    session.refresh(on_staging)
+    assert on_staging.status == DeploymentStatus.LIVE
+    assert on_production.status == DeploymentStatus.LIVE
+    assert len(deployments.live_deployments(session=session)) == 2
+
+
+def test_the_partial_unique_index_rejects_a_second_live_row(
+    session: Session, app: App, staging: Environment
+) -> None:
+    _deploy(session, app, staging, "one")
+    release = make_release(session, app, staging, make_artifact(session, app, "two"))
+    intruder = _begin(session, release)
+
+    # Bypassing go_live: the database itself refuses a second live deployment.
+    intruder.status = DeploymentStatus.LIVE
+    session.add(intruder)
+    with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
+        session.commit()
+    session.rollback()
+
+
+def test_several_non_live_deployments_are_allowed_per_environment(
+    session: Session, app: App, staging: Environment
+) -> None:
+    for label in ("one", "two", "three"):
+        _deploy(session, app, staging, label)
+
+    statuses = sorted(d.status for d in session.exec(select(Deployment)).all())
+    assert statuses == ["live", "superseded", "superseded"]
+
+
+def test_begin_deployment_is_idempotent_per_pipeline(
+    session: Session, app: App, staging: Environment
+) -> None:
+    release = make_release(session, app, staging, make_artifact(session, app))
+    first = _begin(session, release)
+
+    again = _begin(session, release)
+
+    assert again.id == first.id
+
+
+def test_a_failed_first_run_fails_its_release(
+    session: Session, app: App, staging: Environment
+) -> None:
+    release = make_release(session, app, staging, make_artifact(session, app))
+    deployment = _begin(session, release)
+
+    deployments.fail_deployment(session=session, deployment=deployment, error="web exited")
+    session.commit()
+
+    assert (deployment.status, deployment.error) == (DeploymentStatus.FAILED, "web exited")
+    assert deployment.ended_at is not None
+    session.refresh(release)
+    assert release.status == ReleaseStatus.FAILED
+    assert deployments.live_deployment(session=session, environment_id=staging.id) is None
+
+
+def test_current_shows_the_live_release_and_its_processes(
+    session: Session, app: App, staging: Environment
+) -> None:
+    assert deployments.current(session=session, environment=staging) is None
+    _deploy(session, app, staging, "one")
+    _deploy(session, app, staging, "two")
+
+    current = deployments.current(session=session, environment=staging)
+
+    assert current is not None
+    assert current.release.version == 2
+    assert current.deployment.release_version == 2
+    assert [(p.type, p.url) for p in current.processes] == [("web", "http://127.0.0.1:5000")]

@@ -1,0 +1,300 @@
+"""Pipelines: stage runs move queued → running → succeeded/failed, and a duplicate does nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session
+
+from shared.events import ArtifactBuilt, Event, PipelineQueued
+from shared.exceptions import ServiceUnavailable
+from shared.models import App, Environment, Pipeline, PipelineKind, PipelineStatus, StageStatus
+from shared.services import deployments, pipelines
+from shared.services.pipelines import Claim, ClaimOutcome
+from tests.shared.factories import make_artifact, make_pipeline, make_release
+
+# Seconds without a heartbeat after which a running stage's worker counts as gone.
+STALE_AFTER = 60.0
+
+
+def _statuses(session: Session, pipeline: Pipeline) -> dict[str, str]:
+    runs = pipelines.stages_of(session=session, pipeline_id=pipeline.id)
+    return {run.name: run.status for run in runs}
+
+
+def _claim(
+    session: Session,
+    pipeline: Pipeline,
+    stage: str,
+    hostname: str = "worker-1",
+    stale_after: float = STALE_AFTER,
+) -> Claim:
+    claim = pipelines.claim_stage(
+        session=session,
+        pipeline_id=pipeline.id,
+        stage=stage,
+        hostname=hostname,
+        stale_after=stale_after,
+    )
+    session.commit()
+    return claim
+
+
+def _finish(session: Session, pipeline: Pipeline, *stages: str) -> None:
+    for stage in stages:
+        assert _claim(session, pipeline, stage).outcome == ClaimOutcome.CLAIMED
+        pipelines.complete_stage(
+            session=session, pipeline=pipeline, stage=stage, result_id=f"{stage}-result"
+        )
+        session.commit()
+
+
+def test_a_deploy_pipeline_has_build_release_run_with_build_queued(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+
+    runs = pipelines.stages_of(session=session, pipeline_id=pipeline.id)
+    assert [(r.name, r.status) for r in runs] == [
+        ("build", StageStatus.QUEUED),
+        ("release", StageStatus.PENDING),
+        ("run", StageStatus.PENDING),
+    ]
+    assert runs[0].queued_at is not None and runs[1].queued_at is None
+    assert pipeline.status == PipelineStatus.QUEUED
+
+
+def test_a_config_pipeline_starts_at_release_from_the_live_artifact(
+    session: Session, app: App, staging: Environment
+) -> None:
+    artifact = make_artifact(session, app)
+    release = make_release(session, app, staging, artifact)
+    assert release.pipeline_id is not None
+    deployment = deployments.begin_deployment(
+        session=session, pipeline_id=release.pipeline_id, release=release, cause="deploy"
+    )
+    assert deployment is not None
+    deployments.go_live(session=session, deployment=deployment, processes=[])
+    session.commit()
+
+    pipeline = pipelines.create_config_pipeline(
+        session=session, app=app, environment=staging, trigger="api"
+    )
+
+    assert pipeline is not None
+    assert _statuses(session, pipeline) == {"release": "queued", "run": "pending"}
+    assert pipelines.first_event(pipeline) == ArtifactBuilt(
+        pipeline_id=pipeline.id, artifact_id=artifact.id
+    )
+
+
+def test_without_a_live_deployment_there_is_no_config_pipeline(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = pipelines.create_config_pipeline(
+        session=session, app=app, environment=staging, trigger="api"
+    )
+
+    assert pipeline is None
+
+
+def test_claiming_a_queued_stage_marks_it_and_the_pipeline_running(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+
+    claim = _claim(session, pipeline, "build")
+
+    assert claim.outcome == ClaimOutcome.CLAIMED and claim.run is not None
+    run = claim.run
+    assert (run.status, run.attempt, run.hostname) == (StageStatus.RUNNING, 1, "worker-1")
+    assert run.started_at is not None and run.heartbeat_at is not None
+    session.refresh(pipeline)
+    assert pipeline.status == PipelineStatus.RUNNING
+
+
+def test_a_duplicate_message_while_the_worker_is_alive_is_busy(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    _claim(session, pipeline, "build", "worker-1")
+
+    again = _claim(session, pipeline, "build", "worker-2")
+
+    assert again.outcome == ClaimOutcome.BUSY
+    (build, *_) = pipelines.stages_of(session=session, pipeline_id=pipeline.id)
+    assert (build.attempt, build.hostname) == (1, "worker-1")
+
+
+def test_a_stage_whose_worker_stopped_heartbeating_is_claimed_again(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    _claim(session, pipeline, "build", "worker-1")
+
+    again = _claim(session, pipeline, "build", "worker-2", stale_after=0)
+
+    assert again.outcome == ClaimOutcome.CLAIMED and again.run is not None
+    assert (again.run.attempt, again.run.hostname) == (2, "worker-2")
+
+
+def test_a_heartbeat_keeps_the_stage_with_its_worker(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    first = _claim(session, pipeline, "build")
+    assert first.run is not None and first.run.heartbeat_at is not None
+    claimed_at = first.run.heartbeat_at
+
+    pipelines.heartbeat(session=session, pipeline_id=pipeline.id, stage="build")
+    session.commit()
+
+    (build, *_) = pipelines.stages_of(session=session, pipeline_id=pipeline.id)
+    session.refresh(build)
+    assert build.heartbeat_at is not None and build.heartbeat_at > claimed_at
+
+
+def test_a_second_claim_after_success_does_nothing(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    _finish(session, pipeline, "build")
+
+    again = _claim(session, pipeline, "build", "worker-2", stale_after=0)
+
+    assert again.outcome == ClaimOutcome.DONE and again.run is None
+    (build, *_) = pipelines.stages_of(session=session, pipeline_id=pipeline.id)
+    assert (build.status, build.attempt, build.hostname) == (StageStatus.SUCCEEDED, 1, "worker-1")
+
+
+def test_a_stage_that_is_not_queued_yet_cannot_be_claimed(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+
+    assert _claim(session, pipeline, "release").outcome != ClaimOutcome.CLAIMED
+    assert _statuses(session, pipeline)["release"] == StageStatus.PENDING
+
+
+def test_completing_a_stage_queues_the_next_and_the_last_finishes_the_pipeline(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+
+    _finish(session, pipeline, "build")
+    assert _statuses(session, pipeline)["release"] == StageStatus.QUEUED
+    assert pipeline.status == PipelineStatus.RUNNING
+    _finish(session, pipeline, "release")
+    assert _statuses(session, pipeline)["run"] == StageStatus.QUEUED
+    _finish(session, pipeline, "run")
+
+    assert set(_statuses(session, pipeline).values()) == {StageStatus.SUCCEEDED}
+    assert pipeline.status == PipelineStatus.SUCCEEDED
+    assert pipeline.finished_at is not None
+
+
+def test_fail_stage_skips_later_stages_and_fails_the_pipeline(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    _claim(session, pipeline, "build")
+
+    pipelines.fail_stage(session=session, pipeline=pipeline, stage="build", error="npm exited 1")
+    session.commit()
+
+    assert _statuses(session, pipeline) == {
+        "build": StageStatus.FAILED,
+        "release": StageStatus.SKIPPED,
+        "run": StageStatus.SKIPPED,
+    }
+    session.refresh(pipeline)
+    assert pipeline.status == PipelineStatus.FAILED
+    assert pipeline.error == "build stage failed: npm exited 1"
+    assert pipeline.finished_at is not None
+    assert _claim(session, pipeline, "release").outcome == ClaimOutcome.DONE
+
+
+def test_a_failed_middle_stage_keeps_the_earlier_success(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    _finish(session, pipeline, "build")
+    _claim(session, pipeline, "release")
+
+    pipelines.fail_stage(session=session, pipeline=pipeline, stage="release", error="no config")
+    session.commit()
+
+    assert _statuses(session, pipeline) == {
+        "build": StageStatus.SUCCEEDED,
+        "release": StageStatus.FAILED,
+        "run": StageStatus.SKIPPED,
+    }
+
+
+def test_a_younger_pipeline_waits_at_release_until_the_older_one_ends(
+    session: Session, app: App, staging: Environment
+) -> None:
+    older = make_pipeline(session, app, staging)
+    younger = make_pipeline(session, app, staging)
+    _finish(session, older, "build")
+    _finish(session, younger, "build")
+    younger.artifact_id = make_artifact(session, app).id
+    session.add(younger)
+    session.commit()
+
+    assert _claim(session, younger, "release").outcome == ClaimOutcome.WAITING
+    assert _statuses(session, younger)["release"] == StageStatus.WAITING
+
+    woken = pipelines.fail_stage(session=session, pipeline=older, stage="release", error="x")
+    session.commit()
+
+    assert woken == [ArtifactBuilt(pipeline_id=younger.id, artifact_id=younger.artifact_id)]
+    assert _statuses(session, younger)["release"] == StageStatus.QUEUED
+    assert _claim(session, younger, "release").outcome == ClaimOutcome.CLAIMED
+
+
+def test_start_publishes_one_event_carrying_only_the_pipeline_id(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    published: list[Event] = []
+
+    pipelines.start(session=session, pipeline=pipeline, publish=published.append)
+
+    assert published == [PipelineQueued(pipeline_id=pipeline.id)]
+    assert published[0].model_dump(mode="json") == {
+        "pipeline_id": str(pipeline.id),
+        "type": "pipeline.queued",
+    }
+
+
+def test_when_the_broker_is_away_start_fails_the_pipeline_and_says_so(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+
+    def unreachable(_event: Event) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    with pytest.raises(ServiceUnavailable, match="broker is unavailable"):
+        pipelines.start(session=session, pipeline=pipeline, publish=unreachable)
+
+    session.expire_all()
+    stored = pipelines.get_pipeline(session=session, pipeline_id=pipeline.id)
+    assert stored.status == PipelineStatus.FAILED
+    assert stored.error is not None and "broker could not be reached" in stored.error
+    assert _statuses(session, stored)["run"] == StageStatus.SKIPPED
+
+
+def test_the_public_view_names_app_environment_and_stages(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging, PipelineKind.DEPLOY)
+
+    public = pipelines.pipeline_public(session=session, pipeline=pipeline)
+
+    assert (public.app, public.environment, public.kind) == ("web", "staging", "deploy")
+    assert [(s.name, s.status) for s in public.stages] == [
+        ("build", "queued"),
+        ("release", "pending"),
+        ("run", "pending"),
+    ]

@@ -1,0 +1,114 @@
+"""Detached processes: identified by pid and start time, stopped as a group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import processes
+
+Spawn = Callable[[str], subprocess.Popen[bytes]]
+
+
+def _wait_for_file(path: Path, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.01)
+    raise AssertionError(f"{path} was not written within {timeout}s")
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start shell commands as process-group leaders; kill whatever is left at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(command: str) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(["/bin/sh", "-c", command], start_new_session=True)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        processes.terminate_group(child.pid, None, grace=0)
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+
+
+def test_start_time_of_a_running_process_is_a_number() -> None:
+    started = processes.start_time(os.getpid())
+
+    assert isinstance(started, int)
+    assert processes.start_time(os.getpid()) == started
+
+
+def test_start_time_of_a_process_that_does_not_exist_is_none() -> None:
+    assert processes.start_time(2**22 + 1) is None
+
+
+def test_a_running_child_is_alive_and_an_exited_one_is_not(spawn: Spawn) -> None:
+    child = spawn("sleep 30")
+    started = processes.start_time(child.pid)
+
+    assert processes.is_alive(child.pid, started)
+
+    child.kill()
+    deadline = time.monotonic() + 5
+    while processes.is_alive(child.pid, started) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # is_alive reaped the exited child: no zombie is left behind.
+    assert not processes.is_alive(child.pid, started)
+    assert processes.start_time(child.pid) is None
+
+
+def test_a_pid_with_another_start_time_is_not_the_same_process(spawn: Spawn) -> None:
+    child = spawn("sleep 30")
+    started = processes.start_time(child.pid)
+    assert started is not None
+
+    assert not processes.is_alive(child.pid, started + 1)
+
+
+def test_terminate_group_stops_the_leader_and_its_children(spawn: Spawn, tmp_path: Path) -> None:
+    grandchild_pid_file = tmp_path / "grandchild.pid"
+    leader = spawn(f"sleep 30 & echo $! > {grandchild_pid_file}; wait")
+    grandchild = int(_wait_for_file(grandchild_pid_file))
+    assert processes.start_time(grandchild) is not None
+
+    processes.terminate_group(leader.pid, processes.start_time(leader.pid), grace=5)
+
+    assert leader.poll() is not None
+    deadline = time.monotonic() + 5
+    while processes.start_time(grandchild) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert processes.start_time(grandchild) is None
+
+
+def test_terminate_group_kills_a_process_that_ignores_sigterm(spawn: Spawn, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    leader = spawn(f"trap '' TERM; echo ready > {ready}; sleep 30")
+    _wait_for_file(ready)
+    before = time.monotonic()
+
+    processes.terminate_group(leader.pid, processes.start_time(leader.pid), grace=0.2)
+
+    assert leader.poll() is not None
+    assert time.monotonic() - before < 5  # the grace period, not 30 s of sleep
+
+
+def test_terminate_group_leaves_a_reused_pid_alone(spawn: Spawn) -> None:
+    child = spawn("sleep 30")
+    started = processes.start_time(child.pid)
+    assert started is not None
+
+    # A record whose start time does not match is an older process that had this pid.
+    processes.terminate_group(child.pid, started - 1, grace=0)
+
+    assert processes.is_alive(child.pid, started)

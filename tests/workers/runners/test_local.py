@@ -1,0 +1,253 @@
+"""The local runner: verified artifacts, health-gated processes, and stopping them again."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.artifact_store import ArtifactStore, file_digest
+from shared.exceptions import ArtifactIntegrityError, StageFailed
+from shared.logging import forget_secrets, register_secrets
+from workers.builders.local import pack_reproducibly
+from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.local import LocalRunner
+from workers.runners.switch import health_gated_start
+
+PYTHON = shlex.quote(sys.executable)
+SECRET = "hunter2-database-password"
+
+# A tiny web app: "/" answers 200 with GREETING, "/env" lists its environment variable names.
+WEB_APP = """\
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/env":
+            body = "\\n".join(sorted(os.environ)).encode()
+        else:
+            body = os.environ.get("GREETING", "").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def runner(tmp_path: Path, store: ArtifactStore) -> LocalRunner:
+    return LocalRunner(store, tmp_path / "run")
+
+
+@pytest.fixture
+def started(runner: LocalRunner) -> Iterator[list[ProcessRecord]]:
+    """Processes a test started; whatever is still running is stopped at the end."""
+    records: list[ProcessRecord] = []
+    yield records
+    runner.stop(records)
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    yield
+    forget_secrets()
+
+
+def make_artifact(tmp_path: Path, store: ArtifactStore, files: dict[str, str]) -> str:
+    """Pack `files` as a build would and store the artifact; returns its digest."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    for name, content in files.items():
+        (app_dir / name).write_text(content)
+    tarball = tmp_path / "artifact.tar.gz"
+    pack_reproducibly(app_dir, tarball, mtime=1_700_000_000)
+    digest, _, _ = store.put(tarball)
+    return digest
+
+
+def make_spec(artifact_id: str, env: dict[str, str] | None = None, **fields: object) -> ReleaseSpec:
+    values: dict[str, object] = {
+        "app": "web",
+        "environment": "staging",
+        "release_id": "release-1",
+        "release_version": 1,
+        "deployment_id": "deployment-1",
+        "artifact_id": artifact_id,
+        "health_path": "/",
+        "health_timeout": 10.0,
+        "env": env if env is not None else {},
+    }
+    values.update(fields)
+    return ReleaseSpec(**values)  # type: ignore[arg-type]
+
+
+def web_artifact(tmp_path: Path, store: ArtifactStore) -> str:
+    return make_artifact(
+        tmp_path, store, {"app.py": WEB_APP, "Procfile": f"web: {PYTHON} app.py\n"}
+    )
+
+
+def test_a_healthy_web_process_serves_its_config_and_stops(
+    tmp_path: Path,
+    store: ArtifactStore,
+    runner: LocalRunner,
+    started: list[ProcessRecord],
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "hello from v1"})
+
+    started.extend(health_gated_start(runner, spec))
+
+    (web,) = started
+    assert web["type"] == "web" and web["url"].startswith("http://127.0.0.1:")
+    assert runner.is_running(web)
+    assert httpx.get(web["url"], trust_env=False).text == "hello from v1"
+
+    runner.stop(started)
+
+    assert not runner.is_running(web)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(web["url"], trust_env=False, timeout=2)
+
+
+def test_the_process_gets_only_its_config_and_the_platforms_port(
+    tmp_path: Path,
+    store: ArtifactStore,
+    runner: LocalRunner,
+    started: list[ProcessRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHIPYARD_SECRET_KEY", "the-workers-own-key")
+    spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "hi", "PORT": "1"})
+
+    started.extend(health_gated_start(runner, spec))
+
+    (web,) = started
+    names = httpx.get(f"{web['url']}/env", trust_env=False).text.split()
+    assert "GREETING" in names and "PORT" in names
+    assert "SHIPYARD_SECRET_KEY" not in names
+    assert web["port"] != 1 and web["url"].endswith(f":{web['port']}")
+
+
+def test_a_tampered_artifact_is_refused_naming_both_digests(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    digest = web_artifact(tmp_path, store)
+    stored = store.path_for(digest)
+    stored.chmod(0o644)
+    with stored.open("ab") as handle:
+        handle.write(b"tampered")
+
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        started.extend(runner.start(make_spec(digest)))
+
+    assert digest in caught.value.message
+    assert file_digest(stored) in caught.value.message
+    assert started == []
+    assert not runner.release_dir(make_spec(digest)).exists()
+
+
+def test_an_artifact_with_a_link_to_an_absolute_path_fails_the_stage_clearly(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    # What `python -m venv .venv` leaves in a build: .venv/bin/python -> /usr/bin/python3.
+    app_dir = tmp_path / "app"
+    (app_dir / ".venv" / "bin").mkdir(parents=True)
+    (app_dir / "Procfile").write_text(f"web: {PYTHON} -m http.server $PORT\n")
+    (app_dir / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    pack_reproducibly(app_dir, tmp_path / "artifact.tar.gz", mtime=1_700_000_000)
+    digest, _, _ = store.put(tmp_path / "artifact.tar.gz")
+
+    with pytest.raises(StageFailed, match=r"\.venv/bin/python"):
+        started.extend(runner.start(make_spec(digest)))
+
+
+def test_an_app_that_exits_at_once_fails_with_its_output_and_secrets_redacted(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+) -> None:
+    crash = (
+        "import os, sys\n"
+        "print('connecting with', os.environ['DATABASE_PASSWORD'])\n"
+        "print('fatal: cannot open database')\n"
+        "sys.exit(3)\n"
+    )
+    digest = make_artifact(
+        tmp_path, store, {"crash.py": crash, "Procfile": f"web: {PYTHON} crash.py\n"}
+    )
+    register_secrets([SECRET])
+
+    with pytest.raises(StageFailed) as caught:
+        health_gated_start(runner, make_spec(digest, env={"DATABASE_PASSWORD": SECRET}))
+
+    message = caught.value.message
+    assert "the web process exited during the health check" in message
+    assert "fatal: cannot open database" in message
+    assert "connecting with <redacted>" in message
+    assert SECRET not in message
+
+
+def test_an_app_that_never_answers_healthy_fails_and_is_stopped(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unhealthy = WEB_APP.replace("self.send_response(200)", "self.send_response(503)")
+    digest = make_artifact(
+        tmp_path, store, {"app.py": unhealthy, "Procfile": f"web: {PYTHON} app.py\n"}
+    )
+    # Whether it answered 503 or not yet at all: test_switch.py checks the reason itself.
+    spec = make_spec(digest, health_timeout=0.5)
+    stopped: list[list[ProcessRecord]] = []
+    original_stop = runner.stop
+
+    def recording_stop(records: list[ProcessRecord]) -> None:
+        stopped.append(records)
+        original_stop(records)
+
+    monkeypatch.setattr(runner, "stop", recording_stop)
+
+    with pytest.raises(StageFailed, match=r"^web did not become healthy within 0.5s \("):
+        health_gated_start(runner, spec)
+
+    ((web,),) = stopped
+    assert not runner.is_running(web)
+
+
+def test_run_once_runs_a_command_in_the_release_with_its_config(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "migrating"})
+
+    result = runner.run_once(spec, "echo $GREETING; ls; exit 4", timeout=10)
+
+    assert result.exit_code == 4
+    assert result.output.splitlines()[0] == "migrating"
+    assert "app.py" in result.output.splitlines()
+
+
+def test_run_once_kills_a_command_over_its_time_limit(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store))
+    before = time.monotonic()
+
+    result = runner.run_once(spec, "echo starting; sleep 30", timeout=0.3)
+
+    assert result.exit_code is None
+    assert result.output == "starting\n"
+    assert time.monotonic() - before < 20  # killed at its limit, not after its 30 s

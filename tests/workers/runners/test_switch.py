@@ -1,0 +1,169 @@
+"""The health-gated switch: new processes healthy first, recorded live, old ones stopped after."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from shared.exceptions import StageFailed
+from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
+from workers.runners.switch import switch, wait_healthy
+
+
+class HealthServer:
+    """A real HTTP endpoint on 127.0.0.1 whose status code a test sets."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(server.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+
+
+@pytest.fixture
+def health() -> Iterator[HealthServer]:
+    server = HealthServer()
+    thread = threading.Thread(target=server.http.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield server
+    server.http.shutdown()
+    server.http.server_close()
+    thread.join()
+
+
+class FakeRunner:
+    """A runner at the edge: it records starts and stops instead of running anything."""
+
+    name = "fake"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.running: set[str] = set()
+        self.stopped: list[list[str]] = []
+
+    def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
+        self.running.add(spec.deployment_id)
+        return [{"type": "web", "status": "running", "url": self.url, "id": spec.deployment_id}]
+
+    def is_running(self, process: ProcessRecord) -> bool:
+        return process["id"] in self.running
+
+    def output_tail(self, process: ProcessRecord, lines: int) -> str:
+        return f"output of {process['id']}"
+
+    def stop(self, processes: list[ProcessRecord]) -> None:
+        self.stopped.append([p["id"] for p in processes])
+        self.running -= {p["id"] for p in processes}
+
+    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+        raise AssertionError("the switch never runs one-off commands")
+
+
+def make_spec(deployment_id: str = "new", health_timeout: float = 5.0) -> ReleaseSpec:
+    return ReleaseSpec(
+        app="web",
+        environment="staging",
+        release_id="r2",
+        release_version=2,
+        deployment_id=deployment_id,
+        artifact_id="sha256:" + "0" * 64,
+        health_path="/health",
+        health_timeout=health_timeout,
+        env={},
+    )
+
+
+def test_a_healthy_release_goes_live_and_then_the_previous_one_stops(
+    health: HealthServer,
+) -> None:
+    runner = FakeRunner(health.url)
+    runner.running.add("old")
+    previous = [{"type": "web", "id": "old"}]
+    order: list[str] = []
+
+    def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord]:
+        order.append(f"live {processes[0]['id']} while old runs: {'old' in runner.running}")
+        return previous
+
+    processes = switch(runner, make_spec(), go_live)
+
+    assert [p["id"] for p in processes] == ["new"]
+    assert order == ["live new while old runs: True"]
+    assert runner.stopped == [["old"]]
+    assert runner.running == {"new"}
+
+
+def test_when_recording_live_fails_the_new_processes_are_stopped(health: HealthServer) -> None:
+    runner = FakeRunner(health.url)
+
+    def go_live(_processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        switch(runner, make_spec(), go_live)
+
+    assert runner.stopped == [["new"]]
+    assert runner.running == set()
+
+
+def test_an_unhealthy_release_never_goes_live(health: HealthServer) -> None:
+    health.status = 500
+    runner = FakeRunner(health.url)
+    went_live: list[list[ProcessRecord]] = []
+
+    def go_live(processes: list[ProcessRecord]) -> None:
+        went_live.append(processes)
+
+    with pytest.raises(StageFailed) as caught:
+        switch(runner, make_spec(health_timeout=0.3), go_live)
+
+    assert caught.value.message == (
+        "web did not become healthy within 0.3s (GET /health answered 500)\n"
+        "--- last output of web ---\n"
+        "output of new"
+    )
+    assert went_live == []
+    assert runner.stopped == [["new"]]
+
+
+def test_wait_healthy_reports_a_process_that_exited() -> None:
+    runner = FakeRunner("http://127.0.0.1:9")
+    processes = runner.start(make_spec())
+    runner.running.clear()
+    never_called = httpx.Client(
+        transport=httpx.MockTransport(lambda request: pytest.fail("no request expected"))
+    )
+
+    with never_called:
+        problem = wait_healthy(runner, processes, make_spec(), never_called)
+
+    assert problem == "the web process exited during the health check"
+
+
+def test_wait_healthy_accepts_a_redirect_and_asks_the_health_path() -> None:
+    runner = FakeRunner("http://app.invalid")
+    processes = runner.start(make_spec())
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(302, headers={"Location": "/login"})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        assert wait_healthy(runner, processes, make_spec(), client) is None
+
+    assert asked == ["http://app.invalid/health"]
