@@ -6,7 +6,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import redis
 from filelock import FileLock, Timeout
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from shared.db import session_scope
 from shared.exceptions import StageFailed
@@ -24,7 +27,7 @@ def release_phase_lock(
     name = f"release-phase-{environment_id}"
     # The lock outlives the command's own limit a little, so it never expires under it.
     hold_for = timeout + 60
-    with _host_lock(context, name, hold_for, wait=timeout):
+    with _host_lock(context, name, str(pipeline_id), hold_for, wait=timeout):
         with session_scope(context.db_url) as session:
             taken = releases.acquire_release_phase(
                 session=session,
@@ -44,14 +47,13 @@ def release_phase_lock(
 
 
 @contextmanager
-def _host_lock(context: WorkerContext, name: str, hold_for: float, wait: float) -> Iterator[None]:
+def _host_lock(
+    context: WorkerContext, name: str, owner: str, hold_for: float, wait: float
+) -> Iterator[None]:
     if context.redis is not None:
-        lock = context.redis.lock(
-            f"{context.settings.broker_namespace}:lock:{name}",
-            timeout=hold_for,
-            blocking_timeout=wait,
-        )
-        if not lock.acquire():
+        key = f"{context.settings.broker_namespace}:lock:{name}"
+        lock = context.redis.lock(key, timeout=hold_for, blocking_timeout=wait)
+        if not _take_over(context.redis, lock, key, owner) and not lock.acquire(token=owner):
             raise StageFailed(_BUSY)
         try:
             yield
@@ -69,3 +71,18 @@ def _host_lock(context: WorkerContext, name: str, hold_for: float, wait: float) 
         yield
     finally:
         file_lock.release()
+
+
+def _take_over(client: redis.Redis, lock: Lock, key: str, owner: str) -> bool:
+    """Take the lock over from an earlier attempt of the same pipeline whose worker died.
+
+    The lock's token is the pipeline id, so such a lock is recognisable; `reacquire` renews it
+    atomically only while the token still matches.
+    """
+    if client.get(key) != owner.encode():
+        return False
+    lock.local.token = owner.encode()
+    try:
+        return bool(lock.reacquire())
+    except LockError:
+        return False

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,12 +53,13 @@ class PrivateRedis:
 class PrivatePostgres:
     """A PostgreSQL cluster of this test's own (initdb as the postgres user), trust auth."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
         binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not binaries:
             raise AssertionError("PostgreSQL server binaries are not installed")
         self.bin = Path(binaries[-1])
-        self.directory = directory
+        # Directly in /tmp: the postgres user cannot enter pytest's private (0700) directories.
+        self.directory = Path(tempfile.mkdtemp(prefix="shipyard-pg-"))
         self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
@@ -67,9 +68,7 @@ class PrivatePostgres:
         subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
 
     def init(self) -> None:
-        self.directory.mkdir(parents=True)
         shutil.chown(self.directory, "postgres", "postgres")
-        os.chmod(self.directory.parent, 0o755)
         self._as_postgres(str(self.bin / "initdb"), "-D", str(self.directory / "data"),
                           "-A", "trust", "-U", "postgres", "--no-sync")  # fmt: skip
 
@@ -83,3 +82,6 @@ class PrivatePostgres:
     def stop(self) -> None:
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "-w",
                           "-m", "immediate", "stop")  # fmt: skip
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

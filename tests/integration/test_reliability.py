@@ -109,6 +109,7 @@ def _wait_stage(stack: Stack, pipeline_id: str, stage: str, status: str) -> None
     raise AssertionError(f"{stage} never became {status}")
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("queue", ["build", "release", "run"])
 def test_a_worker_killed_mid_stage_is_replaced_and_the_pipeline_completes_once(
     make_stack: StackFactory, redis_url: str, postgres_server: str, slow_repo: Path, queue: str
@@ -154,6 +155,7 @@ def _finish_all(stack: Stack, ids: list[str]) -> list[dict[str, Any]]:
     return [stack.wait_pipeline(pipeline_id, timeout=120) for pipeline_id in ids]
 
 
+@pytest.mark.timeout(300)
 def test_pipelines_survive_a_flushed_redis(
     make_stack: StackFactory, postgres_server: str, tmp_path: Path, hello_repo: Path
 ) -> None:
@@ -177,6 +179,7 @@ def test_pipelines_survive_a_flushed_redis(
         broker.stop()
 
 
+@pytest.mark.timeout(300)
 def test_workers_resume_consuming_after_redis_restarts(
     make_stack: StackFactory, postgres_server: str, tmp_path: Path, hello_repo: Path
 ) -> None:
@@ -208,10 +211,11 @@ def test_workers_resume_consuming_after_redis_restarts(
         broker.stop()
 
 
+@pytest.mark.timeout(300)
 def test_api_answers_503_while_postgres_is_down_and_workers_reconnect(
     make_stack: StackFactory, redis_url: str, tmp_path: Path, hello_repo: Path
 ) -> None:
-    database = PrivatePostgres(tmp_path / "pg")
+    database = PrivatePostgres()
     database.init()
     database.start()
     try:
@@ -237,3 +241,4 @@ def test_api_answers_503_while_postgres_is_down_and_workers_reconnect(
         stack.stop_all()
     finally:
         database.stop()
+        database.remove()

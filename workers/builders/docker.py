@@ -8,12 +8,15 @@ from functools import lru_cache
 from typing import Any
 
 import docker
+import structlog
 from docker.errors import APIError, DockerException, ImageNotFound
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from shared.exceptions import StageFailed
 from workers.build_log import BuildLog
 from workers.builders.base import BuildRequest, BuiltArtifact
+
+logger = structlog.get_logger(__name__)
 
 DOCKERFILE = "Dockerfile"
 
@@ -58,12 +61,25 @@ class DockerBuilder:
         log.write(f"-----> Image {image_id} ({size} bytes)")
         return BuiltArtifact(digest=image_id, size=size, location=tag)
 
+    def remove(self, artifact_id: str) -> None:
+        """Delete the image and its tags; one already gone is fine."""
+        try:
+            # force untags it everywhere and ignores stopped containers.
+            self._client.images.remove(artifact_id, force=True)
+        except ImageNotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # A running container still uses it: keep it, and let the other removals go on.
+            logger.warning("artifact.image_in_use", artifact_id=artifact_id, error=exc.explanation)
+
     def _stream_build(self, request: BuildRequest, tag: str, log: BuildLog) -> str:
         """Run the build, writing each output line to `log` as the daemon sends it."""
         try:
             chunks = self._start_build(request, tag)
             try:
-                return _follow(chunks, log, deadline=time.monotonic() + request.timeout)
+                return _follow(chunks, log, timeout=request.timeout)
             finally:
                 chunks.close()  # dropping the stream makes the daemon cancel an unfinished build
         except ReadTimeoutError as exc:
@@ -101,8 +117,9 @@ class DockerBuilder:
             raise StageFailed(f"the built image {image_id} disappeared from the engine") from exc
 
 
-def _follow(chunks: Iterable[dict[str, Any]], log: BuildLog, *, deadline: float) -> str:
+def _follow(chunks: Iterable[dict[str, Any]], log: BuildLog, *, timeout: float) -> str:
     """The image id from the build's JSON stream; its output goes to `log` line by line."""
+    deadline = time.monotonic() + timeout
     lines = _LineSplitter(log)
     image_id: str | None = None
     for chunk in chunks:
@@ -118,7 +135,7 @@ def _follow(chunks: Iterable[dict[str, Any]], log: BuildLog, *, deadline: float)
         if isinstance(aux, dict) and "ID" in aux:
             image_id = str(aux["ID"])
         if time.monotonic() > deadline:
-            raise StageFailed("docker build timed out and was cancelled")
+            raise StageFailed(f"docker build ran longer than {timeout:g}s and was cancelled")
     lines.flush()
     if image_id is None:
         raise StageFailed("docker build ended without naming an image (see the build log)")

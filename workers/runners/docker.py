@@ -58,20 +58,21 @@ class DockerRunner:
         self, spec: ReleaseSpec, image_id: str, process_type: str, command: str
     ) -> ProcessRecord:
         port = free_port()
+        bind_host, network = network_settings(self._uses_host_network(), port)
         # The config travels in the container's environment (the API request body), never on
         # its command line: the command is the Procfile's own line.
         container = self._client.containers.create(
             image_id,
             entrypoint=SHELL,
             command=[command],
-            environment={"HOST": self._bind_host(), **spec.env, "PORT": str(port)},
+            environment={"HOST": bind_host, **spec.env, "PORT": str(port)},
             labels=container_labels(spec, process_type),
             name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
             f"{spec.deployment_id[:8]}",
             init=True,  # a real PID 1 forwards SIGTERM, so stopping is quick and graceful
             restart_policy={"Name": "unless-stopped"},
             **resource_limits(spec),
-            **self._network(port),
+            **network,
         )
         record: ProcessRecord = {
             "type": process_type,
@@ -96,16 +97,6 @@ class DockerRunner:
             bridges = self._client.api.networks(names=["bridge"])
             self._host_network = not any(network["Name"] == "bridge" for network in bridges)
         return self._host_network
-
-    def _bind_host(self) -> str:
-        # On the host's network the app itself must listen on loopback only; behind a bridge it
-        # listens on the container's interfaces and only the published port is restricted.
-        return "127.0.0.1" if self._uses_host_network() else "0.0.0.0"
-
-    def _network(self, port: int) -> dict[str, Any]:
-        if self._uses_host_network():
-            return {"network_mode": "host"}
-        return {"ports": {f"{port}/tcp": ("127.0.0.1", port)}}
 
     def _remove_leftovers(self, deployment_id: str) -> None:
         """Containers of an earlier, interrupted start of the same deployment: start afresh."""
@@ -148,15 +139,16 @@ class DockerRunner:
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         with engine_errors("run the one-off command"):
             image = verified_image(self._client, spec)
+            bind_host, network = network_settings(self._uses_host_network(), None)
             container = self._client.containers.create(
                 image.id,
                 entrypoint=SHELL,
                 command=[command],
-                environment={"HOST": self._bind_host(), **spec.env},
+                environment={"HOST": bind_host, **spec.env},
                 labels=container_labels(spec, constants.RELEASE_PROCESS),
                 init=True,
                 **resource_limits(spec),
-                **({"network_mode": "host"} if self._uses_host_network() else {}),
+                **network,
             )
             try:
                 container.start()
@@ -250,6 +242,16 @@ def container_labels(spec: ReleaseSpec, process_type: str) -> dict[str, str]:
         "shipyard.process": process_type,
         "shipyard.deployment": spec.deployment_id,
     }
+
+
+def network_settings(host_network: bool, port: int | None) -> tuple[str, dict[str, Any]]:
+    """The address the app should bind ($HOST) and the container's network options."""
+    if host_network:
+        # On the host's network nothing is published: the app itself listens on loopback only.
+        return "127.0.0.1", {"network_mode": "host"}
+    # Behind a bridge the app listens on the container's interfaces, and the published port is
+    # bound to the host's loopback only.
+    return "0.0.0.0", {"ports": {f"{port}/tcp": ("127.0.0.1", port)}} if port is not None else {}
 
 
 def resource_limits(spec: ReleaseSpec) -> dict[str, Any]:

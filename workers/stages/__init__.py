@@ -181,5 +181,7 @@ def reconcile(context: WorkerContext) -> None:
             queued_after=settings.queued_redeliver_seconds,
         )
     for event in events:
-        log.warning("reconcile.republished", pipeline_id=str(event.pipeline_id), event=event.type)
+        log.warning(
+            "reconcile.republished", pipeline_id=str(event.pipeline_id), event_type=event.type
+        )
         publish(context.celery, event)

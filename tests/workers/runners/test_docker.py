@@ -1,0 +1,291 @@
+"""The Docker runner on a real engine: containers per process, the shared health-gated switch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+from docker.errors import NotFound
+
+from shared.exceptions import ArtifactIntegrityError, StageFailed
+from tests.docker_support import (
+    DOCKERFILE,
+    build_image,
+    containers_of,
+    release_spec,
+    unique_app,
+    write_app,
+)
+from workers.builders.base import BuiltArtifact
+from workers.context import WorkerContext
+from workers.runners import get_runner
+from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.docker import DockerRunner, network_settings
+from workers.runners.switch import switch
+
+pytest_plugins = ["tests.docker_support"]
+
+SECRET = "hunter2-database-password"
+
+
+@pytest.fixture
+def runner(docker_engine: docker.DockerClient, worker_context: WorkerContext) -> DockerRunner:
+    made = get_runner("docker", worker_context)
+    assert isinstance(made, DockerRunner)
+    return made
+
+
+@pytest.fixture
+def app() -> str:
+    return unique_app()
+
+
+@pytest.fixture
+def image(docker_engine: docker.DockerClient, tmp_path: Path, app: str) -> BuiltArtifact:
+    return build_image(docker_engine, write_app(tmp_path / "v1", version="1"), app)
+
+
+class Live:
+    """What a deployment's go_live records: the processes that are live now."""
+
+    def __init__(self, runner: DockerRunner) -> None:
+        self.runner = runner
+        self.processes: list[ProcessRecord] | None = None
+
+    def __call__(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+        previous, self.processes = self.processes, processes
+        return previous
+
+    def switch_to(self, spec: ReleaseSpec) -> list[ProcessRecord]:
+        return switch(self.runner, spec, self)
+
+
+@pytest.fixture
+def live(runner: DockerRunner) -> Iterator[Live]:
+    live = Live(runner)
+    yield live
+    runner.stop(live.processes or [])
+
+
+def answer(processes: list[ProcessRecord]) -> str:
+    web = next(p for p in processes if p["type"] == "web")
+    return httpx.get(web["url"], timeout=5, trust_env=False).text.strip()
+
+
+def test_each_process_runs_as_a_labelled_limited_container_and_web_answers(
+    docker_engine: docker.DockerClient, live: Live, app: str, image: BuiltArtifact
+) -> None:
+    spec = release_spec(
+        app,
+        image.digest,
+        env={"GREETING": "hi there", "DATABASE_PASSWORD": SECRET},
+        memory_limit="64m",
+        cpu_limit=0.5,
+    )
+
+    processes = live.switch_to(spec)
+
+    assert answer(processes) == "hi there"
+    assert sorted(p["type"] for p in processes) == ["web", "worker"]
+    web = next(p for p in processes if p["type"] == "web")
+    assert web["status"] == "running"
+    assert web["url"] == f"http://127.0.0.1:{web['port']}"
+    for process in processes:
+        attrs = docker_engine.containers.get(process["container"]).attrs
+        assert attrs["Image"] == image.digest
+        assert attrs["Config"]["Labels"] == {
+            "shipyard.app": app,
+            "shipyard.environment": "staging",
+            "shipyard.release": spec.release_id,
+            "shipyard.process": process["type"],
+            "shipyard.deployment": spec.deployment_id,
+            "shipyard.commit": docker_engine.images.get(image.digest).labels["shipyard.commit"],
+        }
+        host = attrs["HostConfig"]
+        assert host["RestartPolicy"]["Name"] == "unless-stopped"
+        assert host["Memory"] == 64 * 1024 * 1024
+        assert host["NanoCpus"] == 500_000_000
+        assert host["NetworkMode"] == "host"  # this engine runs with --bridge=none
+        env = attrs["Config"]["Env"]
+        assert f"PORT={process['port']}" in env and "HOST=127.0.0.1" in env
+        assert f"DATABASE_PASSWORD={SECRET}" in env
+        command_line = " ".join([attrs["Path"], *attrs["Args"]])
+        assert SECRET not in command_line  # config travels as environment only
+
+
+def test_the_port_is_bound_on_loopback_only(live: Live, app: str, image: BuiltArtifact) -> None:
+    processes = live.switch_to(release_spec(app, image.digest))
+    web = next(p for p in processes if p["type"] == "web")
+    listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
+
+    # /proc/net/tcp lists local addresses as hex "ADDR:PORT"; 0100007F is 127.0.0.1.
+    local = {line.split()[1] for line in listening if line.split()[3] == "0A"}  # LISTEN
+    assert f"0100007F:{web['port']:04X}" in local
+    assert f"00000000:{web['port']:04X}" not in local
+
+
+def test_behind_a_bridge_the_port_is_published_on_loopback_only() -> None:
+    # This machine's engine has no bridge; the choice itself is checked here.
+    assert network_settings(False, 8123) == (
+        "0.0.0.0",
+        {"ports": {"8123/tcp": ("127.0.0.1", 8123)}},
+    )
+    assert network_settings(False, None) == ("0.0.0.0", {})
+    assert network_settings(True, 8123) == ("127.0.0.1", {"network_mode": "host"})
+
+
+def test_a_config_change_replaces_the_containers_with_new_env(
+    docker_engine: docker.DockerClient, live: Live, app: str, image: BuiltArtifact
+) -> None:
+    first = live.switch_to(release_spec(app, image.digest, env={"GREETING": "one"}))
+    second_spec = release_spec(app, image.digest, version=2, env={"GREETING": "two"})
+
+    second = live.switch_to(second_spec)
+
+    assert answer(second) == "two"
+    for process in second:
+        env = docker_engine.containers.get(process["container"]).attrs["Config"]["Env"]
+        assert "GREETING=two" in env
+    for process in first:  # stopped and removed once the new ones were healthy
+        with pytest.raises(NotFound):
+            docker_engine.containers.get(process["container"])
+
+
+def test_rollback_runs_the_earlier_image_with_its_env_again(
+    docker_engine: docker.DockerClient,
+    live: Live,
+    app: str,
+    image: BuiltArtifact,
+    tmp_path: Path,
+) -> None:
+    newer = build_image(docker_engine, write_app(tmp_path / "v2", version="2"), app)
+    assert newer.digest != image.digest
+    v1 = release_spec(app, image.digest, env={"GREETING": "one"})
+    live.switch_to(v1)
+    live.switch_to(release_spec(app, newer.digest, version=2, env={"GREETING": "two"}))
+
+    # A rollback is a new deployment of the earlier release, exactly as it was.
+    rolled_back = live.switch_to(
+        release_spec(app, v1.artifact_id, release_id=v1.release_id, env=dict(v1.env))
+    )
+
+    assert answer(rolled_back) == "one"
+    for process in rolled_back:
+        container = docker_engine.containers.get(process["container"])
+        assert container.attrs["Image"] == image.digest
+        assert "GREETING=one" in container.attrs["Config"]["Env"]
+    assert len(containers_of(docker_engine, f"shipyard.app={app}")) == 2  # web + worker
+
+
+def test_a_container_that_exits_at_once_fails_the_gate_and_the_old_ones_keep_serving(
+    docker_engine: docker.DockerClient, live: Live, app: str, image: BuiltArtifact
+) -> None:
+    old = live.switch_to(release_spec(app, image.digest, env={"GREETING": "still here"}))
+    broken = release_spec(app, image.digest, version=2, env={"CRASH": "1"})
+
+    started = time.monotonic()
+    with pytest.raises(StageFailed) as failure:
+        live.switch_to(broken)
+
+    assert time.monotonic() - started < broken.health_timeout  # seen exiting, not timed out
+    assert "the web process exited during the health check" in failure.value.message
+    assert "web refuses to start: CRASH=1" in failure.value.message  # its output tail
+    assert live.processes == old
+    assert answer(old) == "still here"
+    assert not containers_of(docker_engine, f"shipyard.deployment={broken.deployment_id}")
+
+
+def test_a_retagged_image_is_refused_naming_both_digests(
+    docker_engine: docker.DockerClient,
+    runner: DockerRunner,
+    app: str,
+    tmp_path: Path,
+) -> None:
+    commit = "a" * 40
+    original = build_image(docker_engine, write_app(tmp_path / "v1", version="1"), app, commit)
+    other = build_image(docker_engine, write_app(tmp_path / "v2", version="2"), app)
+    docker_engine.images.get(other.digest).tag(original.location)  # the tag now names `other`
+    spec = release_spec(app, original.digest)
+
+    with pytest.raises(ArtifactIntegrityError) as refused:
+        runner.start(spec)
+
+    assert original.digest in refused.value.message and other.digest in refused.value.message
+    assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
+
+
+def test_an_image_missing_from_the_engine_fails_clearly(runner: DockerRunner, app: str) -> None:
+    missing = "sha256:" + "0" * 64
+
+    with pytest.raises(StageFailed, match="is not on this Docker engine"):
+        runner.start(release_spec(app, missing))
+
+
+def test_the_procfile_is_read_from_the_images_workdir(
+    docker_engine: docker.DockerClient, runner: DockerRunner, app: str, tmp_path: Path
+) -> None:
+    # The host's Procfile is not copied in: the image has none in its WORKDIR.
+    dockerfile = DOCKERFILE.replace("COPY Procfile VERSION /app/", "COPY VERSION /app/")
+    built = build_image(docker_engine, write_app(tmp_path / "src", dockerfile=dockerfile), app)
+
+    with pytest.raises(StageFailed, match=r"no Procfile in the image's WORKDIR \(/app\)"):
+        runner.start(release_spec(app, built.digest))
+
+
+def test_stop_removes_the_containers_and_is_running_then_says_so(
+    docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
+) -> None:
+    spec = release_spec(app, image.digest)
+    processes = runner.start(spec)
+    assert all(runner.is_running(p) for p in processes)
+
+    runner.stop(processes)
+    runner.stop(processes)  # gone ones are fine
+
+    assert not any(runner.is_running(p) for p in processes)
+    assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
+    assert runner.output_tail(processes[0], 5) == ""
+
+
+def test_output_tail_shows_what_the_process_printed(
+    runner: DockerRunner, app: str, image: BuiltArtifact
+) -> None:
+    processes = runner.start(release_spec(app, image.digest, env={"CRASH": "yes"}))
+    try:
+        web = next(p for p in processes if p["type"] == "web")
+        deadline = time.monotonic() + 5
+        while "refuses" not in runner.output_tail(web, 5) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "web refuses to start: CRASH=yes" in runner.output_tail(web, 5)
+    finally:
+        runner.stop(processes)
+
+
+def test_run_once_reports_exit_code_and_output_and_leaves_no_container(
+    docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
+) -> None:
+    spec = release_spec(app, image.digest, env={"GREETING": "migrations"})
+
+    result = runner.run_once(spec, 'echo "running $GREETING"; echo oops >&2; exit 4', timeout=30)
+
+    assert result.exit_code == 4
+    assert "running migrations" in result.output and "oops" in result.output
+    assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
+
+
+def test_run_once_kills_the_command_at_the_timeout(
+    docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
+) -> None:
+    spec = release_spec(app, image.digest)
+
+    started = time.monotonic()
+    result = runner.run_once(spec, "echo started; exec sleep 60", timeout=1)
+
+    assert result.exit_code is None
+    assert "started" in result.output
+    assert time.monotonic() - started < 10
+    assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
