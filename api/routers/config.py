@@ -37,13 +37,14 @@ def patch_config(
     principal.require_deploy(env)
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=env)
-    version, changed = config.patch_config(
+    version, _changed = config.patch_config(
         session=session, environment=environment, patch=patch, box=box
     )
     pipeline = None
-    if changed and patch.deploy:
+    if patch.deploy:
+        # Also when nothing changed: a release of this config may have failed to start before.
         pipeline = pipelines.create_config_pipeline(
-            session=session, app=owner, environment=environment, trigger="api"
+            session=session, app=owner, environment=environment, config=version, trigger="api"
         )
     session.commit()
     public = config.config_public(version)

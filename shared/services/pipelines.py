@@ -16,6 +16,7 @@ from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import (
     STAGES_BY_KIND,
     App,
+    ConfigVersion,
     Environment,
     Pipeline,
     PipelineKind,
@@ -70,14 +71,27 @@ def create_pipeline(
 
 
 def create_config_pipeline(
-    *, session: Session, app: App, environment: Environment, trigger: str
+    *, session: Session, app: App, environment: Environment, config: ConfigVersion, trigger: str
 ) -> Pipeline | None:
-    """A release → run pipeline of the live artifact with the new config; None if none is live."""
+    """A release → run pipeline of the live artifact with `config`.
+
+    None when nothing is live, when the live release already runs `config`, or when a config
+    pipeline is already on its way (it will release the newest config when it gets there).
+    """
     live = deployments.live_deployment(session=session, environment_id=environment.id)
     if live is None:
         return None
     release = session.get(Release, live.release_id)
     assert release is not None
+    pending = session.exec(
+        select(Pipeline.id).where(
+            Pipeline.environment_id == environment.id,
+            Pipeline.kind == PipelineKind.CONFIG,
+            col(Pipeline.status).in_([PipelineStatus.QUEUED, PipelineStatus.RUNNING]),
+        )
+    ).first()
+    if release.config_version_id == config.id or pending is not None:
+        return None
     return create_pipeline(
         session=session,
         app=app,
@@ -99,7 +113,10 @@ def start(*, session: Session, pipeline: Pipeline, publish: Callable[[Event], No
             error=f"the broker could not be reached ({type(exc).__name__}); start it again",
         )
         session.commit()
-        raise ServiceUnavailable("the broker is unavailable; the pipeline was not started") from exc
+        raise ServiceUnavailable(
+            f"the broker is unavailable; pipeline {pipeline.id} was recorded as failed, "
+            "try again shortly"
+        ) from exc
 
 
 def first_event(pipeline: Pipeline) -> StageEvent:

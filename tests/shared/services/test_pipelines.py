@@ -7,7 +7,15 @@ from sqlmodel import Session
 
 from shared.events import ArtifactBuilt, Event, PipelineQueued
 from shared.exceptions import ServiceUnavailable
-from shared.models import App, Environment, Pipeline, PipelineKind, PipelineStatus, StageStatus
+from shared.models import (
+    App,
+    ConfigVersion,
+    Environment,
+    Pipeline,
+    PipelineKind,
+    PipelineStatus,
+    StageStatus,
+)
 from shared.services import deployments, pipelines
 from shared.services.pipelines import Claim, ClaimOutcome
 from tests.shared.factories import make_artifact, make_pipeline, make_release
@@ -75,9 +83,20 @@ def test_a_config_pipeline_starts_at_release_from_the_live_artifact(
     assert deployment is not None
     deployments.go_live(session=session, deployment=deployment, processes=[])
     session.commit()
+    live_config = session.get(ConfigVersion, release.config_version_id)
+    assert live_config is not None
+    assert (
+        pipelines.create_config_pipeline(
+            session=session, app=app, environment=staging, config=live_config, trigger="api"
+        )
+        is None
+    )  # the live release already runs this config
+    newer = ConfigVersion(environment_id=staging.id, version=live_config.version + 1)
+    session.add(newer)
+    session.commit()
 
     pipeline = pipelines.create_config_pipeline(
-        session=session, app=app, environment=staging, trigger="api"
+        session=session, app=app, environment=staging, config=newer, trigger="api"
     )
 
     assert pipeline is not None
@@ -90,8 +109,12 @@ def test_a_config_pipeline_starts_at_release_from_the_live_artifact(
 def test_without_a_live_deployment_there_is_no_config_pipeline(
     session: Session, app: App, staging: Environment
 ) -> None:
+    config = ConfigVersion(environment_id=staging.id, version=2)
+    session.add(config)
+    session.commit()
+
     pipeline = pipelines.create_config_pipeline(
-        session=session, app=app, environment=staging, trigger="api"
+        session=session, app=app, environment=staging, config=config, trigger="api"
     )
 
     assert pipeline is None
