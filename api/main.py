@@ -19,13 +19,17 @@ from api.routers import (
     environments,
     health,
     history,
+    hooks,
     maintenance,
     operations,
     pipelines,
     releases,
+    schedules,
+    subscriptions,
     tokens,
 )
 from shared.broker import make_celery, publish
+from shared.services.webhooks import RejectionCounter
 from shared.settings import Settings, get_settings
 
 
@@ -38,6 +42,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         app.state.settings = settings
         app.state.admin_token = settings.api_token()
         app.state.secret_box = settings.secret_box()
+        app.state.hook_rejections = RejectionCounter()
         celery = None
         if publisher is None:
             celery = make_celery(settings, "shipyard-api")
@@ -57,6 +62,8 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.include_router(health.router)
+    # Webhook deliveries authenticate by their signature, not by a bearer token.
+    app.include_router(hooks.public_router, prefix="/v1")
     protected = [Depends(authenticate)]
     for router in (
         apps,
@@ -69,6 +76,9 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         history,
         maintenance,
         tokens,
+        hooks,
+        schedules,
+        subscriptions,
     ):
         app.include_router(router.router, prefix="/v1", dependencies=protected)
     return app

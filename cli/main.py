@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli import deploy, operations, resources, server, tokens
+from cli import deploy, operations, resources, server, tokens, triggers
 from cli.client import CliError
 
 app = typer.Typer(
@@ -35,6 +35,9 @@ app.add_typer(resources.pipelines_cli, name="pipelines")
 app.add_typer(resources.logs_cli, name="logs")
 app.add_typer(server.secrets_cli, name="secrets")
 app.add_typer(tokens.tokens_cli, name="tokens")
+app.add_typer(triggers.hooks_cli, name="hooks")
+app.add_typer(triggers.schedules_cli, name="schedules")
+app.add_typer(triggers.subscriptions_cli, name="subscriptions")
 
 
 def main() -> None:

@@ -135,13 +135,14 @@ def beat() -> None:
 
 
 def worker(
-    queue: Annotated[str, typer.Argument(help="build, release or run.")],
+    queue: Annotated[str, typer.Argument(help="build, release, run or notify.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Processes in this pool.")] = 1,
     hostname: Annotated[str | None, typer.Option(help="Worker name (default QUEUE@host).")] = None,
 ) -> None:
     """Start one worker pool (`celery -A workers.app worker -Q QUEUE`); run it on any host."""
-    if queue not in constants.QUEUES:
-        raise CliError(f"unknown queue {queue!r}; choose one of {', '.join(constants.QUEUES)}")
+    queues = (*constants.QUEUES, constants.NOTIFY_QUEUE)
+    if queue not in queues:
+        raise CliError(f"unknown queue {queue!r}; choose one of {', '.join(queues)}")
     settings = _settings()
     try:
         settings.fernet_key()
@@ -189,6 +190,7 @@ def up(
     settings.api_token()
     migrate.upgrade(settings.sqlalchemy_url)
     commands = [_worker_command(queue, 1, f"{queue}@%h") for queue in constants.QUEUES]
+    commands.append(_worker_command(constants.NOTIFY_QUEUE, 1, f"{constants.NOTIFY_QUEUE}@%h"))
     commands.append(_beat_command(settings))
     pools = [
         subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)

@@ -20,7 +20,10 @@ def broker_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_ignore_result": True,
         "result_backend": None,
-        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in constants.QUEUES],  # type: ignore[no-untyped-call]
+        "task_queues": [
+            Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+            for name in (*constants.QUEUES, constants.NOTIFY_QUEUE)
+        ],
         "task_default_queue": constants.BUILD_QUEUE,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,

@@ -81,3 +81,25 @@ PROCFILE: Final = "Procfile"
 RELEASE_PROCESS: Final = "release"
 # Release-phase output kept on the stage run: the end is what explains a failure.
 RELEASE_OUTPUT_LIMIT_BYTES: Final = 64_000
+
+# --- Triggers: incoming webhooks, scheduled promotions, outgoing notifications ---------------
+
+# Outgoing notifications (and the schedule tick) have a queue and pool of their own, apart from
+# the three stage pools, so a slow receiver never takes a worker a deploy is waiting for.
+NOTIFY_QUEUE: Final = "notify"
+NOTIFY_TASK: Final = "shipyard.notify.deliver"
+SCHEDULE_TICK_TASK: Final = "shipyard.schedules.tick"
+# How often the beat asks for due schedules: cron has minute resolution, so twice a minute.
+SCHEDULE_TICK_SECONDS: Final = 30.0
+# Notification retries wait 2, 4, 8 … seconds (doubling), never more than the cap, which stays
+# far below the Redis visibility timeout so a waiting retry is never delivered twice.
+NOTIFY_BACKOFF_SECONDS: Final = 2.0
+NOTIFY_BACKOFF_MAX_SECONDS: Final = 600.0
+# Eight attempts span about four minutes at the default backoff: a receiver restart fits.
+NOTIFY_MAX_ATTEMPTS: Final = 8
+# A receiver gets this long to answer one attempt (GitHub gives webhook receivers 10 s).
+NOTIFY_TIMEOUT_SECONDS: Final = 10.0
+# The header that carries `sha256=<hex>` HMAC of the raw body, in and out (GitHub's format).
+SIGNATURE_HEADER: Final = "X-Shipyard-Signature-256"
+# Generated webhook and subscription secrets: 32 random bytes, URL-safe.
+TRIGGER_SECRET_BYTES: Final = 32

@@ -48,7 +48,16 @@ class ArtifactsExpired(BaseModel):
     artifact_ids: list[str]
 
 
-Event = StageEvent | ArtifactsExpired
+class NotificationQueued(BaseModel):
+    """A notification row is committed: POST it to its subscriber."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["notification.queued"] = "notification.queued"
+    notification_id: uuid.UUID
+
+
+Event = StageEvent | ArtifactsExpired | NotificationQueued
 
 # Which task, on which queue, consumes each event.
 ROUTES: dict[str, tuple[str, str]] = {
@@ -57,4 +66,6 @@ ROUTES: dict[str, tuple[str, str]] = {
     "release.created": (constants.RUN_TASK, constants.RUN_QUEUE),
     # Build workers are the ones that can reach every artifact store and image they wrote.
     "artifacts.expired": (constants.REMOVE_ARTIFACTS_TASK, constants.BUILD_QUEUE),
+    # Receivers are slow or down at times: they get a pool of their own, never a stage's.
+    "notification.queued": (constants.NOTIFY_TASK, constants.NOTIFY_QUEUE),
 }

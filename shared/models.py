@@ -267,3 +267,129 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = _timestamp()
     last_used_at: datetime | None = _maybe_timestamp()
     revoked_at: datetime | None = _maybe_timestamp()
+
+
+# --- Triggers: incoming webhooks, scheduled promotions, outgoing notifications ---------------
+
+
+class WebhookConfig(SQLModel, table=True):
+    """An app's incoming webhooks: its secret (a Fernet token), repository and ref rules."""
+
+    __tablename__ = "webhook_config"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", unique=True)
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    # Lowercased "owner/name" (GitHub) and "group/name" (GitLab): how a delivery finds its app.
+    github_repository: str | None = Field(default=None, max_length=255, index=True)
+    gitlab_project: str | None = Field(default=None, max_length=255, index=True)
+    # [{"branch": "main", "environment": "staging"}, {"tag": "v*", "environment": "production"}]
+    rules: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One authenticated delivery to one app; its unique key is what makes a redelivery a no-op."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("provider", "delivery_id", "app_id", name="uq_webhook_delivery_key"),
+        Index("ix_webhook_delivery_app_received", "app_id", "received_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    provider: str = Field(max_length=16)  # github, gitlab, generic
+    delivery_id: str = Field(max_length=100)
+    app_id: uuid.UUID = Field(foreign_key="app.id")
+    event: str = Field(max_length=64)
+    outcome: str = Field(max_length=16)  # started, ignored, ping
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    ref: str | None = Field(default=None, max_length=255)
+    commit_sha: str | None = Field(default=None, max_length=64)
+    environment: str | None = Field(default=None, max_length=63)
+    pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id")
+    received_at: datetime = _timestamp()
+
+
+class Schedule(SQLModel, table=True):
+    """A cron-timed promotion between two environments of an app, guarded by gates."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    action: str = Field(default="promote", max_length=16)
+    source_environment_id: uuid.UUID = Field(foreign_key="environment.id")
+    target_environment_id: uuid.UUID = Field(foreign_key="environment.id")
+    cron: str = Field(max_length=100)
+    timezone: str = Field(max_length=64)
+    min_soak_seconds: int = 0
+    require_healthy: bool = True
+    # The next instant the schedule is due (UTC); the beat's tick fires what is past it.
+    next_due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    created_at: datetime = _timestamp()
+    deleted_at: datetime | None = _maybe_timestamp()  # removed; its runs stay queryable
+
+
+class ScheduleRun(SQLModel, table=True):
+    """One due time of a schedule: fired (with its pipeline) or skipped (with the reason)."""
+
+    __tablename__ = "schedule_run"
+    # Two beats, or two ticks, firing the same due time make one run: the second insert fails.
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at", name="uq_schedule_run_due"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    schedule_id: uuid.UUID = Field(foreign_key="schedule.id", index=True)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    outcome: str = Field(max_length=16)  # fired, skipped
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id")
+    ran_at: datetime = _timestamp()
+
+
+class Subscription(SQLModel, table=True):
+    """Where an app's events are POSTed, which events, and the key that signs them."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: str = Field(sa_column=Column(Text, nullable=False))  # a Fernet token
+    created_at: datetime = _timestamp()
+    deleted_at: datetime | None = _maybe_timestamp()
+
+
+class Notification(SQLModel, table=True):
+    """One event for one subscription: the exact body sent, and where its delivery stands."""
+
+    __table_args__ = (
+        Index("ix_notification_subscription_created", "subscription_id", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    subscription_id: uuid.UUID = Field(foreign_key="subscription.id")
+    event: str = Field(max_length=32)
+    body: str = Field(sa_column=Column(Text, nullable=False))  # JSON, signed byte for byte
+    status: str = Field(default="pending", max_length=16)  # pending, sending, delivered, failed
+    attempts: int = 0
+    claimed_at: datetime | None = _maybe_timestamp()  # when the attempt under way began
+    created_at: datetime = _timestamp()
+    finished_at: datetime | None = _maybe_timestamp()
+
+
+class NotificationAttempt(SQLModel, table=True):
+    """One POST of a notification: the receiver's status code (or the error) and how long."""
+
+    __tablename__ = "notification_attempt"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "number", name="uq_notification_attempt_number"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    notification_id: uuid.UUID = Field(foreign_key="notification.id", index=True)
+    number: int
+    status_code: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    duration_ms: float
+    attempted_at: datetime = _timestamp()

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+import httpx
+from croniter import CroniterError, croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared import constants
 
@@ -265,3 +275,225 @@ class TokenPublic(BaseModel):
 
 class TokenCreated(TokenPublic):
     token: str  # shown once, never stored
+
+
+# --- Triggers: incoming webhooks, scheduled promotions, outgoing notifications ---------------
+
+RefPattern = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/*?\[\]!-]+$"),
+    Field(description="A branch or tag name, or a glob over them (`release/*`, `v*`)."),
+]
+TriggerSecret = Annotated[
+    str,
+    StringConstraints(min_length=16, max_length=256, pattern=r"^[ -~]+$"),
+    Field(description="16 to 256 printable ASCII characters."),
+]
+
+
+class HookRule(_Input):
+    """Pushes to a matching branch (or tag) deploy the commit to `environment`."""
+
+    branch: RefPattern | None = None
+    tag: RefPattern | None = None
+    environment: Name
+
+    @model_validator(mode="after")
+    def _one_ref_kind(self) -> HookRule:
+        if (self.branch is None) == (self.tag is None):
+            raise ValueError("a rule names either a branch or a tag pattern")
+        return self
+
+
+class HookConfigUpdate(_Input):
+    github_repository: (
+        Annotated[
+            str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", max_length=255)
+        ]
+        | None
+    ) = None
+    gitlab_project: (
+        Annotated[
+            str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", max_length=255)
+        ]
+        | None
+    ) = None
+    rules: Annotated[list[HookRule], Field(max_length=50)] = []
+    # Without one, a secret is generated (once, or again with rotate_secret) and shown once.
+    secret: TriggerSecret | None = None
+    rotate_secret: bool = False
+
+
+class HookConfigPublic(BaseModel):
+    app: str
+    github_repository: str | None
+    gitlab_project: str | None
+    rules: list[HookRule]
+    urls: dict[str, str]  # provider → path under the API's URL
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None  # only in the answer that generated it
+
+
+class HookDeliveryPublic(BaseModel):
+    provider: str
+    delivery_id: str
+    event: str
+    outcome: str
+    reason: str | None
+    ref: str | None
+    commit_sha: str | None
+    environment: str | None
+    pipeline_id: uuid.UUID | None
+    received_at: datetime
+
+
+class HookReceipt(BaseModel):
+    """The answer to a webhook delivery."""
+
+    delivery_id: str
+    outcome: Literal["started", "duplicate", "ignored", "ping"]
+    ignored: str | None = None  # why nothing was started
+    pipelines: list[PipelinePublic] = []
+
+
+class GenericHook(_Input):
+    """The body of the generic hook, for CI systems: what to deploy where."""
+
+    app: Name
+    environment: Name
+    ref: Ref
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if not (len(fields) == 5 or (len(fields) == 1 and value.startswith("@"))):
+        raise ValueError("cron must have five fields (minute hour day month weekday) or be @daily…")
+    try:
+        croniter(value, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except (CroniterError, TypeError) as exc:
+        raise ValueError(f"cron expression is not valid: {exc}") from None
+    return " ".join(fields)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("timezone must be an IANA name such as UTC or Europe/Paris") from None
+    return value
+
+
+CronExpression = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100, pattern=r"^[ -~]+$"),
+    AfterValidator(_check_cron),
+]
+TimezoneName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$"),
+    AfterValidator(_check_timezone),
+]
+
+
+class ScheduleGates(_Input):
+    min_soak_seconds: Annotated[int, Field(ge=0, le=366 * 86400)] = 0
+    require_healthy: bool = True
+
+
+class ScheduleCreate(_Input):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    action: Literal["promote"] = "promote"
+    source: Name = Field(alias="from")
+    target: Name = Field(alias="to")
+    cron: CronExpression
+    timezone: TimezoneName = "UTC"
+    gates: ScheduleGates = ScheduleGates()
+
+
+class ScheduleRunPublic(BaseModel):
+    id: uuid.UUID
+    schedule_id: uuid.UUID
+    due_at: datetime
+    outcome: str  # fired, skipped
+    reason: str | None
+    pipeline_id: uuid.UUID | None
+    ran_at: datetime
+
+
+class SchedulePublic(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    id: uuid.UUID
+    app: str
+    action: str
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    cron: str
+    timezone: str
+    gates: ScheduleGates
+    next_due_at: datetime | None  # None once removed
+    created_at: datetime
+    deleted_at: datetime | None = None
+    last_run: ScheduleRunPublic | None = None
+
+
+NotificationEvent = Literal[
+    "pipeline.succeeded",
+    "pipeline.failed",
+    "release.created",
+    "rollback.finished",
+    "promotion.finished",
+    "schedule.skipped",
+]
+
+
+def _check_receiver_url(value: str) -> str:
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError("url must be an http(s) URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("url must be an http(s) URL with a host")
+    return value
+
+
+class SubscriptionCreate(_Input):
+    url: Annotated[
+        str,
+        StringConstraints(max_length=2048, pattern=r"^https?://[!-~]+$"),
+        AfterValidator(_check_receiver_url),
+    ]
+    events: Annotated[list[NotificationEvent], Field(min_length=1, max_length=20)]
+    # Without one, a signing secret is generated and shown once.
+    secret: TriggerSecret | None = None
+
+
+class SubscriptionPublic(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    secret: str | None = None  # only when generated, shown once
+
+
+class NotificationAttemptPublic(BaseModel):
+    number: int
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    attempted_at: datetime
+
+
+class NotificationPublic(BaseModel):
+    id: uuid.UUID
+    event: str
+    status: str  # pending, delivered, failed
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: list[NotificationAttemptPublic]

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     queued_redeliver_seconds: float = constants.QUEUED_REDELIVER_SECONDS
     build_log_limit: int = constants.BUILD_LOG_LIMIT_BYTES
     max_body_bytes: int = constants.MAX_BODY_BYTES
+    schedule_tick_seconds: float = constants.SCHEDULE_TICK_SECONDS
+    notify_backoff_seconds: float = constants.NOTIFY_BACKOFF_SECONDS
+    notify_max_attempts: int = constants.NOTIFY_MAX_ATTEMPTS
+    notify_timeout_seconds: float = constants.NOTIFY_TIMEOUT_SECONDS
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 

@@ -27,7 +27,8 @@ def create_worker_app() -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        # One beat per installation (see docs/operations.md); it only publishes the reconciler.
+        # One beat per installation (see docs/operations.md); it only publishes the reconciler
+        # and the schedules' tick, whose due times are kept in SQL.
         beat_schedule={
             "reconcile": {
                 "task": constants.RECONCILE_TASK,
@@ -36,7 +37,15 @@ def create_worker_app() -> Celery:
                     "queue": constants.RELEASE_QUEUE,
                     "expires": settings.reconcile_seconds,
                 },
-            }
+            },
+            "schedules": {
+                "task": constants.SCHEDULE_TICK_TASK,
+                "schedule": settings.schedule_tick_seconds,
+                "options": {
+                    "queue": constants.NOTIFY_QUEUE,
+                    "expires": settings.schedule_tick_seconds,
+                },
+            },
         },
     )
     return celery

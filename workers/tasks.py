@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+import httpx
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from shared import constants
-from shared.events import ArtifactBuilt, ArtifactsExpired, PipelineQueued, ReleaseCreated
+from shared.events import (
+    ArtifactBuilt,
+    ArtifactsExpired,
+    NotificationQueued,
+    PipelineQueued,
+    ReleaseCreated,
+)
+from shared.models import utcnow
 from shared.services.pipelines import ClaimOutcome
 from shared.settings import get_settings
 from workers.app import app
@@ -19,6 +28,7 @@ from workers.stages import StageWork, execute, reconcile
 from workers.stages.build import build_work, remove_expired_artifacts
 from workers.stages.release import release_work
 from workers.stages.run import restore, run_work
+from workers.triggers import deliver_notification, run_schedules
 
 _RETRY: dict[str, Any] = {
     # The database or broker was unreachable: retry with backoff, the stage guard keeps it safe.
@@ -80,3 +90,29 @@ def remove_artifacts(self: StageTask, event: dict[str, Any]) -> None:
 def reconcile_pipelines(self: StageTask) -> None:
     """Publish again the stages whose message was lost or whose worker died (run by the beat)."""
     reconcile(self.context)
+
+
+@app.task(name=constants.SCHEDULE_TICK_TASK, base=StageTask, bind=True, **_RETRY)
+def tick_schedules(self: StageTask, now: str | None = None) -> None:
+    """Fire the schedules due now (run by the beat); `now` (ISO 8601) is for tests' clocks."""
+    run_schedules(self.context, datetime.fromisoformat(now) if now else utcnow())
+
+
+class NotifyTask(StageTask):
+    """A delivery task with this worker process's HTTP client."""
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        # Receivers answer directly: no redirect is followed and no proxy variable applies.
+        timeout = self.context.settings.notify_timeout_seconds
+        return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+
+
+@app.task(name=constants.NOTIFY_TASK, base=NotifyTask, bind=True, **_RETRY)
+def deliver(self: NotifyTask, event: dict[str, Any]) -> None:
+    """notification.queued → one signed POST; a failure is retried later with backoff."""
+    notification_id = NotificationQueued.model_validate(event).notification_id
+    delay = deliver_notification(self.context, self.http, notification_id)
+    if delay is not None:
+        # Attempts are counted in SQL (notify_max_attempts), not by Celery.
+        raise self.retry(countdown=delay, max_retries=None)

@@ -6,10 +6,13 @@ from sqlmodel import Session, select
 
 from shared.crypto import SecretBox
 from shared.models import ConfigVersion
+from shared.services.hook_config import rotate_hook_secrets
+from shared.services.notifications import rotate_subscription_secrets
 
 
 def rotate_secrets(*, session: Session, box: SecretBox) -> int:
-    """Re-encrypt all secret config values with `box`'s newest key; returns how many.
+    """Re-encrypt every stored secret (config, webhook and subscription secrets) under `box`'s
+    newest key; returns how many.
 
     The values themselves do not change, so every release, old ones included, still runs with
     exactly the config it was made with.
@@ -22,4 +25,5 @@ def rotate_secrets(*, session: Session, box: SecretBox) -> int:
         session.add(config)
         count += len(config.secret_vars)
     session.flush()
-    return count
+    count += rotate_hook_secrets(session=session, box=box)
+    return count + rotate_subscription_secrets(session=session, box=box)

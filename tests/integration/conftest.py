@@ -41,12 +41,13 @@ def distributed(
             SHIPYARD_DATABASE_URL=database_url,
             SHIPYARD_SECRET_KEY=Fernet.generate_key().decode(),
             SHIPYARD_ADMIN_TOKEN=token,
+            SHIPYARD_NOTIFY_BACKOFF_SECONDS="0.2",  # notification retries within a test's time
         )
         subprocess.run([SHIPYARD, "db", "upgrade"], env=env, check=True, capture_output=True)
         port = free_port()
         stack = Stack(url=f"http://127.0.0.1:{port}", token=token, env=env, data_dir=data_dir)
         try:
-            for queue in ("build", "release", "run"):
+            for queue in ("build", "release", "run", "notify"):
                 stack.spawn(f"worker-{queue}", "worker", queue)
             stack.spawn("beat", "beat")
             stack.spawn("api", "api", "--port", str(port))

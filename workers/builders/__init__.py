@@ -8,11 +8,13 @@ from shared.exceptions import StageFailed
 from workers.builders.base import Builder
 from workers.builders.docker import DockerBuilder, docker_client
 from workers.builders.local import LocalBuilder
+from workers.builders.noop import NoopBuilder, build_wait_seconds
 from workers.context import WorkerContext
 
 BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
     "local": lambda context: LocalBuilder(context.store),
     "docker": lambda context: DockerBuilder(docker_client()),
+    "noop": lambda context: NoopBuilder(context.store, build_wait_seconds()),
 }
 
 

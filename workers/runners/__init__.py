@@ -10,10 +10,12 @@ from workers.context import WorkerContext
 from workers.runners.base import Runner
 from workers.runners.docker import DockerRunner
 from workers.runners.local import LocalRunner
+from workers.runners.noop import NoopRunner
 
 RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
     "local": lambda context: LocalRunner(context.store, context.settings.run_dir),
     "docker": lambda context: DockerRunner(docker_client()),
+    "noop": lambda context: NoopRunner(context.store),
 }
 
 

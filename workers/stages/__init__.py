@@ -22,7 +22,7 @@ from shared.events import StageEvent
 from shared.exceptions import StageFailed
 from shared.logging import forget_secrets, redact
 from shared.models import Pipeline, utcnow
-from shared.services import pipelines
+from shared.services import notifications, pipelines
 from shared.services import reconcile as reconciler
 from shared.services.pipelines import ClaimOutcome
 from workers.context import WorkerContext
@@ -140,10 +140,11 @@ def _record_success(
             cache_hit=result.cache_hit,
             output=result.output,
         )
+        notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.info("stage.succeeded", result_id=result.result_id, cache_hit=result.cache_hit)
     # Published only after the stage's rows are committed (see docs/reliability.md).
     events = [result.next_event] if result.next_event is not None else []
-    for event in events + woken:
+    for event in [*events, *woken, *notices]:
         publish(context.celery, event)
 
 
@@ -157,8 +158,9 @@ def _record_failure(
         woken = pipelines.fail_stage(
             session=session, pipeline=pipeline, stage=stage, error=error, output=output
         )
+        notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.warning("stage.failed", error=error)
-    for event in woken:
+    for event in [*woken, *notices]:
         publish(context.celery, event)
 
 

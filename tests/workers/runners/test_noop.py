@@ -1,0 +1,97 @@
+"""The noop runner: the switch's whole path with nothing started, and a real digest check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.artifact_store import ArtifactStore
+from shared.exceptions import ArtifactIntegrityError
+from shared.schemas import EnvironmentCreate
+from workers.runners import RUNNERS
+from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.noop import NoopRunner
+from workers.runners.switch import switch
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def artifact_id(tmp_path: Path, store: ArtifactStore) -> str:
+    source = tmp_path / "artifact.tar.gz"
+    source.write_bytes(b"an artifact")
+    digest, _size, _path = store.put(source)
+    return digest
+
+
+def make_spec(artifact_id: str, deployment_id: str = "new") -> ReleaseSpec:
+    return ReleaseSpec(
+        app="web",
+        environment="staging",
+        release_id="r2",
+        release_version=2,
+        deployment_id=deployment_id,
+        artifact_id=artifact_id,
+        health_path="/",
+        health_timeout=0.5,
+        env={"SECRET": "never used"},
+    )
+
+
+def test_start_records_a_running_web_without_url(store: ArtifactStore, artifact_id: str) -> None:
+    runner = NoopRunner(store)
+
+    processes = runner.start(make_spec(artifact_id))
+
+    assert [(p["type"], p["status"], p["url"]) for p in processes] == [("web", "running", None)]
+    assert all(runner.is_running(p) for p in processes)
+    assert runner.output_tail(processes[0], 20) == ""
+
+
+def test_records_of_other_runners_are_not_running(store: ArtifactStore) -> None:
+    assert not NoopRunner(store).is_running({"type": "web", "pid": 1, "url": None})
+
+
+def test_a_missing_or_modified_artifact_is_refused(store: ArtifactStore, artifact_id: str) -> None:
+    runner = NoopRunner(store)
+    store.path_for(artifact_id).chmod(0o644)
+    store.path_for(artifact_id).write_bytes(b"tampered")
+
+    with pytest.raises(ArtifactIntegrityError, match="modified"):
+        runner.start(make_spec(artifact_id))
+    with pytest.raises(ArtifactIntegrityError, match="missing"):
+        runner.start(make_spec("sha256:" + "1" * 64))
+
+
+def test_the_switch_goes_live_without_a_health_request(
+    store: ArtifactStore, artifact_id: str
+) -> None:
+    runner = NoopRunner(store)
+    previous = runner.start(make_spec(artifact_id, "old"))
+    live: list[list[ProcessRecord]] = []
+
+    def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord]:
+        live.append(processes)
+        return previous
+
+    processes = switch(runner, make_spec(artifact_id), go_live)
+
+    assert live == [processes]
+    assert processes[0]["deployment"] == "new"
+
+
+def test_the_release_phase_succeeds_without_running_anything(
+    store: ArtifactStore, artifact_id: str
+) -> None:
+    result = NoopRunner(store).run_once(make_spec(artifact_id), "exit 1", timeout=1)
+
+    assert (result.exit_code, result.output) == (0, "")
+
+
+def test_it_is_registered_and_an_environment_can_choose_it() -> None:
+    assert "noop" in RUNNERS
+    assert EnvironmentCreate(name="bench", runner="noop").runner == "noop"

@@ -1,0 +1,49 @@
+"""The noop runner: every code path of a run but the processes themselves, for benchmarks.
+
+It verifies the release's artifact like the local runner does, then "starts" one `web` record
+that serves nothing (its `url` is None): the shared switch treats a running web without a URL as
+healthy, so the switch, the go-live transaction and the stop of the previous release all run.
+"""
+
+from __future__ import annotations
+
+from shared.artifact_store import ArtifactStore
+from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
+
+# Marks the records this runner made: only those count as running.
+_MARKER = "noop"
+
+
+class NoopRunner:
+    """Records a web process per release without starting anything."""
+
+    name = "noop"
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self._store = store
+
+    def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
+        # A real digest check: a missing or modified artifact fails the run stage as usual.
+        self._store.verified_path(spec.artifact_id)
+        return [
+            {
+                "type": "web",
+                "status": "running",
+                "url": None,
+                _MARKER: True,
+                "deployment": spec.deployment_id,
+            }
+        ]
+
+    def is_running(self, process: ProcessRecord) -> bool:
+        return bool(process.get(_MARKER))
+
+    def output_tail(self, process: ProcessRecord, lines: int) -> str:
+        return ""
+
+    def stop(self, processes: list[ProcessRecord]) -> None:
+        return None  # nothing was started
+
+    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+        self._store.verified_path(spec.artifact_id)
+        return OneOffResult(exit_code=0, output="")
