@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, get_args
 
 import structlog
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -338,3 +338,22 @@ def backoff_seconds(
 ) -> float:
     """The wait after failed attempt number `attempt`: base, 2×base, 4×base … up to `cap`."""
     return float(min(cap, base * 2 ** (attempt - 1)))
+
+
+def stranded_notifications(
+    *, session: Session, now: datetime, after: float
+) -> list[NotificationQueued]:
+    """Pending notifications untouched for `after` seconds: their message was lost (a flushed
+    or restarted Redis took a queued delivery or a retry with it). Returns the events to publish
+    again after commit; `after` exceeds the longest backoff, so a retry still on its way is
+    never doubled."""
+    cutoff = now - timedelta(seconds=after)
+    last_touched = func.coalesce(col(Notification.claimed_at), col(Notification.created_at))
+    rows = session.exec(
+        select(Notification).where(Notification.status == "pending", last_touched < cutoff)
+    ).all()
+    for notification in rows:
+        notification.claimed_at = now  # republished at most once per `after`
+        session.add(notification)
+    session.flush()
+    return [NotificationQueued(notification_id=n.id) for n in rows]

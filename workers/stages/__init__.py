@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
+from shared import constants
 from shared.broker import publish
 from shared.db import session_scope
 from shared.events import StageEvent
@@ -175,15 +176,26 @@ def get_row(session: Session, model: type[_Row], key: object) -> _Row:
 def reconcile(context: WorkerContext) -> None:
     """Find stranded stages and publish them again (see shared.services.reconcile)."""
     settings = context.settings
+    now = utcnow()
     with session_scope(context.db_url) as session:
         events = reconciler.stranded_stages(
             session=session,
-            now=utcnow(),
+            now=now,
             stale_after=settings.stale_after_seconds,
             queued_after=settings.queued_redeliver_seconds,
+        )
+        notices = notifications.stranded_notifications(
+            session=session,
+            now=now,
+            after=constants.NOTIFY_BACKOFF_MAX_SECONDS + 2 * settings.notify_timeout_seconds,
         )
     for event in events:
         log.warning(
             "reconcile.republished", pipeline_id=str(event.pipeline_id), event_type=event.type
         )
         publish(context.celery, event)
+    for notice in notices:
+        log.warning(
+            "reconcile.notification_republished", notification_id=str(notice.notification_id)
+        )
+        publish(context.celery, notice)

@@ -278,3 +278,24 @@ def test_rotating_the_key_re_encrypts_signing_secrets(session: Session, app: App
     assert rotated == 1
     subscription = session.exec(select(Subscription)).one()
     assert SecretBox(new).decrypt(subscription.secret) == SECRET
+
+
+def test_a_pending_notification_whose_message_was_lost_is_republished_once(
+    session: Session, box: SecretBox, app: App, staging: Environment
+) -> None:
+    subscribe(session, box, app, "pipeline.failed")
+    pipeline = make_pipeline(session, app, staging)
+    pipeline.status = PipelineStatus.FAILED
+    (queued,) = notifications.pipeline_notices(session=session, pipeline=pipeline, stage="build")
+    session.commit()
+    created = session.get(Notification, queued.notification_id)
+    assert created is not None
+    after = constants.NOTIFY_BACKOFF_MAX_SECONDS + 20
+
+    early = created.created_at + timedelta(seconds=after - 1)
+    assert notifications.stranded_notifications(session=session, now=early, after=after) == []
+    late = created.created_at + timedelta(seconds=after + 1)
+    again = notifications.stranded_notifications(session=session, now=late, after=after)
+    assert [n.notification_id for n in again] == [created.id]
+    soon = late + timedelta(seconds=1)
+    assert notifications.stranded_notifications(session=session, now=soon, after=after) == []
