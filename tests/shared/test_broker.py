@@ -1,0 +1,82 @@
+"""The wiring: each event reaches its task on its queue, carrying IDs only (in-process broker)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from kombu import Connection
+
+from shared import constants
+from shared.broker import broker_config, make_celery, publish
+from shared.events import ArtifactBuilt, ArtifactsExpired, Event, PipelineQueued, ReleaseCreated
+from shared.settings import Settings
+
+PIPELINE = uuid.uuid4()
+RELEASE = uuid.uuid4()
+
+
+def _settings() -> Settings:
+    # Distributed-mode settings pointed at kombu's in-process transport.
+    return Settings(broker_url="memory://", secret_key=Fernet.generate_key().decode())
+
+
+@pytest.mark.parametrize(
+    ("event", "task", "queue"),
+    [
+        (PipelineQueued(pipeline_id=PIPELINE), constants.BUILD_TASK, "build"),
+        (
+            ArtifactBuilt(pipeline_id=PIPELINE, artifact_id="sha256:" + "a" * 64),
+            constants.RELEASE_TASK,
+            "release",
+        ),
+        (ReleaseCreated(pipeline_id=PIPELINE, release_id=RELEASE), constants.RUN_TASK, "run"),
+        (
+            ArtifactsExpired(artifact_ids=["sha256:" + "b" * 64]),
+            constants.REMOVE_ARTIFACTS_TASK,
+            "build",
+        ),
+    ],
+)
+def test_each_event_is_sent_by_name_to_its_queue_with_ids_only(
+    event: Event, task: str, queue: str
+) -> None:
+    celery = make_celery(_settings(), "test-wiring")
+    publish(celery, event)
+    # kombu's memory transport is one broker per process: read what the API side sent.
+    with Connection("memory://") as connection:
+        with connection.SimpleQueue(queue) as received:
+            message = received.get(timeout=2)
+            headers: dict[str, Any] = message.headers
+            args = message.decode()[0]
+            message.ack()
+    assert headers["task"] == task
+    assert args == [event.model_dump(mode="json")]
+    assert set(args[0]) <= {"type", "pipeline_id", "artifact_id", "release_id", "artifact_ids"}
+
+
+def test_the_embedded_broker_is_a_file_broker_in_the_data_dir(tmp_path: Any) -> None:
+    config = broker_config(Settings(data_dir=tmp_path))
+
+    assert config["broker_url"].startswith("filesystem://")
+    options = config["broker_transport_options"]
+    assert (
+        options["data_folder_in"]
+        == options["data_folder_out"]
+        == str(tmp_path / "broker" / "queue")
+    )
+    assert options["polling_interval"] == constants.FILE_BROKER_POLL_SECONDS
+    assert config["worker_enable_remote_control"] is False
+
+
+def test_the_redis_broker_keeps_visibility_above_the_task_time_limit() -> None:
+    config = broker_config(
+        Settings(broker_url="redis://127.0.0.1:6379/0", secret_key=Fernet.generate_key().decode())
+    )
+
+    options = config["broker_transport_options"]
+    assert options["visibility_timeout"] > constants.TASK_TIME_LIMIT_SECONDS
+    assert options["global_keyprefix"] == "shipyard:"
+    assert constants.TASK_TIME_LIMIT_SECONDS > constants.BUILD_TIMEOUT_SECONDS
