@@ -53,8 +53,13 @@ RECONCILE_SECONDS: Final = 10.0
 # duplicates are harmless, so this only trades a little work for recovery time.
 QUEUED_REDELIVER_SECONDS: Final = 120.0
 
-# Hard task time limit: above the longest stage (a build at its limit plus export and packing).
-TASK_TIME_LIMIT_SECONDS: Final = int(BUILD_TIMEOUT_SECONDS) + 300
+# A stage whose workers died under it this many times is failed instead of taken over again.
+MAX_STAGE_ATTEMPTS: Final = 5
+# git's own limit per command (fetch, archive) in the build stage.
+GIT_TIMEOUT_SECONDS: Final = 300.0
+# Hard task time limit: above the longest stage (git fetch and archive at their limits, then a
+# build at its limit, plus packing and storing).
+TASK_TIME_LIMIT_SECONDS: Final = int(2 * GIT_TIMEOUT_SECONDS + BUILD_TIMEOUT_SECONDS) + 300
 # Redis redelivers an unacked message after this; it must exceed the task time limit, or a long
 # stage would be delivered twice while it still runs (celery#7651).
 VISIBILITY_TIMEOUT_SECONDS: Final = TASK_TIME_LIMIT_SECONDS + 600

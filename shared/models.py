@@ -194,7 +194,18 @@ class Build(SQLModel, table=True):
 class Artifact(SQLModel, table=True):
     """Immutable build output, named by the digest of its content."""
 
-    __table_args__ = (UniqueConstraint("app_id", "commit_sha", "builder"),)
+    # One current (not garbage-collected) artifact per commit and builder: the build cache key.
+    __table_args__ = (
+        Index(
+            "uq_artifact_current_build",
+            "app_id",
+            "commit_sha",
+            "builder",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=80)  # "sha256:<hex>"
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)

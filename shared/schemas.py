@@ -29,6 +29,14 @@ Name = Annotated[
 ]
 
 
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def strip_credentials(text: str) -> str:
+    """`text` with the user:password@ part of every URL in it removed."""
+    return _URL_CREDENTIALS.sub("", text)
+
+
 def _check_repo(value: str) -> str:
     if value.startswith("-") or any(ch in value for ch in "\n\r\0"):
         raise ValueError("repo must be a path or URL and may not start with '-'")
@@ -71,7 +79,8 @@ class AppCreate(_Input):
 class AppPublic(BaseModel):
     id: uuid.UUID
     name: str
-    repo: str
+    # Credentials in a repository URL are for the build workers, never for readers of the API.
+    repo: Annotated[str, AfterValidator(strip_credentials)]
     path: str
     builder: str
     created_at: datetime

@@ -10,7 +10,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.constants import GIT_TIMEOUT_SECONDS
 from shared.exceptions import StageFailed
+from shared.schemas import strip_credentials
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",  # never wait for a password on a private URL
@@ -28,7 +30,7 @@ class Commit:
     timestamp: int
 
 
-def _git(*args: str, cwd: str | None = None, timeout: float = 300) -> bytes:
+def _git(*args: str, cwd: str | None = None, timeout: float = GIT_TIMEOUT_SECONDS) -> bytes:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", **_GIT_ENV}
     command = ["git", "-c", "safe.directory=*", *args]
     try:
@@ -39,7 +41,8 @@ def _git(*args: str, cwd: str | None = None, timeout: float = 300) -> bytes:
         raise StageFailed(f"git {args[0]} timed out after {timeout:.0f}s") from exc
     if result.returncode != 0:
         message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise StageFailed(f"git {args[0]} failed: {message[-1] if message else 'no output'}")
+        last = strip_credentials(message[-1]) if message else "no output"
+        raise StageFailed(f"git {args[0]} failed: {last}")
     return result.stdout
 
 
@@ -77,7 +80,9 @@ def resolve(repo: str, ref: str, mirror_root: Path) -> Commit:
             .strip()
         )
     except StageFailed as exc:
-        raise StageFailed(f"ref {ref!r} does not name a commit in {repo}") from exc
+        raise StageFailed(
+            f"ref {ref!r} does not name a commit in {strip_credentials(repo)}"
+        ) from exc
     timestamp = int(_git("-C", git_dir, "log", "-1", "--format=%ct", sha).decode().strip())
     return Commit(git_dir=git_dir, sha=sha, timestamp=timestamp)
 

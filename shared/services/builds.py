@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.models import App, Artifact, Build, Pipeline, utcnow
@@ -31,6 +32,7 @@ def find_artifact(
             Artifact.app_id == app_id,
             Artifact.commit_sha == commit_sha,
             Artifact.builder == builder,
+            col(Artifact.deleted_at).is_(None),
         )
     ).first()
 
@@ -46,20 +48,38 @@ def record_artifact(
     location: str,
     procfile: dict[str, str],
 ) -> Artifact:
-    """Store the artifact row; an artifact with the same digest is the same artifact."""
+    """Store the artifact row and return the commit's current artifact.
+
+    An artifact with the same digest is the same artifact (a garbage-collected one comes back).
+    If another worker recorded a different artifact for this commit at the same time (a build
+    that is not reproducible, such as a Docker image), the first one recorded is the commit's
+    artifact from then on.
+    """
     artifact = session.get(Artifact, digest)
-    if artifact is None:
-        artifact = Artifact(
-            id=digest,
-            app_id=app_id,
-            commit_sha=commit_sha,
-            builder=builder,
-            size=size,
-            location=location,
-            procfile=procfile,
-        )
+    if artifact is not None:
+        artifact.deleted_at = None
         session.add(artifact)
         session.flush()
+        return artifact
+    try:
+        with session.begin_nested():
+            artifact = Artifact(
+                id=digest,
+                app_id=app_id,
+                commit_sha=commit_sha,
+                builder=builder,
+                size=size,
+                location=location,
+                procfile=procfile,
+            )
+            session.add(artifact)
+    except IntegrityError:
+        existing = session.get(Artifact, digest) or find_artifact(
+            session=session, app_id=app_id, commit_sha=commit_sha, builder=builder
+        )
+        if existing is None:
+            raise
+        return existing
     return artifact
 
 

@@ -59,6 +59,7 @@ def go_live(
         session.flush()
     deployment.status = DeploymentStatus.LIVE
     deployment.started_at = now
+    deployment.ended_at = None  # a retry may revive a row an earlier attempt marked failed
     deployment.processes = processes
     deployment.error = None
     session.add(deployment)

@@ -91,8 +91,9 @@ def _artifact_side(session: Session, artifact_id: str) -> ArtifactSide:
     return ArtifactSide(id=artifact_id, commit=artifact.commit_sha if artifact else None)
 
 
-def _shown(config: ConfigVersion, key: str) -> str:
-    return REDACTED if key in config.secret_vars else config.plain_vars[key]
+def _shown(config: ConfigVersion, key: str, secret: bool) -> str:
+    # A key secret on either side is secret on both: its earlier plain value is not shown either.
+    return REDACTED if secret else config.plain_vars[key]
 
 
 def _config_changes(old: ConfigVersion, new: ConfigVersion, box: SecretBox) -> list[ConfigChange]:
@@ -103,11 +104,13 @@ def _config_changes(old: ConfigVersion, new: ConfigVersion, box: SecretBox) -> l
         secret = key in old.secret_vars or key in new.secret_vars
         if key not in old_values:
             changes.append(
-                ConfigChange(key=key, change="added", secret=secret, to=_shown(new, key))
+                ConfigChange(key=key, change="added", secret=secret, to=_shown(new, key, secret))
             )
         elif key not in new_values:
             changes.append(
-                ConfigChange(key=key, change="removed", secret=secret, from_=_shown(old, key))
+                ConfigChange(
+                    key=key, change="removed", secret=secret, from_=_shown(old, key, secret)
+                )
             )
         elif old_values[key] != new_values[key] or (key in old.secret_vars) != (
             key in new.secret_vars
@@ -117,8 +120,8 @@ def _config_changes(old: ConfigVersion, new: ConfigVersion, box: SecretBox) -> l
                     key=key,
                     change="changed",
                     secret=secret,
-                    from_=_shown(old, key),
-                    to=_shown(new, key),
+                    from_=_shown(old, key, secret),
+                    to=_shown(new, key, secret),
                 )
             )
     return changes

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
+from shared import constants
 from shared.events import Event, StageEvent
 from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import (
@@ -83,11 +84,18 @@ def create_config_pipeline(
         return None
     release = session.get(Release, live.release_id)
     assert release is not None
+    # A config pipeline that has not yet made its release will release the newest config.
     pending = session.exec(
-        select(Pipeline.id).where(
+        select(Pipeline.id)
+        .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))
+        .where(
             Pipeline.environment_id == environment.id,
             Pipeline.kind == PipelineKind.CONFIG,
             col(Pipeline.status).in_([PipelineStatus.QUEUED, PipelineStatus.RUNNING]),
+            StageRun.name == "release",
+            col(StageRun.status).in_(
+                [StageStatus.PENDING, StageStatus.QUEUED, StageStatus.WAITING]
+            ),
         )
     ).first()
     if release.config_version_id == config.id or pending is not None:
@@ -143,12 +151,18 @@ class ClaimOutcome(StrEnum):
     WAITING = "waiting"  # an older pipeline of the environment is ahead: woken later
     BUSY = "busy"  # another worker runs it and is alive (fresh heartbeat): try again later
     DONE = "done"  # finished, failed or skipped already: a duplicate message
+    GAVE_UP = "gave_up"  # its workers died too often: the stage is failed now
 
 
 @dataclass(frozen=True)
 class Claim:
     outcome: ClaimOutcome
     run: StageRun | None = None
+    events: list[StageEvent] = field(default_factory=list)  # to publish after commit
+
+
+class StageSuperseded(Exception):
+    """This worker's attempt was taken over by another; its result must not be recorded."""
 
 
 def claim_stage(
@@ -192,6 +206,17 @@ def claim_stage(
     if result.rowcount == 0:  # type: ignore[attr-defined]
         busy = run.status == StageStatus.RUNNING
         return Claim(ClaimOutcome.BUSY if busy else ClaimOutcome.DONE)
+    if run.attempt > constants.MAX_STAGE_ATTEMPTS:
+        # Every worker that took this stage died under it (OOM killer, hard time limit, …):
+        # failing it frees the environment's queue instead of retrying forever.
+        woken = fail_stage(
+            session=session,
+            pipeline=pipeline,
+            stage=stage,
+            error=f"its worker died {run.attempt - 1} times (out of memory or over a time limit?)",
+            attempt=run.attempt,
+        )
+        return Claim(ClaimOutcome.GAVE_UP, events=woken)
     session.execute(
         update(Pipeline)
         .where(col(Pipeline.id) == pipeline_id, col(Pipeline.status) == PipelineStatus.QUEUED)
@@ -201,17 +226,31 @@ def claim_stage(
     return Claim(ClaimOutcome.CLAIMED, run)
 
 
-def heartbeat(*, session: Session, pipeline_id: uuid.UUID, stage: str) -> None:
-    """Record that the worker running this stage is alive."""
-    session.execute(
+def heartbeat(*, session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int) -> None:
+    """Record that the worker running attempt `attempt` of this stage is alive."""
+    _fence(session, pipeline_id, stage, attempt)
+
+
+def _fence(session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int | None) -> None:
+    """Refresh and lock the stage row if `attempt` still holds it; else StageSuperseded.
+
+    The row lock (or SQLite's immediate transaction) keeps a takeover from slipping in
+    between this check and the writes that follow it in the same transaction.
+    """
+    if attempt is None:
+        return
+    result = session.execute(
         update(StageRun)
         .where(
             col(StageRun.pipeline_id) == pipeline_id,
             col(StageRun.name) == stage,
             col(StageRun.status) == StageStatus.RUNNING,
+            col(StageRun.attempt) == attempt,
         )
         .values(heartbeat_at=utcnow())
     )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise StageSuperseded(f"attempt {attempt} of {stage} was taken over")
 
 
 def complete_stage(
@@ -222,12 +261,15 @@ def complete_stage(
     result_id: str,
     cache_hit: bool = False,
     output: str | None = None,
+    attempt: int | None = None,
 ) -> list[StageEvent]:
     """Record a stage's success; queue the next stage, or finish the pipeline.
 
+    With `attempt`, only while that attempt still holds the stage (else StageSuperseded).
     Returns the events to publish once this is committed: a waiting pipeline of the same
     environment that this one's end lets through (the caller publishes its own next stage).
     """
+    _fence(session, pipeline.id, stage, attempt)
     runs = stages_of(session=session, pipeline_id=pipeline.id)
     current = next(run for run in runs if run.name == stage)
     now = utcnow()
@@ -252,12 +294,20 @@ def complete_stage(
 
 
 def fail_stage(
-    *, session: Session, pipeline: Pipeline, stage: str, error: str, output: str | None = None
+    *,
+    session: Session,
+    pipeline: Pipeline,
+    stage: str,
+    error: str,
+    output: str | None = None,
+    attempt: int | None = None,
 ) -> list[StageEvent]:
     """Record a stage's failure: later stages are skipped and the pipeline fails with the reason.
 
+    With `attempt`, only while that attempt still holds the stage (else StageSuperseded).
     Returns the events to publish once committed (a waiting pipeline this one lets through).
     """
+    _fence(session, pipeline.id, stage, attempt)
     now = utcnow()
     for run in stages_of(session=session, pipeline_id=pipeline.id):
         if run.name == stage:

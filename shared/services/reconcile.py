@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shared.events import StageEvent
@@ -29,21 +30,26 @@ def stranded_stages(
     """
     stale = now - timedelta(seconds=stale_after)
     overdue = now - timedelta(seconds=queued_after)
+    stranded = (
+        (col(StageRun.status) == StageStatus.RUNNING) & (col(StageRun.heartbeat_at) < stale)
+    ) | ((col(StageRun.status) == StageStatus.QUEUED) & (col(StageRun.queued_at) < overdue))
     rows = session.exec(
         select(Pipeline, StageRun)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))
         .where(col(Pipeline.status).in_(_ACTIVE))
-        .where(
-            ((col(StageRun.status) == StageStatus.RUNNING) & (col(StageRun.heartbeat_at) < stale))
-            | ((col(StageRun.status) == StageStatus.QUEUED) & (col(StageRun.queued_at) < overdue))
-        )
+        .where(stranded)
     ).all()
     events: list[StageEvent] = []
     for pipeline, run in rows:
-        run.status = StageStatus.QUEUED
-        run.queued_at = now  # republished at most once per `queued_after`
-        session.add(run)
-        events.append(queueing.stage_event(pipeline, run.name))
+        # Compare-and-set: a worker that claimed or finished the stage since the read above
+        # changed its row, and then this re-queue does nothing.
+        requeued = session.execute(
+            update(StageRun)
+            .where(col(StageRun.id) == run.id, col(StageRun.attempt) == run.attempt, stranded)
+            .values(status=StageStatus.QUEUED, queued_at=now)  # republished once per period
+        )
+        if requeued.rowcount == 1:  # type: ignore[attr-defined]
+            events.append(queueing.stage_event(pipeline, run.name))
     waiting_environments = session.exec(
         select(Pipeline.environment_id)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
@@ -12,6 +13,7 @@ from shared.exceptions import NotFound
 from shared.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "shp_"
+_LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def hash_token(token: str) -> str:
@@ -37,6 +39,11 @@ def authenticate(*, session: Session, token: str) -> ApiToken | None:
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
     if row is None or row.revoked_at is not None:
         return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_PRECISION:
+        row.last_used_at = now  # at most one write a minute per token
+        session.add(row)
+        session.commit()
     return row
 
 

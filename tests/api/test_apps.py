@@ -137,3 +137,14 @@ def test_a_body_that_is_not_json_is_422(client: TestClient) -> None:
 
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], str)
+
+
+def test_credentials_in_a_repository_url_are_never_shown(client: TestClient) -> None:
+    created = client.post(
+        "/v1/apps",
+        json={"name": "private", "repo": "https://deploy:s3cr3t-t0ken@git.example/a.git"},
+    )
+
+    assert created.status_code == 201
+    assert created.json()["repo"] == "https://git.example/a.git"
+    assert "s3cr3t-t0ken" not in client.get("/v1/apps").text

@@ -137,7 +137,11 @@ class LocalRunner:
             return OneOffResult(exit_code=child.returncode, output=_tail(output))
         except subprocess.TimeoutExpired:
             processes.terminate_group(child.pid, None, 0)
-            output, _ = child.communicate()
+            try:
+                output, _ = child.communicate(timeout=5)
+            except subprocess.TimeoutExpired:  # a process that left the group holds the pipe
+                child.kill()
+                output = b""
             return OneOffResult(exit_code=None, output=_tail(output))
 
 

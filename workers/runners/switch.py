@@ -53,7 +53,11 @@ def health_gated_start(
     """
     processes = runner.start(spec)
     if started is not None:
-        started(processes)
+        try:
+            started(processes)
+        except BaseException:
+            runner.stop(processes)  # unrecorded processes would be nobody's to stop
+            raise
     with httpx.Client(trust_env=False) as client:
         problem = wait_healthy(runner, processes, spec, client)
     if problem is None:

@@ -67,11 +67,17 @@ def execute(
                 stale_after=context.settings.stale_after_seconds,
             )
             pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
+        for event in claim.events:
+            publish(context.celery, event)
         if claim.run is None:
             log.info(_NOT_CLAIMED[claim.outcome])
             return claim.outcome
         log.info("stage.started", attempt=claim.run.attempt)
-        _run_claimed(context, pipeline, stage, work)
+        try:
+            _run_claimed(context, pipeline, stage, claim.run.attempt, work)
+        except pipelines.StageSuperseded:
+            # Another worker took the stage over while this one was silent: its result stands.
+            log.warning("stage.superseded", attempt=claim.run.attempt)
         return claim.outcome
     finally:
         forget_secrets()
@@ -82,37 +88,49 @@ _NOT_CLAIMED = {
     ClaimOutcome.WAITING: "stage.waiting",
     ClaimOutcome.BUSY: "stage.busy_elsewhere",
     ClaimOutcome.DONE: "stage.duplicate_ignored",
+    ClaimOutcome.GAVE_UP: "stage.gave_up",
 }
 
 
-def _run_claimed(context: WorkerContext, pipeline: Pipeline, stage: str, work: StageWork) -> None:
+def _run_claimed(
+    context: WorkerContext, pipeline: Pipeline, stage: str, attempt: int, work: StageWork
+) -> None:
     pipeline_id = pipeline.id
-    with _heartbeat(context, pipeline_id, stage):
+    with _heartbeat(context, pipeline_id, stage, attempt):
         try:
             result = work(context, pipeline)
         except StageFailed as exc:
-            _record_failure(context, pipeline_id, stage, exc.message, exc.output)
+            _record_failure(context, pipeline_id, stage, attempt, exc.message, exc.output)
             return
         except OperationalError:
             raise  # the database is away: the task retries, the stage stays claimed
         except Exception as exc:  # a bug or an unexpected driver error: fail, never hang
             log.exception("stage.crashed")
             error = f"internal error ({type(exc).__name__})"
-            _record_failure(context, pipeline_id, stage, error, None)
+            _record_failure(context, pipeline_id, stage, attempt, error, None)
             return
-    _record_success(context, pipeline_id, stage, result)
+    _record_success(context, pipeline_id, stage, attempt, result)
 
 
 @contextmanager
-def _heartbeat(context: WorkerContext, pipeline_id: uuid.UUID, stage: str) -> Iterator[None]:
+def _heartbeat(
+    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, attempt: int
+) -> Iterator[None]:
     """Refresh the stage's heartbeat while the block runs, so nobody takes it over."""
     stop = threading.Event()
+    bound = structlog.contextvars.get_contextvars()
 
     def beat() -> None:
+        structlog.contextvars.bind_contextvars(**bound)
         while not stop.wait(context.settings.heartbeat_seconds):
             try:
                 with session_scope(context.db_url) as session:
-                    pipelines.heartbeat(session=session, pipeline_id=pipeline_id, stage=stage)
+                    pipelines.heartbeat(
+                        session=session, pipeline_id=pipeline_id, stage=stage, attempt=attempt
+                    )
+            except pipelines.StageSuperseded:
+                log.warning("stage.superseded_while_running", attempt=attempt)
+                return
             except Exception:  # a missed beat is retried; only a long silence matters
                 log.warning("stage.heartbeat_failed")
 
@@ -126,7 +144,7 @@ def _heartbeat(context: WorkerContext, pipeline_id: uuid.UUID, stage: str) -> It
 
 
 def _record_success(
-    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, result: StageResult
+    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, attempt: int, result: StageResult
 ) -> None:
     with session_scope(context.db_url) as session:
         pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
@@ -140,6 +158,7 @@ def _record_success(
             result_id=result.result_id,
             cache_hit=result.cache_hit,
             output=result.output,
+            attempt=attempt,
         )
         notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.info("stage.succeeded", result_id=result.result_id, cache_hit=result.cache_hit)
@@ -150,14 +169,24 @@ def _record_success(
 
 
 def _record_failure(
-    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, error: str, output: str | None
+    context: WorkerContext,
+    pipeline_id: uuid.UUID,
+    stage: str,
+    attempt: int,
+    error: str,
+    output: str | None,
 ) -> None:
     error = redact(error)
     output = redact(output) if output is not None else None
     with session_scope(context.db_url) as session:
         pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
         woken = pipelines.fail_stage(
-            session=session, pipeline=pipeline, stage=stage, error=error, output=output
+            session=session,
+            pipeline=pipeline,
+            stage=stage,
+            error=error,
+            output=output,
+            attempt=attempt,
         )
         notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.warning("stage.failed", error=error)

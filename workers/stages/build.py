@@ -40,7 +40,7 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             cached = builds.find_artifact(
                 session=session, app_id=app.id, commit_sha=commit.sha, builder=app.builder
             )
-        if cached is not None and cached.deleted_at is None:
+        if cached is not None:
             build_log.write(f"-----> Cache hit: {cached.id} was built from this commit")
             artifact_id, cache_hit = cached.id, True
         else:
@@ -86,10 +86,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             location=built.location,
             procfile=procfile,
         )
-        if artifact.deleted_at is not None:  # rebuilt after garbage collection
-            artifact.deleted_at = None
-            session.add(artifact)
-    return built.digest
+    return artifact.id  # another worker's artifact if it recorded this commit first
 
 
 def _save_build(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
+from shared import constants
 from shared.events import ArtifactBuilt, Event, PipelineQueued
 from shared.exceptions import ServiceUnavailable
 from shared.models import (
@@ -168,7 +169,7 @@ def test_a_heartbeat_keeps_the_stage_with_its_worker(
     assert first.run is not None and first.run.heartbeat_at is not None
     claimed_at = first.run.heartbeat_at
 
-    pipelines.heartbeat(session=session, pipeline_id=pipeline.id, stage="build")
+    pipelines.heartbeat(session=session, pipeline_id=pipeline.id, stage="build", attempt=1)
     session.commit()
 
     (build, *_) = pipelines.stages_of(session=session, pipeline_id=pipeline.id)
@@ -321,3 +322,50 @@ def test_the_public_view_names_app_environment_and_stages(
         ("release", "pending"),
         ("run", "pending"),
     ]
+
+
+def test_a_taken_over_attempt_can_no_longer_record_its_result(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    _claim(session, pipeline, "build", "worker-1")
+    taken = _claim(session, pipeline, "build", "worker-2", stale_after=0)
+    assert taken.run is not None and taken.run.attempt == 2
+
+    with pytest.raises(pipelines.StageSuperseded):
+        pipelines.heartbeat(session=session, pipeline_id=pipeline.id, stage="build", attempt=1)
+    with pytest.raises(pipelines.StageSuperseded):
+        pipelines.complete_stage(
+            session=session, pipeline=pipeline, stage="build", result_id="x", attempt=1
+        )
+    session.rollback()
+    with pytest.raises(pipelines.StageSuperseded):
+        pipelines.fail_stage(
+            session=session, pipeline=pipeline, stage="build", error="late", attempt=1
+        )
+    session.rollback()
+    pipelines.complete_stage(
+        session=session, pipeline=pipeline, stage="build", result_id="sha256:ok", attempt=2
+    )
+    session.commit()
+    assert _statuses(session, pipeline) == {
+        "build": "succeeded",
+        "release": "queued",
+        "run": "pending",
+    }
+
+
+def test_a_stage_whose_workers_keep_dying_is_failed_instead_of_retried_forever(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging)
+    for attempt in range(1, constants.MAX_STAGE_ATTEMPTS + 1):
+        claim = _claim(session, pipeline, "build", f"worker-{attempt}", stale_after=0)
+        assert claim.outcome == ClaimOutcome.CLAIMED
+
+    last = _claim(session, pipeline, "build", "worker-last", stale_after=0)
+
+    assert last.outcome == ClaimOutcome.GAVE_UP
+    session.refresh(pipeline)
+    assert pipeline.status == PipelineStatus.FAILED
+    assert pipeline.error is not None and "worker died 5 times" in pipeline.error
