@@ -16,15 +16,20 @@ from shared.schemas import (
     DeploymentPublic,
     HistoryPublic,
     ReleaseDiff,
+    ReleasePublic,
 )
 from shared.services.deployments import deployment_public
-from shared.services.releases import release_public
 
 
 def live_at(*, session: Session, environment: Environment, at: datetime) -> HistoryPublic:
-    """The release live in `environment` at instant `at` (deployments never overlap)."""
-    deployment = session.exec(
-        select(Deployment)
+    """The release live in `environment` at instant `at` (deployments never overlap).
+
+    One indexed query: the last deployment that went live at or before `at`, with its release.
+    """
+    row = session.exec(
+        select(Deployment, Release, ConfigVersion.version)
+        .join(Release, col(Release.id) == col(Deployment.release_id))
+        .join(ConfigVersion, col(ConfigVersion.id) == col(Release.config_version_id))
         .where(
             Deployment.environment_id == environment.id,
             col(Deployment.started_at).is_not(None),
@@ -33,14 +38,19 @@ def live_at(*, session: Session, environment: Environment, at: datetime) -> Hist
         .order_by(col(Deployment.started_at).desc())
         .limit(1)
     ).first()
-    if deployment is None or (deployment.ended_at is not None and deployment.ended_at <= at):
+    if row is None or (row[0].ended_at is not None and row[0].ended_at <= at):
         raise NotFound(f"nothing was live in {environment.name} at {at.isoformat()}")
-    release = session.get(Release, deployment.release_id)
-    assert release is not None
+    deployment, release, config_version = row
     return HistoryPublic(
         at=at,
-        release=release_public(session=session, release=release),
-        deployment=deployment_public(session=session, deployment=deployment),
+        release=ReleasePublic(
+            **release.model_dump(exclude={"environment_id", "config_version_id"}),
+            config_version=config_version,
+        ),
+        deployment=DeploymentPublic(
+            **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
+            release_version=release.version,
+        ),
     )
 
 

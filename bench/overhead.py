@@ -1,0 +1,239 @@
+"""1. Pipeline overhead: noop pipelines through the three pools, beside a raw Celery chain.
+
+Latency: one pipeline at a time, from before `POST /v1/apps/{app}/pipelines` until the harness
+sees the pipeline succeeded in PostgreSQL (polled every millisecond), against one raw chain at a
+time, from before `apply_async` until the harness sees the last task's record in Redis (polled
+every millisecond too). Samples of the two alternate, so that both see the same machine.
+Throughput: N pipelines posted by a few concurrent clients, each to its own environment (so the
+per-environment deploy queue does not serialise them), against N raw chains sent at once;
+from the first send until the harness sees all N ended (polled every 20 ms).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from celery import Celery, chain
+
+from bench import raw_chain
+from bench.context import Bench
+from bench.profiling import profiled
+from bench.stats import percentile
+from shared import constants
+from shared.broker import make_celery
+from shared.settings import Settings
+
+SCENARIO = "1. Pipeline overhead"
+APP = "overhead"
+LATENCY_ENV = "latency"
+_LINKS = (
+    (raw_chain.BUILD_TASK, constants.BUILD_QUEUE),
+    (raw_chain.RELEASE_TASK, constants.RELEASE_QUEUE),
+    (raw_chain.RUN_TASK, constants.RUN_QUEUE),
+)
+
+
+def raw_client(bench: Bench) -> Celery:
+    """A producer with the raw workers' broker settings (the same Settings, their namespace)."""
+    stack = bench.stack
+    settings = Settings(
+        broker_url=stack.services.redis_url,
+        broker_namespace=bench.raw_namespace,
+        secret_key=stack.env["SHIPYARD_SECRET_KEY"],
+        data_dir=stack.data_dir,
+    )
+    return make_celery(settings, "bench-raw-client")
+
+
+def send_chain(celery: Celery, done_key: str) -> str:
+    """Send build → release → run as one Celery chain, by task name."""
+    token = uuid.uuid4().hex
+    args = (token, time.time(), done_key)
+    links = [
+        celery.signature(name, args=args, options={"queue": q, "routing_key": q}, immutable=True)
+        for name, q in _LINKS
+    ]
+    chain(*links).apply_async()
+    return token
+
+
+def setup(bench: Bench) -> None:
+    """The noop app, its latency environment and one environment per in-flight pipeline."""
+    bench.create_app(APP, "noop")
+    names = [LATENCY_ENV, *(f"flight-{i}" for i in range(bench.plan.throughput_pipelines))]
+    bench.create_environments(APP, names, runner="noop")
+
+
+def warm_up(bench: Bench, celery: Celery) -> None:
+    """First tasks of each worker process open connections and import lazily: not measured."""
+    for _ in range(3):
+        pipeline_id = bench.stack.start_pipeline(APP, LATENCY_ENV, bench.commits.next())
+        bench.stack.wait_pipeline(pipeline_id)
+        _raw_once(bench, celery)
+
+
+def run(bench: Bench) -> None:
+    setup(bench)
+    celery = raw_client(bench)
+    try:
+        warm_up(bench, celery)
+        built = bench.commits.next()
+        bench.stack.wait_pipeline(bench.stack.start_pipeline(APP, LATENCY_ENV, built))
+        for _ in range(bench.plan.repetitions):
+            _latency(bench, celery, built)
+            _throughput(bench, celery)
+    finally:
+        celery.close()
+
+
+def _shipyard_once(bench: Bench, ref: str) -> tuple[float, float, str]:
+    """(wall, in-system) seconds of one pipeline, and its id."""
+    stack = bench.stack
+    started = time.monotonic()
+    pipeline_id = stack.start_pipeline(APP, LATENCY_ENV, ref)
+    wall = stack.wait_pipeline(pipeline_id, poll=0.001) - started
+    row = stack.db.execute(
+        "SELECT EXTRACT(EPOCH FROM finished_at - created_at) FROM pipeline WHERE id = %s",
+        (pipeline_id,),
+    ).fetchone()
+    assert row is not None
+    return wall, float(row[0]), pipeline_id
+
+
+def _raw_once(bench: Bench, celery: Celery) -> tuple[float, float]:
+    """(wall, in-system) seconds of one raw chain."""
+    done_key = f"bench:{bench.stack.namespace}:latency"
+    started = time.monotonic()
+    token = send_chain(celery, done_key)
+    deadline = started + 60
+    while time.monotonic() < deadline:
+        record = bench.stack.redis.lpop(done_key)
+        if record is not None:
+            wall = time.monotonic() - started
+            seen, sent, ended = bytes(record).decode().split()  # type: ignore[arg-type]
+            assert seen == token, "a stray raw chain record"
+            return wall, float(ended) - float(sent)
+        time.sleep(0.001)
+    raise RuntimeError("the raw chain did not end within 60 s")
+
+
+def _latency(bench: Bench, celery: Celery, built: str) -> None:
+    figures = bench.figures
+    new: list[float] = []
+    new_inside: list[float] = []
+    cached: list[float] = []
+    raw: list[float] = []
+    raw_inside: list[float] = []
+    new_ids: list[str] = []
+    for _ in range(bench.plan.latency_samples):
+        wall, inside, pipeline_id = _shipyard_once(bench, bench.commits.next())
+        new.append(wall)
+        new_inside.append(inside)
+        new_ids.append(pipeline_id)
+        wall, inside = _raw_once(bench, celery)
+        raw.append(wall)
+        raw_inside.append(inside)
+        cached.append(_shipyard_once(bench, built)[0])
+    _breakdown(bench, new_ids)
+    ms = 1000.0
+    p50, raw_p50 = percentile(new, 50), percentile(raw, 50)
+    figures.add(SCENARIO, "latency p50, Shipyard, new commit", "ms", p50 * ms)
+    figures.add(SCENARIO, "latency p90, Shipyard, new commit", "ms", percentile(new, 90) * ms)
+    figures.add(
+        SCENARIO, "latency p50, Shipyard, commit already built", "ms", percentile(cached, 50) * ms
+    )
+    figures.add(SCENARIO, "latency p50, raw chain", "ms", raw_p50 * ms)
+    figures.add(SCENARIO, "latency p90, raw chain", "ms", percentile(raw, 90) * ms)
+    figures.add(
+        SCENARIO,
+        "latency p50 ratio, Shipyard new commit / raw",
+        "×",
+        p50 / raw_p50,
+        target="≤ 1.5×",
+        check=("<=", 1.5),
+    )
+    figures.add(
+        SCENARIO,
+        "latency p50 ratio, Shipyard commit already built / raw",
+        "×",
+        percentile(cached, 50) / raw_p50,
+    )
+    figures.add(
+        SCENARIO,
+        "in-system p50, Shipyard (created_at → finished_at)",
+        "ms",
+        percentile(new_inside, 50) * ms,
+    )
+    figures.add(
+        SCENARIO,
+        "in-system p50, raw (sent → last task ended)",
+        "ms",
+        percentile(raw_inside, 50) * ms,
+    )
+
+
+# Where a sequential pipeline's time goes, from the timestamps the API and workers record.
+_PARTS = {
+    "API → build claimed": "b.started_at - p.created_at",
+    "build stage": "b.finished_at - b.started_at",
+    "build → release claimed": "r.started_at - b.finished_at",
+    "release stage": "r.finished_at - r.started_at",
+    "release → run claimed": "u.started_at - r.finished_at",
+    "run stage": "u.finished_at - u.started_at",
+}
+
+
+def _breakdown(bench: Bench, pipeline_ids: list[str]) -> None:
+    columns = ", ".join(
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM {expression}))"
+        for expression in _PARTS.values()
+    )
+    row = bench.stack.db.execute(
+        f"SELECT {columns} FROM pipeline p"
+        " JOIN stage_run b ON b.pipeline_id = p.id AND b.name = 'build'"
+        " JOIN stage_run r ON r.pipeline_id = p.id AND r.name = 'release'"
+        " JOIN stage_run u ON u.pipeline_id = p.id AND u.name = 'run'"
+        " WHERE p.id = ANY(%s)",
+        (pipeline_ids,),
+    ).fetchone()
+    assert row is not None
+    for part, seconds in zip(_PARTS, row, strict=True):
+        bench.figures.add(SCENARIO, f"p50 of part: {part}", "ms", float(seconds) * 1000)
+
+
+def _throughput(bench: Bench, celery: Celery) -> None:
+    count = bench.plan.throughput_pipelines
+    jobs = [(f"flight-{i}", sha) for i, sha in enumerate(bench.commits.take(count))]
+    pools = ["worker-build", "worker-release", "worker-run", "api"]
+    with profiled(bench.stack, bench.profile_dir, "throughput", pools):
+        started = time.monotonic()
+        pipeline_ids = bench.submit(APP, jobs)
+        shipyard = count / (bench.wait_all(pipeline_ids) - started)
+
+    done_key = f"bench:{bench.stack.namespace}:throughput"
+    redis = bench.stack.redis
+    redis.delete(done_key)
+    started = time.monotonic()
+    for _ in range(count):
+        send_chain(celery, done_key)
+    deadline = started + 600
+    while redis.llen(done_key) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("raw chains did not end within 600 s")
+        time.sleep(0.02)
+    raw = count / (time.monotonic() - started)
+    redis.delete(done_key)
+
+    figures = bench.figures
+    name = f"{count} in flight"
+    figures.add(SCENARIO, f"throughput, Shipyard, {name}", "pipelines/s", shipyard)
+    figures.add(SCENARIO, f"throughput, raw chain, {name}", "chains/s", raw)
+    figures.add(
+        SCENARIO,
+        "throughput ratio, Shipyard / raw",
+        "×",
+        shipyard / raw,
+        target="≥ 0.7×",
+        check=(">=", 0.7),
+    )

@@ -1,0 +1,58 @@
+"""How much each scenario does: the default run (about ten minutes here) and the smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one harness run."""
+
+    repetitions: int = 3
+    # 1. Pipeline overhead: sequential pipelines per repetition, and pipelines in flight.
+    latency_samples: int = 40
+    throughput_pipelines: int = 500
+    submitters: int = 8  # concurrent HTTP clients posting the in-flight pipelines
+    # 2. Rollback against a fresh deploy, with the local runner and examples/hello.
+    rollback_samples: int = 3
+    # 3. Build stage of a new commit against the same commit again (local builder).
+    cache_samples: int = 5
+    # 4. Build farm: worker processes, builds per worker per repetition, wait per build.
+    farm_workers: tuple[int, ...] = (1, 2, 4, 8)
+    farm_rounds: int = 4
+    farm_build_seconds: float = 1.0
+    # 5. History query over this many deployments of one environment.
+    history_deployments: int = 100_000
+    history_queries: int = 300
+    # 6. API under load: uvicorn worker counts, connections, seconds per measurement.
+    api_workers: tuple[int, ...] = (1, 2, 4)
+    load_connections: int = 16
+    load_seconds: float = 5.0
+
+    @property
+    def commits_needed(self) -> int:
+        overhead = self.repetitions * (self.latency_samples + self.throughput_pipelines) + 10
+        farm = sum(k * (self.farm_rounds * self.repetitions + 1) for k in self.farm_workers)
+        return overhead + farm + self.repetitions * (self.cache_samples + self.rollback_samples)
+
+
+DEFAULT = Plan()
+
+# Tiny sizes, one repetition: `make test` runs this so that the harness cannot rot.
+SMOKE = Plan(
+    repetitions=1,
+    latency_samples=3,
+    throughput_pipelines=10,
+    submitters=4,
+    rollback_samples=1,
+    cache_samples=1,
+    farm_workers=(1, 2),
+    farm_rounds=1,
+    farm_build_seconds=0.2,
+    history_deployments=1_000,
+    history_queries=20,
+    api_workers=(1, 2),
+    load_connections=4,
+    load_seconds=1.0,
+)

@@ -1,0 +1,71 @@
+"""The benchmark harness's smoke run (tiny sizes, one repetition), so that it cannot rot.
+
+It starts the real stack (API, three pools, the raw Celery baseline) on real Redis and
+PostgreSQL, runs every scenario and checks the figures' shape and sanity, not their values.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, fresh_database
+
+pytestmark = pytest.mark.integration
+
+SCENARIOS = {
+    "1. Pipeline overhead",
+    "2. Rollback",
+    "3. Cache hit",
+    "4. Build farm",
+    "5. History query",
+    "6. API under load",
+}
+
+
+@pytest.mark.timeout(150)
+def test_the_smoke_run_produces_a_positive_median_for_every_figure(
+    redis_url: str, broker_namespace: str, postgres_server: str, tmp_path: Path
+) -> None:
+    report = tmp_path / "benchmarks.md"
+    figures_file = tmp_path / "figures.json"
+    with fresh_database(postgres_server) as database_url:
+        completed = subprocess.run(
+            [
+                sys.executable, "-m", "bench", "--smoke",
+                "--redis-url", redis_url,
+                "--namespace", broker_namespace,
+                "--postgres-dsn", postgres_server,
+                "--database-url", database_url,
+                "--out", str(report),
+                "--json", str(figures_file),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=140,
+        )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-5000:]
+
+    figures = json.loads(figures_file.read_text())["figures"]
+    assert {f["scenario"] for f in figures} == SCENARIOS
+    for figure in figures:
+        assert len(figure["values"]) == 1, figure  # one repetition
+        assert figure["median"] > 0, figure
+        assert figure["min"] <= figure["median"] <= figure["max"], figure
+    by_name = {f["name"]: f for f in figures}
+    # Stages hand over through Redis: a pipeline cannot beat the raw chain it is built on.
+    assert (
+        by_name["latency p50, Shipyard, new commit"]["median"]
+        > by_name["latency p50, raw chain"]["median"]
+    )
+    assert by_name["build stage p50, commit already built"]["met"] is not None
+    targets = [f for f in figures if f["target"]]
+    assert len(targets) >= 5 and all(f["met"] in (True, False) for f in targets)
+
+    text = report.read_text()
+    assert "## Latest results" in text and "| 4. Build farm | throughput, K = 2 |" in text
