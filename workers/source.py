@@ -66,24 +66,23 @@ def resolve(repo: str, ref: str, mirror_root: Path) -> Commit:
     """The commit `ref` names in `repo` (a local path or a URL)."""
     git_dir = _local_repository(repo) or _mirror(repo, mirror_root)
     try:
-        sha = (
-            _git(
-                "-C",
-                git_dir,
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                "--end-of-options",
-                f"{ref}^{{commit}}",
-            )
-            .decode()
-            .strip()
-        )
-    except StageFailed as exc:
+        # One git process for both: the commit's SHA and its commit time.
+        resolved = _git(
+            "-C",
+            git_dir,
+            "log",
+            "-1",
+            "--no-walk",
+            "--format=%H %ct",
+            "--end-of-options",
+            f"{ref}^{{commit}}",
+            "--",
+        ).split()
+        sha, timestamp = resolved[0].decode(), int(resolved[1])
+    except (StageFailed, IndexError, ValueError) as exc:
         raise StageFailed(
             f"ref {ref!r} does not name a commit in {strip_credentials(repo)}"
         ) from exc
-    timestamp = int(_git("-C", git_dir, "log", "-1", "--format=%ct", sha).decode().strip())
     return Commit(git_dir=git_dir, sha=sha, timestamp=timestamp)
 
 
