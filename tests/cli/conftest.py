@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,40 +12,11 @@ from typer.testing import CliRunner, Result
 
 from api.main import create_app
 from cli.main import app as shipyard
-from shared.db import get_engine
 from shared.events import Event
 from shared.settings import Settings
-from tests.shared.database import copy_database, migrated_template
+from tests.embedded import _no_shipyard_environment, events, schema_template, settings
 
 Shipyard = Callable[..., Result]
-
-
-@pytest.fixture(autouse=True)
-def _no_shipyard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read SHIPYARD_* variables: the developer's own must not change a test."""
-    for name in list(os.environ):
-        if name.startswith("SHIPYARD_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="session")
-def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real migrations, run once per session."""
-    return migrated_template(tmp_path_factory.mktemp("schema"))
-
-
-@pytest.fixture
-def settings(tmp_path: Path, schema_template: Path) -> Iterator[Settings]:
-    """Embedded settings in a fresh data dir, its database at the newest schema."""
-    settings = Settings(data_dir=tmp_path / "data")
-    copy_database(schema_template, settings.data_dir / "shipyard.db")
-    yield settings
-    get_engine(settings.sqlalchemy_url).dispose()
-
-
-@pytest.fixture
-def events() -> list[Event]:
-    return []
 
 
 @pytest.fixture
