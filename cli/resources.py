@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -120,21 +121,36 @@ def _send_config(app: str, env: str, body: dict[str, Any]) -> None:
 
 @config_cli.command("set")
 def config_set(
-    pairs: Annotated[list[str], typer.Argument(help="KEY=value pairs.")],
+    pairs: Annotated[
+        list[str], typer.Argument(help="KEY=value pairs; a bare KEY asks for its value.")
+    ],
     app: AppOpt,
     env: EnvOpt,
     secret: Annotated[bool, typer.Option(help="Store these values encrypted.")] = False,
     deploy: Annotated[bool, typer.Option(help="Release the live artifact with it.")] = True,
 ) -> None:
-    """Set config vars: a new config version, and a new release if one is live."""
+    """Set config vars: a new config version, and a new release if one is live.
+
+    A bare KEY reads its value from a hidden prompt (or standard input), so that a secret never
+    appears in the process arguments or the shell history.
+    """
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise CliError(f"{pair!r} is not KEY=value")
+            value = _read_value(key)
         values[key] = value
     body = {"vars": values, "secrets": list(values) if secret else [], "deploy": deploy}
     _send_config(app, env, body)
+
+
+def _read_value(key: str) -> str:
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"{key}", hide_input=True))
+    line = sys.stdin.readline()
+    if not line:
+        raise CliError(f"no value for {key}: give KEY=value, or the value on standard input")
+    return line.rstrip("\n")
 
 
 @config_cli.command("unset")

@@ -7,9 +7,12 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from fastapi import FastAPI
 from sqlmodel import Session
+from typer.testing import CliRunner
 
 from cli.client import CliError
+from cli.main import app as shipyard_app
 from cli.main import main
 from shared.db import get_engine
 from shared.events import Event, PipelineQueued
@@ -92,12 +95,16 @@ def test_config_unset(run: Shipyard) -> None:
 
 
 @pytest.mark.usefixtures("staging")
-def test_a_pair_without_equals_is_refused_before_any_request(run: Shipyard) -> None:
+def test_a_bare_key_without_a_value_on_standard_input_is_refused_before_any_request(
+    run: Shipyard,
+) -> None:
     result = run("config", "set", "DEBUG", "-a", "web", "-e", "staging")
 
     assert result.exit_code == 1
     assert isinstance(result.exception, CliError)
-    assert str(result.exception) == "'DEBUG' is not KEY=value"
+    assert str(result.exception) == (
+        "no value for DEBUG: give KEY=value, or the value on standard input"
+    )
 
 
 def test_config_without_app_and_env_is_an_error(run: Shipyard) -> None:
@@ -313,3 +320,19 @@ class TestDeployWithABuildThatFails:
         assert str(result.exception) == f"build stage failed: {self.ERROR}"
         assert f"-----> build    failed\n{self.ERROR}\n" in result.output
         assert "-----> release  skipped\n-----> run      skipped\n" in result.output
+
+
+@pytest.mark.usefixtures("staging")
+def test_a_bare_key_reads_its_secret_from_standard_input_not_the_arguments(
+    api: FastAPI,
+) -> None:
+    result = CliRunner().invoke(
+        shipyard_app,
+        ["config", "set", "API_TOKEN", "--secret", "-a", "web", "-e", "staging"],
+        input=f"{SECRET}\n",
+        env={"COLUMNS": "200"},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "  API_TOKEN=<redacted> (secret)\n" in result.output
+    assert SECRET not in result.output
