@@ -23,6 +23,29 @@ def start_build(*, session: Session, pipeline: Pipeline, app: App) -> Build:
     return build
 
 
+def cached_artifact(
+    *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
+) -> Artifact | None:
+    """The build cache: the artifact this app's earlier build of this commit produced, if it is
+    still stored.
+
+    Looked up through the app's own builds: artifacts are named by their content, so two apps
+    whose builds come out byte for byte the same share one artifact row.
+    """
+    return session.exec(
+        select(Artifact)
+        .join(Build, col(Build.artifact_id) == col(Artifact.id))
+        .where(
+            Build.app_id == app_id,
+            Build.commit_sha == commit_sha,
+            Build.builder == builder,
+            col(Artifact.deleted_at).is_(None),
+        )
+        .order_by(col(Build.created_at).desc())
+        .limit(1)
+    ).first()
+
+
 def find_artifact(
     *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
 ) -> Artifact | None:
@@ -113,13 +136,23 @@ def build_log(*, session: Session, pipeline_id: uuid.UUID) -> BuildLogPublic | N
 
 
 def list_artifacts(*, session: Session, app: App) -> list[ArtifactPublic]:
-    """The app's artifacts, newest first."""
+    """The artifacts the app's builds produced, newest first, with the commit each came from."""
     rows = session.exec(
-        select(Artifact).where(Artifact.app_id == app.id).order_by(col(Artifact.created_at).desc())
+        select(Build, Artifact)
+        .join(Artifact, col(Artifact.id) == col(Build.artifact_id))
+        .where(Build.app_id == app.id)
+        .order_by(col(Build.created_at).desc())
     )
-    return [
-        ArtifactPublic(
-            id=a.id, commit=a.commit_sha, builder=a.builder, size=a.size, created_at=a.created_at
+    listed: dict[str, ArtifactPublic] = {}
+    for build, artifact in rows:
+        listed.setdefault(
+            artifact.id,
+            ArtifactPublic(
+                id=artifact.id,
+                commit=build.commit_sha or artifact.commit_sha,
+                builder=artifact.builder,
+                size=artifact.size,
+                created_at=artifact.created_at,
+            ),
         )
-        for a in rows
-    ]
+    return list(listed.values())

@@ -6,9 +6,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from shared.db import get_engine
-from shared.services import apps
+from shared.services import apps, builds
 from shared.settings import Settings
-from tests.shared.factories import make_artifact, make_release
+from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 
 def test_releases_are_listed_newest_first(
@@ -42,12 +42,26 @@ def test_artifacts_of_an_app_are_listed(
 ) -> None:
     with Session(get_engine(settings.sqlalchemy_url)) as session:
         app = apps.get_app(session=session, name="web")
-        artifact_id = make_artifact(session, app).id
+        artifact = make_artifact(session, app)
+        environment = apps.get_environment(session=session, app=app, name="staging")
+        build = builds.start_build(
+            session=session, pipeline=make_pipeline(session, app, environment), app=app
+        )
+        builds.finish_build(
+            session=session,
+            build=build,
+            commit_sha=artifact.commit_sha,
+            artifact_id=artifact.id,
+            cache_hit=False,
+            log="",
+        )
+        session.commit()
+        artifact_id = artifact.id
 
     response = client.get("/v1/apps/web/artifacts")
 
     assert response.status_code == 200
-    assert [a["id"] for a in response.json()] == [artifact_id]
+    assert [(a["id"], a["commit"]) for a in response.json()] == [(artifact_id, artifact.commit_sha)]
 
 
 def test_artifacts_of_an_unknown_app_are_404(client: TestClient) -> None:

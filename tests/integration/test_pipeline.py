@@ -204,3 +204,22 @@ def _file_in_artifact(stack: Stack, digest: str, name: str) -> str:
         member = tar.extractfile(name)
         assert member is not None
         return member.read().decode()
+
+
+def test_two_apps_with_byte_identical_builds_share_the_artifact_and_each_gets_its_cache_hit(
+    distributed: Stack, hello_repo: Path
+) -> None:
+    first_app, second_app = unique("twin"), unique("twin")
+    for app in (first_app, second_app):
+        distributed.create_app(app, hello_repo, envs=("staging",))
+
+    one = distributed.deploy(first_app, "staging")
+    two = distributed.deploy(second_app, "staging")
+    again = distributed.deploy(second_app, "staging")
+
+    assert one["artifact_id"] == two["artifact_id"] == again["artifact_id"]  # same content
+    build = [next(s for s in p["stages"] if s["name"] == "build") for p in (one, two, again)]
+    assert [b["cache_hit"] for b in build] == [False, False, True]  # the cache is per app
+    for app in (first_app, second_app):
+        listed = distributed.api("GET", f"/v1/apps/{app}/artifacts", 200)
+        assert [a["id"] for a in listed] == [one["artifact_id"]]

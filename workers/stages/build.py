@@ -37,7 +37,7 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         commit_sha = commit.sha
         build_log.write(f"-----> Building {app.name} at {commit.sha} ({build.ref})")
         with session_scope(context.db_url) as session:
-            cached = builds.find_artifact(
+            cached = builds.cached_artifact(
                 session=session, app_id=app.id, commit_sha=commit.sha, builder=app.builder
             )
         if cached is not None:
