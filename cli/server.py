@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -222,11 +221,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def _die_with_parent() -> None:
     """In a pool's child: receive SIGTERM if `shipyard up` itself dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    processes.die_with_parent(signal.SIGTERM)
 
 
 def _restore_live_deployments(settings: Settings) -> None:
@@ -263,8 +258,8 @@ def _stop_pools(pools: list[subprocess.Popen[bytes]]) -> None:
 def _stop_apps(settings: Settings) -> None:
     """Stop the app processes `up` ran; their deployments stay live in the store for next time."""
     with session_scope(settings.sqlalchemy_url) as session:
-        live = deployments.live_deployments(session=session, runner="local")
-    for deployment in live:
+        running = deployments.live_deployments(session=session, runner="local", starting=True)
+    for deployment in running:
         for record in deployment.processes:
             processes.terminate_group(
                 int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
 from pathlib import Path
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """For `preexec_fn`: the child gets `signum` when the process that started it dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG); elsewhere it does nothing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signum)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def start_time(pid: int) -> int | None:

@@ -93,9 +93,13 @@ def set_processes(
     session.flush()
 
 
-def live_deployments(*, session: Session, runner: str | None = None) -> list[Deployment]:
-    """Every live deployment, optionally of environments using `runner`."""
-    query = select(Deployment).where(Deployment.status == DeploymentStatus.LIVE)
+def live_deployments(
+    *, session: Session, runner: str | None = None, starting: bool = False
+) -> list[Deployment]:
+    """Every live deployment (and, with `starting`, those still in their health check),
+    optionally of environments using `runner`."""
+    statuses = [DeploymentStatus.LIVE, *([DeploymentStatus.STARTING] if starting else [])]
+    query = select(Deployment).where(col(Deployment.status).in_(statuses))
     if runner is not None:
         query = query.join(
             Environment, col(Environment.id) == col(Deployment.environment_id)

@@ -131,6 +131,9 @@ class LocalRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Unlike an app, a release command must not outlive a worker killed under it: the
+            # retry that takes the stage over runs it again.
+            preexec_fn=processes.die_with_parent,
         )
         try:
             output, _ = child.communicate(timeout=timeout)
