@@ -24,7 +24,7 @@ pipelines_cli = typer.Typer(help="Inspect pipelines.", no_args_is_help=True)
 logs_cli = typer.Typer(help="Read logs.", no_args_is_help=True)
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
@@ -55,7 +55,7 @@ def apps_create(
 def apps_ls() -> None:
     """List apps."""
     apps = ApiClient().get("/v1/apps")
-    _table(
+    table(
         "Apps",
         ["name", "repo", "path", "builder"],
         [[a["name"], a["repo"], a["path"], a["builder"]] for a in apps],
@@ -85,7 +85,7 @@ def envs_create(
 def envs_ls(app: AppOpt) -> None:
     """List an app's environments."""
     envs = ApiClient().get(f"/v1/apps/{app}/environments")
-    _table(
+    table(
         f"Environments of {app}",
         ["name", "runner", "health"],
         [
@@ -175,7 +175,7 @@ def releases(ctx: typer.Context, app: AppOpt = "", env: EnvOpt = "") -> None:
     if not app or not env:
         raise CliError("releases needs --app and --env")
     rows = ApiClient().get(f"{_env_path(app, env)}/releases")
-    _table(
+    table(
         f"Releases of {app}/{env}",
         ["version", "status", "cause", "artifact", "config", "created"],
         [
@@ -207,7 +207,7 @@ def ps(
         f"{app}/{env}: release v{release['version']} ({release['artifact_id'][:19]}), "
         f"live since {current['deployment']['started_at']}"
     )
-    _table(
+    table(
         "Processes",
         ["type", "status", "url"],
         [[p["type"], p["status"], p["url"]] for p in current["processes"]],
@@ -220,7 +220,7 @@ def print_pipeline(pipeline: dict[str, Any]) -> None:
         f"Pipeline {pipeline['id']} ({pipeline['kind']}) of {pipeline['app']}/"
         f"{pipeline['environment']}: [bold]{pipeline['status']}[/]"
     )
-    _table(
+    table(
         "Stages",
         ["stage", "status", "attempt", "worker", "result", "error"],
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -192,7 +193,7 @@ def up(
     commands.append(_worker_command(constants.NOTIFY_QUEUE, 1, f"{constants.NOTIFY_QUEUE}@%h"))
     commands.append(_beat_command(settings))
     pools = [
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_up)
         for command in commands
     ]
     log.info("up.started", data_dir=str(settings.data_dir), url=f"http://{host}:{port}")
@@ -219,9 +220,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _die_with_parent() -> None:
-    """In a pool's child: receive SIGTERM if `shipyard up` itself dies, even by SIGKILL."""
-    processes.die_with_parent(signal.SIGTERM)
+# A pool's process gets SIGTERM when `shipyard up` itself dies, even by SIGKILL.
+_die_with_up = functools.partial(processes.die_with_parent, signal.SIGTERM)
 
 
 def _restore_live_deployments(settings: Settings) -> None:

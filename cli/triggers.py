@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from cli.client import ApiClient, CliError
-from cli.resources import AppOpt, _table
+from cli.resources import AppOpt, table
 
 console = Console()
 hooks_cli = typer.Typer(help="Incoming webhooks from GitHub, GitLab and CI.")
@@ -63,7 +63,7 @@ def hooks(
         highlight=False,
     )
     deliveries = client.get(f"/v1/apps/{app}/hooks/deliveries", {"limit": str(limit)})
-    _table(
+    table(
         "Last deliveries",
         ["received", "provider", "event", "outcome", "ref", "environment", "pipeline / reason"],
         [
@@ -150,7 +150,7 @@ def schedules_add(
 def schedules_ls(app: AppOpt) -> None:
     """List the app's schedules with their next due time and latest run."""
     rows = ApiClient().get(f"/v1/apps/{app}/schedules")
-    _table(
+    table(
         f"Schedules of {app}",
         ["id", "promote", "cron", "gates", "next due", "last run"],
         [
@@ -210,7 +210,7 @@ def subscriptions_add(
 def subscriptions_ls(app: AppOpt) -> None:
     """List the app's subscriptions."""
     rows = ApiClient().get(f"/v1/apps/{app}/subscriptions")
-    _table(
+    table(
         f"Subscriptions of {app}",
         ["id", "url", "events"],
         [[s["id"], s["url"], ", ".join(s["events"])] for s in rows],

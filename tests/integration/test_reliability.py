@@ -155,60 +155,72 @@ def _finish_all(stack: Stack, ids: list[str]) -> list[dict[str, Any]]:
     return [stack.wait_pipeline(pipeline_id, timeout=120) for pipeline_id in ids]
 
 
-@pytest.mark.timeout(300)
-def test_pipelines_survive_a_flushed_redis(
-    make_stack: StackFactory, postgres_server: str, tmp_path: Path, hello_repo: Path
-) -> None:
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A started redis-server of this test's own, to flush or restart at will."""
     broker = PrivateRedis(tmp_path / "redis")
     broker.start()
     try:
-        with fresh_database(postgres_server) as database_url:
-            stack = make_stack(broker.url, database_url)
-            commit_file(hello_repo, "shipyard.toml", '[build]\ncommand = "sleep 1"\n', "slow")
-            for env in ("a", "b", "c"):
-                stack.create_app(f"flush-{env}", hello_repo, envs=("staging",))
-            ids = [stack.start_pipeline(f"flush-{env}", "staging") for env in ("a", "b", "c")]
-            time.sleep(0.5)
-
-            broker.flush()  # every queued and unacked message is gone
-
-            done = _finish_all(stack, ids)
-            assert [p["status"] for p in done] == ["succeeded"] * 3, done
-            stack.stop_all()
+        yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def slow_build_repo(hello_repo: Path) -> Path:
+    """examples/hello whose build takes a second, so pipelines are in flight when damaged."""
+    commit_file(hello_repo, "shipyard.toml", '[build]\ncommand = "sleep 1"\n', "slow")
+    return hello_repo
+
+
+@pytest.mark.timeout(300)
+def test_pipelines_survive_a_flushed_redis(
+    make_stack: StackFactory,
+    postgres_server: str,
+    private_redis: PrivateRedis,
+    slow_build_repo: Path,
+) -> None:
+    with fresh_database(postgres_server) as database_url:
+        stack = make_stack(private_redis.url, database_url)
+        for env in ("a", "b", "c"):
+            stack.create_app(f"flush-{env}", slow_build_repo, envs=("staging",))
+        ids = [stack.start_pipeline(f"flush-{env}", "staging") for env in ("a", "b", "c")]
+        time.sleep(0.5)
+
+        private_redis.flush()  # every queued and unacked message is gone
+
+        done = _finish_all(stack, ids)
+        assert [p["status"] for p in done] == ["succeeded"] * 3, done
+        stack.stop_all()
 
 
 @pytest.mark.timeout(300)
 def test_workers_resume_consuming_after_redis_restarts(
-    make_stack: StackFactory, postgres_server: str, tmp_path: Path, hello_repo: Path
+    make_stack: StackFactory,
+    postgres_server: str,
+    private_redis: PrivateRedis,
+    slow_build_repo: Path,
 ) -> None:
-    broker = PrivateRedis(tmp_path / "redis")
-    broker.start()
-    try:
-        with fresh_database(postgres_server) as database_url:
-            stack = make_stack(broker.url, database_url)
-            commit_file(hello_repo, "shipyard.toml", '[build]\ncommand = "sleep 1"\n', "slow")
-            stack.create_app("restart", hello_repo, envs=("staging", "qa"))
-            before = stack.start_pipeline("restart", "staging")
-            time.sleep(0.5)
+    with fresh_database(postgres_server) as database_url:
+        stack = make_stack(private_redis.url, database_url)
+        stack.create_app("restart", slow_build_repo, envs=("staging", "qa"))
+        before = stack.start_pipeline("restart", "staging")
+        time.sleep(0.5)
 
-            broker.stop()
-            down = stack.client.post(
-                "/v1/apps/restart/pipelines", json={"environment": "qa"}, timeout=30
-            )
-            broker.start()
+        private_redis.stop()
+        down = stack.client.post(
+            "/v1/apps/restart/pipelines", json={"environment": "qa"}, timeout=30
+        )
+        private_redis.start()
 
-            assert down.status_code == 503
-            assert "broker" in down.json()["detail"]
-            assert stack.wait_pipeline(before, timeout=120)["status"] == "succeeded"
-            after = stack.deploy("restart", "qa")  # consumed by the same, reconnected workers
-            assert after["status"] == "succeeded", after
-            for queue in ("build", "release", "run"):
-                assert stack.processes[f"worker-{queue}"].poll() is None
-            stack.stop_all()
-    finally:
-        broker.stop()
+        assert down.status_code == 503
+        assert "broker" in down.json()["detail"]
+        assert stack.wait_pipeline(before, timeout=120)["status"] == "succeeded"
+        after = stack.deploy("restart", "qa")  # consumed by the same, reconnected workers
+        assert after["status"] == "succeeded", after
+        for queue in ("build", "release", "run"):
+            assert stack.processes[f"worker-{queue}"].poll() is None
+        stack.stop_all()
 
 
 @pytest.mark.timeout(300)
