@@ -11,18 +11,22 @@ from the first send until the harness sees all N ended (polled every 20 ms).
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from celery import Celery, chain
 
 from bench import raw_chain
 from bench.context import Bench
+from bench.cpu import CpuMeter
 from bench.profiling import profiled
 from bench.stats import percentile
 from shared import constants
 from shared.broker import make_celery
 from shared.settings import Settings
+from workers import source
 
 SCENARIO = "1. Pipeline overhead"
 APP = "overhead"
@@ -87,18 +91,29 @@ def run(bench: Bench) -> None:
         celery.close()
 
 
-def _shipyard_once(bench: Bench, ref: str) -> tuple[float, float, str]:
-    """(wall, in-system) seconds of one pipeline, and its id."""
+def _shipyard_once(bench: Bench, ref: str) -> tuple[float, float, str, float]:
+    """(wall, in-system) seconds of one pipeline, its id, and the seconds its POST took."""
     stack = bench.stack
     started = time.monotonic()
     pipeline_id = stack.start_pipeline(APP, LATENCY_ENV, ref)
+    posted = time.monotonic() - started
     wall = stack.wait_pipeline(pipeline_id, poll=0.001) - started
     row = stack.db.execute(
         "SELECT EXTRACT(EPOCH FROM finished_at - created_at) FROM pipeline WHERE id = %s",
         (pipeline_id,),
     ).fetchone()
     assert row is not None
-    return wall, float(row[0]), pipeline_id
+    return wall, float(row[0]), pipeline_id, posted
+
+
+def _git_once(bench: Bench, ref: str) -> float:
+    """Seconds the build stage's two git steps take for `ref`, in this process: resolve the ref
+    and export its tree (workers.source, as the build stage calls them)."""
+    with tempfile.TemporaryDirectory(prefix="bench-git-") as scratch:
+        started = time.monotonic()
+        commit = source.resolve(str(bench.repo), ref, Path(scratch) / "mirrors")
+        source.export(commit, "", Path(scratch) / "src")
+        return time.monotonic() - started
 
 
 def _raw_once(bench: Bench, celery: Celery) -> tuple[float, float]:
@@ -126,11 +141,16 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
     raw: list[float] = []
     raw_inside: list[float] = []
     new_ids: list[str] = []
+    posts: list[float] = []
+    gits: list[float] = []
     for _ in range(bench.plan.latency_samples):
-        wall, inside, pipeline_id = _shipyard_once(bench, bench.commits.next())
+        ref = bench.commits.next()
+        wall, inside, pipeline_id, posted = _shipyard_once(bench, ref)
         new.append(wall)
         new_inside.append(inside)
         new_ids.append(pipeline_id)
+        posts.append(posted)
+        gits.append(_git_once(bench, ref))
         wall, inside = _raw_once(bench, celery)
         raw.append(wall)
         raw_inside.append(inside)
@@ -138,6 +158,7 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
     _breakdown(bench, new_ids)
     ms = 1000.0
     p50, raw_p50 = percentile(new, 50), percentile(raw, 50)
+    _floor(bench, raw_p50, percentile(posts, 50), percentile(gits, 50))
     figures.add(SCENARIO, "latency p50, Shipyard, new commit", "ms", p50 * ms)
     figures.add(SCENARIO, "latency p90, Shipyard, new commit", "ms", percentile(new, 90) * ms)
     figures.add(
@@ -170,6 +191,23 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
         "in-system p50, raw (sent → last task ended)",
         "ms",
         percentile(raw_inside, 50) * ms,
+    )
+
+
+def _floor(bench: Bench, raw_p50: float, post_p50: float, git_p50: float) -> None:
+    """What the latency target leaves Shipyard, beside two costs no stage can skip."""
+    ms = 1000.0
+    figures = bench.figures
+    figures.add(
+        SCENARIO, "latency budget the target leaves (0.5 × raw p50)", "ms", raw_p50 * ms / 2
+    )
+    figures.add(SCENARIO, "floor: POST …/pipelines answered, p50", "ms", post_p50 * ms)
+    figures.add(SCENARIO, "floor: git resolve + export of the commit, p50", "ms", git_p50 * ms)
+    figures.add(
+        SCENARIO,
+        "floor (POST + git) ÷ budget",
+        "×",
+        (post_p50 + git_p50) / (raw_p50 / 2),
     )
 
 
@@ -206,10 +244,16 @@ def _throughput(bench: Bench, celery: Celery) -> None:
     count = bench.plan.throughput_pipelines
     jobs = [(f"flight-{i}", sha) for i, sha in enumerate(bench.commits.take(count))]
     pools = ["worker-build", "worker-release", "worker-run", "api"]
+    shipyard_cpu = CpuMeter(bench.stack, {name: [name] for name in pools})
     with profiled(bench.stack, bench.profile_dir, "throughput", pools):
+        shipyard_cpu.start()
         started = time.monotonic()
         pipeline_ids = bench.submit(APP, jobs)
+        accepted = count / (time.monotonic() - started)
         shipyard = count / (bench.wait_all(pipeline_ids) - started)
+        shipyard_cpu.stop()
+    raw_cpu = CpuMeter(bench.stack, {f"worker-{q}": [f"raw-{q}"] for _, q in _LINKS})
+    raw_cpu.start()
 
     done_key = f"bench:{bench.stack.namespace}:throughput"
     redis = bench.stack.redis
@@ -223,6 +267,7 @@ def _throughput(bench: Bench, celery: Celery) -> None:
             raise RuntimeError("raw chains did not end within 600 s")
         time.sleep(0.02)
     raw = count / (time.monotonic() - started)
+    raw_cpu.stop()
     redis.delete(done_key)
 
     figures = bench.figures
@@ -237,3 +282,31 @@ def _throughput(bench: Bench, celery: Celery) -> None:
         target="≥ 0.7×",
         check=(">=", 0.7),
     )
+    figures.add(
+        SCENARIO,
+        "API: pipelines accepted/s while the pools ran",
+        "/s",
+        accepted,
+    )
+    _cpu_figures(bench, shipyard_cpu, raw_cpu, count)
+
+
+def _cpu_figures(bench: Bench, shipyard: CpuMeter, raw: CpuMeter, count: int) -> None:
+    """CPU per pipeline (by process) and per raw chain: the throughput floor on 2 shared cores.
+
+    psutil reads CPU time in clock ticks (10 ms); each figure sums enough work to be far above.
+    """
+    ms = 1000.0
+    add = bench.figures.add
+    labels = {
+        "api": "API",
+        **{f"worker-{queue}": f"{queue} pool" for _, queue in _LINKS},
+        "postgres": "PostgreSQL",
+    }
+    for key, label in labels.items():
+        add(SCENARIO, f"CPU per pipeline: {label}", "ms", shipyard.used[key] / count * ms)
+    shipyard_total = sum(shipyard.used.values()) / count
+    raw_total = sum(used for key, used in raw.used.items() if key != "postgres") / count
+    add(SCENARIO, "CPU per pipeline, all (with Redis)", "ms", shipyard_total * ms)
+    add(SCENARIO, "CPU per raw chain, all (its 3 pools and Redis)", "ms", raw_total * ms)
+    add(SCENARIO, "CPU ratio, raw chain / pipeline", "×", raw_total / shipyard_total)

@@ -73,8 +73,12 @@ def create_subscription(
 
 def list_subscriptions(*, session: Session, app: App) -> list[Subscription]:
     """`app`'s subscriptions, oldest first."""
+    return _subscriptions_of(session, app.id)
+
+
+def _subscriptions_of(session: Session, app_id: uuid.UUID) -> list[Subscription]:
     query = select(Subscription).where(
-        Subscription.app_id == app.id, col(Subscription.deleted_at).is_(None)
+        Subscription.app_id == app_id, col(Subscription.deleted_at).is_(None)
     )
     return list(session.exec(query.order_by(col(Subscription.created_at))))
 
@@ -139,20 +143,28 @@ def rotate_subscription_secrets(*, session: Session, box: SecretBox) -> int:
 
 
 def emit(
-    *, session: Session, app: App, event: str, data: dict[str, Any]
+    *,
+    session: Session,
+    app: App,
+    event: str,
+    data: dict[str, Any],
+    subscriptions: list[Subscription] | None = None,
 ) -> list[NotificationQueued]:
     """A notification of `event` for each of `app`'s subscriptions to it; publish after commit.
 
+    `subscriptions` are the app's, when the caller has read them already.
     Written in a savepoint: should it fail, the fact being reported is still recorded.
     """
-    subscriptions = [s for s in list_subscriptions(session=session, app=app) if event in s.events]
-    if not subscriptions:
+    if subscriptions is None:
+        subscriptions = list_subscriptions(session=session, app=app)
+    subscribed = [s for s in subscriptions if event in s.events]
+    if not subscribed:
         return []
     occurred_at = utcnow().isoformat()
     queued = []
     try:
         with session.begin_nested():
-            for subscription in subscriptions:
+            for subscription in subscribed:
                 notification = Notification(subscription_id=subscription.id, event=event, body="")
                 payload = {
                     "id": str(notification.id),
@@ -174,7 +186,10 @@ def emit(
 def pipeline_notices(
     *, session: Session, pipeline: Pipeline, stage: str
 ) -> list[NotificationQueued]:
-    """The events a stage's recorded result amounts to, as notifications (same transaction)."""
+    """The events a stage's recorded result amounts to, as notifications (same transaction).
+
+    Costs nothing when the stage amounts to no event, and one query when nobody subscribed.
+    """
     finished = pipeline.status in (PipelineStatus.SUCCEEDED, PipelineStatus.FAILED)
     events = []
     if stage == "release" and pipeline.status != PipelineStatus.FAILED and pipeline.release_id:
@@ -184,14 +199,21 @@ def pipeline_notices(
         kind_event = _KIND_EVENTS.get(PipelineKind(pipeline.kind))
         if kind_event is not None:
             events.append(kind_event)
+    if not events:
+        return []
+    subscriptions = _subscriptions_of(session, pipeline.app_id)
+    if not any(event in s.events for s in subscriptions for event in events):
+        return []
     app = session.get(App, pipeline.app_id)
-    if not events or app is None:
+    if app is None:
         return []
     data = _pipeline_data(session, pipeline)
     return [
         notice
         for event in events
-        for notice in emit(session=session, app=app, event=event, data=data)
+        for notice in emit(
+            session=session, app=app, event=event, data=data, subscriptions=subscriptions
+        )
     ]
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from shared import constants
@@ -54,8 +55,7 @@ def create_pipeline(
         release_id=release_id,
         source_release_id=source_release_id,
     )
-    session.add(pipeline)
-    session.flush()
+    session.add(pipeline)  # its id is made here: one flush writes it and its stage runs
     for position, name in enumerate(STAGES_BY_KIND[kind]):
         first = position == 0
         session.add(
@@ -159,6 +159,7 @@ class Claim:
     outcome: ClaimOutcome
     run: StageRun | None = None
     events: list[StageEvent] = field(default_factory=list)  # to publish after commit
+    pipeline: Pipeline | None = None  # the claimed stage's pipeline, as the claim left it
 
 
 class StageSuperseded(Exception):
@@ -187,7 +188,8 @@ def claim_stage(
             or_(col(StageRun.heartbeat_at).is_(None), col(StageRun.heartbeat_at) < stale),
         ),
     )
-    result = session.execute(
+    # One statement claims and returns the row (RETURNING): the hot path of every stage.
+    run = session.scalars(
         update(StageRun)
         .where(col(StageRun.pipeline_id) == pipeline_id, col(StageRun.name) == stage, claimable)
         .values(
@@ -198,14 +200,16 @@ def claim_stage(
             hostname=hostname,
             error=None,
         )
-    )
-    run = session.exec(
-        select(StageRun).where(StageRun.pipeline_id == pipeline_id, StageRun.name == stage)
-    ).one()
-    session.refresh(run)
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        busy = run.status == StageStatus.RUNNING
-        return Claim(ClaimOutcome.BUSY if busy else ClaimOutcome.DONE)
+        .returning(StageRun)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+    if run is None:
+        status = session.scalars(
+            select(StageRun.status).where(
+                StageRun.pipeline_id == pipeline_id, StageRun.name == stage
+            )
+        ).one()
+        return Claim(ClaimOutcome.BUSY if status == StageStatus.RUNNING else ClaimOutcome.DONE)
     if run.attempt > constants.MAX_STAGE_ATTEMPTS:
         # Every worker that took this stage died under it (OOM killer, hard time limit, …):
         # failing it frees the environment's queue instead of retrying forever.
@@ -217,13 +221,15 @@ def claim_stage(
             attempt=run.attempt,
         )
         return Claim(ClaimOutcome.GAVE_UP, events=woken)
-    session.execute(
-        update(Pipeline)
-        .where(col(Pipeline.id) == pipeline_id, col(Pipeline.status) == PipelineStatus.QUEUED)
-        .values(status=PipelineStatus.RUNNING)
-    )
-    session.flush()
-    return Claim(ClaimOutcome.CLAIMED, run)
+    if pipeline.status == PipelineStatus.QUEUED:  # its first stage: the pipeline starts now
+        session.execute(
+            update(Pipeline)
+            .where(col(Pipeline.id) == pipeline_id, col(Pipeline.status) == PipelineStatus.QUEUED)
+            .values(status=PipelineStatus.RUNNING)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(pipeline, "status", PipelineStatus.RUNNING)
+    return Claim(ClaimOutcome.CLAIMED, run, pipeline=pipeline)
 
 
 def heartbeat(*, session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int) -> None:
@@ -240,17 +246,18 @@ def _fence(session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int | 
     if attempt is None:
         return
     result = session.execute(
-        update(StageRun)
-        .where(
-            col(StageRun.pipeline_id) == pipeline_id,
-            col(StageRun.name) == stage,
-            col(StageRun.status) == StageStatus.RUNNING,
-            col(StageRun.attempt) == attempt,
-        )
-        .values(heartbeat_at=utcnow())
+        update(StageRun).where(*_holding(pipeline_id, stage, attempt)).values(heartbeat_at=utcnow())
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise StageSuperseded(f"attempt {attempt} of {stage} was taken over")
+
+
+def _holding(pipeline_id: uuid.UUID, stage: str, attempt: int | None) -> list[ColumnElement[bool]]:
+    """The stage row, while `attempt` holds it (any attempt when None)."""
+    where = [col(StageRun.pipeline_id) == pipeline_id, col(StageRun.name) == stage]
+    if attempt is not None:
+        where += [col(StageRun.status) == StageStatus.RUNNING, col(StageRun.attempt) == attempt]
+    return where
 
 
 def complete_stage(
@@ -269,22 +276,30 @@ def complete_stage(
     Returns the events to publish once this is committed: a waiting pipeline of the same
     environment that this one's end lets through (the caller publishes its own next stage).
     """
-    _fence(session, pipeline.id, stage, attempt)
-    runs = stages_of(session=session, pipeline_id=pipeline.id)
-    current = next(run for run in runs if run.name == stage)
     now = utcnow()
-    current.status = StageStatus.SUCCEEDED
-    current.finished_at = now
-    current.result_id = result_id
-    current.cache_hit = cache_hit
-    current.output = output
-    session.add(current)
-    following = [run for run in runs if run.position > current.position]
-    if following:
-        following[0].status = StageStatus.QUEUED
-        following[0].queued_at = now
-        session.add(following[0])
-        session.flush()
+    # The fence and the result in one statement: only the attempt holding the stage records it.
+    position = session.scalars(
+        update(StageRun)
+        .where(*_holding(pipeline.id, stage, attempt))
+        .values(
+            status=StageStatus.SUCCEEDED,
+            finished_at=now,
+            result_id=result_id,
+            cache_hit=cache_hit,
+            output=output,
+        )
+        .returning(col(StageRun.position))
+    ).one_or_none()
+    if position is None:
+        raise StageSuperseded(f"attempt {attempt} of {stage} was taken over")
+    queued = session.scalars(
+        update(StageRun)
+        .where(col(StageRun.pipeline_id) == pipeline.id, col(StageRun.position) == position + 1)
+        .values(status=StageStatus.QUEUED, queued_at=now)
+        .returning(col(StageRun.name))
+    ).one_or_none()
+    if queued is not None:
+        session.flush()  # the caller's own changes to the pipeline row
         return []
     pipeline.status = PipelineStatus.SUCCEEDED
     pipeline.finished_at = now

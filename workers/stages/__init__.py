@@ -43,6 +43,8 @@ class StageResult:
     artifact_id: str | None = None
     release_id: uuid.UUID | None = None
     deployment_id: uuid.UUID | None = None
+    # Rows the stage finishes with its result, in the same transaction (after the fence).
+    record: Callable[[Session], None] | None = None
 
 
 StageWork = Callable[[WorkerContext, Pipeline], StageResult]
@@ -66,15 +68,15 @@ def execute(
                 hostname=hostname,
                 stale_after=context.settings.stale_after_seconds,
             )
-            pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
         for event in claim.events:
             publish(context.celery, event)
         if claim.run is None:
             log.info(_NOT_CLAIMED[claim.outcome])
             return claim.outcome
+        assert claim.pipeline is not None, "a claimed stage comes with its pipeline"
         log.info("stage.started", attempt=claim.run.attempt)
         try:
-            _run_claimed(context, pipeline, stage, claim.run.attempt, work)
+            _run_claimed(context, claim.pipeline, stage, claim.run.attempt, work)
         except pipelines.StageSuperseded:
             # Another worker took the stage over while this one was silent: its result stands.
             log.warning("stage.superseded", attempt=claim.run.attempt)
@@ -160,6 +162,8 @@ def _record_success(
             output=result.output,
             attempt=attempt,
         )
+        if result.record is not None:
+            result.record(session)
         notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.info("stage.succeeded", result_id=result.result_id, cache_hit=result.cache_hit)
     # Published only after the stage's rows are committed (see docs/reliability.md).

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 
 import structlog
+from sqlmodel import Session
 
 from shared.db import session_scope
 from shared.events import ArtifactBuilt
@@ -49,13 +51,14 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         build_log.write(f"!!!!!> {exc.message}")
         _save_build(context, build.id, commit_sha, None, False, build_log)
         raise
-    _save_build(context, build.id, commit_sha, artifact_id, cache_hit, build_log)
     structlog.contextvars.bind_contextvars(artifact_id=artifact_id)
     return StageResult(
         result_id=artifact_id,
         artifact_id=artifact_id,
         cache_hit=cache_hit,
         next_event=ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=artifact_id),
+        # The build row is finished with the stage's result: one transaction, fenced.
+        record=partial(_finish, build.id, commit_sha, artifact_id, cache_hit, build_log),
     )
 
 
@@ -98,15 +101,25 @@ def _save_build(
     build_log: BuildLog,
 ) -> None:
     with session_scope(context.db_url) as session:
-        build = get_row(session, Build, build_id)
-        builds.finish_build(
-            session=session,
-            build=build,
-            commit_sha=commit_sha,
-            artifact_id=artifact_id,
-            cache_hit=cache_hit,
-            log=build_log.text(),
-        )
+        _finish(build_id, commit_sha, artifact_id, cache_hit, build_log, session)
+
+
+def _finish(
+    build_id: uuid.UUID,
+    commit_sha: str | None,
+    artifact_id: str | None,
+    cache_hit: bool,
+    build_log: BuildLog,
+    session: Session,
+) -> None:
+    builds.finish_build(
+        session=session,
+        build=get_row(session, Build, build_id),
+        commit_sha=commit_sha,
+        artifact_id=artifact_id,
+        cache_hit=cache_hit,
+        log=build_log.text(),
+    )
 
 
 def remove_expired_artifacts(context: WorkerContext, artifact_ids: list[str]) -> None:

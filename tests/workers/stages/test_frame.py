@@ -1,0 +1,162 @@
+"""The stages' common frame, in one process: claim, work, record, publish, and what it costs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy import event
+from sqlmodel import Session, select
+
+from shared import migrate
+from shared.db import get_engine, session_scope
+from shared.events import ArtifactBuilt, Event, ReleaseCreated
+from shared.models import Build, Pipeline, PipelineKind, PipelineStatus, StageRun
+from shared.schemas import AppCreate, EnvironmentCreate
+from shared.services import apps, pipelines
+from shared.services.pipelines import ClaimOutcome
+from shared.settings import Settings
+from workers import stages
+from workers.context import WorkerContext
+from workers.stages.build import build_work
+from workers.stages.release import release_work
+from workers.stages.run import run_work
+
+WORK = {"build": build_work, "release": release_work, "run": run_work}
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Iterator[WorkerContext]:
+    """A worker context on a migrated SQLite file of this test's own."""
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    migrate.upgrade(settings.sqlalchemy_url)
+    yield WorkerContext.create(settings, Celery("shipyard-tests"))
+    get_engine(settings.sqlalchemy_url).dispose()
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
+    """What the frame publishes, in order, instead of sending it to a broker."""
+    sent: list[Event] = []
+    monkeypatch.setattr(stages, "publish", lambda _celery, event: sent.append(event))
+    return sent
+
+
+@pytest.fixture
+def pipeline(context: WorkerContext, repo: Path) -> Pipeline:
+    """A queued deploy pipeline of a noop app (noop builder and runner) at `repo`'s main."""
+    with session_scope(context.db_url) as session:
+        app = apps.create_app(
+            session=session, data=AppCreate(name="web", repo=str(repo), builder="noop")
+        )
+        environment = apps.create_environment(
+            session=session, app=app, data=EnvironmentCreate(name="staging", runner="noop")
+        )
+        return pipelines.create_pipeline(
+            session=session,
+            app=app,
+            environment=environment,
+            kind=PipelineKind.DEPLOY,
+            trigger="api",
+            ref="main",
+        )
+
+
+def _execute(context: WorkerContext, pipeline: Pipeline, stage: str) -> ClaimOutcome:
+    return stages.execute(context, pipeline.id, stage, f"{stage}@test", WORK[stage])
+
+
+def _stored(context: WorkerContext, pipeline: Pipeline) -> tuple[Pipeline, dict[str, StageRun]]:
+    with Session(get_engine(context.db_url)) as session:
+        stored = session.get(Pipeline, pipeline.id)
+        assert stored is not None
+        runs = session.exec(select(StageRun).where(StageRun.pipeline_id == pipeline.id))
+        return stored, {run.name: run for run in runs}
+
+
+def test_the_three_stages_record_their_results_and_publish_only_ids(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    for stage in ("build", "release", "run"):
+        assert _execute(context, pipeline, stage) == ClaimOutcome.CLAIMED
+
+    stored, runs = _stored(context, pipeline)
+    assert stored.status == PipelineStatus.SUCCEEDED and stored.finished_at is not None
+    assert all(run.status == "succeeded" and run.attempt == 1 for run in runs.values())
+    assert stored.artifact_id is not None and stored.artifact_id.startswith("sha256:")
+    assert stored.release_id is not None and stored.deployment_id is not None
+    assert published == [
+        ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=stored.artifact_id),
+        ReleaseCreated(pipeline_id=pipeline.id, release_id=stored.release_id),
+    ]
+    assert runs["build"].result_id == stored.artifact_id
+
+
+def test_the_build_row_is_finished_with_the_stage_result_in_one_transaction(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    # The build's work is done, but another worker took the stage over before the result was
+    # recorded: neither the stage nor the build row may carry this attempt's result.
+    def taken_over_meanwhile(context: WorkerContext, claimed: Pipeline) -> stages.StageResult:
+        result = build_work(context, claimed)
+        with session_scope(context.db_url) as session:
+            run = session.exec(
+                select(StageRun).where(StageRun.pipeline_id == claimed.id, StageRun.name == "build")
+            ).one()
+            run.attempt += 1  # what a takeover's claim does
+            session.add(run)
+        return result
+
+    stages.execute(context, pipeline.id, "build", "slow@test", taken_over_meanwhile)
+
+    stored, runs = _stored(context, pipeline)
+    assert runs["build"].status == "running" and runs["build"].result_id is None
+    assert stored.artifact_id is None and published == []
+    with Session(get_engine(context.db_url)) as session:
+        build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+    assert build.finished_at is None and build.artifact_id is None
+
+
+def test_a_duplicate_message_for_a_finished_stage_does_nothing(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    assert _execute(context, pipeline, "build") == ClaimOutcome.CLAIMED
+
+    assert _execute(context, pipeline, "build") == ClaimOutcome.DONE
+
+    _stored_pipeline, runs = _stored(context, pipeline)
+    assert runs["build"].attempt == 1 and len(published) == 1
+
+
+def test_claiming_a_stage_past_the_gate_takes_two_statements(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    # The claim is on every stage's path: read the pipeline, then one conditional UPDATE that
+    # claims the stage and returns it. (The first stage also marks the pipeline running; the
+    # gate stage also takes the environment's lock.)
+    for stage in ("build", "release"):
+        assert _execute(context, pipeline, stage) == ClaimOutcome.CLAIMED
+    statements: list[str] = []
+    engine = get_engine(context.db_url)
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with session_scope(context.db_url) as session:
+            claim = pipelines.claim_stage(
+                session=session,
+                pipeline_id=pipeline.id,
+                stage="run",
+                hostname="run@test",
+                stale_after=60,
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert claim.outcome == ClaimOutcome.CLAIMED and claim.pipeline is not None
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["SELECT", "UPDATE"]
