@@ -50,10 +50,10 @@ def raw_client(bench: Bench) -> Celery:
     return make_celery(settings, "bench-raw-client")
 
 
-def send_chain(celery: Celery, done_key: str) -> str:
+def send_chain(celery: Celery, done_key: str, durable: bool = False) -> str:
     """Send build → release → run as one Celery chain, by task name."""
     token = uuid.uuid4().hex
-    args = (token, time.time(), done_key)
+    args = (token, time.time(), done_key, durable)
     links = [
         celery.signature(name, args=args, options={"queue": q, "routing_key": q}, immutable=True)
         for name, q in _LINKS
@@ -64,6 +64,7 @@ def send_chain(celery: Celery, done_key: str) -> str:
 
 def setup(bench: Bench) -> None:
     """The noop app, its latency environment and one environment per in-flight pipeline."""
+    bench.stack.db.execute(raw_chain.CREATE_DURABLE_TABLE)
     bench.create_app(APP, "noop")
     names = [LATENCY_ENV, *(f"flight-{i}" for i in range(bench.plan.throughput_pipelines))]
     bench.create_environments(APP, names, runner="noop")
@@ -75,6 +76,7 @@ def warm_up(bench: Bench, celery: Celery) -> None:
         pipeline_id = bench.stack.start_pipeline(APP, LATENCY_ENV, bench.commits.next())
         bench.stack.wait_pipeline(pipeline_id)
         _raw_once(bench, celery)
+        _raw_once(bench, celery, durable=True)
 
 
 def run(bench: Bench) -> None:
@@ -116,11 +118,11 @@ def _git_once(bench: Bench, ref: str) -> float:
         return time.monotonic() - started
 
 
-def _raw_once(bench: Bench, celery: Celery) -> tuple[float, float]:
+def _raw_once(bench: Bench, celery: Celery, durable: bool = False) -> tuple[float, float]:
     """(wall, in-system) seconds of one raw chain."""
     done_key = f"bench:{bench.stack.namespace}:latency"
     started = time.monotonic()
-    token = send_chain(celery, done_key)
+    token = send_chain(celery, done_key, durable)
     deadline = started + 60
     while time.monotonic() < deadline:
         record = bench.stack.redis.lpop(done_key)
@@ -140,6 +142,7 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
     cached: list[float] = []
     raw: list[float] = []
     raw_inside: list[float] = []
+    durable: list[float] = []
     new_ids: list[str] = []
     posts: list[float] = []
     gits: list[float] = []
@@ -154,6 +157,7 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
         wall, inside = _raw_once(bench, celery)
         raw.append(wall)
         raw_inside.append(inside)
+        durable.append(_raw_once(bench, celery, durable=True)[0])
         cached.append(_shipyard_once(bench, built)[0])
     _breakdown(bench, new_ids)
     ms = 1000.0
@@ -166,6 +170,13 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
     )
     figures.add(SCENARIO, "latency p50, raw chain", "ms", raw_p50 * ms)
     figures.add(SCENARIO, "latency p90, raw chain", "ms", percentile(raw, 90) * ms)
+    durable_p50 = percentile(durable, 50)
+    figures.add(
+        SCENARIO, "latency p50, durable raw chain (a commit per link)", "ms", durable_p50 * ms
+    )
+    figures.add(
+        SCENARIO, "latency p50 ratio, Shipyard new commit / durable raw", "×", p50 / durable_p50
+    )
     figures.add(
         SCENARIO,
         "latency p50 ratio, Shipyard new commit / raw",
@@ -255,25 +266,19 @@ def _throughput(bench: Bench, celery: Celery) -> None:
     raw_cpu = CpuMeter(bench.stack, {f"worker-{q}": [f"raw-{q}"] for _, q in _LINKS})
     raw_cpu.start()
 
-    done_key = f"bench:{bench.stack.namespace}:throughput"
-    redis = bench.stack.redis
-    redis.delete(done_key)
-    started = time.monotonic()
-    for _ in range(count):
-        send_chain(celery, done_key)
-    deadline = started + 600
-    while redis.llen(done_key) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError("raw chains did not end within 600 s")
-        time.sleep(0.02)
-    raw = count / (time.monotonic() - started)
+    raw = _raw_throughput(bench, celery, count)
     raw_cpu.stop()
-    redis.delete(done_key)
+    durable_cpu = CpuMeter(bench.stack, raw_cpu.groups)
+    durable_cpu.start()
+    durable = _raw_throughput(bench, celery, count, durable=True)
+    durable_cpu.stop()
 
     figures = bench.figures
     name = f"{count} in flight"
     figures.add(SCENARIO, f"throughput, Shipyard, {name}", "pipelines/s", shipyard)
     figures.add(SCENARIO, f"throughput, raw chain, {name}", "chains/s", raw)
+    figures.add(SCENARIO, f"throughput, durable raw chain, {name}", "chains/s", durable)
+    figures.add(SCENARIO, "throughput ratio, Shipyard / durable raw", "×", shipyard / durable)
     figures.add(
         SCENARIO,
         "throughput ratio, Shipyard / raw",
@@ -288,10 +293,30 @@ def _throughput(bench: Bench, celery: Celery) -> None:
         "/s",
         accepted,
     )
-    _cpu_figures(bench, shipyard_cpu, raw_cpu, count)
+    _cpu_figures(bench, shipyard_cpu, raw_cpu, durable_cpu, count)
 
 
-def _cpu_figures(bench: Bench, shipyard: CpuMeter, raw: CpuMeter, count: int) -> None:
+def _raw_throughput(bench: Bench, celery: Celery, count: int, durable: bool = False) -> float:
+    """Chains per second: `count` chains sent at once, until all their end records are in."""
+    done_key = f"bench:{bench.stack.namespace}:throughput"
+    redis = bench.stack.redis
+    redis.delete(done_key)
+    started = time.monotonic()
+    for _ in range(count):
+        send_chain(celery, done_key, durable)
+    deadline = started + 600
+    while redis.llen(done_key) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("raw chains did not end within 600 s")
+        time.sleep(0.02)
+    rate = count / (time.monotonic() - started)
+    redis.delete(done_key)
+    return rate
+
+
+def _cpu_figures(
+    bench: Bench, shipyard: CpuMeter, raw: CpuMeter, durable: CpuMeter, count: int
+) -> None:
     """CPU per pipeline (by process) and per raw chain: the throughput floor on 2 shared cores.
 
     psutil reads CPU time in clock ticks (10 ms); each figure sums enough work to be far above.
@@ -307,6 +332,8 @@ def _cpu_figures(bench: Bench, shipyard: CpuMeter, raw: CpuMeter, count: int) ->
         add(SCENARIO, f"CPU per pipeline: {label}", "ms", shipyard.used[key] / count * ms)
     shipyard_total = sum(shipyard.used.values()) / count
     raw_total = sum(used for key, used in raw.used.items() if key != "postgres") / count
+    durable_total = sum(durable.used.values()) / count
     add(SCENARIO, "CPU per pipeline, all (with Redis)", "ms", shipyard_total * ms)
     add(SCENARIO, "CPU per raw chain, all (its 3 pools and Redis)", "ms", raw_total * ms)
+    add(SCENARIO, "CPU per durable raw chain, all (with PostgreSQL)", "ms", durable_total * ms)
     add(SCENARIO, "CPU ratio, raw chain / pipeline", "×", raw_total / shipyard_total)

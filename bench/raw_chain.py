@@ -6,6 +6,11 @@ command line (bench.stack), gets the very settings of workers/app.py: the same b
 prefetch 1, time limit, and the same logging. Only the tasks differ: they do nothing, and the
 last one records when the chain ended. The harness sends the chain by task name
 (bench.overhead), as the API sends stages.
+
+A durable chain (`durable=True`) is the same chain whose every link first commits one row to
+PostgreSQL (`bench_raw_stage`, in the stack's database): the least a chain that records each
+step before the next one starts can do, beside which Shipyard's own cost can be told apart
+from the cost of durability itself.
 """
 
 from __future__ import annotations
@@ -13,10 +18,17 @@ from __future__ import annotations
 import time
 from functools import cache
 
+import psycopg
 import redis
 from celery import Celery
 
 from shared.settings import get_settings
+
+DURABLE_TABLE = "bench_raw_stage"
+CREATE_DURABLE_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {DURABLE_TABLE}"
+    " (token text NOT NULL, stage text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+)
 
 BUILD_TASK = "bench.raw.build"
 RELEASE_TASK = "bench.raw.release"
@@ -56,14 +68,33 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def build(token: str, sent_at: float, done_key: str) -> None:
-    """First link: nothing."""
+@cache
+def _database() -> psycopg.Connection[tuple[object, ...]]:
+    """This worker process's PostgreSQL connection (the stack's database), made on first use."""
+    url = get_settings().sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://")
+    return psycopg.connect(url)
 
 
-def release(token: str, sent_at: float, done_key: str) -> None:
-    """Second link: nothing."""
+def _record(token: str, stage: str, durable: bool) -> None:
+    if durable:
+        database = _database()
+        database.execute(
+            f"INSERT INTO {DURABLE_TABLE} (token, stage) VALUES (%s, %s)", (token, stage)
+        )
+        database.commit()
 
 
-def run(token: str, sent_at: float, done_key: str) -> None:
-    """Last link: push (token, sent, ended) so the harness sees the chain end."""
+def build(token: str, sent_at: float, done_key: str, durable: bool = False) -> None:
+    """First link: nothing (or one committed row)."""
+    _record(token, "build", durable)
+
+
+def release(token: str, sent_at: float, done_key: str, durable: bool = False) -> None:
+    """Second link: nothing (or one committed row)."""
+    _record(token, "release", durable)
+
+
+def run(token: str, sent_at: float, done_key: str, durable: bool = False) -> None:
+    """Last link: (one committed row, then) push (token, sent, ended) for the harness."""
+    _record(token, "run", durable)
     _redis().rpush(done_key, f"{token} {sent_at!r} {time.time()!r}")

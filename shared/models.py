@@ -178,6 +178,9 @@ class StageRun(SQLModel, table=True):
 class Build(SQLModel, table=True):
     """One build stage's record: the commit it resolved, its log, and what it produced."""
 
+    # The build cache's lookup (an app's earlier build of a commit), whatever the app's history.
+    __table_args__ = (Index("ix_build_cache", "app_id", "commit_sha", "builder"),)
+
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     pipeline_id: uuid.UUID = Field(foreign_key="pipeline.id", unique=True)
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
@@ -248,6 +251,9 @@ class Deployment(SQLModel, table=True):
             postgresql_where=text("status = 'live'"),
         ),
         Index("ix_deployment_history", "environment_id", "started_at"),
+        # The live deployment's lookup, also where the partial index above cannot serve it (a
+        # prepared statement's generic plan does not know that its status parameter is 'live').
+        Index("ix_deployment_environment_status", "environment_id", "status"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

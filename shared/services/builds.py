@@ -26,24 +26,35 @@ def start_build(*, session: Session, pipeline: Pipeline, app: App) -> Build:
 def cached_artifact(
     *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
 ) -> Artifact | None:
-    """The build cache: the artifact this app's earlier build of this commit produced, if it is
+    """The build cache: the artifact this app's latest build of this commit produced, if it is
     still stored.
 
     Looked up through the app's own builds: artifacts are named by their content, so two apps
-    whose builds come out byte for byte the same share one artifact row.
+    whose builds come out byte for byte the same share one artifact row. Two lookups with fixed
+    access paths (the builds by `ix_build_cache`, then artifacts by their key), so that its cost
+    does not grow with the app's history whatever plan a join would get.
     """
-    return session.exec(
-        select(Artifact)
-        .join(Build, col(Build.artifact_id) == col(Artifact.id))
+    produced = session.exec(
+        select(Build.artifact_id)
         .where(
             Build.app_id == app_id,
             Build.commit_sha == commit_sha,
             Build.builder == builder,
-            col(Artifact.deleted_at).is_(None),
+            col(Build.artifact_id).is_not(None),
         )
         .order_by(col(Build.created_at).desc())
-        .limit(1)
-    ).first()
+        .limit(_CACHE_CANDIDATES)
+    ).all()
+    for artifact_id in dict.fromkeys(produced):  # newest first, each once
+        artifact = session.get(Artifact, artifact_id)
+        if artifact is not None and artifact.deleted_at is None:
+            return artifact
+    return None
+
+
+# Builds of one commit looked at: a cache hit records the artifact it reused, so the newest
+# builds of a commit name its current artifact unless it was garbage-collected.
+_CACHE_CANDIDATES = 10
 
 
 def find_artifact(

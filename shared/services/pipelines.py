@@ -91,7 +91,7 @@ def create_config_pipeline(
         .where(
             Pipeline.environment_id == environment.id,
             Pipeline.kind == PipelineKind.CONFIG,
-            col(Pipeline.status).in_([PipelineStatus.QUEUED, PipelineStatus.RUNNING]),
+            queueing.active(),
             StageRun.name == "release",
             col(StageRun.status).in_(
                 [StageStatus.PENDING, StageStatus.QUEUED, StageStatus.WAITING]

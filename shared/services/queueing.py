@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import and_, or_
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, or_
 from sqlmodel import Session, col, select
 
 from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated, StageEvent
@@ -26,6 +26,19 @@ from shared.models import (
 from shared.services.releases import lock_environment
 
 _ACTIVE = (PipelineStatus.QUEUED, PipelineStatus.RUNNING)
+
+
+def active() -> ColumnElement[bool]:
+    """`pipeline.status` is queued or running, with the statuses written into the SQL.
+
+    As literals, the planner knows how few rows they match (and that they match the status
+    indexes) even in a prepared statement's generic plan; as parameters it would read all of an
+    environment's pipelines, a cost that grows with its history.
+    """
+    statuses: BindParameter[list[str]] = bindparam(
+        "active_statuses", list(_ACTIVE), expanding=True, literal_execute=True
+    )
+    return col(Pipeline.status).in_(statuses)
 
 
 def gate_stage(kind: str) -> str:
@@ -53,7 +66,7 @@ def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
         select(Pipeline.id)
         .where(
             Pipeline.environment_id == pipeline.environment_id,
-            col(Pipeline.status).in_(_ACTIVE),
+            active(),
             older,
         )
         .limit(1)
@@ -83,7 +96,11 @@ def wake_next(*, session: Session, environment_id: uuid.UUID) -> StageEvent | No
     row = session.exec(
         select(Pipeline, StageRun)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))
-        .where(Pipeline.environment_id == environment_id, StageRun.status == StageStatus.WAITING)
+        .where(
+            Pipeline.environment_id == environment_id,
+            active(),  # a waiting pipeline is active: few rows to read, not the history
+            StageRun.status == StageStatus.WAITING,
+        )
         .order_by(col(Pipeline.created_at), col(Pipeline.id))
         .limit(1)
     ).first()

@@ -12,10 +12,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shared.events import StageEvent
-from shared.models import Pipeline, PipelineStatus, StageRun, StageStatus
+from shared.models import Pipeline, StageRun, StageStatus
 from shared.services import queueing
-
-_ACTIVE = (PipelineStatus.QUEUED, PipelineStatus.RUNNING)
 
 
 def stranded_stages(
@@ -36,7 +34,7 @@ def stranded_stages(
     rows = session.exec(
         select(Pipeline, StageRun)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))
-        .where(col(Pipeline.status).in_(_ACTIVE))
+        .where(queueing.active())
         .where(stranded)
     ).all()
     events: list[StageEvent] = []
@@ -53,7 +51,7 @@ def stranded_stages(
     waiting_environments = session.exec(
         select(Pipeline.environment_id)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))
-        .where(StageRun.status == StageStatus.WAITING)
+        .where(queueing.active(), StageRun.status == StageStatus.WAITING)
         .distinct()
     ).all()
     for environment_id in waiting_environments:

@@ -1,0 +1,82 @@
+"""The build cache: an app's latest build of a commit names the artifact to reuse."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from shared.models import App, Artifact, Environment, utcnow
+from shared.schemas import AppCreate
+from shared.services import apps, builds
+from tests.shared.factories import make_artifact, make_pipeline
+
+SHA = "a" * 40
+
+
+def _built(
+    session: Session, app: App, environment: Environment, artifact: Artifact | None, sha: str = SHA
+) -> None:
+    """A finished build of `sha` by `app` that produced `artifact` (None: it failed)."""
+    pipeline = make_pipeline(session, app, environment)
+    build = builds.start_build(session=session, pipeline=pipeline, app=app)
+    builds.finish_build(
+        session=session,
+        build=build,
+        commit_sha=sha,
+        artifact_id=artifact.id if artifact else None,
+        cache_hit=False,
+        log="",
+    )
+    session.commit()
+
+
+def _cached(session: Session, app: App, sha: str = SHA) -> Artifact | None:
+    return builds.cached_artifact(session=session, app_id=app.id, commit_sha=sha, builder="local")
+
+
+def test_a_commit_never_built_is_a_miss(session: Session, app: App, staging: Environment) -> None:
+    _built(session, app, staging, make_artifact(session, app, "other"), sha="b" * 40)
+
+    assert _cached(session, app) is None
+
+
+def test_a_commit_built_before_is_a_hit_and_a_failed_build_is_not(
+    session: Session, app: App, staging: Environment
+) -> None:
+    _built(session, app, staging, None)
+    assert _cached(session, app) is None
+
+    artifact = make_artifact(session, app, "one")
+    _built(session, app, staging, artifact)
+
+    assert _cached(session, app) == artifact
+
+
+def test_a_garbage_collected_artifact_is_no_hit_but_an_older_current_one_is(
+    session: Session, app: App, staging: Environment
+) -> None:
+    # A builder that is not reproducible (Docker) can leave two artifacts for one commit.
+    older = make_artifact(session, app, "older")
+    newer = make_artifact(session, app, "newer")
+    _built(session, app, staging, older)
+    _built(session, app, staging, newer)
+    assert _cached(session, app) == newer
+
+    newer.deleted_at = utcnow()
+    session.add(newer)
+    session.commit()
+    assert _cached(session, app) == older
+
+    older.deleted_at = utcnow()
+    session.add(older)
+    session.commit()
+    assert _cached(session, app) is None
+
+
+def test_another_apps_build_of_the_same_commit_is_no_hit(
+    session: Session, app: App, staging: Environment
+) -> None:
+    other = apps.create_app(session=session, data=AppCreate(name="api", repo="/srv/web"))
+    session.commit()
+    _built(session, app, staging, make_artifact(session, app, "one"))
+
+    assert _cached(session, other) is None
