@@ -1,4 +1,4 @@
-"""How much each scenario does: the default run (about ten minutes here) and the smoke run."""
+"""How much each scenario does: the default run (about five minutes here) and the smoke run."""
 
 from __future__ import annotations
 

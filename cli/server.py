@@ -186,9 +186,12 @@ def up(
         )
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.fernet_key()
-    settings.api_token()
-    migrate.upgrade(settings.sqlalchemy_url)
+    try:
+        settings.fernet_key()
+        settings.api_token()
+        migrate.upgrade(settings.sqlalchemy_url)
+    except ConfigurationError as exc:
+        raise CliError(exc.message) from exc
     commands = [_worker_command(queue, 1, f"{queue}@%h") for queue in constants.QUEUES]
     commands.append(_worker_command(constants.NOTIFY_QUEUE, 1, f"{constants.NOTIFY_QUEUE}@%h"))
     commands.append(_beat_command(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -10,11 +11,14 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
+from shared.exceptions import ConfigurationError
+
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """The engine for `url`; SQLite gets WAL and a busy timeout so worker processes share it."""
     if url.startswith("sqlite"):
+        require_sqlite_returning()
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; issue it ourselves so that
@@ -22,6 +26,20 @@ def get_engine(url: str) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+# Stage claims and results are single UPDATE … RETURNING statements (SQLite 3.35, March 2021).
+SQLITE_MINIMUM = (3, 35, 0)
+
+
+def require_sqlite_returning(version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> None:
+    """Refuse, clearly, a Python whose SQLite is too old for embedded mode."""
+    if version < SQLITE_MINIMUM:
+        found = ".".join(map(str, version))
+        raise ConfigurationError(
+            f"embedded mode needs SQLite 3.35 or newer; this Python's is {found} "
+            "(use a newer Python build, or PostgreSQL: SHIPYARD_DATABASE_URL)"
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -178,12 +178,13 @@ class StageRun(SQLModel, table=True):
 class Build(SQLModel, table=True):
     """One build stage's record: the commit it resolved, its log, and what it produced."""
 
-    # The build cache's lookup (an app's earlier build of a commit), whatever the app's history.
-    __table_args__ = (Index("ix_build_cache", "app_id", "commit_sha", "builder"),)
+    # The build cache's lookup (an app's latest build of a commit), whatever the app's history;
+    # it also serves every lookup of an app's builds.
+    __table_args__ = (Index("ix_build_cache", "app_id", "commit_sha", "builder", "created_at"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     pipeline_id: uuid.UUID = Field(foreign_key="pipeline.id", unique=True)
-    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id")
     ref: str = Field(max_length=255)
     commit_sha: str | None = Field(default=None, max_length=64)
     builder: str = Field(max_length=32)

@@ -35,6 +35,8 @@ def active() -> ColumnElement[bool]:
     indexes) even in a prepared statement's generic plan; as parameters it would read all of an
     environment's pipelines, a cost that grows with its history.
     """
+    # One name for every use: two of these in one statement merge into one parameter, which is
+    # right only because its value never changes.
     statuses: BindParameter[list[str]] = bindparam(
         "active_statuses", list(_ACTIVE), expanding=True, literal_execute=True
     )

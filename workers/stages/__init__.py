@@ -50,6 +50,14 @@ class StageResult:
 StageWork = Callable[[WorkerContext, Pipeline], StageResult]
 
 
+class FailureWithRecord(StageFailed):
+    """A stage failure with rows to finish in the failure's own fenced transaction."""
+
+    def __init__(self, failure: StageFailed, record: Callable[[Session], None]) -> None:
+        super().__init__(failure.message, output=failure.output)
+        self.record = record
+
+
 def execute(
     context: WorkerContext, pipeline_id: uuid.UUID, stage: str, hostname: str, work: StageWork
 ) -> ClaimOutcome:
@@ -102,7 +110,8 @@ def _run_claimed(
         try:
             result = work(context, pipeline)
         except StageFailed as exc:
-            _record_failure(context, pipeline_id, stage, attempt, exc.message, exc.output)
+            record = exc.record if isinstance(exc, FailureWithRecord) else None
+            _record_failure(context, pipeline_id, stage, attempt, exc.message, exc.output, record)
             return
         except OperationalError:
             raise  # the database is away: the task retries, the stage stays claimed
@@ -179,6 +188,7 @@ def _record_failure(
     attempt: int,
     error: str,
     output: str | None,
+    record: Callable[[Session], None] | None = None,
 ) -> None:
     error = redact(error)
     output = redact(output) if output is not None else None
@@ -192,6 +202,8 @@ def _record_failure(
             output=output,
             attempt=attempt,
         )
+        if record is not None:
+            record(session)
         notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.warning("stage.failed", error=error)
     for event in [*woken, *notices]:

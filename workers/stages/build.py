@@ -21,7 +21,7 @@ from workers.build_log import BuildLog
 from workers.builders import get_builder
 from workers.builders.base import BuildRequest
 from workers.context import WorkerContext
-from workers.stages import StageResult, get_row
+from workers.stages import FailureWithRecord, StageResult, get_row
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +49,9 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             artifact_id, cache_hit = _build_new(context, app, commit, build_log), False
     except StageFailed as exc:
         build_log.write(f"!!!!!> {exc.message}")
-        _save_build(context, build.id, commit_sha, None, False, build_log)
-        raise
+        # Recorded with the stage's failure, fenced: a taken-over attempt writes nothing.
+        finish = partial(_finish, build.id, commit_sha, None, False, build_log)
+        raise FailureWithRecord(exc, finish) from exc
     structlog.contextvars.bind_contextvars(artifact_id=artifact_id)
     return StageResult(
         result_id=artifact_id,
@@ -90,18 +91,6 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             procfile=procfile,
         )
     return artifact.id  # another worker's artifact if it recorded this commit first
-
-
-def _save_build(
-    context: WorkerContext,
-    build_id: uuid.UUID,
-    commit_sha: str | None,
-    artifact_id: str | None,
-    cache_hit: bool,
-    build_log: BuildLog,
-) -> None:
-    with session_scope(context.db_url) as session:
-        _finish(build_id, commit_sha, artifact_id, cache_hit, build_log, session)
 
 
 def _finish(

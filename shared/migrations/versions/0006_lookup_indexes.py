@@ -20,10 +20,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_build_cache", "build", ["app_id", "commit_sha", "builder"])
+    # It starts with app_id: the app's own index is no longer needed.
+    op.create_index("ix_build_cache", "build", ["app_id", "commit_sha", "builder", "created_at"])
+    op.drop_index("ix_build_app_id", table_name="build")
     op.create_index("ix_deployment_environment_status", "deployment", ["environment_id", "status"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_deployment_environment_status", table_name="deployment")
+    op.create_index("ix_build_app_id", "build", ["app_id"])
     op.drop_index("ix_build_cache", table_name="build")

@@ -160,3 +160,49 @@ def test_claiming_a_stage_past_the_gate_takes_two_statements(
 
     assert claim.outcome == ClaimOutcome.CLAIMED and claim.pipeline is not None
     assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["SELECT", "UPDATE"]
+
+
+def _point_at(context: WorkerContext, pipeline: Pipeline, ref: str) -> None:
+    with session_scope(context.db_url) as session:
+        stored = session.get(Pipeline, pipeline.id)
+        assert stored is not None
+        stored.ref = ref
+        session.add(stored)
+
+
+def test_a_failed_build_records_its_log_with_the_stage_failure(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    _point_at(context, pipeline, "no-such-branch")
+
+    assert _execute(context, pipeline, "build") == ClaimOutcome.CLAIMED
+
+    stored, runs = _stored(context, pipeline)
+    assert stored.status == PipelineStatus.FAILED and runs["build"].status == "failed"
+    assert "does not name a commit" in (runs["build"].error or "")
+    with Session(get_engine(context.db_url)) as session:
+        build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+    assert build.finished_at is not None and "does not name a commit" in build.log
+
+
+def test_a_taken_over_build_that_then_fails_leaves_the_build_row_to_the_winner(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    _point_at(context, pipeline, "no-such-branch")
+
+    def fails_after_a_takeover(context: WorkerContext, claimed: Pipeline) -> stages.StageResult:
+        with session_scope(context.db_url) as session:
+            run = session.exec(
+                select(StageRun).where(StageRun.pipeline_id == claimed.id, StageRun.name == "build")
+            ).one()
+            run.attempt += 1  # what a takeover's claim does
+            session.add(run)
+        return build_work(context, claimed)
+
+    stages.execute(context, pipeline.id, "build", "slow@test", fails_after_a_takeover)
+
+    stored, runs = _stored(context, pipeline)
+    assert stored.status == PipelineStatus.RUNNING and runs["build"].status == "running"
+    with Session(get_engine(context.db_url)) as session:
+        build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+    assert build.finished_at is None and build.log == ""
