@@ -22,7 +22,6 @@ from shared.exceptions import ShipyardError
 from shared.services import tokens
 
 ADMIN = "admin"
-READ = "read"
 _DEPLOY_SCOPED = "__shipyard_deploy_scoped__"
 _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -23,13 +23,12 @@ class Bench:
     plan: Plan
     figures: Figures
     commits: Commits
-    repo: Path
     raw_namespace: str
     profile_dir: Path | None = None
 
     def create_app(self, name: str, builder: str) -> None:
         """Register an app on the bench repository."""
-        body = {"name": name, "repo": str(self.repo), "builder": builder}
+        body = {"name": name, "repo": str(self.commits.repo), "builder": builder}
         self.stack.api("POST", "/v1/apps", 201, json=body)
 
     def create_environments(self, app: str, names: Iterable[str], **fields: Any) -> None:

@@ -73,14 +73,16 @@ def run(bench: Bench) -> None:
             per_worker = statistics.median(rates) / workers
         for rate in rates:
             bench.figures.add(SCENARIO, f"throughput, K = {workers}", "builds/s", rate)
+        # The smallest farm is the yardstick (100 % by construction): no target of its own.
+        baseline = workers == plan.farm_workers[0]
         for rate in rates:
             bench.figures.add(
                 SCENARIO,
                 f"efficiency, K = {workers} (of linear)",
                 "%",
                 100 * rate / (workers * per_worker),
-                target="≥ 90 %",
-                check=(">=", 90.0),
+                target="" if baseline else "≥ 90 %",
+                check=None if baseline else (">=", 90.0),
             )
     bench.figures.add(
         SCENARIO,

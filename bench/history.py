@@ -23,7 +23,8 @@ BASE = datetime(2020, 1, 1, tzinfo=UTC)
 DEPLOYMENTS_PER_RELEASE = 100
 
 
-# The lookup shared.services.history.live_at makes (the index ix_deployment_history serves it).
+# The deployment part of shared.services.history.live_at's one query (ix_deployment_history
+# serves it).
 LIVE_AT_SQL = (
     "SELECT * FROM deployment WHERE environment_id = %s AND started_at IS NOT NULL"
     " AND started_at <= %s ORDER BY started_at DESC LIMIT 1"

@@ -113,7 +113,7 @@ def _git_once(bench: Bench, ref: str) -> float:
     and export its tree (workers.source, as the build stage calls them)."""
     with tempfile.TemporaryDirectory(prefix="bench-git-") as scratch:
         started = time.monotonic()
-        commit = source.resolve(str(bench.repo), ref, Path(scratch) / "mirrors")
+        commit = source.resolve(str(bench.commits.repo), ref, Path(scratch) / "mirrors")
         source.export(commit, "", Path(scratch) / "src")
         return time.monotonic() - started
 
@@ -333,7 +333,7 @@ def _cpu_figures(
     shipyard_total = sum(shipyard.used.values()) / count
     raw_total = sum(used for key, used in raw.used.items() if key != "postgres") / count
     durable_total = sum(durable.used.values()) / count
-    add(SCENARIO, "CPU per pipeline, all (with Redis)", "ms", shipyard_total * ms)
+    add(SCENARIO, "CPU per pipeline, all (with PostgreSQL and Redis)", "ms", shipyard_total * ms)
     add(SCENARIO, "CPU per raw chain, all (its 3 pools and Redis)", "ms", raw_total * ms)
     add(SCENARIO, "CPU per durable raw chain, all (with PostgreSQL)", "ms", durable_total * ms)
     add(SCENARIO, "CPU ratio, raw chain / pipeline", "×", raw_total / shipyard_total)

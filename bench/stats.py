@@ -70,22 +70,6 @@ class Figures:
     def __init__(self) -> None:
         self._figures: dict[tuple[str, str], Figure] = {}
 
-    def figure(
-        self,
-        scenario: str,
-        name: str,
-        unit: str,
-        *,
-        target: str = "",
-        check: tuple[str, float] | None = None,
-        note: str = "",
-    ) -> Figure:
-        """The figure (scenario, name), made on first use."""
-        key = (scenario, name)
-        if key not in self._figures:
-            self._figures[key] = Figure(scenario, name, unit, target=target, check=check, note=note)
-        return self._figures[key]
-
     def add(
         self,
         scenario: str,
@@ -97,11 +81,11 @@ class Figures:
         check: tuple[str, float] | None = None,
         note: str = "",
     ) -> None:
-        """Record one repetition's value of a figure."""
-        self.figure(scenario, name, unit, target=target, check=check, note=note).add(value)
+        """Record one repetition's value of a figure (made on its first value)."""
+        key = (scenario, name)
+        if key not in self._figures:
+            self._figures[key] = Figure(scenario, name, unit, target=target, check=check, note=note)
+        self._figures[key].add(value)
 
     def __iter__(self) -> Iterator[Figure]:
         return iter(self._figures.values())
-
-    def __len__(self) -> int:
-        return len(self._figures)

@@ -9,10 +9,18 @@ import typer
 from rich.console import Console
 
 from cli.client import ApiClient, CliError
-from cli.resources import AppOpt, EnvOpt
+from cli.resources import AppOpt, EnvOpt, env_path
 
 console = Console()
 _POLL_SECONDS = 0.25
+
+
+def follow_to_live(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any]:
+    """Follow a pipeline; if it succeeded, what its environment runs now, else fail with why."""
+    result = follow(client, pipeline_id, timeout)
+    if result["status"] != "succeeded":
+        raise CliError(result["error"] or "the pipeline failed")
+    return dict(client.get(f"{env_path(result['app'], result['environment'])}/current"))
 
 
 def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any]:
@@ -57,10 +65,7 @@ def deploy(
         f"/v1/apps/{app}/pipelines", {"environment": env, "ref": ref, "trigger": "cli"}
     )
     console.print(f"Pipeline {pipeline['id']}: {app} {ref} → {env}")
-    result = follow(client, pipeline["id"], timeout)
-    if result["status"] != "succeeded":
-        raise CliError(result["error"] or "the pipeline failed")
-    current = client.get(f"/v1/apps/{app}/environments/{env}/current")
+    current = follow_to_live(client, pipeline["id"], timeout)
     web = next((p for p in current["processes"] if p["type"] == "web"), None)
     where = f" at {web['url']}" if web and web["url"] else ""
     console.print(f"Deployed release v{current['release']['version']} to {env}{where}")

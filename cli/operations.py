@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from cli.client import ApiClient, CliError
-from cli.deploy import follow
-from cli.resources import AppOpt, EnvOpt, releases_cli
+from cli.deploy import follow_to_live
+from cli.resources import AppOpt, EnvOpt, env_path, releases_cli
 
 console = Console()
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to follow the pipeline.")]
@@ -18,12 +18,9 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds to follow the pipeline.
 
 def _finish(client: ApiClient, pipeline: dict[str, Any], timeout: float, what: str) -> None:
     console.print(f"Pipeline {pipeline['id']}: {what}")
-    result = follow(client, pipeline["id"], timeout)
-    if result["status"] != "succeeded":
-        raise CliError(result["error"] or "the pipeline failed")
-    current = client.get(f"/v1/apps/{result['app']}/environments/{result['environment']}/current")
+    current = follow_to_live(client, pipeline["id"], timeout)
     console.print(
-        f"{result['environment']} now runs release v{current['release']['version']} "
+        f"{pipeline['environment']} now runs release v{current['release']['version']} "
         f"({current['release']['artifact_id'][:19]})"
     )
 
@@ -39,7 +36,7 @@ def rollback(
     """Run an earlier release again, exactly as it was: same artifact, same config."""
     client = ApiClient()
     body = {"to_version": to} if to is not None else {}
-    pipeline = client.post(f"/v1/apps/{app}/environments/{env}/rollback", body)
+    pipeline = client.post(f"{env_path(app, env)}/rollback", body)
     target = f"v{to}" if to is not None else "the previous release"
     _finish(client, pipeline, timeout, f"rolling {app}/{env} back to {target}")
 
@@ -64,9 +61,7 @@ def releases_diff(
     env: EnvOpt,
 ) -> None:
     """What changed from release OLD to release NEW (secret values are never shown)."""
-    diff = ApiClient().get(
-        f"/v1/apps/{app}/environments/{env}/releases/{new}/diff", {"against": str(old)}
-    )
+    diff = ApiClient().get(f"{env_path(app, env)}/releases/{new}/diff", {"against": str(old)})
     before, after = diff["artifact_from"], diff["artifact_to"]
     if diff["artifact_changed"]:
         console.print(
@@ -104,7 +99,7 @@ def history(
         except ValueError as exc:
             raise CliError(f"--at {at!r} is not an ISO-8601 instant") from exc
         instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
-        live = client.get(f"/v1/apps/{app}/environments/{env}/history", {"at": instant})
+        live = client.get(f"{env_path(app, env)}/history", {"at": instant})
         release, deployment = live["release"], live["deployment"]
         console.print(
             f"At {instant}, {app}/{env} ran release v{release['version']} "
@@ -113,7 +108,7 @@ def history(
             f"until {deployment['ended_at'] or 'now'}"
         )
         return
-    rows = client.get(f"/v1/apps/{app}/environments/{env}/deployments")
+    rows = client.get(f"{env_path(app, env)}/deployments")
     for row in rows:
         console.print(
             f"v{row['release_version']:<4} {row['status']:<10} {row['cause']:<9} "

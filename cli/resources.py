@@ -33,7 +33,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     console.print(table)
 
 
-def _env_path(app: str, env: str) -> str:
+def env_path(app: str, env: str) -> str:
+    """The API path of environment `env` of `app`."""
     return f"/v1/apps/{app}/environments/{env}"
 
 
@@ -109,11 +110,11 @@ def config_show(ctx: typer.Context, app: AppOpt = "", env: EnvOpt = "") -> None:
         return
     if not app or not env:
         raise CliError("config needs --app and --env")
-    _print_config(ApiClient().get(f"{_env_path(app, env)}/config"))
+    _print_config(ApiClient().get(f"{env_path(app, env)}/config"))
 
 
 def _send_config(app: str, env: str, body: dict[str, Any]) -> None:
-    result = ApiClient().patch(f"{_env_path(app, env)}/config", body)
+    result = ApiClient().patch(f"{env_path(app, env)}/config", body)
     _print_config(result)
     if result.get("pipeline_id"):
         console.print(f"Releasing with the new config: pipeline {result['pipeline_id']}")
@@ -174,7 +175,7 @@ def releases(ctx: typer.Context, app: AppOpt = "", env: EnvOpt = "") -> None:
         return
     if not app or not env:
         raise CliError("releases needs --app and --env")
-    rows = ApiClient().get(f"{_env_path(app, env)}/releases")
+    rows = ApiClient().get(f"{env_path(app, env)}/releases")
     table(
         f"Releases of {app}/{env}",
         ["version", "status", "cause", "artifact", "config", "created"],
@@ -198,7 +199,7 @@ def ps(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
 ) -> None:
     """Show the live release and its processes."""
-    current = ApiClient().get(f"{_env_path(app, env)}/current")
+    current = ApiClient().get(f"{env_path(app, env)}/current")
     if as_json:
         print(json.dumps(current))
         return

@@ -140,7 +140,7 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="Worker name (default QUEUE@host).")] = None,
 ) -> None:
     """Start one worker pool (`celery -A workers.app worker -Q QUEUE`); run it on any host."""
-    queues = (*constants.QUEUES, constants.NOTIFY_QUEUE)
+    queues = constants.ALL_QUEUES
     if queue not in queues:
         raise CliError(f"unknown queue {queue!r}; choose one of {', '.join(queues)}")
     settings = _settings()
@@ -192,8 +192,7 @@ def up(
         migrate.upgrade(settings.sqlalchemy_url)
     except ConfigurationError as exc:
         raise CliError(exc.message) from exc
-    commands = [_worker_command(queue, 1, f"{queue}@%h") for queue in constants.QUEUES]
-    commands.append(_worker_command(constants.NOTIFY_QUEUE, 1, f"{constants.NOTIFY_QUEUE}@%h"))
+    commands = [_worker_command(queue, 1, None) for queue in constants.ALL_QUEUES]
     commands.append(_beat_command(settings))
     pools = [
         subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_up)

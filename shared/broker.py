@@ -22,7 +22,7 @@ def broker_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_queues": [
             Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
-            for name in (*constants.QUEUES, constants.NOTIFY_QUEUE)
+            for name in constants.ALL_QUEUES
         ],
         "task_default_queue": constants.BUILD_QUEUE,
         "broker_connection_retry_on_startup": True,

@@ -92,6 +92,8 @@ RELEASE_OUTPUT_LIMIT_BYTES: Final = 64_000
 # Outgoing notifications (and the schedule tick) have a queue and pool of their own, apart from
 # the three stage pools, so a slow receiver never takes a worker a deploy is waiting for.
 NOTIFY_QUEUE: Final = "notify"
+# Every queue a worker pool can consume: the three stages' and the notifications'.
+ALL_QUEUES: Final = (*QUEUES, NOTIFY_QUEUE)
 NOTIFY_TASK: Final = "shipyard.notify.deliver"
 SCHEDULE_TICK_TASK: Final = "shipyard.schedules.tick"
 # How often the beat asks for due schedules: cron has minute resolution, so twice a minute.

@@ -9,9 +9,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
-from shared.exceptions import ConfigurationError
+from shared.exceptions import ConfigurationError, Conflict
 
 
 @lru_cache(maxsize=8)
@@ -61,3 +62,12 @@ def session_scope(url: str) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def flush_or_conflict(session: Session, message: str) -> None:
+    """Flush; a unique constraint that refuses it becomes a Conflict with `message`."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(message) from exc

@@ -23,8 +23,3 @@ def upgrade(url: str, revision: str = "head") -> None:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
-
-
-def make_revision(url: str, message: str) -> None:
-    """Autogenerate a migration from the models (for developers)."""
-    command.revision(alembic_config(url), message=message, autogenerate=True)

@@ -12,6 +12,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from shared import constants
+
 
 def utcnow() -> datetime:
     """Now, timezone-aware in UTC: every timestamp in the store is UTC."""
@@ -108,8 +110,8 @@ class Environment(SQLModel, table=True):
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
     name: str = Field(max_length=63)
     runner: str = Field(default="local", max_length=32)
-    health_path: str = Field(default="/", max_length=1024)
-    health_timeout: float = 30.0
+    health_path: str = Field(default=constants.HEALTH_PATH, max_length=1024)
+    health_timeout: float = constants.HEALTH_TIMEOUT_SECONDS
     memory_limit: str | None = Field(default=None, max_length=16)  # e.g. "256m" (Docker runner)
     cpu_limit: float | None = None  # CPUs, e.g. 0.5 (Docker runner)
     # The SQL guard behind the release-phase lock: which pipeline holds it, since when.

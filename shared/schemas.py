@@ -89,7 +89,9 @@ class AppPublic(BaseModel):
 class EnvironmentCreate(_Input):
     name: Name
     runner: Literal["local", "docker", "noop"] = "local"
-    health_path: Annotated[str, StringConstraints(pattern=r"^/[!-~]*$", max_length=1024)] = "/"
+    health_path: Annotated[str, StringConstraints(pattern=r"^/[!-~]*$", max_length=1024)] = (
+        constants.HEALTH_PATH
+    )
     health_timeout: Annotated[float, Field(gt=0, le=600)] = constants.HEALTH_TIMEOUT_SECONDS
     memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,8}[kmg]?$")] | None = (
         None

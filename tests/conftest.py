@@ -18,6 +18,8 @@ import psycopg
 import pytest
 import redis
 
+from tests.repos import git
+
 REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_DSN = os.environ.get(
     "SHIPYARD_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -94,22 +96,6 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test."""
     with fresh_database(postgres_server) as url:
         yield url
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` with a fixed identity; returns stdout."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(repo),
-        "GIT_AUTHOR_NAME": "Shipyard Tests",
-        "GIT_AUTHOR_EMAIL": "tests@shipyard.invalid",
-        "GIT_COMMITTER_NAME": "Shipyard Tests",
-        "GIT_COMMITTER_EMAIL": "tests@shipyard.invalid",
-    }
-    result = subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    )
-    return result.stdout.strip()
 
 
 @pytest.fixture

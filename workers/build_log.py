@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 
 class BuildLog:
@@ -11,7 +12,7 @@ class BuildLog:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._head: list[str] = []
-        self._tail: list[str] = []
+        self._tail: deque[str] = deque()
         self._head_size = 0
         self._tail_size = 0
         self._dropped = 0
@@ -29,11 +30,11 @@ class BuildLog:
             self._tail.append(line)
             self._tail_size += len(line)
             while self._tail_size > self._limit // 2 and self._tail:
-                self._tail_size -= len(self._tail.pop(0))
+                self._tail_size -= len(self._tail.popleft())
                 self._dropped += 1
 
     def text(self) -> str:
         """The log as stored: head, a marker for what was cut, tail."""
         with self._lock:
             middle = [f"... {self._dropped} lines cut (log limit) ...\n"] if self._dropped else []
-            return "".join(self._head + middle + self._tail)
+            return "".join([*self._head, *middle, *self._tail])

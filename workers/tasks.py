@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import httpx
-from celery import Task
+from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
 
 from shared import constants
@@ -42,9 +42,15 @@ _RETRY: dict[str, Any] = {
 class StageTask(Task):  # type: ignore[misc]
     """Base task holding this worker process's long-lived context."""
 
-    @cached_property
+    @property
     def context(self) -> WorkerContext:
-        return WorkerContext.create(get_settings(), self.app)
+        # Each task is its own instance: the context is made once per process, not per task.
+        return _process_context(self.app)
+
+
+@cache
+def _process_context(celery: Celery) -> WorkerContext:
+    return WorkerContext.create(get_settings(), celery)
 
 
 def _run_stage(task: StageTask, pipeline_id: uuid.UUID, stage: str, work: StageWork) -> None:

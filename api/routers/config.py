@@ -15,9 +15,7 @@ router = APIRouter(prefix="/apps/{app}/environments/{env}/config", tags=["config
 @router.get("")
 def get_config(app: str, env: str, session: SessionDep) -> ConfigPublic:
     """The current config version; secret values are shown as <redacted>."""
-    environment = apps.get_environment(
-        session=session, app=apps.get_app(session=session, name=app), name=env
-    )
+    environment = apps.environment_by_names(session=session, app=app, name=env)
     return config.config_public(config.current_config(session=session, environment=environment))
 
 

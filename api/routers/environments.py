@@ -34,9 +34,7 @@ def list_environments(app: str, session: SessionDep) -> list[EnvironmentPublic]:
 @router.get("/{env}/current")
 def current(app: str, env: str, session: SessionDep) -> CurrentPublic:
     """The live release, its deployment and its processes; 404 when nothing is live."""
-    environment = apps.get_environment(
-        session=session, app=apps.get_app(session=session, name=app), name=env
-    )
+    environment = apps.environment_by_names(session=session, app=app, name=env)
     live = deployments.current(session=session, environment=environment)
     if live is None:
         raise NotFound(f"nothing is live in {app}/{env} yet")

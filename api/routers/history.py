@@ -25,9 +25,7 @@ def live_at(
     """The release that was live at `at`; 404 if none was."""
     if at.tzinfo is None:
         raise InvalidInput("at must carry a time zone, e.g. 2026-11-24T14:00:00Z")
-    environment = apps.get_environment(
-        session=session, app=apps.get_app(session=session, name=app), name=env
-    )
+    environment = apps.environment_by_names(session=session, app=app, name=env)
     return history.live_at(session=session, environment=environment, at=at)
 
 
@@ -39,7 +37,5 @@ def list_deployments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeploymentPublic]:
     """The environment's deployments, newest first."""
-    environment = apps.get_environment(
-        session=session, app=apps.get_app(session=session, name=app), name=env
-    )
+    environment = apps.environment_by_names(session=session, app=app, name=env)
     return history.list_deployments(session=session, environment=environment, limit=limit)

@@ -149,7 +149,7 @@ def generic(
     except ValidationError as exc:
         fields = ", ".join(".".join(map(str, e["loc"])) or "body" for e in exc.errors())
         raise InvalidInput(f"invalid generic hook body ({fields})") from None
-    delivery = webhooks.parse_generic(body, delivery_id, data.environment, data.ref)
+    delivery = webhooks.parse_generic(delivery_id, data.environment, data.ref)
     receipt = webhooks.receive(session=session, delivery=delivery, recipients=[app])
     return _answer(session, publish, receipt)
 

@@ -16,9 +16,7 @@ router = APIRouter(prefix="/apps/{app}/environments/{env}/releases", tags=["rele
 @router.get("")
 def list_releases(app: str, env: str, session: SessionDep) -> list[ReleasePublic]:
     """The environment's releases, newest first."""
-    environment = apps.get_environment(
-        session=session, app=apps.get_app(session=session, name=app), name=env
-    )
+    environment = apps.environment_by_names(session=session, app=app, name=env)
     return releases.list_releases(session=session, environment=environment)
 
 
@@ -32,9 +30,7 @@ def diff(
     box: SecretBoxDep,
 ) -> ReleaseDiff:
     """What changed from v`against` to v`version`: artifact and config keys (secrets masked)."""
-    environment = apps.get_environment(
-        session=session, app=apps.get_app(session=session, name=app), name=env
-    )
+    environment = apps.environment_by_names(session=session, app=app, name=env)
     return history.diff_releases(
         session=session, environment=environment, version=version, against=against, box=box
     )

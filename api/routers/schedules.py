@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from api.auth import PrincipalDep, deploy_scoped
 from api.deps import SessionDep
-from shared.models import Environment, utcnow
+from shared.models import utcnow
 from shared.schemas import ScheduleCreate, SchedulePublic, ScheduleRunPublic
 from shared.services import apps, schedules
 
@@ -47,8 +47,7 @@ def remove_schedule(
     """Stop a schedule; its runs stay queryable."""
     owner = apps.get_app(session=session, name=app)
     schedule = schedules.get_schedule(session=session, app=owner, schedule_id=schedule_id)
-    target = session.get(Environment, schedule.target_environment_id)
-    principal.require_deploy(target.name if target is not None else "")
+    principal.require_deploy(schedules.target_environment(session=session, schedule=schedule).name)
     schedule = schedules.remove_schedule(
         session=session, app=owner, schedule_id=schedule_id, now=utcnow()
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from shared.db import flush_or_conflict
 from shared.exceptions import Conflict, NotFound
 from shared.models import App, ConfigVersion, Environment
 from shared.schemas import AppCreate, EnvironmentCreate
@@ -16,7 +16,7 @@ def create_app(*, session: Session, data: AppCreate) -> App:
         raise Conflict(f"app {data.name!r} already exists")
     app = App(**data.model_dump())
     session.add(app)
-    _flush_or_conflict(session, f"app {data.name!r} already exists")
+    flush_or_conflict(session, f"app {data.name!r} already exists")
     return app
 
 
@@ -42,7 +42,7 @@ def create_environment(*, session: Session, app: App, data: EnvironmentCreate) -
         raise Conflict(f"environment {data.name!r} of app {app.name!r} already exists")
     environment = Environment(app_id=app.id, **data.model_dump())
     session.add(environment)
-    _flush_or_conflict(session, f"environment {data.name!r} of app {app.name!r} already exists")
+    flush_or_conflict(session, f"environment {data.name!r} of app {app.name!r} already exists")
     session.add(ConfigVersion(environment_id=environment.id, version=1))
     session.flush()
     return environment
@@ -58,15 +58,12 @@ def get_environment(*, session: Session, app: App, name: str) -> Environment:
     return environment
 
 
+def environment_by_names(*, session: Session, app: str, name: str) -> Environment:
+    """Environment `name` of the app called `app`, or NotFound for either."""
+    return get_environment(session=session, app=get_app(session=session, name=app), name=name)
+
+
 def list_environments(*, session: Session, app: App) -> list[Environment]:
     """The environments of `app`, by name."""
     query = select(Environment).where(Environment.app_id == app.id)
     return list(session.exec(query.order_by(col(Environment.name))))
-
-
-def _flush_or_conflict(session: Session, message: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(message) from exc

@@ -60,7 +60,7 @@ _CACHE_CANDIDATES = 10
 def find_artifact(
     *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
 ) -> Artifact | None:
-    """The artifact already built from this commit by this builder, if any: the build cache."""
+    """The current artifact row of (app, commit, builder): the one its unique index allows."""
     return session.exec(
         select(Artifact).where(
             Artifact.app_id == app_id,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.constants import REDACTED, RESERVED_CONFIG_KEYS
 from shared.crypto import SecretBox
-from shared.exceptions import Conflict, InvalidInput, NotFound
+from shared.db import flush_or_conflict
+from shared.exceptions import InvalidInput, NotFound
 from shared.models import ConfigVersion, Environment
 from shared.schemas import ConfigPatch, ConfigPublic
 
@@ -67,11 +67,7 @@ def patch_config(
         secret_vars=secret,
     )
     session.add(config)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict("the config was changed at the same time; try again") from exc
+    flush_or_conflict(session, "the config was changed at the same time; try again")
     return config, True
 
 

@@ -8,9 +8,23 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shared.models import Deployment, DeploymentStatus, Environment, Release, ReleaseStatus, utcnow
+from shared.models import (
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Pipeline,
+    PipelineKind,
+    Release,
+    ReleaseStatus,
+    utcnow,
+)
 from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic
 from shared.services.releases import lock_environment, release_public
+
+
+def deployment_cause(pipeline: Pipeline, release: Release) -> str:
+    """Why a deployment happens: a rollback runs an old release, otherwise its release's cause."""
+    return "rollback" if pipeline.kind == PipelineKind.ROLLBACK else release.cause
 
 
 def begin_deployment(
@@ -107,14 +121,19 @@ def live_deployments(
     return list(session.exec(query))
 
 
+def deployment_view(deployment: Deployment, release_version: int) -> DeploymentPublic:
+    """The API view of a deployment whose release's version is known (no table-only column)."""
+    return DeploymentPublic(
+        **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
+        release_version=release_version,
+    )
+
+
 def deployment_public(*, session: Session, deployment: Deployment) -> DeploymentPublic:
     """The API view of a deployment."""
     release = session.get(Release, deployment.release_id)
     assert release is not None
-    return DeploymentPublic(
-        **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
-        release_version=release.version,
-    )
+    return deployment_view(deployment, release.version)
 
 
 def current(*, session: Session, environment: Environment) -> CurrentPublic | None:

@@ -10,15 +10,10 @@ from shared.constants import REDACTED
 from shared.crypto import SecretBox
 from shared.exceptions import NotFound
 from shared.models import Artifact, ConfigVersion, Deployment, Environment, Release
-from shared.schemas import (
-    ArtifactSide,
-    ConfigChange,
-    DeploymentPublic,
-    HistoryPublic,
-    ReleaseDiff,
-    ReleasePublic,
-)
-from shared.services.deployments import deployment_public
+from shared.schemas import ArtifactSide, ConfigChange, DeploymentPublic, HistoryPublic, ReleaseDiff
+from shared.services.config import decrypt_config
+from shared.services.deployments import deployment_view
+from shared.services.releases import get_release_by_version, release_view
 
 
 def live_at(*, session: Session, environment: Environment, at: datetime) -> HistoryPublic:
@@ -43,38 +38,23 @@ def live_at(*, session: Session, environment: Environment, at: datetime) -> Hist
     deployment, release, config_version = row
     return HistoryPublic(
         at=at,
-        release=ReleasePublic(
-            **release.model_dump(exclude={"environment_id", "config_version_id"}),
-            config_version=config_version,
-        ),
-        deployment=DeploymentPublic(
-            **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
-            release_version=release.version,
-        ),
+        release=release_view(release, config_version),
+        deployment=deployment_view(deployment, release.version),
     )
 
 
 def list_deployments(
     *, session: Session, environment: Environment, limit: int
 ) -> list[DeploymentPublic]:
-    """The environment's deployments, newest first."""
+    """The environment's deployments, newest first (one query, with each one's release version)."""
     rows = session.exec(
-        select(Deployment)
+        select(Deployment, Release.version)
+        .join(Release, col(Release.id) == col(Deployment.release_id))
         .where(Deployment.environment_id == environment.id)
         .order_by(col(Deployment.created_at).desc())
         .limit(limit)
     )
-    return [deployment_public(session=session, deployment=d) for d in rows]
-
-
-def get_release_by_version(*, session: Session, environment: Environment, version: int) -> Release:
-    """Release vN of `environment`, or NotFound."""
-    release = session.exec(
-        select(Release).where(Release.environment_id == environment.id, Release.version == version)
-    ).first()
-    if release is None:
-        raise NotFound(f"{environment.name} has no release v{version}")
-    return release
+    return [deployment_view(deployment, version) for deployment, version in rows]
 
 
 def diff_releases(
@@ -107,8 +87,8 @@ def _shown(config: ConfigVersion, key: str, secret: bool) -> str:
 
 
 def _config_changes(old: ConfigVersion, new: ConfigVersion, box: SecretBox) -> list[ConfigChange]:
-    old_values = {**old.plain_vars, **{k: box.decrypt(v) for k, v in old.secret_vars.items()}}
-    new_values = {**new.plain_vars, **{k: box.decrypt(v) for k, v in new.secret_vars.items()}}
+    old_values = decrypt_config(old, box)[0]
+    new_values = decrypt_config(new, box)[0]
     changes: list[ConfigChange] = []
     for key in sorted(old_values.keys() | new_values.keys()):
         secret = key in old.secret_vars or key in new.secret_vars

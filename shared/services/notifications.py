@@ -110,23 +110,22 @@ def notifications_of(
         .order_by(col(Notification.created_at).desc())
         .limit(limit)
     ).all()
-    result = []
-    for notification in rows:
-        attempts = session.exec(
-            select(NotificationAttempt)
-            .where(NotificationAttempt.notification_id == notification.id)
-            .order_by(col(NotificationAttempt.number))
-        ).all()
-        result.append(
-            NotificationPublic(
-                **notification.model_dump(exclude={"subscription_id", "body", "attempts"}),
-                attempts=[
-                    NotificationAttemptPublic.model_validate(a, from_attributes=True)
-                    for a in attempts
-                ],
-            )
+    attempts: dict[uuid.UUID, list[NotificationAttemptPublic]] = {n.id: [] for n in rows}
+    for attempt in session.exec(  # every attempt of these notifications: one query
+        select(NotificationAttempt)
+        .where(col(NotificationAttempt.notification_id).in_(list(attempts)))
+        .order_by(col(NotificationAttempt.number))
+    ):
+        attempts[attempt.notification_id].append(
+            NotificationAttemptPublic.model_validate(attempt, from_attributes=True)
         )
-    return result
+    return [
+        NotificationPublic(
+            **notification.model_dump(exclude={"subscription_id", "body", "attempts"}),
+            attempts=attempts[notification.id],
+        )
+        for notification in rows
+    ]
 
 
 def rotate_subscription_secrets(*, session: Session, box: SecretBox) -> int:

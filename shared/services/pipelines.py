@@ -84,6 +84,8 @@ def create_config_pipeline(
         return None
     release = session.get(Release, live.release_id)
     assert release is not None
+    if release.config_version_id == config.id:
+        return None
     # A config pipeline that has not yet made its release will release the newest config.
     pending = session.exec(
         select(Pipeline.id)
@@ -98,7 +100,7 @@ def create_config_pipeline(
             ),
         )
     ).first()
-    if release.config_version_id == config.id or pending is not None:
+    if pending is not None:
         return None
     return create_pipeline(
         session=session,

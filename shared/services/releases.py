@@ -9,7 +9,15 @@ from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.exceptions import NotFound
-from shared.models import ConfigVersion, Environment, Pipeline, Release, utcnow
+from shared.models import (
+    ConfigVersion,
+    Environment,
+    Pipeline,
+    PipelineKind,
+    Release,
+    ReleaseStatus,
+    utcnow,
+)
 from shared.schemas import ReleasePublic
 from shared.services.config import current_config
 
@@ -56,6 +64,26 @@ def create_release(
     return release
 
 
+# Why a release was made, by the kind of pipeline that made it.
+_CAUSES = {
+    PipelineKind.DEPLOY: "deploy",
+    PipelineKind.CONFIG: "config",
+    PipelineKind.PROMOTION: "promotion",
+}
+
+
+def release_cause(pipeline: Pipeline) -> str:
+    """The cause recorded on the release a pipeline makes."""
+    return _CAUSES[PipelineKind(pipeline.kind)]
+
+
+def fail_release(*, session: Session, release: Release) -> None:
+    """Record that `release` will not run (its release phase failed)."""
+    release.status = ReleaseStatus.FAILED
+    session.add(release)
+    session.flush()
+
+
 def acquire_release_phase(
     *, session: Session, environment_id: uuid.UUID, pipeline_id: uuid.UUID, stale_after: float
 ) -> bool:
@@ -98,14 +126,29 @@ def get_release(*, session: Session, release_id: uuid.UUID) -> Release:
     return release
 
 
+def get_release_by_version(*, session: Session, environment: Environment, version: int) -> Release:
+    """Release vN of `environment`, or NotFound."""
+    release = session.exec(
+        select(Release).where(Release.environment_id == environment.id, Release.version == version)
+    ).first()
+    if release is None:
+        raise NotFound(f"{environment.name} has no release v{version}")
+    return release
+
+
+def release_view(release: Release, config_version: int) -> ReleasePublic:
+    """The API view of a release whose config version number is known (no table-only column)."""
+    return ReleasePublic(
+        **release.model_dump(exclude={"environment_id", "config_version_id"}),
+        config_version=config_version,
+    )
+
+
 def release_public(*, session: Session, release: Release) -> ReleasePublic:
     """The API view of a release."""
     config = session.get(ConfigVersion, release.config_version_id)
     assert config is not None
-    return ReleasePublic(
-        **release.model_dump(exclude={"environment_id", "config_version_id"}),
-        config_version=config.version,
-    )
+    return release_view(release, config.version)
 
 
 def list_releases(*, session: Session, environment: Environment) -> list[ReleasePublic]:
@@ -116,10 +159,4 @@ def list_releases(*, session: Session, environment: Environment) -> list[Release
         .where(Release.environment_id == environment.id)
         .order_by(col(Release.version).desc())
     )
-    return [
-        ReleasePublic(
-            **release.model_dump(exclude={"environment_id", "config_version_id"}),
-            config_version=config_version,
-        )
-        for release, config_version in rows
-    ]
+    return [release_view(release, config_version) for release, config_version in rows]

@@ -13,11 +13,11 @@ from shared.models import (
     DeploymentStatus,
     Environment,
     Pipeline,
-    PipelineStatus,
     Release,
     ReleaseStatus,
     utcnow,
 )
+from shared.services import queueing
 
 
 def artifacts_to_keep(*, session: Session, releases_per_environment: int) -> set[str]:
@@ -40,11 +40,7 @@ def artifacts_to_keep(*, session: Session, releases_per_environment: int) -> set
         )
     keep.update(
         artifact_id
-        for artifact_id in session.exec(
-            select(Pipeline.artifact_id).where(
-                col(Pipeline.status).in_([PipelineStatus.QUEUED, PipelineStatus.RUNNING])
-            )
-        )
+        for artifact_id in session.exec(select(Pipeline.artifact_id).where(queueing.active()))
         if artifact_id is not None
     )
     return keep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from shared.exceptions import Conflict, InvalidInput, NotFound
+from shared.exceptions import Conflict, InvalidInput
 from shared.models import (
     App,
     Artifact,
@@ -16,7 +16,7 @@ from shared.models import (
     Release,
     ReleaseStatus,
 )
-from shared.services import deployments, pipelines
+from shared.services import deployments, pipelines, releases
 
 
 def rollback_target(
@@ -25,13 +25,9 @@ def rollback_target(
     """Release `to_version`, or the one live before the current one; refused if it cannot run."""
     live = deployments.live_deployment(session=session, environment_id=environment.id)
     if to_version is not None:
-        release = session.exec(
-            select(Release).where(
-                Release.environment_id == environment.id, Release.version == to_version
-            )
-        ).first()
-        if release is None:
-            raise NotFound(f"{environment.name} has no release v{to_version}")
+        release = releases.get_release_by_version(
+            session=session, environment=environment, version=to_version
+        )
     else:
         release = _previously_live(session, environment, live)
     if live is not None and live.release_id == release.id:

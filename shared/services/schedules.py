@@ -101,12 +101,19 @@ def runs_of(*, session: Session, schedule: Schedule, limit: int) -> list[Schedul
     return list(session.exec(query.order_by(col(ScheduleRun.due_at).desc()).limit(limit)))
 
 
+def target_environment(*, session: Session, schedule: Schedule) -> Environment:
+    """The environment a schedule deploys to (kept by its foreign key)."""
+    target = session.get(Environment, schedule.target_environment_id)
+    assert target is not None
+    return target
+
+
 def schedule_public(*, session: Session, schedule: Schedule) -> SchedulePublic:
     """The API view of a schedule, with its latest run."""
     app = session.get(App, schedule.app_id)
     source = session.get(Environment, schedule.source_environment_id)
-    target = session.get(Environment, schedule.target_environment_id)
-    assert app is not None and source is not None and target is not None
+    target = target_environment(session=session, schedule=schedule)
+    assert app is not None and source is not None
     last = runs_of(session=session, schedule=schedule, limit=1)
     return SchedulePublic(
         id=schedule.id,

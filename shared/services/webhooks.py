@@ -261,7 +261,7 @@ def parse_gitlab(body: bytes, delivery_id: str | None, event: str | None) -> Del
     return delivery
 
 
-def parse_generic(body: bytes, delivery_id: str | None, environment: str, ref: str) -> Delivery:
+def parse_generic(delivery_id: str | None, environment: str, ref: str) -> Delivery:
     """What an authenticated generic delivery asks for (its body already validated)."""
     return Delivery(
         provider="generic",

@@ -14,7 +14,14 @@ from cryptography.fernet import Fernet
 from tests.conftest import fresh_database
 from tests.integration.stack import SHIPYARD, Stack, free_port
 
-pytestmark = pytest.mark.integration
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test below this folder `integration` (a conftest's `pytestmark` marks none)."""
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 def stack_environment(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -8,9 +8,10 @@ from typing import Any
 import docker
 import pytest
 
-from tests.conftest import commit_file, git
+from tests.conftest import commit_file
 from tests.docker_support import DOCKERFILE, PROCFILE, containers_of, unique_app, write_app
 from tests.integration.stack import Stack, fetch
+from tests.repos import git
 
 pytest_plugins = ["tests.docker_support"]
 pytestmark = pytest.mark.integration

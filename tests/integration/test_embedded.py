@@ -14,9 +14,9 @@ import pytest
 from shared import processes
 from shared.db import session_scope
 from shared.services import deployments
-from tests.conftest import git
 from tests.integration.conftest import stack_environment
 from tests.integration.stack import Stack, fetch, free_port
+from tests.repos import git
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from shared import constants
 from shared.broker import make_celery
 from shared.services.webhooks import sign, signature_matches
 from shared.settings import Settings
-from tests.conftest import git
 from tests.integration.stack import Stack
+from tests.repos import git
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SECRET = "integration-tests-trigger-secret"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,27 +10,14 @@ from sqlmodel import Session
 
 from shared.db import get_engine
 from shared.settings import Settings
-from tests.shared.database import copy_database, migrated_template
-
-
-@pytest.fixture(autouse=True)
-def _no_shipyard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read SHIPYARD_* variables: the developer's own must not change a test."""
-    for name in list(os.environ):
-        if name.startswith("SHIPYARD_"):
-            monkeypatch.delenv(name)
+from tests.embedded import _no_shipyard_environment, schema_template
+from tests.shared.database import copy_database
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded-mode settings in a fresh data dir."""
     return Settings(data_dir=tmp_path / "data")
-
-
-@pytest.fixture(scope="session")
-def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real migrations, run once per session."""
-    return migrated_template(tmp_path_factory.mktemp("schema"))
 
 
 @pytest.fixture

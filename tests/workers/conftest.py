@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.workers.repos import commit_files, git
-
-
-@pytest.fixture(autouse=True)
-def _no_shipyard_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read SHIPYARD_* variables: the developer's own must not change a test."""
-    for name in list(os.environ):
-        if name.startswith("SHIPYARD_"):
-            monkeypatch.delenv(name)
+from tests.embedded import _no_shipyard_environment
+from tests.repos import commit_files, git
 
 
 @pytest.fixture

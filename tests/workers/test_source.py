@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.exceptions import StageFailed
-from tests.workers.repos import commit_files, git
+from tests.repos import commit_files, git
 from workers import source
 
 

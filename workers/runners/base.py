@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from shared import constants
 
 # A running process as recorded on the Deployment row (JSON): at least "type" and "status",
 # "url" for web, plus whatever the runner needs to find it again (pid, container id, …).
@@ -59,3 +62,23 @@ class Runner(Protocol):
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         """Run `command` to completion in the release (artifact + config); kill it at `timeout`."""
         ...
+
+
+# --- what every driver needs the same way ------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def web_url(process_type: str, port: int | None) -> str | None:
+    """Where a started process answers HTTP: only `web` does, on its loopback port."""
+    return f"http://127.0.0.1:{port}" if process_type == "web" else None
+
+
+def output_tail(output: bytes, limit: int = constants.RELEASE_OUTPUT_LIMIT_BYTES) -> str:
+    """The end of a one-off command's output, as text."""
+    return output[-limit:].decode(errors="replace")

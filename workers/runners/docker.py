@@ -23,8 +23,14 @@ from shared import constants
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.manifest import process_types, read_procfile
 from workers.builders.docker import image_tag
-from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
-from workers.runners.local import free_port
+from workers.runners.base import (
+    OneOffResult,
+    ProcessRecord,
+    ReleaseSpec,
+    free_port,
+    output_tail,
+    web_url,
+)
 
 # Procfile lines are shell commands; the container's entrypoint is replaced so that an image's
 # own ENTRYPOINT cannot swallow them as arguments.
@@ -82,7 +88,7 @@ class DockerRunner:
             "name": container.name,
             "image": image_id,
             "port": port,
-            "url": f"http://127.0.0.1:{port}" if process_type == "web" else None,
+            "url": web_url(process_type, port),
         }
         try:
             container.start()
@@ -156,7 +162,7 @@ class DockerRunner:
                 output: bytes = container.logs(stdout=True, stderr=True)
             finally:
                 self._remove(container.id)
-        return OneOffResult(exit_code=exit_code, output=_tail(output))
+        return OneOffResult(exit_code=exit_code, output=output_tail(output))
 
 
 def verified_image(client: docker.DockerClient, spec: ReleaseSpec) -> Any:
@@ -274,7 +280,3 @@ def _wait(container: Any, timeout: float) -> int | None:
             raise StageFailed(f"lost the Docker engine during the one-off command ({exc})") from exc
     container.kill()
     return None
-
-
-def _tail(output: bytes, limit: int = constants.RELEASE_OUTPUT_LIMIT_BYTES) -> str:
-    return output[-limit:].decode(errors="replace")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 from collections import deque
@@ -14,14 +13,14 @@ from shared import constants, processes
 from shared.artifact_store import ArtifactStore
 from shared.exceptions import StageFailed
 from shared.manifest import process_types, read_procfile
-from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from workers.runners.base import (
+    OneOffResult,
+    ProcessRecord,
+    ReleaseSpec,
+    free_port,
+    output_tail,
+    web_url,
+)
 
 
 class LocalRunner:
@@ -98,7 +97,7 @@ class LocalRunner:
                     "pid": child.pid,
                     "started": processes.start_time(child.pid),
                     "port": port,
-                    "url": f"http://127.0.0.1:{port}" if process_type == "web" else None,
+                    "url": web_url(process_type, port),
                     "log": str(log_path),
                 }
             )
@@ -137,7 +136,7 @@ class LocalRunner:
         )
         try:
             output, _ = child.communicate(timeout=timeout)
-            return OneOffResult(exit_code=child.returncode, output=_tail(output))
+            return OneOffResult(exit_code=child.returncode, output=output_tail(output))
         except subprocess.TimeoutExpired:
             processes.terminate_group(child.pid, None, 0)
             try:
@@ -145,8 +144,4 @@ class LocalRunner:
             except subprocess.TimeoutExpired:  # a process that left the group holds the pipe
                 child.kill()
                 output = b""
-            return OneOffResult(exit_code=None, output=_tail(output))
-
-
-def _tail(output: bytes, limit: int = constants.RELEASE_OUTPUT_LIMIT_BYTES) -> str:
-    return output[-limit:].decode(errors="replace")
+            return OneOffResult(exit_code=None, output=output_tail(output))

@@ -8,7 +8,7 @@ from shared.db import session_scope
 from shared.events import ReleaseCreated
 from shared.exceptions import StageFailed
 from shared.manifest import release_command
-from shared.models import Artifact, Environment, Pipeline, PipelineKind, Release, ReleaseStatus
+from shared.models import Artifact, Environment, Pipeline, Release
 from shared.services import releases
 from workers.context import WorkerContext
 from workers.locks import release_phase_lock
@@ -17,12 +17,6 @@ from workers.stages import StageResult, get_row
 from workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
-
-_CAUSES = {
-    PipelineKind.DEPLOY: "deploy",
-    PipelineKind.CONFIG: "config",
-    PipelineKind.PROMOTION: "promotion",
-}
 
 
 def release_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
@@ -34,7 +28,7 @@ def release_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             session=session,
             pipeline=pipeline,
             artifact_id=pipeline.artifact_id,
-            cause=_CAUSES[PipelineKind(pipeline.kind)],
+            cause=releases.release_cause(pipeline),
             source_release_id=pipeline.source_release_id,
         )
         artifact = get_row(session, Artifact, release.artifact_id)
@@ -66,9 +60,7 @@ def _release_phase(
     if result.exit_code == 0:
         return result.output
     with session_scope(context.db_url) as session:
-        failed = get_row(session, Release, release.id)
-        failed.status = ReleaseStatus.FAILED
-        session.add(failed)
+        releases.fail_release(session=session, release=get_row(session, Release, release.id))
     reason = (
         f"the release command timed out after {timeout:g}s and was killed"
         if result.exit_code is None

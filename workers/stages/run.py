@@ -8,7 +8,7 @@ import structlog
 
 from shared.db import session_scope
 from shared.exceptions import ShipyardError, StageFailed
-from shared.models import Deployment, DeploymentStatus, Environment, Pipeline, PipelineKind, Release
+from shared.models import Deployment, DeploymentStatus, Environment, Pipeline, Release
 from shared.services import deployments, releases
 from workers.context import WorkerContext
 from workers.runners import get_runner
@@ -26,9 +26,11 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         raise StageFailed("the pipeline has no release to run")
     with session_scope(context.db_url) as session:
         release = releases.get_release(session=session, release_id=pipeline.release_id)
-        cause = "rollback" if pipeline.kind == PipelineKind.ROLLBACK else release.cause
         deployment = deployments.begin_deployment(
-            session=session, pipeline_id=pipeline.id, release=release, cause=cause
+            session=session,
+            pipeline_id=pipeline.id,
+            release=release,
+            cause=deployments.deployment_cause(pipeline, release),
         )
         if deployment is None:
             raise StageFailed("another worker is running this stage")

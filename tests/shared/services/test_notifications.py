@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from shared import constants
 from shared.crypto import SecretBox
+from shared.events import NotificationQueued
 from shared.exceptions import NotFound
 from shared.models import (
     App,
@@ -109,14 +110,22 @@ def test_a_stage_in_the_middle_of_a_pipeline_notifies_nothing(
     assert notifications.pipeline_notices(session=session, pipeline=pipeline, stage="build") == []
 
 
-def test_attempts_are_signed_recorded_and_retried_until_delivered(
+def _succeeded_and_queued(
     session: Session, box: SecretBox, app: App, staging: Environment
-) -> None:
+) -> NotificationQueued:
+    """A subscriber to pipeline.succeeded, and the committed notice of a pipeline that did."""
     subscribe(session, box, app, "pipeline.succeeded")
     pipeline = make_pipeline(session, app, staging)
     pipeline.status = PipelineStatus.SUCCEEDED
     (queued,) = notifications.pipeline_notices(session=session, pipeline=pipeline, stage="run")
     session.commit()
+    return queued
+
+
+def test_attempts_are_signed_recorded_and_retried_until_delivered(
+    session: Session, box: SecretBox, app: App, staging: Environment
+) -> None:
+    queued = _succeeded_and_queued(session, box, app, staging)
     states = []
     for number, status_code in enumerate((500, None, 204), start=1):
         outgoing = notifications.claim_attempt(
@@ -163,11 +172,7 @@ def test_attempts_are_signed_recorded_and_retried_until_delivered(
 def test_a_duplicate_message_claims_nothing_while_an_attempt_is_under_way(
     session: Session, box: SecretBox, app: App, staging: Environment
 ) -> None:
-    subscribe(session, box, app, "pipeline.succeeded")
-    pipeline = make_pipeline(session, app, staging)
-    pipeline.status = PipelineStatus.SUCCEEDED
-    (queued,) = notifications.pipeline_notices(session=session, pipeline=pipeline, stage="run")
-    session.commit()
+    queued = _succeeded_and_queued(session, box, app, staging)
 
     def claim(now: datetime) -> notifications.Outgoing | None:
         outgoing = notifications.claim_attempt(
@@ -193,11 +198,7 @@ def test_a_duplicate_message_claims_nothing_while_an_attempt_is_under_way(
 def test_the_last_failed_attempt_gives_up(
     session: Session, box: SecretBox, app: App, staging: Environment
 ) -> None:
-    subscribe(session, box, app, "pipeline.succeeded")
-    pipeline = make_pipeline(session, app, staging)
-    pipeline.status = PipelineStatus.SUCCEEDED
-    (queued,) = notifications.pipeline_notices(session=session, pipeline=pipeline, stage="run")
-    session.commit()
+    queued = _succeeded_and_queued(session, box, app, staging)
     states = []
     for _ in range(3):
         outgoing = notifications.claim_attempt(

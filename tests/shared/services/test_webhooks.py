@@ -323,12 +323,12 @@ def test_the_generic_hook_deploys_the_named_ref_to_the_named_environment(
     )
     receipt = webhooks.receive(
         session=session,
-        delivery=webhooks.parse_generic(body, None, "production", "v2"),
+        delivery=webhooks.parse_generic(None, "production", "v2"),
         recipients=[app],
     )
     missing = webhooks.receive(
         session=session,
-        delivery=webhooks.parse_generic(body, "ci-2", "qa", "v2"),
+        delivery=webhooks.parse_generic("ci-2", "qa", "v2"),
         recipients=[app],
     )
 

@@ -77,6 +77,21 @@ def _stored(context: WorkerContext, pipeline: Pipeline) -> tuple[Pipeline, dict[
         return stored, {run.name: run for run in runs}
 
 
+def _build_row(context: WorkerContext, pipeline: Pipeline) -> Build:
+    with Session(get_engine(context.db_url)) as session:
+        return session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+
+
+def _take_over_build(context: WorkerContext, pipeline: Pipeline) -> None:
+    """What another worker's takeover claim does to the running build stage: a new attempt."""
+    with session_scope(context.db_url) as session:
+        run = session.exec(
+            select(StageRun).where(StageRun.pipeline_id == pipeline.id, StageRun.name == "build")
+        ).one()
+        run.attempt += 1
+        session.add(run)
+
+
 def test_the_three_stages_record_their_results_and_publish_only_ids(
     context: WorkerContext, pipeline: Pipeline, published: list[Event]
 ) -> None:
@@ -102,12 +117,7 @@ def test_the_build_row_is_finished_with_the_stage_result_in_one_transaction(
     # recorded: neither the stage nor the build row may carry this attempt's result.
     def taken_over_meanwhile(context: WorkerContext, claimed: Pipeline) -> stages.StageResult:
         result = build_work(context, claimed)
-        with session_scope(context.db_url) as session:
-            run = session.exec(
-                select(StageRun).where(StageRun.pipeline_id == claimed.id, StageRun.name == "build")
-            ).one()
-            run.attempt += 1  # what a takeover's claim does
-            session.add(run)
+        _take_over_build(context, claimed)
         return result
 
     stages.execute(context, pipeline.id, "build", "slow@test", taken_over_meanwhile)
@@ -115,8 +125,7 @@ def test_the_build_row_is_finished_with_the_stage_result_in_one_transaction(
     stored, runs = _stored(context, pipeline)
     assert runs["build"].status == "running" and runs["build"].result_id is None
     assert stored.artifact_id is None and published == []
-    with Session(get_engine(context.db_url)) as session:
-        build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+    build = _build_row(context, pipeline)
     assert build.finished_at is None and build.artifact_id is None
 
 
@@ -180,8 +189,7 @@ def test_a_failed_build_records_its_log_with_the_stage_failure(
     stored, runs = _stored(context, pipeline)
     assert stored.status == PipelineStatus.FAILED and runs["build"].status == "failed"
     assert "does not name a commit" in (runs["build"].error or "")
-    with Session(get_engine(context.db_url)) as session:
-        build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+    build = _build_row(context, pipeline)
     assert build.finished_at is not None and "does not name a commit" in build.log
 
 
@@ -191,18 +199,12 @@ def test_a_taken_over_build_that_then_fails_leaves_the_build_row_to_the_winner(
     _point_at(context, pipeline, "no-such-branch")
 
     def fails_after_a_takeover(context: WorkerContext, claimed: Pipeline) -> stages.StageResult:
-        with session_scope(context.db_url) as session:
-            run = session.exec(
-                select(StageRun).where(StageRun.pipeline_id == claimed.id, StageRun.name == "build")
-            ).one()
-            run.attempt += 1  # what a takeover's claim does
-            session.add(run)
+        _take_over_build(context, claimed)
         return build_work(context, claimed)
 
     stages.execute(context, pipeline.id, "build", "slow@test", fails_after_a_takeover)
 
     stored, runs = _stored(context, pipeline)
     assert stored.status == PipelineStatus.RUNNING and runs["build"].status == "running"
-    with Session(get_engine(context.db_url)) as session:
-        build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).one()
+    build = _build_row(context, pipeline)
     assert build.finished_at is None and build.log == ""
