@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared workers api cli
+	$(BIN)/mypy shared workers api cli serve
 
 pytest: $(STAMP)
 	$(BIN)/pytest

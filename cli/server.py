@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +13,13 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from cli.client import CliError
-from shared import constants, migrate, processes
+from serve import embedded
+from serve.commands import beat_command, worker_command
+from shared import constants, migrate
 from shared.broker import make_celery
 from shared.db import get_engine, session_scope
 from shared.exceptions import ConfigurationError
 from shared.logging import configure_logging
-from shared.services import deployments
 from shared.services.secrets import rotate_secrets
 from shared.settings import Settings
 
@@ -106,31 +103,12 @@ def _write_secret_file(path: Path, value: str) -> None:
     os.replace(tmp, path)
 
 
-def _worker_command(queue: str, concurrency: int, hostname: str | None) -> list[str]:
-    return [
-        sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-        "-Q", queue,
-        "-n", hostname or f"{queue}@%h",
-        "--concurrency", str(concurrency),
-        "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
-
-
-def _beat_command(settings: Settings) -> list[str]:
-    schedule = settings.data_dir / "beat-schedule"
-    return [
-        sys.executable, "-m", "celery", "-A", "workers.app", "beat",
-        "--schedule", str(schedule), "--loglevel", "INFO",
-    ]  # fmt: skip
-
-
 def beat() -> None:
     """Start the beat that runs the reconciler (and schedules). Run exactly one per installation."""
     settings = _settings()
     check_services(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    command = _beat_command(settings)
+    command = beat_command(settings)
     os.execv(command[0], command)
 
 
@@ -149,7 +127,7 @@ def worker(
     except ConfigurationError as exc:
         raise CliError(exc.message) from exc
     check_services(settings)
-    command = _worker_command(queue, concurrency, hostname)
+    command = worker_command(queue, concurrency, hostname)
     os.execv(command[0], command)
 
 
@@ -177,7 +155,7 @@ def up(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Embedded mode: the API, a worker per queue and the beat, on SQLite and a file broker."""
+    """Embedded mode: a broker, the API, a pool per queue and the beat, supervised, on SQLite."""
     settings = _settings(data_dir)
     if settings.mode != "embedded":
         raise CliError(
@@ -185,84 +163,7 @@ def up(
             "or run `shipyard api` and `shipyard worker …` for distributed mode"
         )
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        settings.fernet_key()
-        settings.api_token()
-        migrate.upgrade(settings.sqlalchemy_url)
+        embedded.run(settings, embedded.Address(host=host, port=port))
     except ConfigurationError as exc:
         raise CliError(exc.message) from exc
-    commands = [_worker_command(queue, 1, None) for queue in constants.ALL_QUEUES]
-    commands.append(_beat_command(settings))
-    pools = [
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_up)
-        for command in commands
-    ]
-    log.info("up.started", data_dir=str(settings.data_dir), url=f"http://{host}:{port}")
-    try:
-        _restore_live_deployments(settings)
-        from api.main import create_app
-
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
-        )
-        # uvicorn re-raises the signal that stopped it once it is done; make SIGTERM then
-        # unwind like Ctrl-C does, so that the pools and the apps are stopped below.
-        signal.signal(signal.SIGTERM, _interrupt)
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        _stop_pools(pools)
-        _stop_apps(settings)
-        log.info("up.stopped")
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-# A pool's process gets SIGTERM when `shipyard up` itself dies, even by SIGKILL.
-_die_with_up = functools.partial(processes.die_with_parent, signal.SIGTERM)
-
-
-def _restore_live_deployments(settings: Settings) -> None:
-    """Ask the run pool to start what the store says is live (the processes died with `up`)."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        live = deployments.live_deployments(session=session, runner="local")
-    if not live:
-        return
-    celery = make_celery(settings, "shipyard-up")
-    try:
-        for deployment in live:
-            celery.send_task(
-                constants.RESTORE_TASK,
-                args=[str(deployment.id)],
-                queue=constants.RUN_QUEUE,
-                routing_key=constants.RUN_QUEUE,
-            )
-    finally:
-        celery.close()
-
-
-def _stop_pools(pools: list[subprocess.Popen[bytes]]) -> None:
-    for pool in pools:
-        if pool.poll() is None:
-            pool.send_signal(signal.SIGTERM)
-    for pool in pools:
-        try:
-            pool.wait(timeout=constants.STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pool.kill()
-            pool.wait()
-
-
-def _stop_apps(settings: Settings) -> None:
-    """Stop the app processes `up` ran; their deployments stay live in the store for next time."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        running = deployments.live_deployments(session=session, runner="local", starting=True)
-    for deployment in running:
-        for record in deployment.processes:
-            processes.terminate_group(
-                int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
-            )

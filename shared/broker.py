@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -15,7 +14,7 @@ from shared.settings import Settings
 
 def broker_config(settings: Settings) -> dict[str, Any]:
     """Celery settings shared by producers and consumers, for either mode."""
-    config: dict[str, Any] = {
+    return {
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,
@@ -27,35 +26,14 @@ def broker_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": constants.BUILD_QUEUE,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
-    }
-    if settings.mode == "embedded":
-        folders = _file_broker_folders(settings.broker_dir)
-        config["broker_url"] = "filesystem://localhost//"
-        config["broker_transport_options"] = {
-            "data_folder_in": str(folders["queue"]),
-            "data_folder_out": str(folders["queue"]),
-            "control_folder": str(folders["control"]),
-            "processed_folder": str(folders["processed"]),
-            "store_processed": False,
-            "polling_interval": constants.FILE_BROKER_POLL_SECONDS,
-        }
-        # Remote control needs a fanout broadcast the file broker does not deliver reliably
-        # between several worker processes; nothing in Shipyard uses it.
-        config["worker_enable_remote_control"] = False
-    else:
-        config["broker_url"] = settings.broker_url
-        config["broker_transport_options"] = {
+        # Embedded mode's own server and a distributed Redis take the same transport settings:
+        # one code path, whichever started the broker.
+        "broker_url": settings.celery_broker_url,
+        "broker_transport_options": {
             "visibility_timeout": constants.VISIBILITY_TIMEOUT_SECONDS,
             "global_keyprefix": f"{settings.broker_namespace}:",
-        }
-    return config
-
-
-def _file_broker_folders(root: Path) -> dict[str, Path]:
-    folders = {name: root / name for name in ("queue", "control", "processed")}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    return folders
+        },
+    }
 
 
 def make_celery(settings: Settings, main: str) -> Celery:

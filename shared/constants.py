@@ -63,8 +63,11 @@ TASK_TIME_LIMIT_SECONDS: Final = int(2 * GIT_TIMEOUT_SECONDS + BUILD_TIMEOUT_SEC
 # Redis redelivers an unacked message after this; it must exceed the task time limit, or a long
 # stage would be delivered twice while it still runs (celery#7651).
 VISIBILITY_TIMEOUT_SECONDS: Final = TASK_TIME_LIMIT_SECONDS + 600
-# The file broker's poll interval: ~10 ms hand-off on one host (see docs/operations.md).
-FILE_BROKER_POLL_SECONDS: Final = 0.01
+# Longest unix socket path Linux accepts (sun_path is 108 bytes with its terminating NUL).
+UNIX_SOCKET_PATH_MAX: Final = 107
+# `shipyard up` waits this long for its broker to answer PING before it gives up (the server
+# itself starts in milliseconds; replaying a large append-only file takes longer).
+BROKER_START_SECONDS: Final = 60.0
 
 # Request bodies above this are refused with 413 (config of a whole app fits well within it;
 # GitHub's webhook payloads are capped at 25 MB but pushes are far smaller, see the hooks docs).

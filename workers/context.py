@@ -20,7 +20,7 @@ class WorkerContext:
     celery: Celery
     box: SecretBox
     store: ArtifactStore
-    redis: redis.Redis | None  # distributed mode's Redis, for locks; None when embedded
+    redis: redis.Redis  # the broker, for the release-phase lock
 
     @property
     def db_url(self) -> str:
@@ -36,7 +36,5 @@ class WorkerContext:
             celery=celery,
             box=settings.secret_box(),
             store=ArtifactStore(settings.artifact_store_dir),
-            redis=redis.Redis.from_url(settings.broker_url)
-            if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://"))
-            else None,
+            redis=redis.Redis.from_url(settings.redis_url),
         )

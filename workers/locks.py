@@ -1,4 +1,4 @@
-"""The release-phase lock: Redis (distributed) or a file lock (embedded), SQL guard behind both."""
+"""The release-phase lock: a Redis lock on the broker (either mode), a SQL guard behind it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
-from filelock import FileLock, Timeout
 from redis.exceptions import LockError
 from redis.lock import Lock
 
@@ -50,27 +49,14 @@ def release_phase_lock(
 def _host_lock(
     context: WorkerContext, name: str, owner: str, hold_for: float, wait: float
 ) -> Iterator[None]:
-    if context.redis is not None:
-        key = f"{context.settings.broker_namespace}:lock:{name}"
-        lock = context.redis.lock(key, timeout=hold_for, blocking_timeout=wait)
-        if not _take_over(context.redis, lock, key, owner) and not lock.acquire(token=owner):
-            raise StageFailed(_BUSY)
-        try:
-            yield
-        finally:
-            lock.release()
-        return
-    folder = context.settings.data_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    file_lock = FileLock(folder / f"{name}.lock")
-    try:
-        file_lock.acquire(timeout=wait)
-    except Timeout as exc:
-        raise StageFailed(_BUSY) from exc
+    key = f"{context.settings.broker_namespace}:lock:{name}"
+    lock = context.redis.lock(key, timeout=hold_for, blocking_timeout=wait)
+    if not _take_over(context.redis, lock, key, owner) and not lock.acquire(token=owner):
+        raise StageFailed(_BUSY)
     try:
         yield
     finally:
-        file_lock.release()
+        lock.release()
 
 
 def _take_over(client: redis.Redis, lock: Lock, key: str, owner: str) -> bool:

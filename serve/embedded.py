@@ -1,0 +1,198 @@
+"""Embedded mode: everything on one host under one supervising `shipyard up`.
+
+The broker, a pool per queue, the beat and the API run as supervised children; a child that
+exits is started again with backoff. Their output goes to `$DATA_DIR/logs/<name>.log`, so the
+terminal shows a short summary and what the supervisor itself has to say.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from filelock import FileLock, Timeout
+
+from serve import broker
+from serve.commands import api_command, beat_command, worker_command
+from serve.supervisor import ChildSpec, Supervisor
+from shared import constants, migrate, processes
+from shared.broker import make_celery
+from shared.db import session_scope
+from shared.exceptions import ConfigurationError
+from shared.services import deployments
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+BROKER = "broker"
+API = "api"
+# How often the supervisor looks at its children: a crashed pool is noticed within this.
+CHECK_SECONDS = 0.2
+# How long `up` waits for its API to answer before it gives up, with the API's log.
+API_START_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the API listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def children(settings: Settings, address: Address) -> list[ChildSpec]:
+    """The supervised processes, in start order (they stop in the reverse one)."""
+    logs = log_dir(settings)
+    specs = [
+        ChildSpec(
+            name=BROKER,
+            argv=broker.server_command(settings, broker.server_binary(settings)),
+            log_path=logs / "broker.log",
+            ready=lambda process: broker.wait_until_ready(settings, process),
+        )
+    ]
+    specs += [
+        ChildSpec(
+            name=f"worker-{queue}",
+            argv=worker_command(queue),
+            log_path=logs / f"worker-{queue}.log",
+            grace=constants.STOP_GRACE_SECONDS,
+        )
+        for queue in constants.ALL_QUEUES
+    ]
+    specs.append(ChildSpec(name="beat", argv=beat_command(settings), log_path=logs / "beat.log"))
+    specs.append(
+        ChildSpec(name=API, argv=api_command(address.host, address.port), log_path=logs / "api.log")
+    )
+    return specs
+
+
+def run(settings: Settings, address: Address) -> None:
+    """Start the embedded stack, keep it running until SIGINT or SIGTERM, then stop it all."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.broker_dir.mkdir(parents=True, exist_ok=True)
+    # Held while `up` lives; the kernel releases it when `up` dies, even by SIGKILL.
+    lock = FileLock(settings.data_dir / "up.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigurationError(
+            f"another `shipyard up` is running on {settings.data_dir}; stop it first"
+        ) from None
+    try:
+        settings.fernet_key()
+        settings.api_token()
+        migrate.upgrade(settings.sqlalchemy_url)
+        supervisor = Supervisor(
+            children(settings, address), state_file=settings.data_dir / "up.children.json"
+        )
+        supervisor.stop_leftovers(grace=constants.STOP_GRACE_SECONDS)
+        stopping = _stop_on_signals()
+        try:
+            supervisor.start()
+            _restore_live_deployments(settings)
+            _wait_for_api(supervisor, address, stopping)
+            if not stopping.is_set():
+                log.info("up.ready", url=address.url, data_dir=str(settings.data_dir))
+                print(summary(settings, address), flush=True)
+            while not stopping.wait(CHECK_SECONDS):
+                supervisor.check()
+        finally:
+            log.info("up.stopping")
+            # New requests stop first, then the pools and the beat, then the apps; the broker
+            # goes last, so that nothing still running loses its connection to it.
+            supervisor.stop([API])
+            supervisor.stop([name for name in supervisor.children if name not in (API, BROKER)])
+            _stop_apps(settings)
+            supervisor.stop([BROKER])
+            log.info("up.stopped")
+    finally:
+        lock.release()
+
+
+def summary(settings: Settings, address: Address) -> str:
+    """What a person needs once `up` is ready: the API, how the CLI finds it, where logs are."""
+    return "\n".join(
+        [
+            f"Shipyard is up (embedded) at {address.url}, data in {settings.data_dir}",
+            "In another terminal, point the CLI at it:",
+            f"  export SHIPYARD_DATA_DIR={settings.data_dir}",
+            f"  export SHIPYARD_URL={address.url}",
+            f"Logs of the broker, API, pools and beat: {log_dir(settings)}/",
+            "Ctrl-C stops everything, apps included; the next `shipyard up` starts them again.",
+        ]
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    stopping = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stopping
+
+
+def _wait_for_api(supervisor: Supervisor, address: Address, stopping: threading.Event) -> None:
+    deadline = time.monotonic() + API_START_SECONDS
+    while time.monotonic() < deadline and not stopping.is_set():
+        supervisor.check()
+        try:
+            with urllib.request.urlopen(f"{address.url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        stopping.wait(CHECK_SECONDS)
+    if not stopping.is_set():
+        api_log = supervisor.children[API].spec.log_path
+        raise ConfigurationError(
+            f"the API did not answer at {address.url} within {API_START_SECONDS:.0f} s; "
+            f"see {api_log}"
+        )
+
+
+def _restore_live_deployments(settings: Settings) -> None:
+    """Ask the run pool to start what the store says is live (the processes died with `up`)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        live = deployments.live_deployments(session=session, runner="local")
+    if not live:
+        return
+    celery = make_celery(settings, "shipyard-up")
+    try:
+        for deployment in live:
+            celery.send_task(
+                constants.RESTORE_TASK,
+                args=[str(deployment.id)],
+                queue=constants.RUN_QUEUE,
+                routing_key=constants.RUN_QUEUE,
+            )
+    finally:
+        celery.close()
+
+
+def _stop_apps(settings: Settings) -> None:
+    """Stop the app processes `up` ran; their deployments stay live in the store for next time."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        running = deployments.live_deployments(session=session, runner="local", starting=True)
+    for deployment in running:
+        for record in deployment.processes:
+            processes.terminate_group(
+                int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
+            )
+
+
+def log_dir(settings: Settings) -> Path:
+    """Where the supervised processes write their output."""
+    return settings.data_dir / "logs"
