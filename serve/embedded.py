@@ -29,6 +29,8 @@ from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+# The first words `up` prints once it is ready: scripts and tests wait for them.
+READY = "Shipyard is up"
 BROKER = "broker"
 API = "api"
 # How often the supervisor looks at its children: a crashed pool is noticed within this.
@@ -123,7 +125,7 @@ def summary(settings: Settings, address: Address) -> str:
     """What a person needs once `up` is ready: the API, how the CLI finds it, where logs are."""
     return "\n".join(
         [
-            f"Shipyard is up (embedded) at {address.url}, data in {settings.data_dir}",
+            f"{READY} (embedded) at {address.url}, data in {settings.data_dir}",
             "In another terminal, point the CLI at it:",
             f"  export SHIPYARD_DATA_DIR={settings.data_dir}",
             f"  export SHIPYARD_URL={address.url}",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.conftest import fresh_database
+from tests.conftest import commit_file, fresh_database
 from tests.integration.stack import SHIPYARD, Stack, free_port
 
 _HERE = Path(__file__).parent
@@ -62,3 +62,10 @@ def distributed(
             yield stack
         finally:
             stack.stop_all()
+
+
+@pytest.fixture
+def slow_build_repo(hello_repo: Path) -> Path:
+    """examples/hello whose build takes a second, so pipelines are in flight when damaged."""
+    commit_file(hello_repo, "shipyard.toml", '[build]\ncommand = "sleep 1"\n', "slow")
+    return hello_repo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from shared import processes
 
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
 
@@ -37,6 +40,49 @@ def kill_processes_under(root: Path) -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, deepest first."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for child in children:
+            found += [*descendants(int(child)), int(child)]
+    return found
+
+
+def sigkill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def up_children(data_dir: Path) -> dict[str, int]:
+    """The pids of the processes `shipyard up` supervises in `data_dir`, by name."""
+    path = data_dir / "up.children.json"
+    if not path.exists():
+        return {}
+    return {name: pid for name, (pid, _started) in json.loads(path.read_text()).items()}
+
+
+def kill_up_children(data_dir: Path) -> None:
+    """SIGKILL whatever a `shipyard up` of `data_dir` still runs (a test that failed midway)."""
+    path = data_dir / "up.children.json"
+    if not path.exists():
+        return
+    for pid, started in json.loads(path.read_text()).values():
+        if processes.is_alive(pid, started):
+            sigkill([*descendants(pid), pid])
 
 
 @dataclass
@@ -96,6 +142,7 @@ class Stack:
         for name in list(self.processes):
             self.stop(name)
         self.client.close()
+        kill_up_children(self.data_dir)
         kill_processes_under(self.data_dir)
 
     def wait_healthy(self, timeout: float = 60) -> None:

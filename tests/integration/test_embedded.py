@@ -1,39 +1,93 @@
-"""Embedded mode: `shipyard up` alone (SQLite, file broker), driven through the CLI."""
+"""Embedded mode: `shipyard up` alone (SQLite, its own broker), driven through the CLI and damaged
+for real: pools, the broker and `up` itself SIGKILLed."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from serve.embedded import READY
 from shared import processes
 from shared.db import session_scope
 from shared.services import deployments
 from tests.integration.conftest import stack_environment
-from tests.integration.stack import Stack, fetch, free_port
+from tests.integration.stack import (
+    Stack,
+    descendants,
+    fetch,
+    free_port,
+    sigkill,
+    up_children,
+)
 from tests.repos import git
+
+# Fast failure detection, so that recovery is seen within seconds (see docs/reliability.md).
+FAST = {
+    "SHIPYARD_HEARTBEAT_SECONDS": "0.3",
+    "SHIPYARD_STALE_AFTER_SECONDS": "2",
+    "SHIPYARD_RECONCILE_SECONDS": "0.5",
+    "SHIPYARD_QUEUED_REDELIVER_SECONDS": "3",
+}
+UpFactory = Callable[..., Stack]
 
 
 @pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[Stack]:
-    """`shipyard up` in a fresh data dir; the token is the one it generates at first start."""
-    data_dir = tmp_path / "data"
-    port = free_port()
-    env = stack_environment(data_dir, SHIPYARD_URL=f"http://127.0.0.1:{port}")
-    stack = Stack(url=f"http://127.0.0.1:{port}", token="", env=env, data_dir=data_dir)
-    try:
-        stack.spawn("up", "up", "--port", str(port))
-        stack.wait_healthy()
-        stack.token = (data_dir / "admin-token").read_text().strip()
-        stack.client.headers["Authorization"] = f"Bearer {stack.token}"
-        yield stack
-    finally:
+def start_up(tmp_path: Path) -> Iterator[UpFactory]:
+    """Start `shipyard up` in a fresh data dir with extra settings; stopped, children and all,
+    at the end whatever happened."""
+    started: list[Stack] = []
+
+    def start(**settings: str) -> Stack:
+        data_dir = tmp_path / "data"
+        port = free_port()
+        env = stack_environment(data_dir, SHIPYARD_URL=f"http://127.0.0.1:{port}", **settings)
+        stack = Stack(url=f"http://127.0.0.1:{port}", token="", env=env, data_dir=data_dir)
+        started.append(stack)
+        restart_up(stack)
+        return stack
+
+    yield start
+    for stack in started:
         stack.stop_all()
+
+
+def restart_up(stack: Stack) -> None:
+    """(Re)start `shipyard up` on the stack's data dir and port; wait until it is ready."""
+    log = stack.log_path("up")
+    start = log.stat().st_size if log.exists() else 0  # the log is appended to
+    stack.spawn("up", "up", "--port", stack.url.rsplit(":", 1)[1])
+    wait_for(lambda: READY in log.read_text()[start:], "`shipyard up` to be ready", stack)
+    stack.token = (stack.data_dir / "admin-token").read_text().strip()
+    stack.client.headers["Authorization"] = f"Bearer {stack.token}"
+
+
+def wait_for(condition: Callable[[], bool], what: str, stack: Stack, timeout: float = 90) -> None:
+    """Poll `condition`; on timeout fail with what was awaited and the end of `up`'s log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what}; up's log ends:\n"
+        + stack.log_path("up").read_text()[-3000:]
+    )
+
+
+@pytest.fixture
+def embedded(start_up: UpFactory) -> Stack:
+    """`shipyard up` in a fresh data dir; the token is the one it generates at first start."""
+    return start_up()
 
 
 def test_up_deploys_through_the_cli_and_restores_live_releases_after_a_restart(
@@ -59,8 +113,7 @@ def test_up_deploys_through_the_cli_and_restores_live_releases_after_a_restart(
     assert not processes.is_alive(pid, None)
 
     # ... and the next `up` starts the live release again: the SQL record is the truth.
-    embedded.spawn("up", "up", "--port", embedded.url.rsplit(":", 1)[1])
-    embedded.wait_healthy()
+    restart_up(embedded)
     for _ in range(300):
         current = embedded.current("hello", "staging")
         url = current["processes"][0]["url"]
@@ -134,3 +187,115 @@ def test_secrets_are_encrypted_at_rest_and_survive_a_key_rotation(
     rollback = embedded.run_cli("rollback", "--app", "hello", "--env", "staging", "--to", "1")
     assert "now runs release v1" in rollback.stdout
     assert fetch(embedded.web_url("hello", "staging")) == secret  # the old release still runs
+
+
+def _supervisor_events(stack: Stack, event: str) -> list[dict[str, Any]]:
+    lines = stack.log_path("up").read_text().splitlines()
+    parsed = [json.loads(line) for line in lines if line.startswith("{")]
+    return [line for line in parsed if line["event"] == event]
+
+
+@pytest.mark.timeout(600)
+def test_thirty_pipelines_in_a_row_succeed_with_the_beat_ticking_every_50_ms(
+    start_up: UpFactory, hello_repo: Path
+) -> None:
+    # The documented settings that lost a pool within seconds on the file broker.
+    stack = start_up(SHIPYARD_RECONCILE_SECONDS="0.05", SHIPYARD_SCHEDULE_TICK_SECONDS="0.05")
+    stack.create_app("hello", hello_repo, envs=("staging",))
+
+    results = [stack.deploy("hello", "staging", ref="HEAD")["status"] for _ in range(30)]
+
+    assert results == ["succeeded"] * 30
+    assert _supervisor_events(stack, "supervisor.exited") == []  # no child was lost on the way
+    releases = stack.api("GET", "/v1/apps/hello/environments/staging/releases", 200)
+    assert len(releases) == 30
+
+
+@pytest.mark.timeout(300)
+def test_every_worker_sigkilled_mid_build_is_restarted_and_the_pipeline_finishes_once(
+    start_up: UpFactory, slow_build_repo: Path
+) -> None:
+    stack = start_up(**FAST)
+    stack.create_app("crash", slow_build_repo, envs=("staging", "qa"))
+    in_flight = stack.start_pipeline("crash", "staging")
+    wait_for(lambda: _stage(stack, in_flight, "build") == "running", "the build to run", stack)
+
+    pools = {name: pid for name, pid in up_children(stack.data_dir).items() if "worker" in name}
+    assert len(pools) == 4
+    sigkill([p for pid in pools.values() for p in [*descendants(pid), pid]])
+
+    wait_for(
+        lambda: (
+            {e["child"] for e in _supervisor_events(stack, "supervisor.restarting")} >= set(pools)
+        ),
+        "up to restart all four pools",
+        stack,
+    )
+    done = stack.wait_pipeline(in_flight, timeout=120)
+    assert done["status"] == "succeeded", done
+    assert {s["name"]: s["attempt"] for s in done["stages"]}["build"] == 2
+    assert stack.deploy("crash", "qa")["status"] == "succeeded"  # and the next one too
+    releases = stack.api("GET", "/v1/apps/crash/environments/staging/releases", 200)
+    assert [r["version"] for r in releases] == [1]  # redelivered, not duplicated
+    exits = {e["child"]: e["exit_code"] for e in _supervisor_events(stack, "supervisor.exited")}
+    assert exits == {name: -9 for name in pools}
+
+
+@pytest.mark.timeout(300)
+def test_up_sigkilled_with_a_pipeline_queued_finishes_it_at_the_next_up(
+    start_up: UpFactory, hello_repo: Path
+) -> None:
+    # The reconciler's own redelivery of queued stages is left at its default (120 s), so the
+    # pipeline can only finish in time from the message the broker kept on disk.
+    stack = start_up()
+    stack.create_app("hello", hello_repo, envs=("staging",))
+    up = stack.processes["up"]
+    children = up_children(stack.data_dir)
+    os.kill(up.pid, signal.SIGSTOP)  # nothing is restarted from here on
+    build_pool = children["worker-build"]
+    sigkill([*descendants(build_pool), build_pool])
+    queued = stack.start_pipeline("hello", "staging")
+    broker = redis.Redis(unix_socket_path=str(stack.data_dir / "broker" / "broker.sock"))
+    assert broker.llen("shipyard:build") == 1  # queued in the broker, no consumer left
+    broker.close()
+
+    os.kill(up.pid, signal.SIGKILL)
+    up.wait()
+    stack.processes.pop("up")
+    wait_for(
+        lambda: not any(processes.is_alive(pid, None) for pid in children.values()),
+        "up's children to exit after up was killed",
+        stack,
+        timeout=60,
+    )
+    restart_up(stack)
+
+    done = stack.wait_pipeline(queued, timeout=90)
+    assert done["status"] == "succeeded", done
+    assert fetch(stack.web_url("hello", "staging")) == "Hello from Shipyard"
+
+
+@pytest.mark.timeout(300)
+def test_the_broker_sigkilled_is_restarted_and_the_pools_reconnect(
+    start_up: UpFactory, hello_repo: Path
+) -> None:
+    stack = start_up()
+    stack.create_app("hello", hello_repo, envs=("staging", "qa"))
+    assert stack.deploy("hello", "staging")["status"] == "succeeded"
+    broker = up_children(stack.data_dir)["broker"]
+
+    os.kill(broker, signal.SIGKILL)
+
+    wait_for(
+        lambda: up_children(stack.data_dir).get("broker", broker) != broker,
+        "up to start a new broker",
+        stack,
+    )
+    assert stack.deploy("hello", "qa")["status"] == "succeeded"
+    assert stack.deploy("hello", "staging")["status"] == "succeeded"
+    assert [e["child"] for e in _supervisor_events(stack, "supervisor.exited")] == ["broker"]
+
+
+def _stage(stack: Stack, pipeline_id: str, name: str) -> str:
+    pipeline = stack.api("GET", f"/v1/pipelines/{pipeline_id}", 200)
+    return str(next(s for s in pipeline["stages"] if s["name"] == name)["status"])

@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from tests.conftest import commit_file, fresh_database
 from tests.integration.conftest import stack_environment
 from tests.integration.services import PrivatePostgres, PrivateRedis
-from tests.integration.stack import SHIPYARD, Stack, fetch, free_port
+from tests.integration.stack import SHIPYARD, Stack, descendants, fetch, free_port
 
 # Fast failure detection, so that recovery is seen within seconds (see docs/reliability.md).
 FAST = {
@@ -84,20 +84,12 @@ def slow_repo(hello_repo: Path) -> Path:
 def _kill_worker(stack: Stack, queue: str) -> None:
     """SIGKILL a pool's worker: its main process and every child, as a host crash would."""
     process = stack.processes.pop(f"worker-{queue}")
-    for pid in [*_children(process.pid), process.pid]:
+    for pid in [*descendants(process.pid), process.pid]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     process.wait()
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += [*_children(int(child)), int(child)]
-    return found
 
 
 def _wait_stage(stack: Stack, pipeline_id: str, stage: str, status: str) -> None:
@@ -164,13 +156,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield broker
     finally:
         broker.stop()
-
-
-@pytest.fixture
-def slow_build_repo(hello_repo: Path) -> Path:
-    """examples/hello whose build takes a second, so pipelines are in flight when damaged."""
-    commit_file(hello_repo, "shipyard.toml", '[build]\ncommand = "sleep 1"\n', "slow")
-    return hello_repo
 
 
 @pytest.mark.timeout(300)

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+from celery import Celery
 from cryptography.fernet import Fernet
 from kombu import Connection
 
@@ -18,9 +19,15 @@ PIPELINE = uuid.uuid4()
 RELEASE = uuid.uuid4()
 
 
-def _settings() -> Settings:
-    # Distributed-mode settings pointed at kombu's in-process transport.
-    return Settings(broker_url="memory://", secret_key=Fernet.generate_key().decode())
+def _memory_celery() -> Celery:
+    # Distributed-mode settings, the app then pointed at kombu's in-process transport.
+    settings = Settings(
+        broker_url="redis://127.0.0.1:1/0", secret_key=Fernet.generate_key().decode()
+    )
+    celery = make_celery(settings, "test-wiring")
+    celery.conf.broker_url = "memory://"
+    celery.conf.broker_transport_options = {}
+    return celery
 
 
 @pytest.mark.parametrize(
@@ -43,7 +50,7 @@ def _settings() -> Settings:
 def test_each_event_is_sent_by_name_to_its_queue_with_ids_only(
     event: Event, task: str, queue: str
 ) -> None:
-    celery = make_celery(_settings(), "test-wiring")
+    celery = _memory_celery()
     publish(celery, event)
     # kombu's memory transport is one broker per process: read what the API side sent.
     with Connection("memory://") as connection:
@@ -57,18 +64,17 @@ def test_each_event_is_sent_by_name_to_its_queue_with_ids_only(
     assert set(args[0]) <= {"type", "pipeline_id", "artifact_id", "release_id", "artifact_ids"}
 
 
-def test_the_embedded_broker_is_a_file_broker_in_the_data_dir(tmp_path: Any) -> None:
-    config = broker_config(Settings(data_dir=tmp_path))
-
-    assert config["broker_url"].startswith("filesystem://")
-    options = config["broker_transport_options"]
-    assert (
-        options["data_folder_in"]
-        == options["data_folder_out"]
-        == str(tmp_path / "broker" / "queue")
+def test_embedded_mode_uses_the_redis_transport_on_the_data_dirs_socket(tmp_path: Any) -> None:
+    embedded = broker_config(Settings(data_dir=tmp_path))
+    distributed = broker_config(
+        Settings(broker_url="redis://127.0.0.1:6379/0", secret_key=Fernet.generate_key().decode())
     )
-    assert options["polling_interval"] == constants.FILE_BROKER_POLL_SECONDS
-    assert config["worker_enable_remote_control"] is False
+
+    assert embedded["broker_url"] == f"redis+socket://{tmp_path}/broker/broker.sock"
+    # One code path: the same transport settings in both modes, only the address differs.
+    assert {k: v for k, v in embedded.items() if k != "broker_url"} == {
+        k: v for k, v in distributed.items() if k != "broker_url"
+    }
 
 
 def test_the_redis_broker_keeps_visibility_above_the_task_time_limit() -> None:

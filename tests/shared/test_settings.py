@@ -23,6 +23,23 @@ def test_without_a_broker_settings_are_embedded_with_sqlite_in_the_data_dir(
     assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'shipyard.db'}"
     assert settings.artifact_store_dir == tmp_path / "artifacts"
     assert settings.broker_dir == tmp_path / "broker"
+    assert settings.broker_socket == tmp_path / "broker" / "broker.sock"
+    assert settings.celery_broker_url == f"redis+socket://{tmp_path}/broker/broker.sock"
+    assert settings.redis_url == f"unix://{tmp_path}/broker/broker.sock"
+
+
+def test_a_data_dir_too_deep_for_a_unix_socket_puts_the_socket_in_the_temporary_folder(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    settings = Settings(data_dir=deep)
+
+    socket = settings.broker_socket
+    assert len(str(socket).encode()) <= 107
+    assert not socket.is_relative_to(deep)
+    # Every process of the installation computes the same path from the same data dir.
+    assert Settings(data_dir=deep).broker_socket == socket
+    assert Settings(data_dir=deep / "other").broker_socket != socket
 
 
 def test_a_relative_data_dir_is_made_absolute(
@@ -98,6 +115,23 @@ def test_a_placeholder_or_short_admin_token_is_refused(tmp_path: Path, token: st
 def test_distributed_mode_requires_a_secret_key(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="SHIPYARD_SECRET_KEY is required"):
         Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("url", ["amqp://guest@localhost//", "memory://", "filesystem://"])
+def test_a_broker_that_is_not_redis_is_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValidationError, match="SHIPYARD_BROKER_URL must be a Redis URL"):
+        Settings(data_dir=tmp_path, broker_url=url, secret_key=Fernet.generate_key().decode())
+
+
+def test_a_redis_socket_broker_is_used_for_locks_too(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        broker_url="redis+socket:///run/redis.sock",
+        secret_key=SecretStr(Fernet.generate_key().decode()),
+    )
+
+    assert settings.mode == "distributed"
+    assert settings.redis_url == "unix:///run/redis.sock"
 
 
 def test_distributed_mode_never_generates_an_admin_token(tmp_path: Path) -> None:
