@@ -87,16 +87,12 @@ class Supervisor:
         *,
         policy: RestartPolicy | None = None,
         state_file: Path | None = None,
-        on_exit: Callable[[ChildState], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.children = {spec.name: ChildState(spec) for spec in specs}
         self.policy = policy or RestartPolicy()
         # Pid and start time of each running child, so that the next supervisor of the same
         # state file can stop what this one left behind if it is killed without a chance to.
         self._state_file = state_file
-        self._on_exit = on_exit
-        self._clock = clock
 
     def stop_leftovers(self, grace: float) -> list[str]:
         """Stop the children a killed predecessor left running; return their names."""
@@ -122,7 +118,7 @@ class Supervisor:
 
     def check(self) -> None:
         """Notice children that exited and restart those whose delay has passed; call often."""
-        now = self._clock()
+        now = time.monotonic()
         for child in self.children.values():
             if child.process is not None and child.process.poll() is not None:
                 self._exited(child, now)
@@ -133,7 +129,7 @@ class Supervisor:
                     self._spawn(child)
                 except Exception as exc:  # a start that fails counts as one more exit
                     log.error("supervisor.start_failed", child=child.spec.name, error=str(exc))
-                    self._exited(child, self._clock())
+                    self._exited(child, time.monotonic())
 
     def stop(self, names: Collection[str] | None = None) -> None:
         """Stop the children (`names`, or all) together: SIGTERM, their grace, then SIGKILL."""
@@ -170,7 +166,7 @@ class Supervisor:
                 # Each child gets SIGTERM when the supervisor dies, even by SIGKILL.
                 preexec_fn=_die_with_supervisor,
             )
-        child.started_at = self._clock()
+        child.started_at = time.monotonic()
         child.restart_at = None
         self._record()
         if spec.ready is not None:
@@ -218,8 +214,6 @@ class Supervisor:
             )
         else:
             log.warning("supervisor.exited", **event)
-        if self._on_exit is not None:
-            self._on_exit(child)
 
 
 def _die_with_supervisor() -> None:
