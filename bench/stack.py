@@ -20,7 +20,7 @@ import psycopg
 import redis
 from cryptography.fernet import Fernet
 
-from cli.server import _worker_command
+from serve.commands import worker_command
 from shared import processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ class Stack:
         """A worker of the raw baseline: `shipyard worker`'s very command, another app module."""
         command = [
             "bench.raw_chain" if part == "workers.app" else part
-            for part in _worker_command(queue, 1, f"raw-{queue}@%h")
+            for part in worker_command(queue, 1, f"raw-{queue}@%h")
         ]
         self.spawn(f"raw-{queue}", command, {"SHIPYARD_BROKER_NAMESPACE": namespace})
 

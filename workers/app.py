@@ -30,11 +30,13 @@ def create_worker_app() -> Celery:
         # One beat per installation (see docs/operations.md); it only publishes the reconciler
         # and the schedules' tick, whose due times are kept in SQL.
         beat_schedule={
+            # Maintenance runs on the notify pool, never on a stage's queue: a stage pool that
+            # is busy or gone must not take the reconciler (its repairer) with it.
             "reconcile": {
                 "task": constants.RECONCILE_TASK,
                 "schedule": settings.reconcile_seconds,
                 "options": {
-                    "queue": constants.RELEASE_QUEUE,
+                    "queue": constants.NOTIFY_QUEUE,
                     "expires": settings.reconcile_seconds,
                 },
             },

@@ -59,7 +59,7 @@ def make_stack(
         port = free_port()
         stack = Stack(url=f"http://127.0.0.1:{port}", token=token, env=env, data_dir=data_dir)
         started.append(stack)
-        for queue in ("build", "release", "run"):
+        for queue in ("build", "release", "run", "notify"):  # notify runs the reconciler
             stack.spawn(f"worker-{queue}", "worker", queue)
         stack.spawn("beat", "beat")
         stack.spawn("api", "api", "--port", str(port))
