@@ -149,3 +149,23 @@ def test_a_failing_dockerfile_fails_the_build_with_the_daemons_message(
     assert "missing-file.txt" in log
     assert [s["status"] for s in pipeline["stages"]][1:] == ["skipped", "skipped"]
     assert not containers_of(docker_engine, f"shipyard.app={app}")
+
+
+def test_a_plain_dockerfile_without_a_procfile_deploys_with_its_cmd_as_web(
+    docker_engine: docker.DockerClient, distributed: Stack, tmp_path: Path
+) -> None:
+    dockerfile = DOCKERFILE.replace("COPY Procfile VERSION /app/", "COPY VERSION /app/") + (
+        'CMD ["/bin/sh", "-c", "mkdir -p /www && echo plain-$GREETING > /www/index.html && '
+        'exec busybox httpd -f -p $HOST:$PORT -h /www"]\n'
+    )
+    repo = docker_repo(tmp_path, dockerfile=dockerfile)
+    (repo / "Procfile").unlink()
+    git(repo, "commit", "--quiet", "-am", "no Procfile: the image's CMD is the web process")
+    app = create_docker_app(distributed, repo)
+    configure(distributed, app, {"vars": {"GREETING": "docker"}, "deploy": False})
+
+    done = distributed.deploy(app, "staging")
+
+    assert done["status"] == "succeeded", done
+    assert fetch(distributed.web_url(app, "staging")) == "plain-docker"
+    assert set(live_containers(docker_engine, app)) == {"web"}

@@ -2,7 +2,8 @@
 
 Image convention: the app lives in the image's WORKDIR with its Procfile at the root of it, and the
 image has a `/bin/sh` (Procfile commands are shell lines, as on Heroku). The Procfile is read out of
-the image itself, so what runs is exactly what was built.
+the image itself, so what runs is exactly what was built. An image without a Procfile runs its own
+ENTRYPOINT/CMD as `web`, as Heroku's container runtime, Dokku and Kamal do.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class DockerRunner:
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         with engine_errors("start the release"):
             image = verified_image(self._client, spec)
-            procfile = process_types(read_image_procfile(self._client, image, spec))
+            procfile = image_processes(self._client, image, spec)
             self._remove_leftovers(spec.deployment_id)
             started: list[ProcessRecord] = []
             try:
@@ -61,16 +62,16 @@ class DockerRunner:
         return started
 
     def _start_process(
-        self, spec: ReleaseSpec, image_id: str, process_type: str, command: str
+        self, spec: ReleaseSpec, image_id: str, process_type: str, command: str | None
     ) -> ProcessRecord:
         port = free_port()
         bind_host, network = network_settings(self._uses_host_network(), port)
         # The config travels in the container's environment (the API request body), never on
-        # its command line: the command is the Procfile's own line.
+        # its command line: the command is the Procfile's own line, or the image's own CMD.
         container = self._client.containers.create(
             image_id,
-            entrypoint=SHELL,
-            command=[command],
+            entrypoint=SHELL if command is not None else None,
+            command=[command] if command is not None else None,
             environment={"HOST": bind_host, **spec.env, "PORT": str(port)},
             labels=container_labels(spec, process_type),
             name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
@@ -194,10 +195,29 @@ def verified_image(client: docker.DockerClient, spec: ReleaseSpec) -> Any:
     return image
 
 
+def image_processes(
+    client: docker.DockerClient, image: Any, spec: ReleaseSpec
+) -> dict[str, str | None]:
+    """Process types and their commands: the image's Procfile, or else its CMD as `web` (None:
+    run the image's own ENTRYPOINT and CMD)."""
+    procfile = read_image_procfile(client, image, spec)
+    if procfile is not None:
+        return dict(process_types(procfile))
+    config = image.attrs["Config"]
+    if not config.get("Cmd") and not config.get("Entrypoint"):
+        raise StageFailed(
+            f"the image has no {constants.PROCFILE} in its WORKDIR and no CMD or ENTRYPOINT: "
+            f"add a {constants.PROCFILE} ('web: <command>'), or a CMD that starts the web server "
+            "on $PORT"
+        )
+    return {"web": None}
+
+
 def read_image_procfile(
     client: docker.DockerClient, image: Any, spec: ReleaseSpec
-) -> dict[str, str]:
-    """The Procfile at the root of the image's WORKDIR, read from a container never started."""
+) -> dict[str, str] | None:
+    """The Procfile at the root of the image's WORKDIR, read from a container never started;
+    None when the image has none."""
     workdir = image.attrs["Config"].get("WorkingDir") or "/"
     probe = client.containers.create(
         image.id, entrypoint=SHELL, command=["true"], labels=container_labels(spec, "procfile")
@@ -205,11 +225,8 @@ def read_image_procfile(
     try:
         chunks, _stat = probe.get_archive(f"{workdir.rstrip('/')}/{constants.PROCFILE}")
         archive = b"".join(chunks)
-    except NotFound as exc:
-        raise StageFailed(
-            f"no {constants.PROCFILE} in the image's WORKDIR ({workdir}): images keep the app in "
-            f"their WORKDIR with the {constants.PROCFILE} at its root"
-        ) from exc
+    except NotFound:
+        return None
     finally:
         probe.remove(force=True)
     with tempfile.TemporaryDirectory(prefix="procfile-") as folder:

@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 from sqlmodel import Session
 
+from shared import constants
 from shared.db import session_scope
 from shared.events import ArtifactBuilt
 from shared.exceptions import StageFailed
@@ -69,7 +70,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
     with tempfile.TemporaryDirectory(dir=context.settings.work_dir, prefix="build-") as scratch:
         source_dir = Path(scratch) / "src"
         source.export(commit, app.path, source_dir)
-        procfile = read_procfile(source_dir)  # refuse early what could never run
+        procfile = declared_processes(builder.name, source_dir)
         request = BuildRequest(
             app=app.name,
             commit_sha=commit.sha,
@@ -91,6 +92,14 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             procfile=procfile,
         )
     return artifact.id  # another worker's artifact if it recorded this commit first
+
+
+def declared_processes(builder: str, source_dir: Path) -> dict[str, str]:
+    """The Procfile, read now to refuse early what could never run. An image needs none: without
+    one the Docker runner runs the image's own CMD as `web`."""
+    if builder == "docker" and not (source_dir / constants.PROCFILE).exists():
+        return {}
+    return read_procfile(source_dir)
 
 
 def _finish(

@@ -225,15 +225,32 @@ def test_an_image_missing_from_the_engine_fails_clearly(runner: DockerRunner, ap
         runner.start(release_spec(app, missing))
 
 
-def test_the_procfile_is_read_from_the_images_workdir(
+def test_an_image_without_a_procfile_runs_its_cmd_as_web(
+    docker_engine: docker.DockerClient, live: Live, app: str, tmp_path: Path
+) -> None:
+    # A plain Dockerfile: no Procfile in the image, its CMD starts the server on $PORT.
+    dockerfile = DOCKERFILE.replace("COPY Procfile VERSION /app/", "COPY VERSION /app/") + (
+        'CMD ["/bin/sh", "-c", "mkdir -p /www && echo from-cmd > /www/index.html && '
+        'exec busybox httpd -f -p $HOST:$PORT -h /www"]\n'
+    )
+    built = build_image(docker_engine, write_app(tmp_path / "src", dockerfile=dockerfile), app)
+
+    processes = live.switch_to(release_spec(app, built.digest))
+
+    assert [p["type"] for p in processes] == ["web"]
+    assert answer(processes) == "from-cmd"
+
+
+def test_an_image_without_a_procfile_or_a_cmd_is_refused_clearly(
     docker_engine: docker.DockerClient, runner: DockerRunner, app: str, tmp_path: Path
 ) -> None:
-    # The host's Procfile is not copied in: the image has none in its WORKDIR.
+    # The host's Procfile is not copied in: the image has none in its WORKDIR, and no CMD.
     dockerfile = DOCKERFILE.replace("COPY Procfile VERSION /app/", "COPY VERSION /app/")
     built = build_image(docker_engine, write_app(tmp_path / "src", dockerfile=dockerfile), app)
 
-    with pytest.raises(StageFailed, match=r"no Procfile in the image's WORKDIR \(/app\)"):
+    with pytest.raises(StageFailed, match=r"no Procfile in its WORKDIR and no CMD or ENTRYPOINT"):
         runner.start(release_spec(app, built.digest))
+    assert not containers_of(docker_engine, f"shipyard.app={app}")
 
 
 def test_stop_removes_the_containers_and_is_running_then_says_so(
