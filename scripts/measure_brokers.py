@@ -112,7 +112,7 @@ def latency(binary: Path) -> tuple[float, float]:
     server = start(settings, binary)
     env = {**os.environ, "SHIPYARD_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "scripts.measure_brokers:worker_app", "worker",
+        [sys.executable, "-m", "celery", "-A", "scripts.measure_brokers", "worker",
          "-Q", "build", "--concurrency", "1", "--without-gossip", "--without-mingle",
          "--loglevel", "WARNING"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -190,7 +190,14 @@ def _state(pid: int) -> str:
     return stat[stat.rindex(")") + 2]
 
 
-def worker_app() -> object:
+def __getattr__(name: str) -> object:
+    # `celery -A scripts.measure_brokers` reads `app`: made on that first access, in the worker.
+    if name == "app":
+        return _worker_app()
+    raise AttributeError(name)
+
+
+def _worker_app() -> object:
     """The Celery app of the latency worker: Shipyard's broker settings, one no-op task."""
     from shared.broker import make_celery
     from shared.settings import get_settings
