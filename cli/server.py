@@ -154,6 +154,9 @@ def up(
     port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     data_dir: DataDirOpt = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print the API's, pools' and broker's logs.")
+    ] = False,
 ) -> None:
     """Embedded mode: a broker, the API, a pool per queue and the beat, supervised, on SQLite."""
     settings = _settings(data_dir)
@@ -164,6 +167,6 @@ def up(
         )
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     try:
-        embedded.run(settings, embedded.Address(host=host, port=port))
+        embedded.run(settings, embedded.Address(host=host, port=port), verbose=verbose)
     except ConfigurationError as exc:
         raise CliError(exc.message) from exc

@@ -7,6 +7,7 @@ terminal shows a short summary and what the supervisor itself has to say.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from serve import broker
 from serve.commands import api_command, beat_command, worker_command
 from serve.supervisor import ChildSpec, Supervisor
 from shared import constants, migrate, processes
+from shared.app_logs import FileSource, Follower
 from shared.broker import make_celery
 from shared.db import session_scope
 from shared.exceptions import ConfigurationError
@@ -78,8 +80,10 @@ def children(settings: Settings, address: Address) -> list[ChildSpec]:
     return specs
 
 
-def run(settings: Settings, address: Address) -> None:
-    """Start the embedded stack, keep it running until SIGINT or SIGTERM, then stop it all."""
+def run(settings: Settings, address: Address, *, verbose: bool = False) -> None:
+    """Start the embedded stack, keep it running until SIGINT or SIGTERM, then stop it all.
+
+    `verbose` also prints what the children write to their logs, each line labelled."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.broker_dir.mkdir(parents=True, exist_ok=True)
     # Held while `up` lives; the kernel releases it when `up` dies, even by SIGKILL.
@@ -93,12 +97,15 @@ def run(settings: Settings, address: Address) -> None:
     try:
         settings.fernet_key()
         settings.api_token()
+        # Alembic says "Context impl SQLiteImpl" and each step at every start: too chatty here.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         migrate.upgrade(settings.sqlalchemy_url)
         supervisor = Supervisor(
             children(settings, address), state_file=settings.data_dir / "up.children.json"
         )
         supervisor.stop_leftovers(grace=constants.STOP_GRACE_SECONDS)
         stopping = _stop_on_signals()
+        echo = _echo_logs(supervisor, stopping) if verbose else None
         try:
             supervisor.start()
             _restore_live_deployments(settings)
@@ -109,6 +116,9 @@ def run(settings: Settings, address: Address) -> None:
             while not stopping.wait(CHECK_SECONDS):
                 supervisor.check()
         finally:
+            stopping.set()
+            if echo is not None:
+                echo.join(timeout=2)
             log.info("up.stopping")
             # New requests stop first, then the pools and the beat, then the apps; the broker
             # goes last, so that nothing still running loses its connection to it.
@@ -133,6 +143,22 @@ def summary(settings: Settings, address: Address) -> str:
             "Ctrl-C stops everything, apps included; the next `shipyard up` starts them again.",
         ]
     )
+
+
+def _echo_logs(supervisor: Supervisor, stopping: threading.Event) -> threading.Thread:
+    """Print new lines of every child's log (`up --verbose`) until `stopping` is set."""
+    follower = Follower()
+    for name, child in supervisor.children.items():
+        follower.add(name, FileSource(name, child.spec.log_path), lines=0)
+
+    def echo() -> None:
+        while not stopping.wait(CHECK_SECONDS):
+            for line in follower.poll():
+                print(line, end="", flush=True)
+
+    thread = threading.Thread(target=echo, name="echo-logs", daemon=True)
+    thread.start()
+    return thread
 
 
 def _stop_on_signals() -> threading.Event:
