@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
+import redis
 from fastapi import Depends, Request
 from sqlmodel import Session
 
@@ -47,3 +48,12 @@ def get_secret_box(request: Request) -> SecretBox:
 
 
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
+
+
+def get_broker_redis(request: Request) -> redis.Redis | None:
+    """The broker's Redis (None when the tests replaced the broker)."""
+    client: redis.Redis | None = request.app.state.broker_redis
+    return client
+
+
+BrokerRedisDep = Annotated[redis.Redis | None, Depends(get_broker_redis)]

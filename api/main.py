@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import redis
 from fastapi import Depends, FastAPI
 
 from api.auth import authenticate
@@ -20,6 +21,7 @@ from api.routers import (
     health,
     history,
     hooks,
+    logs,
     maintenance,
     operations,
     pipelines,
@@ -27,14 +29,22 @@ from api.routers import (
     schedules,
     subscriptions,
     tokens,
+    workers,
 )
 from shared.broker import make_celery, publish
 from shared.services.webhooks import RejectionCounter
+from shared.services.workers import WorkersProbe, live_workers, no_workers
 from shared.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> FastAPI:
-    """The API for `settings`; `publisher` replaces the broker (tests of the routes alone)."""
+def create_app(
+    settings: Settings | None = None,
+    publisher: Publisher | None = None,
+    workers_probe: WorkersProbe | None = None,
+) -> FastAPI:
+    """The API for `settings`; `publisher` replaces the broker (tests of the routes alone), and
+    `workers_probe` what the broker says about live workers (without one, a replaced broker has
+    no workers behind it)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -49,9 +59,27 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             app.state.publisher = partial(publish, celery)
         else:
             app.state.publisher = publisher
+        # The broker's Redis, for what workers publish there (liveness, live build logs).
+        # It connects on first use: the API starts, and serves everything else, without it.
+        broker_redis = None
+        if publisher is None:
+            broker_redis = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+            )
+        app.state.broker_redis = broker_redis
+        if workers_probe is not None:
+            app.state.workers_probe = workers_probe
+        elif broker_redis is None:
+            app.state.workers_probe = no_workers
+        else:
+            app.state.workers_probe = partial(
+                live_workers, redis_client=broker_redis, namespace=settings.broker_namespace
+            )
         yield
         if celery is not None:
             celery.close()
+        if broker_redis is not None:
+            broker_redis.close()
 
     app = FastAPI(
         title="Shipyard",
@@ -68,6 +96,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     for router in (
         apps,
         environments,
+        logs,
         config,
         pipelines,
         artifacts,
@@ -79,6 +108,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         hooks,
         schedules,
         subscriptions,
+        workers,
     ):
         app.include_router(router.router, prefix="/v1", dependencies=protected)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,6 +12,19 @@ from shared.settings import ClientSettings
 
 class CliError(Exception):
     """An error to print and exit non-zero on, without a traceback."""
+
+
+class ApiError(CliError):
+    """An error answer of the API, with its status code."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def env_path(app: str, env: str) -> str:
+    """The API path of environment `env` of `app`."""
+    return f"/v1/apps/{app}/environments/{env}"
 
 
 class ApiClient:
@@ -35,15 +49,41 @@ class ApiClient:
                 "is `shipyard up` (or `shipyard api`) running, and SHIPYARD_URL right?"
             ) from exc
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise CliError(f"{detail} (HTTP {response.status_code})")
+            self._raise_for(response)
         return response.json() if response.content else None
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ApiError(f"{detail} (HTTP {response.status_code})", response.status_code)
+
+    def stream_text(self, path: str, params: dict[str, str]) -> Iterator[str]:
+        """GET `path` and yield its text body as it arrives (a followed log)."""
+        try:
+            with self._http.stream("GET", path, params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                yield from response.iter_text()
+        except httpx.HTTPError as exc:
+            raise CliError(
+                f"lost the connection to Shipyard at {self.url} ({type(exc).__name__})"
+            ) from exc
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         return self.request("GET", path, params=params)
+
+    def get_or_none(self, path: str) -> Any:
+        """GET `path`; None when the API answers 404 (nothing there, e.g. nothing live)."""
+        try:
+            return self.get(path)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
 
     def post(self, path: str, json: Any) -> Any:
         return self.request("POST", path, json=json)

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli import deploy, operations, resources, server, tokens, triggers
+from cli import deploy, inspection, operations, resources, server, tokens, triggers
 from cli.client import CliError
 
 app = typer.Typer(
@@ -25,14 +25,15 @@ app.add_typer(resources.apps_cli, name="apps")
 app.add_typer(resources.envs_cli, name="envs")
 app.add_typer(resources.config_cli, name="config")
 app.command()(deploy.deploy)
-app.add_typer(resources.releases_cli, name="releases")
+app.add_typer(inspection.releases_cli, name="releases")
 app.command()(operations.rollback)
 app.command()(operations.promote)
 app.command()(operations.history)
 app.command()(operations.gc)
-app.command()(resources.ps)
-app.add_typer(resources.pipelines_cli, name="pipelines")
-app.add_typer(resources.logs_cli, name="logs")
+app.command()(inspection.ps)
+app.add_typer(inspection.pipelines_cli, name="pipelines")
+app.add_typer(inspection.logs_cli, name="logs")
+app.command()(inspection.storage)
 app.add_typer(server.secrets_cli, name="secrets")
 app.add_typer(tokens.tokens_cli, name="tokens")
 app.add_typer(triggers.hooks_cli, name="hooks")

@@ -6,22 +6,28 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from cli.client import ApiClient, CliError
-from cli.deploy import follow_to_live
-from cli.resources import AppOpt, EnvOpt, env_path, releases_cli
-
-console = Console()
-TimeoutOpt = Annotated[float, typer.Option(help="Seconds to follow the pipeline.")]
+from cli.client import ApiClient, CliError, env_path
+from cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
+from cli.inspection import releases_cli
+from cli.render import block, console, short_digest, short_time, table
+from cli.resources import AppOpt, EnvOpt
 
 
-def _finish(client: ApiClient, pipeline: dict[str, Any], timeout: float, what: str) -> None:
-    console.print(f"Pipeline {pipeline['id']}: {what}")
+def _finish(
+    client: ApiClient, pipeline: dict[str, Any], what: str, wait: bool, timeout: float
+) -> None:
+    """Say what started; unless told not to wait, follow it and say what runs now."""
+    console.print(f"Pipeline {pipeline['id']}: {what}", highlight=False, soft_wrap=True)
+    if not wait:
+        return
     current = follow_to_live(client, pipeline["id"], timeout)
+    release = current["release"]
     console.print(
-        f"{pipeline['environment']} now runs release v{current['release']['version']} "
-        f"({current['release']['artifact_id'][:19]})"
+        f"{pipeline['environment']} now runs release v{release['version']} "
+        f"({short_digest(release['artifact_id'])}){web_url(current)}",
+        highlight=False,
+        soft_wrap=True,  # one line, whatever the width: scripts grep it
     )
 
 
@@ -32,13 +38,14 @@ def rollback(
         int | None, typer.Option("--to", help="Release version (default: previous).")
     ] = None,
     timeout: TimeoutOpt = 600,
+    wait: WaitOpt = True,
 ) -> None:
     """Run an earlier release again, exactly as it was: same artifact, same config."""
     client = ApiClient()
     body = {"to_version": to} if to is not None else {}
     pipeline = client.post(f"{env_path(app, env)}/rollback", body)
     target = f"v{to}" if to is not None else "the previous release"
-    _finish(client, pipeline, timeout, f"rolling {app}/{env} back to {target}")
+    _finish(client, pipeline, f"rolling {app}/{env} back to {target}", wait, timeout)
 
 
 def promote(
@@ -46,11 +53,12 @@ def promote(
     source: Annotated[str, typer.Argument(help="Environment whose live artifact moves.")],
     target: Annotated[str, typer.Argument(help="Environment it moves to, with its own config.")],
     timeout: TimeoutOpt = 600,
+    wait: WaitOpt = True,
 ) -> None:
     """Promote the artifact live in SOURCE to TARGET as a new release with TARGET's config."""
     client = ApiClient()
     pipeline = client.post(f"/v1/apps/{app}/promotions", {"from": source, "to": target})
-    _finish(client, pipeline, timeout, f"promoting {app} {source} → {target}")
+    _finish(client, pipeline, f"promoting {app} {source} → {target}", wait, timeout)
 
 
 @releases_cli.command("diff")
@@ -65,12 +73,15 @@ def releases_diff(
     before, after = diff["artifact_from"], diff["artifact_to"]
     if diff["artifact_changed"]:
         console.print(
-            f"artifact: {before['id'][:19]} ({before['commit']}) → "
-            f"{after['id'][:19]} ({after['commit']})",
+            f"artifact: {short_digest(before['id'])} ({before['commit']}) → "
+            f"{short_digest(after['id'])} ({after['commit']})",
             highlight=False,
         )
     else:
-        console.print(f"artifact: unchanged ({after['id'][:19]}, {after['commit']})")
+        console.print(
+            f"artifact: unchanged ({short_digest(after['id'])}, {after['commit']})",
+            highlight=False,
+        )
     if not diff["config"]:
         console.print("config: unchanged")
     for change in diff["config"]:
@@ -101,20 +112,33 @@ def history(
         instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
         live = client.get(f"{env_path(app, env)}/history", {"at": instant})
         release, deployment = live["release"], live["deployment"]
+        ended = deployment["ended_at"]
         console.print(
             f"At {instant}, {app}/{env} ran release v{release['version']} "
-            f"({release['artifact_id'][:19]}, config v{release['config_version']}, "
-            f"cause {release['cause']}), live from {deployment['started_at']} "
-            f"until {deployment['ended_at'] or 'now'}"
+            f"({short_digest(release['artifact_id'])}, config v{release['config_version']}, "
+            f"cause {release['cause']}), live from {short_time(deployment['started_at'])} UTC "
+            f"until {short_time(ended) + ' UTC' if ended else 'now'}",
+            highlight=False,
         )
         return
     rows = client.get(f"{env_path(app, env)}/deployments")
-    for row in rows:
-        console.print(
-            f"v{row['release_version']:<4} {row['status']:<10} {row['cause']:<9} "
-            f"{row['started_at'] or '-'} → {row['ended_at'] or ''}",
-            highlight=False,
-        )
+    table(
+        f"Deployments of {app}/{env} (UTC), newest first",
+        ["release", "status", "cause", "live from", "until"],
+        [
+            [
+                f"v{row['release_version']}",
+                row["status"],
+                row["cause"],
+                short_time(row["started_at"]),
+                short_time(row["ended_at"]) if row["ended_at"] else "",
+            ]
+            for row in rows
+        ],
+    )
+    failures = [row for row in rows if row["error"]]
+    for row in failures:
+        block(f"v{row['release_version']} failed:", row["error"])
 
 
 def gc(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cli.client import ApiClient
+from cli.render import ago, console, fixed, resolve_id, short_id, table
 
-console = Console()
 tokens_cli = typer.Typer(help="Scoped API tokens (admin).", no_args_is_help=True)
 
 
@@ -22,24 +21,38 @@ def create(
 ) -> None:
     """Create a token; it is printed once and cannot be shown again."""
     created = ApiClient().post("/v1/tokens", {"name": name, "scopes": scope})
-    console.print(f"Token {created['id']} ({', '.join(created['scopes'])}), shown once:")
+    console.print(
+        f"Token {created['id']} ({', '.join(created['scopes'])}), shown once:", highlight=False
+    )
     print(created["token"])
 
 
 @tokens_cli.command("ls")
 def ls() -> None:
     """List tokens (never the tokens themselves)."""
-    for token in ApiClient().get("/v1/tokens"):
-        state = "revoked" if token["revoked_at"] else "active"
-        console.print(
-            f"{token['id']}  {token['prefix']}…  {state:<8} {','.join(token['scopes']):<30} "
-            f"{token['name']}",
-            highlight=False,
-        )
+    table(
+        "Tokens",
+        [fixed("id"), "name", "scopes", fixed("starts with"), "state", "last used"],
+        [
+            [
+                short_id(token["id"]),
+                token["name"],
+                ", ".join(token["scopes"]),
+                f"{token['prefix']}…",
+                "revoked" if token["revoked_at"] else "active",
+                ago(token["last_used_at"]) if token["last_used_at"] else "never",
+            ]
+            for token in ApiClient().get("/v1/tokens")
+        ],
+    )
 
 
 @tokens_cli.command("revoke")
-def revoke(token_id: str) -> None:
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's ID, or its start as `ls` shows.")],
+) -> None:
     """Revoke a token; it stops working at once."""
-    ApiClient().request("DELETE", f"/v1/tokens/{token_id}")
-    console.print(f"revoked {token_id}")
+    client = ApiClient()
+    full_id = resolve_id(client, "/v1/tokens", token_id, "token")
+    client.request("DELETE", f"/v1/tokens/{full_id}")
+    console.print(f"revoked {full_id}", highlight=False)

@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from cli.client import ApiClient, CliError
-from cli.resources import AppOpt, table
+from cli.render import (
+    ago,
+    block,
+    console,
+    exact_span,
+    fixed,
+    indented,
+    resolve_id,
+    short_id,
+    short_time,
+    table,
+)
+from cli.resources import AppOpt
 
-console = Console()
 hooks_cli = typer.Typer(help="Incoming webhooks from GitHub, GitLab and CI.")
 schedules_cli = typer.Typer(help="Scheduled promotions.", no_args_is_help=True)
 subscriptions_cli = typer.Typer(help="Outgoing notifications.", no_args_is_help=True)
@@ -47,38 +57,50 @@ def hooks(
     config = client.get(f"/v1/apps/{app}/hooks")
     console.print(f"Webhooks of {app}", style="bold")
     for provider, path in config["urls"].items():
-        console.print(f"  {provider:<8} {client.url}{path}", highlight=False)
-        console.print(f"           {_SETUP[provider]}", highlight=False, markup=False)
-    console.print(
-        f"  github repository: {config['github_repository'] or '-'}, "
-        f"gitlab project: {config['gitlab_project'] or '-'}",
-        highlight=False,
+        console.print(f"  {provider:<8} {client.url}{path}", highlight=False, soft_wrap=True)
+        indented(_SETUP[provider], indent=11)
+    indented(
+        f"github repository: {config['github_repository'] or '-'}, "
+        f"gitlab project: {config['gitlab_project'] or '-'}"
     )
     for rule in config["rules"]:
         ref = f"branch {rule['branch']}" if rule.get("branch") else f"tag {rule['tag']}"
-        console.print(f"  {ref} → {rule['environment']}", highlight=False, markup=False)
-    console.print(
-        "  The secret is never shown again: `shipyard hooks set --app "
-        f"{app} --rotate-secret` makes a new one, `--secret S` sets yours.",
-        highlight=False,
+        indented(f"{ref} → {rule['environment']}")
+    indented(
+        "The secret is never shown again: `shipyard hooks set --app "
+        f"{app} --rotate-secret` makes a new one, `--secret S` sets yours."
     )
     deliveries = client.get(f"/v1/apps/{app}/hooks/deliveries", {"limit": str(limit)})
     table(
         "Last deliveries",
-        ["received", "provider", "event", "outcome", "ref", "environment", "pipeline / reason"],
+        ["received", "from", "ref → env", "pipeline or outcome"],
         [
             [
-                d["received_at"],
-                d["provider"],
-                d["event"],
-                d["outcome"],
-                d["ref"],
-                d["environment"],
-                d["pipeline_id"] or d["reason"],
+                ago(d["received_at"]),
+                f"{d['provider']} {d['event']}",
+                " → ".join(filter(None, [_short_ref(d["ref"]), d["environment"]])),
+                _delivery_result(d),
             ]
             for d in deliveries
         ],
     )
+
+
+def _delivery_result(delivery: dict[str, Any]) -> str:
+    """The pipeline a delivery started (whole, for `pipelines show`), or what became of it."""
+    if delivery["outcome"] == "started" and delivery["pipeline_id"]:
+        return str(delivery["pipeline_id"])
+    reason = f": {delivery['reason']}" if delivery["reason"] else ""
+    return f"{delivery['outcome']}{reason}"
+
+
+def _short_ref(ref: str | None) -> str:
+    """`main` for refs/heads/main, `tag v1` for refs/tags/v1."""
+    if not ref:
+        return ""
+    if ref.startswith("refs/tags/"):
+        return "tag " + ref.removeprefix("refs/tags/")
+    return ref.removeprefix("refs/heads/")
 
 
 def _rules(values: list[str], kind: str) -> list[dict[str, str]]:
@@ -141,7 +163,7 @@ def schedules_add(
     schedule = ApiClient().post(f"/v1/apps/{app}/schedules", body)
     console.print(
         f"Schedule {schedule['id']}: promote {source} → {target} at '{cron}' ({timezone}), "
-        f"next {schedule['next_due_at']}",
+        f"next {short_time(schedule['next_due_at'])} UTC ({ago(schedule['next_due_at'])})",
         highlight=False,
     )
 
@@ -152,42 +174,68 @@ def schedules_ls(app: AppOpt) -> None:
     rows = ApiClient().get(f"/v1/apps/{app}/schedules")
     table(
         f"Schedules of {app}",
-        ["id", "promote", "cron", "gates", "next due", "last run"],
+        [fixed("id"), "promote", "cron", "gates", "next due", "last run"],
         [
             [
-                s["id"],
+                short_id(s["id"]),
                 f"{s['from']} → {s['to']}",
-                f"{s['cron']} ({s['timezone']})",
-                f"soak {s['gates']['min_soak_seconds']}s"
-                + (", healthy" if s["gates"]["require_healthy"] else ""),
-                s["next_due_at"],
-                _run_summary(s["last_run"]),
+                f"{s['cron']} {s['timezone']}",
+                _gates(s["gates"]),
+                ago(s["next_due_at"]),
+                f"{s['last_run']['outcome']} {ago(s['last_run']['due_at'])}"
+                if s["last_run"]
+                else "-",
             ]
             for s in rows
         ],
     )
+    for s in rows:
+        if s["last_run"] and s["last_run"]["reason"]:
+            block(f"{short_id(s['id'])} last skipped:", s["last_run"]["reason"])
 
 
-def _run_summary(run: dict[str, Any] | None) -> str:
-    if run is None:
-        return "-"
-    detail = run["pipeline_id"] if run["outcome"] == "fired" else run["reason"]
-    return f"{run['due_at']} {run['outcome']}: {detail}"
+def _gates(gates: dict[str, Any]) -> str:
+    """`soak 1 h, healthy`: what must hold for a due schedule to fire."""
+    soak = gates["min_soak_seconds"]
+    shown = [f"soak {exact_span(soak)}"] if soak else []
+    shown += ["healthy"] if gates["require_healthy"] else []
+    return ", ".join(shown) or "none"
+
+
+ScheduleIdArg = Annotated[
+    str, typer.Argument(help="The schedule's ID, or its start as `ls` shows.")
+]
 
 
 @schedules_cli.command("runs")
-def schedules_runs(schedule_id: str, app: AppOpt) -> None:
+def schedules_runs(schedule_id: ScheduleIdArg, app: AppOpt) -> None:
     """Every run of a schedule: fired (pipeline) or skipped (why)."""
-    runs = ApiClient().get(f"/v1/apps/{app}/schedules/{schedule_id}/runs")
-    for run in runs:
-        console.print(_run_summary(run), highlight=False, markup=False)
+    client = ApiClient()
+    full_id = resolve_id(client, f"/v1/apps/{app}/schedules", schedule_id, "schedule")
+    runs = client.get(f"/v1/apps/{app}/schedules/{full_id}/runs")
+    if not runs:
+        return
+    table(
+        f"Runs of schedule {short_id(full_id)} (UTC), newest first",
+        [fixed("due"), "outcome", "pipeline / reason"],
+        [
+            [
+                short_time(run["due_at"]),
+                run["outcome"],
+                run["pipeline_id"] if run["outcome"] == "fired" else run["reason"],
+            ]
+            for run in runs
+        ],
+    )
 
 
 @schedules_cli.command("rm")
-def schedules_rm(schedule_id: str, app: AppOpt) -> None:
+def schedules_rm(schedule_id: ScheduleIdArg, app: AppOpt) -> None:
     """Remove a schedule (its runs stay on record)."""
-    ApiClient().request("DELETE", f"/v1/apps/{app}/schedules/{schedule_id}")
-    console.print(f"removed schedule {schedule_id}")
+    client = ApiClient()
+    full_id = resolve_id(client, f"/v1/apps/{app}/schedules", schedule_id, "schedule")
+    client.request("DELETE", f"/v1/apps/{app}/schedules/{full_id}")
+    console.print(f"removed schedule {full_id}", highlight=False)
 
 
 @subscriptions_cli.command("add")
@@ -212,30 +260,56 @@ def subscriptions_ls(app: AppOpt) -> None:
     rows = ApiClient().get(f"/v1/apps/{app}/subscriptions")
     table(
         f"Subscriptions of {app}",
-        ["id", "url", "events"],
-        [[s["id"], s["url"], ", ".join(s["events"])] for s in rows],
+        [fixed("id"), "url", "events", "created"],
+        [[short_id(s["id"]), s["url"], ", ".join(s["events"]), ago(s["created_at"])] for s in rows],
     )
 
 
+SubscriptionIdArg = Annotated[
+    str, typer.Argument(help="The subscription's ID, or its start as `ls` shows.")
+]
+
+
 @subscriptions_cli.command("rm")
-def subscriptions_rm(subscription_id: str, app: AppOpt) -> None:
+def subscriptions_rm(subscription_id: SubscriptionIdArg, app: AppOpt) -> None:
     """Stop a subscription."""
-    ApiClient().request("DELETE", f"/v1/apps/{app}/subscriptions/{subscription_id}")
-    console.print(f"removed subscription {subscription_id}")
+    client = ApiClient()
+    path = f"/v1/apps/{app}/subscriptions"
+    full_id = resolve_id(client, path, subscription_id, "subscription")
+    client.request("DELETE", f"{path}/{full_id}")
+    console.print(f"removed subscription {full_id}", highlight=False)
 
 
 @subscriptions_cli.command("deliveries")
-def subscriptions_deliveries(subscription_id: str, app: AppOpt) -> None:
+def subscriptions_deliveries(subscription_id: SubscriptionIdArg, app: AppOpt) -> None:
     """What a subscription was sent, with each attempt's status code and duration."""
-    rows = ApiClient().get(f"/v1/apps/{app}/subscriptions/{subscription_id}/notifications")
-    for notification in rows:
-        attempts = ", ".join(
-            f"#{a['number']} {a['status_code'] or a['error']} {a['duration_ms']:.0f}ms"
-            for a in notification["attempts"]
-        )
-        console.print(
-            f"{notification['created_at']} {notification['event']:<20} "
-            f"{notification['status']:<10} {attempts}",
-            highlight=False,
-            markup=False,
-        )
+    client = ApiClient()
+    path = f"/v1/apps/{app}/subscriptions"
+    full_id = resolve_id(client, path, subscription_id, "subscription")
+    rows = client.get(f"{path}/{full_id}/notifications")
+    if not rows:
+        return
+    table(
+        f"Notifications sent to {short_id(full_id)}, newest first",
+        [fixed("id"), "created", "event", "status", "attempts"],
+        [
+            [
+                short_id(n["id"]),
+                ago(n["created_at"]),
+                n["event"],
+                n["status"],
+                ", ".join(_attempt(a) for a in n["attempts"]) or "-",
+            ]
+            for n in rows
+        ],
+    )
+    for n in rows:
+        errors = [f"#{a['number']}: {a['error']}" for a in n["attempts"] if a["error"]]
+        if errors:
+            block(f"{short_id(n['id'])} errors:", "\n".join(errors))
+
+
+def _attempt(attempt: dict[str, Any]) -> str:
+    """`#2 503 120ms`; an attempt without an answer shows `error` (its message is below)."""
+    outcome = attempt["status_code"] or "error"
+    return f"#{attempt['number']} {outcome} {attempt['duration_ms']:.0f}ms"

@@ -40,6 +40,8 @@ STOP_GRACE_SECONDS: Final = 10.0
 
 # Build logs beyond this size keep their head and tail only, so a chatty build cannot fill the DB.
 BUILD_LOG_LIMIT_BYTES: Final = 1_000_000
+# Most lines of app output one `logs` request returns before it follows (Heroku's limit is 1500).
+LOG_LINES_MAX: Final = 10_000
 # Lines of process output shown in a failed run stage: enough to act on, short enough to read.
 OUTPUT_TAIL_LINES: Final = 20
 
@@ -77,8 +79,12 @@ MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Config keys: what a POSIX shell accepts as a variable name.
 CONFIG_KEY_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Persistent storage: the variable that tells an app where its environment's storage is (a
+# directory that survives releases and rollbacks), and where it is mounted in a container.
+STORAGE_VARIABLE: Final = "SHIPYARD_STORAGE_DIR"
+CONTAINER_STORAGE_PATH: Final = "/storage"
 # Config keys the platform sets itself; an app may not override them.
-RESERVED_CONFIG_KEYS: Final = frozenset({"PORT"})
+RESERVED_CONFIG_KEYS: Final = frozenset({"PORT", STORAGE_VARIABLE})
 # Shown instead of a secret value, everywhere.
 REDACTED: Final = "<redacted>"
 

@@ -114,6 +114,9 @@ class Environment(SQLModel, table=True):
     health_timeout: float = constants.HEALTH_TIMEOUT_SECONDS
     memory_limit: str | None = Field(default=None, max_length=16)  # e.g. "256m" (Docker runner)
     cpu_limit: float | None = None  # CPUs, e.g. 0.5 (Docker runner)
+    # Persistent storage: a host directory that outlives releases; None = the runner's default
+    # (a directory in the run host's data dir, a named volume for Docker).
+    storage_dir: str | None = Field(default=None, max_length=1024)
     # The SQL guard behind the release-phase lock: which pipeline holds it, since when.
     release_phase_holder: uuid.UUID | None = None
     release_phase_since: datetime | None = _maybe_timestamp()

@@ -73,7 +73,7 @@ class AppCreate(_Input):
         str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_repo)
     ]
     path: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_check_subpath)] = ""
-    builder: Literal["local", "docker", "noop"] = "local"
+    builder: Literal["local", "python", "docker", "noop"] = "local"
 
 
 class AppPublic(BaseModel):
@@ -84,6 +84,20 @@ class AppPublic(BaseModel):
     path: str
     builder: str
     created_at: datetime
+
+
+def _no_parent_segments(value: str) -> str:
+    if ".." in value.split("/"):
+        raise ValueError("must not contain '..'")
+    return value
+
+
+StorageDir = Annotated[
+    str,
+    StringConstraints(pattern=r"^/[^\x00]*$", max_length=1024),
+    AfterValidator(_no_parent_segments),
+    Field(description="An absolute directory on the run host."),
+]
 
 
 class EnvironmentCreate(_Input):
@@ -97,6 +111,9 @@ class EnvironmentCreate(_Input):
         None
     )
     cpu_limit: Annotated[float, Field(gt=0, le=256)] | None = None
+    # An absolute host directory for the environment's persistent storage (default: the run
+    # host's data dir, or a named volume with the Docker runner).
+    storage_dir: StorageDir | None = None
 
 
 class EnvironmentPublic(BaseModel):
@@ -107,7 +124,16 @@ class EnvironmentPublic(BaseModel):
     health_timeout: float
     memory_limit: str | None
     cpu_limit: float | None
+    storage_dir: str | None
     created_at: datetime
+
+
+class StoragePublic(BaseModel):
+    """An environment's persistent storage: how the app finds it, and where it is."""
+
+    variable: str
+    configured: str | None  # the environment's storage_dir, if set
+    location: str | None  # where the live deployment's runner put it (path or Docker volume)
 
 
 ConfigKey = Annotated[str, StringConstraints(pattern=constants.CONFIG_KEY_PATTERN)]
@@ -167,6 +193,13 @@ class BuildLogPublic(BaseModel):
     commit: str | None
     cache_hit: bool
     log: str
+
+
+class BuildLogLinesPublic(BaseModel):
+    """Lines of a build log as they were written, and where to read on from."""
+
+    lines: list[str]
+    after: str
 
 
 class ArtifactPublic(BaseModel):
@@ -508,3 +541,10 @@ class NotificationPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     attempts: list[NotificationAttemptPublic]
+
+
+class WorkerPoolPublic(BaseModel):
+    """A queue and the workers consuming it now: those whose heartbeat in the broker is fresh."""
+
+    queue: str
+    workers: list[str]  # Celery hostnames, e.g. "build@host"; empty when nothing consumes it

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         return self.data_dir / "run"
 
     @property
+    def storage_dir(self) -> Path:
+        """Environments' persistent storage on a local run host (one folder per app and env)."""
+        return self.data_dir / "storage"
+
+    @property
     def work_dir(self) -> Path:
         """Scratch space for builds and source mirrors."""
         return self.data_dir / "work"

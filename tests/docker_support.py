@@ -101,10 +101,17 @@ def _remove_images(client: docker.DockerClient, image_ids: set[str]) -> None:
         image_ids -= removed
 
 
+def _storage_volumes(client: docker.DockerClient) -> list[Any]:
+    """The persistent-storage volumes of the session's test apps (they outlive containers)."""
+    return [v for v in client.volumes.list() if v.name.startswith(f"shipyard-{TEST_APP_PREFIX}")]
+
+
 def _remove_session_objects(client: docker.DockerClient, dangling_before: set[str]) -> None:
     containers, images = _leftovers(client)
     for container in containers:
         container.remove(force=True)
+    for volume in _storage_volumes(client):
+        volume.remove(force=True)
     _remove_images(client, {image.id for image in images})
     # Layers of failed or superseded builds: removing one can leave its parent dangling next.
     while new := _dangling_ids(client) - dangling_before:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Celery, signals
 
 from shared import constants
 from shared.broker import make_celery
 from shared.logging import configure_logging
+from shared.services import workers
 from shared.settings import get_settings
 
 
@@ -60,3 +62,28 @@ app = create_worker_app()
 def _configure_logging(**_kwargs: Any) -> None:
     settings = get_settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
+
+
+@signals.worker_ready.connect
+def _announce_worker(sender: Any, **_kwargs: Any) -> None:
+    """Keep this worker's liveness keys fresh until it shuts down (shared.services.workers).
+
+    Sent once, in the worker's main process (the pool's children never get it), with the
+    consumer as sender: its task consumer knows the queues this worker really consumes.
+    """
+    settings = get_settings()
+    heartbeat = workers.Heartbeat(
+        redis_client=redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        ),
+        namespace=settings.broker_namespace,
+        queues=[queue.name for queue in sender.task_consumer.queues],
+        hostname=sender.hostname,
+    )
+    heartbeat.start()
+
+    def forget(**_: Any) -> None:
+        heartbeat.stop()
+
+    # A cold shutdown sends no worker_shutdown: then the keys simply expire.
+    signals.worker_shutdown.connect(forget, weak=False)

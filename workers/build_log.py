@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
 class BuildLog:
     """Collects build output lines; thread-safe so a reader thread can write while we wait."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, sink: Callable[[str], None] | None = None) -> None:
         self._limit = limit
+        # Also given each line as it is written (the live view); a failing sink is dropped, as
+        # the stored log does not depend on it.
+        self._sink = sink
         self._head: list[str] = []
         self._tail: deque[str] = deque()
         self._head_size = 0
@@ -22,6 +30,12 @@ class BuildLog:
         """Append one line (a trailing newline is added if missing)."""
         if not line.endswith("\n"):
             line += "\n"
+        if self._sink is not None:
+            try:
+                self._sink(line)
+            except Exception as exc:
+                log.warning("build_log.live_view_lost", error=f"{type(exc).__name__}: {exc}")
+                self._sink = None
         with self._lock:
             if self._head_size + len(line) <= self._limit // 2:
                 self._head.append(line)

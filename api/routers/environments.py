@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from api.deps import SessionDep
 from shared.exceptions import NotFound
-from shared.schemas import CurrentPublic, EnvironmentCreate, EnvironmentPublic
+from shared.schemas import CurrentPublic, EnvironmentCreate, EnvironmentPublic, StoragePublic
 from shared.services import apps, deployments
 
 router = APIRouter(prefix="/apps/{app}/environments", tags=["environments"])
@@ -39,3 +39,10 @@ def current(app: str, env: str, session: SessionDep) -> CurrentPublic:
     if live is None:
         raise NotFound(f"nothing is live in {app}/{env} yet")
     return live
+
+
+@router.get("/{env}/storage")
+def storage(app: str, env: str, session: SessionDep) -> StoragePublic:
+    """The environment's persistent storage: the variable apps read and where it is."""
+    environment = apps.environment_by_names(session=session, app=app, name=env)
+    return deployments.storage(session=session, environment=environment)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+import redis
+from fastapi import APIRouter, Query, status
 
 from api.auth import PrincipalDep, deploy_scoped
-from api.deps import PublisherDep, SessionDep
-from shared.exceptions import NotFound
+from api.deps import BrokerRedisDep, PublisherDep, SessionDep, SettingsDep
+from shared import build_stream
+from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import PipelineKind
-from shared.schemas import BuildLogPublic, PipelineCreate, PipelinePublic
+from shared.schemas import BuildLogLinesPublic, BuildLogPublic, PipelineCreate, PipelinePublic
 from shared.services import apps, builds, pipelines
 
 router = APIRouter(tags=["pipelines"])
@@ -57,3 +60,24 @@ def get_build_log(pipeline_id: uuid.UUID, session: SessionDep) -> BuildLogPublic
     if log is None:
         raise NotFound(f"pipeline {pipeline_id} has no build log (yet)")
     return log
+
+
+@router.get("/pipelines/{pipeline_id}/log/live")
+def get_live_build_log(
+    pipeline_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    broker: BrokerRedisDep,
+    after: Annotated[str, Query(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] = build_stream.START,
+) -> BuildLogLinesPublic:
+    """The build log's lines as they are written, after position `after`; ask again from the
+    returned position. Empty once the live view expired: the stored log is at `…/log`."""
+    pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
+    if broker is None:
+        return BuildLogLinesPublic(lines=[], after=after)
+    key = build_stream.stream_key(settings.broker_namespace, pipeline_id)
+    try:
+        lines, position = build_stream.read_after(broker, key, after)
+    except redis.RedisError as exc:
+        raise ServiceUnavailable("the broker is unavailable; try again shortly") from exc
+    return BuildLogLinesPublic(lines=lines, after=position)

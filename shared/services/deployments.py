@@ -8,7 +8,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from shared import constants
+from shared.crypto import SecretBox
 from shared.models import (
+    ConfigVersion,
     Deployment,
     DeploymentStatus,
     Environment,
@@ -18,7 +21,8 @@ from shared.models import (
     ReleaseStatus,
     utcnow,
 )
-from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic
+from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic, StoragePublic
+from shared.services.config import decrypt_config
 from shared.services.releases import lock_environment, release_public
 
 
@@ -151,3 +155,28 @@ def current(*, session: Session, environment: Environment) -> CurrentPublic | No
             for p in deployment.processes
         ],
     )
+
+
+def storage(*, session: Session, environment: Environment) -> StoragePublic:
+    """The environment's persistent storage: the variable, the setting, where the runner put it."""
+    live = live_deployment(session=session, environment_id=environment.id)
+    located = [p["storage"] for p in (live.processes if live else []) if p.get("storage")]
+    return StoragePublic(
+        variable=constants.STORAGE_VARIABLE,
+        configured=environment.storage_dir,
+        location=located[0] if located else None,
+    )
+
+
+def live_output(
+    *, session: Session, environment_id: uuid.UUID, box: SecretBox
+) -> tuple[uuid.UUID | None, list[dict[str, Any]], set[str]]:
+    """The live deployment's id, its process records (where their output is) and the secret
+    values of its release, to redact from that output."""
+    live = live_deployment(session=session, environment_id=environment_id)
+    if live is None:
+        return None, [], set()
+    release = session.get(Release, live.release_id)
+    config = session.get(ConfigVersion, release.config_version_id) if release else None
+    secrets = decrypt_config(config, box)[1] if config else set()
+    return live.id, list(live.processes), secrets

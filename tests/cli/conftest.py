@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,10 +14,13 @@ from typer.testing import CliRunner, Result
 from api.main import create_app
 from cli.main import app as shipyard
 from shared.events import Event
+from shared.services.workers import WorkersProbe
 from shared.settings import Settings
 from tests.embedded import _no_shipyard_environment, events, schema_template, settings
 
 Shipyard = Callable[..., Result]
+# "Now" for the CLI's relative times in tests that freeze it.
+NOW = datetime(2026, 12, 1, 21, 34, 56, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -26,13 +30,39 @@ def publisher(events: list[Event]) -> Callable[[Event], None]:
 
 
 @pytest.fixture
+def live_workers() -> dict[str, list[str]]:
+    """What the API says consumes each queue (queue → hostnames): nothing, unless a test adds."""
+    return {}
+
+
+@pytest.fixture
+def workers_asked() -> list[dict[str, list[str]]]:
+    """Every answer the API's worker probe gave, in order: how often the CLI asked."""
+    return []
+
+
+@pytest.fixture
+def workers_probe(
+    live_workers: dict[str, list[str]], workers_asked: list[dict[str, list[str]]]
+) -> WorkersProbe:
+    """How the API learns which workers are live: `live_workers`, each answer recorded."""
+
+    def probe() -> dict[str, list[str]]:
+        workers_asked.append({queue: list(hosts) for queue, hosts in live_workers.items()})
+        return live_workers
+
+    return probe
+
+
+@pytest.fixture
 def api(
     settings: Settings,
     publisher: Callable[[Event], None],
+    workers_probe: WorkersProbe,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FastAPI]:
     """The API with its lifespan running; every ApiClient the CLI makes talks to it."""
-    app = create_app(settings, publisher=publisher)
+    app = create_app(settings, publisher=publisher, workers_probe=workers_probe)
 
     def in_process_client(*, base_url: str, headers: dict[str, str], **_: Any) -> TestClient:
         # TestClient is an httpx.Client that calls the ASGI app instead of the network.
@@ -46,11 +76,12 @@ def api(
 
 @pytest.fixture
 def run(api: FastAPI) -> Shipyard:
-    """`shipyard ARGS…` through Typer's test runner, against the in-process API."""
+    """`shipyard ARGS…` through Typer's test runner, against the in-process API; output is
+    `columns` wide (200 unless a test says otherwise)."""
     runner = CliRunner()
 
-    def invoke(*args: str) -> Result:
-        return runner.invoke(shipyard, list(args), env={"COLUMNS": "200"})
+    def invoke(*args: str, columns: int = 200) -> Result:
+        return runner.invoke(shipyard, list(args), env={"COLUMNS": str(columns)})
 
     return invoke
 
@@ -60,3 +91,10 @@ def staging(run: Shipyard) -> None:
     """App `web` with environment `staging`, made through the CLI."""
     assert run("apps", "create", "web", "--repo", "/srv/web").exit_code == 0
     assert run("envs", "create", "staging", "--app", "web").exit_code == 0
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The CLI's clock stopped at NOW, so that "3 min ago" is the same on every run."""
+    monkeypatch.setattr("cli.render.utc_now", lambda: NOW)
+    return NOW

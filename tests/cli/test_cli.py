@@ -15,8 +15,8 @@ from cli.client import CliError
 from cli.main import app as shipyard_app
 from cli.main import main
 from shared.db import get_engine
-from shared.events import Event, PipelineQueued
-from shared.services import apps, deployments, pipelines, releases
+from shared.events import Event
+from shared.services import apps, pipelines
 from shared.settings import Settings
 from tests.cli.conftest import Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
@@ -240,86 +240,6 @@ def test_releases_lists_versions_newest_first(run: Shipyard, settings: Settings)
 
     assert result.exit_code == 0, result.exception
     assert result.output.index("v2") < result.output.index("v1 ")
-
-
-def _fake_worker(settings: Settings, *, fail_build_with: str | None) -> Callable[[Event], None]:
-    """A publisher that plays the workers at once: every stage succeeds, or the build fails.
-
-    It records results through the services, as the stages do, without running anything.
-    """
-
-    def work(event: Event) -> None:
-        assert isinstance(event, PipelineQueued)
-        with Session(get_engine(settings.sqlalchemy_url)) as session:
-            pipeline = pipelines.get_pipeline(session=session, pipeline_id=event.pipeline_id)
-            app = apps.get_app(session=session, name="web")
-            if fail_build_with is not None:
-                pipelines.fail_stage(
-                    session=session, pipeline=pipeline, stage="build", error=fail_build_with
-                )
-                session.commit()
-                return
-            artifact = make_artifact(session, app)
-            pipeline.artifact_id = artifact.id
-            pipelines.complete_stage(
-                session=session, pipeline=pipeline, stage="build", result_id=artifact.id
-            )
-            release = releases.create_release(
-                session=session, pipeline=pipeline, artifact_id=artifact.id, cause="deploy"
-            )
-            pipeline.release_id = release.id
-            pipelines.complete_stage(
-                session=session, pipeline=pipeline, stage="release", result_id=str(release.id)
-            )
-            deployment = deployments.begin_deployment(
-                session=session, pipeline_id=pipeline.id, release=release, cause="deploy"
-            )
-            assert deployment is not None
-            web = {"type": "web", "status": "running", "url": "http://127.0.0.1:5000"}
-            deployments.go_live(session=session, deployment=deployment, processes=[web])
-            pipelines.complete_stage(
-                session=session, pipeline=pipeline, stage="run", result_id=str(deployment.id)
-            )
-            session.commit()
-
-    return work
-
-
-class TestDeployWithAWorkerThatSucceeds:
-    @pytest.fixture
-    def publisher(self, settings: Settings) -> Callable[[Event], None]:
-        return _fake_worker(settings, fail_build_with=None)
-
-    @pytest.mark.usefixtures("staging")
-    def test_deploy_follows_the_stages_and_reports_where_it_runs(self, run: Shipyard) -> None:
-        result = run("deploy", "-a", "web", "-e", "staging", "--ref", "main")
-
-        assert result.exit_code == 0, result.exception
-        lines = result.output.splitlines()
-        assert lines[0].startswith("Pipeline ") and lines[0].endswith(": web main → staging")
-        assert [line.split()[1:3] for line in lines[1:4]] == [
-            ["build", "succeeded:"],
-            ["release", "succeeded:"],
-            ["run", "succeeded:"],
-        ]
-        assert lines[-1] == "Deployed release v1 to staging at http://127.0.0.1:5000"
-
-
-class TestDeployWithABuildThatFails:
-    ERROR = "npm ERR! enoent: no such file [/app/package.json]"
-
-    @pytest.fixture
-    def publisher(self, settings: Settings) -> Callable[[Event], None]:
-        return _fake_worker(settings, fail_build_with=self.ERROR)
-
-    @pytest.mark.usefixtures("staging")
-    def test_deploy_shows_the_stage_error_and_fails(self, run: Shipyard) -> None:
-        result = run("deploy", "-a", "web", "-e", "staging")
-
-        assert isinstance(result.exception, CliError), result.exception
-        assert str(result.exception) == f"build stage failed: {self.ERROR}"
-        assert f"-----> build    failed\n{self.ERROR}\n" in result.output
-        assert "-----> release  skipped\n-----> run      skipped\n" in result.output
 
 
 @pytest.mark.usefixtures("staging")

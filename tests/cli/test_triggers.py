@@ -51,7 +51,8 @@ def test_hooks_set_prints_a_generated_secret_once_and_hooks_shows_urls_and_deliv
     assert "http://127.0.0.1:8000/v1/hooks/github" in shown.output
     assert "X-Shipyard-Signature-256" in shown.output
     assert "branch main → staging" in shown.output and "tag v* → staging" in shown.output
-    assert "started" in shown.output and "refs/heads/main" in shown.output
+    started = response.json()["pipelines"][0]["id"]
+    assert f"github push   main → staging   {started}\n" in shown.output
     assert secret not in shown.output
 
 
@@ -78,7 +79,7 @@ def test_schedules_add_ls_runs_rm(run: Shipyard) -> None:
 
     assert listed.exit_code == 0
     assert schedule_id[:8] in listed.output and "staging → production" in listed.output
-    assert "soak 3600s, healthy" in listed.output
+    assert "soak 1 h, healthy" in listed.output
     assert runs.exit_code == 0 and runs.output == ""
     assert removed.exit_code == 0 and f"removed schedule {schedule_id}" in removed.output
     assert schedule_id[:8] not in run("schedules", "ls", "--app", "web").output

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from shared.db import session_scope
 from shared.services import deployments
 from tests.integration.conftest import stack_environment
 from tests.integration.stack import (
+    SHIPYARD,
     Stack,
     descendants,
     fetch,
@@ -98,7 +100,10 @@ def test_up_deploys_through_the_cli_and_restores_live_releases_after_a_restart(
     deploy = embedded.run_cli("deploy", "--app", "hello", "--env", "staging")
     assert "Deployed release v1 to staging" in deploy.stdout
     for stage in ("build", "release", "run"):
-        assert f"{stage}" in deploy.stdout
+        assert f"-----> {stage:<8} succeeded" in deploy.stdout
+    # The build's own output, streamed by deploy as the build wrote it.
+    assert "       -----> Building hello at " in deploy.stdout
+    assert "       -----> Running build command: python3 -m compileall" in deploy.stdout
     ps = json.loads(embedded.run_cli("ps", "-a", "hello", "-e", "staging", "--json").stdout)
     url = ps["processes"][0]["url"]
     assert fetch(url) == "Hello from Shipyard"
@@ -299,3 +304,31 @@ def test_the_broker_sigkilled_is_restarted_and_the_pools_reconnect(
 def _stage(stack: Stack, pipeline_id: str, name: str) -> str:
     pipeline = stack.api("GET", f"/v1/pipelines/{pipeline_id}", 200)
     return str(next(s for s in pipeline["stages"] if s["name"] == name)["status"])
+
+
+@pytest.mark.timeout(180)
+def test_logs_tail_shows_what_the_app_prints_after_the_command_started(
+    embedded: Stack, hello_repo: Path
+) -> None:
+    embedded.run_cli("apps", "create", "hello", "--repo", str(hello_repo))
+    embedded.run_cli("envs", "create", "staging", "--app", "hello")
+    embedded.run_cli("deploy", "--app", "hello", "--env", "staging")
+    marker = f"/marker-{secrets.token_hex(6)}"
+    output = embedded.log_path("logs-tail")
+    env = {**embedded.env, "SHIPYARD_URL": embedded.url, "SHIPYARD_TOKEN": embedded.token}
+    with output.open("wb") as sink:
+        tail = subprocess.Popen(
+            [SHIPYARD, "logs", "-a", "hello", "-e", "staging", "--tail", "-n", "5"],
+            env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: "web.1: hello listening" in output.read_text(), "the first lines", embedded
+        )
+        fetch(embedded.web_url("hello", "staging") + marker)  # printed after `logs` started
+
+        wait_for(lambda: f"GET {marker}" in output.read_text(), "the new request's line", embedded)
+    finally:
+        tail.kill()
+        tail.wait()
+    assert output.read_text().splitlines()[0].startswith("web.1: ")

@@ -65,3 +65,28 @@ def test_concurrent_writers_lose_no_line() -> None:
         thread.join()
 
     assert sorted(log.text().splitlines()) == sorted(f"{p}{n}" for p in "abcd" for n in range(2000))
+
+
+def test_each_line_also_reaches_the_live_view_as_it_is_written() -> None:
+    seen: list[str] = []
+    log = BuildLog(limit=1000, sink=seen.append)
+
+    log.write("-----> Installing")
+    log.write("done\n")
+
+    assert seen == ["-----> Installing\n", "done\n"]
+
+
+def test_a_failing_live_view_is_dropped_and_the_stored_log_is_whole() -> None:
+    calls: list[str] = []
+
+    def broken(line: str) -> None:
+        calls.append(line)
+        raise ConnectionError("broker gone")
+
+    log = BuildLog(limit=1000, sink=broken)
+    log.write("one")
+    log.write("two")
+
+    assert calls == ["one\n"]  # tried once, then left alone
+    assert log.text() == "one\ntwo\n"

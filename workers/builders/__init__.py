@@ -9,10 +9,13 @@ from workers.builders.base import Builder
 from workers.builders.docker import DockerBuilder, docker_client
 from workers.builders.local import LocalBuilder
 from workers.builders.noop import NoopBuilder, build_wait_seconds
+from workers.builders.python import PythonBuilder, PythonBuildpack
 from workers.context import WorkerContext
 
 BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
-    "local": lambda context: LocalBuilder(context.store),
+    # A Python app without a build command of its own gets the Python buildpack (detected).
+    "local": lambda context: LocalBuilder(context.store, (PythonBuildpack(),)),
+    "python": lambda context: PythonBuilder(context.store),
     "docker": lambda context: DockerBuilder(docker_client()),
     "noop": lambda context: NoopBuilder(context.store, build_wait_seconds()),
 }

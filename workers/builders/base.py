@@ -19,6 +19,9 @@ class BuildRequest:
     source_dir: Path
     work_dir: Path
     timeout: float
+    # Download caches that outlive the build (pip's under `pip/`): in the data dir, never in a
+    # home directory. None: nothing is kept beyond the build's own scratch directory.
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)

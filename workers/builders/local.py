@@ -1,4 +1,5 @@
-"""The local builder: the app's build command in a scrubbed sandbox, then a reproducible tar.gz."""
+"""The local builder: a detected buildpack and the app's build command in a scrubbed sandbox, a
+relocatability check, then a reproducible tar.gz."""
 
 from __future__ import annotations
 
@@ -9,13 +10,31 @@ import stat
 import subprocess
 import tarfile
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from shared.artifact_store import ArtifactStore
 from shared.exceptions import StageFailed
-from shared.manifest import read_build_manifest
+from shared.manifest import BuildManifest, read_build_manifest
 from workers.build_log import BuildLog
 from workers.builders.base import BuildRequest, BuiltArtifact
+from workers.builders.relocatable import check_relocatable
+
+
+class Buildpack(Protocol):
+    """Installs what a kind of app needs into its tree, before any build command runs."""
+
+    name: str
+
+    def detect(self, source_dir: Path) -> bool:
+        """Whether the exported source is an app of this kind."""
+        ...
+
+    def compile(self, request: BuildRequest, timeout: float, log: BuildLog) -> None:
+        """Install into `request.source_dir` within `timeout`; raise StageFailed with the reason."""
+        ...
 
 
 class LocalBuilder:
@@ -23,17 +42,25 @@ class LocalBuilder:
 
     name = "local"
 
-    def __init__(self, store: ArtifactStore) -> None:
+    def __init__(self, store: ArtifactStore, buildpacks: Sequence[Buildpack] = ()) -> None:
         self._store = store
+        self._buildpacks = tuple(buildpacks)
 
     def build(self, request: BuildRequest, log: BuildLog) -> BuiltArtifact:
         manifest = read_build_manifest(request.source_dir)
+        # One limit for the whole build: the buildpack's install and the command share it.
+        deadline = time.monotonic() + min(manifest.timeout or request.timeout, request.timeout)
+        buildpack = self.buildpack_for(request.source_dir, manifest)
+        if buildpack is not None:
+            log.write(f"-----> {buildpack.name} app detected")
+            buildpack.compile(request, max(deadline - time.monotonic(), 0.0), log)
         if manifest.command:
-            timeout = min(manifest.timeout or request.timeout, request.timeout)
             log.write(f"-----> Running build command: {manifest.command}")
-            run_build_command(manifest.command, request, timeout, log)
-        else:
+            run_build_command(manifest.command, request, max(deadline - time.monotonic(), 0.0), log)
+        elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
+        # Runners unpack the artifact elsewhere: refuse now what would only fail there.
+        check_relocatable(request.source_dir, (request.work_dir, request.source_dir))
         tarball = request.work_dir / "artifact.tar.gz"
         pack_reproducibly(request.source_dir, tarball, mtime=request.commit_timestamp)
         digest, size, path = self._store.put(tarball)
@@ -42,6 +69,13 @@ class LocalBuilder:
 
     def remove(self, artifact_id: str) -> None:
         self._store.remove(artifact_id)
+
+    def buildpack_for(self, source_dir: Path, manifest: BuildManifest) -> Buildpack | None:
+        """As Heroku detects: the first buildpack that recognises the app, unless the app's own
+        build command says how to build it."""
+        if manifest.command:
+            return None
+        return next((pack for pack in self._buildpacks if pack.detect(source_dir)), None)
 
 
 def scrubbed_environment(request: BuildRequest, home: Path) -> dict[str, str]:
@@ -56,14 +90,26 @@ def scrubbed_environment(request: BuildRequest, home: Path) -> dict[str, str]:
     }
 
 
-def run_build_command(command: str, request: BuildRequest, timeout: float, log: BuildLog) -> None:
-    """Run `command` in the source dir; stream its output to `log`; kill its group on timeout."""
+def build_environment(request: BuildRequest) -> dict[str, str]:
+    """The scrubbed environment, with the build's own empty home directory made."""
     home = request.work_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
+    return scrubbed_environment(request, home)
+
+
+def run_build_command(
+    command: str,
+    request: BuildRequest,
+    timeout: float,
+    log: BuildLog,
+    *,
+    step: str = "build command",
+) -> None:
+    """Run `command` in the source dir; stream its output to `log`; kill its group on timeout."""
     process = subprocess.Popen(
         ["/bin/sh", "-c", command],
         cwd=request.source_dir,
-        env=scrubbed_environment(request, home),
+        env=build_environment(request),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,9 +140,9 @@ def run_build_command(command: str, request: BuildRequest, timeout: float, log: 
         if not reader.is_alive():
             stream.close()
     if code is None:
-        raise StageFailed(f"build command timed out after {timeout:.0f}s and was killed")
+        raise StageFailed(f"{step} timed out after {timeout:.0f}s and was killed")
     if code != 0:
-        raise StageFailed(f"build command exited with status {code} (see the build log)")
+        raise StageFailed(f"{step} exited with status {code} (see the build log)")
 
 
 def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:

@@ -13,7 +13,9 @@ from workers.runners.local import LocalRunner
 from workers.runners.noop import NoopRunner
 
 RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
-    "local": lambda context: LocalRunner(context.store, context.settings.run_dir),
+    "local": lambda context: LocalRunner(
+        context.store, context.settings.run_dir, context.settings.storage_dir
+    ),
     "docker": lambda context: DockerRunner(docker_client()),
     "noop": lambda context: NoopRunner(context.store),
 }

@@ -28,6 +28,7 @@ class ReleaseSpec:
     env: dict[str, str] = field(repr=False)  # the release's config: never logged
     memory_limit: str | None = None
     cpu_limit: float | None = None
+    storage_dir: str | None = None  # the environment's own storage directory, if it set one
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,9 @@ class DockerRunner:
             image_id,
             entrypoint=SHELL if command is not None else None,
             command=[command] if command is not None else None,
-            environment={"HOST": bind_host, **spec.env, "PORT": str(port)},
+            environment={"HOST": bind_host, **spec.env, **storage_environment(), "PORT": str(port)},
             labels=container_labels(spec, process_type),
+            volumes=storage_volumes(spec),
             name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
             f"{spec.deployment_id[:8]}",
             init=True,  # a real PID 1 forwards SIGTERM, so stopping is quick and graceful
@@ -90,6 +91,7 @@ class DockerRunner:
             "image": image_id,
             "port": port,
             "url": web_url(process_type, port),
+            "storage": storage_location(spec),
         }
         try:
             container.start()
@@ -151,8 +153,9 @@ class DockerRunner:
                 image.id,
                 entrypoint=SHELL,
                 command=[command],
-                environment={"HOST": bind_host, **spec.env},
+                environment={"HOST": bind_host, **spec.env, **storage_environment()},
                 labels=container_labels(spec, constants.RELEASE_PROCESS),
+                volumes=storage_volumes(spec),
                 init=True,
                 **resource_limits(spec),
                 **network,
@@ -265,6 +268,20 @@ def container_labels(spec: ReleaseSpec, process_type: str) -> dict[str, str]:
         "shipyard.process": process_type,
         "shipyard.deployment": spec.deployment_id,
     }
+
+
+def storage_location(spec: ReleaseSpec) -> str:
+    """The environment's persistent storage: its host directory, or a named volume of its own."""
+    return spec.storage_dir or f"shipyard-{spec.app}-{spec.environment}-storage"
+
+
+def storage_volumes(spec: ReleaseSpec) -> dict[str, dict[str, str]]:
+    """Mounted at the same path in every container of the environment, release phase included."""
+    return {storage_location(spec): {"bind": constants.CONTAINER_STORAGE_PATH, "mode": "rw"}}
+
+
+def storage_environment() -> dict[str, str]:
+    return {constants.STORAGE_VARIABLE: constants.CONTAINER_STORAGE_PATH}
 
 
 def network_settings(host_network: bool, port: int | None) -> tuple[str, dict[str, Any]]:

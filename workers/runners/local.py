@@ -21,6 +21,7 @@ from workers.runners.base import (
     output_tail,
     web_url,
 )
+from workers.runtime import check_python_version, with_profile
 
 
 class LocalRunner:
@@ -28,9 +29,26 @@ class LocalRunner:
 
     name = "local"
 
-    def __init__(self, store: ArtifactStore, run_dir: Path) -> None:
+    def __init__(self, store: ArtifactStore, run_dir: Path, storage_root: Path) -> None:
         self._store = store
         self._run_dir = run_dir
+        self._storage_root = storage_root
+
+    def storage_dir(self, spec: ReleaseSpec) -> Path:
+        """The environment's persistent storage: its own storage_dir, or one in the data dir.
+        It outlives every release, is never part of an artifact and is made on first use."""
+        path = (
+            Path(spec.storage_dir)
+            if spec.storage_dir
+            else self._storage_root / spec.app / spec.environment
+        )
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StageFailed(
+                f"cannot create the environment's storage directory {path}: {exc.strerror}"
+            ) from exc
+        return path
 
     def release_dir(self, spec: ReleaseSpec) -> Path:
         """Where release `spec` is unpacked: one directory per release, reused by rollbacks."""
@@ -64,6 +82,7 @@ class LocalRunner:
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             **spec.env,
+            constants.STORAGE_VARIABLE: str(self.storage_dir(spec)),
         }
         if port is not None:
             env["PORT"] = str(port)
@@ -71,6 +90,7 @@ class LocalRunner:
 
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         app_dir = self._unpack(spec)
+        check_python_version(app_dir, self._environment(spec, app_dir, None))
         procfile = process_types(read_procfile(app_dir))
         log_dir = self._run_dir / spec.app / spec.environment / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +102,7 @@ class LocalRunner:
             with log_path.open("ab") as output:
                 # The config travels in the environment only; the command line is the Procfile's.
                 child = subprocess.Popen(
-                    ["/bin/sh", "-c", f"exec {command}"],
+                    ["/bin/sh", "-c", with_profile(f"exec {command}")],
                     cwd=app_dir,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -99,6 +119,7 @@ class LocalRunner:
                     "port": port,
                     "url": web_url(process_type, port),
                     "log": str(log_path),
+                    "storage": env[constants.STORAGE_VARIABLE],
                 }
             )
         return started
@@ -122,8 +143,9 @@ class LocalRunner:
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         app_dir = self._unpack(spec)
+        check_python_version(app_dir, self._environment(spec, app_dir, None))
         child = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            ["/bin/sh", "-c", with_profile(command)],
             cwd=app_dir,
             env=self._environment(spec, app_dir, None),
             stdin=subprocess.DEVNULL,

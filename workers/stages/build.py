@@ -10,7 +10,7 @@ from pathlib import Path
 import structlog
 from sqlmodel import Session
 
-from shared import constants
+from shared import build_stream, constants
 from shared.db import session_scope
 from shared.events import ArtifactBuilt
 from shared.exceptions import StageFailed
@@ -33,7 +33,10 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     with session_scope(context.db_url) as session:
         app = get_row(session, App, pipeline.app_id)
         build = builds.start_build(session=session, pipeline=pipeline, app=app)
-    build_log = BuildLog(settings.build_log_limit)
+    live_view = build_stream.stream_key(settings.broker_namespace, pipeline.id)
+    build_log = BuildLog(
+        settings.build_log_limit, sink=partial(build_stream.append, context.redis, live_view)
+    )
     commit_sha: str | None = None
     try:
         commit = source.resolve(app.repo, build.ref, settings.work_dir / "mirrors")
@@ -78,6 +81,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             source_dir=source_dir,
             work_dir=Path(scratch),
             timeout=context.settings.build_timeout,
+            cache_dir=context.settings.data_dir / "cache",
         )
         built = builder.build(request, build_log)
     with session_scope(context.db_url) as session:

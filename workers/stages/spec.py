@@ -35,4 +35,5 @@ def release_spec(
         env=env,
         memory_limit=environment.memory_limit,
         cpu_limit=environment.cpu_limit,
+        storage_dir=environment.storage_dir,
     )

@@ -306,3 +306,26 @@ def test_run_once_kills_the_command_at_the_timeout(
     assert "started" in result.output
     assert time.monotonic() - started < 10
     assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
+
+
+def test_the_environments_storage_outlives_its_releases_and_is_shared_with_the_release_phase(
+    docker_engine: docker.DockerClient,
+    runner: DockerRunner,
+    live: Live,
+    app: str,
+    image: BuiltArtifact,
+) -> None:
+    phase = runner.run_once(
+        release_spec(app, image.digest),
+        'echo "written by v1 at $SHIPYARD_STORAGE_DIR" > "$SHIPYARD_STORAGE_DIR/note"',
+        timeout=30,
+    )
+    assert phase.exit_code == 0, phase.output
+    first = live.switch_to(release_spec(app, image.digest, version=1))
+    live.switch_to(release_spec(app, image.digest, version=2))  # v1's containers are removed
+
+    reader = runner.run_once(release_spec(app, image.digest, version=3), "cat /storage/note", 30)
+
+    assert reader.output.strip() == "written by v1 at /storage"
+    assert first[0]["storage"] == f"shipyard-{app}-staging-storage"
+    assert docker_engine.volumes.get(first[0]["storage"]) is not None

@@ -54,7 +54,7 @@ def store(tmp_path: Path) -> ArtifactStore:
 
 @pytest.fixture
 def runner(tmp_path: Path, store: ArtifactStore) -> LocalRunner:
-    return LocalRunner(store, tmp_path / "run")
+    return LocalRunner(store, tmp_path / "run", tmp_path / "storage")
 
 
 @pytest.fixture
@@ -251,3 +251,36 @@ def test_run_once_kills_a_command_over_its_time_limit(
     assert result.exit_code is None
     assert result.output == "starting\n"
     assert time.monotonic() - before < 20  # killed at its limit, not after its 30 s
+
+
+def test_the_environments_storage_outlives_releases_and_is_shared_with_the_release_phase(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+) -> None:
+    artifact = web_artifact(tmp_path, store)
+    phase = runner.run_once(
+        make_spec(artifact), 'echo "from the release phase" > "$SHIPYARD_STORAGE_DIR/note"', 30
+    )
+    assert phase.exit_code == 0, phase.output
+
+    later = runner.run_once(
+        make_spec(artifact, release_version=2), 'cat "$SHIPYARD_STORAGE_DIR/note"', 30
+    )
+
+    storage = tmp_path / "storage" / "web" / "staging"
+    assert later.output.strip() == "from the release phase"
+    assert (storage / "note").is_file()
+    assert oct(storage.stat().st_mode & 0o777) == "0o700"
+    assert not (runner.release_dir(make_spec(artifact)) / "note").exists()  # not in a release
+
+
+def test_an_environment_may_keep_its_storage_in_a_directory_of_its_own(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    own = tmp_path / "srv" / "blog-data"
+    spec = make_spec(web_artifact(tmp_path, store), storage_dir=str(own))
+
+    started.extend(health_gated_start(runner, spec))
+    result = runner.run_once(spec, 'echo "$SHIPYARD_STORAGE_DIR"', 30)
+
+    assert result.output.strip() == str(own) and own.is_dir()
+    assert started[0]["storage"] == str(own)

@@ -1,0 +1,194 @@
+"""What ran and what runs: `releases`, `ps`, `pipelines show` and `logs build`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from cli.client import ApiClient, CliError, env_path
+from cli.render import ago, block, console, fixed, short_digest, short_time, table, took
+from cli.resources import AppOpt, EnvOpt
+
+releases_cli = typer.Typer(help="List and compare releases.")
+pipelines_cli = typer.Typer(help="Inspect pipelines.", no_args_is_help=True)
+logs_cli = typer.Typer(help="What the app's processes print, or a pipeline's build log.")
+
+LIVE = "●"
+
+
+@releases_cli.callback(invoke_without_command=True)
+def releases(ctx: typer.Context, app: AppOpt = "", env: EnvOpt = "") -> None:
+    """List an environment's releases, newest first; ● marks the one live now."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not app or not env:
+        raise CliError("releases needs --app and --env")
+    client = ApiClient()
+    rows = client.get(f"{env_path(app, env)}/releases")
+    current = client.get_or_none(f"{env_path(app, env)}/current")
+    live_id = current["release"]["id"] if current else None
+    table(
+        f"Releases of {app}/{env}",
+        [fixed("version"), "status", "cause", fixed("artifact"), "config", "created"],
+        [
+            [
+                f"{LIVE if r['id'] == live_id else ' '} v{r['version']}",
+                _release_status(client, r),
+                r["cause"],
+                short_digest(r["artifact_id"]),
+                f"v{r['config_version']}",
+                ago(r["created_at"]),
+            ]
+            for r in rows
+        ],
+    )
+    if current is not None:
+        deployment = current["deployment"]
+        console.print(
+            f"{LIVE} live: v{current['release']['version']} since "
+            f"{ago(deployment['started_at'])} ({deployment['cause']})",
+            highlight=False,
+        )
+
+
+def _release_status(client: ApiClient, release: dict[str, Any]) -> str:
+    """The release's status, or `never ran` for one still `pending` whose pipeline has ended
+    without running it (a failed release phase or run, or a pipeline that was given up)."""
+    if release["status"] != "pending" or not release["pipeline_id"]:
+        return str(release["status"])
+    pipeline = client.get_or_none(f"/v1/pipelines/{release['pipeline_id']}")
+    if pipeline is not None and pipeline["status"] in ("failed", "succeeded"):
+        return "never ran"
+    return "pending"
+
+
+def ps(
+    app: AppOpt,
+    env: EnvOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Show the live release and its processes."""
+    current = ApiClient().get(f"{env_path(app, env)}/current")
+    if as_json:
+        print(json.dumps(current))
+        return
+    release, deployment = current["release"], current["deployment"]
+    console.print(
+        f"{app}/{env} runs release v{release['version']} "
+        f"({short_digest(release['artifact_id'])}, config v{release['config_version']})",
+        highlight=False,
+    )
+    console.print(
+        f"live since {ago(deployment['started_at'])} ({deployment['cause']})", highlight=False
+    )
+    table(
+        "Processes",
+        ["type", "status", "url"],
+        [[p["type"], p["status"], p["url"]] for p in current["processes"]],
+    )
+
+
+def print_pipeline(pipeline: dict[str, Any]) -> None:
+    """A pipeline, its stages as a table, and below it each failure's error in full."""
+    console.print(
+        f"Pipeline {pipeline['id']} ({pipeline['kind']}) of {pipeline['app']}/"
+        f"{pipeline['environment']}: {pipeline['status']}",
+        highlight=False,
+        markup=False,
+    )
+    console.print(
+        f"ref {pipeline['ref'] or '-'}, trigger {pipeline['trigger']}, "
+        f"created {short_time(pipeline['created_at'])} UTC",
+        highlight=False,
+        markup=False,
+    )
+    table(
+        "Stages",
+        ["stage", "status", "worker", fixed("result"), fixed("took")],
+        [
+            [
+                s["name"],
+                _stage_status(s),
+                (s["hostname"] or "").split(".")[0],  # its short name, as `hostname -s`
+                short_digest(s["result_id"]),
+                took(s["started_at"], s["finished_at"]),
+            ]
+            for s in pipeline["stages"]
+        ],
+    )
+    failed = [s for s in pipeline["stages"] if s["error"]]
+    for stage in failed:
+        block(f"{stage['name']} failed:", stage["error"])
+        if stage["output"]:
+            block(f"{stage['name']} output:", stage["output"])
+    if pipeline["error"] and not failed:
+        block("failed:", pipeline["error"])
+
+
+def _stage_status(stage: dict[str, Any]) -> str:
+    """`succeeded (cached)`, `failed (attempt 2)`: the status and what is unusual about it."""
+    notes = ["cached"] if stage["cache_hit"] else []
+    notes += [f"attempt {stage['attempt']}"] if stage["attempt"] > 1 else []
+    return str(stage["status"]) + (f" ({', '.join(notes)})" if notes else "")
+
+
+@pipelines_cli.command("show")
+def pipelines_show(
+    pipeline_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Show a pipeline and its stages; errors in full below them."""
+    pipeline = ApiClient().get(f"/v1/pipelines/{pipeline_id}")
+    if as_json:
+        print(json.dumps(pipeline))
+        return
+    print_pipeline(pipeline)
+
+
+def storage(app: AppOpt, env: EnvOpt) -> None:
+    """Where the environment's persistent storage is, and how the app finds it."""
+    info = ApiClient().get(f"{env_path(app, env)}/storage")
+    where = info["location"] or info["configured"] or "(made when a release first runs)"
+    console.print(f"Persistent storage of {app}/{env}: {where}", highlight=False, markup=False)
+    console.print(
+        f"Apps find it in ${info['variable']}; it survives releases, rollbacks and restarts.",
+        highlight=False,
+        markup=False,
+    )
+
+
+@logs_cli.callback(invoke_without_command=True)
+def logs(
+    ctx: typer.Context,
+    app: AppOpt = "",
+    env: EnvOpt = "",
+    process: Annotated[
+        str | None, typer.Option("--process", "-p", help="Only this process type (e.g. web).")
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines to show first.")] = 100,
+    tail: Annotated[
+        bool, typer.Option("--tail", "-t", help="Keep printing new lines (Ctrl-C stops).")
+    ] = False,
+) -> None:
+    """The output of an environment's live processes (`logs build PIPELINE` for a build's)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not app or not env:
+        raise CliError("logs needs --app and --env (or: logs build PIPELINE_ID)")
+    params = {"lines": str(lines), "follow": "true" if tail else "false"}
+    if process:
+        params["process"] = process
+    try:
+        for text in ApiClient().stream_text(f"{env_path(app, env)}/logs", params):
+            print(text, end="", flush=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@logs_cli.command("build")
+def logs_build(pipeline_id: str) -> None:
+    """Print the build log of a pipeline."""
+    log = ApiClient().get(f"/v1/pipelines/{pipeline_id}/log")
+    print(log["log"], end="")

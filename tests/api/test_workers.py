@@ -1,0 +1,125 @@
+"""`GET /v1/workers`: every queue with the workers whose heartbeat is fresh."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from shared.events import Event
+from shared.services import workers
+from shared.settings import Settings
+
+
+@pytest.fixture
+def broker() -> Iterator[fakeredis.FakeRedis]:
+    """The broker's Redis as the workers see it."""
+    client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def api(
+    settings: Settings, events: list[Event], broker: fakeredis.FakeRedis
+) -> Iterator[TestClient]:
+    """The API asking `broker` which workers are live, with the admin token."""
+    probe = partial(workers.live_workers, redis_client=broker, namespace=settings.broker_namespace)
+    app = create_app(settings, publisher=events.append, workers_probe=probe)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {settings.api_token()}"
+        yield client
+
+
+def _beat(broker: redis.Redis, namespace: str, hostname: str, *queues: str) -> None:
+    workers.record_heartbeat(
+        redis_client=broker, namespace=namespace, queues=queues, hostname=hostname
+    )
+
+
+def test_workers_lists_every_queue_with_the_workers_whose_heartbeat_is_fresh(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    _beat(broker, settings.broker_namespace, "build@b", "build")
+    _beat(broker, settings.broker_namespace, "build@a", "build")
+    _beat(broker, settings.broker_namespace, "notify@a", "notify")
+
+    response = api.get("/v1/workers")
+
+    assert response.status_code == 200
+    assert response.json() == [
+        {"queue": "build", "workers": ["build@a", "build@b"]},
+        {"queue": "release", "workers": []},
+        {"queue": "run", "workers": []},
+        {"queue": "notify", "workers": ["notify@a"]},
+    ]
+
+
+def test_a_worker_that_shut_down_is_no_longer_listed(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    _beat(broker, settings.broker_namespace, "run@a", "run")
+    workers.forget_worker(
+        redis_client=broker, namespace=settings.broker_namespace, queues=["run"], hostname="run@a"
+    )
+
+    assert api.get("/v1/workers").json()[2] == {"queue": "run", "workers": []}
+
+
+def test_a_read_token_may_list_workers_and_no_token_may_not(api: TestClient) -> None:
+    created = api.post("/v1/tokens", json={"name": "dashboard", "scopes": ["read"]}).json()
+
+    as_reader = api.get("/v1/workers", headers={"Authorization": f"Bearer {created['token']}"})
+    anonymous = api.get("/v1/workers", headers={"Authorization": ""})
+
+    assert as_reader.status_code == 200
+    assert anonymous.status_code == 401
+
+
+def test_a_broker_that_cannot_be_asked_is_a_503(settings: Settings, events: list[Event]) -> None:
+    def broker_away() -> workers.LiveWorkers:
+        raise redis.ConnectionError("Connection refused")
+
+    app = create_app(settings, publisher=events.append, workers_probe=broker_away)
+    with TestClient(app) as client:
+        response = client.get(
+            "/v1/workers", headers={"Authorization": f"Bearer {settings.api_token()}"}
+        )
+
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("cannot ask the broker which workers are alive")
+
+
+def test_with_the_broker_replaced_and_no_probe_no_queue_has_workers(client: TestClient) -> None:
+    assert client.get("/v1/workers").json() == [
+        {"queue": queue, "workers": []} for queue in ("build", "release", "run", "notify")
+    ]
+
+
+def test_by_default_the_api_reads_the_broker_of_its_settings_under_their_namespace(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, broker: fakeredis.FakeRedis
+) -> None:
+    settings = settings.model_copy(update={"broker_namespace": "install-2"})
+    opened: list[str] = []
+
+    def from_url(url: str, **_: Any) -> fakeredis.FakeRedis:
+        opened.append(url)
+        return broker
+
+    monkeypatch.setattr("api.main.redis.Redis.from_url", from_url)
+    _beat(broker, "install-2", "release@a", "release")
+    _beat(broker, "install-1", "release@b", "release")
+    app = create_app(settings)
+
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {settings.api_token()}"
+        response = client.get("/v1/workers")
+
+    assert opened == [settings.redis_url]
+    assert response.json()[1] == {"queue": "release", "workers": ["release@a"]}

@@ -1,0 +1,220 @@
+"""The Python buildpack: the app's dependencies installed into the artifact, relocatable.
+
+`pip install --target .python/site-packages` puts the packages beside the app, and their console
+scripts, moved to `.python/bin`, start with `#!/usr/bin/env python3`; `.profile.d/python.sh` puts
+both on the paths of every process, from wherever the artifact is unpacked. So the artifact holds
+no virtual environment (whose links and scripts name the build's own directory) and runs on any
+host whose `python3` has the major.minor recorded in `.shipyard/python-version`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.artifact_store import ArtifactStore
+from shared.exceptions import StageFailed
+from shared.manifest import BuildManifest
+from workers.build_log import BuildLog
+from workers.builders.base import BuildRequest
+from workers.builders.local import Buildpack, LocalBuilder, build_environment, run_build_command
+from workers.runtime import PROFILE_DIR, PYTHON_VERSION_FILE, HostPython, find_python3
+
+REQUIREMENTS = "requirements.txt"
+PYPROJECT = "pyproject.toml"
+UV_LOCK = "uv.lock"
+# An app with its own Dockerfile is the docker builder's, even with a requirements.txt.
+DOCKERFILE = "Dockerfile"
+# Where the packages and their commands go, relative to the app's root.
+INSTALL_DIR = ".python"
+SITE_PACKAGES = f"{INSTALL_DIR}/site-packages"
+SCRIPTS = f"{INSTALL_DIR}/bin"
+PORTABLE_SHEBANG = b"#!/usr/bin/env python3\n"
+# Sourced from the app's root (the runner's working directory), so it needs neither $HOME nor
+# the path the artifact was unpacked at.
+PROFILE_SCRIPT = f"""\
+# Written by Shipyard's python builder; sourced from the app's root before each process starts.
+PATH="$PWD/{SCRIPTS}:$PATH"
+PYTHONPATH="$PWD/{SITE_PACKAGES}${{PYTHONPATH:+:$PYTHONPATH}}"
+export PATH PYTHONPATH
+"""
+# Where an app pins its Python: pyenv's file (which Heroku reads too), then Heroku's older one.
+_PINS = (
+    (".python-version", re.compile(r"(\d+)\.(\d+)")),
+    ("runtime.txt", re.compile(r"^python-(\d+)\.(\d+)")),
+)
+# pip's launcher for an interpreter path too long for a shebang: `#!/bin/sh` and two lines.
+_SH_LAUNCHER = b"#!/bin/sh"
+
+
+@dataclass(frozen=True)
+class PythonPin:
+    """The Python major.minor an app asks for, and the file that says so."""
+
+    version: str
+    file: str
+
+
+class PythonBuildpack:
+    """Detects a Python app and installs its dependencies with pip into `.python/`."""
+
+    name = "Python"
+
+    def detect(self, source_dir: Path) -> bool:
+        if (source_dir / DOCKERFILE).exists():
+            return False
+        return any((source_dir / name).is_file() for name in (REQUIREMENTS, PYPROJECT, UV_LOCK))
+
+    def compile(self, request: BuildRequest, timeout: float, log: BuildLog) -> None:
+        deadline = time.monotonic() + timeout
+        source = request.source_dir
+        if (source / INSTALL_DIR).exists():
+            raise StageFailed(
+                f"the app's source has a {INSTALL_DIR} folder, where the python builder installs "
+                "its dependencies: remove it from the repository"
+            )
+        what, arguments = _what_to_install(source)
+        python = _build_python(source, build_environment(request), pinned_python(source))
+        log.write(
+            f"-----> Installing {what} with pip for Python {python.version} ({SITE_PACKAGES})"
+        )
+        command = [
+            "env",
+            *_pip_settings(request.cache_dir),
+            python.executable,
+            *("-m", "pip", "install", "--target", SITE_PACKAGES),
+            "--no-compile",  # pip's .pyc files would name the build's directory
+            "--no-warn-script-location",
+            *arguments,
+        ]
+        run_build_command(
+            shlex.join(command),
+            request,
+            max(deadline - time.monotonic(), 0.0),
+            log,
+            step="pip install",
+        )
+        _make_portable(source)
+        (source / PROFILE_DIR).mkdir(exist_ok=True)
+        (source / PROFILE_DIR / "python.sh").write_text(PROFILE_SCRIPT)
+        version_file = source / PYTHON_VERSION_FILE
+        version_file.parent.mkdir(parents=True, exist_ok=True)
+        version_file.write_text(python.version + "\n")
+        log.write(f"-----> Python {python.version} recorded in {PYTHON_VERSION_FILE}")
+
+
+class PythonBuilder(LocalBuilder):
+    """The local builder with the Python buildpack always on, before any build command."""
+
+    name = "python"
+
+    def __init__(self, store: ArtifactStore) -> None:
+        super().__init__(store, (PythonBuildpack(),))
+
+    def buildpack_for(self, source_dir: Path, manifest: BuildManifest) -> Buildpack | None:
+        return self._buildpacks[0]
+
+
+def pinned_python(source_dir: Path) -> PythonPin | None:
+    """The major.minor the app pins in `.python-version` or `runtime.txt`, if it pins one."""
+    for name, pattern in _PINS:
+        path = source_dir / name
+        if not path.is_file():
+            continue
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        wanted = next((ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")), "")
+        match = pattern.search(wanted)
+        if match is None:
+            raise StageFailed(f"{name} says {wanted!r}, which names no Python version (e.g. 3.12)")
+        return PythonPin(version=f"{match.group(1)}.{match.group(2)}", file=name)
+    return None
+
+
+def _what_to_install(source_dir: Path) -> tuple[str, list[str]]:
+    """requirements.txt if there is one (as Heroku), else the project of pyproject.toml."""
+    if (source_dir / REQUIREMENTS).is_file():
+        return REQUIREMENTS, ["-r", REQUIREMENTS]
+    if (source_dir / PYPROJECT).is_file():
+        # uv.lock's pins are not read: pip resolves pyproject.toml's dependencies itself.
+        return f"the project of {PYPROJECT}", ["."]
+    if (source_dir / UV_LOCK).is_file():
+        raise StageFailed(f"{UV_LOCK} without a {PYPROJECT}: nothing says what to install")
+    raise StageFailed(
+        f"no {REQUIREMENTS}, {PYPROJECT} or {UV_LOCK} at the root of the app "
+        "(the python builder installs the dependencies they list)"
+    )
+
+
+def _build_python(source_dir: Path, env: dict[str, str], pin: PythonPin | None) -> HostPython:
+    """The build host's python3, as the app's processes will find it; refused if it cannot do."""
+    try:
+        python = find_python3(source_dir, env)
+    except StageFailed as exc:
+        if pin is None:
+            raise StageFailed(f"the python builder needs python3: {exc.message}") from exc
+        raise StageFailed(
+            f"the app pins Python {pin.version} ({pin.file}), but {exc.message}"
+        ) from exc
+    if pin is not None and pin.version != python.version:
+        raise StageFailed(
+            f"the app pins Python {pin.version} ({pin.file}) but the build host's python3 is "
+            f"{python.version} ({python.executable}): install Python {pin.version} as python3 on "
+            "the build and run hosts, or change the pin"
+        )
+    if not python.has_pip:
+        raise StageFailed(
+            f"python3 {python.version} ({python.executable}) on the build host has no pip: "
+            "install it (e.g. apt-get install python3-pip)"
+        )
+    return python
+
+
+def _pip_settings(cache_dir: Path | None) -> list[str]:
+    """pip's settings as variables, so the pip that installs a package's build requirements
+    (PEP 517 isolation) gets them too; without a cache dir, pip caches in the build's home."""
+    settings = {
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INPUT": "1",
+        "PIP_PROGRESS_BAR": "off",
+        "PIP_ROOT_USER_ACTION": "ignore",
+    }
+    if cache_dir is not None:
+        settings["PIP_CACHE_DIR"] = str(cache_dir / "pip")
+    return [f"{name}={value}" for name, value in settings.items()]
+
+
+def _make_portable(source_dir: Path) -> None:
+    """Scripts to `.python/bin` with a PATH-found python3; no record of the build's directory."""
+    site_packages = source_dir / SITE_PACKAGES
+    installed_scripts = site_packages / "bin"  # where `pip install --target` puts them
+    if installed_scripts.is_dir():
+        installed_scripts.rename(source_dir / SCRIPTS)
+    scripts = source_dir / SCRIPTS
+    if scripts.is_dir():
+        for script in sorted(scripts.iterdir()):
+            if script.is_file() and not script.is_symlink():
+                _rewrite_shebang(script)
+    # PEP 610 records where a package came from; for the app itself that is the build's own
+    # directory (file:///…/src), which means nothing once the artifact is elsewhere.
+    for direct_url in sorted(site_packages.glob("*.dist-info/direct_url.json")):
+        try:
+            url = json.loads(direct_url.read_text(encoding="utf-8")).get("url", "")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(url, str) and url.startswith("file:"):
+            direct_url.unlink()
+
+
+def _rewrite_shebang(script: Path) -> None:
+    """`#!/usr/bin/env python3` instead of the build host's interpreter path."""
+    content = script.read_bytes()
+    first, _, rest = content.partition(b"\n")
+    if first == _SH_LAUNCHER and rest.startswith(b"'''exec' "):
+        rest = rest.split(b"\n", 2)[-1]  # drop the launcher's two lines: the script follows
+    elif not (first.startswith(b"#!") and b"python" in first):
+        return
+    script.write_bytes(PORTABLE_SHEBANG + rest)

@@ -1,0 +1,86 @@
+"""What an unpacked artifact asks of the host that runs it: its `.profile.d` scripts sourced
+first (Heroku's buildpack convention), and the Python version it was built for."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.exceptions import StageFailed
+
+# Shell scripts a buildpack (or the app) leaves for the run host, sourced before each process.
+PROFILE_DIR = ".profile.d"
+# The major.minor of the Python an artifact's packages were installed for, written at build time.
+PYTHON_VERSION_FILE = ".shipyard/python-version"
+# A cold python3 (through a pyenv shim, on a busy host) tells its version well within this.
+_PROBE_TIMEOUT_SECONDS = 60.0
+# Sources every readable .profile.d/*.sh of the current directory (the app's root): the scripts
+# may change PATH and the like, while the config stays in the environment, never on this line.
+_SOURCE_PROFILE = (
+    f'for _shipyard_profile in {PROFILE_DIR}/*.sh; do [ -r "$_shipyard_profile" ] '
+    '&& . "$_shipyard_profile"; done; unset _shipyard_profile; '
+)
+# Run isolated (-I: no PYTHON* variables, no user site) so the config cannot bend the answer.
+_PROBE = (
+    "import importlib.util, sys; "
+    "print('%d.%d' % sys.version_info[:2]); "
+    "print(importlib.util.find_spec('pip') is not None); "
+    "print(sys.executable)"
+)
+
+
+@dataclass(frozen=True)
+class HostPython:
+    """The `python3` a process gets on this host: its major.minor, whether it has pip, its path."""
+
+    version: str
+    has_pip: bool
+    executable: str
+
+
+def with_profile(command: str) -> str:
+    """`command` for `/bin/sh -c` in the app's root, after its `.profile.d` scripts."""
+    return _SOURCE_PROFILE + command
+
+
+def find_python3(cwd: Path, env: Mapping[str, str]) -> HostPython:
+    """The `python3` that `env`'s PATH gives in `cwd` (pyenv reads `.python-version` there)."""
+    try:
+        probe = subprocess.run(
+            ["python3", "-I", "-c", _PROBE],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_SECONDS,
+        )
+    except FileNotFoundError:
+        raise StageFailed("there is no python3 on this host's PATH") from None
+    except subprocess.TimeoutExpired:
+        raise StageFailed(f"python3 did not answer within {_PROBE_TIMEOUT_SECONDS:g}s") from None
+    lines = probe.stdout.decode(errors="replace").splitlines()
+    if probe.returncode != 0 or len(lines) != 3:
+        detail = probe.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise StageFailed(f"python3 does not run on this host ({' '.join(detail) or 'no output'})")
+    version, has_pip, executable = lines
+    return HostPython(version=version, has_pip=has_pip == "True", executable=executable)
+
+
+def check_python_version(app_dir: Path, env: Mapping[str, str]) -> None:
+    """Refuse to run an artifact whose packages were installed for another Python than ours."""
+    record = app_dir / PYTHON_VERSION_FILE
+    if not record.is_file():
+        return
+    wanted = record.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        host = find_python3(app_dir, {"PATH": env.get("PATH", ""), "LANG": "C.UTF-8"})
+    except StageFailed as exc:
+        raise StageFailed(f"the artifact needs Python {wanted}, but {exc.message}") from exc
+    if host.version != wanted:
+        raise StageFailed(
+            f"the artifact was built for Python {wanted} ({PYTHON_VERSION_FILE}) but this host's "
+            f"python3 is {host.version}: run it on a host with Python {wanted}, or pin "
+            f"{host.version} in the app's .python-version and deploy again"
+        )
