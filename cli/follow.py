@@ -20,7 +20,10 @@ WaitOpt = Annotated[
         "--wait/--no-wait", help="Follow the pipeline until it is live, or return at once."
     ),
 ]
+# Lines of a failed release command's output shown by `follow` (`pipelines show` has it all).
+OUTPUT_LINES = 20
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to follow the pipeline.")]
+_ENDED = ("succeeded", "failed", "skipped")
 # What a pipeline of each kind is called when it fails.
 _WHAT = {"config": "config release"}
 
@@ -52,12 +55,14 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
                 queued_since.setdefault(name, now)
             else:
                 queued_since.pop(name, None)
-            if name == "build" and status != "pending" and status != "queued":
-                build_log.show_new()  # what the build printed since, before its outcome
-            if seen.get(name) == status or status == "pending":
-                continue
-            seen[name] = status
-            console.print(describe(stage), highlight=False, markup=False, soft_wrap=True)
+            changed = seen.get(name) != status and status != "pending"
+            if name == "build" and status in _ENDED:
+                build_log.show_new()  # the rest of what the build printed, before its outcome
+            if changed:
+                seen[name] = status
+                console.print(describe(stage), highlight=False, markup=False, soft_wrap=True)
+            if name == "build" and status == "running":
+                build_log.show_new()  # what the build prints, as it prints it
         if pipeline["status"] in ("succeeded", "failed"):
             return dict(pipeline)
         for name, since in queued_since.items():
@@ -103,6 +108,10 @@ def describe(stage: dict[str, Any]) -> str:
         line += " (cache hit)" if stage["cache_hit"] else ""
     if status == "failed" and stage["error"]:
         line += f"\n{stage['error']}"
+    if status == "failed" and stage.get("output"):
+        # What the release command printed: the end of it is what explains the failure.
+        tail = "\n".join(stage["output"].rstrip().splitlines()[-OUTPUT_LINES:])
+        line += f"\n--- what the {name} command printed (last lines) ---\n{tail}"
     return line
 
 

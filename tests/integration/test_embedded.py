@@ -21,6 +21,7 @@ from serve.embedded import READY
 from shared import processes
 from shared.db import session_scope
 from shared.services import deployments
+from tests.conftest import commit_file
 from tests.integration.conftest import stack_environment
 from tests.integration.stack import (
     SHIPYARD,
@@ -332,3 +333,22 @@ def test_logs_tail_shows_what_the_app_prints_after_the_command_started(
         tail.kill()
         tail.wait()
     assert output.read_text().splitlines()[0].startswith("web.1: ")
+
+
+def test_a_failed_release_command_shows_its_output_in_deploy(
+    embedded: Stack, hello_repo: Path
+) -> None:
+    procfile = (
+        "web: python3 app.py\nrelease: echo migrating; echo 'no such table: post' >&2; exit 3\n"
+    )
+    commit_file(hello_repo, "Procfile", procfile, "a release command that fails")
+    embedded.run_cli("apps", "create", "hello", "--repo", str(hello_repo))
+    embedded.run_cli("envs", "create", "staging", "--app", "hello")
+
+    result = embedded.run_cli("deploy", "--app", "hello", "--env", "staging", check=False)
+
+    assert result.returncode == 1
+    assert "-----> release  failed" in result.stdout
+    assert "exited with status 3" in result.stdout
+    assert "no such table: post" in result.stdout  # what the command printed, not only its code
+    assert "deploy failed at the release stage" in result.stderr
