@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared workers api cli serve
+	$(BIN)/mypy shared workers api cli serve router
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -126,7 +126,10 @@ def failure(pipeline: dict[str, Any]) -> str:
 
 
 def web_url(current: dict[str, Any]) -> str:
-    """` at http://…` for the live release's web process, or nothing when it has none."""
+    """` at http://…`: the environment's stable URL (through the router), else the live web
+    process's own, or nothing when it has neither."""
+    if current.get("url"):
+        return f" at {current['url']}"
     web = next((p for p in current["processes"] if p["type"] == "web"), None)
     return f" at {web['url']}" if web and web["url"] else ""
 

@@ -83,6 +83,8 @@ def ps(
     console.print(
         f"live since {ago(deployment['started_at'])} ({deployment['cause']})", highlight=False
     )
+    if current.get("url"):
+        console.print(f"answers at {current['url']}", highlight=False, markup=False)
     table(
         "Processes",
         ["type", "status", "url"],

@@ -87,6 +87,9 @@ def envs_ls(app: AppOpt) -> None:
             for e in envs
         ],
     )
+    for e in envs:
+        if e.get("url"):
+            console.print(f"{e['name']} answers at {e['url']}", highlight=False, markup=False)
 
 
 def _limits(env: dict[str, Any]) -> str:

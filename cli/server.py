@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from cli.client import CliError
+from router import agent
 from serve import embedded
 from serve.commands import beat_command, worker_command
 from shared import constants, migrate
@@ -129,6 +130,18 @@ def worker(
     check_services(settings)
     command = worker_command(queue, concurrency, hostname)
     os.execv(command[0], command)
+
+
+def router() -> None:
+    """This run host's router (HAProxy): stable URLs per environment, switches without a
+    dropped request. Run one per run host, beside its run pool; `shipyard up` runs its own."""
+    settings = _settings()
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)
+    try:
+        check_services(settings)
+        agent.run(settings)
+    except ConfigurationError as exc:
+        raise CliError(exc.message) from exc
 
 
 def api(

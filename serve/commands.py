@@ -31,3 +31,8 @@ def beat_command(settings: Settings) -> list[str]:
 def api_command(host: str, port: int) -> list[str]:
     """`shipyard api`, as a child process."""
     return [sys.executable, "-m", "cli", "api", "--host", host, "--port", str(port)]
+
+
+def router_command() -> list[str]:
+    """`shipyard router`, as a child process."""
+    return [sys.executable, "-m", "cli", "router"]

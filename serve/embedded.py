@@ -19,7 +19,7 @@ import structlog
 from filelock import FileLock, Timeout
 
 from serve import broker
-from serve.commands import api_command, beat_command, worker_command
+from serve.commands import api_command, beat_command, router_command, worker_command
 from serve.supervisor import ChildSpec, Supervisor
 from shared import constants, migrate, processes
 from shared.app_logs import FileSource, Follower
@@ -34,6 +34,7 @@ log = structlog.get_logger(__name__)
 # The first words `up` prints once it is ready: scripts and tests wait for them.
 READY = "Shipyard is up"
 BROKER = "broker"
+ROUTER = "router"
 API = "api"
 # How often the supervisor looks at its children: a crashed pool is noticed within this.
 CHECK_SECONDS = 0.2
@@ -64,6 +65,8 @@ def children(settings: Settings, address: Address) -> list[ChildSpec]:
             ready=lambda process: broker.wait_until_ready(settings, process),
         )
     ]
+    # The router before the run pool: a switch finds it there.
+    specs.append(ChildSpec(name=ROUTER, argv=router_command(), log_path=logs / "router.log"))
     specs += [
         ChildSpec(
             name=f"worker-{queue}",
@@ -136,6 +139,7 @@ def summary(settings: Settings, address: Address) -> str:
     return "\n".join(
         [
             f"{READY} (embedded) at {address.url}, data in {settings.data_dir}",
+            f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router)",
             "In another terminal, point the CLI at it:",
             f"  export SHIPYARD_DATA_DIR={settings.data_dir}",
             f"  export SHIPYARD_URL={address.url}",

@@ -34,8 +34,27 @@ HEALTH_TIMEOUT_SECONDS: Final = 30.0
 HEALTH_POLL_SECONDS: Final = 0.1
 # Default health-check path, as Heroku-style apps serve `/`.
 HEALTH_PATH: Final = "/"
-# Grace period between SIGTERM and SIGKILL when stopping app processes (Heroku gives 30 s;
-# local apps that need longer can be stopped by hand).
+# --- Serving: the router on each run host ---------------------------------------------------
+
+# Where each run host's router listens: http://<env>.<app>.localhost:8080 (Kamal's proxy and
+# Dokku's nginx take 80; an unprivileged port needs no root).
+ROUTER_PORT: Final = 8080
+# Environments one router can serve: a backend each, declared at start, so no change ever
+# reloads HAProxy. Raise SHIPYARD_ROUTER_SLOTS (and restart the routers) for more.
+ROUTER_SLOTS: Final = 256
+# The router's admin socket answers within this after HAProxy starts, or it failed to.
+ROUTER_START_SECONDS: Final = 30.0
+# HAProxy's connect timeout to an app: loopback answers at once or refuses; the retry goes to
+# another server of the environment.
+ROUTER_CONNECT_TIMEOUT_MS: Final = 2000
+# The old release stops taking new requests at the switch, and is stopped once its requests
+# in flight are done, or after this long (kamal-proxy's default drain timeout).
+DRAIN_TIMEOUT_SECONDS: Final = 30.0
+# Between SIGTERM and SIGKILL when an app's process is stopped (Heroku gives 30 s).
+APP_STOP_GRACE_SECONDS: Final = 30.0
+
+# Grace period between SIGTERM and SIGKILL when `shipyard up` stops its own processes (pools,
+# beat, API, router) and the apps at its own exit.
 STOP_GRACE_SECONDS: Final = 10.0
 
 # Build logs beyond this size keep their head and tail only, so a chatty build cannot fill the DB.
@@ -84,7 +103,9 @@ CONFIG_KEY_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 STORAGE_VARIABLE: Final = "SHIPYARD_STORAGE_DIR"
 CONTAINER_STORAGE_PATH: Final = "/storage"
 # Config keys the platform sets itself; an app may not override them.
-RESERVED_CONFIG_KEYS: Final = frozenset({"PORT", STORAGE_VARIABLE})
+# The release a process belongs to (as Heroku's dyno metadata), set by the runners.
+RELEASE_VARIABLE: Final = "SHIPYARD_RELEASE_VERSION"
+RESERVED_CONFIG_KEYS: Final = frozenset({"PORT", STORAGE_VARIABLE, RELEASE_VARIABLE})
 # Shown instead of a secret value, everywhere.
 REDACTED: Final = "<redacted>"
 

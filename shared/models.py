@@ -104,7 +104,10 @@ class App(SQLModel, table=True):
 
 
 class Environment(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("app_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("app_id", "name"),
+        Index("uq_environment_route_slot", "route_slot", unique=True),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
@@ -117,6 +120,21 @@ class Environment(SQLModel, table=True):
     # Persistent storage: a host directory that outlives releases; None = the runner's default
     # (a directory in the run host's data dir, a named volume for Docker).
     storage_dir: str | None = Field(default=None, max_length=1024)
+    # Serving: the environment's backend on every run host's router (its slot), the host names
+    # it answers besides `<env>.<app>.localhost`, and how long an old release may drain.
+    route_slot: int | None = None
+    domains: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default=text("'[]'")),
+    )
+    drain_timeout: float = Field(
+        default=constants.DRAIN_TIMEOUT_SECONDS, sa_column_kwargs={"server_default": text("30")}
+    )
+    # Process type → how many run (`ps:scale web=3`); a type not listed runs once.
+    formation: dict[str, int] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False, server_default=text("'{}'")),
+    )
     # The SQL guard behind the release-phase lock: which pipeline holds it, since when.
     release_phase_holder: uuid.UUID | None = None
     release_phase_since: datetime | None = _maybe_timestamp()
@@ -274,7 +292,9 @@ class Deployment(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _timestamp()
     started_at: datetime | None = _maybe_timestamp()  # when it went live
+    switched_at: datetime | None = _maybe_timestamp()  # when the router sent it the traffic
     ended_at: datetime | None = _maybe_timestamp()  # when it was superseded or stopped
+    retired_at: datetime | None = _maybe_timestamp()  # when its processes were all stopped
 
 
 class ApiToken(SQLModel, table=True):

@@ -100,6 +100,17 @@ StorageDir = Annotated[
 ]
 
 
+Domain = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$",
+        max_length=253,
+        to_lower=True,
+    ),
+    Field(description="A host name such as www.example.com."),
+]
+
+
 class EnvironmentCreate(_Input):
     name: Name
     runner: Literal["local", "docker", "noop"] = "local"
@@ -114,6 +125,9 @@ class EnvironmentCreate(_Input):
     # An absolute host directory for the environment's persistent storage (default: the run
     # host's data dir, or a named volume with the Docker runner).
     storage_dir: StorageDir | None = None
+    # Host names the environment answers to on the routers, besides <env>.<app>.localhost.
+    domains: Annotated[list[Domain], Field(max_length=20)] = []
+    drain_timeout: Annotated[float, Field(ge=0, le=3600)] = constants.DRAIN_TIMEOUT_SECONDS
 
 
 class EnvironmentPublic(BaseModel):
@@ -125,6 +139,10 @@ class EnvironmentPublic(BaseModel):
     memory_limit: str | None
     cpu_limit: float | None
     storage_dir: str | None
+    domains: list[str]
+    drain_timeout: float
+    formation: dict[str, int]
+    url: str | None = None  # the stable URL, through the routers
     created_at: datetime
 
 
@@ -229,8 +247,10 @@ class DeploymentPublic(BaseModel):
     status: str
     cause: str
     error: str | None
-    started_at: datetime | None
-    ended_at: datetime | None
+    started_at: datetime | None  # when it went live in the store
+    switched_at: datetime | None = None  # when the router gave it the traffic
+    ended_at: datetime | None  # when a later deployment replaced it (its drain began)
+    retired_at: datetime | None = None  # when its processes were stopped, drained
 
 
 class ProcessPublic(BaseModel):
@@ -243,6 +263,7 @@ class CurrentPublic(BaseModel):
     release: ReleasePublic
     deployment: DeploymentPublic
     processes: list[ProcessPublic]
+    url: str | None = None  # the environment's stable URL, through the routers
 
 
 class RollbackCreate(_Input):

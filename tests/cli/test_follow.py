@@ -14,12 +14,15 @@ from cli.main import main
 from shared.services.workers import WorkersProbe
 from shared.settings import Settings
 from tests.cli.conftest import Shipyard
-from tests.cli.fake_workers import WEB_URL, FakeWorkers
+from tests.cli.fake_workers import FakeWorkers
 
 BUILD_ERROR = "npm ERR! enoent: no such file [/app/package.json]"
 TRACEBACK = 'Traceback (most recent call last):\n  File "app.py", line 3\nOSError: [Errno 98]'
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SHORT_DIGEST = r"sha256:[0-9a-f]{8}"
+# Where an environment answers through the routers: the same whatever runs it.
+STAGING_URL = "http://staging.web.localhost:8080"
+PRODUCTION_URL = "http://production.web.localhost:8080"
 
 
 @pytest.fixture
@@ -67,7 +70,7 @@ def test_deploy_follows_the_stages_and_reports_where_it_runs(run: Shipyard) -> N
     assert re.fullmatch(f"-----> build    succeeded: {SHORT_DIGEST}", lines[1])
     assert lines[2].startswith("-----> release  succeeded: ")
     assert lines[3].startswith("-----> run      succeeded: ")
-    assert lines[4:] == [f"Deployed release v1 to staging at {WEB_URL}"]
+    assert lines[4:] == [f"Deployed release v1 to staging at {STAGING_URL}"]
 
 
 @pytest.mark.usefixtures("api", "staging")
@@ -112,7 +115,7 @@ def test_config_set_follows_the_new_release_until_it_is_live(run: Shipyard) -> N
         ["release", "succeeded:"],
         ["run", "succeeded:"],
     ]
-    assert lines[5:] == [f"Released v2 to staging at {WEB_URL}"]
+    assert lines[5:] == [f"Released v2 to staging at {STAGING_URL}"]
 
 
 @pytest.mark.usefixtures("deployed")
@@ -122,7 +125,7 @@ def test_config_unset_follows_its_release_too(run: Shipyard) -> None:
     result = run("config", "unset", "GREETING", "-a", "web", "-e", "staging")
 
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == f"Released v3 to staging at {WEB_URL}"
+    assert result.output.splitlines()[-1] == f"Released v3 to staging at {STAGING_URL}"
 
 
 @pytest.mark.usefixtures("deployed")
@@ -167,7 +170,9 @@ def test_rollback_follows_and_says_what_runs_now(run: Shipyard) -> None:
         f"Pipeline {UUID}: rolling web/staging back to the previous release", lines[0]
     )
     assert lines[1].startswith("-----> run      succeeded: ")
-    assert re.fullmatch(f"staging now runs release v1 \\({SHORT_DIGEST}\\) at {WEB_URL}", lines[2])
+    assert re.fullmatch(
+        f"staging now runs release v1 \\({SHORT_DIGEST}\\) at {STAGING_URL}", lines[2]
+    )
 
 
 @pytest.mark.usefixtures("deployed")
@@ -195,7 +200,7 @@ def test_promote_follows_and_says_what_the_target_runs_now(run: Shipyard) -> Non
         ["run", "succeeded:"],
     ]
     assert re.fullmatch(
-        f"production now runs release v1 \\({SHORT_DIGEST}\\) at {WEB_URL}", lines[3]
+        f"production now runs release v1 \\({SHORT_DIGEST}\\) at {PRODUCTION_URL}", lines[3]
     )
 
 

@@ -205,6 +205,7 @@ def test_ps_shows_the_live_release_and_its_processes(
         """\
 web/staging runs release v1 (sha256:7692c3ad, config v1)
 live since 2 h ago (deploy)
+answers at http://staging.web.localhost:8080
 Processes
 type     status    url
 ─────────────────────────────────────────

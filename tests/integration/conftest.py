@@ -12,7 +12,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import commit_file, fresh_database
-from tests.integration.stack import SHIPYARD, Stack, free_port
+from tests.integration.stack import SHIPYARD, Stack, free_port, stack_environment
+from tests.integration.up import UpFactory, restart_up
 
 _HERE = Path(__file__).parent
 
@@ -22,12 +23,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
-
-
-def stack_environment(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The parent environment without SHIPYARD_* variables, plus `extra`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    return {**base, "SHIPYARD_DATA_DIR": str(data_dir), "SHIPYARD_LOG_FORMAT": "json", **extra}
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +52,7 @@ def distributed(
             for queue in ("build", "release", "run", "notify"):
                 stack.spawn(f"worker-{queue}", "worker", queue)
             stack.spawn("beat", "beat")
+            stack.spawn("router", "router")  # this run host's router: stable URLs, drain
             stack.spawn("api", "api", "--port", str(port))
             stack.wait_healthy()
             yield stack
@@ -69,3 +65,23 @@ def slow_build_repo(hello_repo: Path) -> Path:
     """examples/hello whose build takes a second, so pipelines are in flight when damaged."""
     commit_file(hello_repo, "shipyard.toml", '[build]\ncommand = "sleep 1"\n', "slow")
     return hello_repo
+
+
+@pytest.fixture
+def start_up(tmp_path: Path) -> Iterator[UpFactory]:
+    """Start `shipyard up` in a fresh data dir with extra settings; stopped, children and all,
+    at the end whatever happened."""
+    started: list[Stack] = []
+
+    def start(**settings: str) -> Stack:
+        data_dir = tmp_path / "data"
+        port = free_port()
+        env = stack_environment(data_dir, SHIPYARD_URL=f"http://127.0.0.1:{port}", **settings)
+        stack = Stack(url=f"http://127.0.0.1:{port}", token="", env=env, data_dir=data_dir)
+        started.append(stack)
+        restart_up(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop_all()

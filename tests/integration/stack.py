@@ -85,6 +85,19 @@ def kill_up_children(data_dir: Path) -> None:
             sigkill([*descendants(pid), pid])
 
 
+def stack_environment(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The parent environment without SHIPYARD_* variables, plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    return {
+        **base,
+        "SHIPYARD_DATA_DIR": str(data_dir),
+        "SHIPYARD_LOG_FORMAT": "json",
+        # Each stack's router on a port of its own, never a developer's 8080.
+        "SHIPYARD_ROUTER_PORT": str(free_port()),
+        **extra,
+    }
+
+
 @dataclass
 class Stack:
     """A running Shipyard: its URL, token, environment, data dir and processes' log files."""

@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,19 @@ import httpx
 import pytest
 import redis
 
-from serve.embedded import READY
 from shared import processes
 from shared.db import session_scope
 from shared.services import deployments
 from tests.conftest import commit_file
-from tests.integration.conftest import stack_environment
 from tests.integration.stack import (
     SHIPYARD,
     Stack,
     descendants,
     fetch,
-    free_port,
     sigkill,
     up_children,
 )
+from tests.integration.up import UpFactory, restart_up, wait_for
 from tests.repos import git
 
 # Fast failure detection, so that recovery is seen within seconds (see docs/reliability.md).
@@ -41,50 +38,6 @@ FAST = {
     "SHIPYARD_RECONCILE_SECONDS": "0.5",
     "SHIPYARD_QUEUED_REDELIVER_SECONDS": "3",
 }
-UpFactory = Callable[..., Stack]
-
-
-@pytest.fixture
-def start_up(tmp_path: Path) -> Iterator[UpFactory]:
-    """Start `shipyard up` in a fresh data dir with extra settings; stopped, children and all,
-    at the end whatever happened."""
-    started: list[Stack] = []
-
-    def start(**settings: str) -> Stack:
-        data_dir = tmp_path / "data"
-        port = free_port()
-        env = stack_environment(data_dir, SHIPYARD_URL=f"http://127.0.0.1:{port}", **settings)
-        stack = Stack(url=f"http://127.0.0.1:{port}", token="", env=env, data_dir=data_dir)
-        started.append(stack)
-        restart_up(stack)
-        return stack
-
-    yield start
-    for stack in started:
-        stack.stop_all()
-
-
-def restart_up(stack: Stack) -> None:
-    """(Re)start `shipyard up` on the stack's data dir and port; wait until it is ready."""
-    log = stack.log_path("up")
-    start = log.stat().st_size if log.exists() else 0  # the log is appended to
-    stack.spawn("up", "up", "--port", stack.url.rsplit(":", 1)[1])
-    wait_for(lambda: READY in log.read_text()[start:], "`shipyard up` to be ready", stack)
-    stack.token = (stack.data_dir / "admin-token").read_text().strip()
-    stack.client.headers["Authorization"] = f"Bearer {stack.token}"
-
-
-def wait_for(condition: Callable[[], bool], what: str, stack: Stack, timeout: float = 90) -> None:
-    """Poll `condition`; on timeout fail with what was awaited and the end of `up`'s log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout} s waiting for {what}; up's log ends:\n"
-        + stack.log_path("up").read_text()[-3000:]
-    )
 
 
 @pytest.fixture

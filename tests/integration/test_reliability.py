@@ -17,9 +17,15 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import commit_file, fresh_database
-from tests.integration.conftest import stack_environment
 from tests.integration.services import PrivatePostgres, PrivateRedis
-from tests.integration.stack import SHIPYARD, Stack, descendants, fetch, free_port
+from tests.integration.stack import (
+    SHIPYARD,
+    Stack,
+    descendants,
+    fetch,
+    free_port,
+    stack_environment,
+)
 
 # Fast failure detection, so that recovery is seen within seconds (see docs/reliability.md).
 FAST = {

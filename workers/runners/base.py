@@ -75,6 +75,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def router_fields(deployment_id: str, process_type: str, index: int, port: int) -> ProcessRecord:
+    """What the router needs of a process: its server name in the environment's backend
+    (unique per process started, port included) and the run host it is on."""
+    return {
+        "server": f"{deployment_id[:8]}-{process_type}-{index}-p{port}",
+        "host": socket.gethostname(),
+    }
+
+
 def web_url(process_type: str, port: int | None) -> str | None:
     """Where a started process answers HTTP: only `web` does, on its loopback port."""
     return f"http://127.0.0.1:{port}" if process_type == "web" else None

@@ -30,6 +30,7 @@ from workers.runners.base import (
     ReleaseSpec,
     free_port,
     output_tail,
+    router_fields,
     web_url,
 )
 
@@ -72,7 +73,12 @@ class DockerRunner:
             image_id,
             entrypoint=SHELL if command is not None else None,
             command=[command] if command is not None else None,
-            environment={"HOST": bind_host, **spec.env, **storage_environment(), "PORT": str(port)},
+            environment={
+                "HOST": bind_host,
+                **spec.env,
+                **platform_environment(spec),
+                "PORT": str(port),
+            },
             labels=container_labels(spec, process_type),
             volumes=storage_volumes(spec),
             name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
@@ -92,6 +98,7 @@ class DockerRunner:
             "port": port,
             "url": web_url(process_type, port),
             "storage": storage_location(spec),
+            **router_fields(spec.deployment_id, process_type, 1, port),
         }
         try:
             container.start()
@@ -137,7 +144,7 @@ class DockerRunner:
 
     def _remove(self, container_id: str) -> None:
         try:
-            self._client.api.stop(container_id, timeout=int(constants.STOP_GRACE_SECONDS))
+            self._client.api.stop(container_id, timeout=int(constants.APP_STOP_GRACE_SECONDS))
             self._client.api.remove_container(container_id, v=True, force=True)
         except NotFound:
             return  # already gone
@@ -153,7 +160,7 @@ class DockerRunner:
                 image.id,
                 entrypoint=SHELL,
                 command=[command],
-                environment={"HOST": bind_host, **spec.env, **storage_environment()},
+                environment={"HOST": bind_host, **spec.env, **platform_environment(spec)},
                 labels=container_labels(spec, constants.RELEASE_PROCESS),
                 volumes=storage_volumes(spec),
                 init=True,
@@ -280,8 +287,12 @@ def storage_volumes(spec: ReleaseSpec) -> dict[str, dict[str, str]]:
     return {storage_location(spec): {"bind": constants.CONTAINER_STORAGE_PATH, "mode": "rw"}}
 
 
-def storage_environment() -> dict[str, str]:
-    return {constants.STORAGE_VARIABLE: constants.CONTAINER_STORAGE_PATH}
+def platform_environment(spec: ReleaseSpec) -> dict[str, str]:
+    """What the platform tells every container: where its storage is, which release it is."""
+    return {
+        constants.STORAGE_VARIABLE: constants.CONTAINER_STORAGE_PATH,
+        constants.RELEASE_VARIABLE: str(spec.release_version),
+    }
 
 
 def network_settings(host_network: bool, port: int | None) -> tuple[str, dict[str, Any]]:

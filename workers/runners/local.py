@@ -19,6 +19,7 @@ from workers.runners.base import (
     ReleaseSpec,
     free_port,
     output_tail,
+    router_fields,
     web_url,
 )
 from workers.runtime import check_python_version, with_profile
@@ -83,6 +84,7 @@ class LocalRunner:
             "PYTHONUNBUFFERED": "1",
             **spec.env,
             constants.STORAGE_VARIABLE: str(self.storage_dir(spec)),
+            constants.RELEASE_VARIABLE: str(spec.release_version),
         }
         if port is not None:
             env["PORT"] = str(port)
@@ -120,6 +122,7 @@ class LocalRunner:
                     "url": web_url(process_type, port),
                     "log": str(log_path),
                     "storage": env[constants.STORAGE_VARIABLE],
+                    **router_fields(spec.deployment_id, process_type, 1, port),
                 }
             )
         return started
@@ -138,7 +141,7 @@ class LocalRunner:
     def stop(self, records: list[ProcessRecord]) -> None:
         for record in records:
             processes.terminate_group(
-                int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
+                int(record["pid"]), record.get("started"), constants.APP_STOP_GRACE_SECONDS
             )
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from router.runtime import RouterError
+from router.traffic import Traffic
 from shared import constants
 from shared.exceptions import StageFailed
 from shared.logging import redact
@@ -77,14 +79,36 @@ def switch(
     spec: ReleaseSpec,
     go_live: Callable[[list[ProcessRecord]], list[ProcessRecord] | None],
     started: Callable[[list[ProcessRecord]], None] | None = None,
+    traffic: Traffic | None = None,
+    switched: Callable[[], None] | None = None,
 ) -> list[ProcessRecord]:
-    """Start `spec` healthy, record it live via `go_live`, then stop what it replaced."""
+    """Start `spec` healthy, record it live via `go_live`, send it the traffic, drain what it
+    replaced, then stop that. Returns the new processes.
+
+    Without a router on this host (`traffic` None) the old processes stop right after the
+    switch is recorded, as each release answers on its own port then.
+    """
     processes = health_gated_start(runner, spec, started)
     try:
         previous = go_live(processes)
     except BaseException:
         runner.stop(processes)
         raise
+    if traffic is not None:
+        try:
+            traffic.serve(processes)
+        except RouterError as exc:
+            # Live in the store already: the router catches up at its next restore.
+            log.error("router.serve_failed", error=exc.message)
+            traffic = None
+    if switched is not None:
+        switched()
+    if traffic is not None and previous:
+        try:
+            traffic.retire(previous)
+            log.info("run.drained", seconds=round(traffic.drained_in or 0, 3))
+        except RouterError as exc:
+            log.error("router.drain_failed", error=exc.message)
     if previous:
         runner.stop(previous)
         log.info("run.previous_stopped", processes=len(previous))

@@ -6,10 +6,13 @@ import uuid
 
 import structlog
 
+from router import haproxy
+from router.traffic import Route, Traffic
+from shared import routing
 from shared.db import session_scope
 from shared.exceptions import ShipyardError, StageFailed
 from shared.models import Deployment, DeploymentStatus, Environment, Pipeline, Release
-from shared.services import deployments, releases
+from shared.services import deployments, releases, routes
 from workers.context import WorkerContext
 from workers.runners import get_runner
 from workers.runners.base import ProcessRecord
@@ -48,21 +51,46 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             current = get_row(session, Deployment, deployment.id)
             deployments.set_processes(session=session, deployment=current, processes=processes)
 
+    replaced: list[uuid.UUID] = []
+
     def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
         with session_scope(context.db_url) as session:
             current = get_row(session, Deployment, deployment.id)
             previous = deployments.go_live(session=session, deployment=current, processes=processes)
-            return list(previous.processes) if previous is not None else None
+            if previous is None:
+                return None
+            replaced.append(previous.id)
+            return list(previous.processes)
+
+    def switched() -> None:
+        with session_scope(context.db_url) as session:
+            routes.record_switched(session=session, deployment_id=deployment.id)
 
     try:
-        switch(runner, spec, go_live, started)
+        traffic = traffic_for(context, environment, spec.app)
+        switch(runner, spec, go_live, started, traffic, switched)
     except ShipyardError as exc:
         with session_scope(context.db_url) as session:
             current = get_row(session, Deployment, deployment.id)
             deployments.fail_deployment(session=session, deployment=current, error=exc.message)
         raise StageFailed(exc.message) from exc
+    if replaced:
+        with session_scope(context.db_url) as session:
+            routes.record_retired(session=session, deployment_id=replaced[0])
     log.info("run.live", deployment_id=str(deployment.id))
     return result
+
+
+def traffic_for(context: WorkerContext, environment: Environment, app: str) -> Traffic | None:
+    """The environment's traffic on this host's router; None when no router runs here."""
+    if environment.route_slot is None or not context.router.available():
+        return None
+    route = Route(
+        backend=haproxy.backend_name(environment.route_slot),
+        hosts=routing.hosts(app, environment.name, list(environment.domains)),
+        drain_timeout=environment.drain_timeout,
+    )
+    return Traffic(context.router, context.settings.router_dir / "hosts.map", route)
 
 
 def restore(context: WorkerContext, deployment_id: uuid.UUID) -> None:
@@ -77,7 +105,10 @@ def restore(context: WorkerContext, deployment_id: uuid.UUID) -> None:
             release = get_row(session, Release, deployment.release_id)
             spec = release_spec(session, context, release, str(deployment.id))
         runner = get_runner(environment.runner, context)
+        traffic = traffic_for(context, environment, spec.app)
         if deployment.processes and all(runner.is_running(p) for p in deployment.processes):
+            if traffic is not None:
+                traffic.replace(deployment.processes)  # adopted: the router may be new
             return
         runner.stop(deployment.processes)
         try:
@@ -88,6 +119,8 @@ def restore(context: WorkerContext, deployment_id: uuid.UUID) -> None:
         with session_scope(context.db_url) as session:
             current = get_row(session, Deployment, deployment_id)
             deployments.set_processes(session=session, deployment=current, processes=processes)
+        if traffic is not None:
+            traffic.replace(processes)
         log.info("restore.done", processes=len(processes))
     finally:
         structlog.contextvars.clear_contextvars()

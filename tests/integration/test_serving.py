@@ -1,0 +1,226 @@
+"""Serving through the router: one stable URL per environment, and not one failed request while
+it is deployed, rolled back, or handed a release that never gets healthy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import commit_file
+from tests.integration.stack import Stack
+from tests.integration.up import UpFactory
+
+# Answers with the release it belongs to and the commit's flavour; /slow takes two seconds.
+APP = """\
+import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FLAVOUR = "{flavour}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(2)
+        if os.environ.get("BROKEN") and self.path == "/":
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = f"v{{os.environ['SHIPYARD_RELEASE_VERSION']}} {{FLAVOUR}}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def served_repo(hello_repo: Path) -> tuple[Path, str, str]:
+    """An app in two commits (flavours a and b), started by a plain Procfile."""
+    commit_file(hello_repo, "Procfile", "web: python3 server.py\n", "serve")
+    (hello_repo / "shipyard.toml").unlink()
+    first = commit_file(hello_repo, "server.py", APP.format(flavour="a"), "flavour a")
+    second = commit_file(hello_repo, "server.py", APP.format(flavour="b"), "flavour b")
+    return hello_repo, first, second
+
+
+def router_client(url: str, timeout: float = 30) -> httpx.Client:
+    """A client of an environment's stable URL: to the router on loopback, with the host name
+    in the Host header (curl and browsers resolve `*.localhost` by themselves; glibc may not)."""
+    parsed = httpx.URL(url)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{parsed.port}",
+        headers={"Host": f"{parsed.host}:{parsed.port}"},
+        trust_env=False,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class Load:
+    """A few keep-alive clients on the stable URL until stopped; every answer is recorded."""
+
+    url: str
+    clients: int = 4
+    answers: list[tuple[float, float, int, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for _ in range(self.clients):
+            thread = threading.Thread(target=self._client, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _client(self) -> None:
+        deadline = time.monotonic() + 300  # a bound of its own, whatever the test does
+        with router_client(self.url) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                began = time.time()
+                try:
+                    response = client.get("/")
+                    self.answers.append((began, time.time(), response.status_code, response.text))
+                except httpx.HTTPError as exc:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=40)
+
+
+@pytest.fixture
+def load() -> Iterator[list[Load]]:
+    started: list[Load] = []
+    yield started
+    for each in started:
+        each.stop()
+
+
+def _deploy(stack: Stack, app: str, ref: str) -> None:
+    assert stack.deploy(app, "staging", ref=ref)["status"] == "succeeded"
+
+
+def _rollback(stack: Stack, app: str, version: int) -> None:
+    body = {"to_version": version}
+    started = stack.api("POST", f"/v1/apps/{app}/environments/staging/rollback", 202, json=body)
+    assert stack.wait_pipeline(started["id"])["status"] == "succeeded"
+
+
+def _windows(stack: Stack, app: str) -> dict[int, tuple[float, float]]:
+    """Each release's time on the router: from its switch until its processes were stopped."""
+    deployments = stack.api("GET", f"/v1/apps/{app}/environments/staging/deployments", 200)
+    windows: dict[int, tuple[float, float]] = {}
+    for deployment in deployments:
+        if not deployment.get("switched_at"):
+            continue
+        begin = datetime.fromisoformat(deployment["switched_at"]).timestamp()
+        end_at = deployment.get("retired_at")
+        end = datetime.fromisoformat(end_at).timestamp() if end_at else time.time() + 60
+        version = deployment["release_version"]
+        old = windows.get(version, (begin, end))
+        windows[version] = (min(old[0], begin), max(old[1], end))
+    return windows
+
+
+@pytest.mark.timeout(600)
+def test_ten_deploys_and_five_rollbacks_under_load_fail_no_request(
+    start_up: UpFactory, served_repo: tuple[Path, str, str], load: list[Load]
+) -> None:
+    repo, first, second = served_repo
+    stack = start_up()
+    stack.create_app("web", repo, envs=("staging",))
+    _deploy(stack, "web", first)
+    url = stack.current("web", "staging")["url"]
+    assert url.startswith("http://staging.web.localhost:")
+    traffic = Load(url)
+    load.append(traffic)
+    traffic.start()
+
+    for n in range(10):
+        _deploy(stack, "web", second if n % 2 == 0 else first)
+        if n % 2 == 1:
+            _rollback(stack, "web", 1 + n)  # back one release, every other deploy
+    traffic.stop()
+
+    assert traffic.errors == []
+    assert len(traffic.answers) > 100, "the load generator hardly ran"
+    failed = [a for a in traffic.answers if a[2] != 200]
+    assert failed == []
+    windows = _windows(stack, "web")
+    for began, ended, _, body in traffic.answers:
+        version = int(body.split()[0].removeprefix("v"))
+        start, end = windows[version]
+        # The release answered while it was on the router (a second's slack for the clocks
+        # of two processes and the recording after the switch).
+        assert start - 1 <= ended and began <= end + 1, (body, began, ended, windows[version])
+    versions = {a[3] for a in traffic.answers}
+    assert len(versions) >= 6, versions  # the traffic really moved from release to release
+
+
+@pytest.mark.timeout(300)
+def test_a_request_in_flight_during_a_switch_finishes_on_the_old_release(
+    start_up: UpFactory, served_repo: tuple[Path, str, str]
+) -> None:
+    repo, first, second = served_repo
+    stack = start_up()
+    stack.create_app("web", repo, envs=("staging",))
+    _deploy(stack, "web", first)
+    url = stack.current("web", "staging")["url"]
+    answer: list[httpx.Response] = []
+    slow = threading.Thread(target=lambda: answer.append(router_client(url).get("/slow")))
+    slow.start()
+    time.sleep(0.3)  # the request is in the old process now (it takes two seconds)
+
+    _deploy(stack, "web", second)
+    slow.join(timeout=30)
+
+    assert answer and answer[0].status_code == 200
+    assert answer[0].text == "v1 a"
+    assert router_client(url).get("/").text == "v2 b"
+    deployments = stack.api("GET", "/v1/apps/web/environments/staging/deployments", 200)
+    old = next(d for d in deployments if d["release_version"] == 1)
+    retired = datetime.fromisoformat(old["retired_at"])
+    switched = datetime.fromisoformat(old["ended_at"])
+    assert (retired - switched).total_seconds() >= 1  # it was drained, not cut
+
+
+@pytest.mark.timeout(300)
+def test_a_release_that_never_gets_healthy_never_takes_traffic(
+    start_up: UpFactory, served_repo: tuple[Path, str, str], load: list[Load]
+) -> None:
+    repo, first, _ = served_repo
+    stack = start_up()
+    stack.create_app("web", repo, envs=("staging",))
+    _deploy(stack, "web", first)
+    url = stack.current("web", "staging")["url"]
+    traffic = Load(url, clients=2)
+    load.append(traffic)
+    traffic.start()
+
+    result = stack.patch_config("web", "staging", {"vars": {"BROKEN": "yes"}})
+    failed = stack.wait_pipeline(result["pipeline_id"])
+    traffic.stop()
+
+    assert failed["status"] == "failed"
+    assert traffic.errors == []
+    assert {(status, body) for _, _, status, body in traffic.answers} == {(200, "v1 a")}
+    assert router_client(url).get("/").text == "v1 a"
