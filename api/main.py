@@ -18,6 +18,7 @@ from api.routers import (
     artifacts,
     config,
     environments,
+    formation,
     health,
     history,
     hooks,
@@ -96,6 +97,7 @@ def create_app(
     for router in (
         apps,
         environments,
+        formation,
         logs,
         config,
         pipelines,

@@ -87,9 +87,23 @@ def ps(
         console.print(f"answers at {current['url']}", highlight=False, markup=False)
     table(
         "Processes",
-        ["type", "status", "url"],
-        [[p["type"], p["status"], p["url"]] for p in current["processes"]],
+        ["process", "status", "restarts", "url"],
+        [
+            [f"{p['type']}.{p.get('index', 1)}", p["status"], _restarts(p), p["url"]]
+            for p in current["processes"]
+        ],
     )
+
+
+def _restarts(process: dict[str, Any]) -> str:
+    """`2 (exit 137, 3 min ago)`: how often it was started again, how it last ended, when."""
+    count = int(process.get("restarts") or 0)
+    if not count and process.get("last_exit") is None:
+        return "0"
+    details = [f"exit {process['last_exit']}"] if process.get("last_exit") is not None else []
+    if process.get("restarted_at"):
+        details.append(ago(process["restarted_at"]))
+    return f"{count} ({', '.join(details)})" if details else str(count)
 
 
 def print_pipeline(pipeline: dict[str, Any]) -> None:

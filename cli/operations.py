@@ -48,6 +48,32 @@ def rollback(
     _finish(client, pipeline, f"rolling {app}/{env} back to {target}", wait, timeout)
 
 
+def scale(
+    app: AppOpt,
+    env: EnvOpt,
+    counts: Annotated[list[str], typer.Argument(help="TYPE=N… e.g. web=3 worker=2.")],
+    timeout: TimeoutOpt = 600,
+    wait: WaitOpt = True,
+) -> None:
+    """Run N processes of each TYPE (Heroku's ps:scale); the live release runs again so, with
+    no new release and no dropped request."""
+    processes: dict[str, int] = {}
+    for item in counts:
+        kind, sep, number = item.partition("=")
+        if not sep or not number.isdigit():
+            raise CliError(f"expected TYPE=N (e.g. web=3), got {item!r}")
+        processes[kind] = int(number)
+    client = ApiClient()
+    result = client.patch(f"{env_path(app, env)}/formation", {"processes": processes})
+    formation = " ".join(f"{k}={v}" for k, v in sorted(result["formation"].items()))
+    console.print(f"Formation of {app}/{env}: {formation}", highlight=False, markup=False)
+    if result["pipeline_id"] is None:
+        console.print("Nothing is live yet: the next deploy runs it so.", highlight=False)
+        return
+    pipeline = {"id": result["pipeline_id"], "environment": env}
+    _finish(client, pipeline, f"scaling {app}/{env}", wait, timeout)
+
+
 def promote(
     app: AppOpt,
     source: Annotated[str, typer.Argument(help="Environment whose live artifact moves.")],

@@ -1,5 +1,6 @@
 """`shipyard router`: this run host's router. HAProxy as a supervised child, its routes and
-servers brought back from the store at every start (the SQL record is the truth).
+servers brought back from the store at every start (the SQL record is the truth), and the
+supervision of the apps this host runs (serve.apps): a process that exits is started again.
 
 Embedded mode runs it as a child of `shipyard up`; distributed mode runs one per run host,
 beside the run pool (compose.yaml does).
@@ -18,12 +19,15 @@ from filelock import FileLock, Timeout
 from router import haproxy
 from router.runtime import RouterError, RuntimeAPI
 from router.traffic import web_servers
+from serve.apps import AppSupervisor
 from serve.supervisor import ChildSpec, Supervisor
 from shared import constants
+from shared.broker import make_celery
 from shared.db import session_scope
 from shared.exceptions import ConfigurationError
 from shared.services import routes
 from shared.settings import Settings
+from workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +64,13 @@ def run(settings: Settings) -> None:
             restored = restore(settings)
             log.info("router.ready", port=settings.router_port, servers=restored)
             child = supervisor.children[HAPROXY]
+            apps = AppSupervisor(WorkerContext.create(settings, make_celery(settings, "router")))
             while not stopping.wait(CHECK_SECONDS):
                 restarts = child.restarts
                 supervisor.check()
                 if child.restarts != restarts and child.running:
                     restore(settings)  # a restarted HAProxy starts from its empty config
+                apps.check()
         finally:
             supervisor.stop()
     finally:

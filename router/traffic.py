@@ -63,15 +63,6 @@ class Traffic:
         for host in self.route.hosts:
             self.api.set_route(self.map_path, host, self.route.backend)
 
-    def replace(self, processes: Iterable[dict[str, Any]]) -> None:
-        """Make the processes the backend's only servers (after a restart: the others are
-        gone already, there is nothing to drain)."""
-        processes = list(processes)
-        self.serve(processes)
-        keep = {server_name(p) for p in web_servers(processes)}
-        for name in set(self.api.servers(self.route.backend)) - keep:
-            self.api.remove_server(self.route.backend, name)
-
     def retire(self, processes: Iterable[dict[str, Any]]) -> None:
         """Drain the processes' servers, then take them out (at the drain timeout at the latest)."""
         names = {server_name(p) for p in web_servers(processes)}

@@ -23,7 +23,6 @@ from serve.commands import api_command, beat_command, router_command, worker_com
 from serve.supervisor import ChildSpec, Supervisor
 from shared import constants, migrate, processes
 from shared.app_logs import FileSource, Follower
-from shared.broker import make_celery
 from shared.db import session_scope
 from shared.exceptions import ConfigurationError
 from shared.services import deployments
@@ -110,8 +109,7 @@ def run(settings: Settings, address: Address, *, verbose: bool = False) -> None:
         stopping = _stop_on_signals()
         echo = _echo_logs(supervisor, stopping) if verbose else None
         try:
-            supervisor.start()
-            _restore_live_deployments(settings)
+            supervisor.start()  # the router then starts again what the store says is live
             _wait_for_api(supervisor, address, stopping)
             if not stopping.is_set():
                 log.info("up.ready", url=address.url, data_dir=str(settings.data_dir))
@@ -193,25 +191,6 @@ def _wait_for_api(supervisor: Supervisor, address: Address, stopping: threading.
             f"the API did not answer at {address.url} within {API_START_SECONDS:.0f} s; "
             f"see {api_log}"
         )
-
-
-def _restore_live_deployments(settings: Settings) -> None:
-    """Ask the run pool to start what the store says is live (the processes died with `up`)."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        live = deployments.live_deployments(session=session, runner="local")
-    if not live:
-        return
-    celery = make_celery(settings, "shipyard-up")
-    try:
-        for deployment in live:
-            celery.send_task(
-                constants.RESTORE_TASK,
-                args=[str(deployment.id)],
-                queue=constants.RUN_QUEUE,
-                routing_key=constants.RUN_QUEUE,
-            )
-    finally:
-        celery.close()
 
 
 def _stop_apps(settings: Settings) -> None:

@@ -46,6 +46,25 @@ class RestartPolicy:
         return float(min(self.maximum, self.initial * 2 ** max(0, recent_exits - 1)))
 
 
+@dataclass
+class Backoff:
+    """One supervised process's recent exits under a policy: when it may start again, and
+    whether it is crashing. Shared by `shipyard up`'s children and the apps on a run host."""
+
+    policy: RestartPolicy
+    exits: list[float] = field(default_factory=list)
+    crashing: bool = False
+
+    def exited(self, now: float, started_at: float) -> tuple[float, bool]:
+        """Record an exit at `now` of a process started at `started_at`: the delay before its
+        restart, and whether it has just begun crashing (to be reported once)."""
+        if now - started_at >= self.policy.stable_after:
+            self.exits.clear()
+        self.exits = [t for t in self.exits if now - t < self.policy.crash_window] + [now]
+        was_crashing, self.crashing = self.crashing, len(self.exits) >= self.policy.crash_loop
+        return self.policy.delay(len(self.exits)), self.crashing and not was_crashing
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """One supervised program: its name, command line, environment and output file."""
@@ -70,8 +89,11 @@ class ChildState:
     restarts: int = 0
     last_exit: int | None = None
     restart_at: float | None = None
-    exits: list[float] = field(default_factory=list)
-    crashing: bool = False
+    backoff: Backoff = field(default_factory=lambda: Backoff(RestartPolicy()))
+
+    @property
+    def crashing(self) -> bool:
+        return self.backoff.crashing
 
     @property
     def running(self) -> bool:
@@ -88,8 +110,10 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         state_file: Path | None = None,
     ) -> None:
-        self.children = {spec.name: ChildState(spec) for spec in specs}
         self.policy = policy or RestartPolicy()
+        self.children = {
+            spec.name: ChildState(spec, backoff=Backoff(self.policy)) for spec in specs
+        }
         # Pid and start time of each running child, so that the next supervisor of the same
         # state file can stop what this one left behind if it is killed without a chance to.
         self._state_file = state_file
@@ -192,22 +216,18 @@ class Supervisor:
     def _exited(self, child: ChildState, now: float) -> None:
         process, child.process = child.process, None
         child.last_exit = process.returncode if process is not None else None
-        if now - child.started_at >= self.policy.stable_after:
-            child.exits.clear()
-        child.exits = [t for t in child.exits if now - t < self.policy.crash_window] + [now]
-        delay = self.policy.delay(len(child.exits))
+        delay, began_crashing = child.backoff.exited(now, child.started_at)
         child.restart_at = now + delay
-        was_crashing, child.crashing = child.crashing, len(child.exits) >= self.policy.crash_loop
         event = dict(
             child=child.spec.name,
             exit_code=child.last_exit,
             restart_in=round(delay, 2),
             log=str(child.spec.log_path),
         )
-        if child.crashing and not was_crashing:
+        if began_crashing:
             log.error(
                 "supervisor.crash_loop",
-                exits=len(child.exits),
+                exits=len(child.backoff.exits),
                 window=self.policy.crash_window,
                 output=tail(child.spec.log_path),
                 **event,

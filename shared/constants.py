@@ -17,7 +17,6 @@ QUEUES: Final = (BUILD_QUEUE, RELEASE_QUEUE, RUN_QUEUE)
 BUILD_TASK: Final = "shipyard.stage.build"
 RELEASE_TASK: Final = "shipyard.stage.release"
 RUN_TASK: Final = "shipyard.stage.run"
-RESTORE_TASK: Final = "shipyard.deployment.restore"
 REMOVE_ARTIFACTS_TASK: Final = "shipyard.maintenance.remove_artifacts"
 RECONCILE_TASK: Final = "shipyard.maintenance.reconcile"
 
@@ -50,6 +49,8 @@ ROUTER_CONNECT_TIMEOUT_MS: Final = 2000
 # The old release stops taking new requests at the switch, and is stopped once its requests
 # in flight are done, or after this long (kamal-proxy's default drain timeout).
 DRAIN_TIMEOUT_SECONDS: Final = 30.0
+# Most processes of one type an environment may run on a host (`ps:scale web=N`).
+MAX_PROCESSES_PER_TYPE: Final = 100
 # Between SIGTERM and SIGKILL when an app's process is stopped (Heroku gives 30 s).
 APP_STOP_GRACE_SECONDS: Final = 30.0
 

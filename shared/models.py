@@ -84,6 +84,7 @@ class PipelineKind(StrEnum):
     CONFIG = "config"  # release → run with the live artifact and new config
     PROMOTION = "promotion"  # release → run with another environment's live artifact
     ROLLBACK = "rollback"  # run an earlier release again, exactly as it was
+    SCALE = "scale"  # run the live release again with the environment's new formation
 
 
 STAGES_BY_KIND: dict[PipelineKind, tuple[str, ...]] = {
@@ -91,6 +92,7 @@ STAGES_BY_KIND: dict[PipelineKind, tuple[str, ...]] = {
     PipelineKind.CONFIG: ("release", "run"),
     PipelineKind.PROMOTION: ("release", "run"),
     PipelineKind.ROLLBACK: ("run",),
+    PipelineKind.SCALE: ("run",),
 }
 
 

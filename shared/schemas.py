@@ -255,8 +255,12 @@ class DeploymentPublic(BaseModel):
 
 class ProcessPublic(BaseModel):
     type: str
-    status: str
-    url: str | None
+    index: int = 1  # web.1, web.2, … with a formation of several
+    status: str  # running, restarting, crashed (restarted, but it keeps exiting)
+    url: str | None  # the process's own address; the environment's stable URL is the router's
+    restarts: int = 0  # how often the run host started it again after it exited
+    last_exit: int | None = None  # its last exit status (a signal shows as 128 + its number)
+    restarted_at: datetime | None = None
 
 
 class CurrentPublic(BaseModel):
@@ -268,6 +272,23 @@ class CurrentPublic(BaseModel):
 
 class RollbackCreate(_Input):
     to_version: Annotated[int, Field(ge=1)] | None = None
+
+
+ProcessType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,63}$")]
+
+
+class FormationPatch(_Input):
+    """How many processes of each type to run (`ps:scale web=3 worker=2`); others unchanged."""
+
+    processes: Annotated[
+        dict[ProcessType, Annotated[int, Field(ge=0, le=constants.MAX_PROCESSES_PER_TYPE)]],
+        Field(min_length=1, max_length=50),
+    ]
+
+
+class FormationPublic(BaseModel):
+    formation: dict[str, int]
+    pipeline_id: uuid.UUID | None = None  # the scale of the live release, if one runs
 
 
 class PromotionCreate(_Input):
@@ -510,6 +531,7 @@ NotificationEvent = Literal[
     "release.created",
     "rollback.finished",
     "promotion.finished",
+    "scale.finished",
     "schedule.skipped",
 ]
 

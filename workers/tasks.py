@@ -27,7 +27,7 @@ from workers.context import WorkerContext
 from workers.stages import StageWork, execute, reconcile
 from workers.stages.build import build_work, remove_expired_artifacts
 from workers.stages.release import release_work
-from workers.stages.run import restore, run_work
+from workers.stages.run import run_work
 from workers.triggers import deliver_notification, run_schedules
 
 _RETRY: dict[str, Any] = {
@@ -78,12 +78,6 @@ def release_stage(self: StageTask, event: dict[str, Any]) -> None:
 def run_stage(self: StageTask, event: dict[str, Any]) -> None:
     """release.created → start healthy → switch live."""
     _run_stage(self, ReleaseCreated.model_validate(event).pipeline_id, "run", run_work)
-
-
-@app.task(name=constants.RESTORE_TASK, base=StageTask, bind=True, **_RETRY)
-def restore_deployment(self: StageTask, deployment_id: str) -> None:
-    """Start a live deployment's processes again after a restart of `shipyard up`."""
-    restore(self.context, uuid.UUID(deployment_id))
 
 
 @app.task(name=constants.REMOVE_ARTIFACTS_TASK, base=StageTask, bind=True, **_RETRY)

@@ -27,8 +27,11 @@ from shared.services.releases import lock_environment, release_public
 
 
 def deployment_cause(pipeline: Pipeline, release: Release) -> str:
-    """Why a deployment happens: a rollback runs an old release, otherwise its release's cause."""
-    return "rollback" if pipeline.kind == PipelineKind.ROLLBACK else release.cause
+    """Why a deployment happens: a rollback runs an old release, a scale the live one with a new
+    formation; otherwise its release's cause."""
+    if pipeline.kind in (PipelineKind.ROLLBACK, PipelineKind.SCALE):
+        return str(pipeline.kind)
+    return release.cause
 
 
 def begin_deployment(
@@ -151,7 +154,15 @@ def current(*, session: Session, environment: Environment) -> CurrentPublic | No
         release=release_public(session=session, release=release),
         deployment=deployment_public(session=session, deployment=deployment),
         processes=[
-            ProcessPublic(type=p["type"], status=p.get("status", "unknown"), url=p.get("url"))
+            ProcessPublic(
+                type=p["type"],
+                index=p.get("index", 1),
+                status=p.get("status", "unknown"),
+                url=p.get("url"),
+                restarts=p.get("restarts", 0),
+                last_exit=p.get("last_exit"),
+                restarted_at=p.get("restarted_at"),
+            )
             for p in deployment.processes
         ],
     )

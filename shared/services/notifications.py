@@ -49,6 +49,7 @@ EVENTS: tuple[str, ...] = get_args(NotificationEvent)
 _KIND_EVENTS = {
     PipelineKind.ROLLBACK: "rollback.finished",
     PipelineKind.PROMOTION: "promotion.finished",
+    PipelineKind.SCALE: "scale.finished",
 }
 
 

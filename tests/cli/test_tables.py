@@ -22,7 +22,7 @@ from tests.cli.conftest import NOW, Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:41234"}
-WORKER = {"type": "worker", "status": "crashed", "url": None}
+WORKER = {"type": "worker", "status": "crashed", "url": None, "restarts": 5, "last_exit": 1}
 TRACEBACK = """\
 Traceback (most recent call last):
   File "/srv/app/manage.py", line 22, in <module>
@@ -207,10 +207,10 @@ web/staging runs release v1 (sha256:7692c3ad, config v1)
 live since 2 h ago (deploy)
 answers at http://staging.web.localhost:8080
 Processes
-type     status    url
-─────────────────────────────────────────
-web      running   http://127.0.0.1:41234
-worker   crashed
+process    status    restarts     url
+────────────────────────────────────────────────────────
+web.1      running   0            http://127.0.0.1:41234
+worker.1   crashed   5 (exit 1)
 """,
     )
 

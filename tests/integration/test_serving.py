@@ -3,6 +3,8 @@ it is deployed, rolled back, or handed a release that never gets healthy."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import pytest
 
 from tests.conftest import commit_file
 from tests.integration.stack import Stack
-from tests.integration.up import UpFactory
+from tests.integration.up import UpFactory, wait_for
 
 # Answers with the release it belongs to and the commit's flavour; /slow takes two seconds.
 APP = """\
@@ -31,6 +33,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/slow":
             time.sleep(2)
+        if self.path == "/pid":
+            body = str(os.getpid()).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if os.environ.get("BROKEN") and self.path == "/":
             self.send_response(500)
             self.send_header("Content-Length", "0")
@@ -224,3 +233,47 @@ def test_a_release_that_never_gets_healthy_never_takes_traffic(
     assert traffic.errors == []
     assert {(status, body) for _, _, status, body in traffic.answers} == {(200, "v1 a")}
     assert router_client(url).get("/").text == "v1 a"
+
+
+@pytest.mark.timeout(300)
+def test_scaled_web_processes_share_the_url_and_a_killed_one_comes_back(
+    start_up: UpFactory, served_repo: tuple[Path, str, str], load: list[Load]
+) -> None:
+    repo, first, _ = served_repo
+    stack = start_up()
+    stack.create_app("web", repo, envs=("staging",))
+    _deploy(stack, "web", first)
+    url = stack.current("web", "staging")["url"]
+
+    scaled = stack.api(
+        "PATCH", "/v1/apps/web/environments/staging/formation", 200, json={"processes": {"web": 3}}
+    )
+    assert stack.wait_pipeline(scaled["pipeline_id"])["status"] == "succeeded"
+    webs = [p for p in stack.current("web", "staging")["processes"] if p["type"] == "web"]
+    assert sorted(p["index"] for p in webs) == [1, 2, 3]
+    with router_client(url) as client:
+        pids = {client.get("/pid").text for _ in range(30)}
+    assert len(pids) == 3  # the router spreads the requests over the three
+    traffic = Load(url)
+    load.append(traffic)
+    traffic.start()
+
+    victim = httpx.get(f"{webs[1]['url']}/pid", trust_env=False).text
+    os.kill(int(victim), signal.SIGKILL)
+
+    def restarted() -> bool:
+        processes = stack.current("web", "staging")["processes"]
+        second = next(p for p in processes if p["type"] == "web" and p["index"] == 2)
+        return bool(second["restarts"] == 1 and second["status"] == "running")
+
+    wait_for(restarted, "web.2 to be started again", stack, timeout=60)
+    time.sleep(1)  # the restarted process takes traffic too
+    traffic.stop()
+    assert traffic.errors == []
+    assert [a for a in traffic.answers if a[2] != 200] == []
+    second = next(p for p in stack.current("web", "staging")["processes"] if p["index"] == 2)
+    assert second["last_exit"] == 128 + signal.SIGKILL
+    with router_client(url) as client:
+        assert victim not in {client.get("/pid").text for _ in range(30)}
+    ps = stack.run_cli("ps", "-a", "web", "-e", "staging").stdout
+    assert "web.2" in ps and "1 (exit 137" in ps

@@ -29,6 +29,7 @@ class ReleaseSpec:
     memory_limit: str | None = None
     cpu_limit: float | None = None
     storage_dir: str | None = None  # the environment's own storage directory, if it set one
+    formation: dict[str, int] = field(default_factory=dict)  # processes per type (default 1)
 
 
 @dataclass(frozen=True)

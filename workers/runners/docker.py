@@ -23,6 +23,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from shared import constants
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.manifest import process_types, read_procfile
+from shared.services.formation import process_count
 from workers.builders.docker import image_tag
 from workers.runners.base import (
     OneOffResult,
@@ -56,14 +57,22 @@ class DockerRunner:
             started: list[ProcessRecord] = []
             try:
                 for process_type, command in procfile.items():
-                    started.append(self._start_process(spec, image.id, process_type, command))
+                    for index in range(1, process_count(spec.formation, process_type) + 1):
+                        started.append(
+                            self._start_process(spec, image.id, process_type, index, command)
+                        )
             except BaseException:
                 self.stop(started)
                 raise
         return started
 
     def _start_process(
-        self, spec: ReleaseSpec, image_id: str, process_type: str, command: str | None
+        self,
+        spec: ReleaseSpec,
+        image_id: str,
+        process_type: str,
+        index: int,
+        command: str | None,
     ) -> ProcessRecord:
         port = free_port()
         bind_host, network = network_settings(self._uses_host_network(), port)
@@ -82,7 +91,7 @@ class DockerRunner:
             labels=container_labels(spec, process_type),
             volumes=storage_volumes(spec),
             name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
-            f"{spec.deployment_id[:8]}",
+            f"{index}-{spec.deployment_id[:8]}",
             init=True,  # a real PID 1 forwards SIGTERM, so stopping is quick and graceful
             restart_policy={"Name": "unless-stopped"},
             **resource_limits(spec),
@@ -90,6 +99,7 @@ class DockerRunner:
         )
         record: ProcessRecord = {
             "type": process_type,
+            "index": index,
             "status": "running",
             "runner": self.name,
             "container": container.id,
@@ -98,7 +108,7 @@ class DockerRunner:
             "port": port,
             "url": web_url(process_type, port),
             "storage": storage_location(spec),
-            **router_fields(spec.deployment_id, process_type, 1, port),
+            **router_fields(spec.deployment_id, process_type, index, port),
         }
         try:
             container.start()

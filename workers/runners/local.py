@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -13,6 +14,7 @@ from shared import constants, processes
 from shared.artifact_store import ArtifactStore
 from shared.exceptions import StageFailed
 from shared.manifest import process_types, read_procfile
+from shared.services.formation import process_count
 from workers.runners.base import (
     OneOffResult,
     ProcessRecord,
@@ -23,6 +25,11 @@ from workers.runners.base import (
     web_url,
 )
 from workers.runtime import check_python_version, with_profile
+
+
+def exit_status_path(log_path: Path) -> Path:
+    """Where a process's shell writes its command's exit status."""
+    return log_path.with_suffix(".exit")
 
 
 class LocalRunner:
@@ -94,38 +101,69 @@ class LocalRunner:
         app_dir = self._unpack(spec)
         check_python_version(app_dir, self._environment(spec, app_dir, None))
         procfile = process_types(read_procfile(app_dir))
+        started: list[ProcessRecord] = []
+        try:
+            for process_type, command in procfile.items():
+                for index in range(1, process_count(spec.formation, process_type) + 1):
+                    started.append(self._start_process(spec, app_dir, process_type, index, command))
+        except BaseException:
+            self.stop(started)  # a release starts whole or not at all
+            raise
+        return started
+
+    def start_process(self, spec: ReleaseSpec, process_type: str, index: int) -> ProcessRecord:
+        """Start one process of the release again (after it exited), on a new port."""
+        app_dir = self._unpack(spec)
+        command = process_types(read_procfile(app_dir)).get(process_type)
+        if command is None:
+            raise StageFailed(f"the release has no {process_type!r} process")
+        return self._start_process(spec, app_dir, process_type, index, command)
+
+    def _start_process(
+        self, spec: ReleaseSpec, app_dir: Path, process_type: str, index: int, command: str
+    ) -> ProcessRecord:
         log_dir = self._run_dir / spec.app / spec.environment / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        started: list[ProcessRecord] = []
-        for process_type, command in procfile.items():
-            port = free_port()
-            log_path = log_dir / f"{spec.deployment_id}.{process_type}.log"
-            env = self._environment(spec, app_dir, port)
-            with log_path.open("ab") as output:
-                # The config travels in the environment only; the command line is the Procfile's.
-                child = subprocess.Popen(
-                    ["/bin/sh", "-c", with_profile(f"exec {command}")],
-                    cwd=app_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # survives a worker restart; stopped as a group
-                )
-            started.append(
-                {
-                    "type": process_type,
-                    "status": "running",
-                    "pid": child.pid,
-                    "started": processes.start_time(child.pid),
-                    "port": port,
-                    "url": web_url(process_type, port),
-                    "log": str(log_path),
-                    "storage": env[constants.STORAGE_VARIABLE],
-                    **router_fields(spec.deployment_id, process_type, 1, port),
-                }
+        port = free_port()
+        log_path = log_dir / f"{spec.deployment_id}.{process_type}.{index}.log"
+        exit_path = exit_status_path(log_path)
+        exit_path.unlink(missing_ok=True)
+        env = self._environment(spec, app_dir, port)
+        # Not exec'd: the shell stays to write the command's exit status where the run host's
+        # supervision reads it. The app and its shell are one process group, stopped together.
+        line = with_profile(f"{command}\necho $? > {shlex.quote(str(exit_path))}")
+        with log_path.open("ab") as output:
+            # The config travels in the environment only; the command line is the Procfile's.
+            child = subprocess.Popen(
+                ["/bin/sh", "-c", line],
+                cwd=app_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives a worker restart; stopped as a group
             )
-        return started
+        return {
+            "type": process_type,
+            "index": index,
+            "status": "running",
+            "pid": child.pid,
+            "started": processes.start_time(child.pid),
+            "port": port,
+            "url": web_url(process_type, port),
+            "log": str(log_path),
+            "storage": env[constants.STORAGE_VARIABLE],
+            "restarts": 0,
+            **router_fields(spec.deployment_id, process_type, index, port),
+        }
+
+    def exit_status(self, process: ProcessRecord) -> int | None:
+        """How the process's command ended, if it ended on its own (None: unknown, or killed
+        with its shell)."""
+        try:
+            return int(exit_status_path(Path(process["log"])).read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def is_running(self, process: ProcessRecord) -> bool:
         return processes.is_alive(int(process["pid"]), process.get("started"))

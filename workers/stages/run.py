@@ -11,12 +11,12 @@ from router.traffic import Route, Traffic
 from shared import routing
 from shared.db import session_scope
 from shared.exceptions import ShipyardError, StageFailed
-from shared.models import Deployment, DeploymentStatus, Environment, Pipeline, Release
+from shared.models import Deployment, DeploymentStatus, Environment, Pipeline
 from shared.services import deployments, releases, routes
 from workers.context import WorkerContext
 from workers.runners import get_runner
 from workers.runners.base import ProcessRecord
-from workers.runners.switch import health_gated_start, switch
+from workers.runners.switch import switch
 from workers.stages import StageResult, get_row
 from workers.stages.spec import release_spec
 
@@ -91,36 +91,3 @@ def traffic_for(context: WorkerContext, environment: Environment, app: str) -> T
         drain_timeout=environment.drain_timeout,
     )
     return Traffic(context.router, context.settings.router_dir / "hosts.map", route)
-
-
-def restore(context: WorkerContext, deployment_id: uuid.UUID) -> None:
-    """Start a live deployment's processes again after `shipyard up` restarts: SQL is the truth."""
-    structlog.contextvars.bind_contextvars(deployment_id=str(deployment_id))
-    try:
-        with session_scope(context.db_url) as session:
-            deployment = get_row(session, Deployment, deployment_id)
-            if deployment.status != DeploymentStatus.LIVE:
-                return
-            environment = get_row(session, Environment, deployment.environment_id)
-            release = get_row(session, Release, deployment.release_id)
-            spec = release_spec(session, context, release, str(deployment.id))
-        runner = get_runner(environment.runner, context)
-        traffic = traffic_for(context, environment, spec.app)
-        if deployment.processes and all(runner.is_running(p) for p in deployment.processes):
-            if traffic is not None:
-                traffic.replace(deployment.processes)  # adopted: the router may be new
-            return
-        runner.stop(deployment.processes)
-        try:
-            processes = health_gated_start(runner, spec)
-        except StageFailed as exc:
-            log.error("restore.unhealthy", error=exc.message)
-            processes = []
-        with session_scope(context.db_url) as session:
-            current = get_row(session, Deployment, deployment_id)
-            deployments.set_processes(session=session, deployment=current, processes=processes)
-        if traffic is not None:
-            traffic.replace(processes)
-        log.info("restore.done", processes=len(processes))
-    finally:
-        structlog.contextvars.clear_contextvars()

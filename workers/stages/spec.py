@@ -36,4 +36,5 @@ def release_spec(
         memory_limit=environment.memory_limit,
         cpu_limit=environment.cpu_limit,
         storage_dir=environment.storage_dir,
+        formation=dict(environment.formation),
     )

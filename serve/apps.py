@@ -1,0 +1,182 @@
+"""The run host's supervision of the apps it runs: a live process that exits is taken out of the
+router, started again with backoff (the same policy `shipyard up` applies to its own children),
+and put back once it answers. Restarts are recorded on the process (count, last exit status,
+when), so `shipyard ps` and the API show them; one that keeps exiting shows as `crashed`.
+
+It runs in `shipyard router` on each run host (a child of `shipyard up` in embedded mode), for
+the local runner's processes of this host; Docker containers have the engine's restart policy.
+The store is the truth: after the host or `up` restarts, every live process found dead is
+started again here.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+
+from router import haproxy
+from router.runtime import RouterError
+from router.traffic import Route, Traffic, server_name
+from serve.supervisor import Backoff, RestartPolicy
+from shared import routing
+from shared.db import session_scope
+from shared.exceptions import ShipyardError
+from shared.models import Deployment, DeploymentStatus, Environment, Release, utcnow
+from shared.services import deployments
+from workers.context import WorkerContext
+from workers.runners.local import LocalRunner
+from workers.runners.switch import wait_healthy
+from workers.stages.spec import release_spec
+
+log = structlog.get_logger(__name__)
+
+# An app's first restart comes after a second (a crash at start-up would otherwise spin).
+APP_RESTART_POLICY = RestartPolicy(initial=1.0, maximum=30.0, stable_after=60.0)
+
+
+@dataclass
+class _Watched:
+    """What the supervision knows of one process slot (deployment, type, index)."""
+
+    backoff: Backoff
+    started_at: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None
+
+
+class AppSupervisor:
+    """Checks this host's live local processes and restarts the ones that exited."""
+
+    def __init__(self, context: WorkerContext, policy: RestartPolicy = APP_RESTART_POLICY) -> None:
+        self._context = context
+        self._policy = policy
+        self._runner = LocalRunner(
+            context.store, context.settings.run_dir, context.settings.storage_dir
+        )
+        self._router = context.router
+        self._hostname = socket.gethostname()
+        self._watched: dict[tuple[uuid.UUID, str, int], _Watched] = {}
+
+    def check(self) -> None:
+        """One pass over the live deployments of this host."""
+        with session_scope(self._context.db_url) as session:
+            live = deployments.live_deployments(session=session, runner="local")
+            work = [(d.id, list(d.processes)) for d in live]
+        for deployment_id, records in work:
+            for record in records:
+                if record.get("host", self._hostname) != self._hostname or "pid" not in record:
+                    continue
+                try:
+                    self._check_process(deployment_id, record)
+                except ShipyardError as exc:
+                    log.error("apps.restart_failed", error=exc.message, type=record["type"])
+
+    def _check_process(self, deployment_id: uuid.UUID, record: dict[str, Any]) -> None:
+        key = (deployment_id, str(record["type"]), int(record.get("index", 1)))
+        watched = self._watched.setdefault(key, _Watched(Backoff(self._policy)))
+        now = time.monotonic()
+        if record.get("status") == "running":
+            if self._runner.is_running(record):
+                return
+            self._exited(deployment_id, record, watched, now)
+        elif watched.restart_at is None or now >= watched.restart_at:
+            self._restart(deployment_id, record, watched)
+
+    def _exited(
+        self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched, now: float
+    ) -> None:
+        exit_status = self._runner.exit_status(record)
+        delay, began_crashing = watched.backoff.exited(now, watched.started_at)
+        watched.restart_at = now + delay
+        status = "crashed" if watched.backoff.crashing else "restarting"
+        self._take_out(deployment_id, record)
+        self._update(deployment_id, record, {**record, "status": status, "last_exit": exit_status})
+        event = dict(type=record["type"], index=record.get("index", 1), exit_code=exit_status)
+        if began_crashing:
+            log.error("apps.crash_loop", restart_in=round(delay, 1), **event)
+        else:
+            log.warning("apps.exited", restart_in=round(delay, 1), **event)
+
+    def _restart(self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched) -> None:
+        with session_scope(self._context.db_url) as session:
+            deployment = session.get(Deployment, deployment_id)
+            if deployment is None or deployment.status != DeploymentStatus.LIVE:
+                return
+            release = session.get(Release, deployment.release_id)
+            environment = session.get(Environment, deployment.environment_id)
+            assert release is not None and environment is not None
+            spec = release_spec(session, self._context, release, str(deployment_id))
+        process_type, index = str(record["type"]), int(record.get("index", 1))
+        started = self._runner.start_process(spec, process_type, index)
+        watched.started_at = time.monotonic()
+        watched.restart_at = None
+        if process_type == "web":
+            with httpx.Client(trust_env=False, verify=False) as client:
+                problem = wait_healthy(self._runner, [started], spec, client)
+            if problem is not None:
+                self._runner.stop([started])
+                log.warning("apps.restart_unhealthy", type=process_type, problem=problem)
+                watched.restart_at = time.monotonic() + watched.backoff.policy.maximum
+                return
+        fresh = {
+            **started,
+            "restarts": int(record.get("restarts", 0)) + 1,
+            "last_exit": record.get("last_exit"),
+            "restarted_at": utcnow().isoformat(),
+        }
+        if not self._update(deployment_id, record, fresh):
+            self._runner.stop([started])  # the deployment was replaced meanwhile
+            return
+        self._put_back(environment, spec.app, fresh)
+        log.info("apps.restarted", type=process_type, index=index, restarts=fresh["restarts"])
+
+    def _update(self, deployment_id: uuid.UUID, old: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Replace the process's record on the deployment if it is still live."""
+        with session_scope(self._context.db_url) as session:
+            deployment = session.get(Deployment, deployment_id)
+            if deployment is None or deployment.status != DeploymentStatus.LIVE:
+                return False
+            replaced = [new if _same_slot(p, old) else p for p in deployment.processes]
+            deployments.set_processes(session=session, deployment=deployment, processes=replaced)
+        return True
+
+    def _take_out(self, deployment_id: uuid.UUID, record: dict[str, Any]) -> None:
+        if record.get("type") != "web" or not record.get("server"):
+            return
+        with session_scope(self._context.db_url) as session:
+            deployment = session.get(Deployment, deployment_id)
+            environment = (
+                session.get(Environment, deployment.environment_id) if deployment else None
+            )
+        if environment is None or environment.route_slot is None:
+            return
+        try:
+            self._router.remove_server(
+                haproxy.backend_name(environment.route_slot), server_name(record)
+            )
+        except RouterError as exc:
+            log.warning("apps.router_remove_failed", error=exc.message)
+
+    def _put_back(self, environment: Environment, app: str, record: dict[str, Any]) -> None:
+        if record.get("type") != "web" or environment.route_slot is None:
+            return
+        route = Route(
+            backend=haproxy.backend_name(environment.route_slot),
+            hosts=routing.hosts(app, environment.name, list(environment.domains)),
+            drain_timeout=environment.drain_timeout,
+        )
+        try:
+            Traffic(self._router, self._context.settings.router_dir / "hosts.map", route).serve(
+                [record]
+            )
+        except RouterError as exc:
+            log.warning("apps.router_add_failed", error=exc.message)
+
+
+def _same_slot(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a["type"] == b["type"] and a.get("index", 1) == b.get("index", 1))

@@ -1,0 +1,44 @@
+"""Formation: how many processes of each type an environment runs (Heroku's `ps:scale`).
+
+Scaling is not a new release: it runs the live release again with the new counts, through the
+same health-gated switch with drain as any deploy, recorded as a deployment of cause `scale`.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from shared.exceptions import InvalidInput
+from shared.models import App, Environment, Pipeline, PipelineKind, Release
+from shared.services import deployments, pipelines
+
+
+def process_count(formation: dict[str, int], process_type: str) -> int:
+    """How many `process_type` processes run: the formation's count, else one."""
+    return formation.get(process_type, 1)
+
+
+def scale(
+    *, session: Session, app: App, environment: Environment, changes: dict[str, int], trigger: str
+) -> Pipeline | None:
+    """Change the formation; when a release is live, a pipeline that runs it so (else None:
+    the next deploy runs the new formation)."""
+    if changes.get("web") == 0:
+        raise InvalidInput("web cannot be scaled to 0: it is what the router sends traffic to")
+    environment.formation = {**environment.formation, **changes}
+    session.add(environment)
+    live = deployments.live_deployment(session=session, environment_id=environment.id)
+    if live is None:
+        session.flush()
+        return None
+    release = session.get(Release, live.release_id)
+    assert release is not None
+    return pipelines.create_pipeline(
+        session=session,
+        app=app,
+        environment=environment,
+        kind=PipelineKind.SCALE,
+        trigger=trigger,
+        artifact_id=release.artifact_id,
+        release_id=release.id,
+    )
