@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import commit_file
 from tests.docker_support import DOCKERFILE, PROCFILE, containers_of, unique_app, write_app
 from tests.integration.stack import Stack, fetch
+from tests.integration.traffic import Load, router_client
 from tests.repos import git
 
 pytest_plugins = ["tests.docker_support"]
@@ -169,3 +170,36 @@ def test_a_plain_dockerfile_without_a_procfile_deploys_with_its_cmd_as_web(
     assert done["status"] == "succeeded", done
     assert fetch(distributed.web_url(app, "staging")) == "plain-docker"
     assert set(live_containers(docker_engine, app)) == {"web"}
+
+
+@pytest.mark.timeout(600)
+def test_docker_deploys_and_rollbacks_through_the_router_fail_no_request(
+    docker_engine: docker.DockerClient, distributed: Stack, tmp_path: Path
+) -> None:
+    app = create_docker_app(distributed, docker_repo(tmp_path))
+    configure(distributed, app, {"vars": {"GREETING": "one"}, "deploy": False})
+    assert distributed.deploy(app, "staging")["status"] == "succeeded"
+    url = distributed.current(app, "staging")["url"]
+    traffic = Load(url, clients=3)
+    traffic.start()
+    try:
+        for greeting in ("two", "three", "four"):  # each a new release of the same image
+            assert configure(distributed, app, {"vars": {"GREETING": greeting}})["status"] == (
+                "succeeded"
+            )
+        for version in (2, 3):
+            body = {"to_version": version}
+            rollback = distributed.api(
+                "POST", f"/v1/apps/{app}/environments/staging/rollback", 202, json=body
+            )
+            assert distributed.wait_pipeline(rollback["id"])["status"] == "succeeded"
+    finally:
+        traffic.stop()
+
+    assert traffic.errors == []
+    assert len(traffic.answers) > 50, "the load generator hardly ran"
+    assert [a for a in traffic.answers if a[2] != 200] == []
+    assert {a[3].strip() for a in traffic.answers} <= {"one", "two", "three", "four"}
+    with router_client(url) as client:
+        assert client.get("/").text.strip() == "three"
+    assert set(live_containers(docker_engine, app)) == {"web", "worker"}  # the old ones gone
