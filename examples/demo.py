@@ -1,7 +1,8 @@
 """`make demo`: embedded Shipyard end to end, through the CLI, in a throw-away data dir.
 
-Starts `shipyard up`, deploys examples/hello to staging, fetches the page, sets a config var
-(→ release v2 with the same artifact), prints the releases, then stops everything it started.
+Starts `shipyard up`, deploys examples/hello to staging, fetches the page at the environment's
+stable URL (through the router), sets a config var (→ release v2 with the same artifact, at the
+same URL), prints the releases, then stops everything it started.
 Every wait is bounded: on a failure it says what it was waiting for, prints the end of the logs
 and exits non-zero, keeping the data dir to look at.
 """
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +48,8 @@ class Demo:
             "SHIPYARD_DATA_DIR": str(self.data_dir),
             "SHIPYARD_URL": self.url,
             "SHIPYARD_LOG_LEVEL": "WARNING",
+            # The router on a free port: the demo never collides with whatever uses 8080.
+            "SHIPYARD_ROUTER_PORT": str(free_port()),
             "SHIPYARD_LOG_FORMAT": "console",
         }
         self.up_log = self.data_dir / "up.log"
@@ -140,14 +144,20 @@ def free_port() -> int:
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
+    """GET `url`; a `*.localhost` name goes to loopback with the name in the Host header, as a
+    browser or curl does by itself (this machine's resolver may not know such names)."""
+    parsed = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(url)
+    if parsed.hostname and parsed.hostname.endswith(".localhost"):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{parsed.port}{parsed.path or '/'}", headers={"Host": parsed.netloc}
+        )
+    with urllib.request.urlopen(request, timeout=5) as response:
         return str(response.read().decode().strip())
 
 
-def web_url(current: dict[str, object]) -> str:
-    processes = current["processes"]
-    assert isinstance(processes, list)
-    return str(next(p["url"] for p in processes if p["type"] == "web"))
+def stable_url(current: dict[str, object]) -> str:
+    return str(current["url"])
 
 
 def run(demo: Demo) -> None:
@@ -155,11 +165,11 @@ def run(demo: Demo) -> None:
     demo.shipyard("apps", "create", "hello", "--repo", str(ROOT), "--path", "examples/hello")
     demo.shipyard("envs", "create", "staging", "--app", "hello")
     demo.shipyard("deploy", "--app", "hello", "--env", "staging")
-    web = web_url(demo.wait_for_version(1))
-    print(f"GET {web} → {fetch(web)!r}")
+    url = stable_url(demo.wait_for_version(1))
+    print(f"GET {url} → {fetch(url)!r}")
     demo.shipyard("config", "set", "GREETING=Hello from the demo", "-a", "hello", "-e", "staging")
-    web = web_url(demo.wait_for_version(2))  # the config change released v2, same artifact
-    print(f"GET {web} → {fetch(web)!r}")
+    demo.wait_for_version(2)  # the config change released v2, same artifact, same URL
+    print(f"GET {url} → {fetch(url)!r}")
     demo.shipyard("releases", "-a", "hello", "-e", "staging")
 
 
