@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from bench import api_load, cache, farm, history, overhead, report, rollback
+from bench import api_load, cache, farm, history, overhead, report, rollback, serving
 from bench.context import Bench
 from bench.plan import DEFAULT, SMOKE, Plan
 from bench.repos import Commits, make_app_repo
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "overhead": overhead.run,
     "cache": cache.run,
     "rollback": rollback.run,
+    "serving": serving.run,
     "farm": farm.run,
     "history": history.run,
     "api": api_load.run,
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace, plan: Plan) -> tuple[Figures, float]:
                     profile_dir=args.profile,
                 )
                 print(f"bench: stack up in {time.monotonic() - began:.1f}s", file=sys.stderr)
-                # Always in this order: the farm replaces the stack's build worker for good.
+                # Always in this order: the farm replaces the stack's build worker for good,
+                # and serving's router runs only after the overhead is measured.
                 for name in [n for n in SCENARIOS if not args.only or n in args.only]:
                     print(f"bench: {name} …", file=sys.stderr, end=" ", flush=True)
                     scenario_began = time.monotonic()

@@ -29,6 +29,12 @@ class Plan:
     api_workers: tuple[int, ...] = (1, 2, 4)
     load_connections: int = 16
     load_seconds: float = 5.0
+    # 7. Serving through the router: deploys and rollbacks per repetition (each timed until the
+    # stable URL serves the release) under keep-alive clients, then sequential GETs timed
+    # directly and through the router, interleaved.
+    serving_samples: int = 10
+    serving_clients: int = 4
+    router_latency_requests: int = 2000
 
     @property
     def commits_needed(self) -> int:
@@ -55,4 +61,6 @@ SMOKE = Plan(
     api_workers=(1, 2),
     load_connections=4,
     load_seconds=1.0,
+    serving_samples=2,
+    router_latency_requests=200,
 )

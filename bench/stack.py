@@ -69,6 +69,9 @@ class Stack:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     api_url: str = ""
+    # Where `shipyard router` listens once a scenario starts it: a free port, never the 8080
+    # default that a developer's own `shipyard up` may hold.
+    router_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         self.data_dir = self.root / "data"
@@ -86,6 +89,7 @@ class Stack:
             "SHIPYARD_DATABASE_URL": self.dsn.replace("postgresql://", "postgresql+psycopg://"),
             "SHIPYARD_SECRET_KEY": Fernet.generate_key().decode(),
             "SHIPYARD_ADMIN_TOKEN": self.token,
+            "SHIPYARD_ROUTER_PORT": str(self.router_port),
             "SHIPYARD_LOG_FORMAT": "json",
         }
         self.db = psycopg.connect(self.dsn, autocommit=True)

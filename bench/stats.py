@@ -30,6 +30,8 @@ class Figure:
     # How the median meets the target: None when the figure has none.
     check: tuple[str, float] | None = None  # ("<=" | ">=", bound)
     note: str = ""
+    # Met only if every repetition's value meets it, not only the median (e.g. "0 failed").
+    every: bool = False
 
     def add(self, value: float) -> None:
         self.values.append(float(value))
@@ -47,7 +49,8 @@ class Figure:
         if self.check is None or not self.values:
             return None
         operator, bound = self.check
-        return self.median <= bound if operator == "<=" else self.median >= bound
+        judged = self.values if self.every else [self.median]
+        return all(v <= bound if operator == "<=" else v >= bound for v in judged)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -80,11 +83,14 @@ class Figures:
         target: str = "",
         check: tuple[str, float] | None = None,
         note: str = "",
+        every: bool = False,
     ) -> None:
         """Record one repetition's value of a figure (made on its first value)."""
         key = (scenario, name)
         if key not in self._figures:
-            self._figures[key] = Figure(scenario, name, unit, target=target, check=check, note=note)
+            self._figures[key] = Figure(
+                scenario, name, unit, target=target, check=check, note=note, every=every
+            )
         self._figures[key].add(value)
 
     def __iter__(self) -> Iterator[Figure]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared import constants
@@ -9,6 +10,9 @@ from shared.db import flush_or_conflict
 from shared.exceptions import Conflict, NotFound
 from shared.models import App, ConfigVersion, Environment
 from shared.schemas import AppCreate, EnvironmentCreate
+
+# Concurrent creates that race for the same router slot: each retry takes the next free one.
+_SLOT_ATTEMPTS = 20
 
 
 def create_app(*, session: Session, data: AppCreate) -> App:
@@ -38,19 +42,30 @@ def create_environment(
     *, session: Session, app: App, data: EnvironmentCreate, slots: int = constants.ROUTER_SLOTS
 ) -> Environment:
     """Add an environment to `app`, with an empty config as its version 1 and a router slot."""
-    existing = session.exec(
-        select(Environment).where(Environment.app_id == app.id, Environment.name == data.name)
-    ).first()
-    if existing is not None:
+    if _environment_named(session, app, data.name) is not None:
         raise Conflict(f"environment {data.name!r} of app {app.name!r} already exists")
-    environment = Environment(
-        app_id=app.id, route_slot=free_route_slot(session=session, slots=slots), **data.model_dump()
-    )
-    session.add(environment)
-    flush_or_conflict(session, f"environment {data.name!r} of app {app.name!r} already exists")
+    taken_by_name = f"environment {data.name!r} of app {app.name!r} already exists"
+    for _ in range(_SLOT_ATTEMPTS):
+        slot = free_route_slot(session=session, slots=slots)
+        environment = Environment(app_id=app.id, route_slot=slot, **data.model_dump())
+        try:
+            with session.begin_nested():  # a savepoint: a refused insert leaves the rest intact
+                session.add(environment)
+        except IntegrityError as exc:
+            if _environment_named(session, app, data.name) is not None:
+                raise Conflict(taken_by_name) from exc
+            continue  # a concurrent create took this slot: the next free one
+        break
+    else:
+        raise Conflict("environments are being created too fast to find a router slot; retry")
     session.add(ConfigVersion(environment_id=environment.id, version=1))
     session.flush()
     return environment
+
+
+def _environment_named(session: Session, app: App, name: str) -> Environment | None:
+    query = select(Environment).where(Environment.app_id == app.id, Environment.name == name)
+    return session.exec(query).first()
 
 
 def free_route_slot(*, session: Session, slots: int) -> int:

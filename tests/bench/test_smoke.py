@@ -24,6 +24,12 @@ SCENARIOS = {
     "4. Build farm",
     "5. History query",
     "6. API under load",
+    "7. Serving",
+}
+# A count that is 0 when all goes well, and a difference of two tails that noise can flip.
+MAY_BE_ZERO_OR_LESS = {
+    "failed requests meanwhile (connection error or non-2xx)",
+    "router's added latency, p99",
 }
 
 
@@ -55,7 +61,8 @@ def test_the_smoke_run_produces_a_positive_median_for_every_figure(
     assert {f["scenario"] for f in figures} == SCENARIOS
     for figure in figures:
         assert len(figure["values"]) == 1, figure  # one repetition
-        assert figure["median"] > 0, figure
+        if figure["name"] not in MAY_BE_ZERO_OR_LESS:
+            assert figure["median"] > 0, figure
         assert figure["min"] <= figure["median"] <= figure["max"], figure
     by_name = {f["name"]: f for f in figures}
     # Stages hand over through Redis: a pipeline cannot beat the raw chain it is built on.

@@ -42,6 +42,10 @@ def kill_processes_under(root: Path) -> None:
                 pass
 
 
+def _die_with_the_tests() -> None:
+    processes.die_with_parent(signal.SIGTERM)  # a clean stop: `up` then stops its apps too
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid`, deepest first."""
     found: list[int] = []
@@ -130,6 +134,9 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # If the test run itself is killed (no fixture teardown then), its servers get
+                # SIGTERM from the kernel and stop what they started.
+                preexec_fn=_die_with_the_tests,
             )
         self.processes[name] = process
         return process

@@ -1,0 +1,73 @@
+"""Environments get a router slot each, also when they are created at the same time."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlmodel import Session, select
+
+from shared.db import get_engine
+from shared.exceptions import Conflict
+from shared.migrate import upgrade
+from shared.models import App, Environment
+from shared.schemas import AppCreate, EnvironmentCreate
+from shared.services import apps
+
+
+def test_each_environment_gets_the_lowest_free_slot(
+    session: Session, staging: Environment, production: Environment
+) -> None:
+    assert (staging.route_slot, production.route_slot) == (0, 1)
+
+
+def test_when_every_slot_is_taken_creating_an_environment_says_what_to_raise(
+    session: Session, app: App, staging: Environment
+) -> None:
+    with pytest.raises(Conflict, match="SHIPYARD_ROUTER_SLOTS"):
+        apps.create_environment(
+            session=session, app=app, data=EnvironmentCreate(name="qa"), slots=1
+        )
+
+
+def test_a_second_environment_of_the_same_name_is_still_a_conflict(
+    session: Session, app: App, staging: Environment
+) -> None:
+    with pytest.raises(Conflict, match="already exists"):
+        apps.create_environment(session=session, app=app, data=EnvironmentCreate(name="staging"))
+
+
+def test_environments_created_at_once_on_postgresql_get_distinct_slots(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    engine = get_engine(postgres_url)
+    with Session(engine) as session:
+        app = apps.create_app(session=session, data=AppCreate(name="web", repo="/srv/web"))
+        session.commit()
+        app_id = app.id
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def create(name: str) -> None:
+        try:
+            with Session(engine) as session:
+                owner = session.get(App, app_id)
+                assert owner is not None
+                barrier.wait(timeout=30)
+                apps.create_environment(
+                    session=session, app=owner, data=EnvironmentCreate(name=name)
+                )
+                session.commit()
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(f"env-{n}",)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    with Session(engine) as session:
+        slots = sorted(e.route_slot for e in session.exec(select(Environment)).all())
+    assert slots == list(range(6))
+    engine.dispose()
