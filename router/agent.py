@@ -21,7 +21,7 @@ from router.runtime import RouterError, RuntimeAPI
 from router.traffic import web_servers
 from serve.apps import AppSupervisor
 from serve.supervisor import ChildSpec, Supervisor
-from shared import constants
+from shared import constants, processes
 from shared.broker import make_celery
 from shared.db import session_scope
 from shared.exceptions import ConfigurationError
@@ -78,8 +78,8 @@ def run(settings: Settings) -> None:
 
 
 def restore(settings: Settings) -> int:
-    """Put every environment's host names and its live web processes on this host into the
-    router; the number of servers added."""
+    """Put every environment's host names, and the live web processes of this host that still
+    run, into the router; the number of servers added."""
     api = RuntimeAPI(settings.router_dir / "admin.sock")
     map_path = settings.router_dir / "hosts.map"
     this_host = socket.gethostname()
@@ -94,6 +94,8 @@ def restore(settings: Settings) -> int:
         for process in web_servers(route.live_processes):
             if process.get("host", this_host) != this_host or process["server"] in present:
                 continue
+            if "pid" in process and not processes.is_alive(process["pid"], process.get("started")):
+                continue  # died with the host or `up`: the apps' supervision starts it again
             try:
                 api.add_server(backend, process["server"], "127.0.0.1", int(process["port"]))
                 added += 1
