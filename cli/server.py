@@ -13,13 +13,11 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from cli.client import CliError
-from router import agent
-from serve import embedded
 from serve.commands import beat_command, worker_command
 from shared import constants, migrate
 from shared.broker import make_celery
 from shared.db import get_engine, session_scope
-from shared.exceptions import ConfigurationError
+from shared.exceptions import ConfigurationError, ShipyardError
 from shared.logging import configure_logging
 from shared.services.secrets import rotate_secrets
 from shared.settings import Settings
@@ -135,12 +133,14 @@ def worker(
 def router() -> None:
     """This run host's router (HAProxy): stable URLs per environment, switches without a
     dropped request. Run one per run host, beside its run pool; `shipyard up` runs its own."""
+    from router import agent  # the router's code (and the workers' it uses) only here
+
     settings = _settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     try:
         check_services(settings)
         agent.run(settings)
-    except ConfigurationError as exc:
+    except ShipyardError as exc:
         raise CliError(exc.message) from exc
 
 
@@ -179,6 +179,8 @@ def up(
             "or run `shipyard api` and `shipyard worker …` for distributed mode"
         )
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
+    from serve import embedded  # the supervisor's code only here
+
     try:
         embedded.run(settings, embedded.Address(host=host, port=port), verbose=verbose)
     except ConfigurationError as exc:

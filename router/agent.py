@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 
 from router import haproxy
 from router.runtime import RouterError, RuntimeAPI
-from router.traffic import web_servers
+from router.traffic import Route, Traffic, web_servers
 from serve.apps import AppSupervisor
 from serve.supervisor import ChildSpec, Supervisor
 from shared import constants, processes
@@ -32,7 +32,10 @@ from workers.context import WorkerContext
 log = structlog.get_logger(__name__)
 
 HAPROXY = "haproxy"
+# HAProxy is looked at every 0.2 s; the apps every 5th pass (a second): each look reads the
+# store, which on SQLite takes its write lock for a moment.
 CHECK_SECONDS = 0.2
+APPS_EVERY = 5
 
 
 def run(settings: Settings) -> None:
@@ -65,12 +68,18 @@ def run(settings: Settings) -> None:
             log.info("router.ready", port=settings.router_port, servers=restored)
             child = supervisor.children[HAPROXY]
             apps = AppSupervisor(WorkerContext.create(settings, make_celery(settings, "router")))
+            passes = 0
             while not stopping.wait(CHECK_SECONDS):
-                restarts = child.restarts
-                supervisor.check()
-                if child.restarts != restarts and child.running:
-                    restore(settings)  # a restarted HAProxy starts from its empty config
-                apps.check()
+                passes += 1
+                try:
+                    restarts = child.restarts
+                    supervisor.check()
+                    if child.restarts != restarts and child.running:
+                        restore(settings)  # a restarted HAProxy starts from its empty config
+                    if passes % APPS_EVERY == 0:
+                        apps.check()
+                except Exception as exc:  # the store or an app in trouble: HAProxy serves on
+                    log.error("router.pass_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             supervisor.stop()
     finally:
@@ -79,26 +88,28 @@ def run(settings: Settings) -> None:
 
 def restore(settings: Settings) -> int:
     """Put every environment's host names, and the live web processes of this host that still
-    run, into the router; the number of servers added."""
-    api = RuntimeAPI(settings.router_dir / "admin.sock")
-    map_path = settings.router_dir / "hosts.map"
+    run, into the router; the number of processes served."""
+    api = RuntimeAPI(settings.router_socket)
     this_host = socket.gethostname()
-    added = 0
+    served = 0
     with session_scope(settings.sqlalchemy_url) as session:
         known = routes.environment_routes(session=session)
     for route in known:
-        backend = haproxy.backend_name(route.slot)
-        for host in route.hosts:
-            api.set_route(map_path, host, backend)
-        present = api.servers(backend)
-        for process in web_servers(route.live_processes):
-            if process.get("host", this_host) != this_host or process["server"] in present:
-                continue
-            if "pid" in process and not processes.is_alive(process["pid"], process.get("started")):
-                continue  # died with the host or `up`: the apps' supervision starts it again
-            try:
-                api.add_server(backend, process["server"], "127.0.0.1", int(process["port"]))
-                added += 1
-            except RouterError as exc:
-                log.warning("router.restore_failed", server=process["server"], error=exc.message)
-    return added
+        running = [
+            process
+            for process in web_servers(route.live_processes)
+            if process.get("host", this_host) == this_host
+            # Dead with the host or `up`: the apps' supervision starts it again.
+            and ("pid" not in process or processes.is_alive(process["pid"], process.get("started")))
+        ]
+        traffic = Traffic(
+            api,
+            settings.router_map,
+            Route(haproxy.backend_name(route.slot), route.hosts, route.drain_timeout),
+        )
+        try:
+            traffic.serve(running)
+            served += len(running)
+        except RouterError as exc:
+            log.warning("router.restore_failed", slot=route.slot, error=exc.message)
+    return served

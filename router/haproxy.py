@@ -56,7 +56,6 @@ def binary(settings: Settings) -> tuple[Path, dict[str, str]]:
 
 def config(settings: Settings) -> str:
     """haproxy.cfg: one frontend on the router port, a backend per slot, the admin socket."""
-    router = settings.router_dir
     slots = "\n".join(
         f"backend {backend_name(slot)}\n    balance roundrobin\n"
         for slot in range(settings.router_slots)
@@ -64,27 +63,28 @@ def config(settings: Settings) -> str:
     return f"""\
 # Written by Shipyard at each start of the router; changes are made through the admin socket.
 global
-    stats socket {router / "admin.sock"} mode 600 level admin
+    stats socket {settings.router_socket} mode 600 level admin
     stats timeout 30s
     maxconn 4096
 
 defaults
     mode http
-    option httplog
     timeout connect {constants.ROUTER_CONNECT_TIMEOUT_MS}ms
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 10s
     # A process that went away between two requests (it crashed, or its switch is under way):
-    # the request goes to another server of the environment instead of failing.
+    # the request goes to another server of the environment instead of failing. Only a request
+    # that never reached an app, or a GET or HEAD, is sent again: never a POST twice.
     retries 3
-    retry-on conn-failure empty-response response-timeout
+    retry-on conn-failure empty-response
     option redispatch 1
 
 frontend http
     bind {settings.router_host}:{settings.router_port}
     http-request set-var(txn.host) req.hdr(host),lower,word(1,:)
-    use_backend %[var(txn.host),map({router / "hosts.map"})]
+    http-request disable-l7-retry unless METH_GET || METH_HEAD
+    use_backend %[var(txn.host),map({settings.router_map})]
     default_backend {UNKNOWN_HOST_BACKEND}
 
 backend {UNKNOWN_HOST_BACKEND}
@@ -102,23 +102,22 @@ def _unknown_host(settings: Settings) -> str:
 
 def write_config(settings: Settings) -> Path:
     """Write the config (and an empty host map) into the router's folder; the config's path."""
-    router = settings.router_dir
-    router.mkdir(parents=True, exist_ok=True)
-    (router / "hosts.map").write_text("")
-    path = router / "haproxy.cfg"
+    settings.router_dir.mkdir(parents=True, exist_ok=True)
+    settings.router_map.write_text("")
+    path = settings.router_dir / "haproxy.cfg"
     path.write_text(config(settings))
     return path
 
 
 def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
-    """HAProxy in the foreground with the written config (-db: no daemon, logs to stderr)."""
+    """HAProxy in the foreground with the written config (-db: no daemon)."""
     executable, env = binary(settings)
     return [str(executable), "-db", "-f", str(write_config(settings))], env
 
 
 def wait_until_ready(settings: Settings, process: subprocess.Popen[bytes]) -> None:
     """Return once the admin socket answers; raise if HAProxy exits or never does."""
-    api = RuntimeAPI(settings.router_dir / "admin.sock")
+    api = RuntimeAPI(settings.router_socket)
     deadline = time.monotonic() + constants.ROUTER_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -22,9 +22,8 @@ import structlog
 
 from router import haproxy
 from router.runtime import RouterError
-from router.traffic import Route, Traffic, server_name
+from router.traffic import server_name
 from serve.supervisor import Backoff, RestartPolicy
-from shared import routing
 from shared.db import session_scope
 from shared.exceptions import ShipyardError
 from shared.models import Deployment, DeploymentStatus, Environment, Release, utcnow
@@ -32,6 +31,7 @@ from shared.services import deployments
 from workers.context import WorkerContext
 from workers.runners.local import LocalRunner
 from workers.runners.switch import wait_healthy
+from workers.stages.run import traffic_for
 from workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
@@ -67,6 +67,9 @@ class AppSupervisor:
         with session_scope(self._context.db_url) as session:
             live = deployments.live_deployments(session=session, runner="local")
             work = [(d.id, list(d.processes)) for d in live]
+        live_ids = {deployment_id for deployment_id, _ in work}
+        for key in [key for key in self._watched if key[0] not in live_ids]:
+            del self._watched[key]  # replaced since: nothing of it to watch any more
         for deployment_id, records in work:
             for record in records:
                 if record.get("host", self._hostname) != self._hostname or "pid" not in record:
@@ -121,7 +124,7 @@ class AppSupervisor:
             if problem is not None:
                 self._runner.stop([started])
                 log.warning("apps.restart_unhealthy", type=process_type, problem=problem)
-                watched.restart_at = time.monotonic() + watched.backoff.policy.maximum
+                self._exited(deployment_id, record, watched, time.monotonic())
                 return
         fresh = {
             **started,
@@ -163,17 +166,11 @@ class AppSupervisor:
             log.warning("apps.router_remove_failed", error=exc.message)
 
     def _put_back(self, environment: Environment, app: str, record: dict[str, Any]) -> None:
-        if record.get("type") != "web" or environment.route_slot is None:
+        traffic = traffic_for(self._context, environment, app)
+        if traffic is None or record.get("type") != "web":
             return
-        route = Route(
-            backend=haproxy.backend_name(environment.route_slot),
-            hosts=routing.hosts(app, environment.name, list(environment.domains)),
-            drain_timeout=environment.drain_timeout,
-        )
         try:
-            Traffic(self._router, self._context.settings.router_dir / "hosts.map", route).serve(
-                [record]
-            )
+            traffic.serve([record])
         except RouterError as exc:
             log.warning("apps.router_add_failed", error=exc.message)
 

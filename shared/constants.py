@@ -29,8 +29,9 @@ BUILD_TIMEOUT_SECONDS: Final = 600.0
 RELEASE_TIMEOUT_SECONDS: Final = 300.0
 # The run stage waits at most this long for `web` to answer (Dokku and Kamal use 30 s).
 HEALTH_TIMEOUT_SECONDS: Final = 30.0
-# How often the health gate polls the new process (Kamal polls every second; we are local).
-HEALTH_POLL_SECONDS: Final = 0.1
+# How often the health gate polls the new process (Kamal polls every second; we are local, and
+# the poll's step was most of a rollback's time at 0.1 s: see docs/benchmarks.md, serving).
+HEALTH_POLL_SECONDS: Final = 0.02
 # Default health-check path, as Heroku-style apps serve `/`.
 HEALTH_PATH: Final = "/"
 # --- Serving: the router on each run host ---------------------------------------------------

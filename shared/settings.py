@@ -119,11 +119,7 @@ class Settings(BaseSettings):
     def broker_socket(self) -> Path:
         """The embedded broker's unix socket: in the data dir, or in the temporary folder when
         that path is longer than a unix socket's name may be (108 bytes on Linux)."""
-        socket = self.broker_dir / "broker.sock"
-        if len(str(socket).encode()) <= constants.UNIX_SOCKET_PATH_MAX:
-            return socket
-        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"shipyard-{digest}.sock"
+        return _socket_path(self.broker_dir / "broker.sock", self.data_dir, "broker")
 
     @property
     def celery_broker_url(self) -> str:
@@ -149,6 +145,16 @@ class Settings(BaseSettings):
     def router_dir(self) -> Path:
         """The router's config, host map and admin socket on this run host."""
         return self.data_dir / "router"
+
+    @property
+    def router_socket(self) -> Path:
+        """The router's admin socket (in the temporary folder if the data dir is too deep)."""
+        return _socket_path(self.router_dir / "admin.sock", self.data_dir, "router")
+
+    @property
+    def router_map(self) -> Path:
+        """The router's map from host name to backend."""
+        return self.router_dir / "hosts.map"
 
     @property
     def storage_dir(self) -> Path:
@@ -186,6 +192,15 @@ class Settings(BaseSettings):
         if self.mode == "distributed":
             raise ConfigurationError("SHIPYARD_ADMIN_TOKEN is required in distributed mode")
         return _read_or_create(self.data_dir / "admin-token", lambda: secrets.token_urlsafe(32))
+
+
+def _socket_path(preferred: Path, data_dir: Path, name: str) -> Path:
+    """`preferred`, or a path in the temporary folder derived from the data dir when it is
+    longer than a unix socket's name may be: every process computes the same one."""
+    if len(str(preferred).encode()) <= constants.UNIX_SOCKET_PATH_MAX:
+        return preferred
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"shipyard-{digest}-{name}.sock"
 
 
 def _read_or_create(path: Path, make: Callable[[], str]) -> str:

@@ -38,6 +38,9 @@ class WorkerContext:
             celery=celery,
             box=settings.secret_box(),
             store=ArtifactStore(settings.artifact_store_dir),
-            redis=redis.Redis.from_url(settings.redis_url),
-            router=RuntimeAPI(settings.router_dir / "admin.sock"),
+            # A broker that does not answer fails the lock or the live log, never hangs them.
+            redis=redis.Redis.from_url(
+                settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+            ),
+            router=RuntimeAPI(settings.router_socket),
         )

@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from shared import constants
 from shared.db import flush_or_conflict
-from shared.exceptions import Conflict, NotFound
+from shared.exceptions import Conflict, InvalidInput, NotFound
 from shared.models import App, ConfigVersion, Environment
 from shared.schemas import AppCreate, EnvironmentCreate
 
@@ -44,6 +44,7 @@ def create_environment(
     """Add an environment to `app`, with an empty config as its version 1 and a router slot."""
     if _environment_named(session, app, data.name) is not None:
         raise Conflict(f"environment {data.name!r} of app {app.name!r} already exists")
+    _check_domains(session, data.domains)
     taken_by_name = f"environment {data.name!r} of app {app.name!r} already exists"
     for _ in range(_SLOT_ATTEMPTS):
         slot = free_route_slot(session=session, slots=slots)
@@ -61,6 +62,17 @@ def create_environment(
     session.add(ConfigVersion(environment_id=environment.id, version=1))
     session.flush()
     return environment
+
+
+def _check_domains(session: Session, domains: list[str]) -> None:
+    """A custom domain names one environment, and never a `*.localhost` name (those are made
+    from the environment's and app's names)."""
+    if any(domain == "localhost" or domain.endswith(".localhost") for domain in domains):
+        raise InvalidInput("domains under .localhost are given to environments by their names")
+    taken = {d for listed in session.exec(select(Environment.domains)).all() for d in listed}
+    clash = sorted(set(domains) & taken)
+    if clash:
+        raise Conflict(f"{', '.join(clash)} already belongs to another environment")
 
 
 def _environment_named(session: Session, app: App, name: str) -> Environment | None:

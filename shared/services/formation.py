@@ -6,11 +6,11 @@ same health-gated switch with drain as any deploy, recorded as a deployment of c
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from shared.exceptions import InvalidInput
+from shared.exceptions import Conflict, InvalidInput
 from shared.models import App, Environment, Pipeline, PipelineKind, Release
-from shared.services import deployments, pipelines
+from shared.services import deployments, pipelines, queueing
 
 
 def process_count(formation: dict[str, int], process_type: str) -> int:
@@ -25,6 +25,15 @@ def scale(
     the next deploy runs the new formation)."""
     if changes.get("web") == 0:
         raise InvalidInput("web cannot be scaled to 0: it is what the router sends traffic to")
+    # The scale runs the release live now; a pipeline under way could make another one live
+    # first, and the scale would then run the older one again.
+    busy = session.exec(
+        select(Pipeline.id).where(Pipeline.environment_id == environment.id, queueing.active())
+    ).first()
+    if busy is not None:
+        raise Conflict(
+            f"a pipeline of {environment.name} is under way ({busy}); scale once it has ended"
+        )
     environment.formation = {**environment.formation, **changes}
     session.add(environment)
     live = deployments.live_deployment(session=session, environment_id=environment.id)

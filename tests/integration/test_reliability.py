@@ -137,16 +137,18 @@ def test_a_worker_killed_mid_stage_is_replaced_and_the_pipeline_completes_once(
 
 
 def _apps_running(stack: Stack) -> int:
+    """App processes of the stack: process groups (an app and the shell that started it are
+    one) working below its run directory."""
     run_dir = stack.data_dir / "run"
-    count = 0
+    groups = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 if run_dir in Path(os.readlink(proc / "cwd")).parents:
-                    count += 1
+                    groups.add(os.getpgid(int(proc.name)))
             except OSError:
                 continue
-    return count
+    return len(groups)
 
 
 def _finish_all(stack: Stack, ids: list[str]) -> list[dict[str, Any]]:

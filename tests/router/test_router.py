@@ -22,7 +22,8 @@ from tests.integration.stack import free_port
 
 
 class Backend:
-    """A tiny HTTP server that answers its name (and takes a second on /slow)."""
+    """A tiny HTTP server that answers its name (and takes a second on /slow, three on
+    /slower)."""
 
     def __init__(self, name: str) -> None:
         self.port = free_port()
@@ -34,6 +35,8 @@ class Backend:
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
                 if self.path == "/slow":
                     time.sleep(1)
+                if self.path == "/slower":
+                    time.sleep(3)
                 body = name.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -158,15 +161,15 @@ def test_a_drain_that_does_not_end_is_cut_at_the_timeout(
 ) -> None:
     switch = traffic(router, settings, drain=0.2)
     switch.serve([backends["old"].process("old-1")])
-    slow = threading.Thread(target=lambda: _get_quietly(settings, "/slow"))
+    slow = threading.Thread(target=lambda: _get_quietly(settings, "/slower"))
     slow.start()
-    time.sleep(0.3)
+    time.sleep(0.3)  # the request has 2.7 s to go: far longer than the 0.2 s drain timeout
 
     switch.serve([backends["new"].process("new-1")])
     switch.retire([backends["old"].process("old-1")])
     slow.join(timeout=10)
 
-    assert switch.drained_in is not None and switch.drained_in < 0.9
+    assert switch.drained_in is not None and switch.drained_in < 1.0
     assert set(router.servers(haproxy.backend_name(0))) == {"new-1"}
 
 

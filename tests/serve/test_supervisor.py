@@ -35,6 +35,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> N
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.fixture(autouse=True)
+def _structlog() -> Iterator[None]:
+    """capture_logs needs a configured structlog, whatever ran before; put it back after."""
+    before = structlog.get_config()
+    structlog.configure()
+    yield
+    structlog.configure(**before)
+
+
 @pytest.fixture
 def supervisors() -> Iterator[list[Supervisor]]:
     """Supervisors made by a test; every child they still run is stopped afterwards."""
@@ -135,18 +144,22 @@ def test_stop_sends_sigterm_then_sigkill_after_the_grace_period(tmp_path: Path) 
     assert supervisor.children["polite"].process is None
 
 
-def test_a_child_that_exits_while_stopped_is_not_restarted(
+def test_a_stopped_child_is_not_started_again(
     tmp_path: Path, supervisors: list[Supervisor]
 ) -> None:
     spec = ChildSpec(name="sleeper", argv=["sleep", "60"], log_path=tmp_path / "sleeper.log")
     supervisor = Supervisor([spec], policy=FAST)
     supervisors.append(supervisor)
     supervisor.start()
+    pid = supervisor.children["sleeper"].process.pid  # type: ignore[union-attr]
 
     supervisor.stop()
-    time.sleep(FAST.initial * 2)  # longer than any restart delay: nothing may be due
-    supervisor.check()
+    deadline = time.monotonic() + FAST.initial * 4  # longer than any restart delay
+    while time.monotonic() < deadline:
+        supervisor.check()
+        time.sleep(0.01)
 
+    assert not processes.is_alive(pid, None)
     assert supervisor.children["sleeper"].process is None
     assert supervisor.children["sleeper"].restarts == 0
 
@@ -222,6 +235,3 @@ def test_a_recorded_pid_now_used_by_another_process_is_left_alone(tmp_path: Path
     finally:
         other.kill()
         other.wait()
-
-
-structlog.configure()  # capture_logs needs a configured structlog, whatever ran before

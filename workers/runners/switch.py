@@ -21,24 +21,30 @@ log = structlog.get_logger(__name__)
 def wait_healthy(
     runner: Runner, processes: list[ProcessRecord], spec: ReleaseSpec, client: httpx.Client
 ) -> str | None:
-    """None once `web` answers 2xx/3xx on the health path; otherwise why it did not in time."""
-    web = next(p for p in processes if p["type"] == "web")
-    if web.get("url") is None and all(runner.is_running(p) for p in processes):
+    """None once every `web` answers 2xx/3xx on the health path; otherwise why not in time."""
+    webs = [p for p in processes if p["type"] == "web"]
+    if all(web.get("url") is None for web in webs) and all(runner.is_running(p) for p in processes):
         return None  # a web that serves nothing over HTTP (the noop runner): running is healthy
-    url = f"{web['url']}{spec.health_path}"
+    pending = [web for web in webs if web.get("url")]
     deadline = time.monotonic() + spec.health_timeout
     last_problem = "no answer yet"
     while time.monotonic() < deadline:
         for process in processes:
             if not runner.is_running(process):
                 return f"the {process['type']} process exited during the health check"
-        try:
-            response = client.get(url, timeout=min(2.0, spec.health_timeout))
-            if 200 <= response.status_code < 400:
-                return None
-            last_problem = f"GET {spec.health_path} answered {response.status_code}"
-        except httpx.HTTPError as exc:
-            last_problem = f"GET {spec.health_path} failed: {type(exc).__name__}"
+        for web in list(pending):
+            try:
+                response = client.get(
+                    f"{web['url']}{spec.health_path}", timeout=min(2.0, spec.health_timeout)
+                )
+                if 200 <= response.status_code < 400:
+                    pending.remove(web)
+                    continue
+                last_problem = f"GET {spec.health_path} answered {response.status_code}"
+            except httpx.HTTPError as exc:
+                last_problem = f"GET {spec.health_path} failed: {type(exc).__name__}"
+        if not pending:
+            return None
         time.sleep(constants.HEALTH_POLL_SECONDS)
     return f"web did not become healthy within {spec.health_timeout:g}s ({last_problem})"
 

@@ -90,4 +90,4 @@ def traffic_for(context: WorkerContext, environment: Environment, app: str) -> T
         hosts=routing.hosts(app, environment.name, list(environment.domains)),
         drain_timeout=environment.drain_timeout,
     )
-    return Traffic(context.router, context.settings.router_dir / "hosts.map", route)
+    return Traffic(context.router, context.settings.router_map, route)

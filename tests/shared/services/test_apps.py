@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from shared.db import get_engine
-from shared.exceptions import Conflict
+from shared.exceptions import Conflict, InvalidInput
 from shared.migrate import upgrade
 from shared.models import App, Environment
 from shared.schemas import AppCreate, EnvironmentCreate
@@ -71,3 +71,23 @@ def test_environments_created_at_once_on_postgresql_get_distinct_slots(postgres_
         slots = sorted(e.route_slot for e in session.exec(select(Environment)).all())
     assert slots == list(range(6))
     engine.dispose()
+
+
+def test_a_domain_belongs_to_one_environment(session: Session, app: App) -> None:
+    apps.create_environment(
+        session=session, app=app, data=EnvironmentCreate(name="prod", domains=["www.example.com"])
+    )
+
+    with pytest.raises(Conflict, match="www.example.com already belongs"):
+        apps.create_environment(
+            session=session, app=app, data=EnvironmentCreate(name="qa", domains=["www.example.com"])
+        )
+
+
+def test_a_localhost_name_is_not_a_domain_to_claim(session: Session, app: App) -> None:
+    with pytest.raises(InvalidInput, match=".localhost"):
+        apps.create_environment(
+            session=session,
+            app=app,
+            data=EnvironmentCreate(name="qa", domains=["staging.web.localhost"]),
+        )
