@@ -25,7 +25,7 @@ from shared import constants, migrate, processes
 from shared.app_logs import FileSource, Follower
 from shared.db import session_scope
 from shared.exceptions import ConfigurationError
-from shared.services import deployments
+from shared.services import deployments, routes
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -194,14 +194,20 @@ def _wait_for_api(supervisor: Supervisor, address: Address, stopping: threading.
 
 
 def _stop_apps(settings: Settings) -> None:
-    """Stop the app processes `up` ran; their deployments stay live in the store for next time."""
+    """Stop the app processes `up` ran; their deployments stay live in the store for next time.
+    Those of a release replaced while its switch was under way (still draining when the run
+    pool was stopped) are stopped too, and recorded retired."""
     with session_scope(settings.sqlalchemy_url) as session:
         running = deployments.live_deployments(session=session, runner="local", starting=True)
-    for deployment in running:
+        draining = deployments.unretired_deployments(session=session, runner="local")
+    for deployment in [*running, *draining]:
         for record in deployment.processes:
             processes.terminate_group(
                 int(record["pid"]), record.get("started"), constants.STOP_GRACE_SECONDS
             )
+    with session_scope(settings.sqlalchemy_url) as session:
+        for deployment in draining:
+            routes.record_retired(session=session, deployment_id=deployment.id)
 
 
 def log_dir(settings: Settings) -> Path:

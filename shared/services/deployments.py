@@ -128,6 +128,22 @@ def live_deployments(
     return list(session.exec(query))
 
 
+def unretired_deployments(*, session: Session, runner: str) -> list[Deployment]:
+    """Deployments replaced whose processes were never recorded stopped: a switch interrupted
+    during its drain (its run worker stopped or killed)."""
+    query = (
+        select(Deployment)
+        .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+        .where(
+            Deployment.status == DeploymentStatus.SUPERSEDED,
+            col(Deployment.retired_at).is_(None),
+            col(Deployment.switched_at).is_not(None),  # made since switches are recorded
+            Environment.runner == runner,
+        )
+    )
+    return list(session.exec(query))
+
+
 def deployment_view(deployment: Deployment, release_version: int) -> DeploymentPublic:
     """The API view of a deployment whose release's version is known (no table-only column)."""
     return DeploymentPublic(

@@ -14,8 +14,8 @@ from shared.models import (
     Release,
     ReleaseStatus,
 )
-from shared.services import deployments
-from tests.shared.factories import make_artifact, make_release
+from shared.services import deployments, routes
+from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:5000", "pid": 1}
 
@@ -163,3 +163,25 @@ def test_current_shows_the_live_release_and_its_processes(
     assert current.release.version == 2
     assert current.deployment.release_version == 2
     assert [(p.type, p.url) for p in current.processes] == [("web", "http://127.0.0.1:5000")]
+
+
+def test_a_replaced_deployment_never_retired_is_found_to_be_stopped(
+    session: Session, app: App, staging: Environment
+) -> None:
+    ids = []
+    for _ in range(3):
+        release = make_release(session, app, staging, make_artifact(session, app, f"a{len(ids)}"))
+        pipeline = make_pipeline(session, app, staging)
+        deployment = deployments.begin_deployment(
+            session=session, pipeline_id=pipeline.id, release=release, cause="deploy"
+        )
+        assert deployment is not None
+        deployments.go_live(session=session, deployment=deployment, processes=[])
+        routes.record_switched(session=session, deployment_id=deployment.id)
+        ids.append(deployment.id)
+    routes.record_retired(session=session, deployment_id=ids[0])  # its switch ran to the end
+    session.commit()
+
+    found = deployments.unretired_deployments(session=session, runner="local")
+
+    assert [d.id for d in found] == [ids[1]]  # replaced mid-drain; the live one is not in it
