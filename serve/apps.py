@@ -26,11 +26,10 @@ from router.traffic import server_name
 from serve.supervisor import Backoff, RestartPolicy
 from shared.db import session_scope
 from shared.exceptions import ShipyardError
-from shared.models import Deployment, DeploymentStatus, Environment, Release, utcnow
+from shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
 from shared.services import deployments
 from workers.context import WorkerContext
 from workers.runners.local import LocalRunner
-from workers.runners.switch import wait_healthy
 from workers.stages.run import traffic_for
 from workers.stages.spec import release_spec
 
@@ -83,10 +82,12 @@ class AppSupervisor:
         key = (deployment_id, str(record["type"]), int(record.get("index", 1)))
         watched = self._watched.setdefault(key, _Watched(Backoff(self._policy)))
         now = time.monotonic()
-        if record.get("status") == "running":
-            if self._runner.is_running(record):
-                return
-            self._exited(deployment_id, record, watched, now)
+        status = record.get("status")
+        if status == "running":
+            if not self._runner.is_running(record):
+                self._exited(deployment_id, record, watched, now)
+        elif status == "starting":
+            self._check_started(deployment_id, record, watched, now)
         elif watched.restart_at is None or now >= watched.restart_at:
             self._restart(deployment_id, record, watched)
 
@@ -97,7 +98,8 @@ class AppSupervisor:
         delay, began_crashing = watched.backoff.exited(now, watched.started_at)
         watched.restart_at = now + delay
         status = "crashed" if watched.backoff.crashing else "restarting"
-        self._take_out(deployment_id, record)
+        if record.get("status") == "running":  # a process still starting was never routed to
+            self._take_out(deployment_id, record)
         self._update(deployment_id, record, {**record, "status": status, "last_exit": exit_status})
         event = dict(type=record["type"], index=record.get("index", 1), exit_code=exit_status)
         if began_crashing:
@@ -106,28 +108,22 @@ class AppSupervisor:
             log.warning("apps.exited", restart_in=round(delay, 1), **event)
 
     def _restart(self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched) -> None:
+        """Start the process again; a `web` one is `starting` until it answers its health
+        check, which later passes look at (a pass never waits for an app)."""
         with session_scope(self._context.db_url) as session:
             deployment = session.get(Deployment, deployment_id)
             if deployment is None or deployment.status != DeploymentStatus.LIVE:
                 return
             release = session.get(Release, deployment.release_id)
-            environment = session.get(Environment, deployment.environment_id)
-            assert release is not None and environment is not None
+            assert release is not None
             spec = release_spec(session, self._context, release, str(deployment_id))
         process_type, index = str(record["type"]), int(record.get("index", 1))
         started = self._runner.start_process(spec, process_type, index)
         watched.started_at = time.monotonic()
         watched.restart_at = None
-        if process_type == "web":
-            with httpx.Client(trust_env=False, verify=False) as client:
-                problem = wait_healthy(self._runner, [started], spec, client)
-            if problem is not None:
-                self._runner.stop([started])
-                log.warning("apps.restart_unhealthy", type=process_type, problem=problem)
-                self._exited(deployment_id, record, watched, time.monotonic())
-                return
         fresh = {
             **started,
+            "status": "starting" if process_type == "web" else "running",
             "restarts": int(record.get("restarts", 0)) + 1,
             "last_exit": record.get("last_exit"),
             "restarted_at": utcnow().isoformat(),
@@ -135,8 +131,39 @@ class AppSupervisor:
         if not self._update(deployment_id, record, fresh):
             self._runner.stop([started])  # the deployment was replaced meanwhile
             return
-        self._put_back(environment, spec.app, fresh)
         log.info("apps.restarted", type=process_type, index=index, restarts=fresh["restarts"])
+
+    def _check_started(
+        self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched, now: float
+    ) -> None:
+        """A restarted `web`: back in the router once healthy, an exit if it never gets so."""
+        if not self._runner.is_running(record):
+            self._exited(deployment_id, record, watched, now)
+            return
+        with session_scope(self._context.db_url) as session:
+            deployment = session.get(Deployment, deployment_id)
+            environment = (
+                session.get(Environment, deployment.environment_id) if deployment else None
+            )
+            app = session.get(App, environment.app_id) if environment else None
+        if environment is None or app is None:
+            return
+        try:
+            answer = httpx.get(
+                f"{record['url']}{environment.health_path}", timeout=1.0, trust_env=False
+            )
+            healthy = 200 <= answer.status_code < 400
+        except httpx.HTTPError:
+            healthy = False
+        if healthy:
+            running = {**record, "status": "running"}
+            if self._update(deployment_id, record, running):
+                self._put_back(environment, app.name, running)
+            return
+        if now - watched.started_at > environment.health_timeout:
+            log.warning("apps.restart_unhealthy", type=record["type"], index=record.get("index"))
+            self._runner.stop([record])
+            self._exited(deployment_id, record, watched, now)
 
     def _update(self, deployment_id: uuid.UUID, old: dict[str, Any], new: dict[str, Any]) -> bool:
         """Replace the process's record on the deployment if it is still live."""

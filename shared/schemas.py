@@ -256,7 +256,9 @@ class DeploymentPublic(BaseModel):
 class ProcessPublic(BaseModel):
     type: str
     index: int = 1  # web.1, web.2, … with a formation of several
-    status: str  # running, restarting, crashed (restarted, but it keeps exiting)
+    # running; restarting (it exited: started again after a delay); starting (restarted, not
+    # yet healthy); crashed (it keeps exiting: still restarted, every 30 s)
+    status: str
     url: str | None  # the process's own address; the environment's stable URL is the router's
     restarts: int = 0  # how often the run host started it again after it exited
     last_exit: int | None = None  # its last exit status (a signal shows as 128 + its number)

@@ -121,3 +121,31 @@ def test_logs_of_a_process_type_the_release_does_not_have_are_404(
 
     assert response.status_code == 404
     assert "no 'clock' process" in response.json()["detail"]
+
+
+def test_scaling_sets_the_formation_and_needs_the_environments_deploy_scope(
+    client: TestClient, anonymous: TestClient, staging: str
+) -> None:
+    body = {"name": "prod-deployer", "scopes": ["deploy:production"]}
+    token = client.post("/v1/tokens", json=body).json()["token"]
+
+    refused = anonymous.patch(
+        f"{staging}/formation",
+        json={"processes": {"web": 2}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    scaled = client.patch(f"{staging}/formation", json={"processes": {"web": 2, "worker": 0}})
+
+    assert refused.status_code == 403
+    assert scaled.status_code == 200, scaled.text
+    assert scaled.json() == {"formation": {"web": 2, "worker": 0}, "pipeline_id": None}
+    assert client.get(f"{staging}/formation").json()["formation"] == {"web": 2, "worker": 0}
+
+
+@pytest.mark.parametrize(
+    "body", [{"processes": {}}, {"processes": {"web": -1}}, {"processes": {"web": 101}}, {}]
+)
+def test_a_formation_out_of_bounds_is_422(
+    client: TestClient, staging: str, body: dict[str, Any]
+) -> None:
+    assert client.patch(f"{staging}/formation", json=body).status_code == 422

@@ -284,3 +284,36 @@ def test_an_environment_may_keep_its_storage_in_a_directory_of_its_own(
 
     assert result.output.strip() == str(own) and own.is_dir()
     assert started[0]["storage"] == str(own)
+
+
+def test_the_formation_starts_as_many_processes_of_a_type_each_on_its_own_port(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store), formation={"web": 3})
+
+    started.extend(health_gated_start(runner, spec))
+
+    assert [(p["type"], p["index"]) for p in started] == [("web", 1), ("web", 2), ("web", 3)]
+    assert len({p["port"] for p in started}) == 3
+    assert len({p["server"] for p in started}) == 3
+    assert all(httpx.get(p["url"], trust_env=False).status_code == 200 for p in started)
+
+
+def test_a_process_that_exits_leaves_its_status_and_one_can_be_started_again(
+    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    artifact = make_artifact(tmp_path, store, {"Procfile": "web: sleep 60\nonce: sh -c 'exit 7'\n"})
+    spec = make_spec(artifact)
+    started.extend(runner.start(spec))
+    once = next(p for p in started if p["type"] == "once")
+    deadline = time.monotonic() + 10
+    while runner.is_running(once) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert not runner.is_running(once)
+    assert runner.exit_status(once) == 7
+    again = runner.start_process(spec, "once", 1)
+    started.append(again)
+    assert again["pid"] != once["pid"] and again["index"] == 1
+    with pytest.raises(StageFailed, match="no 'clock' process"):
+        runner.start_process(spec, "clock", 1)

@@ -1,0 +1,76 @@
+"""Formation: process counts per environment; a scale runs the live release again."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from shared.exceptions import Conflict, InvalidInput
+from shared.models import App, Environment, Pipeline, PipelineKind, PipelineStatus
+from shared.services import deployments, formation
+from tests.shared.factories import make_artifact, make_pipeline, make_release
+
+
+def _live(session: Session, app: App, environment: Environment) -> None:
+    release = make_release(session, app, environment, make_artifact(session, app))
+    pipeline = make_pipeline(session, app, environment)
+    deployment = deployments.begin_deployment(
+        session=session, pipeline_id=pipeline.id, release=release, cause="deploy"
+    )
+    assert deployment is not None
+    deployments.go_live(session=session, deployment=deployment, processes=[])
+    for ended in session.exec(select(Pipeline).where(Pipeline.environment_id == environment.id)):
+        ended.status = PipelineStatus.SUCCEEDED  # every pipeline that made it live is done
+        session.add(ended)
+    session.commit()
+
+
+def test_a_type_not_set_runs_once() -> None:
+    assert formation.process_count({"web": 3}, "web") == 3
+    assert formation.process_count({"web": 3}, "worker") == 1
+
+
+def test_with_nothing_live_the_formation_waits_for_the_next_deploy(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = formation.scale(
+        session=session, app=app, environment=staging, changes={"web": 2}, trigger="api"
+    )
+
+    assert pipeline is None
+    assert staging.formation == {"web": 2}
+
+
+def test_a_scale_runs_the_live_release_again_with_the_new_counts(
+    session: Session, app: App, staging: Environment
+) -> None:
+    _live(session, app, staging)
+    live = deployments.live_deployment(session=session, environment_id=staging.id)
+    assert live is not None
+
+    pipeline = formation.scale(
+        session=session, app=app, environment=staging, changes={"worker": 2}, trigger="api"
+    )
+
+    assert pipeline is not None and pipeline.kind == PipelineKind.SCALE
+    assert pipeline.release_id == live.release_id
+    assert staging.formation == {"worker": 2}
+
+
+def test_web_cannot_be_scaled_to_zero(session: Session, app: App, staging: Environment) -> None:
+    with pytest.raises(InvalidInput, match="web cannot be scaled to 0"):
+        formation.scale(
+            session=session, app=app, environment=staging, changes={"web": 0}, trigger="api"
+        )
+
+
+def test_a_scale_waits_for_a_pipeline_under_way(
+    session: Session, app: App, staging: Environment
+) -> None:
+    _live(session, app, staging)
+    make_pipeline(session, app, staging)  # a deploy, queued
+
+    with pytest.raises(Conflict, match="under way"):
+        formation.scale(
+            session=session, app=app, environment=staging, changes={"web": 2}, trigger="api"
+        )
