@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -13,6 +14,8 @@ from shared.schemas import AppCreate, EnvironmentCreate
 
 # Concurrent creates that race for the same router slot: each retry takes the next free one.
 _SLOT_ATTEMPTS = 20
+# The advisory lock that makes environment creates take turns for a slot (any fixed number).
+_SLOT_LOCK_KEY = 0x5348_5950_5244  # "SHIPRD"
 
 
 def create_app(*, session: Session, data: AppCreate) -> App:
@@ -81,7 +84,11 @@ def _environment_named(session: Session, app: App, name: str) -> Environment | N
 
 
 def free_route_slot(*, session: Session, slots: int) -> int:
-    """The lowest router slot no environment has (a unique index settles a race)."""
+    """The lowest router slot no environment has. On PostgreSQL, creates take turns (an
+    advisory lock held to the end of the transaction), so racing ones never pick the same slot;
+    SQLite's transactions take turns already. The unique index stays the last word."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SLOT_LOCK_KEY})
     taken = set(
         session.exec(
             select(Environment.route_slot).where(col(Environment.route_slot).is_not(None))
