@@ -24,5 +24,6 @@ def url(settings: Settings, app: str, environment: str) -> str:
 def environment_public(settings: Settings, environment: Environment, app: str) -> EnvironmentPublic:
     """The API's view of an environment, with its stable URL."""
     view = EnvironmentPublic.model_validate(environment, from_attributes=True)
-    view.url = url(settings, app, environment.name)
+    if environment.route_slot is not None:  # a noop environment is never routed to
+        view.url = url(settings, app, environment.name)
     return view

@@ -46,7 +46,8 @@ def current(app: str, env: str, session: SessionDep, settings: SettingsDep) -> C
     live = deployments.current(session=session, environment=environment)
     if live is None:
         raise NotFound(f"nothing is live in {app}/{env} yet")
-    live.url = routing.url(settings, app, env)
+    if environment.route_slot is not None:
+        live.url = routing.url(settings, app, env)
     return live
 
 

@@ -50,7 +50,8 @@ def create_environment(
     _check_domains(session, data.domains)
     taken_by_name = f"environment {data.name!r} of app {app.name!r} already exists"
     for _ in range(_SLOT_ATTEMPTS):
-        slot = free_route_slot(session=session, slots=slots)
+        # The noop runner serves nothing over HTTP: its environments take no router slot.
+        slot = None if data.runner == "noop" else free_route_slot(session=session, slots=slots)
         environment = Environment(app_id=app.id, route_slot=slot, **data.model_dump())
         try:
             with session.begin_nested():  # a savepoint: a refused insert leaves the rest intact

@@ -91,3 +91,11 @@ def test_a_localhost_name_is_not_a_domain_to_claim(session: Session, app: App) -
             app=app,
             data=EnvironmentCreate(name="qa", domains=["staging.web.localhost"]),
         )
+
+
+def test_an_environment_of_the_noop_runner_takes_no_router_slot(session: Session, app: App) -> None:
+    bench = apps.create_environment(
+        session=session, app=app, data=EnvironmentCreate(name="bench", runner="noop")
+    )
+
+    assert bench.route_slot is None
