@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_the_serving_smoke_run_reports_switches_drains_and_the_routers_latency(
             [
                 sys.executable, "-m", "bench", "--smoke", "--only", "serving",
                 "--redis-url", redis_url,
-                "--namespace", broker_namespace,
+                "--namespace", f"{broker_namespace}-bench-{uuid.uuid4().hex[:6]}",
                 "--postgres-dsn", postgres_server,
                 "--database-url", database_url,
                 "--json", str(figures_file),

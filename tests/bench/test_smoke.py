@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_the_smoke_run_produces_a_positive_median_for_every_figure(
             [
                 sys.executable, "-m", "bench", "--smoke",
                 "--redis-url", redis_url,
-                "--namespace", broker_namespace,
+                "--namespace", f"{broker_namespace}-bench-{uuid.uuid4().hex[:6]}",
                 "--postgres-dsn", postgres_server,
                 "--database-url", database_url,
                 "--out", str(report),
