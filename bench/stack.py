@@ -94,7 +94,11 @@ class Stack:
         }
         self.db = psycopg.connect(self.dsn, autocommit=True)
         self.redis = redis.Redis.from_url(self.services.redis_url)
-        self.client = httpx.Client(timeout=60, trust_env=False)
+        # Idle connections are dropped after 2 s, before uvicorn closes them at 5 s: a request
+        # never goes out on a connection the server is closing (a reset, once in a while).
+        self.client = httpx.Client(
+            timeout=60, trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)
+        )
 
     # --- processes ----------------------------------------------------------------------------
 
