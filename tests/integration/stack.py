@@ -119,6 +119,9 @@ class Stack:
             headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
             timeout=30,
             trust_env=False,
+            # Idle connections dropped before uvicorn closes them (5 s): never a reused one
+            # that the server is closing.
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     def log_path(self, name: str) -> Path:
