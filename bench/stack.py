@@ -117,6 +117,9 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # A harness killed before it could stop them (a smoke run past its time limit)
+                # takes its servers with it.
+                preexec_fn=_die_with_the_harness,
             )
         self.processes[name] = process
         return process
@@ -269,3 +272,7 @@ class Stack:
                     os.kill(int(proc.name), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def _die_with_the_harness() -> None:
+    processes.die_with_parent(signal.SIGTERM)
