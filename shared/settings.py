@@ -16,6 +16,7 @@ from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import constants
+from shared.artifacts.location import StoreLocation, parse_store_url
 from shared.crypto import SecretBox, parse_keys
 from shared.exceptions import ConfigurationError
 
@@ -47,7 +48,16 @@ class Settings(BaseSettings):
     broker_namespace: str = "shipyard"
     secret_key: SecretStr | None = None
     admin_token: SecretStr | None = None
+    # Where artifacts are kept: file:///dir (default $DATA_DIR/artifacts) or an OCI registry,
+    # oci://host[:port]/namespace, with optional credentials (secret) and TLS settings.
+    artifact_store: str | None = None
+    # Replaced by SHIPYARD_ARTIFACT_STORE=file:///dir; refused with that advice if still set.
     artifact_dir: Path | None = None
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+    # None: HTTPS, except plain HTTP for a registry on a loopback address.
+    registry_plain_http: bool | None = None
+    registry_ca_file: Path | None = None
     build_timeout: float = constants.BUILD_TIMEOUT_SECONDS
     release_timeout: float = constants.RELEASE_TIMEOUT_SECONDS
     retention_releases: int = constants.RETENTION_RELEASES
@@ -63,8 +73,15 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = constants.NOTIFY_TIMEOUT_SECONDS
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
+    # Where this host's worker processes write their Prometheus metrics (multiprocess mode);
+    # by default `$DATA_DIR/metrics`. `shipyard up` wipes it at start (docs/operations.md).
+    metrics_dir: Path | None = None
+    # `shipyard worker --metrics-port`: serve this host's worker metrics on their own port
+    # (hosts without the API); off by default, and bound to loopback unless told otherwise.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
-    @field_validator("data_dir", "artifact_dir")
+    @field_validator("data_dir", "artifact_dir", "metrics_dir", "registry_ca_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().absolute() if value is not None else None
@@ -85,6 +102,13 @@ class Settings(BaseSettings):
                 "SHIPYARD_BROKER_URL must be a Redis URL (redis://, rediss:// or "
                 "redis+socket:///path); leave it unset for embedded mode"
             )
+        if self.artifact_dir is not None:
+            raise ValueError(
+                "SHIPYARD_ARTIFACT_DIR was replaced by SHIPYARD_ARTIFACT_STORE: set "
+                f"SHIPYARD_ARTIFACT_STORE=file://{self.artifact_dir} instead"
+            )
+        if self.artifact_store is not None:
+            parse_store_url(self.artifact_store)  # a malformed one is refused at start-up
         if self.mode == "distributed" and self.secret_key is None:
             raise ValueError("SHIPYARD_SECRET_KEY is required in distributed mode")
         if self.admin_token is not None:
@@ -106,9 +130,15 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'shipyard.db'}"
 
     @property
-    def artifact_store_dir(self) -> Path:
-        """Where content-addressed artifacts are kept."""
-        return self.artifact_dir or self.data_dir / "artifacts"
+    def artifact_store_location(self) -> StoreLocation:
+        """The artifact store: a directory (by default in the data dir) or an OCI registry."""
+        url = self.artifact_store or f"file://{self.data_dir / 'artifacts'}"
+        return parse_store_url(url, plain_http=self.registry_plain_http)
+
+    @property
+    def artifact_cache_dir(self) -> Path:
+        """This host's content-addressed cache of artifacts pulled from a registry."""
+        return self.data_dir / "cache" / "artifacts"
 
     @property
     def broker_dir(self) -> Path:
@@ -160,6 +190,11 @@ class Settings(BaseSettings):
     def storage_dir(self) -> Path:
         """Environments' persistent storage on a local run host (one folder per app and env)."""
         return self.data_dir / "storage"
+
+    @property
+    def metrics_store_dir(self) -> Path:
+        """This host's worker metrics files (PROMETHEUS_MULTIPROC_DIR of its processes)."""
+        return self.metrics_dir or self.data_dir / "metrics"
 
     @property
     def work_dir(self) -> Path:

@@ -8,7 +8,7 @@ import redis
 from celery import Celery
 
 from router.runtime import RuntimeAPI
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import ArtifactStore, open_store
 from shared.crypto import SecretBox
 from shared.settings import Settings
 
@@ -31,13 +31,13 @@ class WorkerContext:
     @classmethod
     def create(cls, settings: Settings, celery: Celery) -> WorkerContext:
         """Build the context from settings; called when a worker process first runs a task."""
-        for folder in (settings.work_dir, settings.run_dir, settings.artifact_store_dir):
+        for folder in (settings.work_dir, settings.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return cls(
             settings=settings,
             celery=celery,
             box=settings.secret_box(),
-            store=ArtifactStore(settings.artifact_store_dir),
+            store=open_store(settings),
             # A broker that does not answer fails the lock or the live log, never hangs them.
             redis=redis.Redis.from_url(
                 settings.redis_url, socket_timeout=5, socket_connect_timeout=5

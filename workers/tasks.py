@@ -82,8 +82,17 @@ def run_stage(self: StageTask, event: dict[str, Any]) -> None:
 
 @app.task(name=constants.REMOVE_ARTIFACTS_TASK, base=StageTask, bind=True, **_RETRY)
 def remove_artifacts(self: StageTask, event: dict[str, Any]) -> None:
-    """Delete the files (or images) of garbage-collected artifacts."""
-    remove_expired_artifacts(self.context, ArtifactsExpired.model_validate(event).artifact_ids)
+    """Delete the files, registry manifests or images of garbage-collected artifacts."""
+    failed = remove_expired_artifacts(
+        self.context, ArtifactsExpired.model_validate(event).artifact_ids
+    )
+    if failed:  # the store was unreachable: try those again later, with backoff
+        countdown = min(2 ** (self.request.retries + 1), 300)
+        raise self.retry(
+            args=[ArtifactsExpired(artifact_ids=failed).model_dump(mode="json")],
+            countdown=countdown,
+            max_retries=10,
+        )
 
 
 @app.task(name=constants.RECONCILE_TASK, base=StageTask, bind=True, **_RETRY)

@@ -9,6 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
+from shared.artifacts import StoreLocation
 from shared.crypto import SecretBox
 from shared.exceptions import ConfigurationError
 from shared.settings import ClientSettings, Settings
@@ -21,7 +22,7 @@ def test_without_a_broker_settings_are_embedded_with_sqlite_in_the_data_dir(
 
     assert settings.mode == "embedded"
     assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'shipyard.db'}"
-    assert settings.artifact_store_dir == tmp_path / "artifacts"
+    assert settings.artifact_store_location == StoreLocation(directory=tmp_path / "artifacts")
     assert settings.broker_dir == tmp_path / "broker"
     assert settings.broker_socket == tmp_path / "broker" / "broker.sock"
     assert settings.celery_broker_url == f"redis+socket://{tmp_path}/broker/broker.sock"

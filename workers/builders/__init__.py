@@ -16,7 +16,7 @@ BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
     # A Python app without a build command of its own gets the Python buildpack (detected).
     "local": lambda context: LocalBuilder(context.store, (PythonBuildpack(),)),
     "python": lambda context: PythonBuilder(context.store),
-    "docker": lambda context: DockerBuilder(docker_client()),
+    "docker": lambda context: DockerBuilder(docker_client(), context.store.images),
     "noop": lambda context: NoopBuilder(context.store, build_wait_seconds()),
 }
 

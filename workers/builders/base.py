@@ -42,6 +42,6 @@ class Builder(Protocol):
         """Build `request`, writing output to `log`; raise StageFailed with the reason."""
         ...
 
-    def remove(self, artifact_id: str) -> None:
-        """Delete a garbage-collected artifact; one already gone is fine."""
+    def remove(self, app: str, artifact_id: str) -> None:
+        """Delete app `app`'s garbage-collected artifact; one already gone is fine."""
         ...

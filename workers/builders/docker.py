@@ -1,4 +1,8 @@
-"""The Docker builder: the commit's own Dockerfile, built by a Docker Engine into a tagged image."""
+"""The Docker builder: the commit's own Dockerfile, built by a Docker Engine into a tagged image.
+
+With a registry as the artifact store the image is pushed there, and the artifact id is the
+pushed manifest's digest: a run host on another engine pulls exactly that (`repo@sha256:…`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import structlog
 from docker.errors import APIError, DockerException, ImageNotFound
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
+from shared.artifacts import ImageRegistry
 from shared.exceptions import StageFailed
 from workers.build_log import BuildLog
 from workers.builders.base import BuildRequest, BuiltArtifact
@@ -42,12 +47,14 @@ def image_tag(app: str, commit_sha: str) -> str:
 
 
 class DockerBuilder:
-    """Builds the exported commit with its Dockerfile; the artifact id is the image id."""
+    """Builds the exported commit with its Dockerfile; the artifact id is the image id, or the
+    manifest digest of the pushed image when there is a registry."""
 
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, registry: ImageRegistry | None = None) -> None:
         self._client = client
+        self._registry = registry
 
     def build(self, request: BuildRequest, log: BuildLog) -> BuiltArtifact:
         if not (request.source_dir / DOCKERFILE).is_file():
@@ -59,13 +66,50 @@ class DockerBuilder:
         image_id = self._stream_build(request, tag, log)
         size = self._image_size(image_id)
         log.write(f"-----> Image {image_id} ({size} bytes)")
-        return BuiltArtifact(digest=image_id, size=size, location=tag)
+        if self._registry is None:
+            return BuiltArtifact(digest=image_id, size=size, location=tag)
+        digest, reference = self._push(self._registry, request, image_id, log)
+        return BuiltArtifact(digest=digest, size=size, location=reference)
 
-    def remove(self, artifact_id: str) -> None:
-        """Delete the image and its tags; one already gone is fine."""
+    def _push(
+        self, registry: ImageRegistry, request: BuildRequest, image_id: str, log: BuildLog
+    ) -> tuple[str, str]:
+        """Push the image; its manifest digest and `repo@digest` reference."""
+        repository = registry.image_repository(request.app)
+        # One tag per image (commit and image id): a rebuild never untags an older image that
+        # a release may still need.
+        push_tag = f"{request.commit_sha[:12]}-{image_id.removeprefix('sha256:')[:12]}"
+        log.write(f"-----> Pushing {repository}:{push_tag}")
+        try:
+            self._client.api.tag(image_id, repository, push_tag)
+            chunks = self._client.api.push(
+                repository,
+                tag=push_tag,
+                stream=True,
+                decode=True,
+                auth_config=registry.docker_auth(),
+            )
+            digest = _pushed_digest(chunks, repository)
+        except APIError as exc:
+            raise StageFailed(
+                f"docker push to {repository} failed: {exc.explanation or exc}"
+            ) from exc
+        except (DockerException, OSError, HTTPError) as exc:
+            raise StageFailed(
+                f"lost the Docker engine while pushing to {repository} ({exc})"
+            ) from exc
+        log.write(f"-----> Pushed {repository}@{digest}")
+        return digest, f"{repository}@{digest}"
+
+    def remove(self, app: str, artifact_id: str) -> None:
+        """Delete the image (from the registry too, if there is one); a gone one is fine."""
+        reference = artifact_id
+        if self._registry is not None:
+            self._registry.delete_image(app, artifact_id)
+            reference = f"{self._registry.image_repository(app)}@{artifact_id}"
         try:
             # force untags it everywhere and ignores stopped containers.
-            self._client.images.remove(artifact_id, force=True)
+            self._client.images.remove(reference, force=True)
         except ImageNotFound:
             pass
         except APIError as exc:
@@ -115,6 +159,25 @@ class DockerBuilder:
             return int(self._client.images.get(image_id).attrs["Size"])
         except ImageNotFound as exc:
             raise StageFailed(f"the built image {image_id} disappeared from the engine") from exc
+
+
+def _pushed_digest(chunks: Iterable[dict[str, Any]], repository: str) -> str:
+    """The manifest digest from a push's JSON stream; an error in it fails the build."""
+    digest: str | None = None
+    for chunk in chunks:
+        if "error" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            raise StageFailed(
+                f"docker push to {repository} failed: {detail.get('message') or chunk['error']} "
+                "(the registry in SHIPYARD_ARTIFACT_STORE must be reachable from the Docker "
+                "engine, with SHIPYARD_REGISTRY_USERNAME / _PASSWORD if it needs them)"
+            )
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and "Digest" in aux:
+            digest = str(aux["Digest"])
+    if digest is None:
+        raise StageFailed(f"docker push to {repository} ended without naming a digest")
+    return digest
 
 
 def _follow(chunks: Iterable[dict[str, Any]], log: BuildLog, *, timeout: float) -> str:

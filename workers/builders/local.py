@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import ArtifactStore
 from shared.exceptions import StageFailed
 from shared.manifest import BuildManifest, read_build_manifest
 from workers.build_log import BuildLog
@@ -63,12 +63,12 @@ class LocalBuilder:
         check_relocatable(request.source_dir, (request.work_dir, request.source_dir))
         tarball = request.work_dir / "artifact.tar.gz"
         pack_reproducibly(request.source_dir, tarball, mtime=request.commit_timestamp)
-        digest, size, path = self._store.put(tarball)
-        log.write(f"-----> Artifact {digest} ({size} bytes)")
-        return BuiltArtifact(digest=digest, size=size, location=str(path))
+        stored = self._store.put(tarball, app=request.app)
+        log.write(f"-----> Artifact {stored.digest} ({stored.size} bytes)")
+        return BuiltArtifact(digest=stored.digest, size=stored.size, location=stored.location)
 
-    def remove(self, artifact_id: str) -> None:
-        self._store.remove(artifact_id)
+    def remove(self, app: str, artifact_id: str) -> None:
+        self._store.remove(artifact_id, app=app)
 
     def buildpack_for(self, source_dir: Path, manifest: BuildManifest) -> Buildpack | None:
         """As Heroku detects: the first buildpack that recognises the app, unless the app's own

@@ -13,7 +13,7 @@ import shutil
 import time
 
 from shared import constants
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import ArtifactStore
 from shared.exceptions import StageFailed
 from workers.build_log import BuildLog
 from workers.builders.base import BuildRequest, BuiltArtifact
@@ -58,9 +58,9 @@ class NoopBuilder:
             shutil.copyfile(procfile, contents / constants.PROCFILE)
         tarball = request.work_dir / "artifact.tar.gz"
         pack_reproducibly(contents, tarball, mtime=request.commit_timestamp)
-        digest, size, path = self._store.put(tarball)
-        log.write(f"-----> Noop artifact {digest} ({size} bytes)")
-        return BuiltArtifact(digest=digest, size=size, location=str(path))
+        stored = self._store.put(tarball, app=request.app)
+        log.write(f"-----> Noop artifact {stored.digest} ({stored.size} bytes)")
+        return BuiltArtifact(digest=stored.digest, size=stored.size, location=stored.location)
 
-    def remove(self, artifact_id: str) -> None:
-        self._store.remove(artifact_id)
+    def remove(self, app: str, artifact_id: str) -> None:
+        self._store.remove(artifact_id, app=app)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import ArtifactStore
 from shared.exceptions import StageFailed
 from shared.manifest import BuildManifest
 from workers.build_log import BuildLog

@@ -16,7 +16,7 @@ RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
     "local": lambda context: LocalRunner(
         context.store, context.settings.run_dir, context.settings.storage_dir
     ),
-    "docker": lambda context: DockerRunner(docker_client()),
+    "docker": lambda context: DockerRunner(docker_client(), context.store.images),
     "noop": lambda context: NoopRunner(context.store),
 }
 

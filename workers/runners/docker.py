@@ -4,6 +4,10 @@ Image convention: the app lives in the image's WORKDIR with its Procfile at the 
 image has a `/bin/sh` (Procfile commands are shell lines, as on Heroku). The Procfile is read out of
 the image itself, so what runs is exactly what was built. An image without a Procfile runs its own
 ENTRYPOINT/CMD as `web`, as Heroku's container runtime, Dokku and Kamal do.
+
+With a registry as the artifact store, the release's image is pulled by its manifest digest
+(`repo@sha256:…`, which the engine verifies) unless this engine already has it, and containers
+run from that image, never from a tag.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from shared import constants
+from shared.artifacts import ImageRegistry
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.manifest import process_types, read_procfile
 from shared.services.formation import process_count
@@ -45,13 +50,14 @@ class DockerRunner:
 
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, registry: ImageRegistry | None = None) -> None:
         self._client = client
+        self._registry = registry
         self._host_network: bool | None = None
 
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         with engine_errors("start the release"):
-            image = verified_image(self._client, spec)
+            image = self._image(spec)
             procfile = image_processes(self._client, image, spec)
             self._remove_leftovers(spec.deployment_id)
             started: list[ProcessRecord] = []
@@ -65,6 +71,13 @@ class DockerRunner:
                 self.stop(started)
                 raise
         return started
+
+    def _image(self, spec: ReleaseSpec) -> Any:
+        """The release's image on this engine: pulled by digest from the registry if there is
+        one, else the engine's own image, checked against its tag."""
+        if self._registry is None:
+            return verified_image(self._client, spec)
+        return pulled_image(self._client, self._registry, spec)
 
     def _start_process(
         self,
@@ -164,7 +177,7 @@ class DockerRunner:
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         with engine_errors("run the one-off command"):
-            image = verified_image(self._client, spec)
+            image = self._image(spec)
             bind_host, network = network_settings(self._uses_host_network(), None)
             container = self._client.containers.create(
                 image.id,
@@ -213,6 +226,33 @@ def verified_image(client: docker.DockerClient, spec: ReleaseSpec) -> Any:
             "(the tag was moved to another image): refusing to run it"
         )
     return image
+
+
+def pulled_image(client: docker.DockerClient, registry: ImageRegistry, spec: ReleaseSpec) -> Any:
+    """The image `repo@<artifact digest>`, pulled first unless this engine has it already."""
+    repository = registry.image_repository(spec.app)
+    reference = f"{repository}@{spec.artifact_id}"
+    try:
+        return client.images.get(reference)
+    except ImageNotFound:
+        pass
+    chunks = client.api.pull(
+        repository, tag=spec.artifact_id, stream=True, decode=True,
+        auth_config=registry.docker_auth(),
+    )  # fmt: skip
+    for chunk in chunks:
+        if "error" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            message = detail.get("message") or chunk["error"]
+            raise StageFailed(
+                f"could not pull {reference}: {message} (is the registry in "
+                "SHIPYARD_ARTIFACT_STORE running and reachable from this Docker engine, and was "
+                "the artifact garbage-collected?)"
+            )
+    try:
+        return client.images.get(reference)
+    except ImageNotFound as exc:
+        raise StageFailed(f"the engine pulled {reference} but does not list it") from exc
 
 
 def image_processes(

@@ -11,7 +11,7 @@ from collections import deque
 from pathlib import Path
 
 from shared import constants, processes
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import ArtifactStore
 from shared.exceptions import StageFailed
 from shared.manifest import process_types, read_procfile
 from shared.services.formation import process_count
@@ -63,7 +63,7 @@ class LocalRunner:
         return self._run_dir / spec.app / spec.environment / f"v{spec.release_version}"
 
     def _unpack(self, spec: ReleaseSpec) -> Path:
-        artifact = self._store.verified_path(spec.artifact_id)
+        artifact = self._store.fetch(spec.artifact_id, app=spec.app)
         target = self.release_dir(spec)
         marker = target / ".shipyard-artifact"
         if marker.is_file() and marker.read_text() == spec.artifact_id:

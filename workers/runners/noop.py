@@ -7,7 +7,7 @@ healthy, so the switch, the go-live transaction and the stop of the previous rel
 
 from __future__ import annotations
 
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import ArtifactStore
 from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
 
 # Marks the records this runner made: only those count as running.
@@ -24,7 +24,7 @@ class NoopRunner:
 
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         # A real digest check: a missing or modified artifact fails the run stage as usual.
-        self._store.verified_path(spec.artifact_id)
+        self._store.fetch(spec.artifact_id, app=spec.app)
         return [
             {
                 "type": "web",
@@ -45,5 +45,5 @@ class NoopRunner:
         return None  # nothing was started
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
-        self._store.verified_path(spec.artifact_id)
+        self._store.fetch(spec.artifact_id, app=spec.app)
         return OneOffResult(exit_code=0, output="")

@@ -124,12 +124,21 @@ def _finish(
     )
 
 
-def remove_expired_artifacts(context: WorkerContext, artifact_ids: list[str]) -> None:
-    """Remove what garbage collection expired; an artifact rebuilt since then is left alone."""
+def remove_expired_artifacts(context: WorkerContext, artifact_ids: list[str]) -> list[str]:
+    """Remove what garbage collection expired; an artifact rebuilt since then is left alone.
+    Returns the ids whose removal failed (the store was unreachable): the caller retries them."""
+    failed: list[str] = []
     for artifact_id in artifact_ids:
         with session_scope(context.db_url) as session:
             artifact = session.get(Artifact, artifact_id)
-        if artifact is None or artifact.deleted_at is None:
+            app = session.get(App, artifact.app_id) if artifact is not None else None
+        if artifact is None or app is None or artifact.deleted_at is None:
             continue
-        get_builder(artifact.builder, context).remove(artifact.id)
+        try:
+            get_builder(artifact.builder, context).remove(app.name, artifact.id)
+        except StageFailed as exc:
+            log.warning("artifact.remove_failed", artifact_id=artifact.id, error=exc.message)
+            failed.append(artifact.id)
+            continue
         log.info("artifact.removed", artifact_id=artifact.id)
+    return failed

@@ -189,8 +189,8 @@ def test_remove_deletes_the_image_and_its_tag_and_a_gone_one_is_fine(
         build_request(write_app(tmp_path / "src"), unique_app(), COMMIT), BuildLog(1_000_000)
     )
 
-    builder.remove(built.digest)
-    builder.remove(built.digest)
+    builder.remove("app", built.digest)
+    builder.remove("app", built.digest)
 
     for reference in (built.digest, built.location):
         with pytest.raises(ImageNotFound):
@@ -212,7 +212,7 @@ def test_remove_keeps_an_image_that_a_running_container_uses(
         detach=True,
     )
     try:
-        builder.remove(built.digest)  # refused by the engine: no error, the image stays
+        builder.remove("app", built.digest)  # refused by the engine: no error, the image stays
 
         assert docker_engine.images.get(built.digest).id == built.digest
     finally:

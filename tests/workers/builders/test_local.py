@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared import processes
-from shared.artifact_store import ArtifactStore, file_digest
+from shared.artifacts import FileStore, file_digest
 from shared.exceptions import StageFailed
 from workers.build_log import BuildLog
 from workers.builders.base import BuildRequest
@@ -37,8 +37,8 @@ def source_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "artifacts")
 
 
 def _request(source_dir: Path, tmp_path: Path, timeout: float = 60) -> BuildRequest:
@@ -111,21 +111,21 @@ def test_packed_entries_are_sorted_with_fixed_times_owners_and_modes(
 
 
 def test_a_build_without_a_command_stores_the_source_as_the_artifact(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     log = BuildLog(limit=100_000)
 
     built = LocalBuilder(store).build(_request(source_dir, tmp_path), log)
 
     assert built.digest == file_digest(Path(built.location))
-    assert store.verified_path(built.digest) == Path(built.location)
+    assert store.fetch(built.digest, app="app") == Path(built.location)
     assert _read_member(Path(built.location), "app.py") == "print('hello')\n"
     assert "No build command declared" in log.text()
     assert f"Artifact {built.digest}" in log.text()
 
 
 def test_the_build_command_runs_in_the_source_dir_and_its_output_is_logged(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     _with_build_command(source_dir, "echo compiling; echo compiled > compiled.txt")
     log = BuildLog(limit=100_000)
@@ -140,7 +140,7 @@ def test_the_build_command_runs_in_the_source_dir_and_its_output_is_logged(
 
 
 def test_the_build_environment_is_scrubbed_of_the_workers_secrets(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+    source_dir: Path, tmp_path: Path, store: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SHIPYARD_SECRET_KEY", "worker-fernet-key-must-not-leak")
     monkeypatch.setenv("SHIPYARD_DATABASE_URL", "postgresql://shipyard:pw-must-not-leak@db/s")
@@ -162,7 +162,7 @@ def test_the_build_environment_is_scrubbed_of_the_workers_secrets(
 
 
 def test_a_failing_build_command_fails_the_stage_and_keeps_its_output(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     _with_build_command(source_dir, "echo installing; echo 'npm ERR! missing script' >&2; exit 3")
     log = BuildLog(limit=100_000)
@@ -176,7 +176,7 @@ def test_a_failing_build_command_fails_the_stage_and_keeps_its_output(
 
 
 def test_a_build_over_its_time_limit_is_killed_with_its_children(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     _with_build_command(source_dir, "echo started; sleep 30 & echo $! > sleeper.pid; wait")
     log = BuildLog(limit=100_000)
@@ -195,7 +195,7 @@ def test_a_build_over_its_time_limit_is_killed_with_its_children(
 
 
 def test_the_manifest_can_only_shorten_the_time_limit(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     _with_build_command(source_dir, "sleep 30", timeout=0.3)
     before = time.monotonic()
@@ -207,7 +207,7 @@ def test_the_manifest_can_only_shorten_the_time_limit(
 
 
 def test_the_build_commands_output_pipe_is_closed(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     # A worker runs builds for months: each one must give its pipe back, not wait for the GC.
     _with_build_command(source_dir, "echo built")
@@ -221,7 +221,7 @@ def test_the_build_commands_output_pipe_is_closed(
 
 
 def test_nothing_the_build_command_started_outlives_the_build(
-    source_dir: Path, tmp_path: Path, store: ArtifactStore
+    source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
     # A background process (a daemon, a watcher) keeps the output pipe open and would keep
     # running on the worker, with the build's environment, after the build was packed.

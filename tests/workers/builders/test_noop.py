@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifact_store import ArtifactStore, file_digest
+from shared.artifacts import FileStore, file_digest
 from shared.exceptions import StageFailed
 from shared.schemas import AppCreate
 from workers.build_log import BuildLog
@@ -20,8 +20,8 @@ COMMIT_TIME = 1_700_000_000
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "artifacts")
 
 
 def _request(tmp_path: Path, sha: str, name: str = "work") -> BuildRequest:
@@ -40,12 +40,12 @@ def _request(tmp_path: Path, sha: str, name: str = "work") -> BuildRequest:
     )
 
 
-def test_the_artifact_is_stored_under_its_real_digest(tmp_path: Path, store: ArtifactStore) -> None:
+def test_the_artifact_is_stored_under_its_real_digest(tmp_path: Path, store: FileStore) -> None:
     log = BuildLog(limit=10_000)
 
     built = NoopBuilder(store).build(_request(tmp_path, "a" * 40), log)
 
-    assert store.verified_path(built.digest) == Path(built.location)
+    assert store.fetch(built.digest, app="app") == Path(built.location)
     assert built.digest == file_digest(Path(built.location))
     assert built.size == Path(built.location).stat().st_size
     with tarfile.open(built.location) as tar:
@@ -55,7 +55,7 @@ def test_the_artifact_is_stored_under_its_real_digest(tmp_path: Path, store: Art
     assert f"Noop artifact {built.digest}" in log.text()
 
 
-def test_nothing_of_the_app_runs(tmp_path: Path, store: ArtifactStore) -> None:
+def test_nothing_of_the_app_runs(tmp_path: Path, store: FileStore) -> None:
     request = _request(tmp_path, "a" * 40)
 
     NoopBuilder(store).build(request, BuildLog(limit=10_000))
@@ -64,7 +64,7 @@ def test_nothing_of_the_app_runs(tmp_path: Path, store: ArtifactStore) -> None:
 
 
 def test_the_same_commit_gives_the_same_digest_and_another_commit_another(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     builder = NoopBuilder(store)
     log = BuildLog(limit=10_000)
@@ -78,18 +78,18 @@ def test_the_same_commit_gives_the_same_digest_and_another_commit_another(
 
 
 def test_remove_deletes_the_artifact_and_a_missing_one_is_fine(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     builder = NoopBuilder(store)
     built = builder.build(_request(tmp_path, "a" * 40), BuildLog(limit=10_000))
 
-    builder.remove(built.digest)
-    builder.remove(built.digest)
+    builder.remove("app", built.digest)
+    builder.remove("app", built.digest)
 
     assert not Path(built.location).exists()
 
 
-def test_a_configured_wait_stands_for_the_build(tmp_path: Path, store: ArtifactStore) -> None:
+def test_a_configured_wait_stands_for_the_build(tmp_path: Path, store: FileStore) -> None:
     log = BuildLog(limit=10_000)
     started = time.monotonic()
 

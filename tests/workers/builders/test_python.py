@@ -19,7 +19,7 @@ from typing import cast
 import httpx
 import pytest
 
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import FileStore
 from shared.exceptions import StageFailed
 from shared.manifest import read_procfile, release_command
 from shared.schemas import AppCreate
@@ -47,11 +47,11 @@ TABULATE_APP = {"requirements.txt": "tabulate==0.9.0\n", "Procfile": "web: tabul
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "artifacts")
 
 
-def _builder(name: str, store: ArtifactStore) -> Builder:
+def _builder(name: str, store: FileStore) -> Builder:
     # The registry's own drivers; builders only take the store from the worker's context.
     return get_builder(name, cast(WorkerContext, SimpleNamespace(store=store)))
 
@@ -74,7 +74,7 @@ def _source(tmp_path: Path, build: str, files: dict[str, str]) -> BuildRequest:
 
 
 def _build(
-    builder_name: str, store: ArtifactStore, request: BuildRequest, log: BuildLog | None = None
+    builder_name: str, store: FileStore, request: BuildRequest, log: BuildLog | None = None
 ) -> BuiltArtifact:
     return _builder(builder_name, store).build(request, log or BuildLog(limit=1_000_000))
 
@@ -119,7 +119,7 @@ def _host_python_version(tmp_path: Path) -> str:
 
 @pytest.mark.timeout(300)
 def test_the_default_builder_detects_a_python_app_and_installs_it_relocatably(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     log = BuildLog(limit=1_000_000)
 
@@ -137,7 +137,7 @@ def test_the_default_builder_detects_a_python_app_and_installs_it_relocatably(
 
 @pytest.mark.timeout(300)
 def test_the_console_script_and_the_package_work_wherever_the_artifact_is_unpacked(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     request = _source(tmp_path, "build", TABULATE_APP)
     built = _build("local", store, request)
@@ -156,7 +156,7 @@ def test_the_console_script_and_the_package_work_wherever_the_artifact_is_unpack
 
 @pytest.mark.timeout(300)
 def test_the_same_commit_built_twice_gives_the_same_digest(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     first_request = _source(tmp_path, "first-build", TABULATE_APP)
     first_request = BuildRequest(**{**first_request.__dict__, "cache_dir": None})  # cold, no cache
@@ -171,7 +171,7 @@ def test_the_same_commit_built_twice_gives_the_same_digest(
 
 @pytest.mark.timeout(300)
 def test_pips_cache_is_in_the_data_dir_and_the_next_build_uses_it(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     # pip keys its wheel cache by the sdist's URL: a folder outside the (random) build dirs.
     wheelhouse = write_greeting_sdist(tmp_path / "wheelhouse")
@@ -197,7 +197,7 @@ def test_pips_cache_is_in_the_data_dir_and_the_next_build_uses_it(
 
 @pytest.mark.timeout(300)
 def test_a_pyproject_app_is_installed_with_its_own_script_and_no_trace_of_the_build(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     app = {
         "pyproject.toml": GREETING_PYPROJECT,
@@ -225,7 +225,7 @@ def test_a_pyproject_app_is_installed_with_its_own_script_and_no_trace_of_the_bu
     ids=["dockerfile", "build-command"],
 )
 def test_a_dockerfile_or_an_own_build_command_turns_detection_off(
-    tmp_path: Path, store: ArtifactStore, files: dict[str, str], expected: str
+    tmp_path: Path, store: FileStore, files: dict[str, str], expected: str
 ) -> None:
     log = BuildLog(limit=100_000)
 
@@ -238,7 +238,7 @@ def test_a_dockerfile_or_an_own_build_command_turns_detection_off(
 
 @pytest.mark.timeout(300)
 def test_the_python_builder_installs_first_then_runs_the_apps_build_command(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     command = (
         "python3 -m compileall -q . && "
@@ -261,9 +261,7 @@ def test_the_python_builder_installs_first_then_runs_the_apps_build_command(
     assert any(name.startswith("__pycache__/app.") for name in _members(Path(built.location)))
 
 
-def test_the_python_builder_needs_something_to_install(
-    tmp_path: Path, store: ArtifactStore
-) -> None:
+def test_the_python_builder_needs_something_to_install(tmp_path: Path, store: FileStore) -> None:
     request = _source(tmp_path, "build", {"Procfile": "web: python3 app.py\n"})
 
     with pytest.raises(StageFailed, match="no requirements.txt, pyproject.toml or uv.lock"):
@@ -271,7 +269,7 @@ def test_the_python_builder_needs_something_to_install(
 
 
 def test_a_python_folder_in_the_source_is_refused_before_installing(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     request = _source(tmp_path, "build", {**TABULATE_APP, ".python/bin/tool": "#!/bin/sh\n"})
     log = BuildLog(limit=100_000)
@@ -322,7 +320,7 @@ def test_a_pin_that_names_no_version_fails_clearly(tmp_path: Path) -> None:
     ("name", "content"), [(".python-version", "3.99\n"), ("runtime.txt", "python-3.99.1\n")]
 )
 def test_a_pinned_python_the_build_host_does_not_have_fails_the_build_clearly(
-    tmp_path: Path, store: ArtifactStore, name: str, content: str
+    tmp_path: Path, store: FileStore, name: str, content: str
 ) -> None:
     request = _source(tmp_path, "build", {**TABULATE_APP, name: content})
 
@@ -333,7 +331,7 @@ def test_a_pinned_python_the_build_host_does_not_have_fails_the_build_clearly(
     assert not (tmp_path / "artifacts").exists()
 
 
-def test_a_pin_matching_the_build_hosts_python_builds(tmp_path: Path, store: ArtifactStore) -> None:
+def test_a_pin_matching_the_build_hosts_python_builds(tmp_path: Path, store: FileStore) -> None:
     version = _host_python_version(tmp_path)
     app = {"requirements.txt": "", "Procfile": "web: python3 app.py\n", ".python-version": version}
 
@@ -347,7 +345,7 @@ def test_a_pin_matching_the_build_hosts_python_builds(tmp_path: Path, store: Art
 
 @pytest.mark.timeout(300)
 def test_a_virtualenv_build_fails_at_build_time_naming_its_absolute_link(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     command = "python3 -m venv .venv && .venv/bin/pip install --quiet tabulate==0.9.0"
     app = {**TABULATE_APP, "shipyard.toml": f'[build]\ncommand = "{command}"\n'}
@@ -363,7 +361,7 @@ def test_a_virtualenv_build_fails_at_build_time_naming_its_absolute_link(
 
 
 def test_a_copied_virtualenv_fails_naming_a_file_that_holds_the_build_path(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     command = "python3 -m venv --copies --without-pip .venv"
     app = {**TABULATE_APP, "shipyard.toml": f'[build]\ncommand = "{command}"\n'}
@@ -380,7 +378,7 @@ def test_a_copied_virtualenv_fails_naming_a_file_that_holds_the_build_path(
 
 
 def test_a_file_holding_the_build_directorys_path_fails_the_build_naming_it(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     command = "mkdir config && echo root=$PWD > config/paths.ini && echo ok > config/fine.ini"
     app = {"Procfile": "web: ./serve\n", "shipyard.toml": f"[build]\ncommand = '{command}'\n"}
@@ -403,7 +401,7 @@ def test_a_file_holding_the_build_directorys_path_fails_the_build_naming_it(
     ],
 )
 def test_a_link_out_of_the_tree_fails_the_build(
-    tmp_path: Path, store: ArtifactStore, link: str, problem: str
+    tmp_path: Path, store: FileStore, link: str, problem: str
 ) -> None:
     command = f"ln -s {link} escape && mkdir lib && ln -s ../Procfile lib/inside"
     app = {"Procfile": "web: ./serve\n", "shipyard.toml": f"[build]\ncommand = '{command}'\n"}
@@ -441,14 +439,14 @@ def started() -> Iterator[list[tuple[LocalRunner, list[ProcessRecord]]]]:
 
 
 def test_the_runner_refuses_an_artifact_built_for_another_python(
-    tmp_path: Path, store: ArtifactStore
+    tmp_path: Path, store: FileStore
 ) -> None:
     app_dir = tmp_path / "app"
     (app_dir / ".shipyard").mkdir(parents=True)
     (app_dir / ".shipyard" / "python-version").write_text("2.7\n")
     (app_dir / "Procfile").write_text("web: python3 -m http.server $PORT\nrelease: touch ran\n")
     pack_reproducibly(app_dir, tmp_path / "artifact.tar.gz", mtime=COMMIT_TIME)
-    digest, _, _ = store.put(tmp_path / "artifact.tar.gz")
+    digest = store.put(tmp_path / "artifact.tar.gz", app="app").digest
     runner = LocalRunner(store, tmp_path / "run", tmp_path / "storage")
     host = _host_python_version(tmp_path)
     refusal = (
@@ -467,7 +465,7 @@ def test_the_runner_refuses_an_artifact_built_for_another_python(
 @pytest.mark.timeout(300)
 def test_the_flask_blog_builds_once_and_runs_from_two_directories(
     tmp_path: Path,
-    store: ArtifactStore,
+    store: FileStore,
     started: list[tuple[LocalRunner, list[ProcessRecord]]],
 ) -> None:
     request = _source(tmp_path, "build", {})

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.artifact_store import ArtifactStore, file_digest
+from shared.artifacts import FileStore, file_digest
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.logging import forget_secrets, register_secrets
 from workers.builders.local import pack_reproducibly
@@ -48,12 +48,12 @@ HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "artifacts")
 
 
 @pytest.fixture
-def runner(tmp_path: Path, store: ArtifactStore) -> LocalRunner:
+def runner(tmp_path: Path, store: FileStore) -> LocalRunner:
     return LocalRunner(store, tmp_path / "run", tmp_path / "storage")
 
 
@@ -71,7 +71,7 @@ def _forget_secrets() -> Iterator[None]:
     forget_secrets()
 
 
-def make_artifact(tmp_path: Path, store: ArtifactStore, files: dict[str, str]) -> str:
+def make_artifact(tmp_path: Path, store: FileStore, files: dict[str, str]) -> str:
     """Pack `files` as a build would and store the artifact; returns its digest."""
     app_dir = tmp_path / "app"
     app_dir.mkdir()
@@ -79,7 +79,7 @@ def make_artifact(tmp_path: Path, store: ArtifactStore, files: dict[str, str]) -
         (app_dir / name).write_text(content)
     tarball = tmp_path / "artifact.tar.gz"
     pack_reproducibly(app_dir, tarball, mtime=1_700_000_000)
-    digest, _, _ = store.put(tarball)
+    digest = store.put(tarball, app="app").digest
     return digest
 
 
@@ -99,7 +99,7 @@ def make_spec(artifact_id: str, env: dict[str, str] | None = None, **fields: obj
     return ReleaseSpec(**values)  # type: ignore[arg-type]
 
 
-def web_artifact(tmp_path: Path, store: ArtifactStore) -> str:
+def web_artifact(tmp_path: Path, store: FileStore) -> str:
     return make_artifact(
         tmp_path, store, {"app.py": WEB_APP, "Procfile": f"web: {PYTHON} app.py\n"}
     )
@@ -107,7 +107,7 @@ def web_artifact(tmp_path: Path, store: ArtifactStore) -> str:
 
 def test_a_healthy_web_process_serves_its_config_and_stops(
     tmp_path: Path,
-    store: ArtifactStore,
+    store: FileStore,
     runner: LocalRunner,
     started: list[ProcessRecord],
 ) -> None:
@@ -129,7 +129,7 @@ def test_a_healthy_web_process_serves_its_config_and_stops(
 
 def test_the_process_gets_only_its_config_and_the_platforms_port(
     tmp_path: Path,
-    store: ArtifactStore,
+    store: FileStore,
     runner: LocalRunner,
     started: list[ProcessRecord],
     monkeypatch: pytest.MonkeyPatch,
@@ -147,7 +147,7 @@ def test_the_process_gets_only_its_config_and_the_platforms_port(
 
 
 def test_a_tampered_artifact_is_refused_naming_both_digests(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
 ) -> None:
     digest = web_artifact(tmp_path, store)
     stored = store.path_for(digest)
@@ -165,7 +165,7 @@ def test_a_tampered_artifact_is_refused_naming_both_digests(
 
 
 def test_an_artifact_with_a_link_to_an_absolute_path_fails_the_stage_clearly(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
 ) -> None:
     # What `python -m venv .venv` leaves in a build: .venv/bin/python -> /usr/bin/python3.
     app_dir = tmp_path / "app"
@@ -173,14 +173,14 @@ def test_an_artifact_with_a_link_to_an_absolute_path_fails_the_stage_clearly(
     (app_dir / "Procfile").write_text(f"web: {PYTHON} -m http.server $PORT\n")
     (app_dir / ".venv" / "bin" / "python").symlink_to(sys.executable)
     pack_reproducibly(app_dir, tmp_path / "artifact.tar.gz", mtime=1_700_000_000)
-    digest, _, _ = store.put(tmp_path / "artifact.tar.gz")
+    digest = store.put(tmp_path / "artifact.tar.gz", app="app").digest
 
     with pytest.raises(StageFailed, match=r"\.venv/bin/python"):
         started.extend(runner.start(make_spec(digest)))
 
 
 def test_an_app_that_exits_at_once_fails_with_its_output_and_secrets_redacted(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+    tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     crash = (
         "import os, sys\n"
@@ -204,7 +204,7 @@ def test_an_app_that_exits_at_once_fails_with_its_output_and_secrets_redacted(
 
 
 def test_an_app_that_never_answers_healthy_fails_and_is_stopped(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: FileStore, runner: LocalRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unhealthy = WEB_APP.replace("self.send_response(200)", "self.send_response(503)")
     digest = make_artifact(
@@ -229,7 +229,7 @@ def test_an_app_that_never_answers_healthy_fails_and_is_stopped(
 
 
 def test_run_once_runs_a_command_in_the_release_with_its_config(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+    tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "migrating"})
 
@@ -241,7 +241,7 @@ def test_run_once_runs_a_command_in_the_release_with_its_config(
 
 
 def test_run_once_kills_a_command_over_its_time_limit(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+    tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     spec = make_spec(web_artifact(tmp_path, store))
     before = time.monotonic()
@@ -254,7 +254,7 @@ def test_run_once_kills_a_command_over_its_time_limit(
 
 
 def test_the_environments_storage_outlives_releases_and_is_shared_with_the_release_phase(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner
+    tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     artifact = web_artifact(tmp_path, store)
     phase = runner.run_once(
@@ -274,7 +274,7 @@ def test_the_environments_storage_outlives_releases_and_is_shared_with_the_relea
 
 
 def test_an_environment_may_keep_its_storage_in_a_directory_of_its_own(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
 ) -> None:
     own = tmp_path / "srv" / "blog-data"
     spec = make_spec(web_artifact(tmp_path, store), storage_dir=str(own))
@@ -287,7 +287,7 @@ def test_an_environment_may_keep_its_storage_in_a_directory_of_its_own(
 
 
 def test_the_formation_starts_as_many_processes_of_a_type_each_on_its_own_port(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
 ) -> None:
     spec = make_spec(web_artifact(tmp_path, store), formation={"web": 3})
 
@@ -300,7 +300,7 @@ def test_the_formation_starts_as_many_processes_of_a_type_each_on_its_own_port(
 
 
 def test_a_process_that_exits_leaves_its_status_and_one_can_be_started_again(
-    tmp_path: Path, store: ArtifactStore, runner: LocalRunner, started: list[ProcessRecord]
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
 ) -> None:
     artifact = make_artifact(tmp_path, store, {"Procfile": "web: sleep 60\nonce: sh -c 'exit 7'\n"})
     spec = make_spec(artifact)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifact_store import ArtifactStore
+from shared.artifacts import FileStore
 from shared.exceptions import ArtifactIntegrityError
 from shared.schemas import EnvironmentCreate
 from workers.runners import RUNNERS
@@ -16,15 +16,15 @@ from workers.runners.switch import switch
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "artifacts")
 
 
 @pytest.fixture
-def artifact_id(tmp_path: Path, store: ArtifactStore) -> str:
+def artifact_id(tmp_path: Path, store: FileStore) -> str:
     source = tmp_path / "artifact.tar.gz"
     source.write_bytes(b"an artifact")
-    digest, _size, _path = store.put(source)
+    digest = store.put(source, app="app").digest
     return digest
 
 
@@ -42,7 +42,7 @@ def make_spec(artifact_id: str, deployment_id: str = "new") -> ReleaseSpec:
     )
 
 
-def test_start_records_a_running_web_without_url(store: ArtifactStore, artifact_id: str) -> None:
+def test_start_records_a_running_web_without_url(store: FileStore, artifact_id: str) -> None:
     runner = NoopRunner(store)
 
     processes = runner.start(make_spec(artifact_id))
@@ -52,11 +52,11 @@ def test_start_records_a_running_web_without_url(store: ArtifactStore, artifact_
     assert runner.output_tail(processes[0], 20) == ""
 
 
-def test_records_of_other_runners_are_not_running(store: ArtifactStore) -> None:
+def test_records_of_other_runners_are_not_running(store: FileStore) -> None:
     assert not NoopRunner(store).is_running({"type": "web", "pid": 1, "url": None})
 
 
-def test_a_missing_or_modified_artifact_is_refused(store: ArtifactStore, artifact_id: str) -> None:
+def test_a_missing_or_modified_artifact_is_refused(store: FileStore, artifact_id: str) -> None:
     runner = NoopRunner(store)
     store.path_for(artifact_id).chmod(0o644)
     store.path_for(artifact_id).write_bytes(b"tampered")
@@ -67,9 +67,7 @@ def test_a_missing_or_modified_artifact_is_refused(store: ArtifactStore, artifac
         runner.start(make_spec("sha256:" + "1" * 64))
 
 
-def test_the_switch_goes_live_without_a_health_request(
-    store: ArtifactStore, artifact_id: str
-) -> None:
+def test_the_switch_goes_live_without_a_health_request(store: FileStore, artifact_id: str) -> None:
     runner = NoopRunner(store)
     previous = runner.start(make_spec(artifact_id, "old"))
     live: list[list[ProcessRecord]] = []
@@ -85,7 +83,7 @@ def test_the_switch_goes_live_without_a_health_request(
 
 
 def test_the_release_phase_succeeds_without_running_anything(
-    store: ArtifactStore, artifact_id: str
+    store: FileStore, artifact_id: str
 ) -> None:
     result = NoopRunner(store).run_once(make_spec(artifact_id), "exit 1", timeout=1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifact_store import ArtifactStore, file_digest
+from shared.artifacts import FileStore, file_digest
 from shared.exceptions import ArtifactIntegrityError
 
 
@@ -26,12 +26,13 @@ def test_file_digest_is_the_sha256_of_the_content(artifact: Path) -> None:
 
 
 def test_put_stores_the_file_read_only_under_its_digest(tmp_path: Path, artifact: Path) -> None:
-    store = ArtifactStore(tmp_path / "store")
+    store = FileStore(tmp_path / "store")
 
-    digest, size, path = store.put(artifact)
+    stored = store.put(artifact, app="app")
+    digest, path = stored.digest, Path(stored.location)
 
     assert digest == file_digest(artifact)
-    assert size == artifact.stat().st_size
+    assert stored.size == artifact.stat().st_size
     assert path == tmp_path / "store" / "sha256" / f"{digest.removeprefix('sha256:')}.tar.gz"
     assert path.read_bytes() == artifact.read_bytes()
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
@@ -39,42 +40,44 @@ def test_put_stores_the_file_read_only_under_its_digest(tmp_path: Path, artifact
 
 
 def test_putting_the_same_content_twice_keeps_one_file(tmp_path: Path, artifact: Path) -> None:
-    store = ArtifactStore(tmp_path / "store")
+    store = FileStore(tmp_path / "store")
     copy = tmp_path / "copy.tar.gz"
     copy.write_bytes(artifact.read_bytes())
 
-    first = store.put(artifact)
-    second = store.put(copy)
+    first = store.put(artifact, app="app")
+    second = store.put(copy, app="app")
 
     assert first == second
     assert len(list((tmp_path / "store" / "sha256").iterdir())) == 1
 
 
-def test_verified_path_returns_an_untouched_artifact(tmp_path: Path, artifact: Path) -> None:
-    store = ArtifactStore(tmp_path / "store")
-    digest, _, path = store.put(artifact)
+def test_fetch_returns_an_untouched_artifact(tmp_path: Path, artifact: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    stored = store.put(artifact, app="app")
+    digest, path = stored.digest, Path(stored.location)
 
-    assert store.verified_path(digest) == path
+    assert store.fetch(digest, app="app") == path
 
 
 def test_a_modified_artifact_is_refused_naming_both_digests(tmp_path: Path, artifact: Path) -> None:
-    store = ArtifactStore(tmp_path / "store")
-    digest, _, path = store.put(artifact)
+    store = FileStore(tmp_path / "store")
+    stored = store.put(artifact, app="app")
+    digest, path = stored.digest, Path(stored.location)
     path.chmod(0o644)
     path.write_bytes(b"something else")
 
     with pytest.raises(ArtifactIntegrityError) as caught:
-        store.verified_path(digest)
+        store.fetch(digest, app="app")
 
     assert digest in caught.value.message
     assert file_digest(path) in caught.value.message
 
 
 def test_a_missing_artifact_is_an_integrity_error(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path / "store")
+    store = FileStore(tmp_path / "store")
 
     with pytest.raises(ArtifactIntegrityError, match="missing"):
-        store.verified_path("sha256:" + "0" * 64)
+        store.fetch("sha256:" + "0" * 64, app="app")
 
 
 @pytest.mark.parametrize(
@@ -89,4 +92,4 @@ def test_a_missing_artifact_is_an_integrity_error(tmp_path: Path) -> None:
 )
 def test_path_for_accepts_only_sha256_digests(tmp_path: Path, digest: str) -> None:
     with pytest.raises(ArtifactIntegrityError, match="is not a sha256 digest"):
-        ArtifactStore(tmp_path).path_for(digest)
+        FileStore(tmp_path).path_for(digest)

@@ -1,0 +1,19 @@
+"""Where artifacts are kept: one interface, a directory (embedded default) or an OCI registry."""
+
+from __future__ import annotations
+
+from shared.artifacts.files import FileStore, file_digest
+from shared.artifacts.location import RegistryAddress, StoreLocation, parse_store_url
+from shared.artifacts.store import ArtifactStore, ImageRegistry, StoredArtifact, open_store
+
+__all__ = [
+    "ArtifactStore",
+    "FileStore",
+    "ImageRegistry",
+    "RegistryAddress",
+    "StoreLocation",
+    "StoredArtifact",
+    "file_digest",
+    "open_store",
+    "parse_store_url",
+]

@@ -1,0 +1,76 @@
+"""The artifact store interface, and the one place that picks a backend from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """An artifact once stored: its digest, size in bytes, and where it is (for people)."""
+
+    digest: str
+    size: int
+    location: str
+
+
+class ImageRegistry(Protocol):
+    """Where the Docker builder pushes images and the Docker runner pulls them from."""
+
+    def image_repository(self, app: str) -> str:
+        """`host[:port]/namespace/app`, as Docker names the app's repository."""
+        ...
+
+    def docker_auth(self) -> dict[str, str] | None:
+        """Credentials in the Docker Engine API's form (None: anonymous)."""
+        ...
+
+    def delete_image(self, app: str, digest: str) -> None:
+        """Delete the image manifest `digest` from the app's repository; a gone one is fine."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Keeps artifact files by digest; the digest is verified before anything runs them."""
+
+    @property
+    def images(self) -> ImageRegistry | None:
+        """The registry for Docker images, or None when images stay in their engine."""
+        ...
+
+    def put(self, source: Path, *, app: str) -> StoredArtifact:
+        """Store `source` under its content digest (idempotent)."""
+        ...
+
+    def fetch(self, digest: str, *, app: str) -> Path:
+        """A local file with the artifact's content, verified against `digest`."""
+        ...
+
+    def remove(self, digest: str, *, app: str) -> None:
+        """Delete the artifact (garbage collection); one already gone is fine."""
+        ...
+
+
+def open_store(settings: Settings) -> ArtifactStore:
+    """The store SHIPYARD_ARTIFACT_STORE names, with its long-lived HTTP client if any."""
+    from shared.artifacts.files import FileStore
+    from shared.artifacts.oci import RegistryStore
+    from shared.artifacts.registry import RegistryClient
+
+    location = settings.artifact_store_location
+    if location.registry is None:
+        assert location.directory is not None
+        return FileStore(location.directory)
+    password = settings.registry_password
+    client = RegistryClient(
+        location.registry,
+        username=settings.registry_username,
+        password=password.get_secret_value() if password is not None else None,
+        ca_file=settings.registry_ca_file,
+    )
+    return RegistryStore(client, FileStore(settings.artifact_cache_dir))

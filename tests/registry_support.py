@@ -1,0 +1,160 @@
+"""A real OCI registry for tests (a pytest plugin: `pytest_plugins`): Debian's `docker-registry`
+(CNCF distribution 2.8) on a free loopback port, with deletes enabled and its storage in a
+temporary folder the tests may damage.
+
+Without the binary these tests skip; with SHIPYARD_REQUIRE_SERVICES=1 (as in CI) they fail.
+
+PYTEST_DONT_REWRITE: test modules import from here before `pytest_plugins` registers it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+
+from shared import processes
+from tests.integration.stack import free_port
+
+BINARY = os.environ.get("SHIPYARD_TEST_REGISTRY_BINARY", "/usr/bin/docker-registry")
+USERNAME = "shipyard-ci"
+
+
+def _die_with_the_tests() -> None:
+    processes.die_with_parent(signal.SIGKILL)
+
+
+class Registry:
+    """One registry process; `stop()` and `start()` again keep its storage (and port)."""
+
+    def __init__(self, directory: Path, *, password: str | None = None) -> None:
+        self.directory = directory
+        self.storage = directory / "storage"
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.password = password
+        self.log_path = directory / "registry.log"
+        self.config = directory / "config.yml"
+        self._process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if password is not None:
+            htpasswd = directory / "htpasswd"
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+            htpasswd.write_text(f"{USERNAME}:{hashed}\n")
+            auth = f"auth:\n  htpasswd:\n    realm: shipyard-tests\n    path: {htpasswd}\n"
+        self.config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n" + auth
+        )
+
+    def url(self, namespace: str = "shipyard") -> str:
+        """The SHIPYARD_ARTIFACT_STORE value for this registry."""
+        return f"oci://{self.host}/{namespace}"
+
+    def start(self, timeout: float = 30) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [BINARY, "serve", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_the_tests,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise AssertionError(
+                    f"docker-registry exited with {self._process.returncode}:\n"
+                    + self.log_path.read_text()[-2000:]
+                )
+            try:
+                # 200, or 401 when it asks for credentials: it answers either way.
+                if httpx.get(f"http://{self.host}/v2/", timeout=2).status_code in (200, 401):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"docker-registry did not answer on {self.host} within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry keeps blob `digest`'s bytes (its filesystem layout)."""
+        hexdigest = digest.removeprefix("sha256:")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+
+    def garbage_collect(self) -> str:
+        """The registry's offline garbage collection; returns what it printed."""
+        result = subprocess.run(
+            [BINARY, "garbage-collect", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return result.stdout + result.stderr
+
+
+def _require_binary() -> None:
+    if shutil.which(BINARY) is None:
+        message = f"{BINARY} is not installed (apt-get install docker-registry)"
+        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry shared by the session's tests (each uses apps of its own)."""
+    _require_binary()
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A registry of this test's own, which it may stop, restart or damage."""
+    _require_binary()
+    server = Registry(tmp_path / "registry")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def secured_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A registry of this test's own that wants a user name and password (HTTP Basic)."""
+    _require_binary()
+    server = Registry(tmp_path / "registry", password=secrets.token_urlsafe(12))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
