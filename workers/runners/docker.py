@@ -236,19 +236,22 @@ def pulled_image(client: docker.DockerClient, registry: ImageRegistry, spec: Rel
         return client.images.get(reference)
     except ImageNotFound:
         pass
-    chunks = client.api.pull(
-        repository, tag=spec.artifact_id, stream=True, decode=True,
-        auth_config=registry.docker_auth(),
-    )  # fmt: skip
-    for chunk in chunks:
-        if "error" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            message = detail.get("message") or chunk["error"]
-            raise StageFailed(
-                f"could not pull {reference}: {message} (is the registry in "
-                "SHIPYARD_ARTIFACT_STORE running and reachable from this Docker engine, and was "
-                "the artifact garbage-collected?)"
-            )
+    reason: str | None = None
+    try:
+        for chunk in client.api.pull(
+            repository, tag=spec.artifact_id, stream=True, decode=True,
+            auth_config=registry.docker_auth(),
+        ):  # fmt: skip
+            if "error" in chunk and reason is None:
+                reason = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+    except APIError as exc:  # refused before streaming: unknown manifest, no access, …
+        reason = exc.explanation or str(exc)
+    if reason is not None:
+        raise StageFailed(
+            f"could not pull {reference}: {reason} (is the registry in SHIPYARD_ARTIFACT_STORE "
+            "running and reachable from this Docker engine, or was the artifact "
+            "garbage-collected?)"
+        )
     try:
         return client.images.get(reference)
     except ImageNotFound as exc:

@@ -7,17 +7,22 @@ import time
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 from docker.errors import ImageNotFound
 
+from shared.artifacts import FileStore, ImageRegistry, parse_store_url
+from shared.artifacts.oci import RegistryStore
+from shared.artifacts.registry import RegistryClient
 from shared.exceptions import StageFailed
 from tests.docker_support import DOCKERFILE, build_request, unique_app, write_app
+from tests.registry_support import Registry
 from workers.build_log import BuildLog
 from workers.builders import get_builder
 from workers.builders.docker import DockerBuilder
 from workers.context import WorkerContext
 
-pytest_plugins = ["tests.docker_support"]
+pytest_plugins = ["tests.docker_support", "tests.registry_support"]
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -217,3 +222,54 @@ def test_remove_keeps_an_image_that_a_running_container_uses(
         assert docker_engine.images.get(built.digest).id == built.digest
     finally:
         container.remove(force=True)
+
+
+def registry_images(registry: Registry, cache: Path) -> ImageRegistry:
+    address = parse_store_url(registry.url()).registry
+    assert address is not None
+    return RegistryStore(RegistryClient(address), FileStore(cache))
+
+
+def test_with_a_registry_the_image_is_pushed_and_the_artifact_is_its_manifest_digest(
+    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path
+) -> None:
+    app = unique_app()
+    images = registry_images(private_registry, tmp_path / "cache")
+    builder = DockerBuilder(docker_engine, images)
+    log = BuildLog(1_000_000)
+
+    built = builder.build(build_request(write_app(tmp_path / "src"), app, COMMIT), log)
+
+    repository = f"{private_registry.host}/shipyard/{app}"
+    assert built.location == f"{repository}@{built.digest}"
+    manifest = httpx.head(
+        f"http://{private_registry.host}/v2/shipyard/{app}/manifests/{built.digest}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    assert manifest.status_code == 200
+    assert manifest.headers["Docker-Content-Digest"] == built.digest
+    assert (
+        f"{repository}@{built.digest}"
+        in docker_engine.images.get(built.location).attrs["RepoDigests"]
+    )
+    assert f"Pushed {repository}@{built.digest}" in log.text()
+
+    builder.remove(app, built.digest)  # gc: the manifest leaves the registry, the image the engine
+
+    assert httpx.head(manifest.url).status_code == 404
+    with pytest.raises(ImageNotFound):
+        docker_engine.images.get(built.location)
+
+
+def test_a_push_to_a_registry_that_is_down_fails_the_build_saying_so(
+    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path
+) -> None:
+    builder = DockerBuilder(docker_engine, registry_images(private_registry, tmp_path / "cache"))
+    private_registry.stop()
+
+    with pytest.raises(StageFailed, match="docker push to .* failed") as caught:
+        builder.build(
+            build_request(write_app(tmp_path / "src"), unique_app(), COMMIT), BuildLog(1_000_000)
+        )
+
+    assert private_registry.host in caught.value.message

@@ -11,23 +11,30 @@ import httpx
 import pytest
 from docker.errors import NotFound
 
+from shared.artifacts import FileStore, parse_store_url
+from shared.artifacts.oci import RegistryStore
+from shared.artifacts.registry import RegistryClient
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from tests.docker_support import (
     DOCKERFILE,
     build_image,
+    build_request,
     containers_of,
     release_spec,
     unique_app,
     write_app,
 )
+from tests.registry_support import Registry
+from workers.build_log import BuildLog
 from workers.builders.base import BuiltArtifact
+from workers.builders.docker import DockerBuilder
 from workers.context import WorkerContext
 from workers.runners import get_runner
 from workers.runners.base import ProcessRecord, ReleaseSpec
 from workers.runners.docker import DockerRunner, network_settings
 from workers.runners.switch import switch
 
-pytest_plugins = ["tests.docker_support"]
+pytest_plugins = ["tests.docker_support", "tests.registry_support"]
 
 SECRET = "hunter2-database-password"
 
@@ -329,3 +336,43 @@ def test_the_environments_storage_outlives_its_releases_and_is_shared_with_the_r
     assert reader.output.strip() == "written by v1 at /storage"
     assert first[0]["storage"] == f"shipyard-{app}-staging-storage"
     assert docker_engine.volumes.get(first[0]["storage"]) is not None
+
+
+def test_with_a_registry_a_run_host_without_the_image_pulls_it_by_digest_and_runs_that(
+    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path, app: str
+) -> None:
+    address = parse_store_url(private_registry.url()).registry
+    assert address is not None
+    images = RegistryStore(RegistryClient(address), FileStore(tmp_path / "cache"))
+    request = build_request(write_app(tmp_path / "src", version="7"), app, "ab" * 20)
+    built = DockerBuilder(docker_engine, images).build(request, BuildLog(1_000_000))
+    image_id = docker_engine.images.get(built.location).id
+    docker_engine.images.remove(image_id, force=True)  # this engine is now another run host
+    runner = DockerRunner(docker_engine, images)
+    live = Live(runner)
+    try:
+        processes = live.switch_to(release_spec(app, built.digest, env={"GREETING": "pulled"}))
+
+        assert answer(processes) == "pulled"
+        pulled = docker_engine.images.get(f"{address.image_repository(app)}@{built.digest}")
+        assert pulled.id == image_id  # the very image that was built, by its content
+        for process in processes:
+            assert docker_engine.containers.get(process["container"]).attrs["Image"] == image_id
+    finally:
+        runner.stop(live.processes or [])
+
+
+def test_with_a_registry_an_image_it_does_not_have_fails_the_start_saying_so(
+    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path, app: str
+) -> None:
+    address = parse_store_url(private_registry.url()).registry
+    assert address is not None
+    runner = DockerRunner(
+        docker_engine, RegistryStore(RegistryClient(address), FileStore(tmp_path / "cache"))
+    )
+
+    with pytest.raises(StageFailed, match="could not pull .*garbage-collected") as caught:
+        runner.start(release_spec(app, "sha256:" + "0" * 64))
+
+    assert f"{address.image_repository(app)}@sha256:" in caught.value.message
+    assert containers_of(docker_engine, f"shipyard.app={app}") == []
