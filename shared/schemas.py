@@ -225,6 +225,8 @@ class ArtifactPublic(BaseModel):
     commit: str
     builder: str
     size: int
+    # Where it is kept: a file on the build host, `registry/namespace/app@sha256:…`, or a tag.
+    location: str
     created_at: datetime
 
 
@@ -342,7 +344,8 @@ class GarbageCollection(BaseModel):
 
 
 Scope = Annotated[
-    str, StringConstraints(pattern=r"^(read|admin|deploy:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$")
+    str,
+    StringConstraints(pattern=r"^(read|admin|metrics|deploy:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$"),
 ]
 
 

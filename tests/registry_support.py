@@ -116,7 +116,7 @@ class Registry:
         return result.stdout + result.stderr
 
 
-def _require_binary() -> None:
+def require_registry_binary() -> None:
     if shutil.which(BINARY) is None:
         message = f"{BINARY} is not installed (apt-get install docker-registry)"
         if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
@@ -127,7 +127,7 @@ def _require_binary() -> None:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A registry shared by the session's tests (each uses apps of its own)."""
-    _require_binary()
+    require_registry_binary()
     server = Registry(tmp_path_factory.mktemp("registry"))
     server.start()
     try:
@@ -139,7 +139,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture
 def private_registry(tmp_path: Path) -> Iterator[Registry]:
     """A registry of this test's own, which it may stop, restart or damage."""
-    _require_binary()
+    require_registry_binary()
     server = Registry(tmp_path / "registry")
     server.start()
     try:
@@ -151,7 +151,7 @@ def private_registry(tmp_path: Path) -> Iterator[Registry]:
 @pytest.fixture
 def secured_registry(tmp_path: Path) -> Iterator[Registry]:
     """A registry of this test's own that wants a user name and password (HTTP Basic)."""
-    _require_binary()
+    require_registry_binary()
     server = Registry(tmp_path / "registry", password=secrets.token_urlsafe(12))
     server.start()
     try:

@@ -163,6 +163,7 @@ def list_artifacts(*, session: Session, app: App) -> list[ArtifactPublic]:
                 commit=build.commit_sha or artifact.commit_sha,
                 builder=artifact.builder,
                 size=artifact.size,
+                location=artifact.location,
                 created_at=artifact.created_at,
             ),
         )

@@ -127,13 +127,16 @@ class Stack:
     def log_path(self, name: str) -> Path:
         return self.data_dir / "logs" / f"{name}.log"
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start `shipyard ARGS` with the stack's environment; output goes to logs/NAME.log."""
+    def spawn(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `shipyard ARGS` with the stack's environment (or `env`: another host's);
+        output goes to logs/NAME.log."""
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
         with self.log_path(name).open("ab") as output:
             process = subprocess.Popen(
                 [SHIPYARD, *args],
-                env=self.env,
+                env=env or self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
