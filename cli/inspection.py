@@ -1,4 +1,4 @@
-"""What ran and what runs: `releases`, `ps`, `pipelines show` and `logs build`."""
+"""What ran and what runs: `releases`, `ps`, `artifacts`, `pipelines show` and `logs build`."""
 
 from __future__ import annotations
 
@@ -161,6 +161,32 @@ def pipelines_show(
         print(json.dumps(pipeline))
         return
     print_pipeline(pipeline)
+
+
+def artifacts(
+    app: AppOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """List the app's artifacts, newest first, with where each is kept."""
+    rows = ApiClient().get(f"/v1/apps/{app}/artifacts")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table(
+        f"Artifacts of {app}",
+        [fixed("artifact"), fixed("commit"), "builder", "size", "built", "location"],
+        [
+            [
+                short_digest(row["id"]),
+                row["commit"][:8],
+                row["builder"],
+                f"{row['size']:,}",
+                ago(row["created_at"]),
+                row["location"],
+            ]
+            for row in rows
+        ],
+    )
 
 
 def storage(app: AppOpt, env: EnvOpt) -> None:

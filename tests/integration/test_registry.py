@@ -3,6 +3,7 @@ OCI registry (two data dirs, nothing else in common), on a real `docker-registry
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import time
@@ -136,6 +137,8 @@ def test_a_pipeline_builds_on_one_host_and_runs_on_another_through_the_registry(
     assert router_client(url).get("/").text.strip() == "built there, run here"
     artifact = stack.api("GET", f"/v1/apps/{app}/artifacts", 200)[0]
     assert artifact["location"] == f"{two_hosts.registry.host}/shipyard/{app}@{digest}"
+    listed = stack.run_cli("artifacts", "--app", app, "--json")
+    assert [row["location"] for row in json.loads(listed.stdout)] == [artifact["location"]]
 
 
 def test_a_blob_changed_in_the_registry_is_refused_by_a_run_host_that_must_fetch_it(
