@@ -11,6 +11,7 @@ from router.runtime import RuntimeAPI
 from shared.artifacts import ArtifactStore, open_store
 from shared.crypto import SecretBox
 from shared.settings import Settings
+from workers.docker_engine import DockerEngine
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class WorkerContext:
     store: ArtifactStore
     redis: redis.Redis  # the broker, for the release-phase lock
     router: RuntimeAPI  # this run host's router (it may not run: see RuntimeAPI.available)
+    docker: DockerEngine  # connected when a Docker builder or runner first needs it
 
     @property
     def db_url(self) -> str:
@@ -43,4 +45,5 @@ class WorkerContext:
                 settings.redis_url, socket_timeout=5, socket_connect_timeout=5
             ),
             router=RuntimeAPI(settings.router_socket),
+            docker=DockerEngine(),
         )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from shared.exceptions import StageFailed
 from workers.builders.base import Builder
-from workers.builders.docker import DockerBuilder, docker_client
+from workers.builders.docker import DockerBuilder
 from workers.builders.local import LocalBuilder
 from workers.builders.noop import NoopBuilder, build_wait_seconds
 from workers.builders.python import PythonBuilder, PythonBuildpack
@@ -16,7 +16,7 @@ BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
     # A Python app without a build command of its own gets the Python buildpack (detected).
     "local": lambda context: LocalBuilder(context.store, (PythonBuildpack(),)),
     "python": lambda context: PythonBuilder(context.store),
-    "docker": lambda context: DockerBuilder(docker_client(), context.store.images),
+    "docker": lambda context: DockerBuilder(context.docker.client(), context.store.images),
     "noop": lambda context: NoopBuilder(context.store, build_wait_seconds()),
 }
 

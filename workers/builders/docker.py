@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable
-from functools import lru_cache
 from typing import Any
 
 import docker
@@ -24,21 +23,6 @@ from workers.builders.base import BuildRequest, BuiltArtifact
 logger = structlog.get_logger(__name__)
 
 DOCKERFILE = "Dockerfile"
-
-
-@lru_cache(maxsize=1)
-def docker_client() -> docker.DockerClient:
-    """This worker process's one Docker client, made at first use (never at import).
-
-    `docker.from_env()` reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, so a worker can
-    drive another host's engine. Celery forks its pool before the first task, so each child makes
-    its own client and no connection is shared across a fork. A failure is not cached: the next
-    stage tries again.
-    """
-    try:
-        return docker.from_env()
-    except DockerException as exc:
-        raise StageFailed(f"the Docker engine does not answer (DOCKER_HOST): {exc}") from exc
 
 
 def image_tag(app: str, commit_sha: str) -> str:

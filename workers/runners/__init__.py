@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.exceptions import StageFailed
-from workers.builders.docker import docker_client
 from workers.context import WorkerContext
 from workers.runners.base import Runner
 from workers.runners.docker import DockerRunner
@@ -16,7 +15,7 @@ RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
     "local": lambda context: LocalRunner(
         context.store, context.settings.run_dir, context.settings.storage_dir
     ),
-    "docker": lambda context: DockerRunner(docker_client(), context.store.images),
+    "docker": lambda context: DockerRunner(context.docker.client(), context.store.images),
     "noop": lambda context: NoopRunner(context.store),
 }
 
