@@ -1,9 +1,10 @@
 """Who is calling and what they may do: the admin token, or a scoped API token.
 
 Scopes: `read` (every GET), `deploy:<environment>` (read, plus deploy, configure, roll back and
-promote into that environment), `admin` (everything). Every GET needs at least one scope; every
-other route needs `admin` unless it is marked `@deploy_scoped`, in which case the route itself
-checks `deploy:<environment>` for the environment it changes.
+promote into that environment), `metrics` (`GET /metrics` only, for a Prometheus server),
+`admin` (everything). Every GET needs at least one scope besides `metrics`; every other route
+needs `admin` unless it is marked `@deploy_scoped`, in which case the route itself checks
+`deploy:<environment>` for the environment it changes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from shared.exceptions import ShipyardError
 from shared.services import tokens
 
 ADMIN = "admin"
+METRICS = "metrics"
+# The scopes that may scrape `/metrics`: a Prometheus server's own, or any reader's.
+METRICS_READERS = frozenset({METRICS, "read", ADMIN})
 _DEPLOY_SCOPED = "__shipyard_deploy_scoped__"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -77,19 +81,36 @@ def authenticate(
     """Resolve the bearer token to a principal, then apply the route's default rule."""
     if credentials is None:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    principal = _principal(request, session, credentials.credentials)
+    principal = principal_for(request, session, credentials.credentials)
     request.state.principal = principal
     route = request.scope.get("route")
     endpoint = route.endpoint if isinstance(route, APIRoute) else None
     if request.method in ("GET", "HEAD"):
-        if not principal.scopes:
-            raise Forbidden("this token has no scope")
+        if not principal.scopes - {METRICS}:
+            raise Forbidden("this token has no scope that reads this (metrics: /metrics only)")
     elif not getattr(endpoint, _DEPLOY_SCOPED, False):
         principal.require_admin()
     return principal
 
 
-def _principal(request: Request, session: SessionDep, presented: str) -> Principal:
+def authenticate_metrics(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """`/metrics`: a token with the `metrics`, `read` or `admin` scope (docs/operations.md)."""
+    if credentials is None:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    principal = principal_for(request, session, credentials.credentials)
+    request.state.principal = principal
+    if not principal.scopes & METRICS_READERS:
+        raise Forbidden("reading /metrics needs the metrics, read or admin scope")
+    return principal
+
+
+def principal_for(request: Request, session: SessionDep, presented: str) -> Principal:
+    """The principal a presented token stands for (a bearer header, or the dashboard's session);
+    Unauthorized if it is no live token."""
     admin_token: str = request.app.state.admin_token
     if secrets.compare_digest(presented.encode(), admin_token.encode()):
         return Principal(name="admin", scopes=frozenset({ADMIN}))

@@ -9,6 +9,7 @@ from functools import partial
 import redis
 from fastapi import Depends, FastAPI
 
+from api import ui
 from api.auth import authenticate
 from api.deps import Publisher
 from api.errors import install_error_handlers
@@ -24,6 +25,7 @@ from api.routers import (
     hooks,
     logs,
     maintenance,
+    metrics,
     operations,
     pipelines,
     releases,
@@ -91,8 +93,12 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.include_router(health.router)
+    # The dashboard signs in with a session cookie, not a bearer token (api/ui/sessions.py).
+    ui.install(app)
     # Webhook deliveries authenticate by their signature, not by a bearer token.
     app.include_router(hooks.public_router, prefix="/v1")
+    # Where Prometheus looks by default; its own scope check (api.auth.authenticate_metrics).
+    app.include_router(metrics.router)
     protected = [Depends(authenticate)]
     for router in (
         apps,

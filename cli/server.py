@@ -19,6 +19,7 @@ from shared.broker import make_celery
 from shared.db import get_engine, session_scope
 from shared.exceptions import ConfigurationError, ShipyardError
 from shared.logging import configure_logging
+from shared.metrics import multiprocess
 from shared.services.secrets import rotate_secrets
 from shared.settings import Settings
 
@@ -115,6 +116,18 @@ def worker(
     queue: Annotated[str, typer.Argument(help="build, release, run or notify.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Processes in this pool.")] = 1,
     hostname: Annotated[str | None, typer.Option(help="Worker name (default QUEUE@host).")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve this host's worker metrics (Prometheus) on this port, for hosts "
+            "without the API; one pool per host is enough (docs/operations.md).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Address the metrics port binds (default 127.0.0.1).")
+    ] = None,
 ) -> None:
     """Start one worker pool (`celery -A workers.app worker -Q QUEUE`); run it on any host."""
     queues = constants.ALL_QUEUES
@@ -126,6 +139,11 @@ def worker(
     except ConfigurationError as exc:
         raise CliError(exc.message) from exc
     check_services(settings)
+    # Read by the worker's main process (workers.app), which serves them once it is ready.
+    if metrics_port is not None:
+        os.environ["SHIPYARD_METRICS_PORT"] = str(metrics_port)
+    if metrics_host is not None:
+        os.environ["SHIPYARD_METRICS_HOST"] = metrics_host
     command = worker_command(queue, concurrency, hostname)
     os.execv(command[0], command)
 
@@ -133,9 +151,12 @@ def worker(
 def router() -> None:
     """This run host's router (HAProxy): stable URLs per environment, switches without a
     dropped request. Run one per run host, beside its run pool; `shipyard up` runs its own."""
+    settings = _settings()
+    # Before the router's code imports prometheus-client: app restarts and drains are counted
+    # in this host's metrics dir.
+    multiprocess.use_metrics_dir(settings.host_metrics_dir)
     from router import agent  # the router's code (and the workers' it uses) only here
 
-    settings = _settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     try:
         check_services(settings)
@@ -159,7 +180,13 @@ def api(
     check_services(settings)
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     uvicorn.run(
-        "api.main:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        timeout_graceful_shutdown=constants.API_SHUTDOWN_GRACE_SECONDS,
     )
 
 

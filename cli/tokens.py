@@ -15,7 +15,8 @@ tokens_cli = typer.Typer(help="Scoped API tokens (admin).", no_args_is_help=True
 @tokens_cli.command("create")
 def create(
     scope: Annotated[
-        list[str], typer.Option("--scope", help="read, admin or deploy:<environment>; repeatable.")
+        list[str],
+        typer.Option("--scope", help="read, admin, metrics or deploy:<environment>; repeatable."),
     ],
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
 ) -> None:

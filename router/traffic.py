@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from router.runtime import RouterError, RuntimeAPI
+from shared.metrics import instruments
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +32,9 @@ class Route:
     backend: str
     hosts: tuple[str, ...]
     drain_timeout: float
+    # Whose route it is, for the drain-time metric's labels.
+    app: str = ""
+    environment: str = ""
 
 
 def server_name(process: dict[str, Any]) -> str:
@@ -72,6 +76,7 @@ class Traffic:
             self.api.drain_server(self.route.backend, name)
         started = time.monotonic()
         deadline = started + self.route.drain_timeout
+        outcome = "drained"
         while draining and time.monotonic() < deadline:
             servers = self.api.servers(self.route.backend)
             if all(servers[name].sessions == 0 for name in draining if name in servers):
@@ -79,8 +84,13 @@ class Traffic:
             time.sleep(DRAIN_POLL_SECONDS)
         else:
             if draining:
+                outcome = "timeout"
                 log.warning("router.drain_timeout", timeout=self.route.drain_timeout)
         self.drained_in = time.monotonic() - started
+        if draining:
+            instruments.DRAIN_DURATION.labels(
+                app=self.route.app, environment=self.route.environment, outcome=outcome
+            ).observe(self.drained_in)
         for name in draining:
             try:
                 self.api.remove_server(self.route.backend, name)

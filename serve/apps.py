@@ -26,6 +26,7 @@ from router.traffic import server_name
 from serve.supervisor import Backoff, RestartPolicy
 from shared.db import session_scope
 from shared.exceptions import ShipyardError
+from shared.metrics import instruments
 from shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
 from shared.services import deployments
 from workers.context import WorkerContext
@@ -131,6 +132,9 @@ class AppSupervisor:
         if not self._update(deployment_id, record, fresh):
             self._runner.stop([started])  # the deployment was replaced meanwhile
             return
+        instruments.PROCESS_RESTARTS.labels(
+            app=spec.app, environment=spec.environment, process_type=process_type
+        ).inc()
         log.info("apps.restarted", type=process_type, index=index, restarts=fresh["restarts"])
 
     def _check_started(

@@ -25,6 +25,7 @@ from shared import constants, migrate, processes
 from shared.app_logs import FileSource, Follower
 from shared.db import session_scope
 from shared.exceptions import ConfigurationError
+from shared.metrics import multiprocess
 from shared.services import deployments, routes
 from shared.settings import Settings
 
@@ -106,6 +107,10 @@ def run(settings: Settings, address: Address, *, verbose: bool = False) -> None:
             children(settings, address), state_file=settings.data_dir / "up.children.json"
         )
         supervisor.stop_leftovers(grace=constants.STOP_GRACE_SECONDS)
+        # Nothing of a previous run writes there any more: its files would only pile up. The
+        # children (pools, router, API) inherit the directory through the environment.
+        multiprocess.wipe_metrics_dir(settings.metrics_root)
+        multiprocess.use_metrics_dir(settings.host_metrics_dir)
         stopping = _stop_on_signals()
         echo = _echo_logs(supervisor, stopping) if verbose else None
         try:

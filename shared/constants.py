@@ -58,6 +58,9 @@ APP_STOP_GRACE_SECONDS: Final = 30.0
 # Grace period between SIGTERM and SIGKILL when `shipyard up` stops its own processes (pools,
 # beat, API, router) and the apps at its own exit.
 STOP_GRACE_SECONDS: Final = 10.0
+# How long a stopping API waits for open responses: long-lived streams (a pipeline page's live
+# events, `logs --tail`) are cut after it, and clients reconnect to the next API process.
+API_SHUTDOWN_GRACE_SECONDS: Final = 5
 
 # Build logs beyond this size keep their head and tail only, so a chatty build cannot fill the DB.
 BUILD_LOG_LIMIT_BYTES: Final = 1_000_000

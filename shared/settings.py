@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 import tempfile
 from collections.abc import Callable
 from functools import lru_cache
@@ -73,8 +74,8 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = constants.NOTIFY_TIMEOUT_SECONDS
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
-    # Where this host's worker processes write their Prometheus metrics (multiprocess mode);
-    # by default `$DATA_DIR/metrics`. `shipyard up` wipes it at start (docs/operations.md).
+    # Where worker processes write their Prometheus metrics (multiprocess mode), one folder per
+    # host below it; by default `$DATA_DIR/metrics`. `shipyard up` wipes it at start.
     metrics_dir: Path | None = None
     # `shipyard worker --metrics-port`: serve this host's worker metrics on their own port
     # (hosts without the API); off by default, and bound to loopback unless told otherwise.
@@ -192,9 +193,16 @@ class Settings(BaseSettings):
         return self.data_dir / "storage"
 
     @property
-    def metrics_store_dir(self) -> Path:
-        """This host's worker metrics files (PROMETHEUS_MULTIPROC_DIR of its processes)."""
+    def metrics_root(self) -> Path:
+        """The worker metrics of every host that shares this data dir, a folder per host."""
         return self.metrics_dir or self.data_dir / "metrics"
+
+    @property
+    def host_metrics_dir(self) -> Path:
+        """This host's worker metrics files (PROMETHEUS_MULTIPROC_DIR of its processes): a
+        folder of its own, because processes of two hosts, or two containers sharing a volume,
+        may have the same pid, and the files are named by pid."""
+        return self.metrics_root / socket.gethostname()
 
     @property
     def work_dir(self) -> Path:

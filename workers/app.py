@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import redis
@@ -10,6 +11,7 @@ from celery import Celery, signals
 from shared import constants
 from shared.broker import make_celery
 from shared.logging import configure_logging
+from shared.metrics import multiprocess
 from shared.services import workers
 from shared.settings import get_settings
 
@@ -17,6 +19,9 @@ from shared.settings import get_settings
 def create_worker_app() -> Celery:
     """The worker-side Celery app: late acks, requeue on a lost worker, one message at a time."""
     settings = get_settings()
+    # Before workers.tasks (and prometheus-client with it) is imported: the pool's children
+    # write their metrics there, where the API (or --metrics-port) reads them back.
+    multiprocess.use_metrics_dir(settings.host_metrics_dir)
     celery = make_celery(settings, "shipyard")
     celery.conf.update(
         include=["workers.tasks"],
@@ -87,3 +92,29 @@ def _announce_worker(sender: Any, **_kwargs: Any) -> None:
 
     # A cold shutdown sends no worker_shutdown: then the keys simply expire.
     signals.worker_shutdown.connect(forget, weak=False)
+
+
+@signals.worker_ready.connect
+def _expose_metrics(**_kwargs: Any) -> None:
+    """`shipyard worker --metrics-port`: serve this host's metrics dir from the main process."""
+    settings = get_settings()
+    if settings.metrics_port is None:
+        return
+    from shared.metrics.exposition import HostMetricsServer
+
+    server = HostMetricsServer(
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        metrics_dir=settings.host_metrics_dir,
+    )
+
+    def stop(**_: Any) -> None:
+        server.stop()
+
+    signals.worker_shutdown.connect(stop, weak=False)
+
+
+@signals.worker_process_shutdown.connect
+def _forget_process_metrics(**_kwargs: Any) -> None:
+    """A pool child exits: drop its live gauges, as prometheus-client's multiprocess mode asks."""
+    multiprocess.mark_process_dead(os.getpid(), get_settings().host_metrics_dir)

@@ -222,7 +222,7 @@ def claim_stage(
             error=f"its worker died {run.attempt - 1} times (out of memory or over a time limit?)",
             attempt=run.attempt,
         )
-        return Claim(ClaimOutcome.GAVE_UP, events=woken)
+        return Claim(ClaimOutcome.GAVE_UP, events=woken, pipeline=pipeline)
     if pipeline.status == PipelineStatus.QUEUED:  # its first stage: the pipeline starts now
         session.execute(
             update(Pipeline)

@@ -77,6 +77,28 @@ def live_workers(*, redis_client: redis.Redis, namespace: str) -> LiveWorkers:
     return {queue: sorted(hostnames) for queue, hostnames in found.items()}
 
 
+def heartbeat_ages(
+    *, redis_client: redis.Redis, namespace: str, now: float | None = None
+) -> dict[tuple[str, str], float]:
+    """Seconds since each live worker last refreshed its key, by (queue, hostname)."""
+    prefix = f"{namespace}:worker:"
+    keys = [
+        raw.decode() if isinstance(raw, bytes) else str(raw)
+        for raw in redis_client.scan_iter(match=_glob_escape(prefix) + "*", count=500)
+    ]
+    if not keys:
+        return {}
+    seen_at = redis_client.mget(keys)
+    now = time.time() if now is None else now
+    ages: dict[tuple[str, str], float] = {}
+    for key, value in zip(keys, seen_at, strict=True):
+        queue, sep, hostname = key.removeprefix(prefix).partition(":")
+        if not (sep and hostname) or value is None:
+            continue  # expired between SCAN and MGET: that worker is gone
+        ages[(queue, hostname)] = max(0.0, now - float(value))
+    return ages
+
+
 def no_workers() -> LiveWorkers:
     """The probe of an installation without a broker (the API's tests): nobody consumes."""
     return {}

@@ -161,3 +161,16 @@ def test_client_settings_prefer_shipyard_token_over_the_token_file(
 
 def test_client_settings_without_any_token_send_none(tmp_path: Path) -> None:
     assert ClientSettings(data_dir=tmp_path).resolved_token() is None
+
+
+def test_worker_metrics_go_to_a_folder_per_host_below_the_metrics_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "build-1")
+    default = Settings(data_dir=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    chosen = Settings(data_dir=tmp_path, metrics_dir=Path("elsewhere"))
+
+    assert default.metrics_root == tmp_path / "metrics"
+    assert default.host_metrics_dir == tmp_path / "metrics" / "build-1"
+    assert chosen.host_metrics_dir == tmp_path / "elsewhere" / "build-1"

@@ -6,6 +6,7 @@ Each stage module (build, release, run) only says what its work is.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from shared.db import session_scope
 from shared.events import StageEvent
 from shared.exceptions import StageFailed
 from shared.logging import forget_secrets, redact
+from shared.metrics import instruments
 from shared.models import Pipeline, utcnow
 from shared.services import notifications, pipelines
 from shared.services import reconcile as reconciler
@@ -76,6 +78,8 @@ def execute(
                 hostname=hostname,
                 stale_after=context.settings.stale_after_seconds,
             )
+        if claim.outcome == ClaimOutcome.GAVE_UP and claim.pipeline is not None:
+            instruments.record_if_finished(claim.pipeline)
         for event in claim.events:
             publish(context.celery, event)
         if claim.run is None:
@@ -106,12 +110,14 @@ def _run_claimed(
     context: WorkerContext, pipeline: Pipeline, stage: str, attempt: int, work: StageWork
 ) -> None:
     pipeline_id = pipeline.id
+    started = time.monotonic()
     with _heartbeat(context, pipeline_id, stage, attempt):
         try:
             result = work(context, pipeline)
         except StageFailed as exc:
             record = exc.record if isinstance(exc, FailureWithRecord) else None
             _record_failure(context, pipeline_id, stage, attempt, exc.message, exc.output, record)
+            instruments.record_stage(stage=stage, result="failed", seconds=_since(started))
             return
         except OperationalError:
             raise  # the database is away: the task retries, the stage stays claimed
@@ -119,8 +125,14 @@ def _run_claimed(
             log.exception("stage.crashed")
             error = f"internal error ({type(exc).__name__})"
             _record_failure(context, pipeline_id, stage, attempt, error, None)
+            instruments.record_stage(stage=stage, result="failed", seconds=_since(started))
             return
     _record_success(context, pipeline_id, stage, attempt, result)
+    instruments.record_stage(stage=stage, result="succeeded", seconds=_since(started))
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
 
 
 @contextmanager
@@ -175,6 +187,10 @@ def _record_success(
             result.record(session)
         notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.info("stage.succeeded", result_id=result.result_id, cache_hit=result.cache_hit)
+    # Counted once the stage's rows are committed: a rolled-back result counts nothing.
+    if stage == "build":
+        instruments.record_build(cache_hit=result.cache_hit)
+    instruments.record_if_finished(pipeline)
     # Published only after the stage's rows are committed (see docs/reliability.md).
     events = [result.next_event] if result.next_event is not None else []
     for event in [*events, *woken, *notices]:
@@ -206,6 +222,7 @@ def _record_failure(
             record(session)
         notices = notifications.pipeline_notices(session=session, pipeline=pipeline, stage=stage)
     log.warning("stage.failed", error=error)
+    instruments.record_if_finished(pipeline)
     for event in [*woken, *notices]:
         publish(context.celery, event)
 

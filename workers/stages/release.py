@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from shared.db import session_scope
 from shared.events import ReleaseCreated
 from shared.exceptions import StageFailed
 from shared.manifest import release_command
+from shared.metrics import instruments
 from shared.models import Artifact, Environment, Pipeline, Release
 from shared.services import releases
 from workers.context import WorkerContext
@@ -55,8 +58,13 @@ def _release_phase(
     runner = get_runner(environment.runner, context)
     with release_phase_lock(context, environment.id, pipeline.id, timeout):
         log.info("release.phase_started", command=command)
+        started = time.monotonic()
         result = runner.run_once(spec, command, timeout)
         log.info("release.phase_finished", exit_code=result.exit_code)
+    outcome = {0: "succeeded", None: "timeout"}.get(result.exit_code, "failed")
+    instruments.RELEASE_PHASE_DURATION.labels(
+        app=spec.app, environment=spec.environment, result=outcome
+    ).observe(time.monotonic() - started)
     if result.exit_code == 0:
         return result.output
     with session_scope(context.db_url) as session:

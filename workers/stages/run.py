@@ -89,5 +89,7 @@ def traffic_for(context: WorkerContext, environment: Environment, app: str) -> T
         backend=haproxy.backend_name(environment.route_slot),
         hosts=routing.hosts(app, environment.name, list(environment.domains)),
         drain_timeout=environment.drain_timeout,
+        app=app,
+        environment=environment.name,
     )
     return Traffic(context.router, context.settings.router_map, route)

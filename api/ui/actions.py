@@ -1,0 +1,111 @@
+"""The dashboard's actions: deploy a ref, roll back, promote. The same scopes and the same
+services as the JSON routes (`POST /v1/apps/{app}/pipelines`, `…/rollback`, `…/promotions`);
+each form carries the session's CSRF token, and each answers with the pipeline's live page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+from fastapi.responses import RedirectResponse
+
+from api.deps import PublisherDep, SessionDep
+from api.ui.rendering import PageRoute, ViewerDep, check_csrf
+from shared.models import Pipeline, PipelineKind
+from shared.schemas import PipelineCreate, PromotionCreate, RollbackCreate
+from shared.services import apps, pipelines, rollbacks
+
+router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+
+# What the history shows as the trigger of a pipeline started from the dashboard.
+TRIGGER = "dashboard"
+
+CsrfField = Annotated[str, Form(max_length=200)]
+
+
+def _follow(pipeline: Pipeline) -> RedirectResponse:
+    return RedirectResponse(f"/ui/pipelines/{pipeline.id}", status_code=303)
+
+
+@router.post("/apps/{app}/deploy")
+def deploy(
+    app: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    publish: PublisherDep,
+    csrf: CsrfField = "",
+    environment: Annotated[str, Form(max_length=63)] = "",
+    ref: Annotated[str, Form(max_length=255)] = "HEAD",
+) -> RedirectResponse:
+    """Build `ref`, release it and run it in `environment` (needs deploy:<environment>)."""
+    check_csrf(viewer, csrf)
+    viewer.principal.require_deploy(environment)
+    data = PipelineCreate(environment=environment, ref=ref.strip() or "HEAD")
+    owner = apps.get_app(session=session, name=app)
+    target = apps.get_environment(session=session, app=owner, name=data.environment)
+    pipeline = pipelines.create_pipeline(
+        session=session,
+        app=owner,
+        environment=target,
+        kind=PipelineKind.DEPLOY,
+        trigger=TRIGGER,
+        ref=data.ref,
+    )
+    session.commit()
+    pipelines.start(session=session, pipeline=pipeline, publish=publish)
+    return _follow(pipeline)
+
+
+@router.post("/apps/{app}/environments/{env}/rollback")
+def rollback(
+    app: str,
+    env: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    publish: PublisherDep,
+    csrf: CsrfField = "",
+    to_version: Annotated[str, Form(max_length=20)] = "",
+) -> RedirectResponse:
+    """Run an earlier release again (default: the one live before this); needs deploy:<env>."""
+    check_csrf(viewer, csrf)
+    viewer.principal.require_deploy(env)
+    data = RollbackCreate.model_validate({"to_version": to_version.strip() or None})
+    owner = apps.get_app(session=session, name=app)
+    environment = apps.get_environment(session=session, app=owner, name=env)
+    pipeline = rollbacks.create_rollback_pipeline(
+        session=session,
+        app=owner,
+        environment=environment,
+        to_version=data.to_version,
+        trigger=TRIGGER,
+    )
+    session.commit()
+    pipelines.start(session=session, pipeline=pipeline, publish=publish)
+    return _follow(pipeline)
+
+
+@router.post("/apps/{app}/promote")
+def promote(
+    app: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    publish: PublisherDep,
+    csrf: CsrfField = "",
+    source: Annotated[str, Form(alias="from", max_length=63)] = "",
+    target: Annotated[str, Form(alias="to", max_length=63)] = "",
+) -> RedirectResponse:
+    """Release what is live in `from` to `to`, with `to`'s config (needs deploy:<to>)."""
+    check_csrf(viewer, csrf)
+    viewer.principal.require_deploy(target)
+    data = PromotionCreate.model_validate({"from": source, "to": target})
+    owner = apps.get_app(session=session, name=app)
+    pipeline = rollbacks.create_promotion_pipeline(
+        session=session,
+        app=owner,
+        source=apps.get_environment(session=session, app=owner, name=data.source),
+        target=apps.get_environment(session=session, app=owner, name=data.target),
+        trigger=TRIGGER,
+    )
+    session.commit()
+    pipelines.start(session=session, pipeline=pipeline, publish=publish)
+    return _follow(pipeline)

@@ -1,0 +1,1 @@
+"""Prometheus metrics: what the workers count as they go, and what the store says at scrape time."""
