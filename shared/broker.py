@@ -8,8 +8,15 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from shared import constants
-from shared.events import ROUTES, Event
+from shared.events import OTHER_ROUTES, Event
 from shared.settings import Settings
+from shared.stages import STAGE_ROUTES
+
+# Which task, on which queue, consumes each event.
+ROUTES: dict[str, tuple[str, str]] = {
+    **{route.event_type: (route.task, route.queue) for route in STAGE_ROUTES.values()},
+    **OTHER_ROUTES,
+}
 
 
 def broker_config(settings: Settings) -> dict[str, Any]:

@@ -59,11 +59,9 @@ class NotificationQueued(BaseModel):
 
 Event = StageEvent | ArtifactsExpired | NotificationQueued
 
-# Which task, on which queue, consumes each event.
-ROUTES: dict[str, tuple[str, str]] = {
-    "pipeline.queued": (constants.BUILD_TASK, constants.BUILD_QUEUE),
-    "artifact.built": (constants.RELEASE_TASK, constants.RELEASE_QUEUE),
-    "release.created": (constants.RUN_TASK, constants.RUN_QUEUE),
+# Which task, on which queue, consumes each event that is not a stage's (those are in
+# shared.stages.STAGE_ROUTES).
+OTHER_ROUTES: dict[str, tuple[str, str]] = {
     # Build workers are the ones that can reach every artifact store and image they wrote.
     "artifacts.expired": (constants.REMOVE_ARTIFACTS_TASK, constants.BUILD_QUEUE),
     # Receivers are slow or down at times: they get a pool of their own, never a stage's.

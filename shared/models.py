@@ -13,6 +13,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from shared import constants
+from shared.stages import PipelineKind
 
 
 def utcnow() -> datetime:
@@ -79,21 +80,7 @@ class DeploymentStatus(StrEnum):
     STOPPED = "stopped"
 
 
-class PipelineKind(StrEnum):
-    DEPLOY = "deploy"  # build → release → run
-    CONFIG = "config"  # release → run with the live artifact and new config
-    PROMOTION = "promotion"  # release → run with another environment's live artifact
-    ROLLBACK = "rollback"  # run an earlier release again, exactly as it was
-    SCALE = "scale"  # run the live release again with the environment's new formation
-
-
-STAGES_BY_KIND: dict[PipelineKind, tuple[str, ...]] = {
-    PipelineKind.DEPLOY: ("build", "release", "run"),
-    PipelineKind.CONFIG: ("release", "run"),
-    PipelineKind.PROMOTION: ("release", "run"),
-    PipelineKind.ROLLBACK: ("run",),
-    PipelineKind.SCALE: ("run",),
-}
+# The kinds of pipeline and their stages are declared in shared.stages.
 
 
 class App(SQLModel, table=True):

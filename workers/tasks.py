@@ -22,10 +22,11 @@ from shared.events import (
 from shared.models import utcnow
 from shared.services.pipelines import ClaimOutcome
 from shared.settings import get_settings
+from shared.stages import STAGE_ROUTES, Stage
 from workers.app import app
 from workers.context import WorkerContext
-from workers.stages import StageWork, execute, reconcile
 from workers.stages.build import build_work, remove_expired_artifacts
+from workers.stages.frame import StageWork, execute, reconcile
 from workers.stages.release import release_work
 from workers.stages.run import run_work
 from workers.triggers import deliver_notification, run_schedules
@@ -62,22 +63,22 @@ def _run_stage(task: StageTask, pipeline_id: uuid.UUID, stage: str, work: StageW
         raise task.retry(countdown=countdown, max_retries=None)
 
 
-@app.task(name=constants.BUILD_TASK, base=StageTask, bind=True, **_RETRY)
+@app.task(name=STAGE_ROUTES[Stage.BUILD].task, base=StageTask, bind=True, **_RETRY)
 def build_stage(self: StageTask, event: dict[str, Any]) -> None:
     """pipeline.queued → build the commit → artifact.built."""
-    _run_stage(self, PipelineQueued.model_validate(event).pipeline_id, "build", build_work)
+    _run_stage(self, PipelineQueued.model_validate(event).pipeline_id, Stage.BUILD, build_work)
 
 
-@app.task(name=constants.RELEASE_TASK, base=StageTask, bind=True, **_RETRY)
+@app.task(name=STAGE_ROUTES[Stage.RELEASE].task, base=StageTask, bind=True, **_RETRY)
 def release_stage(self: StageTask, event: dict[str, Any]) -> None:
     """artifact.built → release vN → release.created."""
-    _run_stage(self, ArtifactBuilt.model_validate(event).pipeline_id, "release", release_work)
+    _run_stage(self, ArtifactBuilt.model_validate(event).pipeline_id, Stage.RELEASE, release_work)
 
 
-@app.task(name=constants.RUN_TASK, base=StageTask, bind=True, **_RETRY)
+@app.task(name=STAGE_ROUTES[Stage.RUN].task, base=StageTask, bind=True, **_RETRY)
 def run_stage(self: StageTask, event: dict[str, Any]) -> None:
     """release.created → start healthy → switch live."""
-    _run_stage(self, ReleaseCreated.model_validate(event).pipeline_id, "run", run_work)
+    _run_stage(self, ReleaseCreated.model_validate(event).pipeline_id, Stage.RUN, run_work)
 
 
 @app.task(name=constants.REMOVE_ARTIFACTS_TASK, base=StageTask, bind=True, **_RETRY)

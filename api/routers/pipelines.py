@@ -12,9 +12,9 @@ from api.auth import PrincipalDep, deploy_scoped
 from api.deps import BrokerRedisDep, PublisherDep, SessionDep, SettingsDep
 from shared import build_stream
 from shared.exceptions import NotFound, ServiceUnavailable
-from shared.models import PipelineKind
 from shared.schemas import BuildLogLinesPublic, BuildLogPublic, PipelineCreate, PipelinePublic
 from shared.services import apps, builds, pipelines
+from shared.stages import PipelineKind
 
 router = APIRouter(tags=["pipelines"])
 

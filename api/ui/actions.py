@@ -11,9 +11,10 @@ from fastapi.responses import RedirectResponse
 
 from api.deps import PublisherDep, SessionDep
 from api.ui.rendering import PageRoute, ViewerDep, check_csrf
-from shared.models import Pipeline, PipelineKind
+from shared.models import Pipeline
 from shared.schemas import PipelineCreate, PromotionCreate, RollbackCreate
 from shared.services import apps, pipelines, rollbacks
+from shared.stages import PipelineKind
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 

@@ -16,7 +16,6 @@ from shared.models import (
     DeploymentStatus,
     Environment,
     Pipeline,
-    PipelineKind,
     Release,
     ReleaseStatus,
     utcnow,
@@ -24,6 +23,7 @@ from shared.models import (
 from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic, StoragePublic
 from shared.services.config import decrypt_config
 from shared.services.releases import lock_environment, release_public
+from shared.stages import PipelineKind
 
 
 def deployment_cause(pipeline: Pipeline, release: Release) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from shared.exceptions import Conflict, InvalidInput
-from shared.models import App, Environment, Pipeline, PipelineKind, Release
+from shared.models import App, Environment, Pipeline, Release
 from shared.services import deployments, pipelines, queueing
+from shared.stages import PipelineKind
 
 
 def process_count(formation: dict[str, int], process_type: str) -> int:

@@ -30,7 +30,6 @@ from shared.models import (
     Notification,
     NotificationAttempt,
     Pipeline,
-    PipelineKind,
     PipelineStatus,
     Release,
     Subscription,
@@ -43,6 +42,7 @@ from shared.schemas import (
     SubscriptionCreate,
 )
 from shared.services.webhooks import new_secret, sign
+from shared.stages import PipelineKind, Stage
 
 log = structlog.get_logger(__name__)
 EVENTS: tuple[str, ...] = get_args(NotificationEvent)
@@ -192,7 +192,7 @@ def pipeline_notices(
     """
     finished = pipeline.status in (PipelineStatus.SUCCEEDED, PipelineStatus.FAILED)
     events = []
-    if stage == "release" and pipeline.status != PipelineStatus.FAILED and pipeline.release_id:
+    if stage == Stage.RELEASE and pipeline.status != PipelineStatus.FAILED and pipeline.release_id:
         events.append("release.created")
     if finished:
         events.append(f"pipeline.{pipeline.status}")

@@ -16,12 +16,10 @@ from shared import constants
 from shared.events import Event, StageEvent
 from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import (
-    STAGES_BY_KIND,
     App,
     ConfigVersion,
     Environment,
     Pipeline,
-    PipelineKind,
     PipelineStatus,
     Release,
     StageRun,
@@ -30,6 +28,7 @@ from shared.models import (
 )
 from shared.schemas import PipelinePublic, StagePublic
 from shared.services import deployments, queueing
+from shared.stages import STAGES_BY_KIND, PipelineKind, Stage, first_stage
 
 
 def create_pipeline(
@@ -94,7 +93,7 @@ def create_config_pipeline(
             Pipeline.environment_id == environment.id,
             Pipeline.kind == PipelineKind.CONFIG,
             queueing.active(),
-            StageRun.name == "release",
+            StageRun.name == Stage.RELEASE,
             col(StageRun.status).in_(
                 [StageStatus.PENDING, StageStatus.QUEUED, StageStatus.WAITING]
             ),
@@ -131,7 +130,7 @@ def start(*, session: Session, pipeline: Pipeline, publish: Callable[[Event], No
 
 def first_event(pipeline: Pipeline) -> StageEvent:
     """The event that starts `pipeline`'s first stage."""
-    return queueing.stage_event(pipeline, STAGES_BY_KIND[PipelineKind(pipeline.kind)][0])
+    return queueing.stage_event(pipeline, first_stage(pipeline.kind))
 
 
 def get_pipeline(*, session: Session, pipeline_id: uuid.UUID) -> Pipeline:
@@ -271,12 +270,17 @@ def complete_stage(
     cache_hit: bool = False,
     output: str | None = None,
     attempt: int | None = None,
+    artifact_id: str | None = None,
+    release_id: uuid.UUID | None = None,
+    deployment_id: uuid.UUID | None = None,
 ) -> list[StageEvent]:
-    """Record a stage's success; queue the next stage, or finish the pipeline.
+    """Record a stage's success and what it made (artifact, release, deployment) on the
+    pipeline; queue the next stage, or finish the pipeline.
 
     With `attempt`, only while that attempt still holds the stage (else StageSuperseded).
-    Returns the events to publish once this is committed: a waiting pipeline of the same
-    environment that this one's end lets through (the caller publishes its own next stage).
+    Returns the events to publish once this is committed: the next stage's (built from the
+    pipeline row, with what this stage made), or, when the pipeline is done,
+    a waiting pipeline of the same environment that this one's end lets through.
     """
     now = utcnow()
     # The fence and the result in one statement: only the attempt holding the stage records it.
@@ -294,6 +298,9 @@ def complete_stage(
     ).one_or_none()
     if position is None:
         raise StageSuperseded(f"attempt {attempt} of {stage} was taken over")
+    pipeline.artifact_id = artifact_id or pipeline.artifact_id
+    pipeline.release_id = release_id or pipeline.release_id
+    pipeline.deployment_id = deployment_id or pipeline.deployment_id
     queued = session.scalars(
         update(StageRun)
         .where(col(StageRun.pipeline_id) == pipeline.id, col(StageRun.position) == position + 1)
@@ -302,7 +309,7 @@ def complete_stage(
     ).one_or_none()
     if queued is not None:
         session.flush()  # the caller's own changes to the pipeline row
-        return []
+        return [queueing.stage_event(pipeline, queued)]
     pipeline.status = PipelineStatus.SUCCEEDED
     pipeline.finished_at = now
     session.add(pipeline)

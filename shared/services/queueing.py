@@ -13,11 +13,10 @@ import uuid
 from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, or_
 from sqlmodel import Session, col, select
 
-from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated, StageEvent
+from shared import stages
+from shared.events import StageEvent
 from shared.models import (
-    STAGES_BY_KIND,
     Pipeline,
-    PipelineKind,
     PipelineStatus,
     StageRun,
     StageStatus,
@@ -43,20 +42,11 @@ def active() -> ColumnElement[bool]:
     return col(Pipeline.status).in_(statuses)
 
 
-def gate_stage(kind: str) -> str:
-    """The first stage of a pipeline of `kind` that changes its environment."""
-    return next(stage for stage in STAGES_BY_KIND[PipelineKind(kind)] if stage != "build")
-
-
 def stage_event(pipeline: Pipeline, stage: str) -> StageEvent:
-    """The event that starts `stage` of `pipeline`."""
-    if stage == "build":
-        return PipelineQueued(pipeline_id=pipeline.id)
-    if stage == "release":
-        assert pipeline.artifact_id is not None, "a release stage needs the artifact"
-        return ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=pipeline.artifact_id)
-    assert pipeline.release_id is not None, "a run stage needs the release"
-    return ReleaseCreated(pipeline_id=pipeline.id, release_id=pipeline.release_id)
+    """The event that starts `stage` of `pipeline`, from the pipeline's row."""
+    return stages.stage_event(
+        stage, pipeline.id, artifact_id=pipeline.artifact_id, release_id=pipeline.release_id
+    )
 
 
 def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
@@ -77,7 +67,7 @@ def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
 
 def wait_if_behind(*, session: Session, pipeline: Pipeline, stage: str) -> bool:
     """At the gate: mark the stage waiting (True) if an older pipeline is still ahead of it."""
-    if stage != gate_stage(pipeline.kind):
+    if stage != stages.gate_stage(pipeline.kind):
         return False
     lock_environment(session=session, environment_id=pipeline.environment_id)
     if _older_active(session, pipeline) is None:

@@ -13,13 +13,13 @@ from shared.models import (
     ConfigVersion,
     Environment,
     Pipeline,
-    PipelineKind,
     Release,
     ReleaseStatus,
     utcnow,
 )
 from shared.schemas import ReleasePublic
 from shared.services.config import current_config
+from shared.stages import PipelineKind
 
 
 def lock_environment(*, session: Session, environment_id: uuid.UUID) -> Environment:

@@ -12,11 +12,11 @@ from shared.models import (
     DeploymentStatus,
     Environment,
     Pipeline,
-    PipelineKind,
     Release,
     ReleaseStatus,
 )
 from shared.services import deployments, pipelines, releases
+from shared.stages import PipelineKind
 
 
 def rollback_target(

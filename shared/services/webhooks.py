@@ -31,11 +31,11 @@ from shared.models import (
     App,
     Environment,
     Pipeline,
-    PipelineKind,
     WebhookConfig,
     WebhookDelivery,
 )
 from shared.services import pipelines
+from shared.stages import PipelineKind
 
 HOOK_PATHS = {
     "github": "/v1/hooks/github",

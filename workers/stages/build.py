@@ -12,7 +12,6 @@ from sqlmodel import Session
 
 from shared import build_stream, constants
 from shared.db import session_scope
-from shared.events import ArtifactBuilt
 from shared.exceptions import StageFailed
 from shared.manifest import read_procfile
 from shared.models import App, Artifact, Build, Pipeline
@@ -22,7 +21,7 @@ from workers.build_log import BuildLog
 from workers.builders import get_builder
 from workers.builders.base import BuildRequest
 from workers.context import WorkerContext
-from workers.stages import FailureWithRecord, StageResult, get_row
+from workers.stages.frame import FailureWithRecord, StageResult, get_row
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +60,6 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         result_id=artifact_id,
         artifact_id=artifact_id,
         cache_hit=cache_hit,
-        next_event=ArtifactBuilt(pipeline_id=pipeline.id, artifact_id=artifact_id),
         # The build row is finished with the stage's result: one transaction, fenced.
         record=partial(_finish, build.id, commit_sha, artifact_id, cache_hit, build_log),
     )

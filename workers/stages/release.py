@@ -7,7 +7,6 @@ import time
 import structlog
 
 from shared.db import session_scope
-from shared.events import ReleaseCreated
 from shared.exceptions import StageFailed
 from shared.manifest import release_command
 from shared.metrics import instruments
@@ -16,7 +15,7 @@ from shared.services import releases
 from workers.context import WorkerContext
 from workers.locks import release_phase_lock
 from workers.runners import get_runner
-from workers.stages import StageResult, get_row
+from workers.stages.frame import StageResult, get_row
 from workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
@@ -43,7 +42,6 @@ def release_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         result_id=str(release.id),
         release_id=release.id,
         output=output,
-        next_event=ReleaseCreated(pipeline_id=pipeline.id, release_id=release.id),
     )
 
 

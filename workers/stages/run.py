@@ -17,7 +17,7 @@ from workers.context import WorkerContext
 from workers.runners import get_runner
 from workers.runners.base import ProcessRecord
 from workers.runners.switch import switch
-from workers.stages import StageResult, get_row
+from workers.stages.frame import StageResult, get_row
 from workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)

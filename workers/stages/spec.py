@@ -10,7 +10,7 @@ from shared.models import App, ConfigVersion, Environment, Release
 from shared.services.config import decrypt_config
 from workers.context import WorkerContext
 from workers.runners.base import ReleaseSpec
-from workers.stages import get_row
+from workers.stages.frame import get_row
 
 
 def release_spec(

@@ -6,8 +6,9 @@ import pytest
 from sqlmodel import Session, select
 
 from shared.exceptions import Conflict, InvalidInput
-from shared.models import App, Environment, Pipeline, PipelineKind, PipelineStatus
+from shared.models import App, Environment, Pipeline, PipelineStatus
 from shared.services import deployments, formation
+from shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 

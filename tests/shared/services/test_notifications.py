@@ -18,13 +18,13 @@ from shared.models import (
     Environment,
     Notification,
     NotificationAttempt,
-    PipelineKind,
     PipelineStatus,
     Subscription,
 )
 from shared.schemas import SubscriptionCreate
 from shared.services import notifications, pipelines, releases, webhooks
 from shared.services.notifications import DeliveryState
+from shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline
 
 NOW = datetime(2026, 3, 23, 10, 0, tzinfo=UTC)

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import pytest
 from sqlmodel import Session
 
 from shared import constants
-from shared.events import ArtifactBuilt, Event, PipelineQueued
+from shared.events import ArtifactBuilt, Event, PipelineQueued, ReleaseCreated
 from shared.exceptions import ServiceUnavailable
 from shared.models import (
     App,
     ConfigVersion,
     Environment,
     Pipeline,
-    PipelineKind,
     PipelineStatus,
     StageStatus,
 )
 from shared.services import deployments, pipelines
 from shared.services.pipelines import Claim, ClaimOutcome
+from shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 # Seconds without a heartbeat after which a running stage's worker counts as gone.
@@ -48,13 +51,27 @@ def _claim(
     return claim
 
 
-def _finish(session: Session, pipeline: Pipeline, *stages: str) -> None:
+# What each stage hands to the next (the ids only need to look right here).
+MADE: dict[str, dict[str, Any]] = {
+    "build": {"artifact_id": "sha256:" + "b" * 64},
+    "release": {"release_id": uuid.UUID(int=7)},
+    "run": {"deployment_id": uuid.UUID(int=8)},
+}
+
+
+def _finish(session: Session, pipeline: Pipeline, *stages: str) -> list[Event]:
+    events: list[Event] = []
     for stage in stages:
         assert _claim(session, pipeline, stage).outcome == ClaimOutcome.CLAIMED
-        pipelines.complete_stage(
-            session=session, pipeline=pipeline, stage=stage, result_id=f"{stage}-result"
+        events += pipelines.complete_stage(
+            session=session,
+            pipeline=pipeline,
+            stage=stage,
+            result_id=f"{stage}-result",
+            **MADE[stage],
         )
         session.commit()
+    return events
 
 
 def test_a_deploy_pipeline_has_build_release_run_with_build_queued(
@@ -204,12 +221,18 @@ def test_completing_a_stage_queues_the_next_and_the_last_finishes_the_pipeline(
 ) -> None:
     pipeline = make_pipeline(session, app, staging)
 
-    _finish(session, pipeline, "build")
+    built = _finish(session, pipeline, "build")
     assert _statuses(session, pipeline)["release"] == StageStatus.QUEUED
     assert pipeline.status == PipelineStatus.RUNNING
-    _finish(session, pipeline, "release")
+    released = _finish(session, pipeline, "release")
     assert _statuses(session, pipeline)["run"] == StageStatus.QUEUED
-    _finish(session, pipeline, "run")
+    finished = _finish(session, pipeline, "run")
+
+    # Each completion returns the next stage's event, built from what the stage made.
+    assert built == [ArtifactBuilt(pipeline_id=pipeline.id, artifact_id="sha256:" + "b" * 64)]
+    assert released == [ReleaseCreated(pipeline_id=pipeline.id, release_id=uuid.UUID(int=7))]
+    assert finished == []  # nothing waits behind it
+    assert pipeline.deployment_id == uuid.UUID(int=8)
 
     assert set(_statuses(session, pipeline).values()) == {StageStatus.SUCCEEDED}
     assert pipeline.status == PipelineStatus.SUCCEEDED
@@ -345,7 +368,12 @@ def test_a_taken_over_attempt_can_no_longer_record_its_result(
         )
     session.rollback()
     pipelines.complete_stage(
-        session=session, pipeline=pipeline, stage="build", result_id="sha256:ok", attempt=2
+        session=session,
+        pipeline=pipeline,
+        stage="build",
+        result_id="sha256:ok",
+        attempt=2,
+        artifact_id="sha256:" + "c" * 64,
     )
     session.commit()
     assert _statuses(session, pipeline) == {

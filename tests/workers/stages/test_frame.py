@@ -13,13 +13,14 @@ from sqlmodel import Session, select
 from shared import migrate
 from shared.db import get_engine, session_scope
 from shared.events import ArtifactBuilt, Event, ReleaseCreated
-from shared.models import Build, Pipeline, PipelineKind, PipelineStatus, StageRun
+from shared.models import Build, Pipeline, PipelineStatus, StageRun
 from shared.schemas import AppCreate, EnvironmentCreate
 from shared.services import apps, pipelines
 from shared.services.pipelines import ClaimOutcome
 from shared.settings import Settings
-from workers import stages
+from shared.stages import PipelineKind
 from workers.context import WorkerContext
+from workers.stages import frame
 from workers.stages.build import build_work
 from workers.stages.release import release_work
 from workers.stages.run import run_work
@@ -41,7 +42,7 @@ def context(tmp_path: Path) -> Iterator[WorkerContext]:
 def published(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
     """What the frame publishes, in order, instead of sending it to a broker."""
     sent: list[Event] = []
-    monkeypatch.setattr(stages, "publish", lambda _celery, event: sent.append(event))
+    monkeypatch.setattr(frame, "publish", lambda _celery, event: sent.append(event))
     return sent
 
 
@@ -66,7 +67,7 @@ def pipeline(context: WorkerContext, repo: Path) -> Pipeline:
 
 
 def _execute(context: WorkerContext, pipeline: Pipeline, stage: str) -> ClaimOutcome:
-    return stages.execute(context, pipeline.id, stage, f"{stage}@test", WORK[stage])
+    return frame.execute(context, pipeline.id, stage, f"{stage}@test", WORK[stage])
 
 
 def _stored(context: WorkerContext, pipeline: Pipeline) -> tuple[Pipeline, dict[str, StageRun]]:
@@ -115,12 +116,12 @@ def test_the_build_row_is_finished_with_the_stage_result_in_one_transaction(
 ) -> None:
     # The build's work is done, but another worker took the stage over before the result was
     # recorded: neither the stage nor the build row may carry this attempt's result.
-    def taken_over_meanwhile(context: WorkerContext, claimed: Pipeline) -> stages.StageResult:
+    def taken_over_meanwhile(context: WorkerContext, claimed: Pipeline) -> frame.StageResult:
         result = build_work(context, claimed)
         _take_over_build(context, claimed)
         return result
 
-    stages.execute(context, pipeline.id, "build", "slow@test", taken_over_meanwhile)
+    frame.execute(context, pipeline.id, "build", "slow@test", taken_over_meanwhile)
 
     stored, runs = _stored(context, pipeline)
     assert runs["build"].status == "running" and runs["build"].result_id is None
@@ -198,11 +199,11 @@ def test_a_taken_over_build_that_then_fails_leaves_the_build_row_to_the_winner(
 ) -> None:
     _point_at(context, pipeline, "no-such-branch")
 
-    def fails_after_a_takeover(context: WorkerContext, claimed: Pipeline) -> stages.StageResult:
+    def fails_after_a_takeover(context: WorkerContext, claimed: Pipeline) -> frame.StageResult:
         _take_over_build(context, claimed)
         return build_work(context, claimed)
 
-    stages.execute(context, pipeline.id, "build", "slow@test", fails_after_a_takeover)
+    frame.execute(context, pipeline.id, "build", "slow@test", fails_after_a_takeover)
 
     stored, runs = _stored(context, pipeline)
     assert stored.status == PipelineStatus.RUNNING and runs["build"].status == "running"

@@ -18,13 +18,14 @@ from shared import constants, migrate
 from shared.db import get_engine, session_scope
 from shared.events import Event
 from shared.exceptions import StageFailed
-from shared.models import App, Pipeline, PipelineKind, StageRun
+from shared.models import App, Pipeline, StageRun
 from shared.schemas import AppCreate, EnvironmentCreate
 from shared.services import apps, pipelines
 from shared.services.pipelines import ClaimOutcome
 from shared.settings import Settings
-from workers import stages
+from shared.stages import PipelineKind
 from workers.context import WorkerContext
+from workers.stages import frame
 from workers.stages.build import build_work
 from workers.stages.release import release_work
 from workers.stages.run import run_work
@@ -46,7 +47,7 @@ def context(tmp_path: Path) -> Iterator[WorkerContext]:
 def published(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
     """What the frame publishes, instead of sending it to a broker."""
     sent: list[Event] = []
-    monkeypatch.setattr(stages, "publish", lambda _celery, event: sent.append(event))
+    monkeypatch.setattr(frame, "publish", lambda _celery, event: sent.append(event))
     return sent
 
 
@@ -105,7 +106,7 @@ def test_a_pipeline_counts_each_stage_once_and_itself_once_finished(
     for environment in ("staging", "production"):  # the same commit twice: a cache hit
         pipeline = _pipeline(context, repo, environment)
         for stage, work in WORK.items():
-            stages.execute(context, pipeline.id, stage, f"{stage}@test", work)
+            frame.execute(context, pipeline.id, stage, f"{stage}@test", work)
 
     assert _delta(before) == {
         "build/succeeded": 2,
@@ -123,12 +124,12 @@ def test_a_failed_stage_counts_as_failed_and_so_does_its_pipeline(
     pipeline = _pipeline(context, repo, "staging")
     before = _figures()
 
-    def failing(_context: WorkerContext, _pipeline: Pipeline) -> stages.StageResult:
+    def failing(_context: WorkerContext, _pipeline: Pipeline) -> frame.StageResult:
         raise StageFailed("the build command exited with status 2")
 
-    stages.execute(context, pipeline.id, "build", "build@test", failing)
+    frame.execute(context, pipeline.id, "build", "build@test", failing)
     # A duplicate message for the failed stage counts nothing more.
-    stages.execute(context, pipeline.id, "build", "build@test", failing)
+    frame.execute(context, pipeline.id, "build", "build@test", failing)
 
     assert _delta(before) == {"build/failed": 1, "pipeline/failed": 1}
     seconds = _value("shipyard_stage_duration_seconds_sum", stage="build", result="failed")
@@ -148,7 +149,7 @@ def test_a_stage_given_up_on_counts_its_pipeline_as_failed(
         session.add(run)
     before = _figures()
 
-    outcome = stages.execute(context, pipeline.id, "build", "build@test", build_work)
+    outcome = frame.execute(context, pipeline.id, "build", "build@test", build_work)
 
     assert outcome == ClaimOutcome.GAVE_UP
     assert _delta(before) == {"pipeline/failed": 1}
