@@ -60,15 +60,18 @@ def _authenticate(
 
 
 def _answer(session: SessionDep, publish: PublisherDep, receipt: Receipt) -> JSONResponse:
-    session.commit()
-    for pipeline in receipt.started:
-        pipelines.start(session=session, pipeline=pipeline, publish=publish)
+    session.commit()  # the delivery's receipt, whether or not it starts anything
+    launched = {
+        pipeline.id: pipelines.launch(session=session, pipeline=pipeline, publish=publish)
+        for pipeline in receipt.started
+    }
     answer = HookReceipt(
         delivery_id=receipt.delivery_id,
         outcome=receipt.outcome,
         ignored=receipt.reason,
-        pipelines=[
-            pipelines.pipeline_public(session=session, pipeline=p) for p in receipt.pipelines
+        pipelines=[  # a redelivery answers with the pipelines its first delivery started
+            launched.get(p.id) or pipelines.pipeline_public(session=session, pipeline=p)
+            for p in receipt.pipelines
         ],
     )
     return JSONResponse(answer.model_dump(mode="json"), status_code=receipt.status_code)

@@ -33,9 +33,7 @@ def rollback(
         to_version=data.to_version,
         trigger="api",
     )
-    session.commit()
-    pipelines.start(session=session, pipeline=pipeline, publish=publish)
-    return pipelines.pipeline_public(session=session, pipeline=pipeline)
+    return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 
 
 @router.post("/apps/{app}/promotions", status_code=status.HTTP_202_ACCEPTED)
@@ -55,6 +53,4 @@ def promote(
     pipeline = rollbacks.create_promotion_pipeline(
         session=session, app=owner, source=source, target=target, trigger="api"
     )
-    session.commit()
-    pipelines.start(session=session, pipeline=pipeline, publish=publish)
-    return pipelines.pipeline_public(session=session, pipeline=pipeline)
+    return pipelines.launch(session=session, pipeline=pipeline, publish=publish)

@@ -40,9 +40,7 @@ def create_pipeline(
         trigger=data.trigger,
         ref=data.ref,
     )
-    session.commit()
-    pipelines.start(session=session, pipeline=pipeline, publish=publish)
-    return pipelines.pipeline_public(session=session, pipeline=pipeline)
+    return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 
 
 @router.get("/pipelines/{pipeline_id}")

@@ -11,8 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from api.deps import PublisherDep, SessionDep
 from api.ui.rendering import PageRoute, ViewerDep, check_csrf
-from shared.models import Pipeline
-from shared.schemas import PipelineCreate, PromotionCreate, RollbackCreate
+from shared.schemas import PipelineCreate, PipelinePublic, PromotionCreate, RollbackCreate
 from shared.services import apps, pipelines, rollbacks
 from shared.stages import PipelineKind
 
@@ -24,7 +23,7 @@ TRIGGER = "dashboard"
 CsrfField = Annotated[str, Form(max_length=200)]
 
 
-def _follow(pipeline: Pipeline) -> RedirectResponse:
+def _follow(pipeline: PipelinePublic) -> RedirectResponse:
     return RedirectResponse(f"/ui/pipelines/{pipeline.id}", status_code=303)
 
 
@@ -52,9 +51,7 @@ def deploy(
         trigger=TRIGGER,
         ref=data.ref,
     )
-    session.commit()
-    pipelines.start(session=session, pipeline=pipeline, publish=publish)
-    return _follow(pipeline)
+    return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
 
 
 @router.post("/apps/{app}/environments/{env}/rollback")
@@ -80,9 +77,7 @@ def rollback(
         to_version=data.to_version,
         trigger=TRIGGER,
     )
-    session.commit()
-    pipelines.start(session=session, pipeline=pipeline, publish=publish)
-    return _follow(pipeline)
+    return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
 
 
 @router.post("/apps/{app}/promote")
@@ -107,6 +102,4 @@ def promote(
         target=apps.get_environment(session=session, app=owner, name=data.target),
         trigger=TRIGGER,
     )
-    session.commit()
-    pipelines.start(session=session, pipeline=pipeline, publish=publish)
-    return _follow(pipeline)
+    return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))

@@ -128,6 +128,16 @@ def start(*, session: Session, pipeline: Pipeline, publish: Callable[[Event], No
         ) from exc
 
 
+def launch(
+    *, session: Session, pipeline: Pipeline, publish: Callable[[Event], None]
+) -> PipelinePublic:
+    """How every route starts a pipeline it made: commit it, publish its first event (the
+    broker's absence fails it, and says so), and answer with it."""
+    session.commit()
+    start(session=session, pipeline=pipeline, publish=publish)
+    return pipeline_public(session=session, pipeline=pipeline)
+
+
 def first_event(pipeline: Pipeline) -> StageEvent:
     """The event that starts `pipeline`'s first stage."""
     return queueing.stage_event(pipeline, first_stage(pipeline.kind))
