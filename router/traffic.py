@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from router.runtime import RouterError, RuntimeAPI
 from shared.metrics import instruments
+from shared.process_record import ProcessRecord
 
 log = structlog.get_logger(__name__)
 
@@ -37,12 +37,12 @@ class Route:
     environment: str = ""
 
 
-def server_name(process: dict[str, Any]) -> str:
+def server_name(process: ProcessRecord) -> str:
     """The HAProxy server of a process: its deployment, type and index, e.g. `3fa85f64-web-1`."""
     return str(process["server"])
 
 
-def web_servers(processes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def web_servers(processes: Iterable[ProcessRecord]) -> list[ProcessRecord]:
     """The processes that take HTTP traffic: `web` ones with a port."""
     return [p for p in processes if p.get("type") == "web" and p.get("port") and p.get("server")]
 
@@ -56,7 +56,7 @@ class Traffic:
     route: Route
     drained_in: float | None = field(default=None, init=False)
 
-    def serve(self, processes: Iterable[dict[str, Any]]) -> None:
+    def serve(self, processes: Iterable[ProcessRecord]) -> None:
         """Make the processes servers of the backend and the host names point to it."""
         present = self.api.servers(self.route.backend)
         for process in web_servers(processes):
@@ -67,7 +67,7 @@ class Traffic:
         for host in self.route.hosts:
             self.api.set_route(self.map_path, host, self.route.backend)
 
-    def retire(self, processes: Iterable[dict[str, Any]]) -> None:
+    def retire(self, processes: Iterable[ProcessRecord]) -> None:
         """Drain the processes' servers, then take them out (at the drain timeout at the latest)."""
         names = {server_name(p) for p in web_servers(processes)}
         present = self.api.servers(self.route.backend)

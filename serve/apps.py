@@ -15,7 +15,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import structlog
@@ -28,6 +27,7 @@ from shared.db import session_scope
 from shared.exceptions import ShipyardError
 from shared.metrics import instruments
 from shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
+from shared.process_record import ProcessRecord
 from shared.services import deployments
 from workers.context import WorkerContext
 from workers.runners.local import LocalRunner
@@ -79,7 +79,7 @@ class AppSupervisor:
                 except ShipyardError as exc:
                     log.error("apps.restart_failed", error=exc.message, type=record["type"])
 
-    def _check_process(self, deployment_id: uuid.UUID, record: dict[str, Any]) -> None:
+    def _check_process(self, deployment_id: uuid.UUID, record: ProcessRecord) -> None:
         key = (deployment_id, str(record["type"]), int(record.get("index", 1)))
         watched = self._watched.setdefault(key, _Watched(Backoff(self._policy)))
         now = time.monotonic()
@@ -93,7 +93,7 @@ class AppSupervisor:
             self._restart(deployment_id, record, watched)
 
     def _exited(
-        self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched, now: float
+        self, deployment_id: uuid.UUID, record: ProcessRecord, watched: _Watched, now: float
     ) -> None:
         exit_status = self._runner.exit_status(record)
         delay, began_crashing = watched.backoff.exited(now, watched.started_at)
@@ -108,7 +108,7 @@ class AppSupervisor:
         else:
             log.warning("apps.exited", restart_in=round(delay, 1), **event)
 
-    def _restart(self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched) -> None:
+    def _restart(self, deployment_id: uuid.UUID, record: ProcessRecord, watched: _Watched) -> None:
         """Start the process again; a `web` one is `starting` until it answers its health
         check, which later passes look at (a pass never waits for an app)."""
         with session_scope(self._context.db_url) as session:
@@ -118,14 +118,14 @@ class AppSupervisor:
             release = session.get(Release, deployment.release_id)
             assert release is not None
             spec = release_spec(session, self._context, release, str(deployment_id))
-        process_type, index = str(record["type"]), int(record.get("index", 1))
+        process_type, index = record["type"], record.get("index", 1)
         started = self._runner.start_process(spec, process_type, index)
         watched.started_at = time.monotonic()
         watched.restart_at = None
-        fresh = {
+        fresh: ProcessRecord = {
             **started,
             "status": "starting" if process_type == "web" else "running",
-            "restarts": int(record.get("restarts", 0)) + 1,
+            "restarts": record.get("restarts", 0) + 1,
             "last_exit": record.get("last_exit"),
             "restarted_at": utcnow().isoformat(),
         }
@@ -138,7 +138,7 @@ class AppSupervisor:
         log.info("apps.restarted", type=process_type, index=index, restarts=fresh["restarts"])
 
     def _check_started(
-        self, deployment_id: uuid.UUID, record: dict[str, Any], watched: _Watched, now: float
+        self, deployment_id: uuid.UUID, record: ProcessRecord, watched: _Watched, now: float
     ) -> None:
         """A restarted `web`: back in the router once healthy, an exit if it never gets so."""
         if not self._runner.is_running(record):
@@ -160,7 +160,7 @@ class AppSupervisor:
         except httpx.HTTPError:
             healthy = False
         if healthy:
-            running = {**record, "status": "running"}
+            running: ProcessRecord = {**record, "status": "running"}
             if self._update(deployment_id, record, running):
                 self._put_back(environment, app.name, running)
             return
@@ -169,7 +169,7 @@ class AppSupervisor:
             self._runner.stop([record])
             self._exited(deployment_id, record, watched, now)
 
-    def _update(self, deployment_id: uuid.UUID, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    def _update(self, deployment_id: uuid.UUID, old: ProcessRecord, new: ProcessRecord) -> bool:
         """Replace the process's record on the deployment if it is still live."""
         with session_scope(self._context.db_url) as session:
             deployment = session.get(Deployment, deployment_id)
@@ -179,7 +179,7 @@ class AppSupervisor:
             deployments.set_processes(session=session, deployment=deployment, processes=replaced)
         return True
 
-    def _take_out(self, deployment_id: uuid.UUID, record: dict[str, Any]) -> None:
+    def _take_out(self, deployment_id: uuid.UUID, record: ProcessRecord) -> None:
         if record.get("type") != "web" or not record.get("server"):
             return
         with session_scope(self._context.db_url) as session:
@@ -196,7 +196,7 @@ class AppSupervisor:
         except RouterError as exc:
             log.warning("apps.router_remove_failed", error=exc.message)
 
-    def _put_back(self, environment: Environment, app: str, record: dict[str, Any]) -> None:
+    def _put_back(self, environment: Environment, app: str, record: ProcessRecord) -> None:
         traffic = traffic_for(self._context, environment, app)
         if traffic is None or record.get("type") != "web":
             return
@@ -206,5 +206,5 @@ class AppSupervisor:
             log.warning("apps.router_add_failed", error=exc.message)
 
 
-def _same_slot(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _same_slot(a: ProcessRecord, b: ProcessRecord) -> bool:
     return bool(a["type"] == b["type"] and a.get("index", 1) == b.get("index", 1))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.logging import redact
+from shared.process_record import ProcessRecord
 
 # Bytes read from the end of a file to find its last lines (a line longer than this is cut).
 _TAIL_WINDOW = 1_048_576
@@ -123,7 +124,7 @@ def _epoch(rfc3339_seconds: str) -> int:
 
 
 def sources_for(
-    processes: Iterable[dict[str, Any]],
+    processes: Iterable[ProcessRecord],
     process_type: str | None,
     docker_client: Callable[[], Any],
 ) -> list[LogSource]:

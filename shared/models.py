@@ -13,6 +13,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from shared import constants
+from shared.process_record import ProcessRecord
 from shared.stages import PipelineKind
 
 
@@ -275,7 +276,7 @@ class Deployment(SQLModel, table=True):
     pipeline_id: uuid.UUID | None = Field(default=None, foreign_key="pipeline.id", unique=True)
     cause: str = Field(default="deploy", max_length=16)
     status: str = Field(default=DeploymentStatus.STARTING, max_length=16)
-    processes: list[dict[str, Any]] = Field(
+    processes: list[ProcessRecord] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

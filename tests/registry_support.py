@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bcrypt
@@ -23,6 +23,9 @@ import httpx
 import pytest
 
 from shared import processes
+from shared.artifacts import FileStore, parse_store_url
+from shared.artifacts.oci import RegistryStore
+from shared.artifacts.registry import RegistryClient
 from tests.integration.stack import free_port
 
 BINARY = os.environ.get("SHIPYARD_TEST_REGISTRY_BINARY", "/usr/bin/docker-registry")
@@ -158,3 +161,24 @@ def secured_registry(tmp_path: Path) -> Iterator[Registry]:
         yield server
     finally:
         server.stop()
+
+
+StoreFactory = Callable[..., RegistryStore]
+
+
+@pytest.fixture
+def registry_store() -> Iterator[StoreFactory]:
+    """`registry_store(registry, cache_dir, **credentials)`: a store on that registry, as a worker
+    makes one; its connections are closed at the end of the test."""
+    made: list[RegistryStore] = []
+
+    def make(registry: Registry, cache: Path, **credentials: str) -> RegistryStore:
+        address = parse_store_url(registry.url()).registry
+        assert address is not None
+        store = RegistryStore(RegistryClient(address, **credentials), FileStore(cache))
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()

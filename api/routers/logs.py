@@ -16,6 +16,7 @@ from shared.app_logs import Follower, sources_for
 from shared.crypto import SecretBox
 from shared.db import session_scope
 from shared.exceptions import NotFound
+from shared.process_record import ProcessRecord
 from shared.services import apps, deployments
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}", tags=["logs"])
@@ -64,7 +65,7 @@ def app_logs(
 def _attach(
     follower: Follower,
     deployment_id: Any,
-    processes: list[dict[str, Any]],
+    processes: list[ProcessRecord],
     process: str | None,
     lines: int,
 ) -> list[str]:

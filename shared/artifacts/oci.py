@@ -56,6 +56,9 @@ class RegistryStore:
     def __str__(self) -> str:
         return str(self.client.address)
 
+    def close(self) -> None:
+        self.client.close()
+
     @property
     def images(self) -> RegistryStore:
         return self  # Docker images go to the same registry

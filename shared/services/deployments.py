@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -20,6 +19,7 @@ from shared.models import (
     ReleaseStatus,
     utcnow,
 )
+from shared.process_record import ProcessRecord
 from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic, StoragePublic
 from shared.services.config import decrypt_config
 from shared.services.releases import lock_environment, release_public
@@ -67,7 +67,7 @@ def live_deployment(*, session: Session, environment_id: uuid.UUID) -> Deploymen
 
 
 def go_live(
-    *, session: Session, deployment: Deployment, processes: list[dict[str, Any]]
+    *, session: Session, deployment: Deployment, processes: list[ProcessRecord]
 ) -> Deployment | None:
     """Make `deployment` the live one; returns the one it supersedes (whose processes to stop)."""
     lock_environment(session=session, environment_id=deployment.environment_id)
@@ -106,7 +106,7 @@ def fail_deployment(*, session: Session, deployment: Deployment, error: str) -> 
 
 
 def set_processes(
-    *, session: Session, deployment: Deployment, processes: list[dict[str, Any]]
+    *, session: Session, deployment: Deployment, processes: list[ProcessRecord]
 ) -> None:
     """Record the processes a deployment runs now (after a restore)."""
     deployment.processes = processes
@@ -197,7 +197,7 @@ def storage(*, session: Session, environment: Environment) -> StoragePublic:
 
 def live_output(
     *, session: Session, environment_id: uuid.UUID, box: SecretBox
-) -> tuple[uuid.UUID | None, list[dict[str, Any]], set[str]]:
+) -> tuple[uuid.UUID | None, list[ProcessRecord], set[str]]:
     """The live deployment's id, its process records (where their output is) and the secret
     values of its release, to redact from that output."""
     live = live_deployment(session=session, environment_id=environment_id)

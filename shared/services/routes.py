@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlmodel import Session, col, select
 
 from shared import routing
 from shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
+from shared.process_record import ProcessRecord
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class EnvironmentRoute:
     slot: int
     hosts: tuple[str, ...]
     drain_timeout: float
-    live_processes: list[dict[str, Any]] = field(default_factory=list)
+    live_processes: list[ProcessRecord] = field(default_factory=list)
 
 
 def environment_routes(*, session: Session) -> list[EnvironmentRoute]:
@@ -40,7 +40,7 @@ def environment_routes(*, session: Session) -> list[EnvironmentRoute]:
     return [_route(environment, app, live.get(environment.id, [])) for environment, app in rows]
 
 
-def _route(environment: Environment, app: App, processes: list[dict[str, Any]]) -> EnvironmentRoute:
+def _route(environment: Environment, app: App, processes: list[ProcessRecord]) -> EnvironmentRoute:
     return EnvironmentRoute(
         environment_id=environment.id,
         slot=int(environment.route_slot or 0),

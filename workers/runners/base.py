@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from shared import constants
-
-# A running process as recorded on the Deployment row (JSON): at least "type" and "status",
-# "url" for web, plus whatever the runner needs to find it again (pid, container id, …).
-ProcessRecord = dict[str, Any]
+from shared.process_record import ProcessRecord
 
 
 @dataclass(frozen=True)
@@ -76,13 +73,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def router_fields(deployment_id: str, process_type: str, index: int, port: int) -> ProcessRecord:
-    """What the router needs of a process: its server name in the environment's backend
-    (unique per process started, port included) and the run host it is on."""
-    return {
-        "server": f"{deployment_id[:8]}-{process_type}-{index}-p{port}",
-        "host": socket.gethostname(),
-    }
+def server_name(deployment_id: str, process_type: str, index: int, port: int) -> str:
+    """A process's server name in the environment's router backend (unique per process
+    started, port included)."""
+    return f"{deployment_id[:8]}-{process_type}-{index}-p{port}"
+
+
+def run_host() -> str:
+    """The run host a process is on, as the router on that host knows itself."""
+    return socket.gethostname()
 
 
 def web_url(process_type: str, port: int | None) -> str | None:

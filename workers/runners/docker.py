@@ -28,15 +28,16 @@ from shared import constants
 from shared.artifacts import ImageRegistry
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.manifest import process_types, read_procfile
+from shared.process_record import ProcessRecord
 from shared.services.formation import process_count
 from workers.builders.docker import image_tag
 from workers.runners.base import (
     OneOffResult,
-    ProcessRecord,
     ReleaseSpec,
     free_port,
     output_tail,
-    router_fields,
+    run_host,
+    server_name,
     web_url,
 )
 
@@ -121,7 +122,8 @@ class DockerRunner:
             "port": port,
             "url": web_url(process_type, port),
             "storage": storage_location(spec),
-            **router_fields(spec.deployment_id, process_type, index, port),
+            "server": server_name(spec.deployment_id, process_type, index, port),
+            "host": run_host(),
         }
         try:
             container.start()
@@ -142,7 +144,8 @@ class DockerRunner:
         leftovers = self._client.containers.list(
             all=True, filters={"label": f"shipyard.deployment={deployment_id}"}
         )
-        self.stop([{"container": container.id} for container in leftovers])
+        for container in leftovers:
+            self._remove(container.id)
 
     def is_running(self, process: ProcessRecord) -> bool:
         try:

@@ -14,14 +14,15 @@ from shared import constants, processes
 from shared.artifacts import ArtifactStore
 from shared.exceptions import StageFailed
 from shared.manifest import process_types, read_procfile
+from shared.process_record import ProcessRecord
 from shared.services.formation import process_count
 from workers.runners.base import (
     OneOffResult,
-    ProcessRecord,
     ReleaseSpec,
     free_port,
     output_tail,
-    router_fields,
+    run_host,
+    server_name,
     web_url,
 )
 from workers.runtime import check_python_version, with_profile
@@ -147,6 +148,7 @@ class LocalRunner:
             "type": process_type,
             "index": index,
             "status": "running",
+            "runner": self.name,
             "pid": child.pid,
             "started": processes.start_time(child.pid),
             "port": port,
@@ -154,7 +156,8 @@ class LocalRunner:
             "log": str(log_path),
             "storage": env[constants.STORAGE_VARIABLE],
             "restarts": 0,
-            **router_fields(spec.deployment_id, process_type, index, port),
+            "server": server_name(spec.deployment_id, process_type, index, port),
+            "host": run_host(),
         }
 
     def exit_status(self, process: ProcessRecord) -> int | None:
@@ -166,7 +169,8 @@ class LocalRunner:
             return None
 
     def is_running(self, process: ProcessRecord) -> bool:
-        return processes.is_alive(int(process["pid"]), process.get("started"))
+        pid = process.get("pid")
+        return pid is not None and processes.is_alive(pid, process.get("started"))
 
     def output_tail(self, process: ProcessRecord, lines: int) -> str:
         path = Path(process["log"])
@@ -178,9 +182,10 @@ class LocalRunner:
 
     def stop(self, records: list[ProcessRecord]) -> None:
         for record in records:
-            processes.terminate_group(
-                int(record["pid"]), record.get("started"), constants.APP_STOP_GRACE_SECONDS
-            )
+            pid = record.get("pid")
+            if pid is None:  # a process of another runner (a container) is not ours to stop
+                continue
+            processes.terminate_group(pid, record.get("started"), constants.APP_STOP_GRACE_SECONDS)
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         app_dir = self._unpack(spec)

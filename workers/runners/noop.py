@@ -8,10 +8,8 @@ healthy, so the switch, the go-live transaction and the stop of the previous rel
 from __future__ import annotations
 
 from shared.artifacts import ArtifactStore
-from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
-
-# Marks the records this runner made: only those count as running.
-_MARKER = "noop"
+from shared.process_record import ProcessRecord
+from workers.runners.base import OneOffResult, ReleaseSpec
 
 
 class NoopRunner:
@@ -30,13 +28,13 @@ class NoopRunner:
                 "type": "web",
                 "status": "running",
                 "url": None,
-                _MARKER: True,
+                "noop": True,
                 "deployment": spec.deployment_id,
             }
         ]
 
     def is_running(self, process: ProcessRecord) -> bool:
-        return bool(process.get(_MARKER))
+        return bool(process.get("noop"))
 
     def output_tail(self, process: ProcessRecord, lines: int) -> str:
         return ""

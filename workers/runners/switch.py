@@ -13,7 +13,8 @@ from router.traffic import Traffic
 from shared import constants
 from shared.exceptions import StageFailed
 from shared.logging import redact
-from workers.runners.base import ProcessRecord, ReleaseSpec, Runner
+from shared.process_record import ProcessRecord
+from workers.runners.base import ReleaseSpec, Runner
 
 log = structlog.get_logger(__name__)
 

@@ -12,10 +12,10 @@ from shared import routing
 from shared.db import session_scope
 from shared.exceptions import ShipyardError, StageFailed
 from shared.models import Deployment, DeploymentStatus, Environment, Pipeline
+from shared.process_record import ProcessRecord
 from shared.services import deployments, releases, routes
 from workers.context import WorkerContext
 from workers.runners import get_runner
-from workers.runners.base import ProcessRecord
 from workers.runners.switch import switch
 from workers.stages.frame import StageResult, get_row
 from workers.stages.spec import release_spec

@@ -10,18 +10,12 @@ import httpx
 import pytest
 
 from shared.artifacts import FileStore, file_digest, parse_store_url
-from shared.artifacts.oci import ARTIFACT_TYPE, LAYER_TYPE, RegistryStore, artifact_tag
+from shared.artifacts.oci import ARTIFACT_TYPE, LAYER_TYPE, artifact_tag
 from shared.artifacts.registry import BlobMissing, RegistryClient
 from shared.exceptions import ArtifactIntegrityError, StageFailed
-from tests.registry_support import USERNAME, Registry
+from tests.registry_support import USERNAME, Registry, StoreFactory
 
 pytest_plugins = ["tests.registry_support"]
-
-
-def make_store(registry: Registry, cache: Path, **credentials: str) -> RegistryStore:
-    address = parse_store_url(registry.url()).registry
-    assert address is not None
-    return RegistryStore(RegistryClient(address, **credentials), FileStore(cache))
 
 
 @pytest.fixture
@@ -32,9 +26,9 @@ def tarball(tmp_path: Path) -> Path:
 
 
 def test_a_pushed_artifact_is_a_blob_with_a_tagged_manifest_of_its_own_type(
-    registry: Registry, tmp_path: Path, tarball: Path
+    registry_store: StoreFactory, registry: Registry, tmp_path: Path, tarball: Path
 ) -> None:
-    store = make_store(registry, tmp_path / "cache")
+    store = registry_store(registry, tmp_path / "cache")
 
     stored = store.put(tarball, app="hello")
 
@@ -54,10 +48,12 @@ def test_a_pushed_artifact_is_a_blob_with_a_tagged_manifest_of_its_own_type(
 
 
 def test_a_run_host_pulls_into_its_cache_verifies_and_then_needs_no_registry(
-    private_registry: Registry, tmp_path: Path, tarball: Path
+    registry_store: StoreFactory, private_registry: Registry, tmp_path: Path, tarball: Path
 ) -> None:
-    digest = make_store(private_registry, tmp_path / "build-host").put(tarball, app="hello").digest
-    run_host = make_store(private_registry, tmp_path / "run-host")
+    digest = (
+        registry_store(private_registry, tmp_path / "build-host").put(tarball, app="hello").digest
+    )
+    run_host = registry_store(private_registry, tmp_path / "run-host")
     assert not (tmp_path / "run-host").exists()
 
     pulled = run_host.fetch(digest, app="hello")
@@ -69,12 +65,14 @@ def test_a_run_host_pulls_into_its_cache_verifies_and_then_needs_no_registry(
 
 
 def test_a_blob_changed_in_the_registry_is_refused_and_nothing_is_cached(
-    private_registry: Registry, tmp_path: Path, tarball: Path
+    registry_store: StoreFactory, private_registry: Registry, tmp_path: Path, tarball: Path
 ) -> None:
-    digest = make_store(private_registry, tmp_path / "build-host").put(tarball, app="hello").digest
+    digest = (
+        registry_store(private_registry, tmp_path / "build-host").put(tarball, app="hello").digest
+    )
     blob = private_registry.blob_file(digest)
     blob.write_bytes(b"tampered" + blob.read_bytes()[8:])
-    run_host = make_store(private_registry, tmp_path / "run-host")
+    run_host = registry_store(private_registry, tmp_path / "run-host")
 
     with pytest.raises(ArtifactIntegrityError, match="modified or damaged") as caught:
         run_host.fetch(digest, app="hello")
@@ -85,9 +83,9 @@ def test_a_blob_changed_in_the_registry_is_refused_and_nothing_is_cached(
 
 
 def test_the_registry_refuses_content_that_does_not_match_its_digest(
-    registry: Registry, tmp_path: Path
+    registry_store: StoreFactory, registry: Registry, tmp_path: Path
 ) -> None:
-    client = make_store(registry, tmp_path / "cache").client
+    client = registry_store(registry, tmp_path / "cache").client
     wrong = "sha256:" + "0" * 64
 
     with pytest.raises(ArtifactIntegrityError, match="DIGEST_INVALID"):
@@ -95,9 +93,9 @@ def test_the_registry_refuses_content_that_does_not_match_its_digest(
 
 
 def test_remove_deletes_the_manifest_and_registry_gc_then_reclaims_the_blob(
-    private_registry: Registry, tmp_path: Path, tarball: Path
+    registry_store: StoreFactory, private_registry: Registry, tmp_path: Path, tarball: Path
 ) -> None:
-    store = make_store(private_registry, tmp_path / "cache")
+    store = registry_store(private_registry, tmp_path / "cache")
     digest = store.put(tarball, app="hello").digest
     store.fetch(digest, app="hello")
 
@@ -114,9 +112,9 @@ def test_remove_deletes_the_manifest_and_registry_gc_then_reclaims_the_blob(
 
 
 def test_an_unreachable_registry_fails_with_what_to_check(
-    private_registry: Registry, tmp_path: Path, tarball: Path
+    registry_store: StoreFactory, private_registry: Registry, tmp_path: Path, tarball: Path
 ) -> None:
-    store = make_store(private_registry, tmp_path / "cache")
+    store = registry_store(private_registry, tmp_path / "cache")
     digest = file_digest(tarball)
     private_registry.stop()
 
@@ -129,12 +127,12 @@ def test_an_unreachable_registry_fails_with_what_to_check(
 
 
 def test_a_registry_that_wants_credentials_gets_them_and_a_wrong_password_is_named_not_shown(
-    secured_registry: Registry, tmp_path: Path, tarball: Path
+    registry_store: StoreFactory, secured_registry: Registry, tmp_path: Path, tarball: Path
 ) -> None:
     assert secured_registry.password is not None
-    anonymous = make_store(secured_registry, tmp_path / "a")
-    wrong = make_store(secured_registry, tmp_path / "b", username=USERNAME, password="wrong-pw")
-    right = make_store(
+    anonymous = registry_store(secured_registry, tmp_path / "a")
+    wrong = registry_store(secured_registry, tmp_path / "b", username=USERNAME, password="wrong-pw")
+    right = registry_store(
         secured_registry, tmp_path / "c", username=USERNAME, password=secured_registry.password
     )
 

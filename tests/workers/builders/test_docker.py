@@ -11,12 +11,9 @@ import httpx
 import pytest
 from docker.errors import ImageNotFound
 
-from shared.artifacts import FileStore, ImageRegistry, parse_store_url
-from shared.artifacts.oci import RegistryStore
-from shared.artifacts.registry import RegistryClient
 from shared.exceptions import StageFailed
 from tests.docker_support import DOCKERFILE, build_request, unique_app, write_app
-from tests.registry_support import Registry
+from tests.registry_support import Registry, StoreFactory
 from workers.build_log import BuildLog
 from workers.builders import get_builder
 from workers.builders.docker import DockerBuilder
@@ -224,17 +221,14 @@ def test_remove_keeps_an_image_that_a_running_container_uses(
         container.remove(force=True)
 
 
-def registry_images(registry: Registry, cache: Path) -> ImageRegistry:
-    address = parse_store_url(registry.url()).registry
-    assert address is not None
-    return RegistryStore(RegistryClient(address), FileStore(cache))
-
-
 def test_with_a_registry_the_image_is_pushed_and_the_artifact_is_its_manifest_digest(
-    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path
+    docker_engine: docker.DockerClient,
+    private_registry: Registry,
+    registry_store: StoreFactory,
+    tmp_path: Path,
 ) -> None:
     app = unique_app()
-    images = registry_images(private_registry, tmp_path / "cache")
+    images = registry_store(private_registry, tmp_path / "cache")
     builder = DockerBuilder(docker_engine, images)
     log = BuildLog(1_000_000)
 
@@ -262,9 +256,12 @@ def test_with_a_registry_the_image_is_pushed_and_the_artifact_is_its_manifest_di
 
 
 def test_a_push_to_a_registry_that_is_down_fails_the_build_saying_so(
-    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path
+    docker_engine: docker.DockerClient,
+    private_registry: Registry,
+    registry_store: StoreFactory,
+    tmp_path: Path,
 ) -> None:
-    builder = DockerBuilder(docker_engine, registry_images(private_registry, tmp_path / "cache"))
+    builder = DockerBuilder(docker_engine, registry_store(private_registry, tmp_path / "cache"))
     private_registry.stop()
 
     with pytest.raises(StageFailed, match="docker push to .* failed") as caught:

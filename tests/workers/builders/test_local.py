@@ -217,7 +217,9 @@ def test_the_build_commands_output_pipe_is_closed(
         LocalBuilder(store).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
         gc.collect()
 
-    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    # Sockets collected here are other tests' garbage; the build's pipe is a file.
+    unclosed = [str(w.message) for w in caught if w.category is ResourceWarning]
+    assert [message for message in unclosed if "socket" not in message] == []
 
 
 def test_nothing_the_build_command_started_outlives_the_build(

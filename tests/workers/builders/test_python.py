@@ -22,6 +22,7 @@ import pytest
 from shared.artifacts import FileStore
 from shared.exceptions import StageFailed
 from shared.manifest import read_procfile, release_command
+from shared.process_record import ProcessRecord
 from shared.schemas import AppCreate
 from tests.python_packages import (
     GREETING_MODULE,
@@ -36,7 +37,7 @@ from workers.builders.base import Builder, BuildRequest, BuiltArtifact
 from workers.builders.local import pack_reproducibly
 from workers.builders.python import PROFILE_SCRIPT, pinned_python
 from workers.context import WorkerContext
-from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.base import ReleaseSpec
 from workers.runners.local import LocalRunner
 from workers.runners.switch import health_gated_start
 from workers.runtime import find_python3, with_profile

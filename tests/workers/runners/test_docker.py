@@ -11,10 +11,8 @@ import httpx
 import pytest
 from docker.errors import NotFound
 
-from shared.artifacts import FileStore, parse_store_url
-from shared.artifacts.oci import RegistryStore
-from shared.artifacts.registry import RegistryClient
 from shared.exceptions import ArtifactIntegrityError, StageFailed
+from shared.process_record import ProcessRecord
 from tests.docker_support import (
     DOCKERFILE,
     build_image,
@@ -24,13 +22,13 @@ from tests.docker_support import (
     unique_app,
     write_app,
 )
-from tests.registry_support import Registry
+from tests.registry_support import Registry, StoreFactory
 from workers.build_log import BuildLog
 from workers.builders.base import BuiltArtifact
 from workers.builders.docker import DockerBuilder
 from workers.context import WorkerContext
 from workers.runners import get_runner
-from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.base import ReleaseSpec
 from workers.runners.docker import DockerRunner, network_settings
 from workers.runners.switch import switch
 
@@ -339,11 +337,14 @@ def test_the_environments_storage_outlives_its_releases_and_is_shared_with_the_r
 
 
 def test_with_a_registry_a_run_host_without_the_image_pulls_it_by_digest_and_runs_that(
-    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path, app: str
+    docker_engine: docker.DockerClient,
+    private_registry: Registry,
+    registry_store: StoreFactory,
+    tmp_path: Path,
+    app: str,
 ) -> None:
-    address = parse_store_url(private_registry.url()).registry
-    assert address is not None
-    images = RegistryStore(RegistryClient(address), FileStore(tmp_path / "cache"))
+    images = registry_store(private_registry, tmp_path / "cache")
+    address = images.client.address
     request = build_request(write_app(tmp_path / "src", version="7"), app, "ab" * 20)
     built = DockerBuilder(docker_engine, images).build(request, BuildLog(1_000_000))
     image_id = docker_engine.images.get(built.location).id
@@ -363,13 +364,15 @@ def test_with_a_registry_a_run_host_without_the_image_pulls_it_by_digest_and_run
 
 
 def test_with_a_registry_an_image_it_does_not_have_fails_the_start_saying_so(
-    docker_engine: docker.DockerClient, private_registry: Registry, tmp_path: Path, app: str
+    docker_engine: docker.DockerClient,
+    private_registry: Registry,
+    registry_store: StoreFactory,
+    tmp_path: Path,
+    app: str,
 ) -> None:
-    address = parse_store_url(private_registry.url()).registry
-    assert address is not None
-    runner = DockerRunner(
-        docker_engine, RegistryStore(RegistryClient(address), FileStore(tmp_path / "cache"))
-    )
+    images = registry_store(private_registry, tmp_path / "cache")
+    address = images.client.address
+    runner = DockerRunner(docker_engine, images)
 
     with pytest.raises(StageFailed, match="could not pull .*garbage-collected") as caught:
         runner.start(release_spec(app, "sha256:" + "0" * 64))

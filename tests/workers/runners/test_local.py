@@ -14,8 +14,9 @@ import pytest
 from shared.artifacts import FileStore, file_digest
 from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.logging import forget_secrets, register_secrets
+from shared.process_record import ProcessRecord
 from workers.builders.local import pack_reproducibly
-from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.base import ReleaseSpec
 from workers.runners.local import LocalRunner
 from workers.runners.switch import health_gated_start
 
@@ -317,3 +318,18 @@ def test_a_process_that_exits_leaves_its_status_and_one_can_be_started_again(
     assert again["pid"] != once["pid"] and again["index"] == 1
     with pytest.raises(StageFailed, match="no 'clock' process"):
         runner.start_process(spec, "clock", 1)
+
+
+def test_a_record_of_another_runner_is_neither_running_nor_stopped_here(
+    runner: LocalRunner,
+) -> None:
+    container: ProcessRecord = {
+        "type": "web",
+        "status": "running",
+        "runner": "docker",
+        "container": "0123456789ab",
+    }
+
+    runner.stop([container])  # not a KeyError: a container is not this runner's to stop
+
+    assert runner.is_running(container) is False

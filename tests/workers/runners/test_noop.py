@@ -8,9 +8,10 @@ import pytest
 
 from shared.artifacts import FileStore
 from shared.exceptions import ArtifactIntegrityError
+from shared.process_record import ProcessRecord
 from shared.schemas import EnvironmentCreate
 from workers.runners import RUNNERS
-from workers.runners.base import ProcessRecord, ReleaseSpec
+from workers.runners.base import ReleaseSpec
 from workers.runners.noop import NoopRunner
 from workers.runners.switch import switch
 

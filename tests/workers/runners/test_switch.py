@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from shared.exceptions import StageFailed
-from workers.runners.base import OneOffResult, ProcessRecord, ReleaseSpec
+from shared.process_record import ProcessRecord
+from workers.runners.base import OneOffResult, ReleaseSpec
 from workers.runners.switch import switch, wait_healthy
 
 
