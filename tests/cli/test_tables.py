@@ -132,7 +132,12 @@ def test_pipelines_show_puts_a_multi_line_stage_error_below_the_table(
     assert claim.run is not None
     artifact = make_artifact(session, app, "one")
     pipelines.complete_stage(
-        session=session, pipeline=pipeline, stage="build", result_id=artifact.id, cache_hit=True
+        session=session,
+        pipeline=pipeline,
+        stage="build",
+        result_id=artifact.id,
+        cache_hit=True,
+        artifact_id=artifact.id,
     )
     pipelines.claim_stage(
         session=session,

@@ -1,0 +1,111 @@
+"""Apps and their environments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+)
+
+from shared import constants
+from shared.drivers import BuilderName, RunnerName
+from shared.schemas.common import (
+    Input,
+    Name,
+    _check_repo,
+    _check_subpath,
+    strip_credentials,
+)
+
+
+class AppCreate(Input):
+    name: Name
+    repo: Annotated[
+        str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_repo)
+    ]
+    path: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_check_subpath)] = ""
+    builder: BuilderName = "local"
+
+
+class AppPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    # Credentials in a repository URL are for the build workers, never for readers of the API.
+    repo: Annotated[str, AfterValidator(strip_credentials)]
+    path: str
+    builder: str
+    created_at: datetime
+
+
+def _no_parent_segments(value: str) -> str:
+    if ".." in value.split("/"):
+        raise ValueError("must not contain '..'")
+    return value
+
+
+StorageDir = Annotated[
+    str,
+    StringConstraints(pattern=r"^/[^\x00]*$", max_length=1024),
+    AfterValidator(_no_parent_segments),
+    Field(description="An absolute directory on the run host."),
+]
+
+
+Domain = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$",
+        max_length=253,
+        to_lower=True,
+    ),
+    Field(description="A host name such as www.example.com."),
+]
+
+
+class EnvironmentCreate(Input):
+    name: Name
+    runner: RunnerName = "local"
+    health_path: Annotated[str, StringConstraints(pattern=r"^/[!-~]*$", max_length=1024)] = (
+        constants.HEALTH_PATH
+    )
+    health_timeout: Annotated[float, Field(gt=0, le=600)] = constants.HEALTH_TIMEOUT_SECONDS
+    memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,8}[kmg]?$")] | None = (
+        None
+    )
+    cpu_limit: Annotated[float, Field(gt=0, le=256)] | None = None
+    # An absolute host directory for the environment's persistent storage (default: the run
+    # host's data dir, or a named volume with the Docker runner).
+    storage_dir: StorageDir | None = None
+    # Host names the environment answers to on the routers, besides <env>.<app>.localhost.
+    domains: Annotated[list[Domain], Field(max_length=20)] = []
+    drain_timeout: Annotated[float, Field(ge=0, le=3600)] = constants.DRAIN_TIMEOUT_SECONDS
+
+
+class EnvironmentPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    runner: str
+    health_path: str
+    health_timeout: float
+    memory_limit: str | None
+    cpu_limit: float | None
+    storage_dir: str | None
+    domains: list[str]
+    drain_timeout: float
+    formation: dict[str, int]
+    url: str | None = None  # the stable URL, through the routers
+    created_at: datetime
+
+
+class StoragePublic(BaseModel):
+    """An environment's persistent storage: how the app finds it, and where it is."""
+
+    variable: str
+    configured: str | None  # the environment's storage_dir, if set
+    location: str | None  # where the live deployment's runner put it (path or Docker volume)

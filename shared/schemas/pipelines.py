@@ -1,0 +1,67 @@
+"""Pipelines, their stages and build logs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+)
+
+from shared.schemas.common import (
+    Input,
+    Name,
+    Ref,
+)
+
+
+class PipelineCreate(Input):
+    environment: Name
+    ref: Ref = "HEAD"
+    trigger: Literal["api", "cli", "webhook", "schedule"] = "api"
+
+
+class StagePublic(BaseModel):
+    name: str
+    status: str
+    attempt: int
+    hostname: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result_id: str | None
+    error: str | None
+    cache_hit: bool
+    output: str | None = None
+
+
+class PipelinePublic(BaseModel):
+    id: uuid.UUID
+    app: str
+    environment: str
+    kind: str
+    status: str
+    trigger: str
+    ref: str | None
+    artifact_id: str | None
+    release_id: uuid.UUID | None
+    deployment_id: uuid.UUID | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    stages: list[StagePublic]
+
+
+class BuildLogPublic(BaseModel):
+    pipeline_id: uuid.UUID
+    commit: str | None
+    cache_hit: bool
+    log: str
+
+
+class BuildLogLinesPublic(BaseModel):
+    """Lines of a build log as they were written, and where to read on from."""
+
+    lines: list[str]
+    after: str

@@ -1,0 +1,20 @@
+"""Driver names are declared once: the schemas accept them and each has exactly one driver."""
+
+from __future__ import annotations
+
+from shared.drivers import BUILDER_NAMES, RUNNER_NAMES
+from shared.schemas import AppCreate, EnvironmentCreate
+from workers.builders import BUILDERS
+from workers.runners import RUNNERS
+
+
+def test_every_declared_builder_and_runner_has_a_driver_and_no_driver_is_undeclared() -> None:
+    assert sorted(BUILDERS) == sorted(BUILDER_NAMES)
+    assert sorted(RUNNERS) == sorted(RUNNER_NAMES)
+
+
+def test_the_schemas_accept_exactly_the_declared_names() -> None:
+    for name in BUILDER_NAMES:
+        assert AppCreate(name="web", repo="/srv/web", builder=name).builder == name  # type: ignore[arg-type]
+    for name in RUNNER_NAMES:
+        assert EnvironmentCreate(name="staging", runner=name).runner == name  # type: ignore[arg-type]
