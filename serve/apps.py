@@ -176,7 +176,9 @@ class AppSupervisor:
             if deployment is None or deployment.status != DeploymentStatus.LIVE:
                 return False
             replaced = [new if _same_slot(p, old) else p for p in deployment.processes]
-            deployments.set_processes(session=session, deployment=deployment, processes=replaced)
+            deployments.set_processes(
+                session=session, deployment_id=deployment.id, processes=replaced
+            )
         return True
 
     def _take_out(self, deployment_id: uuid.UUID, record: ProcessRecord) -> None:

@@ -139,9 +139,11 @@ def docker_engine() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture
-def worker_context(tmp_path: Path) -> WorkerContext:
+def worker_context(tmp_path: Path) -> Iterator[WorkerContext]:
     """A worker's context on a data dir of its own, as a build or run worker makes it."""
-    return WorkerContext.create(Settings(data_dir=tmp_path / "data"), Celery("shipyard-tests"))
+    context = WorkerContext.create(Settings(data_dir=tmp_path / "data"), Celery("shipyard-tests"))
+    yield context
+    context.docker.close()
 
 
 def unique_app() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -120,20 +121,24 @@ def record_artifact(
 def finish_build(
     *,
     session: Session,
-    build: Build,
+    build_id: uuid.UUID,
     commit_sha: str | None,
     artifact_id: str | None,
     cache_hit: bool,
     log: str,
 ) -> None:
-    """Record what the build resolved, produced and printed."""
-    build.commit_sha = commit_sha
-    build.artifact_id = artifact_id
-    build.cache_hit = cache_hit
-    build.log = log
-    build.finished_at = utcnow()
-    session.add(build)
-    session.flush()
+    """Record what the build resolved, produced and printed (one UPDATE, nothing read)."""
+    session.execute(
+        update(Build)
+        .where(col(Build.id) == build_id)
+        .values(
+            commit_sha=commit_sha,
+            artifact_id=artifact_id,
+            cache_hit=cache_hit,
+            log=log,
+            finished_at=utcnow(),
+        )
+    )
 
 
 def build_log(*, session: Session, pipeline_id: uuid.UUID) -> BuildLogPublic | None:

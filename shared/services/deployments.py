@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -84,11 +85,12 @@ def go_live(
     deployment.processes = processes
     deployment.error = None
     session.add(deployment)
-    release = session.get(Release, deployment.release_id)
-    assert release is not None
-    release.status = ReleaseStatus.SUCCEEDED
-    session.add(release)
     session.flush()
+    session.execute(  # the release went live at least once: nothing to read first
+        update(Release)
+        .where(col(Release.id) == deployment.release_id)
+        .values(status=ReleaseStatus.SUCCEEDED)
+    )
     return previous if previous is not None and previous.id != deployment.id else None
 
 
@@ -106,12 +108,12 @@ def fail_deployment(*, session: Session, deployment: Deployment, error: str) -> 
 
 
 def set_processes(
-    *, session: Session, deployment: Deployment, processes: list[ProcessRecord]
+    *, session: Session, deployment_id: uuid.UUID, processes: list[ProcessRecord]
 ) -> None:
-    """Record the processes a deployment runs now (after a restore)."""
-    deployment.processes = processes
-    session.add(deployment)
-    session.flush()
+    """Record the processes a deployment runs now (started, or one of them restarted)."""
+    session.execute(
+        update(Deployment).where(col(Deployment.id) == deployment_id).values(processes=processes)
+    )
 
 
 def live_deployments(

@@ -308,22 +308,35 @@ def complete_stage(
     ).one_or_none()
     if position is None:
         raise StageSuperseded(f"attempt {attempt} of {stage} was taken over")
-    pipeline.artifact_id = artifact_id or pipeline.artifact_id
-    pipeline.release_id = release_id or pipeline.release_id
-    pipeline.deployment_id = deployment_id or pipeline.deployment_id
     queued = session.scalars(
         update(StageRun)
         .where(col(StageRun.pipeline_id) == pipeline.id, col(StageRun.position) == position + 1)
         .values(status=StageStatus.QUEUED, queued_at=now)
         .returning(col(StageRun.name))
     ).one_or_none()
+    # What the stage made and, after the last stage, the pipeline's end: one UPDATE of its row.
+    made: dict[str, object] = {
+        name: value
+        for name, value in (
+            ("artifact_id", artifact_id),
+            ("release_id", release_id),
+            ("deployment_id", deployment_id),
+        )
+        if value is not None
+    }
+    if queued is None:
+        made |= {"status": PipelineStatus.SUCCEEDED, "finished_at": now}
+    if made:
+        session.execute(
+            update(Pipeline)
+            .where(col(Pipeline.id) == pipeline.id)
+            .values(made)
+            .execution_options(synchronize_session=False)
+        )
+        for name, value in made.items():  # the caller's copy, without reading the row again
+            set_committed_value(pipeline, name, value)
     if queued is not None:
-        session.flush()  # the caller's own changes to the pipeline row
         return [queueing.stage_event(pipeline, queued)]
-    pipeline.status = PipelineStatus.SUCCEEDED
-    pipeline.finished_at = now
-    session.add(pipeline)
-    session.flush()
     return _wake(session, pipeline)
 
 

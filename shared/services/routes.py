@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shared import routing
@@ -50,17 +52,23 @@ def _route(environment: Environment, app: App, processes: list[ProcessRecord]) -
     )
 
 
-def record_switched(*, session: Session, deployment_id: uuid.UUID) -> None:
-    """The router sends the deployment its environment's traffic from now on."""
-    deployment = session.get(Deployment, deployment_id)
-    if deployment is not None:
-        deployment.switched_at = utcnow()
-        session.add(deployment)
+def record_switched(
+    *, session: Session, deployment_id: uuid.UUID, at: datetime | None = None
+) -> None:
+    """The router sent the deployment its environment's traffic from `at` (default: now)."""
+    session.execute(
+        update(Deployment)
+        .where(col(Deployment.id) == deployment_id)
+        .values(switched_at=at or utcnow())
+    )
 
 
-def record_retired(*, session: Session, deployment_id: uuid.UUID) -> None:
-    """The deployment's processes are all stopped (after their requests drained)."""
-    deployment = session.get(Deployment, deployment_id)
-    if deployment is not None:
-        deployment.retired_at = utcnow()
-        session.add(deployment)
+def record_retired(
+    *, session: Session, deployment_id: uuid.UUID, at: datetime | None = None
+) -> None:
+    """The deployment's processes were all stopped at `at` (after their requests drained)."""
+    session.execute(
+        update(Deployment)
+        .where(col(Deployment.id) == deployment_id)
+        .values(retired_at=at or utcnow())
+    )

@@ -49,7 +49,7 @@ def test_artifacts_of_an_app_are_listed(
         )
         builds.finish_build(
             session=session,
-            build=build,
+            build_id=build.id,
             commit_sha=artifact.commit_sha,
             artifact_id=artifact.id,
             cache_hit=False,

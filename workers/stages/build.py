@@ -14,7 +14,7 @@ from shared import build_stream, constants
 from shared.db import session_scope
 from shared.exceptions import StageFailed
 from shared.manifest import read_procfile
-from shared.models import App, Artifact, Build, Pipeline
+from shared.models import App, Artifact, Pipeline
 from shared.services import builds
 from workers import source
 from workers.build_log import BuildLog
@@ -114,7 +114,7 @@ def _finish(
 ) -> None:
     builds.finish_build(
         session=session,
-        build=get_row(session, Build, build_id),
+        build_id=build_id,
         commit_sha=commit_sha,
         artifact_id=artifact_id,
         cache_hit=cache_hit,

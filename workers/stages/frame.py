@@ -127,7 +127,7 @@ def _run_claimed(
             _record_failure(context, pipeline_id, stage, attempt, error, None)
             instruments.record_stage(stage=stage, result="failed", seconds=_since(started))
             return
-    _record_success(context, pipeline_id, stage, attempt, result)
+    _record_success(context, pipeline, stage, attempt, result)
     instruments.record_stage(stage=stage, result="succeeded", seconds=_since(started))
 
 
@@ -167,10 +167,11 @@ def _heartbeat(
 
 
 def _record_success(
-    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, attempt: int, result: StageResult
+    context: WorkerContext, pipeline: Pipeline, stage: str, attempt: int, result: StageResult
 ) -> None:
+    """One transaction: the fenced result, what the stage made, its rows, the next stage queued
+    (`pipeline` is the row the claim returned: nothing is read again)."""
     with session_scope(context.db_url) as session:
-        pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
         events = pipelines.complete_stage(
             session=session,
             pipeline=pipeline,

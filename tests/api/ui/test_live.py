@@ -189,7 +189,7 @@ def test_a_finished_pipeline_shows_its_stored_log_and_no_stream(
         build = builds.start_build(session=session, pipeline=pipeline, app=app)
         builds.finish_build(
             session=session,
-            build=build,
+            build_id=build.id,
             commit_sha="0" * 40,
             artifact_id=None,
             cache_hit=False,

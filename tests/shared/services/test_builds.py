@@ -20,7 +20,7 @@ def _built(
     build = builds.start_build(session=session, pipeline=pipeline, app=app)
     builds.finish_build(
         session=session,
-        build=build,
+        build_id=build.id,
         commit_sha=sha,
         artifact_id=artifact.id if artifact else None,
         cache_hit=False,

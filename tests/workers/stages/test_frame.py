@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
 from shared import migrate
@@ -19,6 +19,7 @@ from shared.services import apps, pipelines
 from shared.services.pipelines import ClaimOutcome
 from shared.settings import Settings
 from shared.stages import PipelineKind
+from tests.repos import commit_files
 from workers.context import WorkerContext
 from workers.stages import frame
 from workers.stages.build import build_work
@@ -209,3 +210,73 @@ def test_a_taken_over_build_that_then_fails_leaves_the_build_row_to_the_winner(
     assert stored.status == PipelineStatus.RUNNING and runs["build"].status == "running"
     build = _build_row(context, pipeline)
     assert build.finished_at is None and build.log == ""
+
+
+# What each stage of a noop deploy costs the store: statements (BEGIN, COMMIT and savepoints not
+# counted) and transactions, with the previous deployment replaced in the run stage. A change
+# that makes a stage's hot path do more must show up here (and in docs/benchmarks.md).
+STAGE_BUDGET = {
+    "build": (13, 5),
+    "release": (14, 3),
+    "run": (23, 5),
+}
+
+
+class StatementCounter:
+    """Counts the statements and the commits an engine sees while it listens."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+        self.commits = 0
+
+    def _statement(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        verb = statement.split()[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK"):
+            self.statements.append(" ".join(statement.split()))
+
+    def _commit(self, _conn: object) -> None:
+        self.commits += 1
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "commit", self._commit)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "commit", self._commit)
+
+
+def test_no_stage_does_more_statements_or_transactions_than_its_budget(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event], repo: Path
+) -> None:
+    for stage in ("build", "release", "run"):  # the first deploy: nothing to replace yet
+        assert _execute(context, pipeline, stage) == ClaimOutcome.CLAIMED
+    commit_files(repo, {"VERSION": "2\n"}, "second")
+    with session_scope(context.db_url) as session:
+        second = pipelines.create_pipeline(
+            session=session,
+            app=apps.get_app(session=session, name="web"),
+            environment=apps.get_environment(
+                session=session, app=apps.get_app(session=session, name="web"), name="staging"
+            ),
+            kind=PipelineKind.DEPLOY,
+            trigger="api",
+            ref="main",
+        )
+    engine = get_engine(context.db_url)
+    costs = {}
+    for stage in ("build", "release", "run"):
+        with StatementCounter(engine) as counter:
+            assert _execute(context, second, stage) == ClaimOutcome.CLAIMED
+        costs[stage] = (len(counter.statements), counter.commits)
+
+    over = {
+        stage: (cost, STAGE_BUDGET[stage])
+        for stage, cost in costs.items()
+        if cost[0] > STAGE_BUDGET[stage][0] or cost[1] > STAGE_BUDGET[stage][1]
+    }
+    assert not over, f"(statements, transactions) over budget: {over}"
+    stored, _runs = _stored(context, second)
+    assert stored.status == PipelineStatus.SUCCEEDED
