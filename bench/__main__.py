@@ -16,7 +16,17 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from bench import api_load, cache, farm, history, overhead, report, rollback, serving
+from bench import (
+    api_load,
+    cache,
+    farm,
+    history,
+    overhead,
+    registry_store,
+    report,
+    rollback,
+    serving,
+)
 from bench.context import Bench
 from bench.plan import DEFAULT, SMOKE, Plan
 from bench.repos import Commits, make_app_repo
@@ -32,6 +42,8 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "farm": farm.run,
     "history": history.run,
     "api": api_load.run,
+    # Last: it starts a registry and a second stack of its own, stopped when it ends.
+    "registry": registry_store.run,
 }
 HELLO = REPO_ROOT / "examples" / "hello"
 

@@ -1,4 +1,4 @@
-"""How much each scenario does: the default run (about five minutes here) and the smoke run."""
+"""How much each scenario does: the default run (about eight minutes here) and the smoke run."""
 
 from __future__ import annotations
 
@@ -35,11 +35,17 @@ class Plan:
     serving_samples: int = 10
     serving_clients: int = 4
     router_latency_requests: int = 2000
+    # 8. Artifacts through a registry: the artifact's size (random bytes, 10^6-byte MB), and
+    # pushes and pulls per repetition (each beside its plain HTTP counterpart); then the build
+    # farm again (sizes above) with the registry as the artifact store.
+    registry_artifact_mb: int = 50
+    registry_samples: int = 3
 
     @property
     def commits_needed(self) -> int:
         overhead = self.repetitions * (self.latency_samples + self.throughput_pipelines) + 10
-        farm = sum(k * (self.farm_rounds * self.repetitions + 1) for k in self.farm_workers)
+        # Scenario 4's farm, and scenario 8's farm on the registry.
+        farm = 2 * sum(k * (self.farm_rounds * self.repetitions + 1) for k in self.farm_workers)
         return overhead + farm + self.repetitions * (self.cache_samples + self.rollback_samples)
 
 
@@ -63,4 +69,6 @@ SMOKE = Plan(
     load_seconds=1.0,
     serving_samples=2,
     router_latency_requests=200,
+    registry_artifact_mb=2,
+    registry_samples=1,
 )

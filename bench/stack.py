@@ -72,6 +72,11 @@ class Stack:
     # Where `shipyard router` listens once a scenario starts it: a free port, never the 8080
     # default that a developer's own `shipyard up` may hold.
     router_port: int = field(default_factory=free_port)
+    # Settings of this stack's own on top of the common ones, e.g. SHIPYARD_ARTIFACT_STORE.
+    settings: dict[str, str] = field(default_factory=dict)
+    # Whether close() also stops the apps that the deployments in the database recorded: a
+    # second stack on the same database leaves them to the first.
+    owns_deployments: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = self.root / "data"
@@ -91,6 +96,7 @@ class Stack:
             "SHIPYARD_ADMIN_TOKEN": self.token,
             "SHIPYARD_ROUTER_PORT": str(self.router_port),
             "SHIPYARD_LOG_FORMAT": "json",
+            **self.settings,
         }
         self.db = psycopg.connect(self.dsn, autocommit=True)
         self.redis = redis.Redis.from_url(self.services.redis_url)
@@ -253,7 +259,11 @@ class Stack:
     def _stop_apps(self) -> None:
         """App processes the local runner started: by their recorded pid, then any left below."""
         try:
-            rows = self.db.execute("SELECT processes FROM deployment").fetchall()
+            rows = (
+                self.db.execute("SELECT processes FROM deployment").fetchall()
+                if self.owns_deployments
+                else []
+            )
         except psycopg.Error:
             rows = []
         for (records,) in rows:

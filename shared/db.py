@@ -71,3 +71,31 @@ def flush_or_conflict(session: Session, message: str) -> None:
     except IntegrityError as exc:
         session.rollback()
         raise Conflict(message) from exc
+
+
+class StatementCounter:
+    """Counts the statements (BEGIN, COMMIT and savepoints aside) and the commits that an
+    engine runs while this is entered: what a piece of work costs the store. For the tests'
+    statement budgets and the benchmarks; nothing in the product listens."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+        self.commits = 0
+
+    def _statement(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        verb = statement.split()[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK"):
+            self.statements.append(" ".join(statement.split()))
+
+    def _commit(self, _conn: object) -> None:
+        self.commits += 1
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(self.engine, "commit", self._commit)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.engine, "commit", self._commit)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from sqlalchemy import Engine, event
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from shared import migrate
-from shared.db import get_engine, session_scope
+from shared.db import StatementCounter, get_engine, session_scope
 from shared.events import ArtifactBuilt, Event, ReleaseCreated
 from shared.models import Build, Pipeline, PipelineStatus, StageRun
 from shared.schemas import AppCreate, EnvironmentCreate
@@ -220,32 +220,6 @@ STAGE_BUDGET = {
     "release": (14, 3),
     "run": (23, 5),
 }
-
-
-class StatementCounter:
-    """Counts the statements and the commits an engine sees while it listens."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.statements: list[str] = []
-        self.commits = 0
-
-    def _statement(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        verb = statement.split()[0].upper()
-        if verb not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK"):
-            self.statements.append(" ".join(statement.split()))
-
-    def _commit(self, _conn: object) -> None:
-        self.commits += 1
-
-    def __enter__(self) -> StatementCounter:
-        event.listen(self.engine, "before_cursor_execute", self._statement)
-        event.listen(self.engine, "commit", self._commit)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._statement)
-        event.remove(self.engine, "commit", self._commit)
 
 
 def test_no_stage_does_more_statements_or_transactions_than_its_budget(
