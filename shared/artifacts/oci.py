@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from shared.artifacts.files import FileStore, check_digest, file_digest
-from shared.artifacts.registry import OCI_MANIFEST, RegistryClient
+from shared.artifacts.registry import OCI_MANIFEST, BlobMissing, RegistryClient
 from shared.artifacts.store import StoredArtifact
 from shared.exceptions import ArtifactIntegrityError
 
@@ -52,6 +52,8 @@ class RegistryStore:
     def __init__(self, client: RegistryClient, cache: FileStore) -> None:
         self.client = client
         self.cache = cache
+        # Repositories known to hold the empty config blob: one request less per push.
+        self._configured: set[str] = set()
 
     def __str__(self) -> str:
         return str(self.client.address)
@@ -69,15 +71,25 @@ class RegistryStore:
         repository = self.client.address.repository(app)
         if not self.client.blob_exists(repository, digest):
             self.client.upload_blob(repository, digest, source)
-        if not self.client.blob_exists(repository, EMPTY_DIGEST):
-            self.client.upload_blob(repository, EMPTY_DIGEST, EMPTY_CONFIG)
-        self.client.put_manifest(
-            repository, artifact_tag(digest), artifact_manifest(digest, size), OCI_MANIFEST
-        )
+        manifest = artifact_manifest(digest, size)
+        try:
+            self._ensure_config(repository)
+            self.client.put_manifest(repository, artifact_tag(digest), manifest, OCI_MANIFEST)
+        except BlobMissing:  # the registry's own gc took the config blob since: push it again
+            self._configured.discard(repository)
+            self._ensure_config(repository)
+            self.client.put_manifest(repository, artifact_tag(digest), manifest, OCI_MANIFEST)
         log.info("artifact.pushed", artifact_id=digest, size=size, registry=str(self))
         return StoredArtifact(
             digest=digest, size=size, location=f"{self.client.address.host}/{repository}@{digest}"
         )
+
+    def _ensure_config(self, repository: str) -> None:
+        if repository in self._configured:
+            return
+        if not self.client.blob_exists(repository, EMPTY_DIGEST):
+            self.client.upload_blob(repository, EMPTY_DIGEST, EMPTY_CONFIG)
+        self._configured.add(repository)
 
     def fetch(self, digest: str, *, app: str) -> Path:
         cached = self.cache.path_for(digest)

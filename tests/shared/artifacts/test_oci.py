@@ -109,6 +109,9 @@ def test_remove_deletes_the_manifest_and_registry_gc_then_reclaims_the_blob(
     private_registry.start()
     with pytest.raises(BlobMissing, match="garbage-collected"):
         store.fetch(digest, app="hello")
+    # Built again, it is pushed again, the empty config blob the gc also took included.
+    assert store.put(tarball, app="hello").digest == digest
+    assert store.fetch(digest, app="hello").read_bytes() == tarball.read_bytes()
 
 
 def test_an_unreachable_registry_fails_with_what_to_check(
