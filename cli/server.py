@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -112,6 +113,15 @@ def beat() -> None:
     os.execv(command[0], command)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse now, clearly, a metrics port the worker could not bind once it is running."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
+
+
 def worker(
     queue: Annotated[str, typer.Argument(help="build, release, run or notify.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Processes in this pool.")] = 1,
@@ -119,7 +129,7 @@ def worker(
     metrics_port: Annotated[
         int | None,
         typer.Option(
-            min=0,
+            min=1,
             max=65535,
             help="Serve this host's worker metrics (Prometheus) on this port, for hosts "
             "without the API; one pool per host is enough (docs/operations.md).",
@@ -141,6 +151,7 @@ def worker(
     check_services(settings)
     # Read by the worker's main process (workers.app), which serves them once it is ready.
     if metrics_port is not None:
+        _check_port_free(metrics_host or settings.metrics_host, metrics_port)
         os.environ["SHIPYARD_METRICS_PORT"] = str(metrics_port)
     if metrics_host is not None:
         os.environ["SHIPYARD_METRICS_HOST"] = metrics_host
@@ -169,6 +180,13 @@ def api(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="The TLS proxy's address(es), whose X-Forwarded-Proto/For are trusted "
+            "(then the dashboard's cookie is Secure behind it); default 127.0.0.1."
+        ),
+    ] = None,
 ) -> None:
     """Serve the API alone (distributed mode); stage work goes to the worker pools."""
     settings = _settings()
@@ -187,6 +205,7 @@ def api(
         workers=workers,
         log_config=None,
         timeout_graceful_shutdown=constants.API_SHUTDOWN_GRACE_SECONDS,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 

@@ -1,4 +1,5 @@
-"""This worker process's one Docker client, made at first use and kept for the process's life."""
+"""This worker process's one Docker client, made at first use and kept for the process's life,
+and the names the Docker builder and runner both use."""
 
 from __future__ import annotations
 
@@ -43,3 +44,8 @@ class DockerEngine:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def image_tag(app: str, commit_sha: str) -> str:
+    """The image's name: one tag per app and commit, so `docker images` tells what is what."""
+    return f"shipyard/{app}:{commit_sha[:12]}"

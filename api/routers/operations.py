@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from api.auth import PrincipalDep, deploy_scoped
 from api.deps import PublisherDep, SessionDep
 from shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
-from shared.services import apps, pipelines, rollbacks
+from shared.services import actions, pipelines
 
 router = APIRouter(tags=["operations"])
 
@@ -24,14 +24,8 @@ def rollback(
 ) -> PipelinePublic:
     """Run an earlier release again, exactly as it was (default: the one live before this)."""
     principal.require_deploy(env)
-    owner = apps.get_app(session=session, name=app)
-    environment = apps.get_environment(session=session, app=owner, name=env)
-    pipeline = rollbacks.create_rollback_pipeline(
-        session=session,
-        app=owner,
-        environment=environment,
-        to_version=data.to_version,
-        trigger="api",
+    pipeline = actions.rollback(
+        session=session, app=app, environment=env, to_version=data.to_version, trigger="api"
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 
@@ -47,10 +41,7 @@ def promote(
 ) -> PipelinePublic:
     """Release the artifact live in `from` to `to`, with `to`'s own config, and run it."""
     principal.require_deploy(data.target)
-    owner = apps.get_app(session=session, name=app)
-    source = apps.get_environment(session=session, app=owner, name=data.source)
-    target = apps.get_environment(session=session, app=owner, name=data.target)
-    pipeline = rollbacks.create_promotion_pipeline(
-        session=session, app=owner, source=source, target=target, trigger="api"
+    pipeline = actions.promote(
+        session=session, app=app, source=data.source, target=data.target, trigger="api"
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)

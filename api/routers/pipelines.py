@@ -13,8 +13,7 @@ from api.deps import BrokerRedisDep, PublisherDep, SessionDep, SettingsDep
 from shared import build_stream
 from shared.exceptions import NotFound, ServiceUnavailable
 from shared.schemas import BuildLogLinesPublic, BuildLogPublic, PipelineCreate, PipelinePublic
-from shared.services import apps, builds, pipelines
-from shared.stages import PipelineKind
+from shared.services import actions, builds, pipelines
 
 router = APIRouter(tags=["pipelines"])
 
@@ -30,15 +29,8 @@ def create_pipeline(
 ) -> PipelinePublic:
     """Build `ref`, release it and run it in `environment`; answers at once with the pipeline."""
     principal.require_deploy(data.environment)
-    owner = apps.get_app(session=session, name=app)
-    environment = apps.get_environment(session=session, app=owner, name=data.environment)
-    pipeline = pipelines.create_pipeline(
-        session=session,
-        app=owner,
-        environment=environment,
-        kind=PipelineKind.DEPLOY,
-        trigger=data.trigger,
-        ref=data.ref,
+    pipeline = actions.deploy(
+        session=session, app=app, environment=data.environment, ref=data.ref, trigger=data.trigger
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 

@@ -12,8 +12,7 @@ from fastapi.responses import RedirectResponse
 from api.deps import PublisherDep, SessionDep
 from api.ui.rendering import PageRoute, ViewerDep, check_csrf
 from shared.schemas import PipelineCreate, PipelinePublic, PromotionCreate, RollbackCreate
-from shared.services import apps, pipelines, rollbacks
-from shared.stages import PipelineKind
+from shared.services import actions, pipelines
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
@@ -41,15 +40,8 @@ def deploy(
     check_csrf(viewer, csrf)
     viewer.principal.require_deploy(environment)
     data = PipelineCreate(environment=environment, ref=ref.strip() or "HEAD")
-    owner = apps.get_app(session=session, name=app)
-    target = apps.get_environment(session=session, app=owner, name=data.environment)
-    pipeline = pipelines.create_pipeline(
-        session=session,
-        app=owner,
-        environment=target,
-        kind=PipelineKind.DEPLOY,
-        trigger=TRIGGER,
-        ref=data.ref,
+    pipeline = actions.deploy(
+        session=session, app=app, environment=data.environment, ref=data.ref, trigger=TRIGGER
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
 
@@ -68,14 +60,8 @@ def rollback(
     check_csrf(viewer, csrf)
     viewer.principal.require_deploy(env)
     data = RollbackCreate.model_validate({"to_version": to_version.strip() or None})
-    owner = apps.get_app(session=session, name=app)
-    environment = apps.get_environment(session=session, app=owner, name=env)
-    pipeline = rollbacks.create_rollback_pipeline(
-        session=session,
-        app=owner,
-        environment=environment,
-        to_version=data.to_version,
-        trigger=TRIGGER,
+    pipeline = actions.rollback(
+        session=session, app=app, environment=env, to_version=data.to_version, trigger=TRIGGER
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
 
@@ -94,12 +80,7 @@ def promote(
     check_csrf(viewer, csrf)
     viewer.principal.require_deploy(target)
     data = PromotionCreate.model_validate({"from": source, "to": target})
-    owner = apps.get_app(session=session, name=app)
-    pipeline = rollbacks.create_promotion_pipeline(
-        session=session,
-        app=owner,
-        source=apps.get_environment(session=session, app=owner, name=data.source),
-        target=apps.get_environment(session=session, app=owner, name=data.target),
-        trigger=TRIGGER,
+    pipeline = actions.promote(
+        session=session, app=app, source=data.source, target=data.target, trigger=TRIGGER
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))

@@ -15,12 +15,14 @@ import redis
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from markupsafe import escape
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import BrokerRedisDep, SessionDep, SettingsDep
 from api.ui.rendering import PageRoute, ViewerDep, page, templates
 from shared import build_stream
 from shared.db import session_scope
+from shared.exceptions import ShipyardError
 from shared.models import PipelineStatus
 from shared.schemas import PipelinePublic
 from shared.services import builds, pipelines
@@ -151,7 +153,13 @@ async def _events(
     shown = ""
     started = last_sent = time.monotonic()
     while time.monotonic() - started < STREAM_SECONDS:
-        view = await run_in_threadpool(_load, database_url, pipeline_id)
+        try:
+            view = await run_in_threadpool(_load, database_url, pipeline_id)
+        except (ShipyardError, DBAPIError) as exc:
+            # The headers are sent: say why the stream ends; the browser reconnects later.
+            reason = exc.message if isinstance(exc, ShipyardError) else "the store is unavailable"
+            yield event("gone", str(escape(reason)))
+            return
         progress = fragment.render(pipeline=view)
         if progress != shown:
             shown = progress

@@ -92,6 +92,9 @@ class FileStore:
             )
         return path
 
+    def has(self, digest: str, *, app: str) -> bool:
+        return self.path_for(digest).is_file()
+
     def remove(self, digest: str, *, app: str) -> None:
         """Delete the stored file of `digest` (garbage collection); a missing one is fine."""
         self.path_for(digest).unlink(missing_ok=True)

@@ -94,21 +94,30 @@ class RegistryStore:
     def fetch(self, digest: str, *, app: str) -> Path:
         cached = self.cache.path_for(digest)
         if cached.is_file():
-            return self.cache.fetch(digest, app=app)  # verified again, without the network
+            try:
+                return self.cache.fetch(digest, app=app)  # verified again, without the network
+            except ArtifactIntegrityError:
+                # This host's copy was damaged; the registry's is checked as it arrives.
+                log.warning("artifact.cache_damaged", artifact_id=digest)
+                cached.unlink(missing_ok=True)
         partial = self.cache.temporary_path(digest)
         try:
             actual = self.client.download_blob(self.client.address.repository(app), digest, partial)
             if actual != digest:
                 raise ArtifactIntegrityError(
                     f"artifact {digest} from the registry {self} has content {actual}: the "
-                    "registry's copy was modified or damaged; refusing to run it (build the "
-                    "commit again to replace it)"
+                    "registry's copy was modified or damaged; refusing to run it (delete that "
+                    "blob, or the repository, in the registry, then deploy the commit again)"
                 )
             path = self.cache.adopt(digest, partial)
         finally:
             partial.unlink(missing_ok=True)
         log.info("artifact.pulled", artifact_id=digest, size=path.stat().st_size, verified=True)
         return path
+
+    def has(self, digest: str, *, app: str) -> bool:
+        repository = self.client.address.repository(app)
+        return self.client.manifest_digest(repository, artifact_tag(digest)) is not None
 
     def remove(self, digest: str, *, app: str) -> None:
         repository = self.client.address.repository(app)
@@ -124,6 +133,9 @@ class RegistryStore:
 
     def docker_auth(self) -> dict[str, str] | None:
         return self.client.docker_auth()
+
+    def has_image(self, app: str, digest: str) -> bool:
+        return self.client.manifest_digest(self.client.address.repository(app), digest) is not None
 
     def delete_image(self, app: str, digest: str) -> None:
         self.client.delete_manifest(self.client.address.repository(app), digest)

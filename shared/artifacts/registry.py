@@ -44,9 +44,14 @@ class BlobMissing(StageFailed):
 
 
 class RegistryAuth(httpx.Auth):
-    """Answers a registry's 401 challenge once per repository, then reuses the answer."""
+    """Answers a registry's 401 challenge once per repository, then reuses the answer.
 
-    def __init__(self, username: str | None, password: str | None) -> None:
+    Credentials go to the registry's own origin only (never to a host an upload location or a
+    redirect names), and to a token realm only over HTTPS or on the registry's own host.
+    """
+
+    def __init__(self, origin: httpx.URL, username: str | None, password: str | None) -> None:
+        self._origin = (origin.scheme, origin.host, origin.port)
         self._basic = (
             "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             if username
@@ -55,7 +60,16 @@ class RegistryAuth(httpx.Auth):
         self._answers: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def _own(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == self._origin
+
+    def _may_receive_credentials(self, realm: httpx.URL) -> bool:
+        return realm.scheme == "https" or realm.host == self._origin[1]
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self._own(request.url):
+            yield request  # another origin gets nothing of ours
+            return
         key = _repository_of(request.url.path)
         with self._lock:
             known = self._answers.get(key)
@@ -71,17 +85,15 @@ class RegistryAuth(httpx.Auth):
                 return
             answer = self._basic
         elif scheme.lower() == "bearer" and "realm" in params:
+            realm = httpx.URL(params["realm"])
             query = {name: params[name] for name in ("service", "scope") if name in params}
-            token_request = httpx.Request("GET", params["realm"], params=query)
-            if self._basic is not None:
+            token_request = httpx.Request("GET", realm, params=query)
+            if self._basic is not None and self._may_receive_credentials(realm):
                 token_request.headers["Authorization"] = self._basic
             token_response = yield token_request
             token_response.read()
-            if token_response.status_code != 200:
-                return
-            body = token_response.json()
-            token = body.get("token") or body.get("access_token")
-            if not token:
+            token = _token_of(token_response)
+            if token is None:
                 return
             answer = f"Bearer {token}"
         else:
@@ -90,6 +102,18 @@ class RegistryAuth(httpx.Auth):
             self._answers[key] = answer
         request.headers["Authorization"] = answer
         yield request
+
+
+def _token_of(response: httpx.Response) -> str | None:
+    """The bearer token a realm answered with (None: it refused, or said nothing usable)."""
+    if response.status_code != 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+    return str(token) if token else None
 
 
 def _repository_of(path: str) -> str:
@@ -121,7 +145,7 @@ class RegistryClient:
             verify = ssl.create_default_context(cafile=str(ca_file))
         self._http = httpx.Client(
             base_url=address.base_url,
-            auth=RegistryAuth(username, password),
+            auth=RegistryAuth(httpx.URL(address.base_url), username, password),
             transport=transport or httpx.HTTPTransport(retries=_CONNECT_RETRIES, verify=verify),
             timeout=httpx.Timeout(timeout, connect=5.0),
             headers={"User-Agent": "shipyard"},
@@ -147,6 +171,20 @@ class RegistryClient:
 
     def upload_blob(self, repository: str, digest: str, content: Path | bytes) -> None:
         """A monolithic upload; the registry verifies `digest` against what it received."""
+        try:
+            self._upload(repository, digest, content)
+        except httpx.StreamError:
+            # A file's bytes are sent once: a registry that challenged the PUT (its token
+            # expired since the POST) is answered now, and the upload starts over, once.
+            try:
+                self._upload(repository, digest, content)
+            except httpx.StreamError as exc:
+                raise StageFailed(
+                    f"the registry {self.address} refused Shipyard's credentials twice while "
+                    f"uploading {digest}: check SHIPYARD_REGISTRY_USERNAME and _PASSWORD"
+                ) from exc
+
+    def _upload(self, repository: str, digest: str, content: Path | bytes) -> None:
         what = f"upload blob {digest}"
         started = self._send("POST", f"/v2/{repository}/blobs/uploads/", what)
         self._check(started, what)

@@ -30,6 +30,10 @@ class ImageRegistry(Protocol):
         """Credentials in the Docker Engine API's form (None: anonymous)."""
         ...
 
+    def has_image(self, app: str, digest: str) -> bool:
+        """Whether the app's repository still holds the image manifest `digest`."""
+        ...
+
     def delete_image(self, app: str, digest: str) -> None:
         """Delete the image manifest `digest` from the app's repository; a gone one is fine."""
         ...
@@ -49,6 +53,10 @@ class ArtifactStore(Protocol):
 
     def fetch(self, digest: str, *, app: str) -> Path:
         """A local file with the artifact's content, verified against `digest`."""
+        ...
+
+    def has(self, digest: str, *, app: str) -> bool:
+        """Whether the store still holds the artifact (a cache hit must be runnable)."""
         ...
 
     def remove(self, digest: str, *, app: str) -> None:

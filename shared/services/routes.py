@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -52,23 +51,15 @@ def _route(environment: Environment, app: App, processes: list[ProcessRecord]) -
     )
 
 
-def record_switched(
-    *, session: Session, deployment_id: uuid.UUID, at: datetime | None = None
-) -> None:
-    """The router sent the deployment its environment's traffic from `at` (default: now)."""
+def record_switched(*, session: Session, deployment_id: uuid.UUID) -> None:
+    """The router sends the deployment its environment's traffic from now on."""
     session.execute(
-        update(Deployment)
-        .where(col(Deployment.id) == deployment_id)
-        .values(switched_at=at or utcnow())
+        update(Deployment).where(col(Deployment.id) == deployment_id).values(switched_at=utcnow())
     )
 
 
-def record_retired(
-    *, session: Session, deployment_id: uuid.UUID, at: datetime | None = None
-) -> None:
-    """The deployment's processes were all stopped at `at` (after their requests drained)."""
+def record_retired(*, session: Session, deployment_id: uuid.UUID) -> None:
+    """The deployment's processes are all stopped (after their requests drained)."""
     session.execute(
-        update(Deployment)
-        .where(col(Deployment.id) == deployment_id)
-        .values(retired_at=at or utcnow())
+        update(Deployment).where(col(Deployment.id) == deployment_id).values(retired_at=utcnow())
     )

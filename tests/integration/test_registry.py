@@ -255,3 +255,26 @@ def test_a_docker_app_is_pushed_by_its_build_host_and_run_by_digest(
     for container in containers_of(docker_engine, f"shipyard.app={app}"):
         assert container.attrs["Image"] == image.id  # by content, never by a tag
     assert fetch(stack.web_url(app, "staging")) == "from the registry"
+
+
+def test_a_cache_hit_whose_artifact_left_the_registry_is_built_and_pushed_again(
+    two_hosts: TwoHosts, hello_repo: Path
+) -> None:
+    stack, app = two_hosts.stack, unique("lost")
+    stack.create_app(app, hello_repo, envs=("staging",))
+    digest = stack.deploy(app, "staging")["artifact_id"]
+    tag_url = f"http://{two_hosts.registry.host}/v2/shipyard/{app}/manifests/{artifact_tag(digest)}"
+    manifest = httpx.head(tag_url, headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    deleted = httpx.delete(
+        f"http://{two_hosts.registry.host}/v2/shipyard/{app}/manifests/"
+        + manifest.headers["Docker-Content-Digest"]
+    )
+    assert deleted.status_code == 202
+
+    again = stack.deploy(app, "staging")
+
+    assert again["status"] == "succeeded", again
+    assert again["artifact_id"] == digest  # the same commit builds the same artifact
+    log = stack.api("GET", f"/v1/pipelines/{again['id']}/log", 200)["log"]
+    assert "no longer in the artifact store: rebuilding" in log
+    assert two_hosts.manifest_status(app, digest) == 200

@@ -42,6 +42,10 @@ class Builder(Protocol):
         """Build `request`, writing output to `log`; raise StageFailed with the reason."""
         ...
 
+    def has(self, app: str, artifact_id: str) -> bool:
+        """Whether the artifact can still be run (a build cache hit is only one then)."""
+        ...
+
     def remove(self, app: str, artifact_id: str) -> None:
         """Delete app `app`'s garbage-collected artifact; one already gone is fine."""
         ...

@@ -19,15 +19,11 @@ from shared.artifacts import ImageRegistry
 from shared.exceptions import StageFailed
 from workers.build_log import BuildLog
 from workers.builders.base import BuildRequest, BuiltArtifact
+from workers.docker_engine import image_tag
 
 logger = structlog.get_logger(__name__)
 
 DOCKERFILE = "Dockerfile"
-
-
-def image_tag(app: str, commit_sha: str) -> str:
-    """The image's name: one tag per app and commit, so `docker images` tells what is what."""
-    return f"shipyard/{app}:{commit_sha[:12]}"
 
 
 class DockerBuilder:
@@ -84,6 +80,15 @@ class DockerBuilder:
             ) from exc
         log.write(f"-----> Pushed {repository}@{digest}")
         return digest, f"{repository}@{digest}"
+
+    def has(self, app: str, artifact_id: str) -> bool:
+        if self._registry is not None:
+            return self._registry.has_image(app, artifact_id)
+        try:
+            self._client.images.get(artifact_id)
+        except ImageNotFound:
+            return False
+        return True
 
     def remove(self, app: str, artifact_id: str) -> None:
         """Delete the image (from the registry too, if there is one); a gone one is fine."""

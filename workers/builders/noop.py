@@ -62,5 +62,8 @@ class NoopBuilder:
         log.write(f"-----> Noop artifact {stored.digest} ({stored.size} bytes)")
         return BuiltArtifact(digest=stored.digest, size=stored.size, location=stored.location)
 
+    def has(self, app: str, artifact_id: str) -> bool:
+        return self._store.has(artifact_id, app=app)
+
     def remove(self, app: str, artifact_id: str) -> None:
         self._store.remove(artifact_id, app=app)

@@ -30,7 +30,7 @@ from shared.exceptions import ArtifactIntegrityError, StageFailed
 from shared.manifest import process_types, read_procfile
 from shared.process_record import ProcessRecord
 from shared.services.formation import process_count
-from workers.builders.docker import image_tag
+from workers.docker_engine import image_tag
 from workers.runners.base import (
     OneOffResult,
     ReleaseSpec,

@@ -45,6 +45,11 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             cached = builds.cached_artifact(
                 session=session, app_id=app.id, commit_sha=commit.sha, builder=app.builder
             )
+        if cached is not None and not get_builder(app.builder, context).has(app.name, cached.id):
+            # Lost from the store (a registry replaced or cleaned by hand, a store switched
+            # from file:// to oci://): built again rather than failing every run after it.
+            build_log.write(f"-----> {cached.id} is no longer in the artifact store: rebuilding")
+            cached = None
         if cached is not None:
             build_log.write(f"-----> Cache hit: {cached.id} was built from this commit")
             artifact_id, cache_hit = cached.id, True

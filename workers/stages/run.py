@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from functools import partial
 
 import structlog
-from sqlmodel import Session
 
 from router import haproxy
 from router.traffic import Route, Traffic
 from shared import routing
 from shared.db import session_scope
 from shared.exceptions import ShipyardError, StageFailed
-from shared.models import Deployment, DeploymentStatus, Environment, Pipeline, utcnow
+from shared.models import Deployment, DeploymentStatus, Environment, Pipeline
 from shared.process_record import ProcessRecord
 from shared.services import deployments, releases, routes
 from workers.context import WorkerContext
@@ -66,10 +63,11 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             replaced.append(previous.id)
             return list(previous.processes)
 
-    switched_at: list[datetime] = []
-
-    def switched() -> None:  # recorded with the stage's result, in its one transaction
-        switched_at.append(utcnow())
+    def switched() -> None:
+        # Committed at once, not with the stage's result: the router really serves the new
+        # release from now on, whatever happens to this attempt (its takeover finds it live).
+        with session_scope(context.db_url) as session:
+            routes.record_switched(session=session, deployment_id=deployment.id)
 
     try:
         traffic = traffic_for(context, environment, spec.app)
@@ -79,32 +77,11 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             current = get_row(session, Deployment, deployment.id)
             deployments.fail_deployment(session=session, deployment=current, error=exc.message)
         raise StageFailed(exc.message) from exc
+    if replaced:  # its processes are stopped: recorded at once too (see switched)
+        with session_scope(context.db_url) as session:
+            routes.record_retired(session=session, deployment_id=replaced[0])
     log.info("run.live", deployment_id=str(deployment.id))
-    return StageResult(
-        result_id=result.result_id,
-        deployment_id=deployment.id,
-        record=partial(
-            _record_switch,
-            deployment.id,
-            switched_at[0] if switched_at else None,
-            replaced[0] if replaced else None,
-            utcnow(),
-        ),
-    )
-
-
-def _record_switch(
-    deployment_id: uuid.UUID,
-    switched_at: datetime | None,
-    replaced_id: uuid.UUID | None,
-    retired_at: datetime,
-    session: Session,
-) -> None:
-    """When the router switched to the deployment, and when the one it replaced was stopped."""
-    if switched_at is not None:
-        routes.record_switched(session=session, deployment_id=deployment_id, at=switched_at)
-    if replaced_id is not None:
-        routes.record_retired(session=session, deployment_id=replaced_id, at=retired_at)
+    return result
 
 
 def traffic_for(context: WorkerContext, environment: Environment, app: str) -> Traffic | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -184,3 +185,82 @@ def test_a_bearer_challenge_is_answered_with_a_token_from_the_realm_once_per_rep
     # The credentials go to the realm only, which trades them for the token.
     assert seen[1][1] == "Basic " + base64.b64encode(b"robot:pw").decode()
     assert {auth for _path, auth in seen[2:]} == {"Bearer t0ken"}
+
+
+def test_credentials_stay_with_the_registry_and_go_to_a_token_realm_only_over_https() -> None:
+    """An upload location on another host gets no Authorization; a plain-HTTP realm on another
+    host gets no password (wiring only: a fake registry)."""
+    seen: list[tuple[str, str | None]] = []
+
+    def fake(request: httpx.Request) -> httpx.Response:
+        seen.append((f"{request.url.host}{request.url.path}", request.headers.get("Authorization")))
+        if request.url.host == "evil.example":
+            if request.url.path == "/token":
+                return httpx.Response(200, json={"token": "stolen"})
+            return httpx.Response(201)
+        if request.url.path.endswith("/blobs/uploads/"):
+            if request.headers.get("Authorization") is None:
+                challenge = 'Bearer realm="http://evil.example/token",service="registry"'
+                return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+            return httpx.Response(202, headers={"Location": "https://evil.example/upload/1"})
+        return httpx.Response(404)
+
+    address = parse_store_url("oci://registry.example/acme").registry
+    assert address is not None
+    client = RegistryClient(
+        address, username="robot", password="pw", transport=httpx.MockTransport(fake)
+    )
+
+    client.upload_blob("acme/hello", "sha256:" + "d" * 64, b"content")
+
+    token_request = next(auth for where, auth in seen if where == "evil.example/token")
+    upload = next(auth for where, auth in seen if where == "evil.example/upload/1")
+    assert token_request is None  # no password to a plain-HTTP realm on another host
+    assert upload is None  # the upload location is another origin: nothing of ours
+
+
+def test_a_registry_that_challenges_the_upload_itself_gets_the_whole_upload_again() -> None:
+    """A token that expires between the POST and the PUT: the file's bytes cannot be sent twice,
+    so the upload starts over once, with the new token (wiring only: a fake registry)."""
+    tokens = iter(["first", "second"])
+    puts: list[str | None] = []
+
+    def fake(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": next(tokens)})
+        challenge = {"WWW-Authenticate": 'Bearer realm="https://registry.example/token"'}
+        auth = request.headers.get("Authorization")
+        if request.method == "POST":
+            if auth is None:
+                return httpx.Response(401, headers=challenge)
+            return httpx.Response(202, headers={"Location": "/v2/acme/hello/blobs/uploads/u1"})
+        request.read()
+        puts.append(auth)
+        if auth == "Bearer first":  # expired
+            return httpx.Response(401, headers=challenge)
+        return httpx.Response(201)
+
+    address = parse_store_url("oci://registry.example/acme").registry
+    assert address is not None
+    client = RegistryClient(address, transport=httpx.MockTransport(fake))
+
+    with tempfile.NamedTemporaryFile() as blob:
+        blob.write(b"x" * 1000)
+        blob.flush()
+        client.upload_blob("acme/hello", "sha256:" + "e" * 64, Path(blob.name))
+
+    assert puts == ["Bearer first", "Bearer second"]
+
+
+def test_a_damaged_copy_in_a_run_hosts_cache_is_pulled_again(
+    registry: Registry, registry_store: StoreFactory, tmp_path: Path, tarball: Path
+) -> None:
+    store = registry_store(registry, tmp_path / "cache")
+    digest = store.put(tarball, app="hello").digest
+    cached = store.fetch(digest, app="hello")
+    cached.chmod(0o644)
+    cached.write_bytes(b"damaged on this host")
+
+    again = store.fetch(digest, app="hello")
+
+    assert file_digest(again) == digest and again.read_bytes() == tarball.read_bytes()

@@ -83,10 +83,12 @@ def test_remove_deletes_the_artifact_and_a_missing_one_is_fine(
     builder = NoopBuilder(store)
     built = builder.build(_request(tmp_path, "a" * 40), BuildLog(limit=10_000))
 
+    assert builder.has("app", built.digest)
     builder.remove("app", built.digest)
     builder.remove("app", built.digest)
 
     assert not Path(built.location).exists()
+    assert not builder.has("app", built.digest)  # a cache hit on it would build it again
 
 
 def test_a_configured_wait_stands_for_the_build(tmp_path: Path, store: FileStore) -> None:

@@ -1,0 +1,49 @@
+"""What a person asks for by name: deploy a ref, roll back, promote. The API's JSON routes and the
+dashboard both call these, then `pipelines.launch`; scope checks stay with the caller."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from shared.models import Pipeline
+from shared.services import apps, pipelines, rollbacks
+from shared.stages import PipelineKind
+
+
+def deploy(*, session: Session, app: str, environment: str, ref: str, trigger: str) -> Pipeline:
+    """A queued build → release → run pipeline of `ref` in the app's `environment`."""
+    owner = apps.get_app(session=session, name=app)
+    return pipelines.create_pipeline(
+        session=session,
+        app=owner,
+        environment=apps.get_environment(session=session, app=owner, name=environment),
+        kind=PipelineKind.DEPLOY,
+        trigger=trigger,
+        ref=ref,
+    )
+
+
+def rollback(
+    *, session: Session, app: str, environment: str, to_version: int | None, trigger: str
+) -> Pipeline:
+    """A run-only pipeline of an earlier release, exactly as it was (default: the previous)."""
+    owner = apps.get_app(session=session, name=app)
+    return rollbacks.create_rollback_pipeline(
+        session=session,
+        app=owner,
+        environment=apps.get_environment(session=session, app=owner, name=environment),
+        to_version=to_version,
+        trigger=trigger,
+    )
+
+
+def promote(*, session: Session, app: str, source: str, target: str, trigger: str) -> Pipeline:
+    """A release → run pipeline of what is live in `source`, with `target`'s own config."""
+    owner = apps.get_app(session=session, name=app)
+    return rollbacks.create_promotion_pipeline(
+        session=session,
+        app=owner,
+        source=apps.get_environment(session=session, app=owner, name=source),
+        target=apps.get_environment(session=session, app=owner, name=target),
+        trigger=trigger,
+    )
