@@ -79,10 +79,7 @@ def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Resolve the bearer token to a principal, then apply the route's default rule."""
-    if credentials is None:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    principal = principal_for(request, session, credentials.credentials)
-    request.state.principal = principal
+    principal = _bearer_principal(request, session, credentials)
     route = request.scope.get("route")
     endpoint = route.endpoint if isinstance(route, APIRoute) else None
     if request.method in ("GET", "HEAD"):
@@ -99,12 +96,20 @@ def authenticate_metrics(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """`/metrics`: a token with the `metrics`, `read` or `admin` scope (docs/operations.md)."""
+    principal = _bearer_principal(request, session, credentials)
+    if not principal.scopes & METRICS_READERS:
+        raise Forbidden("reading /metrics needs the metrics, read or admin scope")
+    return principal
+
+
+def _bearer_principal(
+    request: Request, session: SessionDep, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    """The principal of the request's bearer token, remembered on the request; 401 without."""
     if credentials is None:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     principal = principal_for(request, session, credentials.credentials)
     request.state.principal = principal
-    if not principal.scopes & METRICS_READERS:
-        raise Forbidden("reading /metrics needs the metrics, read or admin scope")
     return principal
 
 

@@ -33,8 +33,10 @@ def available() -> bool:
 class Registry:
     """One `docker-registry serve` process and where it keeps its files."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_config: str = "") -> None:
+        """`extra_config`: more of the registry's YAML configuration (an `auth:` section)."""
         self.directory = directory
+        self.storage = directory / "storage"
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.base_url = f"http://{self.host}"
@@ -45,9 +47,9 @@ class Registry:
         self.config.write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {directory / 'storage'}\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n"
+            f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n" + extra_config
         )
 
     def url(self, namespace: str) -> str:
@@ -72,7 +74,8 @@ class Registry:
                         f"docker-registry exited with {self.process.returncode}:\n{tail}"
                     )
                 try:
-                    if client.get(f"{self.base_url}/v2/").status_code == 200:
+                    # 200, or 401 from one that wants credentials: it answers either way.
+                    if client.get(f"{self.base_url}/v2/").status_code in (200, 401):
                         return
                 except httpx.HTTPError:
                     pass

@@ -12,95 +12,39 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bcrypt
-import httpx
 import pytest
 
-from shared import processes
+import bench.registry
 from shared.artifacts import FileStore, parse_store_url
 from shared.artifacts.oci import RegistryStore
 from shared.artifacts.registry import RegistryClient
-from tests.integration.stack import free_port
 
-BINARY = os.environ.get("SHIPYARD_TEST_REGISTRY_BINARY", "/usr/bin/docker-registry")
+BINARY = bench.registry.BINARY
 USERNAME = "shipyard-ci"
 
 
-def _die_with_the_tests() -> None:
-    processes.die_with_parent(signal.SIGKILL)
-
-
-class Registry:
-    """One registry process; `stop()` and `start()` again keep its storage (and port)."""
+class Registry(bench.registry.Registry):
+    """The bench's registry process, with what tests need besides: credentials, its storage's
+    layout, and its offline garbage collection. `stop()` and `start()` again keep its storage."""
 
     def __init__(self, directory: Path, *, password: str | None = None) -> None:
-        self.directory = directory
-        self.storage = directory / "storage"
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
         self.password = password
-        self.log_path = directory / "registry.log"
-        self.config = directory / "config.yml"
-        self._process: subprocess.Popen[bytes] | None = None
-        directory.mkdir(parents=True, exist_ok=True)
         auth = ""
         if password is not None:
+            directory.mkdir(parents=True, exist_ok=True)
             htpasswd = directory / "htpasswd"
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
             htpasswd.write_text(f"{USERNAME}:{hashed}\n")
             auth = f"auth:\n  htpasswd:\n    realm: shipyard-tests\n    path: {htpasswd}\n"
-        self.config.write_text(
-            "version: 0.1\n"
-            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
-            "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n" + auth
-        )
+        super().__init__(directory, extra_config=auth)
 
     def url(self, namespace: str = "shipyard") -> str:
-        """The SHIPYARD_ARTIFACT_STORE value for this registry."""
-        return f"oci://{self.host}/{namespace}"
-
-    def start(self, timeout: float = 30) -> None:
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [BINARY, "serve", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_the_tests,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise AssertionError(
-                    f"docker-registry exited with {self._process.returncode}:\n"
-                    + self.log_path.read_text()[-2000:]
-                )
-            try:
-                # 200, or 401 when it asks for credentials: it answers either way.
-                if httpx.get(f"http://{self.host}/v2/", timeout=2).status_code in (200, 401):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"docker-registry did not answer on {self.host} within {timeout}s")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
+        return super().url(namespace)
 
     def blob_file(self, digest: str) -> Path:
         """Where the registry keeps blob `digest`'s bytes (its filesystem layout)."""
