@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, create_engine
 
 from shared.exceptions import ConfigurationError, Conflict
@@ -26,7 +28,35 @@ def get_engine(url: str) -> Engine:
         # BEGIN IMMEDIATE-style locking works for read-modify-write (release numbering).
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_size=5, max_overflow=10)
+    event.listen(engine.pool, "checkin", _checked_in)
+    event.listen(engine.pool, "checkout", partial(_ping_if_idle, engine))
+    return engine
+
+
+# A connection given back less than this long ago is trusted as it is: a busy worker's
+# transactions follow each other closely, and a ping before each would be one more round trip
+# per transaction (15 per pipeline). One idle for longer is pinged when taken, as
+# `pool_pre_ping` would: after a database restart or a dropped connection, the next
+# transaction gets a new connection instead of an error. A server lost within this window
+# fails one transaction, which the pool answers by dropping all its connections (a stage
+# retries it; the API answers 503).
+PING_AFTER_IDLE_SECONDS = 1.0
+_CHECKED_IN = "shipyard_checked_in"
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_CHECKED_IN] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    given_back = record.info.get(_CHECKED_IN)
+    if given_back is not None and time.monotonic() - given_back < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    except Exception as exc:  # the pool replaces the connection and tries again (3 times)
+        raise DisconnectionError("the database connection was lost") from exc
 
 
 # Stage claims and results are single UPDATE … RETURNING statements (SQLite 3.35, March 2021).
@@ -62,6 +92,15 @@ def session_scope(url: str) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def sync_loaded(session: Session, model: type[Any], key: object, values: dict[str, Any]) -> None:
+    """After a Core UPDATE of row `key` of `model`: the session's copy of that row, if it holds
+    one, shows the new values (what an ORM UPDATE would have done, without its overhead)."""
+    loaded = session.identity_map.get(session.identity_key(model, key))
+    if loaded is not None:
+        for name, value in values.items():
+            set_committed_value(loaded, name, value)
 
 
 def flush_or_conflict(session: Session, message: str) -> None:

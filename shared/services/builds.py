@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from shared.db import sync_loaded
 from shared.models import App, Artifact, Build, Pipeline, utcnow
 from shared.schemas import ArtifactPublic, BuildLogPublic
 
@@ -88,7 +89,7 @@ def record_artifact(
     An artifact with the same digest is the same artifact (a garbage-collected one comes back).
     If another worker recorded a different artifact for this commit at the same time (a build
     that is not reproducible, such as a Docker image), the first one recorded is the commit's
-    artifact from then on.
+    artifact from then on. Runs in a transaction of its own: a conflict rolls it back.
     """
     artifact = session.get(Artifact, digest)
     if artifact is not None:
@@ -96,19 +97,22 @@ def record_artifact(
         session.add(artifact)
         session.flush()
         return artifact
+    artifact = Artifact(
+        id=digest,
+        app_id=app_id,
+        commit_sha=commit_sha,
+        builder=builder,
+        size=size,
+        location=location,
+        procfile=procfile,
+    )
+    session.add(artifact)
     try:
-        with session.begin_nested():
-            artifact = Artifact(
-                id=digest,
-                app_id=app_id,
-                commit_sha=commit_sha,
-                builder=builder,
-                size=size,
-                location=location,
-                procfile=procfile,
-            )
-            session.add(artifact)
+        session.flush()
     except IntegrityError:
+        # Recorded meanwhile by another worker: the transaction is spent (it holds nothing
+        # else: the caller records the artifact alone), the lookup runs in the next one.
+        session.rollback()
         existing = session.get(Artifact, digest) or find_artifact(
             session=session, app_id=app_id, commit_sha=commit_sha, builder=builder
         )
@@ -128,17 +132,32 @@ def finish_build(
     log: str,
 ) -> None:
     """Record what the build resolved, produced and printed (one UPDATE, nothing read)."""
-    session.execute(
-        update(Build)
-        .where(col(Build.id) == build_id)
-        .values(
-            commit_sha=commit_sha,
-            artifact_id=artifact_id,
-            cache_hit=cache_hit,
-            log=log,
-            finished_at=utcnow(),
-        )
+    values = {
+        "commit_sha": commit_sha,
+        "artifact_id": artifact_id,
+        "cache_hit": cache_hit,
+        "log": log,
+        "finished_at": utcnow(),
+    }
+    session.connection().execute(
+        _FINISH, {"p_build": build_id, **{f"p_{name}": value for name, value in values.items()}}
     )
+    sync_loaded(session, Build, build_id, values)
+
+
+_BUILDS: Table = Build.__table__  # type: ignore[attr-defined]
+# Built once: every build stage finishes its row with it.
+_FINISH = (
+    update(_BUILDS)
+    .where(_BUILDS.c.id == bindparam("p_build"))
+    .values(
+        commit_sha=bindparam("p_commit_sha"),
+        artifact_id=bindparam("p_artifact_id"),
+        cache_hit=bindparam("p_cache_hit"),
+        log=bindparam("p_log"),
+        finished_at=bindparam("p_finished_at"),
+    )
+)
 
 
 def build_log(*, session: Session, pipeline_id: uuid.UUID) -> BuildLogPublic | None:

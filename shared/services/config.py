@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlmodel import Session, col, select
 
 from shared.constants import REDACTED, RESERVED_CONFIG_KEYS
@@ -14,15 +16,20 @@ from shared.schemas import ConfigPatch, ConfigPublic
 
 def current_config(*, session: Session, environment: Environment) -> ConfigVersion:
     """The newest config version of `environment`."""
-    config = session.exec(
-        select(ConfigVersion)
-        .where(ConfigVersion.environment_id == environment.id)
-        .order_by(col(ConfigVersion.version).desc())
-        .limit(1)
-    ).first()
+    config = newest_config(session=session, environment_id=environment.id)
     if config is None:
         raise NotFound(f"environment {environment.name!r} has no config")
     return config
+
+
+def newest_config(*, session: Session, environment_id: uuid.UUID) -> ConfigVersion | None:
+    """The newest config version of the environment (every environment has one from birth)."""
+    return session.exec(
+        select(ConfigVersion)
+        .where(ConfigVersion.environment_id == environment_id)
+        .order_by(col(ConfigVersion.version).desc())
+        .limit(1)
+    ).first()
 
 
 def patch_config(

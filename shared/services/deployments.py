@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from shared import constants
 from shared.crypto import SecretBox
+from shared.db import sync_loaded
 from shared.models import (
     ConfigVersion,
     Deployment,
@@ -67,31 +69,78 @@ def live_deployment(*, session: Session, environment_id: uuid.UUID) -> Deploymen
     ).first()
 
 
+_DEPLOYMENTS: Table = Deployment.__table__  # type: ignore[attr-defined]
+_RELEASES: Table = Release.__table__  # type: ignore[attr-defined]
+_THIS_DEPLOYMENT = _DEPLOYMENTS.c.id == bindparam("p_deployment")
+# The switch's statements, built once (every run stage makes them).
+_SUPERSEDE = (
+    update(_DEPLOYMENTS)
+    .where(_THIS_DEPLOYMENT)
+    .values(status=DeploymentStatus.SUPERSEDED, ended_at=bindparam("p_now"))
+)
+_LIVE = {
+    switched: update(_DEPLOYMENTS)
+    .where(_THIS_DEPLOYMENT)
+    .values(
+        status=DeploymentStatus.LIVE,
+        started_at=bindparam("p_now"),
+        ended_at=None,  # a retry may revive a row an earlier attempt marked failed
+        processes=bindparam("p_processes"),
+        error=None,
+        **({"switched_at": bindparam("p_now")} if switched else {}),
+    )
+    for switched in (False, True)
+}
+_RAN = (
+    update(_RELEASES)
+    .where(_RELEASES.c.id == bindparam("p_release"))
+    .values(status=ReleaseStatus.SUCCEEDED)
+)
+_PROCESSES = update(_DEPLOYMENTS).where(_THIS_DEPLOYMENT).values(processes=bindparam("p_processes"))
+
+
 def go_live(
-    *, session: Session, deployment: Deployment, processes: list[ProcessRecord]
+    *,
+    session: Session,
+    deployment: Deployment,
+    processes: list[ProcessRecord],
+    switched: bool = False,
 ) -> Deployment | None:
-    """Make `deployment` the live one; returns the one it supersedes (whose processes to stop)."""
+    """Make `deployment` the live one; returns the one it supersedes (whose processes to stop).
+
+    `deployment` needs not belong to `session` (only its ids are read); both rows are written
+    without reading them again, and the objects updated to match. With `switched`, the
+    deployment is recorded as serving its environment's traffic from now on too (no router
+    between: each release answers on its own address).
+    """
     lock_environment(session=session, environment_id=deployment.environment_id)
     now = utcnow()
+    connection = session.connection()
     previous = live_deployment(session=session, environment_id=deployment.environment_id)
     if previous is not None and previous.id != deployment.id:
-        previous.status = DeploymentStatus.SUPERSEDED
-        previous.ended_at = now
-        session.add(previous)
-        session.flush()
-    deployment.status = DeploymentStatus.LIVE
-    deployment.started_at = now
-    deployment.ended_at = None  # a retry may revive a row an earlier attempt marked failed
-    deployment.processes = processes
-    deployment.error = None
-    session.add(deployment)
-    session.flush()
-    session.execute(  # the release went live at least once: nothing to read first
-        update(Release)
-        .where(col(Release.id) == deployment.release_id)
-        .values(status=ReleaseStatus.SUCCEEDED)
+        connection.execute(_SUPERSEDE, {"p_deployment": previous.id, "p_now": now})
+        set_committed_value(previous, "status", DeploymentStatus.SUPERSEDED)
+        set_committed_value(previous, "ended_at", now)
+    else:
+        previous = None
+    connection.execute(
+        _LIVE[switched], {"p_deployment": deployment.id, "p_now": now, "p_processes": processes}
     )
-    return previous if previous is not None and previous.id != deployment.id else None
+    made: dict[str, object] = {
+        "status": DeploymentStatus.LIVE,
+        "started_at": now,
+        "ended_at": None,
+        "processes": processes,
+        "error": None,
+    }
+    if switched:
+        made["switched_at"] = now
+    for name, value in made.items():
+        set_committed_value(deployment, name, value)
+    # The release went live at least once: nothing to read first.
+    connection.execute(_RAN, {"p_release": deployment.release_id})
+    sync_loaded(session, Release, deployment.release_id, {"status": ReleaseStatus.SUCCEEDED})
+    return previous
 
 
 def fail_deployment(*, session: Session, deployment: Deployment, error: str) -> None:
@@ -111,9 +160,10 @@ def set_processes(
     *, session: Session, deployment_id: uuid.UUID, processes: list[ProcessRecord]
 ) -> None:
     """Record the processes a deployment runs now (started, or one of them restarted)."""
-    session.execute(
-        update(Deployment).where(col(Deployment.id) == deployment_id).values(processes=processes)
+    session.connection().execute(
+        _PROCESSES, {"p_deployment": deployment_id, "p_processes": processes}
     )
+    sync_loaded(session, Deployment, deployment_id, {"processes": processes})
 
 
 def live_deployments(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, or_
+from sqlalchemy import BindParameter, ColumnElement, Table, and_, bindparam, or_
 from sqlmodel import Session, col, select
 
 from shared import stages
@@ -34,12 +34,13 @@ def active() -> ColumnElement[bool]:
     indexes) even in a prepared statement's generic plan; as parameters it would read all of an
     environment's pipelines, a cost that grows with its history.
     """
+    return col(Pipeline.status).in_(_active_statuses())
+
+
+def _active_statuses() -> BindParameter[list[str]]:
     # One name for every use: two of these in one statement merge into one parameter, which is
     # right only because its value never changes.
-    statuses: BindParameter[list[str]] = bindparam(
-        "active_statuses", list(_ACTIVE), expanding=True, literal_execute=True
-    )
-    return col(Pipeline.status).in_(statuses)
+    return bindparam("active_statuses", list(_ACTIVE), expanding=True, literal_execute=True)
 
 
 def stage_event(pipeline: Pipeline, stage: str) -> StageEvent:
@@ -49,20 +50,33 @@ def stage_event(pipeline: Pipeline, stage: str) -> StageEvent:
     )
 
 
-def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
-    older = or_(
-        col(Pipeline.created_at) < pipeline.created_at,
-        and_(col(Pipeline.created_at) == pipeline.created_at, col(Pipeline.id) < pipeline.id),
+_PIPELINES: Table = Pipeline.__table__  # type: ignore[attr-defined]
+# Built once: every gate asks it. An older pipeline of the environment still queued or running.
+_OLDER_ACTIVE = (
+    select(_PIPELINES.c.id)
+    .where(
+        _PIPELINES.c.environment_id == bindparam("p_environment"),
+        _PIPELINES.c.status.in_(_active_statuses()),
+        or_(
+            _PIPELINES.c.created_at < bindparam("p_created"),
+            and_(
+                _PIPELINES.c.created_at == bindparam("p_created"),
+                _PIPELINES.c.id < bindparam("p_pipeline"),
+            ),
+        ),
     )
-    return session.exec(
-        select(Pipeline.id)
-        .where(
-            Pipeline.environment_id == pipeline.environment_id,
-            active(),
-            older,
-        )
-        .limit(1)
-    ).first()
+    .limit(1)
+)
+
+
+def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
+    params = {
+        "p_environment": pipeline.environment_id,
+        "p_created": pipeline.created_at,
+        "p_pipeline": pipeline.id,
+    }
+    older: uuid.UUID | None = session.connection().execute(_OLDER_ACTIVE, params).scalar()
+    return older
 
 
 def wait_if_behind(*, session: Session, pipeline: Pipeline, stage: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import Table, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from shared.exceptions import NotFound
@@ -18,19 +18,29 @@ from shared.models import (
     utcnow,
 )
 from shared.schemas import ReleasePublic
-from shared.services.config import current_config
+from shared.services.config import newest_config
 from shared.stages import PipelineKind
 
+_ENVIRONMENTS: Table = Environment.__table__  # type: ignore[attr-defined]
+_RELEASES: Table = Release.__table__  # type: ignore[attr-defined]
+# Built once: the gate of every release stage and every switch takes this lock.
+_LOCK = (
+    select(_ENVIRONMENTS.c.id)
+    .where(_ENVIRONMENTS.c.id == bindparam("p_environment"))
+    .with_for_update()
+)
+_HIGHEST = select(func.max(_RELEASES.c.version)).where(
+    _RELEASES.c.environment_id == bindparam("p_environment")
+)
 
-def lock_environment(*, session: Session, environment_id: uuid.UUID) -> Environment:
+
+def lock_environment(*, session: Session, environment_id: uuid.UUID) -> None:
     """Lock the environment row for this transaction: numbering and switches are serialised.
 
     PostgreSQL takes a row lock; SQLite's transactions already begin IMMEDIATE (shared.db).
+    A deleted environment raises NoResultFound.
     """
-    environment = session.exec(
-        select(Environment).where(Environment.id == environment_id).with_for_update()
-    ).one()
-    return environment
+    session.connection().execute(_LOCK, {"p_environment": environment_id}).one()
 
 
 def create_release(
@@ -45,13 +55,15 @@ def create_release(
     existing = session.exec(select(Release).where(Release.pipeline_id == pipeline.id)).first()
     if existing is not None:
         return existing
-    environment = lock_environment(session=session, environment_id=pipeline.environment_id)
-    config = current_config(session=session, environment=environment)
-    highest = session.exec(
-        select(func.max(Release.version)).where(Release.environment_id == environment.id)
-    ).one()
+    environment_id = pipeline.environment_id
+    lock_environment(session=session, environment_id=environment_id)
+    config = newest_config(session=session, environment_id=environment_id)
+    if config is None:
+        raise NotFound(f"environment {environment_id} has no config")
+    connection = session.connection()
+    highest = connection.execute(_HIGHEST, {"p_environment": environment_id}).scalar_one()
     release = Release(
-        environment_id=environment.id,
+        environment_id=environment_id,
         version=(highest or 0) + 1,
         artifact_id=artifact_id,
         config_version_id=config.id,

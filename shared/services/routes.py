@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session, col, select
 
 from shared import routing
+from shared.db import sync_loaded
 from shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
 from shared.process_record import ProcessRecord
 
@@ -51,15 +52,22 @@ def _route(environment: Environment, app: App, processes: list[ProcessRecord]) -
     )
 
 
+_DEPLOYMENTS: Table = Deployment.__table__  # type: ignore[attr-defined]
+_THIS_DEPLOYMENT = _DEPLOYMENTS.c.id == bindparam("p_deployment")
+# Built once: every switch through the router records both.
+_SWITCHED = update(_DEPLOYMENTS).where(_THIS_DEPLOYMENT).values(switched_at=bindparam("p_now"))
+_RETIRED = update(_DEPLOYMENTS).where(_THIS_DEPLOYMENT).values(retired_at=bindparam("p_now"))
+
+
 def record_switched(*, session: Session, deployment_id: uuid.UUID) -> None:
     """The router sends the deployment its environment's traffic from now on."""
-    session.execute(
-        update(Deployment).where(col(Deployment.id) == deployment_id).values(switched_at=utcnow())
-    )
+    now = utcnow()
+    session.connection().execute(_SWITCHED, {"p_deployment": deployment_id, "p_now": now})
+    sync_loaded(session, Deployment, deployment_id, {"switched_at": now})
 
 
 def record_retired(*, session: Session, deployment_id: uuid.UUID) -> None:
     """The deployment's processes are all stopped (after their requests drained)."""
-    session.execute(
-        update(Deployment).where(col(Deployment.id) == deployment_id).values(retired_at=utcnow())
-    )
+    now = utcnow()
+    session.connection().execute(_RETIRED, {"p_deployment": deployment_id, "p_now": now})
+    sync_loaded(session, Deployment, deployment_id, {"retired_at": now})

@@ -53,11 +53,18 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             )
 
     replaced: list[uuid.UUID] = []
+    traffic = traffic_for(context, environment, spec.app)
 
     def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
         with session_scope(context.db_url) as session:
-            current = get_row(session, Deployment, deployment.id)
-            previous = deployments.go_live(session=session, deployment=current, processes=processes)
+            previous = deployments.go_live(
+                session=session,
+                deployment=deployment,
+                processes=processes,
+                # No router here: each release answers on its own address, so going live is
+                # the switch, recorded with it.
+                switched=traffic is None,
+            )
             if previous is None:
                 return None
             replaced.append(previous.id)
@@ -70,8 +77,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
             routes.record_switched(session=session, deployment_id=deployment.id)
 
     try:
-        traffic = traffic_for(context, environment, spec.app)
-        switch(runner, spec, go_live, started, traffic, switched)
+        switch(runner, spec, go_live, started, traffic, switched if traffic else None)
     except ShipyardError as exc:
         with session_scope(context.db_url) as session:
             current = get_row(session, Deployment, deployment.id)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlmodel import Session
 
+from shared.db import session_scope
 from shared.models import App, Artifact, Environment, utcnow
 from shared.schemas import AppCreate
 from shared.services import apps, builds
@@ -80,3 +83,33 @@ def test_another_apps_build_of_the_same_commit_is_no_hit(
     _built(session, app, staging, make_artifact(session, app, "one"))
 
     assert _cached(session, other) is None
+
+
+def _record(db_url: str, app_id: uuid.UUID, digest: str) -> str:
+    """Record `digest` as the build of SHA, in a transaction of its own as the build stage does."""
+    with session_scope(db_url) as session:
+        return builds.record_artifact(
+            session=session,
+            app_id=app_id,
+            digest=digest,
+            commit_sha=SHA,
+            builder="local",
+            size=1,
+            location="file:///artifacts",
+            procfile={"web": "serve"},
+        ).id
+
+
+def test_the_first_artifact_recorded_for_a_commit_stays_its_artifact(
+    db_url: str, session: Session, app: App
+) -> None:
+    app_id = app.id
+    session.commit()  # nothing of this session's holds the database from here on
+    first = _record(db_url, app_id, "sha256:" + "1" * 64)
+
+    # Another worker's build of the same commit that came out different (a Docker image): the
+    # conflict rolls its transaction back and answers with the artifact recorded first.
+    assert _record(db_url, app_id, "sha256:" + "2" * 64) == first
+    assert _record(db_url, app_id, first) == first  # the same artifact again: the same row
+    with session_scope(db_url) as reader:
+        assert reader.get(Artifact, "sha256:" + "2" * 64) is None
