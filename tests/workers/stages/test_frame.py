@@ -218,7 +218,7 @@ def test_a_taken_over_build_that_then_fails_leaves_the_build_row_to_the_winner(
 STAGE_BUDGET = {
     "build": (13, 5),
     "release": (14, 3),
-    "run": (23, 7),
+    "run": (21, 6),
 }
 
 
