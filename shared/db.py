@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, create_engine
@@ -92,6 +92,14 @@ def session_scope(url: str) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def core_connection(session: Session) -> Connection:
+    """The session's connection, for a prebuilt Core statement: what the session holds pending
+    is written first, as the ORM does before each of its own statements (autoflush)."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
 
 
 def sync_loaded(session: Session, model: type[Any], key: object, values: dict[str, Any]) -> None:

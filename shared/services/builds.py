@@ -8,7 +8,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shared.db import sync_loaded
+from shared.db import core_connection, sync_loaded
 from shared.models import App, Artifact, Build, Pipeline, utcnow
 from shared.schemas import ArtifactPublic, BuildLogPublic
 
@@ -139,7 +139,7 @@ def finish_build(
         "log": log,
         "finished_at": utcnow(),
     }
-    session.connection().execute(
+    core_connection(session).execute(
         _FINISH, {"p_build": build_id, **{f"p_{name}": value for name, value in values.items()}}
     )
     sync_loaded(session, Build, build_id, values)

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from shared import constants
 from shared.crypto import SecretBox
-from shared.db import sync_loaded
+from shared.db import core_connection, sync_loaded
 from shared.models import (
     ConfigVersion,
     Deployment,
@@ -115,7 +115,7 @@ def go_live(
     """
     lock_environment(session=session, environment_id=deployment.environment_id)
     now = utcnow()
-    connection = session.connection()
+    connection = core_connection(session)
     previous = live_deployment(session=session, environment_id=deployment.environment_id)
     if previous is not None and previous.id != deployment.id:
         connection.execute(_SUPERSEDE, {"p_deployment": previous.id, "p_now": now})
@@ -160,7 +160,7 @@ def set_processes(
     *, session: Session, deployment_id: uuid.UUID, processes: list[ProcessRecord]
 ) -> None:
     """Record the processes a deployment runs now (started, or one of them restarted)."""
-    session.connection().execute(
+    core_connection(session).execute(
         _PROCESSES, {"p_deployment": deployment_id, "p_processes": processes}
     )
     sync_loaded(session, Deployment, deployment_id, {"processes": processes})

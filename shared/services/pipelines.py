@@ -14,6 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from shared import constants
+from shared.db import core_connection, sync_loaded
 from shared.events import Event, StageEvent
 from shared.exceptions import NotFound, ServiceUnavailable
 from shared.models import (
@@ -266,7 +267,7 @@ def claim_stage(
     if queueing.wait_if_behind(session=session, pipeline=pipeline, stage=stage):
         return Claim(ClaimOutcome.WAITING)
     now = utcnow()
-    connection = session.connection()
+    connection = core_connection(session)
     row = connection.execute(
         _CLAIM,
         {
@@ -282,7 +283,9 @@ def claim_stage(
             _STATUS_OF, {"p_pipeline": pipeline_id, "p_stage": stage}
         ).scalar_one()
         return Claim(ClaimOutcome.BUSY if status == StageStatus.RUNNING else ClaimOutcome.DONE)
-    run = StageRun(**row._mapping)
+    claimed = dict(row._mapping)
+    sync_loaded(session, StageRun, claimed["id"], claimed)  # a copy this session holds, if any
+    run = StageRun(**claimed)  # the claimed row as it is now (not tracked by the session)
     if run.attempt > constants.MAX_STAGE_ATTEMPTS:
         # Every worker that took this stage died under it (OOM killer, hard time limit, …):
         # failing it frees the environment's queue instead of retrying forever.
@@ -314,7 +317,7 @@ def _fence(session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int | 
     if attempt is None:
         return
     params = {"p_pipeline": pipeline_id, "p_stage": stage, "p_attempt": attempt, "p_now": utcnow()}
-    if session.connection().execute(_FENCE, params).rowcount == 0:
+    if core_connection(session).execute(_FENCE, params).rowcount == 0:
         raise StageSuperseded(f"attempt {attempt} of {stage} was taken over")
 
 
@@ -340,7 +343,7 @@ def complete_stage(
     a waiting pipeline of the same environment that this one's end lets through.
     """
     now = utcnow()
-    connection = session.connection()
+    connection = core_connection(session)
     position = connection.execute(
         _SUCCEEDED[attempt is not None],
         {

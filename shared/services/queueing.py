@@ -14,6 +14,7 @@ from sqlalchemy import BindParameter, ColumnElement, Table, and_, bindparam, or_
 from sqlmodel import Session, col, select
 
 from shared import stages
+from shared.db import core_connection
 from shared.events import StageEvent
 from shared.models import (
     Pipeline,
@@ -75,7 +76,7 @@ def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
         "p_created": pipeline.created_at,
         "p_pipeline": pipeline.id,
     }
-    older: uuid.UUID | None = session.connection().execute(_OLDER_ACTIVE, params).scalar()
+    older: uuid.UUID | None = core_connection(session).execute(_OLDER_ACTIVE, params).scalar()
     return older
 
 

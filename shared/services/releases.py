@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Table, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
+from shared.db import core_connection
 from shared.exceptions import NotFound
 from shared.models import (
     ConfigVersion,
@@ -40,7 +41,7 @@ def lock_environment(*, session: Session, environment_id: uuid.UUID) -> None:
     PostgreSQL takes a row lock; SQLite's transactions already begin IMMEDIATE (shared.db).
     A deleted environment raises NoResultFound.
     """
-    session.connection().execute(_LOCK, {"p_environment": environment_id}).one()
+    core_connection(session).execute(_LOCK, {"p_environment": environment_id}).one()
 
 
 def create_release(
@@ -60,7 +61,7 @@ def create_release(
     config = newest_config(session=session, environment_id=environment_id)
     if config is None:
         raise NotFound(f"environment {environment_id} has no config")
-    connection = session.connection()
+    connection = core_connection(session)
     highest = connection.execute(_HIGHEST, {"p_environment": environment_id}).scalar_one()
     release = Release(
         environment_id=environment_id,

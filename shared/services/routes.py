@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session, col, select
 
 from shared import routing
-from shared.db import sync_loaded
+from shared.db import core_connection, sync_loaded
 from shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
 from shared.process_record import ProcessRecord
 
@@ -62,12 +62,12 @@ _RETIRED = update(_DEPLOYMENTS).where(_THIS_DEPLOYMENT).values(retired_at=bindpa
 def record_switched(*, session: Session, deployment_id: uuid.UUID) -> None:
     """The router sends the deployment its environment's traffic from now on."""
     now = utcnow()
-    session.connection().execute(_SWITCHED, {"p_deployment": deployment_id, "p_now": now})
+    core_connection(session).execute(_SWITCHED, {"p_deployment": deployment_id, "p_now": now})
     sync_loaded(session, Deployment, deployment_id, {"switched_at": now})
 
 
 def record_retired(*, session: Session, deployment_id: uuid.UUID) -> None:
     """The deployment's processes are all stopped (after their requests drained)."""
     now = utcnow()
-    session.connection().execute(_RETIRED, {"p_deployment": deployment_id, "p_now": now})
+    core_connection(session).execute(_RETIRED, {"p_deployment": deployment_id, "p_now": now})
     sync_loaded(session, Deployment, deployment_id, {"retired_at": now})
