@@ -15,6 +15,7 @@ import re
 import ssl
 import threading
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +220,15 @@ class RegistryClient:
                 if response.status_code >= 400:
                     response.read()
                     self._check(response, what)
-                with target.open("wb") as out:
+                # The digest is computed on a thread of its own (hashlib lets go of the GIL on
+                # large chunks), beside the socket reads and file writes: in order, since one
+                # thread takes the chunks as they come.
+                with (
+                    target.open("wb") as out,
+                    ThreadPoolExecutor(1, thread_name_prefix="artifact-digest") as digesting,
+                ):
                     for chunk in response.iter_bytes(_CHUNK):
-                        hasher.update(chunk)
+                        digesting.submit(hasher.update, chunk)
                         out.write(chunk)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, what) from exc
