@@ -29,33 +29,35 @@ def get_engine(url: str) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     engine = create_engine(url, pool_size=5, max_overflow=10)
-    event.listen(engine.pool, "checkin", _checked_in)
+    event.listen(engine.pool, "connect", _fresh)
+    event.listen(engine.pool, "checkin", _fresh)
     event.listen(engine.pool, "checkout", partial(_ping_if_idle, engine))
     return engine
 
 
-# A connection given back less than this long ago is trusted as it is: a busy worker's
-# transactions follow each other closely, and a ping before each would be one more round trip
-# per transaction (15 per pipeline). One idle for longer is pinged when taken, as
-# `pool_pre_ping` would: after a database restart or a dropped connection, the next
-# transaction gets a new connection instead of an error. A server lost within this window
-# fails one transaction, which the pool answers by dropping all its connections (a stage
-# retries it; the API answers 503).
+# A connection opened or given back less than this long ago is trusted as it is: a busy
+# worker's transactions follow each other closely, and a ping before each would be one more
+# round trip per transaction (14 per pipeline). One idle for longer is pinged when taken, as
+# `pool_pre_ping` would: after a database restart or a dropped connection, the pool opens a new
+# connection (not pinged again: it was just opened) instead of failing the transaction. A server
+# lost within this window fails one transaction, which the pool answers by dropping all its
+# connections (a stage task retries it; the API answers 503).
 PING_AFTER_IDLE_SECONDS = 1.0
-_CHECKED_IN = "shipyard_checked_in"
+_LAST_USED = "shipyard_last_used"
 
 
-def _checked_in(_dbapi_connection: Any, record: Any) -> None:
-    record.info[_CHECKED_IN] = time.monotonic()
+def _fresh(_dbapi_connection: Any, record: Any) -> None:
+    """Opened or given back just now (`record.info` belongs to this DBAPI connection)."""
+    record.info[_LAST_USED] = time.monotonic()
 
 
 def _ping_if_idle(engine: Engine, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    given_back = record.info.get(_CHECKED_IN)
-    if given_back is not None and time.monotonic() - given_back < PING_AFTER_IDLE_SECONDS:
+    last_used = record.info.get(_LAST_USED)
+    if last_used is not None and time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
         return
     try:
         engine.dialect.do_ping(dbapi_connection)
-    except Exception as exc:  # the pool replaces the connection and tries again (3 times)
+    except Exception as exc:  # the pool replaces the connection with a new one
         raise DisconnectionError("the database connection was lost") from exc
 
 

@@ -14,8 +14,9 @@ import hashlib
 import re
 import ssl
 import threading
+from collections import deque
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ _MANIFEST_TYPES = ", ".join(
     )
 )
 _CHUNK = 1 << 20
+# Chunks received ahead of the digest of a download (memory: this many MB at most).
+_CHUNKS_AHEAD = 4
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 # Connection failures are retried by the transport (with a short backoff) before a stage fails.
 _CONNECT_RETRIES = 3
@@ -222,14 +225,19 @@ class RegistryClient:
                     self._check(response, what)
                 # The digest is computed on a thread of its own (hashlib lets go of the GIL on
                 # large chunks), beside the socket reads and file writes: in order, since one
-                # thread takes the chunks as they come.
+                # thread takes the chunks as they come, and a few chunks ahead at most.
                 with (
                     target.open("wb") as out,
                     ThreadPoolExecutor(1, thread_name_prefix="artifact-digest") as digesting,
                 ):
+                    hashing: deque[Future[None]] = deque()
                     for chunk in response.iter_bytes(_CHUNK):
-                        digesting.submit(hasher.update, chunk)
+                        hashing.append(digesting.submit(hasher.update, chunk))
                         out.write(chunk)
+                        if len(hashing) > _CHUNKS_AHEAD:
+                            hashing.popleft().result()
+                    for update in hashing:
+                        update.result()
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, what) from exc
         return f"sha256:{hasher.hexdigest()}"

@@ -89,7 +89,7 @@ def record_artifact(
     An artifact with the same digest is the same artifact (a garbage-collected one comes back).
     If another worker recorded a different artifact for this commit at the same time (a build
     that is not reproducible, such as a Docker image), the first one recorded is the commit's
-    artifact from then on. Runs in a transaction of its own: a conflict rolls it back.
+    artifact from then on.
     """
     artifact = session.get(Artifact, digest)
     if artifact is not None:
@@ -97,22 +97,19 @@ def record_artifact(
         session.add(artifact)
         session.flush()
         return artifact
-    artifact = Artifact(
-        id=digest,
-        app_id=app_id,
-        commit_sha=commit_sha,
-        builder=builder,
-        size=size,
-        location=location,
-        procfile=procfile,
-    )
-    session.add(artifact)
     try:
-        session.flush()
+        with session.begin_nested():
+            artifact = Artifact(
+                id=digest,
+                app_id=app_id,
+                commit_sha=commit_sha,
+                builder=builder,
+                size=size,
+                location=location,
+                procfile=procfile,
+            )
+            session.add(artifact)
     except IntegrityError:
-        # Recorded meanwhile by another worker: the transaction is spent (it holds nothing
-        # else: the caller records the artifact alone), the lookup runs in the next one.
-        session.rollback()
         existing = session.get(Artifact, digest) or find_artifact(
             session=session, app_id=app_id, commit_sha=commit_sha, builder=builder
         )

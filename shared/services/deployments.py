@@ -137,6 +137,7 @@ def go_live(
         made["switched_at"] = now
     for name, value in made.items():
         set_committed_value(deployment, name, value)
+    sync_loaded(session, Deployment, deployment.id, made)  # the session's own copy, if another
     # The release went live at least once: nothing to read first.
     connection.execute(_RAN, {"p_release": deployment.release_id})
     sync_loaded(session, Release, deployment.release_id, {"status": ReleaseStatus.SUCCEEDED})

@@ -170,7 +170,7 @@ class ClaimOutcome(StrEnum):
 @dataclass(frozen=True)
 class Claim:
     outcome: ClaimOutcome
-    run: StageRun | None = None
+    run: StageRun | None = None  # the claimed row as it is now: a copy no session tracks
     events: list[StageEvent] = field(default_factory=list)  # to publish after commit
     pipeline: Pipeline | None = None  # the claimed stage's pipeline, as the claim left it
 

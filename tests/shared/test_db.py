@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from shared import db
-from shared.db import StatementCounter, get_engine, require_sqlite_returning, session_scope
+from shared.db import get_engine, require_sqlite_returning, session_scope
 from shared.exceptions import ConfigurationError
 
 
@@ -36,23 +36,45 @@ def _terminate(postgres_url: str, pid: int) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
+def _count_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The pings the pool sends from now on (each one's DBAPI connection), still sent."""
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
 def test_a_connection_idle_past_the_threshold_is_pinged_and_replaced_when_lost(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checkout counts as idle
+    pings = _count_pings(get_engine(postgres_url), monkeypatch)
     first = _backend_pid(postgres_url)
+    assert pings == [], "a connection just opened is not pinged"
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checkout counts as idle
     _terminate(postgres_url, first)
-    # The pool's ping finds the connection dead and opens another: no error reaches the caller.
+    # The ping finds the connection dead; the pool opens another (pinged too at this threshold,
+    # and alive), and no error reaches the caller.
     second = _backend_pid(postgres_url)
     assert second != first
+    assert len(pings) == 2 and pings[0] is not pings[1]
 
 
-def test_a_connection_given_back_moments_ago_is_taken_without_a_ping(postgres_url: str) -> None:
+def test_a_connection_given_back_moments_ago_is_taken_without_a_ping(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = get_engine(postgres_url)
-    _backend_pid(postgres_url)  # the connection exists and was given back just now
-    with StatementCounter(engine) as counter:
-        _backend_pid(postgres_url)
-    assert counter.statements == ["SELECT pg_backend_pid()"], counter.statements
+    first = _backend_pid(postgres_url)  # the connection exists and was given back just now
+    pings = _count_pings(engine, monkeypatch)
+    assert _backend_pid(postgres_url) == first
+    assert pings == []
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # the same, once it counts as idle
+    assert _backend_pid(postgres_url) == first
+    assert len(pings) == 1
 
 
 def test_a_connection_lost_within_the_threshold_fails_one_transaction_only(
