@@ -108,7 +108,7 @@ def go_live(
 ) -> Deployment | None:
     """Make `deployment` the live one; returns the one it supersedes (whose processes to stop).
 
-    `deployment` needs not belong to `session` (only its ids are read); both rows are written
+    `deployment` need not belong to `session` (only its ids are read); both rows are written
     without reading them again, and the objects updated to match. With `switched`, the
     deployment is recorded as serving its environment's traffic from now on too (no router
     between: each release answers on its own address).
