@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared workers api cli serve router
+	$(BIN)/mypy -p shipyard
 
 pytest: $(STAMP)
 	$(BIN)/pytest

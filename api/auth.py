@@ -18,9 +18,9 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import SessionDep
-from shared.exceptions import ShipyardError
-from shared.services import tokens
+from shipyard.api.deps import SessionDep
+from shipyard.shared.exceptions import ShipyardError
+from shipyard.shared.services import tokens
 
 ADMIN = "admin"
 METRICS = "metrics"

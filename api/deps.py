@@ -9,10 +9,10 @@ import redis
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from shared.crypto import SecretBox
-from shared.db import get_engine
-from shared.events import Event
-from shared.settings import Settings
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.db import get_engine
+from shipyard.shared.events import Event
+from shipyard.shared.settings import Settings
 
 Publisher = Callable[[Event], None]
 

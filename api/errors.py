@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from shared.exceptions import ShipyardError
+from shipyard.shared.exceptions import ShipyardError
 
 log = structlog.get_logger(__name__)
 

@@ -9,12 +9,12 @@ from functools import partial
 import redis
 from fastapi import Depends, FastAPI
 
-from api import ui
-from api.auth import authenticate
-from api.deps import Publisher
-from api.errors import install_error_handlers
-from api.limits import BodyLimitMiddleware
-from api.routers import (
+from shipyard.api import ui
+from shipyard.api.auth import authenticate
+from shipyard.api.deps import Publisher
+from shipyard.api.errors import install_error_handlers
+from shipyard.api.limits import BodyLimitMiddleware
+from shipyard.api.routers import (
     apps,
     artifacts,
     config,
@@ -34,10 +34,10 @@ from api.routers import (
     tokens,
     workers,
 )
-from shared.broker import make_celery, publish
-from shared.services.webhooks import RejectionCounter
-from shared.services.workers import WorkersProbe, live_workers, no_workers
-from shared.settings import Settings, get_settings
+from shipyard.shared.broker import make_celery, publish
+from shipyard.shared.services.webhooks import RejectionCounter
+from shipyard.shared.services.workers import WorkersProbe, live_workers, no_workers
+from shipyard.shared.settings import Settings, get_settings
 
 
 def create_app(

@@ -32,7 +32,7 @@ from bench.plan import DEFAULT, SMOKE, Plan
 from bench.repos import Commits, make_app_repo
 from bench.stack import REPO_ROOT, SHIPYARD, Services, Stack, free_port, throwaway_database
 from bench.stats import Figures
-from shared import constants
+from shipyard.shared import constants
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "overhead": overhead.run,

@@ -17,7 +17,7 @@ import statistics
 import time
 
 from bench.context import Bench
-from workers.builders.noop import WAIT_VARIABLE
+from shipyard.workers.builders.noop import WAIT_VARIABLE
 
 SCENARIO = "4. Build farm"
 APP = "farm"

@@ -23,19 +23,19 @@ from bench.context import Bench
 from bench.cpu import CpuMeter
 from bench.profiling import profiled
 from bench.stats import percentile
-from shared import constants
-from shared.broker import make_celery
-from shared.db import StatementCounter, get_engine, session_scope
-from shared.services import apps, pipelines
-from shared.services.pipelines import ClaimOutcome
-from shared.settings import Settings
-from shared.stages import PipelineKind, Stage
-from workers import source
-from workers.context import WorkerContext
-from workers.stages import frame
-from workers.stages.build import build_work
-from workers.stages.release import release_work
-from workers.stages.run import run_work
+from shipyard.shared import constants
+from shipyard.shared.broker import make_celery
+from shipyard.shared.db import StatementCounter, get_engine, session_scope
+from shipyard.shared.services import apps, pipelines
+from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.settings import Settings
+from shipyard.shared.stages import PipelineKind, Stage
+from shipyard.workers import source
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.stages import frame
+from shipyard.workers.stages.build import build_work
+from shipyard.workers.stages.release import release_work
+from shipyard.workers.stages.run import run_work
 
 SCENARIO = "1. Pipeline overhead"
 APP = "overhead"

@@ -22,7 +22,7 @@ import psycopg
 import redis
 from celery import Celery
 
-from shared.settings import get_settings
+from shipyard.shared.settings import get_settings
 
 DURABLE_TABLE = "bench_raw_stage"
 CREATE_DURABLE_TABLE = (
@@ -37,7 +37,7 @@ RUN_TASK = "bench.raw.run"
 
 def create_raw_chain_app() -> Celery:
     """workers/app.py's app, with the raw tasks instead of Shipyard's stages."""
-    from workers.app import create_worker_app  # made from SHIPYARD_*: only in the worker
+    from shipyard.workers.app import create_worker_app  # made from SHIPYARD_*: only in the worker
 
     celery = create_worker_app()
     celery.conf.update(include=[], beat_schedule={})

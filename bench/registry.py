@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from bench.stack import free_port
-from shared import processes
+from shipyard.shared import processes
 
 BINARY = os.environ.get("SHIPYARD_BENCH_REGISTRY_BINARY", "/usr/bin/docker-registry")
 

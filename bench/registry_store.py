@@ -50,10 +50,10 @@ from bench import registry as registry_server
 from bench.context import Bench
 from bench.registry import Registry
 from bench.stack import Stack, free_port
-from shared import constants
-from shared.artifacts import FileStore, parse_store_url
-from shared.artifacts.oci import RegistryStore
-from shared.artifacts.registry import RegistryClient
+from shipyard.shared import constants
+from shipyard.shared.artifacts import FileStore, parse_store_url
+from shipyard.shared.artifacts.oci import RegistryStore
+from shipyard.shared.artifacts.registry import RegistryClient
 
 SCENARIO = "8. Artifacts through a registry"
 NAMESPACE = "bench"  # oci://host:port/bench: each app is a repository bench/<app>

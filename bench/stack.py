@@ -20,8 +20,8 @@ import psycopg
 import redis
 from cryptography.fernet import Fernet
 
-from serve.commands import worker_command
-from shared import processes
+from shipyard.serve.commands import CELERY_APP, worker_command
+from shipyard.shared import processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
@@ -137,7 +137,7 @@ class Stack:
     def raw_worker(self, queue: str, namespace: str) -> None:
         """A worker of the raw baseline: `shipyard worker`'s very command, another app module."""
         command = [
-            "bench.raw_chain" if part == "workers.app" else part
+            "bench.raw_chain" if part == CELERY_APP else part
             for part in worker_command(queue, 1, f"raw-{queue}@%h")
         ]
         self.spawn(f"raw-{queue}", command, {"SHIPYARD_BROKER_NAMESPACE": namespace})

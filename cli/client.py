@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from shared.settings import ClientSettings
+from shipyard.shared.settings import ClientSettings
 
 
 class CliError(Exception):

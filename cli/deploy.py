@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from cli.client import ApiClient
-from cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
-from cli.render import console
-from cli.resources import AppOpt, EnvOpt
+from shipyard.cli.client import ApiClient
+from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
+from shipyard.cli.render import console
+from shipyard.cli.resources import AppOpt, EnvOpt
 
 
 def deploy(

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiClient, CliError, env_path
-from cli.render import console, short_digest
+from shipyard.cli.client import ApiClient, CliError, env_path
+from shipyard.cli.render import console, short_digest
 
 POLL_SECONDS = 0.25
 # A stage queued this long makes `follow` ask whether any worker consumes its queue: long

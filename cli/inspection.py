@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiClient, CliError, env_path
-from cli.render import ago, block, console, fixed, short_digest, short_time, table, took
-from cli.resources import AppOpt, EnvOpt
+from shipyard.cli.client import ApiClient, CliError, env_path
+from shipyard.cli.render import ago, block, console, fixed, short_digest, short_time, table, took
+from shipyard.cli.resources import AppOpt, EnvOpt
 
 releases_cli = typer.Typer(help="List and compare releases.")
 pipelines_cli = typer.Typer(help="Inspect pipelines.", no_args_is_help=True)

@@ -6,8 +6,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli import deploy, inspection, operations, resources, server, tokens, triggers
-from cli.client import CliError
+from shipyard.cli import deploy, inspection, operations, resources, server, tokens, triggers
+from shipyard.cli.client import CliError
 
 app = typer.Typer(
     name="shipyard",

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiClient, CliError, env_path
-from cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
-from cli.inspection import releases_cli
-from cli.render import block, console, short_digest, short_time, table
-from cli.resources import AppOpt, EnvOpt
+from shipyard.cli.client import ApiClient, CliError, env_path
+from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
+from shipyard.cli.inspection import releases_cli
+from shipyard.cli.render import block, console, short_digest, short_time, table
+from shipyard.cli.resources import AppOpt, EnvOpt
 
 
 def _finish(

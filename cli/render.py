@@ -12,7 +12,7 @@ from rich.padding import Padding
 from rich.table import Column, Table
 from rich.text import Text
 
-from cli.client import ApiClient, CliError
+from shipyard.cli.client import ApiClient, CliError
 
 console = Console()
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiClient, CliError, env_path
-from cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
-from cli.render import ago, console, table
+from shipyard.cli.client import ApiClient, CliError, env_path
+from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
+from shipyard.cli.render import ago, console, table
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]

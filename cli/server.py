@@ -13,16 +13,16 @@ import uvicorn
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from cli.client import CliError
-from serve.commands import beat_command, worker_command
-from shared import constants, migrate
-from shared.broker import make_celery
-from shared.db import get_engine, session_scope
-from shared.exceptions import ConfigurationError, ShipyardError
-from shared.logging import configure_logging
-from shared.metrics import multiprocess
-from shared.services.secrets import rotate_secrets
-from shared.settings import Settings
+from shipyard.cli.client import CliError
+from shipyard.serve.commands import beat_command, exec_server, worker_command
+from shipyard.shared import constants, migrate
+from shipyard.shared.broker import make_celery
+from shipyard.shared.db import get_engine, session_scope
+from shipyard.shared.exceptions import ConfigurationError, ShipyardError
+from shipyard.shared.logging import configure_logging
+from shipyard.shared.metrics import multiprocess
+from shipyard.shared.services.secrets import rotate_secrets
+from shipyard.shared.settings import Settings
 
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 secrets_cli = typer.Typer(help="Keys for secret config.", no_args_is_help=True)
@@ -108,9 +108,8 @@ def beat() -> None:
     """Start the beat that runs the reconciler (and schedules). Run exactly one per installation."""
     settings = _settings()
     check_services(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     command = beat_command(settings)
-    os.execv(command[0], command)
+    exec_server(command, settings)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -139,7 +138,7 @@ def worker(
         str | None, typer.Option(help="Address the metrics port binds (default 127.0.0.1).")
     ] = None,
 ) -> None:
-    """Start one worker pool (`celery -A workers.app worker -Q QUEUE`); run it on any host."""
+    """Start one worker pool (`celery -A shipyard.workers.app worker -Q QUEUE`) on any host."""
     queues = constants.ALL_QUEUES
     if queue not in queues:
         raise CliError(f"unknown queue {queue!r}; choose one of {', '.join(queues)}")
@@ -149,14 +148,14 @@ def worker(
     except ConfigurationError as exc:
         raise CliError(exc.message) from exc
     check_services(settings)
-    # Read by the worker's main process (workers.app), which serves them once it is ready.
+    # Read by the worker's main process (shipyard.workers.app), which serves them once it is ready.
     if metrics_port is not None:
         _check_port_free(metrics_host or settings.metrics_host, metrics_port)
         os.environ["SHIPYARD_METRICS_PORT"] = str(metrics_port)
     if metrics_host is not None:
         os.environ["SHIPYARD_METRICS_HOST"] = metrics_host
     command = worker_command(queue, concurrency, hostname)
-    os.execv(command[0], command)
+    exec_server(command, settings)
 
 
 def router() -> None:
@@ -166,7 +165,7 @@ def router() -> None:
     # Before the router's code imports prometheus-client: app restarts and drains are counted
     # in this host's metrics dir.
     multiprocess.use_metrics_dir(settings.host_metrics_dir)
-    from router import agent  # the router's code (and the workers' it uses) only here
+    from shipyard.router import agent  # the router's code (and the workers' it uses) only here
 
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     try:
@@ -198,7 +197,7 @@ def api(
     check_services(settings)
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     uvicorn.run(
-        "api.main:create_app",
+        "shipyard.api.main:create_app",
         factory=True,
         host=host,
         port=port,
@@ -225,7 +224,7 @@ def up(
             "or run `shipyard api` and `shipyard worker …` for distributed mode"
         )
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
-    from serve import embedded  # the supervisor's code only here
+    from shipyard.serve import embedded  # the supervisor's code only here
 
     try:
         embedded.run(settings, embedded.Address(host=host, port=port), verbose=verbose)

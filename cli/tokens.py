@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.client import ApiClient
-from cli.render import ago, console, fixed, resolve_id, short_id, table
+from shipyard.cli.client import ApiClient
+from shipyard.cli.render import ago, console, fixed, resolve_id, short_id, table
 
 tokens_cli = typer.Typer(help="Scoped API tokens (admin).", no_args_is_help=True)
 

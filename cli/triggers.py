@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiClient, CliError
-from cli.render import (
+from shipyard.cli.client import ApiClient, CliError
+from shipyard.cli.render import (
     ago,
     block,
     console,
@@ -19,7 +19,7 @@ from cli.render import (
     short_time,
     table,
 )
-from cli.resources import AppOpt
+from shipyard.cli.resources import AppOpt
 
 hooks_cli = typer.Typer(help="Incoming webhooks from GitHub, GitLab and CI.")
 schedules_cli = typer.Typer(help="Scheduled promotions.", no_args_is_help=True)

@@ -16,18 +16,18 @@ import threading
 import structlog
 from filelock import FileLock, Timeout
 
-from router import haproxy
-from router.runtime import RouterError, RuntimeAPI
-from router.traffic import Route, Traffic, web_servers
-from serve.apps import AppSupervisor
-from serve.supervisor import ChildSpec, Supervisor
-from shared import constants, processes
-from shared.broker import make_celery
-from shared.db import session_scope
-from shared.exceptions import ConfigurationError
-from shared.services import routes
-from shared.settings import Settings
-from workers.context import WorkerContext
+from shipyard.router import haproxy
+from shipyard.router.runtime import RouterError, RuntimeAPI
+from shipyard.router.traffic import Route, Traffic, web_servers
+from shipyard.serve.apps import AppSupervisor
+from shipyard.serve.supervisor import ChildSpec, Supervisor
+from shipyard.shared import constants, processes
+from shipyard.shared.broker import make_celery
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.services import routes
+from shipyard.shared.settings import Settings
+from shipyard.workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
 

@@ -14,10 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from router.runtime import RuntimeAPI
-from shared import constants
-from shared.exceptions import ConfigurationError
-from shared.settings import Settings
+from shipyard.router.runtime import RuntimeAPI
+from shipyard.shared import constants
+from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.settings import Settings
 
 UNKNOWN_HOST_BACKEND = "unknown_host"
 

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.exceptions import StageFailed
+from shipyard.shared.exceptions import StageFailed
 
 # HAProxy answers within milliseconds; a router that does not is wedged, not busy.
 COMMAND_TIMEOUT_SECONDS = 5.0

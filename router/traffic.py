@@ -15,9 +15,9 @@ from pathlib import Path
 
 import structlog
 
-from router.runtime import RouterError, RuntimeAPI
-from shared.metrics import instruments
-from shared.process_record import ProcessRecord
+from shipyard.router.runtime import RouterError, RuntimeAPI
+from shipyard.shared.metrics import instruments
+from shipyard.shared.process_record import ProcessRecord
 
 log = structlog.get_logger(__name__)
 

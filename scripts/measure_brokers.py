@@ -30,8 +30,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serve.broker import server_command, wait_until_ready  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shipyard.serve.broker import server_command, wait_until_ready  # noqa: E402
+from shipyard.shared.settings import Settings  # noqa: E402
 
 TASK = "measure.noop"
 STARTS = 10
@@ -119,7 +119,7 @@ def latency(binary: Path) -> tuple[float, float]:
     )  # fmt: skip
     client = redis.Redis(unix_socket_path=str(settings.broker_socket))
     try:
-        from shared.broker import make_celery
+        from shipyard.shared.broker import make_celery
 
         producer = make_celery(settings, "measure")
         producer.send_task(TASK, args=[0.0], queue="build", routing_key="build")
@@ -142,7 +142,7 @@ def latency(binary: Path) -> tuple[float, float]:
 
 PARENT = """
 import subprocess, sys, time
-from serve.supervisor import ChildSpec, Supervisor
+from shipyard.serve.supervisor import ChildSpec, Supervisor
 from pathlib import Path
 spec = ChildSpec(name="broker", argv=sys.argv[1:], log_path=Path("/dev/null"))
 supervisor = Supervisor([spec])
@@ -199,8 +199,8 @@ def __getattr__(name: str) -> object:
 
 def _worker_app() -> object:
     """The Celery app of the latency worker: Shipyard's broker settings, one no-op task."""
-    from shared.broker import make_celery
-    from shared.settings import get_settings
+    from shipyard.shared.broker import make_celery
+    from shipyard.shared.settings import get_settings
 
     celery = make_celery(get_settings(), "measure")
     celery.conf.update(task_acks_late=True, worker_prefetch_multiplier=1)

@@ -19,20 +19,20 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
-from router import haproxy
-from router.runtime import RouterError
-from router.traffic import server_name
-from serve.supervisor import Backoff, RestartPolicy
-from shared.db import session_scope
-from shared.exceptions import ShipyardError
-from shared.metrics import instruments
-from shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
-from shared.process_record import ProcessRecord
-from shared.services import deployments
-from workers.context import WorkerContext
-from workers.runners.local import LocalRunner
-from workers.stages.run import traffic_for
-from workers.stages.spec import release_spec
+from shipyard.router import haproxy
+from shipyard.router.runtime import RouterError
+from shipyard.router.traffic import server_name
+from shipyard.serve.supervisor import Backoff, RestartPolicy
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ShipyardError
+from shipyard.shared.metrics import instruments
+from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services import deployments
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners.local import LocalRunner
+from shipyard.workers.stages.run import traffic_for
+from shipyard.workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
 

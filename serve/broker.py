@@ -15,9 +15,9 @@ from pathlib import Path
 
 import redis
 
-from shared import constants
-from shared.exceptions import ConfigurationError
-from shared.settings import Settings
+from shipyard.shared import constants
+from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.settings import Settings
 
 
 def server_binary(settings: Settings) -> Path:

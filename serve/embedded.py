@@ -18,16 +18,22 @@ from pathlib import Path
 import structlog
 from filelock import FileLock, Timeout
 
-from serve import broker
-from serve.commands import api_command, beat_command, router_command, worker_command
-from serve.supervisor import ChildSpec, Supervisor
-from shared import constants, migrate, processes
-from shared.app_logs import FileSource, Follower
-from shared.db import session_scope
-from shared.exceptions import ConfigurationError
-from shared.metrics import multiprocess
-from shared.services import deployments, routes
-from shared.settings import Settings
+from shipyard.serve import broker
+from shipyard.serve.commands import (
+    api_command,
+    beat_command,
+    router_command,
+    server_dir,
+    worker_command,
+)
+from shipyard.serve.supervisor import ChildSpec, Supervisor
+from shipyard.shared import constants, migrate, processes
+from shipyard.shared.app_logs import FileSource, Follower
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.metrics import multiprocess
+from shipyard.shared.services import deployments, routes
+from shipyard.shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -55,30 +61,43 @@ class Address:
 
 
 def children(settings: Settings, address: Address) -> list[ChildSpec]:
-    """The supervised processes, in start order (they stop in the reverse one)."""
+    """The supervised processes, in start order (they stop in the reverse one), each started in
+    the data dir, never in the directory `up` was run from (serve.commands says why)."""
     logs = log_dir(settings)
+    cwd = server_dir(settings)
     specs = [
         ChildSpec(
             name=BROKER,
             argv=broker.server_command(settings, broker.server_binary(settings)),
             log_path=logs / "broker.log",
             ready=lambda process: broker.wait_until_ready(settings, process),
+            cwd=cwd,
         )
     ]
     # The router before the run pool: a switch finds it there.
-    specs.append(ChildSpec(name=ROUTER, argv=router_command(), log_path=logs / "router.log"))
+    specs.append(
+        ChildSpec(name=ROUTER, argv=router_command(), log_path=logs / "router.log", cwd=cwd)
+    )
     specs += [
         ChildSpec(
             name=f"worker-{queue}",
             argv=worker_command(queue),
             log_path=logs / f"worker-{queue}.log",
             grace=constants.STOP_GRACE_SECONDS,
+            cwd=cwd,
         )
         for queue in constants.ALL_QUEUES
     ]
-    specs.append(ChildSpec(name="beat", argv=beat_command(settings), log_path=logs / "beat.log"))
     specs.append(
-        ChildSpec(name=API, argv=api_command(address.host, address.port), log_path=logs / "api.log")
+        ChildSpec(name="beat", argv=beat_command(settings), log_path=logs / "beat.log", cwd=cwd)
+    )
+    specs.append(
+        ChildSpec(
+            name=API,
+            argv=api_command(address.host, address.port),
+            log_path=logs / "api.log",
+            cwd=cwd,
+        )
     )
     return specs
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from shared import processes
+from shipyard.shared import processes
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +77,8 @@ class ChildSpec:
     ready: Callable[[subprocess.Popen[bytes]], None] | None = None
     # Seconds between SIGTERM and SIGKILL when the child is stopped.
     grace: float = 10.0
+    # Where it starts (None: the supervisor's own working directory).
+    cwd: Path | None = None
 
 
 @dataclass
@@ -184,6 +186,7 @@ class Supervisor:
             child.process = subprocess.Popen(
                 list(spec.argv),
                 env=dict(spec.env) if spec.env is not None else None,
+                cwd=spec.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,

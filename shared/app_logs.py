@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.logging import redact
-from shared.process_record import ProcessRecord
+from shipyard.shared.logging import redact
+from shipyard.shared.process_record import ProcessRecord
 
 # Bytes read from the end of a file to find its last lines (a line longer than this is cut).
 _TAIL_WINDOW = 1_048_576

@@ -7,10 +7,10 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from shared import constants
-from shared.events import OTHER_ROUTES, Event
-from shared.settings import Settings
-from shared.stages import STAGE_ROUTES
+from shipyard.shared import constants
+from shipyard.shared.events import OTHER_ROUTES, Event
+from shipyard.shared.settings import Settings
+from shipyard.shared.stages import STAGE_ROUTES
 
 # Which task, on which queue, consumes each event.
 ROUTES: dict[str, tuple[str, str]] = {

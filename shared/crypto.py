@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from shared.exceptions import ConfigurationError
+from shipyard.shared.exceptions import ConfigurationError
 
 
 def parse_keys(keys: bytes) -> list[Fernet]:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, create_engine
 
-from shared.exceptions import ConfigurationError, Conflict
+from shipyard.shared.exceptions import ConfigurationError, Conflict
 
 
 @lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared import constants
+from shipyard.shared import constants
 
 
 class _Event(BaseModel):

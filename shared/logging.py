@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from shared.constants import REDACTED
+from shipyard.shared.constants import REDACTED
 
 # Secret values known to the current task (a release's decrypted secrets), to scrub from output.
 _known_secrets: ContextVar[frozenset[str]] = ContextVar("known_secrets", default=frozenset())

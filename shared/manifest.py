@@ -7,8 +7,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import constants
-from shared.exceptions import StageFailed
+from shipyard.shared import constants
+from shipyard.shared.exceptions import StageFailed
 
 _PROCESS_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 

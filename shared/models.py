@@ -12,9 +12,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from shared import constants
-from shared.process_record import ProcessRecord
-from shared.stages import PipelineKind
+from shipyard.shared import constants
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.stages import PipelineKind
 
 
 def utcnow() -> datetime:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared.models import Environment
-from shared.schemas import EnvironmentPublic
-from shared.settings import Settings
+from shipyard.shared.models import Environment
+from shipyard.shared.schemas import EnvironmentPublic
+from shipyard.shared.settings import Settings
 
 # `*.localhost` resolves to loopback without any DNS set-up (RFC 6761), so every environment
 # has a name that works out of the box.

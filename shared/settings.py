@@ -16,10 +16,10 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import constants
-from shared.artifacts.location import StoreLocation, parse_store_url
-from shared.crypto import SecretBox, parse_keys
-from shared.exceptions import ConfigurationError
+from shipyard.shared import constants
+from shipyard.shared.artifacts.location import StoreLocation, parse_store_url
+from shipyard.shared.crypto import SecretBox, parse_keys
+from shipyard.shared.exceptions import ConfigurationError
 
 # Values copied from documentation that must never guard a real deployment.
 _PLACEHOLDERS = {"changethis", "changeme", "secret", "password", ""}

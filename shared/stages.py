@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from shared import constants
-from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated, StageEvent
+from shipyard.shared import constants
+from shipyard.shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated, StageEvent
 
 
 class Stage(StrEnum):

@@ -84,7 +84,7 @@ def fresh_database(server_dsn: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        from shared.db import get_engine
+        from shipyard.shared.db import get_engine
 
         get_engine(url).dispose()
         with psycopg.connect(server_dsn, autocommit=True) as connection:

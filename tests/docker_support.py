@@ -26,12 +26,12 @@ import pytest
 from celery import Celery
 from docker.errors import APIError, DockerException, NotFound
 
-from shared.settings import Settings
-from workers.build_log import BuildLog
-from workers.builders.base import BuildRequest, BuiltArtifact
-from workers.builders.docker import DockerBuilder
-from workers.context import WorkerContext
-from workers.runners.base import ReleaseSpec
+from shipyard.shared.settings import Settings
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
+from shipyard.workers.builders.docker import DockerBuilder
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners.base import ReleaseSpec
 
 BUSYBOX = Path("/bin/busybox")
 TEST_APP_PREFIX = f"test-{uuid.uuid4().hex[:6]}-"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import get_engine
-from shared.events import Event
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.events import Event
+from shipyard.shared.settings import Settings
 from tests.shared.database import copy_database, migrated_template
 
 

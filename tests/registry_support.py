@@ -20,9 +20,9 @@ import bcrypt
 import pytest
 
 import bench.registry
-from shared.artifacts import FileStore, parse_store_url
-from shared.artifacts.oci import RegistryStore
-from shared.artifacts.registry import RegistryClient
+from shipyard.shared.artifacts import FileStore, parse_store_url
+from shipyard.shared.artifacts.oci import RegistryStore
+from shipyard.shared.artifacts.registry import RegistryClient
 
 BINARY = bench.registry.BINARY
 USERNAME = "shipyard-ci"

@@ -8,12 +8,12 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from shared import constants
-from shared.broker import make_celery
-from shared.logging import configure_logging
-from shared.metrics import multiprocess
-from shared.services import workers
-from shared.settings import get_settings
+from shipyard.shared import constants
+from shipyard.shared.broker import make_celery
+from shipyard.shared.logging import configure_logging
+from shipyard.shared.metrics import multiprocess
+from shipyard.shared.services import workers
+from shipyard.shared.settings import get_settings
 
 
 def create_worker_app() -> Celery:
@@ -24,7 +24,7 @@ def create_worker_app() -> Celery:
     multiprocess.use_metrics_dir(settings.host_metrics_dir)
     celery = make_celery(settings, "shipyard")
     celery.conf.update(
-        include=["workers.tasks"],
+        include=["shipyard.workers.tasks"],
         # At-least-once: a message is acked after its task returns, and requeued if the worker
         # process dies under it. Every stage is idempotent, so a second delivery is harmless.
         task_acks_late=True,
@@ -100,7 +100,7 @@ def _expose_metrics(**_kwargs: Any) -> None:
     settings = get_settings()
     if settings.metrics_port is None:
         return
-    from shared.metrics.exposition import HostMetricsServer
+    from shipyard.shared.metrics.exposition import HostMetricsServer
 
     server = HostMetricsServer(
         host=settings.metrics_host,

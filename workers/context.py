@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
-from router.runtime import RuntimeAPI
-from shared.artifacts import ArtifactStore, open_store
-from shared.crypto import SecretBox
-from shared.settings import Settings
-from workers.docker_engine import DockerEngine
+from shipyard.router.runtime import RuntimeAPI
+from shipyard.shared.artifacts import ArtifactStore, open_store
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.settings import Settings
+from shipyard.workers.docker_engine import DockerEngine
 
 
 @dataclass(frozen=True)

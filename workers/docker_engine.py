@@ -9,7 +9,7 @@ from collections.abc import Callable
 import docker
 from docker.errors import DockerException
 
-from shared.exceptions import StageFailed
+from shipyard.shared.exceptions import StageFailed
 
 
 class DockerEngine:

@@ -10,10 +10,10 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from shared.db import session_scope
-from shared.exceptions import StageFailed
-from shared.services import releases
-from workers.context import WorkerContext
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.services import releases
+from shipyard.workers.context import WorkerContext
 
 _BUSY = "another release phase of this environment is still running"
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.exceptions import StageFailed
+from shipyard.shared.exceptions import StageFailed
 
 # Shell scripts a buildpack (or the app) leaves for the run host, sourced before each process.
 PROFILE_DIR = ".profile.d"

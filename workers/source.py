@@ -10,9 +10,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.constants import GIT_TIMEOUT_SECONDS
-from shared.exceptions import StageFailed
-from shared.schemas import strip_credentials
+from shipyard.shared.constants import GIT_TIMEOUT_SECONDS
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.schemas import strip_credentials
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",  # never wait for a password on a private URL

@@ -11,25 +11,25 @@ import httpx
 from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
 
-from shared import constants
-from shared.events import (
+from shipyard.shared import constants
+from shipyard.shared.events import (
     ArtifactBuilt,
     ArtifactsExpired,
     NotificationQueued,
     PipelineQueued,
     ReleaseCreated,
 )
-from shared.models import utcnow
-from shared.services.pipelines import ClaimOutcome
-from shared.settings import get_settings
-from shared.stages import STAGE_ROUTES, Stage
-from workers.app import app
-from workers.context import WorkerContext
-from workers.stages.build import build_work, remove_expired_artifacts
-from workers.stages.frame import StageWork, execute, reconcile
-from workers.stages.release import release_work
-from workers.stages.run import run_work
-from workers.triggers import deliver_notification, run_schedules
+from shipyard.shared.models import utcnow
+from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.settings import get_settings
+from shipyard.shared.stages import STAGE_ROUTES, Stage
+from shipyard.workers.app import app
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.stages.build import build_work, remove_expired_artifacts
+from shipyard.workers.stages.frame import StageWork, execute, reconcile
+from shipyard.workers.stages.release import release_work
+from shipyard.workers.stages.run import run_work
+from shipyard.workers.triggers import deliver_notification, run_schedules
 
 _RETRY: dict[str, Any] = {
     # The database or broker was unreachable: retry with backoff, the stage guard keeps it safe.

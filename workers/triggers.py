@@ -10,13 +10,13 @@ from functools import partial
 import httpx
 import structlog
 
-from shared.broker import publish
-from shared.db import session_scope
-from shared.exceptions import ServiceUnavailable
-from shared.models import utcnow
-from shared.services import notifications, pipelines, schedules
-from shared.services.notifications import DeliveryState
-from workers.context import WorkerContext
+from shipyard.shared.broker import publish
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ServiceUnavailable
+from shipyard.shared.models import utcnow
+from shipyard.shared.services import notifications, pipelines, schedules
+from shipyard.shared.services.notifications import DeliveryState
+from shipyard.workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
 

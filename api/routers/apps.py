@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import SessionDep
-from shared.schemas import AppCreate, AppPublic
-from shared.services import apps
+from shipyard.api.deps import SessionDep
+from shipyard.shared.schemas import AppCreate, AppPublic
+from shipyard.shared.services import apps
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 

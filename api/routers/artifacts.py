@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import SessionDep
-from shared.schemas import ArtifactPublic
-from shared.services import apps, builds
+from shipyard.api.deps import SessionDep
+from shipyard.shared.schemas import ArtifactPublic
+from shipyard.shared.services import apps, builds
 
 router = APIRouter(prefix="/apps/{app}/artifacts", tags=["artifacts"])
 

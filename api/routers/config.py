@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.auth import PrincipalDep, deploy_scoped
-from api.deps import PublisherDep, SecretBoxDep, SessionDep
-from shared.schemas import ConfigPatch, ConfigPublic
-from shared.services import apps, config, pipelines
+from shipyard.api.auth import PrincipalDep, deploy_scoped
+from shipyard.api.deps import PublisherDep, SecretBoxDep, SessionDep
+from shipyard.shared.schemas import ConfigPatch, ConfigPublic
+from shipyard.shared.services import apps, config, pipelines
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}/config", tags=["config"])
 

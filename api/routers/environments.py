@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import SessionDep, SettingsDep
-from shared import routing
-from shared.exceptions import NotFound
-from shared.schemas import CurrentPublic, EnvironmentCreate, EnvironmentPublic, StoragePublic
-from shared.services import apps, deployments
+from shipyard.api.deps import SessionDep, SettingsDep
+from shipyard.shared import routing
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.schemas import (
+    CurrentPublic,
+    EnvironmentCreate,
+    EnvironmentPublic,
+    StoragePublic,
+)
+from shipyard.shared.services import apps, deployments
 
 router = APIRouter(prefix="/apps/{app}/environments", tags=["environments"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.auth import PrincipalDep, deploy_scoped
-from api.deps import PublisherDep, SessionDep
-from shared.schemas import FormationPatch, FormationPublic
-from shared.services import apps, formation, pipelines
+from shipyard.api.auth import PrincipalDep, deploy_scoped
+from shipyard.api.deps import PublisherDep, SessionDep
+from shipyard.shared.schemas import FormationPatch, FormationPublic
+from shipyard.shared.services import apps, formation, pipelines
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}/formation", tags=["formation"])
 

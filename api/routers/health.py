@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from api.deps import SessionDep, SettingsDep
+from shipyard.api.deps import SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 

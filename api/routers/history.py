@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep
-from shared.exceptions import InvalidInput
-from shared.schemas import DeploymentPublic, HistoryPublic
-from shared.services import apps, history
+from shipyard.api.deps import SessionDep
+from shipyard.shared.exceptions import InvalidInput
+from shipyard.shared.schemas import DeploymentPublic, HistoryPublic
+from shipyard.shared.services import apps, history
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}", tags=["history"])
 

@@ -14,17 +14,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.deps import PublisherDep, SecretBoxDep, SessionDep
-from shared.exceptions import InvalidInput
-from shared.schemas import (
+from shipyard.api.deps import PublisherDep, SecretBoxDep, SessionDep
+from shipyard.shared.exceptions import InvalidInput
+from shipyard.shared.schemas import (
     GenericHook,
     HookConfigPublic,
     HookConfigUpdate,
     HookDeliveryPublic,
     HookReceipt,
 )
-from shared.services import apps, hook_config, pipelines, webhooks
-from shared.services.webhooks import DeliveryRejected, Receipt, RejectionCounter
+from shipyard.shared.services import apps, hook_config, pipelines, webhooks
+from shipyard.shared.services.webhooks import DeliveryRejected, Receipt, RejectionCounter
 
 log = structlog.get_logger(__name__)
 public_router = APIRouter(prefix="/hooks", tags=["hooks"])

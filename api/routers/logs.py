@@ -10,14 +10,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SecretBoxDep, SessionDep, SettingsDep
-from shared import constants
-from shared.app_logs import Follower, sources_for
-from shared.crypto import SecretBox
-from shared.db import session_scope
-from shared.exceptions import NotFound
-from shared.process_record import ProcessRecord
-from shared.services import apps, deployments
+from shipyard.api.deps import SecretBoxDep, SessionDep, SettingsDep
+from shipyard.shared import constants
+from shipyard.shared.app_logs import Follower, sources_for
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services import apps, deployments
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}", tags=["logs"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import PublisherDep, SessionDep, SettingsDep
-from shared.events import ArtifactsExpired
-from shared.schemas import GarbageCollection, GarbageCollectionRequest
-from shared.services import retention
+from shipyard.api.deps import PublisherDep, SessionDep, SettingsDep
+from shipyard.shared.events import ArtifactsExpired
+from shipyard.shared.schemas import GarbageCollection, GarbageCollectionRequest
+from shipyard.shared.services import retention
 
 router = APIRouter(tags=["maintenance"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from api.auth import authenticate_metrics
-from api.deps import BrokerRedisDep, SessionDep, SettingsDep
-from shared.metrics import exposition
-from shared.metrics.store import BrokerProbe
+from shipyard.api.auth import authenticate_metrics
+from shipyard.api.deps import BrokerRedisDep, SessionDep, SettingsDep
+from shipyard.shared.metrics import exposition
+from shipyard.shared.metrics.store import BrokerProbe
 
 router = APIRouter(tags=["metrics"])
 

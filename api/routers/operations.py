@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.auth import PrincipalDep, deploy_scoped
-from api.deps import PublisherDep, SessionDep
-from shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
-from shared.services import actions, pipelines
+from shipyard.api.auth import PrincipalDep, deploy_scoped
+from shipyard.api.deps import PublisherDep, SessionDep
+from shipyard.shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
+from shipyard.shared.services import actions, pipelines
 
 router = APIRouter(tags=["operations"])
 

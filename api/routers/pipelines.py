@@ -8,12 +8,17 @@ from typing import Annotated
 import redis
 from fastapi import APIRouter, Query, status
 
-from api.auth import PrincipalDep, deploy_scoped
-from api.deps import BrokerRedisDep, PublisherDep, SessionDep, SettingsDep
-from shared import build_stream
-from shared.exceptions import NotFound, ServiceUnavailable
-from shared.schemas import BuildLogLinesPublic, BuildLogPublic, PipelineCreate, PipelinePublic
-from shared.services import actions, builds, pipelines
+from shipyard.api.auth import PrincipalDep, deploy_scoped
+from shipyard.api.deps import BrokerRedisDep, PublisherDep, SessionDep, SettingsDep
+from shipyard.shared import build_stream
+from shipyard.shared.exceptions import NotFound, ServiceUnavailable
+from shipyard.shared.schemas import (
+    BuildLogLinesPublic,
+    BuildLogPublic,
+    PipelineCreate,
+    PipelinePublic,
+)
+from shipyard.shared.services import actions, builds, pipelines
 
 router = APIRouter(tags=["pipelines"])
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SecretBoxDep, SessionDep
-from shared.schemas import ReleaseDiff, ReleasePublic
-from shared.services import apps, history, releases
+from shipyard.api.deps import SecretBoxDep, SessionDep
+from shipyard.shared.schemas import ReleaseDiff, ReleasePublic
+from shipyard.shared.services import apps, history, releases
 
 router = APIRouter(prefix="/apps/{app}/environments/{env}/releases", tags=["releases"])
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.auth import PrincipalDep, deploy_scoped
-from api.deps import SessionDep
-from shared.models import utcnow
-from shared.schemas import ScheduleCreate, SchedulePublic, ScheduleRunPublic
-from shared.services import apps, schedules
+from shipyard.api.auth import PrincipalDep, deploy_scoped
+from shipyard.api.deps import SessionDep
+from shipyard.shared.models import utcnow
+from shipyard.shared.schemas import ScheduleCreate, SchedulePublic, ScheduleRunPublic
+from shipyard.shared.services import apps, schedules
 
 router = APIRouter(tags=["schedules"])
 

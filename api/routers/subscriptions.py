@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import SecretBoxDep, SessionDep
-from shared.schemas import (
+from shipyard.api.deps import SecretBoxDep, SessionDep
+from shipyard.shared.schemas import (
     NotificationPublic,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionPublic,
 )
-from shared.services import apps, notifications
+from shipyard.shared.services import apps, notifications
 
 router = APIRouter(tags=["subscriptions"])
 

@@ -6,10 +6,10 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from api.auth import PrincipalDep
-from api.deps import SessionDep
-from shared.schemas import TokenCreate, TokenCreated, TokenPublic
-from shared.services import tokens
+from shipyard.api.auth import PrincipalDep
+from shipyard.api.deps import SessionDep
+from shipyard.shared.schemas import TokenCreate, TokenCreated, TokenPublic
+from shipyard.shared.services import tokens
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

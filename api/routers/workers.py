@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from shared.schemas import WorkerPoolPublic
-from shared.services import workers
+from shipyard.shared.schemas import WorkerPoolPublic
+from shipyard.shared.services import workers
 
 router = APIRouter(tags=["workers"])
 

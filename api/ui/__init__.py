@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.ui import actions, live, pages, sign_in
-from api.ui.rendering import HERE
+from shipyard.api.ui import actions, live, pages, sign_in
+from shipyard.api.ui.rendering import HERE
 
 
 def install(app: FastAPI) -> None:

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse
 
-from api.deps import PublisherDep, SessionDep
-from api.ui.rendering import PageRoute, ViewerDep, check_csrf
-from shared.schemas import PipelineCreate, PipelinePublic, PromotionCreate, RollbackCreate
-from shared.services import actions, pipelines
+from shipyard.api.deps import PublisherDep, SessionDep
+from shipyard.api.ui.rendering import PageRoute, ViewerDep, check_csrf
+from shipyard.shared.schemas import PipelineCreate, PipelinePublic, PromotionCreate, RollbackCreate
+from shipyard.shared.services import actions, pipelines
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 

@@ -18,14 +18,14 @@ from markupsafe import escape
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import BrokerRedisDep, SessionDep, SettingsDep
-from api.ui.rendering import PageRoute, ViewerDep, page, templates
-from shared import build_stream
-from shared.db import session_scope
-from shared.exceptions import ShipyardError
-from shared.models import PipelineStatus
-from shared.schemas import PipelinePublic
-from shared.services import builds, pipelines
+from shipyard.api.deps import BrokerRedisDep, SessionDep, SettingsDep
+from shipyard.api.ui.rendering import PageRoute, ViewerDep, page, templates
+from shipyard.shared import build_stream
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ShipyardError
+from shipyard.shared.models import PipelineStatus
+from shipyard.shared.schemas import PipelinePublic
+from shipyard.shared.services import builds, pipelines
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from api.deps import SecretBoxDep, SessionDep, SettingsDep
-from api.ui.rendering import PageRoute, ViewerDep, page
-from shared.exceptions import ShipyardError
-from shared.services import activity, apps, history, releases
+from shipyard.api.deps import SecretBoxDep, SessionDep, SettingsDep
+from shipyard.api.ui.rendering import PageRoute, ViewerDep, page
+from shipyard.shared.exceptions import ShipyardError
+from shipyard.shared.services import activity, apps, history, releases
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 

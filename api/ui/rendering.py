@@ -22,10 +22,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from api.auth import ADMIN, Forbidden, Principal, Unauthorized, principal_for
-from api.deps import SessionDep, SettingsDep
-from api.ui import sessions
-from shared.exceptions import ShipyardError
+from shipyard.api.auth import ADMIN, Forbidden, Principal, Unauthorized, principal_for
+from shipyard.api.deps import SessionDep, SettingsDep
+from shipyard.api.ui import sessions
+from shipyard.shared.exceptions import ShipyardError
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastapi import Request, Response
 
-from shared.settings import Settings
+from shipyard.shared.settings import Settings
 
 SESSION_COOKIE = "shipyard_session"
 SIGN_IN_COOKIE = "shipyard_sign_in"

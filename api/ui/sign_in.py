@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from api.auth import Unauthorized, principal_for
-from api.deps import SessionDep, SettingsDep
-from api.ui import sessions
-from api.ui.rendering import PageRoute, ViewerDep, check_csrf, may_read, page, safe_next
-from shared.settings import Settings
+from shipyard.api.auth import Unauthorized, principal_for
+from shipyard.api.deps import SessionDep, SettingsDep
+from shipyard.api.ui import sessions
+from shipyard.api.ui.rendering import PageRoute, ViewerDep, check_csrf, may_read, page, safe_next
+from shipyard.shared.settings import Settings
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 

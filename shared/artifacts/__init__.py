@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared.artifacts.files import FileStore, file_digest
-from shared.artifacts.location import RegistryAddress, StoreLocation, parse_store_url
-from shared.artifacts.store import ArtifactStore, ImageRegistry, StoredArtifact, open_store
+from shipyard.shared.artifacts.files import FileStore, file_digest
+from shipyard.shared.artifacts.location import RegistryAddress, StoreLocation, parse_store_url
+from shipyard.shared.artifacts.store import ArtifactStore, ImageRegistry, StoredArtifact, open_store
 
 __all__ = [
     "ArtifactStore",

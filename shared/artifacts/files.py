@@ -12,8 +12,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from shared.artifacts.store import StoredArtifact
-from shared.exceptions import ArtifactIntegrityError
+from shipyard.shared.artifacts.store import StoredArtifact
+from shipyard.shared.exceptions import ArtifactIntegrityError
 
 _CHUNK = 1 << 20
 

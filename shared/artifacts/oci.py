@@ -14,10 +14,10 @@ from pathlib import Path
 
 import structlog
 
-from shared.artifacts.files import FileStore, check_digest, file_digest
-from shared.artifacts.registry import OCI_MANIFEST, BlobMissing, RegistryClient
-from shared.artifacts.store import StoredArtifact
-from shared.exceptions import ArtifactIntegrityError
+from shipyard.shared.artifacts.files import FileStore, check_digest, file_digest
+from shipyard.shared.artifacts.registry import OCI_MANIFEST, BlobMissing, RegistryClient
+from shipyard.shared.artifacts.store import StoredArtifact
+from shipyard.shared.exceptions import ArtifactIntegrityError
 
 log = structlog.get_logger(__name__)
 

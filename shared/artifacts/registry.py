@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from shared.artifacts.location import RegistryAddress
-from shared.exceptions import ArtifactIntegrityError, StageFailed
+from shipyard.shared.artifacts.location import RegistryAddress
+from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

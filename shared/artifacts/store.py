@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    from shipyard.shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ class ArtifactStore(Protocol):
 
 def open_store(settings: Settings) -> ArtifactStore:
     """The store SHIPYARD_ARTIFACT_STORE names, with its long-lived HTTP client if any."""
-    from shared.artifacts.files import FileStore
-    from shared.artifacts.oci import RegistryStore
-    from shared.artifacts.registry import RegistryClient
+    from shipyard.shared.artifacts.files import FileStore
+    from shipyard.shared.artifacts.oci import RegistryStore
+    from shipyard.shared.artifacts.registry import RegistryClient
 
     location = settings.artifact_store_location
     if location.registry is None:

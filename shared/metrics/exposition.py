@@ -9,8 +9,8 @@ from typing import Final
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from sqlmodel import Session
 
-from shared.metrics.multiprocess import host_registry
-from shared.metrics.store import BrokerProbe, StoreCollector
+from shipyard.shared.metrics.multiprocess import host_registry
+from shipyard.shared.metrics.store import BrokerProbe, StoreCollector
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 

@@ -12,7 +12,7 @@ from typing import Final
 
 from prometheus_client import Counter, Histogram
 
-from shared.models import Pipeline, PipelineStatus
+from shipyard.shared.models import Pipeline, PipelineStatus
 
 # Stages take from a tenth of a second (a cached build, a noop run) to many minutes (a build).
 _STAGE_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)

@@ -17,8 +17,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import BindParameter, bindparam, func
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.models import (
     App,
     Deployment,
     DeploymentStatus,
@@ -30,8 +30,8 @@ from shared.models import (
     StageStatus,
     utcnow,
 )
-from shared.services import workers
-from shared.services.queueing import active
+from shipyard.shared.services import workers
+from shipyard.shared.services.queueing import active
 
 # A stage runs on the queue of its name (build, release, run).
 STAGE_QUEUES = constants.QUEUES

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import shared.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from shared.db import get_engine
+import shipyard.shared.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from shipyard.shared.db import get_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -3,7 +3,7 @@ secret value."""
 
 from __future__ import annotations
 
-from shared.schemas.apps import (
+from shipyard.shared.schemas.apps import (
     AppCreate,
     AppPublic,
     Domain,
@@ -12,23 +12,23 @@ from shared.schemas.apps import (
     StorageDir,
     StoragePublic,
 )
-from shared.schemas.common import (
+from shipyard.shared.schemas.common import (
     Name,
     Ref,
     TriggerSecret,
     strip_credentials,
 )
-from shared.schemas.config import (
+from shipyard.shared.schemas.config import (
     ConfigKey,
     ConfigPatch,
     ConfigPublic,
 )
-from shared.schemas.formation import (
+from shipyard.shared.schemas.formation import (
     FormationPatch,
     FormationPublic,
     ProcessType,
 )
-from shared.schemas.hooks import (
+from shipyard.shared.schemas.hooks import (
     GenericHook,
     HookConfigPublic,
     HookConfigUpdate,
@@ -37,14 +37,14 @@ from shared.schemas.hooks import (
     HookRule,
     RefPattern,
 )
-from shared.schemas.pipelines import (
+from shipyard.shared.schemas.pipelines import (
     BuildLogLinesPublic,
     BuildLogPublic,
     PipelineCreate,
     PipelinePublic,
     StagePublic,
 )
-from shared.schemas.releases import (
+from shipyard.shared.schemas.releases import (
     ArtifactPublic,
     ArtifactSide,
     ConfigChange,
@@ -59,7 +59,7 @@ from shared.schemas.releases import (
     ReleasePublic,
     RollbackCreate,
 )
-from shared.schemas.schedules import (
+from shipyard.shared.schemas.schedules import (
     CronExpression,
     ScheduleCreate,
     ScheduleGates,
@@ -67,7 +67,7 @@ from shared.schemas.schedules import (
     ScheduleRunPublic,
     TimezoneName,
 )
-from shared.schemas.subscriptions import (
+from shipyard.shared.schemas.subscriptions import (
     NotificationAttemptPublic,
     NotificationEvent,
     NotificationPublic,
@@ -75,13 +75,13 @@ from shared.schemas.subscriptions import (
     SubscriptionCreated,
     SubscriptionPublic,
 )
-from shared.schemas.tokens import (
+from shipyard.shared.schemas.tokens import (
     Scope,
     TokenCreate,
     TokenCreated,
     TokenPublic,
 )
-from shared.schemas.workers import (
+from shipyard.shared.schemas.workers import (
     WorkerPoolPublic,
 )
 

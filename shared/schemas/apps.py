@@ -13,9 +13,9 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared import constants
-from shared.drivers import BuilderName, RunnerName
-from shared.schemas.common import (
+from shipyard.shared import constants
+from shipyard.shared.drivers import BuilderName, RunnerName
+from shipyard.shared.schemas.common import (
     Input,
     Name,
     _check_repo,

@@ -14,7 +14,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared import constants
+from shipyard.shared import constants
 
 Name = Annotated[
     str,

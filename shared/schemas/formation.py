@@ -11,8 +11,8 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared import constants
-from shared.schemas.common import (
+from shipyard.shared import constants
+from shipyard.shared.schemas.common import (
     Input,
 )
 

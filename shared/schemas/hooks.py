@@ -13,13 +13,13 @@ from pydantic import (
     model_validator,
 )
 
-from shared.schemas.common import (
+from shipyard.shared.schemas.common import (
     Input,
     Name,
     Ref,
     TriggerSecret,
 )
-from shared.schemas.pipelines import PipelinePublic
+from shipyard.shared.schemas.pipelines import PipelinePublic
 
 RefPattern = Annotated[
     str,

@@ -10,7 +10,7 @@ from pydantic import (
     BaseModel,
 )
 
-from shared.schemas.common import (
+from shipyard.shared.schemas.common import (
     Input,
     Name,
     Ref,

@@ -16,7 +16,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared.schemas.common import (
+from shipyard.shared.schemas.common import (
     Input,
     Name,
 )

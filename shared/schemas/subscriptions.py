@@ -14,7 +14,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared.schemas.common import (
+from shipyard.shared.schemas.common import (
     Input,
     TriggerSecret,
 )

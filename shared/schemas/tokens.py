@@ -12,7 +12,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared.schemas.common import (
+from shipyard.shared.schemas.common import (
     Input,
 )
 

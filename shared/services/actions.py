@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from shared.models import Pipeline
-from shared.services import apps, pipelines, rollbacks
-from shared.stages import PipelineKind
+from shipyard.shared.models import Pipeline
+from shipyard.shared.services import apps, pipelines, rollbacks
+from shipyard.shared.stages import PipelineKind
 
 
 def deploy(*, session: Session, app: str, environment: str, ref: str, trigger: str) -> Pipeline:

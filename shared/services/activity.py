@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from shared import routing
-from shared.models import (
+from shipyard.shared import routing
+from shipyard.shared.models import (
     App,
     ConfigVersion,
     Deployment,
@@ -19,11 +19,16 @@ from shared.models import (
     Pipeline,
     Release,
 )
-from shared.schemas import CurrentPublic, DeploymentPublic, EnvironmentPublic, ReleasePublic
-from shared.services import apps, deployments
-from shared.services.deployments import deployment_view
-from shared.services.releases import release_view
-from shared.settings import Settings
+from shipyard.shared.schemas import (
+    CurrentPublic,
+    DeploymentPublic,
+    EnvironmentPublic,
+    ReleasePublic,
+)
+from shipyard.shared.services import apps, deployments
+from shipyard.shared.services.deployments import deployment_view
+from shipyard.shared.services.releases import release_view
+from shipyard.shared.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.db import flush_or_conflict
-from shared.exceptions import Conflict, InvalidInput, NotFound
-from shared.models import App, ConfigVersion, Environment
-from shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared import constants
+from shipyard.shared.db import flush_or_conflict
+from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
+from shipyard.shared.models import App, ConfigVersion, Environment
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
 
 # Concurrent creates that race for the same router slot: each retry takes the next free one.
 _SLOT_ATTEMPTS = 20

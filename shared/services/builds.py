@@ -8,9 +8,9 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shared.db import core_connection, sync_loaded
-from shared.models import App, Artifact, Build, Pipeline, utcnow
-from shared.schemas import ArtifactPublic, BuildLogPublic
+from shipyard.shared.db import core_connection, sync_loaded
+from shipyard.shared.models import App, Artifact, Build, Pipeline, utcnow
+from shipyard.shared.schemas import ArtifactPublic, BuildLogPublic
 
 
 def start_build(*, session: Session, pipeline: Pipeline, app: App) -> Build:

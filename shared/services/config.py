@@ -6,12 +6,12 @@ import uuid
 
 from sqlmodel import Session, col, select
 
-from shared.constants import REDACTED, RESERVED_CONFIG_KEYS
-from shared.crypto import SecretBox
-from shared.db import flush_or_conflict
-from shared.exceptions import InvalidInput, NotFound
-from shared.models import ConfigVersion, Environment
-from shared.schemas import ConfigPatch, ConfigPublic
+from shipyard.shared.constants import REDACTED, RESERVED_CONFIG_KEYS
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.db import flush_or_conflict
+from shipyard.shared.exceptions import InvalidInput, NotFound
+from shipyard.shared.models import ConfigVersion, Environment
+from shipyard.shared.schemas import ConfigPatch, ConfigPublic
 
 
 def current_config(*, session: Session, environment: Environment) -> ConfigVersion:

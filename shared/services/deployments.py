@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.crypto import SecretBox
-from shared.db import core_connection, sync_loaded
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.db import core_connection, sync_loaded
+from shipyard.shared.models import (
     ConfigVersion,
     Deployment,
     DeploymentStatus,
@@ -22,11 +22,11 @@ from shared.models import (
     ReleaseStatus,
     utcnow,
 )
-from shared.process_record import ProcessRecord
-from shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic, StoragePublic
-from shared.services.config import decrypt_config
-from shared.services.releases import lock_environment, release_public
-from shared.stages import PipelineKind
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic, StoragePublic
+from shipyard.shared.services.config import decrypt_config
+from shipyard.shared.services.releases import lock_environment, release_public
+from shipyard.shared.stages import PipelineKind
 
 
 def deployment_cause(pipeline: Pipeline, release: Release) -> str:

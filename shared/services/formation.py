@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from shared.exceptions import Conflict, InvalidInput
-from shared.models import App, Environment, Pipeline, Release
-from shared.services import deployments, pipelines, queueing
-from shared.stages import PipelineKind
+from shipyard.shared.exceptions import Conflict, InvalidInput
+from shipyard.shared.models import App, Environment, Pipeline, Release
+from shipyard.shared.services import deployments, pipelines, queueing
+from shipyard.shared.stages import PipelineKind
 
 
 def process_count(formation: dict[str, int], process_type: str) -> int:

@@ -6,14 +6,20 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from shared.constants import REDACTED
-from shared.crypto import SecretBox
-from shared.exceptions import NotFound
-from shared.models import Artifact, ConfigVersion, Deployment, Environment, Release
-from shared.schemas import ArtifactSide, ConfigChange, DeploymentPublic, HistoryPublic, ReleaseDiff
-from shared.services.config import decrypt_config
-from shared.services.deployments import deployment_view
-from shared.services.releases import get_release_by_version, release_view
+from shipyard.shared.constants import REDACTED
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.models import Artifact, ConfigVersion, Deployment, Environment, Release
+from shipyard.shared.schemas import (
+    ArtifactSide,
+    ConfigChange,
+    DeploymentPublic,
+    HistoryPublic,
+    ReleaseDiff,
+)
+from shipyard.shared.services.config import decrypt_config
+from shipyard.shared.services.deployments import deployment_view
+from shipyard.shared.services.releases import get_release_by_version, release_view
 
 
 def live_at(*, session: Session, environment: Environment, at: datetime) -> HistoryPublic:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from shared.crypto import SecretBox
-from shared.exceptions import NotFound
-from shared.models import App, WebhookConfig, WebhookDelivery, utcnow
-from shared.schemas import HookConfigPublic, HookConfigUpdate, HookRule
-from shared.services import apps
-from shared.services.webhooks import HOOK_PATHS, new_secret
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.models import App, WebhookConfig, WebhookDelivery, utcnow
+from shipyard.shared.schemas import HookConfigPublic, HookConfigUpdate, HookRule
+from shipyard.shared.services import apps
+from shipyard.shared.services.webhooks import HOOK_PATHS, new_secret
 
 
 def configure(

@@ -20,11 +20,11 @@ from sqlalchemy import and_, func, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.crypto import SecretBox
-from shared.events import NotificationQueued
-from shared.exceptions import NotFound
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.events import NotificationQueued
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.models import (
     App,
     Environment,
     Notification,
@@ -35,14 +35,14 @@ from shared.models import (
     Subscription,
     utcnow,
 )
-from shared.schemas import (
+from shipyard.shared.schemas import (
     NotificationAttemptPublic,
     NotificationEvent,
     NotificationPublic,
     SubscriptionCreate,
 )
-from shared.services.webhooks import new_secret, sign
-from shared.stages import PipelineKind, Stage
+from shipyard.shared.services.webhooks import new_secret, sign
+from shipyard.shared.stages import PipelineKind, Stage
 
 log = structlog.get_logger(__name__)
 EVENTS: tuple[str, ...] = get_args(NotificationEvent)

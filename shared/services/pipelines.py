@@ -13,11 +13,11 @@ from sqlalchemy import Table, Update, and_, bindparam, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.db import core_connection, sync_loaded
-from shared.events import Event, StageEvent
-from shared.exceptions import NotFound, ServiceUnavailable
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.db import core_connection, sync_loaded
+from shipyard.shared.events import Event, StageEvent
+from shipyard.shared.exceptions import NotFound, ServiceUnavailable
+from shipyard.shared.models import (
     App,
     ConfigVersion,
     Environment,
@@ -28,9 +28,9 @@ from shared.models import (
     StageStatus,
     utcnow,
 )
-from shared.schemas import PipelinePublic, StagePublic
-from shared.services import deployments, queueing
-from shared.stages import STAGES_BY_KIND, PipelineKind, Stage, first_stage
+from shipyard.shared.schemas import PipelinePublic, StagePublic
+from shipyard.shared.services import deployments, queueing
+from shipyard.shared.stages import STAGES_BY_KIND, PipelineKind, Stage, first_stage
 
 
 def create_pipeline(

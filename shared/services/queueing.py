@@ -13,17 +13,17 @@ import uuid
 from sqlalchemy import BindParameter, ColumnElement, Table, and_, bindparam, or_
 from sqlmodel import Session, col, select
 
-from shared import stages
-from shared.db import core_connection
-from shared.events import StageEvent
-from shared.models import (
+from shipyard.shared import stages
+from shipyard.shared.db import core_connection
+from shipyard.shared.events import StageEvent
+from shipyard.shared.models import (
     Pipeline,
     PipelineStatus,
     StageRun,
     StageStatus,
     utcnow,
 )
-from shared.services.releases import lock_environment
+from shipyard.shared.services.releases import lock_environment
 
 _ACTIVE = (PipelineStatus.QUEUED, PipelineStatus.RUNNING)
 

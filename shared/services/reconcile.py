@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from shared.events import StageEvent
-from shared.models import Pipeline, StageRun, StageStatus
-from shared.services import queueing
+from shipyard.shared.events import StageEvent
+from shipyard.shared.models import Pipeline, StageRun, StageStatus
+from shipyard.shared.services import queueing
 
 
 def stranded_stages(

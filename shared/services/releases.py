@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import Table, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
-from shared.db import core_connection
-from shared.exceptions import NotFound
-from shared.models import (
+from shipyard.shared.db import core_connection
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.models import (
     ConfigVersion,
     Environment,
     Pipeline,
@@ -18,9 +18,9 @@ from shared.models import (
     ReleaseStatus,
     utcnow,
 )
-from shared.schemas import ReleasePublic
-from shared.services.config import newest_config
-from shared.stages import PipelineKind
+from shipyard.shared.schemas import ReleasePublic
+from shipyard.shared.services.config import newest_config
+from shipyard.shared.stages import PipelineKind
 
 _ENVIRONMENTS: Table = Environment.__table__  # type: ignore[attr-defined]
 _RELEASES: Table = Release.__table__  # type: ignore[attr-defined]

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.models import (
     Artifact,
     Deployment,
     DeploymentStatus,
@@ -17,7 +17,7 @@ from shared.models import (
     ReleaseStatus,
     utcnow,
 )
-from shared.services import queueing
+from shipyard.shared.services import queueing
 
 
 def artifacts_to_keep(*, session: Session, releases_per_environment: int) -> set[str]:

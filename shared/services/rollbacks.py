@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from shared.exceptions import Conflict, InvalidInput
-from shared.models import (
+from shipyard.shared.exceptions import Conflict, InvalidInput
+from shipyard.shared.models import (
     App,
     Artifact,
     Deployment,
@@ -15,8 +15,8 @@ from shared.models import (
     Release,
     ReleaseStatus,
 )
-from shared.services import deployments, pipelines, releases
-from shared.stages import PipelineKind
+from shipyard.shared.services import deployments, pipelines, releases
+from shipyard.shared.stages import PipelineKind
 
 
 def rollback_target(

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session, col, select
 
-from shared import routing
-from shared.db import core_connection, sync_loaded
-from shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
-from shared.process_record import ProcessRecord
+from shipyard.shared import routing
+from shipyard.shared.db import core_connection, sync_loaded
+from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
+from shipyard.shared.process_record import ProcessRecord
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from croniter import croniter
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shared.events import NotificationQueued
-from shared.exceptions import InvalidInput, NotFound, ShipyardError
-from shared.models import App, Environment, Pipeline, Release, Schedule, ScheduleRun
-from shared.schemas import ScheduleCreate, ScheduleGates, SchedulePublic, ScheduleRunPublic
-from shared.services import apps, deployments, notifications, rollbacks
+from shipyard.shared.events import NotificationQueued
+from shipyard.shared.exceptions import InvalidInput, NotFound, ShipyardError
+from shipyard.shared.models import App, Environment, Pipeline, Release, Schedule, ScheduleRun
+from shipyard.shared.schemas import ScheduleCreate, ScheduleGates, SchedulePublic, ScheduleRunPublic
+from shipyard.shared.services import apps, deployments, notifications, rollbacks
 
 log = structlog.get_logger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from shared.crypto import SecretBox
-from shared.models import ConfigVersion
-from shared.services.hook_config import rotate_hook_secrets
-from shared.services.notifications import rotate_subscription_secrets
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.models import ConfigVersion
+from shipyard.shared.services.hook_config import rotate_hook_secrets
+from shipyard.shared.services.notifications import rotate_subscription_secrets
 
 
 def rotate_secrets(*, session: Session, box: SecretBox) -> int:

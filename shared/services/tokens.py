@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from shared.exceptions import NotFound
-from shared.models import ApiToken, utcnow
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "shp_"
 _LAST_USED_PRECISION = timedelta(minutes=1)

@@ -24,18 +24,18 @@ from typing import Any, Literal
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.crypto import SecretBox
-from shared.exceptions import InvalidInput, ShipyardError
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import InvalidInput, ShipyardError
+from shipyard.shared.models import (
     App,
     Environment,
     Pipeline,
     WebhookConfig,
     WebhookDelivery,
 )
-from shared.services import pipelines
-from shared.stages import PipelineKind
+from shipyard.shared.services import pipelines
+from shipyard.shared.stages import PipelineKind
 
 HOOK_PATHS = {
     "github": "/v1/hooks/github",

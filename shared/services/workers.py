@@ -16,9 +16,9 @@ from typing import Final
 import redis
 import structlog
 
-from shared import constants
-from shared.exceptions import ServiceUnavailable
-from shared.schemas import WorkerPoolPublic
+from shipyard.shared import constants
+from shipyard.shared.exceptions import ServiceUnavailable
+from shipyard.shared.schemas import WorkerPoolPublic
 
 log = structlog.get_logger(__name__)
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from shared.events import Event
-from shared.settings import Settings
+from shipyard.api.main import create_app
+from shipyard.shared.events import Event
+from shipyard.shared.settings import Settings
 from tests.embedded import _no_shipyard_environment, events, schema_template, settings
 
 

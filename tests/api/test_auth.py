@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.settings import Settings
+from shipyard.shared.settings import Settings
 
 PROTECTED = [
     ("GET", "/v1/apps"),

@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.events import ArtifactBuilt, Event
-from shared.models import App, Environment
-from shared.services import apps, deployments
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.events import ArtifactBuilt, Event
+from shipyard.shared.models import App, Environment
+from shipyard.shared.services import apps, deployments
+from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_release
 
 SECRET = "hunter2-database-password"

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.services import apps, config, deployments
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.services import apps, config, deployments
+from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 SECRET = "hunter2-database-password"

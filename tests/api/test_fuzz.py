@@ -17,10 +17,10 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 
-from api.main import create_app
-from shared.events import Event
-from shared.migrate import upgrade
-from shared.settings import Settings
+from shipyard.api.main import create_app
+from shipyard.shared.events import Event
+from shipyard.shared.migrate import upgrade
+from shipyard.shared.settings import Settings
 from tests.integration.stack import free_port
 
 

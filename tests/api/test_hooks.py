@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.events import Event, PipelineQueued
-from shared.services.webhooks import sign
+from shipyard.shared.events import Event, PipelineQueued
+from shipyard.shared.services.webhooks import sign
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SECRET = "It's a Secret to Everybody"

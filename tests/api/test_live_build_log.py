@@ -9,10 +9,10 @@ import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from shared import build_stream
-from shared.events import Event
-from shared.settings import Settings
+from shipyard.api.main import create_app
+from shipyard.shared import build_stream
+from shipyard.shared.events import Event
+from shipyard.shared.settings import Settings
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
 
-from shared.db import get_engine
-from shared.models import App, Environment, Pipeline, StageRun, StageStatus, utcnow
-from shared.services import deployments, pipelines
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.models import App, Environment, Pipeline, StageRun, StageStatus, utcnow
+from shipyard.shared.services import deployments, pipelines
+from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 

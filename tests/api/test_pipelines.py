@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from api.main import create_app
-from shared.db import get_engine
-from shared.events import Event, PipelineQueued
-from shared.models import Pipeline
-from shared.settings import Settings
+from shipyard.api.main import create_app
+from shipyard.shared.db import get_engine
+from shipyard.shared.events import Event, PipelineQueued
+from shipyard.shared.models import Pipeline
+from shipyard.shared.settings import Settings
 
 
 def test_starting_a_pipeline_answers_202_with_build_queued(

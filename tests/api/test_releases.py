@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.services import apps, builds
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.services import apps, builds
+from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.services import schedules
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.services import schedules
+from shipyard.shared.settings import Settings
 
 SCHEDULE = {
     "action": "promote",

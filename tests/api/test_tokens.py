@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.settings import Settings
+from shipyard.shared.settings import Settings
 
 
 @pytest.fixture

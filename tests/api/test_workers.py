@@ -11,10 +11,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from shared.events import Event
-from shared.services import workers
-from shared.settings import Settings
+from shipyard.api.main import create_app
+from shipyard.shared.events import Event
+from shipyard.shared.services import workers
+from shipyard.shared.settings import Settings
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_by_default_the_api_reads_the_broker_of_its_settings_under_their_namespa
         opened.append(url)
         return broker
 
-    monkeypatch.setattr("api.main.redis.Redis.from_url", from_url)
+    monkeypatch.setattr("shipyard.api.main.redis.Redis.from_url", from_url)
     _beat(broker, "install-2", "release@a", "release")
     _beat(broker, "install-1", "release@b", "release")
     app = create_app(settings)

@@ -11,11 +11,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from api.main import create_app
-from cli.main import app as shipyard
-from shared.events import Event
-from shared.services.workers import WorkersProbe
-from shared.settings import Settings
+from shipyard.api.main import create_app
+from shipyard.cli.main import app as shipyard
+from shipyard.shared.events import Event
+from shipyard.shared.services.workers import WorkersProbe
+from shipyard.shared.settings import Settings
 from tests.embedded import _no_shipyard_environment, events, schema_template, settings
 
 Shipyard = Callable[..., Result]
@@ -69,7 +69,7 @@ def api(
         return TestClient(app, base_url=base_url, headers=headers)
 
     with TestClient(app):
-        monkeypatch.setattr("cli.client.httpx.Client", in_process_client)
+        monkeypatch.setattr("shipyard.cli.client.httpx.Client", in_process_client)
         monkeypatch.setenv("SHIPYARD_TOKEN", settings.api_token())
         yield app
 
@@ -96,5 +96,5 @@ def staging(run: Shipyard) -> None:
 @pytest.fixture
 def frozen_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
     """The CLI's clock stopped at NOW, so that "3 min ago" is the same on every run."""
-    monkeypatch.setattr("cli.render.utc_now", lambda: NOW)
+    monkeypatch.setattr("shipyard.cli.render.utc_now", lambda: NOW)
     return NOW

@@ -6,11 +6,11 @@ import uuid
 
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.events import Event
-from shared.models import App, Pipeline
-from shared.services import deployments, pipelines, releases
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.events import Event
+from shipyard.shared.models import App, Pipeline
+from shipyard.shared.services import deployments, pipelines, releases
+from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact
 
 WEB_URL = "http://127.0.0.1:5000"

@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from cli.client import CliError
-from cli.main import app as shipyard_app
-from cli.main import main
-from shared.db import get_engine
-from shared.events import Event
-from shared.services import apps, pipelines
-from shared.settings import Settings
+from shipyard.cli.client import CliError
+from shipyard.cli.main import app as shipyard_app
+from shipyard.cli.main import main
+from shipyard.shared.db import get_engine
+from shipyard.shared.events import Event
+from shipyard.shared.services import apps, pipelines
+from shipyard.shared.settings import Settings
 from tests.cli.conftest import Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 

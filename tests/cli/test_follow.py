@@ -9,10 +9,10 @@ import pytest
 import redis
 from fastapi import FastAPI
 
-from cli.client import CliError
-from cli.main import main
-from shared.services.workers import WorkersProbe
-from shared.settings import Settings
+from shipyard.cli.client import CliError
+from shipyard.cli.main import main
+from shipyard.shared.services.workers import WorkersProbe
+from shipyard.shared.settings import Settings
 from tests.cli.conftest import Shipyard
 from tests.cli.fake_workers import FakeWorkers
 
@@ -45,8 +45,8 @@ def deployed(run: Shipyard, staging: None) -> None:
 @pytest.fixture
 def quick_follow(monkeypatch: pytest.MonkeyPatch) -> None:
     """`follow` polls often and asks about workers as soon as a stage is queued."""
-    monkeypatch.setattr("cli.follow.POLL_SECONDS", 0.01)
-    monkeypatch.setattr("cli.follow.QUEUED_WARNING_SECONDS", 0.0)
+    monkeypatch.setattr("shipyard.cli.follow.POLL_SECONDS", 0.01)
+    monkeypatch.setattr("shipyard.cli.follow.QUEUED_WARNING_SECONDS", 0.0)
 
 
 def _run_main(

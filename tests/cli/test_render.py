@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from cli import render
-from cli.client import CliError
+from shipyard.cli import render
+from shipyard.cli.client import CliError
 from tests.cli.conftest import NOW
 
 

@@ -14,10 +14,17 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.models import App, Environment, Release, utcnow
-from shared.services import apps, deployments, notifications, pipelines, rollbacks, schedules
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.models import App, Environment, Release, utcnow
+from shipyard.shared.services import (
+    apps,
+    deployments,
+    notifications,
+    pipelines,
+    rollbacks,
+    schedules,
+)
+from shipyard.shared.settings import Settings
 from tests.cli.conftest import NOW, Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 

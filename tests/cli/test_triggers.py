@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from shared.services.webhooks import sign
+from shipyard.shared.services.webhooks import sign
 from tests.cli.conftest import Shipyard
 
 SECRET = "a secret the user chose"

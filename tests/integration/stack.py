@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared import processes
+from shipyard.shared import processes
 
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
 

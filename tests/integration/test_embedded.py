@@ -16,9 +16,9 @@ import httpx
 import pytest
 import redis
 
-from shared import processes
-from shared.db import session_scope
-from shared.services import deployments
+from shipyard.shared import processes
+from shipyard.shared.db import session_scope
+from shipyard.shared.services import deployments
 from tests.conftest import commit_file
 from tests.integration.stack import (
     SHIPYARD,

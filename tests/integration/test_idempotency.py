@@ -6,9 +6,9 @@ import time
 import uuid
 from pathlib import Path
 
-from shared.broker import make_celery, publish
-from shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated
-from shared.settings import Settings
+from shipyard.shared.broker import make_celery, publish
+from shipyard.shared.events import ArtifactBuilt, PipelineQueued, ReleaseCreated
+from shipyard.shared.settings import Settings
 from tests.integration.stack import Stack, fetch
 
 

@@ -32,9 +32,9 @@ from tests.integration.up import UpFactory
 _EARLIER_RESTART = """
 import sys
 from pathlib import Path
-from shared.metrics.multiprocess import use_metrics_dir
+from shipyard.shared.metrics.multiprocess import use_metrics_dir
 use_metrics_dir(Path(sys.argv[1]))
-from shared.metrics import instruments
+from shipyard.shared.metrics import instruments
 instruments.PROCESS_RESTARTS.labels(app="web", environment="staging", process_type="web").inc()
 """
 

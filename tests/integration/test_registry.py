@@ -17,8 +17,8 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from shared.artifacts import FileStore, file_digest
-from shared.artifacts.oci import artifact_tag
+from shipyard.shared.artifacts import FileStore, file_digest
+from shipyard.shared.artifacts.oci import artifact_tag
 from tests.conftest import commit_file, fresh_database
 from tests.docker_support import containers_of, unique_app, write_app
 from tests.integration.stack import SHIPYARD, Stack, fetch, free_port, stack_environment

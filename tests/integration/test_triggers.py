@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from shared import constants
-from shared.broker import make_celery
-from shared.services.webhooks import sign, signature_matches
-from shared.settings import Settings
+from shipyard.shared import constants
+from shipyard.shared.broker import make_celery
+from shipyard.shared.services.webhooks import sign, signature_matches
+from shipyard.shared.settings import Settings
 from tests.integration.stack import Stack
 from tests.repos import git
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from serve.embedded import READY
+from shipyard.serve.embedded import READY
 from tests.integration.stack import Stack
 
 UpFactory = Callable[..., Stack]

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router import haproxy
-from router.runtime import RouterError, RuntimeAPI
-from router.traffic import Route, Traffic
-from shared.settings import Settings
+from shipyard.router import haproxy
+from shipyard.router.runtime import RouterError, RuntimeAPI
+from shipyard.router.traffic import Route, Traffic
+from shipyard.shared.settings import Settings
 from tests.integration.stack import free_port
 
 

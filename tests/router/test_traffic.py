@@ -9,8 +9,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from router.runtime import ServerState
-from router.traffic import Route, Traffic
+from shipyard.router.runtime import ServerState
+from shipyard.router.traffic import Route, Traffic
 
 
 class FakeRuntime:

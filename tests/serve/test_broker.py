@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from serve import broker
-from shared.exceptions import ConfigurationError
-from shared.settings import Settings
+from shipyard.serve import broker
+from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.settings import Settings
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from serve.supervisor import ChildSpec, RestartPolicy, Supervisor
-from shared import processes
+from shipyard.serve.supervisor import ChildSpec, RestartPolicy, Supervisor
+from shipyard.shared import processes
 
 FAST = RestartPolicy(initial=0.05, maximum=0.2, stable_after=5, crash_loop=3, crash_window=30)
 
@@ -167,7 +167,7 @@ def test_a_stopped_child_is_not_started_again(
 SUPERVISOR_SCRIPT = """
 import sys, time
 from pathlib import Path
-from serve.supervisor import ChildSpec, Supervisor
+from shipyard.serve.supervisor import ChildSpec, Supervisor
 state = Path(sys.argv[1])
 spec = ChildSpec(name="sleeper", argv=["sleep", "300"], log_path=state.with_suffix(".log"))
 supervisor = Supervisor([spec], state_file=state)

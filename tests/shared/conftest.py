@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from shared.db import get_engine
-from shared.settings import Settings
+from shipyard.shared.db import get_engine
+from shipyard.shared.settings import Settings
 from tests.embedded import _no_shipyard_environment, schema_template
 from tests.shared.database import copy_database
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from shared import migrate
-from shared.db import get_engine
+from shipyard.shared import migrate
+from shipyard.shared.db import get_engine
 
 
 def migrated_template(directory: Path) -> Path:

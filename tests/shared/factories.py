@@ -7,9 +7,9 @@ import uuid
 
 from sqlmodel import Session
 
-from shared.models import App, Artifact, Environment, Pipeline, Release
-from shared.services import pipelines, releases
-from shared.stages import PipelineKind
+from shipyard.shared.models import App, Artifact, Environment, Pipeline, Release
+from shipyard.shared.services import pipelines, releases
+from shipyard.shared.stages import PipelineKind
 
 
 def make_pipeline(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.app_logs import FileSource, Follower, sources_for
+from shipyard.shared.app_logs import FileSource, Follower, sources_for
 
 
 def test_a_file_source_gives_its_last_lines_then_only_complete_new_ones(tmp_path: Path) -> None:

@@ -10,10 +10,16 @@ from celery import Celery
 from cryptography.fernet import Fernet
 from kombu import Connection
 
-from shared import constants
-from shared.broker import broker_config, make_celery, publish
-from shared.events import ArtifactBuilt, ArtifactsExpired, Event, PipelineQueued, ReleaseCreated
-from shared.settings import Settings
+from shipyard.shared import constants
+from shipyard.shared.broker import broker_config, make_celery, publish
+from shipyard.shared.events import (
+    ArtifactBuilt,
+    ArtifactsExpired,
+    Event,
+    PipelineQueued,
+    ReleaseCreated,
+)
+from shipyard.shared.settings import Settings
 
 PIPELINE = uuid.uuid4()
 RELEASE = uuid.uuid4()

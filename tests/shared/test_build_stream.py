@@ -6,7 +6,7 @@ import uuid
 
 import fakeredis
 
-from shared import build_stream
+from shipyard.shared import build_stream
 
 
 def test_lines_are_read_in_order_from_where_the_reader_stopped() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from shared.crypto import SecretBox
-from shared.exceptions import ConfigurationError
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import ConfigurationError
 
 
 def test_a_value_round_trips_and_its_token_does_not_contain_it() -> None:

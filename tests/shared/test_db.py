@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from shared import db
-from shared.db import get_engine, require_sqlite_returning, session_scope
-from shared.exceptions import ConfigurationError
+from shipyard.shared import db
+from shipyard.shared.db import get_engine, require_sqlite_returning, session_scope
+from shipyard.shared.exceptions import ConfigurationError
 
 
 def test_an_sqlite_without_update_returning_is_refused_with_what_to_do() -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.drivers import BUILDER_NAMES, RUNNER_NAMES
-from shared.schemas import AppCreate, EnvironmentCreate
-from workers.builders import BUILDERS
-from workers.runners import RUNNERS
+from shipyard.shared.drivers import BUILDER_NAMES, RUNNER_NAMES
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.workers.builders import BUILDERS
+from shipyard.workers.runners import RUNNERS
 
 
 def test_every_declared_builder_and_runner_has_a_driver_and_no_driver_is_undeclared() -> None:

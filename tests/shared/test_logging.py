@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from shared.logging import configure_logging, forget_secrets, redact, register_secrets
+from shipyard.shared.logging import configure_logging, forget_secrets, redact, register_secrets
 
 SECRET = "hunter2-database-password"
 

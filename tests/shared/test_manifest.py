@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.exceptions import StageFailed
-from shared.manifest import BuildManifest, read_build_manifest, read_procfile
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import BuildManifest, read_build_manifest, read_procfile
 
 
 def test_a_procfile_lists_process_types_skipping_comments_and_blank_lines(

@@ -11,9 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-import shared.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from shared import migrate
-from shared.db import get_engine
+import shipyard.shared.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from shipyard.shared import migrate
+from shipyard.shared.db import get_engine
 
 # Every table the models declare, plus Alembic's own.
 EXPECTED_TABLES = set(SQLModel.metadata.tables) | {"alembic_version"}

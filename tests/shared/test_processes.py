@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import processes
+from shipyard.shared import processes
 
 Spawn = Callable[[str], subprocess.Popen[bytes]]
 

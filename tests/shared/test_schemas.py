@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.schemas import AppCreate, ConfigPatch, EnvironmentCreate, PipelineCreate
+from shipyard.shared.schemas import AppCreate, ConfigPatch, EnvironmentCreate, PipelineCreate
 
 UNSAFE_NAMES = [
     "../etc",

@@ -9,10 +9,10 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
-from shared.artifacts import StoreLocation
-from shared.crypto import SecretBox
-from shared.exceptions import ConfigurationError
-from shared.settings import ClientSettings, Settings
+from shipyard.shared.artifacts import StoreLocation
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.settings import ClientSettings, Settings
 
 
 def test_without_a_broker_settings_are_embedded_with_sqlite_in_the_data_dir(

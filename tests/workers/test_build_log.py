@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from workers.build_log import BuildLog
+from shipyard.workers.build_log import BuildLog
 
 
 def test_lines_are_kept_in_order_with_a_newline_each() -> None:

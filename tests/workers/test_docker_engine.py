@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from docker.errors import DockerException
 
-from shared.exceptions import StageFailed
-from workers.docker_engine import DockerEngine
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.docker_engine import DockerEngine
 
 
 class Connections:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.exceptions import StageFailed
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers import source
 from tests.repos import commit_files, git
-from workers import source
 
 
 def test_head_resolves_to_the_current_commit(repo: Path, tmp_path: Path) -> None:

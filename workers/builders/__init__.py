@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.exceptions import StageFailed
-from workers.builders.base import Builder
-from workers.builders.docker import DockerBuilder
-from workers.builders.local import LocalBuilder
-from workers.builders.noop import NoopBuilder, build_wait_seconds
-from workers.builders.python import PythonBuilder, PythonBuildpack
-from workers.context import WorkerContext
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.builders.base import Builder
+from shipyard.workers.builders.docker import DockerBuilder
+from shipyard.workers.builders.local import LocalBuilder
+from shipyard.workers.builders.noop import NoopBuilder, build_wait_seconds
+from shipyard.workers.builders.python import PythonBuilder, PythonBuildpack
+from shipyard.workers.context import WorkerContext
 
 BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
     # A Python app without a build command of its own gets the Python buildpack (detected).

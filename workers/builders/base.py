@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from workers.build_log import BuildLog
+from shipyard.workers.build_log import BuildLog
 
 
 @dataclass(frozen=True)

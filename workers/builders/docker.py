@@ -15,11 +15,11 @@ import structlog
 from docker.errors import APIError, DockerException, ImageNotFound
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-from shared.artifacts import ImageRegistry
-from shared.exceptions import StageFailed
-from workers.build_log import BuildLog
-from workers.builders.base import BuildRequest, BuiltArtifact
-from workers.docker_engine import image_tag
+from shipyard.shared.artifacts import ImageRegistry
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
+from shipyard.workers.docker_engine import image_tag
 
 logger = structlog.get_logger(__name__)
 

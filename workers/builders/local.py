@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from shared.artifacts import ArtifactStore
-from shared.exceptions import StageFailed
-from shared.manifest import BuildManifest, read_build_manifest
-from workers.build_log import BuildLog
-from workers.builders.base import BuildRequest, BuiltArtifact
-from workers.builders.relocatable import check_relocatable
+from shipyard.shared.artifacts import ArtifactStore
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import BuildManifest, read_build_manifest
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
+from shipyard.workers.builders.relocatable import check_relocatable
 
 
 class Buildpack(Protocol):

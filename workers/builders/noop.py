@@ -12,12 +12,12 @@ import os
 import shutil
 import time
 
-from shared import constants
-from shared.artifacts import ArtifactStore
-from shared.exceptions import StageFailed
-from workers.build_log import BuildLog
-from workers.builders.base import BuildRequest, BuiltArtifact
-from workers.builders.local import pack_reproducibly
+from shipyard.shared import constants
+from shipyard.shared.artifacts import ArtifactStore
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
+from shipyard.workers.builders.local import pack_reproducibly
 
 # Read by the build worker, so a benchmark sets it on the build pool alone.
 WAIT_VARIABLE = "SHIPYARD_NOOP_BUILD_SECONDS"

@@ -16,13 +16,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.artifacts import ArtifactStore
-from shared.exceptions import StageFailed
-from shared.manifest import BuildManifest
-from workers.build_log import BuildLog
-from workers.builders.base import BuildRequest
-from workers.builders.local import Buildpack, LocalBuilder, build_environment, run_build_command
-from workers.runtime import PROFILE_DIR, PYTHON_VERSION_FILE, HostPython, find_python3
+from shipyard.shared.artifacts import ArtifactStore
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import BuildManifest
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuildRequest
+from shipyard.workers.builders.local import (
+    Buildpack,
+    LocalBuilder,
+    build_environment,
+    run_build_command,
+)
+from shipyard.workers.runtime import PROFILE_DIR, PYTHON_VERSION_FILE, HostPython, find_python3
 
 REQUIREMENTS = "requirements.txt"
 PYPROJECT = "pyproject.toml"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.exceptions import StageFailed
+from shipyard.shared.exceptions import StageFailed
 
 _CHUNK_BYTES = 1 << 20
 _VENV_FIX = (

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.exceptions import StageFailed
-from workers.context import WorkerContext
-from workers.runners.base import Runner
-from workers.runners.docker import DockerRunner
-from workers.runners.local import LocalRunner
-from workers.runners.noop import NoopRunner
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners.base import Runner
+from shipyard.workers.runners.docker import DockerRunner
+from shipyard.workers.runners.local import LocalRunner
+from shipyard.workers.runners.noop import NoopRunner
 
 RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
     "local": lambda context: LocalRunner(

@@ -6,8 +6,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared import constants
-from shared.process_record import ProcessRecord
+from shipyard.shared import constants
+from shipyard.shared.process_record import ProcessRecord
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,14 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from shared import constants
-from shared.artifacts import ImageRegistry
-from shared.exceptions import ArtifactIntegrityError, StageFailed
-from shared.manifest import process_types, read_procfile
-from shared.process_record import ProcessRecord
-from shared.services.formation import process_count
-from workers.docker_engine import image_tag
-from workers.runners.base import (
+from shipyard.shared import constants
+from shipyard.shared.artifacts import ImageRegistry
+from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
+from shipyard.shared.manifest import process_types, read_procfile
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services.formation import process_count
+from shipyard.workers.docker_engine import image_tag
+from shipyard.workers.runners.base import (
     OneOffResult,
     ReleaseSpec,
     free_port,

@@ -10,13 +10,13 @@ import tarfile
 from collections import deque
 from pathlib import Path
 
-from shared import constants, processes
-from shared.artifacts import ArtifactStore
-from shared.exceptions import StageFailed
-from shared.manifest import process_types, read_procfile
-from shared.process_record import ProcessRecord
-from shared.services.formation import process_count
-from workers.runners.base import (
+from shipyard.shared import constants, processes
+from shipyard.shared.artifacts import ArtifactStore
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import process_types, read_procfile
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services.formation import process_count
+from shipyard.workers.runners.base import (
     OneOffResult,
     ReleaseSpec,
     free_port,
@@ -25,7 +25,7 @@ from workers.runners.base import (
     server_name,
     web_url,
 )
-from workers.runtime import check_python_version, with_profile
+from shipyard.workers.runtime import check_python_version, with_profile
 
 
 def exit_status_path(log_path: Path) -> Path:

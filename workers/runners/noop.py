@@ -7,9 +7,9 @@ healthy, so the switch, the go-live transaction and the stop of the previous rel
 
 from __future__ import annotations
 
-from shared.artifacts import ArtifactStore
-from shared.process_record import ProcessRecord
-from workers.runners.base import OneOffResult, ReleaseSpec
+from shipyard.shared.artifacts import ArtifactStore
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.runners.base import OneOffResult, ReleaseSpec
 
 
 class NoopRunner:

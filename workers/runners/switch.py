@@ -8,13 +8,13 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from router.runtime import RouterError
-from router.traffic import Traffic
-from shared import constants
-from shared.exceptions import StageFailed
-from shared.logging import redact
-from shared.process_record import ProcessRecord
-from workers.runners.base import ReleaseSpec, Runner
+from shipyard.router.runtime import RouterError
+from shipyard.router.traffic import Traffic
+from shipyard.shared import constants
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.logging import redact
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.runners.base import ReleaseSpec, Runner
 
 log = structlog.get_logger(__name__)
 

@@ -10,18 +10,18 @@ from pathlib import Path
 import structlog
 from sqlmodel import Session
 
-from shared import build_stream, constants
-from shared.db import session_scope
-from shared.exceptions import StageFailed
-from shared.manifest import read_procfile
-from shared.models import App, Artifact, Pipeline
-from shared.services import builds
-from workers import source
-from workers.build_log import BuildLog
-from workers.builders import get_builder
-from workers.builders.base import BuildRequest
-from workers.context import WorkerContext
-from workers.stages.frame import FailureWithRecord, StageResult, get_row
+from shipyard.shared import build_stream, constants
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import read_procfile
+from shipyard.shared.models import App, Artifact, Pipeline
+from shipyard.shared.services import builds
+from shipyard.workers import source
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders import get_builder
+from shipyard.workers.builders.base import BuildRequest
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.stages.frame import FailureWithRecord, StageResult, get_row
 
 log = structlog.get_logger(__name__)
 

@@ -18,18 +18,18 @@ import structlog
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 
-from shared import constants
-from shared.broker import publish
-from shared.db import session_scope
-from shared.exceptions import StageFailed
-from shared.logging import forget_secrets, redact
-from shared.metrics import instruments
-from shared.models import Pipeline, utcnow
-from shared.services import notifications, pipelines
-from shared.services import reconcile as reconciler
-from shared.services.pipelines import ClaimOutcome
-from shared.stages import Stage
-from workers.context import WorkerContext
+from shipyard.shared import constants
+from shipyard.shared.broker import publish
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.logging import forget_secrets, redact
+from shipyard.shared.metrics import instruments
+from shipyard.shared.models import Pipeline, utcnow
+from shipyard.shared.services import notifications, pipelines
+from shipyard.shared.services import reconcile as reconciler
+from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.stages import Stage
+from shipyard.workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
 _Row = TypeVar("_Row", bound=SQLModel)

@@ -6,17 +6,17 @@ import time
 
 import structlog
 
-from shared.db import session_scope
-from shared.exceptions import StageFailed
-from shared.manifest import release_command
-from shared.metrics import instruments
-from shared.models import Artifact, Environment, Pipeline, Release
-from shared.services import releases
-from workers.context import WorkerContext
-from workers.locks import release_phase_lock
-from workers.runners import get_runner
-from workers.stages.frame import StageResult, get_row
-from workers.stages.spec import release_spec
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import release_command
+from shipyard.shared.metrics import instruments
+from shipyard.shared.models import Artifact, Environment, Pipeline, Release
+from shipyard.shared.services import releases
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.locks import release_phase_lock
+from shipyard.workers.runners import get_runner
+from shipyard.workers.stages.frame import StageResult, get_row
+from shipyard.workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
 

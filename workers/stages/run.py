@@ -6,19 +6,19 @@ import uuid
 
 import structlog
 
-from router import haproxy
-from router.traffic import Route, Traffic
-from shared import routing
-from shared.db import session_scope
-from shared.exceptions import ShipyardError, StageFailed
-from shared.models import Deployment, DeploymentStatus, Environment, Pipeline
-from shared.process_record import ProcessRecord
-from shared.services import deployments, releases, routes
-from workers.context import WorkerContext
-from workers.runners import get_runner
-from workers.runners.switch import switch
-from workers.stages.frame import StageResult, get_row
-from workers.stages.spec import release_spec
+from shipyard.router import haproxy
+from shipyard.router.traffic import Route, Traffic
+from shipyard.shared import routing
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ShipyardError, StageFailed
+from shipyard.shared.models import Deployment, DeploymentStatus, Environment, Pipeline
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services import deployments, releases, routes
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.switch import switch
+from shipyard.workers.stages.frame import StageResult, get_row
+from shipyard.workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import structlog
 from sqlmodel import Session
 
-from shared.logging import register_secrets
-from shared.models import App, ConfigVersion, Environment, Release
-from shared.services.config import decrypt_config
-from workers.context import WorkerContext
-from workers.runners.base import ReleaseSpec
-from workers.stages.frame import get_row
+from shipyard.shared.logging import register_secrets
+from shipyard.shared.models import App, ConfigVersion, Environment, Release
+from shipyard.shared.services.config import decrypt_config
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.stages.frame import get_row
 
 
 def release_spec(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import shared.models
+import shipyard.shared.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("repo", sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=False),
         sa.Column("path", sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
         sa.Column("builder", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("app", schema=None) as batch_op:
@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("builder", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("location", sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["app_id"],
             ["app.id"],
@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("runner", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("health_path", sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
         sa.Column("health_timeout", sa.Float(), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["app_id"],
             ["app.id"],
@@ -79,7 +79,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("plain_vars", sa.JSON(), nullable=False),
         sa.Column("secret_vars", sa.JSON(), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["environment_id"],
             ["environment.id"],
@@ -105,8 +105,8 @@ def upgrade() -> None:
         sa.Column("release_id", sa.Uuid(), nullable=True),
         sa.Column("deployment_id", sa.Uuid(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["app_id"],
             ["app.id"],
@@ -135,8 +135,8 @@ def upgrade() -> None:
         sa.Column("cache_hit", sa.Boolean(), nullable=False),
         sa.Column("artifact_id", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
         sa.Column("log", sa.Text(), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["app_id"],
             ["app.id"],
@@ -161,7 +161,7 @@ def upgrade() -> None:
         sa.Column("cause", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("pipeline_id", sa.Uuid(), nullable=True),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["artifact_id"],
             ["artifact.id"],
@@ -199,9 +199,9 @@ def upgrade() -> None:
         sa.Column("result_id", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
         sa.Column("cache_hit", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("queued_at", shared.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("started_at", shared.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("queued_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["pipeline_id"],
             ["pipeline.id"],
@@ -222,9 +222,9 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("processes", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", shared.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("ended_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["environment_id"],
             ["environment.id"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import shared.models
+import shipyard.shared.models
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -26,7 +26,9 @@ def upgrade() -> None:
             sa.Column("procfile", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
         )
         batch_op.add_column(
-            sa.Column("deleted_at", shared.models.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "deleted_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True
+            )
         )
 
     with op.batch_alter_table("environment", schema=None) as batch_op:
@@ -37,7 +39,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("release_phase_holder", sa.Uuid(), nullable=True))
         batch_op.add_column(
             sa.Column(
-                "release_phase_since", shared.models.UTCDateTime(timezone=True), nullable=True
+                "release_phase_since",
+                shipyard.shared.models.UTCDateTime(timezone=True),
+                nullable=True,
             )
         )
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import shared.models
+import shipyard.shared.models
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -28,9 +28,9 @@ def upgrade() -> None:
         sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("prefix", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("scopes", sa.JSON(), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_used_at", shared.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("api_token", schema=None) as batch_op:
@@ -38,7 +38,9 @@ def upgrade() -> None:
 
     with op.batch_alter_table("stage_run", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("heartbeat_at", shared.models.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "heartbeat_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True
+            )
         )
 
     # ### end Alembic commands ###

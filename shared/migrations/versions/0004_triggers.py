@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import shared.models
+import shipyard.shared.models
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -28,8 +28,8 @@ def upgrade() -> None:
         sa.Column("url", sqlmodel.sql.sqltypes.AutoString(length=2048), nullable=False),
         sa.Column("events", sa.JSON(), nullable=False),
         sa.Column("secret", sa.Text(), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("deleted_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["app_id"], ["app.id"], name="fk_subscription_app_id_app"),
         sa.PrimaryKeyConstraint("id", name="pk_subscription"),
     )
@@ -44,8 +44,8 @@ def upgrade() -> None:
         sa.Column("github_repository", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column("gitlab_project", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column("rules", sa.JSON(), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["app_id"], ["app.id"], name="fk_webhook_config_app_id_app"),
         sa.PrimaryKeyConstraint("id", name="pk_webhook_config"),
         sa.UniqueConstraint("app_id", name="uq_webhook_config_app_id"),
@@ -66,9 +66,9 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("claimed_at", shared.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["subscription_id"],
             ["subscription.id"],
@@ -92,9 +92,9 @@ def upgrade() -> None:
         sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("min_soak_seconds", sa.Integer(), nullable=False),
         sa.Column("require_healthy", sa.Boolean(), nullable=False),
-        sa.Column("next_due_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("created_at", shared.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("deleted_at", shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_due_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["app_id"], ["app.id"], name="fk_schedule_app_id_app"),
         sa.ForeignKeyConstraint(
             ["source_environment_id"],
@@ -120,7 +120,9 @@ def upgrade() -> None:
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("duration_ms", sa.Float(), nullable=False),
-        sa.Column("attempted_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "attempted_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False
+        ),
         sa.ForeignKeyConstraint(
             ["notification_id"],
             ["notification.id"],
@@ -138,11 +140,11 @@ def upgrade() -> None:
         "schedule_run",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("schedule_id", sa.Uuid(), nullable=False),
-        sa.Column("due_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("due_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("pipeline_id", sa.Uuid(), nullable=True),
-        sa.Column("ran_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ran_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["pipeline_id"], ["pipeline.id"], name="fk_schedule_run_pipeline_id_pipeline"
         ),
@@ -170,7 +172,7 @@ def upgrade() -> None:
         sa.Column("commit_sha", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("environment", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=True),
         sa.Column("pipeline_id", sa.Uuid(), nullable=True),
-        sa.Column("received_at", shared.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["app_id"], ["app.id"], name="fk_webhook_delivery_app_id_app"),
         sa.ForeignKeyConstraint(
             ["pipeline_id"], ["pipeline.id"], name="fk_webhook_delivery_pipeline_id_pipeline"

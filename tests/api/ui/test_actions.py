@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.events import ArtifactBuilt, Event, PipelineQueued, ReleaseCreated
-from shared.settings import Settings
+from shipyard.shared.events import ArtifactBuilt, Event, PipelineQueued, ReleaseCreated
+from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import make_token, sign_in
 
 

@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from api.ui import live
-from shared import build_stream
-from shared.db import get_engine
-from shared.services import apps, builds, pipelines
-from shared.settings import Settings
+from shipyard.api.ui import live
+from shipyard.shared import build_stream
+from shipyard.shared.db import get_engine
+from shipyard.shared.services import apps, builds, pipelines
+from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import sign_in
 from tests.shared.factories import make_pipeline
 

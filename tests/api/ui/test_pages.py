@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.settings import Settings
+from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import SECRET, WEB_PROCESS, make_token, sign_in
 
 

@@ -7,10 +7,10 @@ from http.cookies import SimpleCookie
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from api.ui import sessions
-from shared.db import get_engine
-from shared.services import tokens
-from shared.settings import Settings
+from shipyard.api.ui import sessions
+from shipyard.shared.db import get_engine
+from shipyard.shared.services import tokens
+from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import csrf_of, make_token, sign_in
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifacts import FileStore, file_digest
-from shared.exceptions import ArtifactIntegrityError
+from shipyard.shared.artifacts import FileStore, file_digest
+from shipyard.shared.exceptions import ArtifactIntegrityError
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.artifacts import RegistryAddress, StoreLocation, parse_store_url
-from shared.settings import Settings
+from shipyard.shared.artifacts import RegistryAddress, StoreLocation, parse_store_url
+from shipyard.shared.settings import Settings
 
 
 def test_a_file_url_is_a_directory() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.artifacts import FileStore, file_digest, parse_store_url
-from shared.artifacts.oci import ARTIFACT_TYPE, LAYER_TYPE, artifact_tag
-from shared.artifacts.registry import BlobMissing, RegistryClient
-from shared.exceptions import ArtifactIntegrityError, StageFailed
+from shipyard.shared.artifacts import FileStore, file_digest, parse_store_url
+from shipyard.shared.artifacts.oci import ARTIFACT_TYPE, LAYER_TYPE, artifact_tag
+from shipyard.shared.artifacts.registry import BlobMissing, RegistryClient
+from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from tests.registry_support import USERNAME, Registry, StoreFactory
 
 pytest_plugins = ["tests.registry_support"]

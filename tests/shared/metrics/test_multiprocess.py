@@ -10,16 +10,16 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.metrics.exposition import HostMetricsServer
-from shared.metrics.multiprocess import ENV_VARIABLE, host_registry, wipe_metrics_dir
+from shipyard.shared.metrics.exposition import HostMetricsServer
+from shipyard.shared.metrics.multiprocess import ENV_VARIABLE, host_registry, wipe_metrics_dir
 
 # A worker process in miniature: the entry point's set-up first, then the instruments.
 _WORKER = """
 import sys
 from pathlib import Path
-from shared.metrics.multiprocess import use_metrics_dir
+from shipyard.shared.metrics.multiprocess import use_metrics_dir
 use_metrics_dir(Path(sys.argv[1]))
-from shared.metrics import instruments
+from shipyard.shared.metrics import instruments
 instruments.record_stage(stage="build", result="succeeded", seconds=0.3)
 instruments.record_pipeline_finished(result="failed", cause="deploy", trigger="api")
 instruments.record_build(cache_hit=True)

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
-from shared.metrics.store import BrokerProbe, StoreCollector
-from shared.services import workers
+from shipyard.shared.metrics.store import BrokerProbe, StoreCollector
+from shipyard.shared.services import workers
 
 NAMESPACE = "shipyard"
 

@@ -6,10 +6,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import Session
 
-from shared.crypto import SecretBox
-from shared.models import App, Environment
-from shared.schemas import AppCreate, EnvironmentCreate
-from shared.services import apps
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.models import App, Environment
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared.services import apps
 
 
 @pytest.fixture

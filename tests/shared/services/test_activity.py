@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from shared.models import App, Environment, Release
-from shared.services import activity, deployments, pipelines
-from shared.settings import Settings
-from shared.stages import PipelineKind
+from shipyard.shared.models import App, Environment, Release
+from shipyard.shared.services import activity, deployments, pipelines
+from shipyard.shared.settings import Settings
+from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_release
 
 

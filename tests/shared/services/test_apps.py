@@ -7,12 +7,12 @@ import threading
 import pytest
 from sqlmodel import Session, select
 
-from shared.db import get_engine
-from shared.exceptions import Conflict, InvalidInput
-from shared.migrate import upgrade
-from shared.models import App, Environment
-from shared.schemas import AppCreate, EnvironmentCreate
-from shared.services import apps
+from shipyard.shared.db import get_engine
+from shipyard.shared.exceptions import Conflict, InvalidInput
+from shipyard.shared.migrate import upgrade
+from shipyard.shared.models import App, Environment
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared.services import apps
 
 
 def test_each_environment_gets_the_lowest_free_slot(

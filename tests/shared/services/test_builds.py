@@ -6,10 +6,10 @@ import uuid
 
 from sqlmodel import Session
 
-from shared.db import session_scope
-from shared.models import App, Artifact, Environment, utcnow
-from shared.schemas import AppCreate
-from shared.services import apps, builds
+from shipyard.shared.db import session_scope
+from shipyard.shared.models import App, Artifact, Environment, utcnow
+from shipyard.shared.schemas import AppCreate
+from shipyard.shared.services import apps, builds
 from tests.shared.factories import make_artifact, make_pipeline
 
 SHA = "a" * 40

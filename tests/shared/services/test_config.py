@@ -6,11 +6,16 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from shared.crypto import SecretBox
-from shared.exceptions import InvalidInput
-from shared.models import ConfigVersion, Environment
-from shared.schemas import ConfigPatch
-from shared.services.config import config_public, current_config, decrypt_config, patch_config
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import InvalidInput
+from shipyard.shared.models import ConfigVersion, Environment
+from shipyard.shared.schemas import ConfigPatch
+from shipyard.shared.services.config import (
+    config_public,
+    current_config,
+    decrypt_config,
+    patch_config,
+)
 
 SECRET = "hunter2-database-password"
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from shared.models import (
+from shipyard.shared.models import (
     App,
     Deployment,
     DeploymentStatus,
@@ -14,7 +14,7 @@ from shared.models import (
     Release,
     ReleaseStatus,
 )
-from shared.services import deployments, routes
+from shipyard.shared.services import deployments, routes
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:5000", "pid": 1}

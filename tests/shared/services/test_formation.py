@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from shared.exceptions import Conflict, InvalidInput
-from shared.models import App, Environment, Pipeline, PipelineStatus
-from shared.services import deployments, formation
-from shared.stages import PipelineKind
+from shipyard.shared.exceptions import Conflict, InvalidInput
+from shipyard.shared.models import App, Environment, Pipeline, PipelineStatus
+from shipyard.shared.services import deployments, formation
+from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from shared.crypto import SecretBox
-from shared.models import App, Environment
-from shared.schemas import ConfigPatch
-from shared.services import config, history
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.models import App, Environment
+from shipyard.shared.schemas import ConfigPatch
+from shipyard.shared.services import config, history
 from tests.shared.factories import make_artifact, make_release
 
 

@@ -9,11 +9,11 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import Session, col, select
 
-from shared import constants
-from shared.crypto import SecretBox
-from shared.events import NotificationQueued
-from shared.exceptions import NotFound
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.events import NotificationQueued
+from shipyard.shared.exceptions import NotFound
+from shipyard.shared.models import (
     App,
     Environment,
     Notification,
@@ -21,10 +21,10 @@ from shared.models import (
     PipelineStatus,
     Subscription,
 )
-from shared.schemas import SubscriptionCreate
-from shared.services import notifications, pipelines, releases, webhooks
-from shared.services.notifications import DeliveryState
-from shared.stages import PipelineKind
+from shipyard.shared.schemas import SubscriptionCreate
+from shipyard.shared.services import notifications, pipelines, releases, webhooks
+from shipyard.shared.services.notifications import DeliveryState
+from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline
 
 NOW = datetime(2026, 3, 23, 10, 0, tzinfo=UTC)

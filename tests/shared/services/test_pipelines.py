@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
-from shared import constants
-from shared.events import ArtifactBuilt, Event, PipelineQueued, ReleaseCreated
-from shared.exceptions import ServiceUnavailable
-from shared.models import (
+from shipyard.shared import constants
+from shipyard.shared.events import ArtifactBuilt, Event, PipelineQueued, ReleaseCreated
+from shipyard.shared.exceptions import ServiceUnavailable
+from shipyard.shared.models import (
     App,
     ConfigVersion,
     Environment,
@@ -19,9 +19,9 @@ from shared.models import (
     PipelineStatus,
     StageStatus,
 )
-from shared.services import deployments, pipelines
-from shared.services.pipelines import Claim, ClaimOutcome
-from shared.stages import PipelineKind
+from shipyard.shared.services import deployments, pipelines
+from shipyard.shared.services.pipelines import Claim, ClaimOutcome
+from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 # Seconds without a heartbeat after which a running stage's worker counts as gone.

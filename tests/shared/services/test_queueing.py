@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
-from shared.models import App, Environment, Pipeline, PipelineStatus, StageRun, StageStatus
-from shared.services import queueing
+from shipyard.shared.models import App, Environment, Pipeline, PipelineStatus, StageRun, StageStatus
+from shipyard.shared.services import queueing
 from tests.shared.factories import make_artifact, make_pipeline
 
 

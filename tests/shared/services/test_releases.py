@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from shared.crypto import SecretBox
-from shared.models import App, Environment, Release, ReleaseStatus
-from shared.schemas import ConfigPatch
-from shared.services.config import patch_config
-from shared.services.releases import create_release, list_releases, release_public
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.models import App, Environment, Release, ReleaseStatus
+from shipyard.shared.schemas import ConfigPatch
+from shipyard.shared.services.config import patch_config
+from shipyard.shared.services.releases import create_release, list_releases, release_public
 from tests.shared.factories import make_artifact, make_pipeline
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from shared.crypto import SecretBox
-from shared.exceptions import InvalidInput
-from shared.models import (
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import InvalidInput
+from shipyard.shared.models import (
     App,
     Environment,
     Notification,
@@ -19,8 +19,8 @@ from shared.models import (
     Schedule,
     ScheduleRun,
 )
-from shared.schemas import ScheduleCreate, SubscriptionCreate
-from shared.services import deployments, notifications, schedules
+from shipyard.shared.schemas import ScheduleCreate, SubscriptionCreate
+from shipyard.shared.services import deployments, notifications, schedules
 from tests.shared.factories import make_artifact, make_release
 
 # Monday 2026-03-23, 10:00 UTC: the clock every test starts from.

@@ -15,12 +15,12 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import Session, func, select
 
-from shared.crypto import SecretBox
-from shared.exceptions import InvalidInput, NotFound
-from shared.models import App, Environment, Pipeline, WebhookConfig, WebhookDelivery
-from shared.schemas import AppCreate, HookConfigUpdate, HookRule
-from shared.services import apps, hook_config, webhooks
-from shared.services.webhooks import DeliveryRejected
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.exceptions import InvalidInput, NotFound
+from shipyard.shared.models import App, Environment, Pipeline, WebhookConfig, WebhookDelivery
+from shipyard.shared.schemas import AppCreate, HookConfigUpdate, HookRule
+from shipyard.shared.services import apps, hook_config, webhooks
+from shipyard.shared.services.webhooks import DeliveryRejected
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SECRET = "a-webhook-secret-for-tests"

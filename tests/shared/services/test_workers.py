@@ -11,8 +11,8 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
-from shared.exceptions import ServiceUnavailable
-from shared.services import workers
+from shipyard.shared.exceptions import ServiceUnavailable
+from shipyard.shared.services import workers
 
 NAMESPACE = "shipyard"
 

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from docker.errors import ImageNotFound
 
-from shared.exceptions import StageFailed
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders import get_builder
+from shipyard.workers.builders.docker import DockerBuilder
+from shipyard.workers.context import WorkerContext
 from tests.docker_support import DOCKERFILE, build_request, unique_app, write_app
 from tests.registry_support import Registry, StoreFactory
-from workers.build_log import BuildLog
-from workers.builders import get_builder
-from workers.builders.docker import DockerBuilder
-from workers.context import WorkerContext
 
 pytest_plugins = ["tests.docker_support", "tests.registry_support"]
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from shared import processes
-from shared.artifacts import FileStore, file_digest
-from shared.exceptions import StageFailed
-from workers.build_log import BuildLog
-from workers.builders.base import BuildRequest
-from workers.builders.local import LocalBuilder, pack_reproducibly
+from shipyard.shared import processes
+from shipyard.shared.artifacts import FileStore, file_digest
+from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuildRequest
+from shipyard.workers.builders.local import LocalBuilder, pack_reproducibly
 
 COMMIT_TIME = 1_700_000_000
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifacts import FileStore, file_digest
-from shared.exceptions import StageFailed
-from shared.schemas import AppCreate
-from workers.build_log import BuildLog
-from workers.builders import BUILDERS
-from workers.builders.base import BuildRequest
-from workers.builders.noop import WAIT_VARIABLE, NoopBuilder, build_wait_seconds
+from shipyard.shared.artifacts import FileStore, file_digest
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.schemas import AppCreate
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders import BUILDERS
+from shipyard.workers.builders.base import BuildRequest
+from shipyard.workers.builders.noop import WAIT_VARIABLE, NoopBuilder, build_wait_seconds
 
 COMMIT_TIME = 1_700_000_000
 

@@ -19,11 +19,21 @@ from typing import cast
 import httpx
 import pytest
 
-from shared.artifacts import FileStore
-from shared.exceptions import StageFailed
-from shared.manifest import read_procfile, release_command
-from shared.process_record import ProcessRecord
-from shared.schemas import AppCreate
+from shipyard.shared.artifacts import FileStore
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.manifest import read_procfile, release_command
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.schemas import AppCreate
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders import BUILDERS, get_builder
+from shipyard.workers.builders.base import Builder, BuildRequest, BuiltArtifact
+from shipyard.workers.builders.local import pack_reproducibly
+from shipyard.workers.builders.python import PROFILE_SCRIPT, pinned_python
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.local import LocalRunner
+from shipyard.workers.runners.switch import health_gated_start
+from shipyard.workers.runtime import find_python3, with_profile
 from tests.python_packages import (
     GREETING_MODULE,
     GREETING_OUTPUT,
@@ -31,16 +41,6 @@ from tests.python_packages import (
     GREETING_REQUIREMENT,
     write_greeting_sdist,
 )
-from workers.build_log import BuildLog
-from workers.builders import BUILDERS, get_builder
-from workers.builders.base import Builder, BuildRequest, BuiltArtifact
-from workers.builders.local import pack_reproducibly
-from workers.builders.python import PROFILE_SCRIPT, pinned_python
-from workers.context import WorkerContext
-from workers.runners.base import ReleaseSpec
-from workers.runners.local import LocalRunner
-from workers.runners.switch import health_gated_start
-from workers.runtime import find_python3, with_profile
 
 COMMIT_TIME = 1_700_000_000
 FLASK_BLOG = Path(__file__).resolve().parents[3] / "examples" / "flask-blog"

@@ -11,8 +11,16 @@ import httpx
 import pytest
 from docker.errors import NotFound
 
-from shared.exceptions import ArtifactIntegrityError, StageFailed
-from shared.process_record import ProcessRecord
+from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.build_log import BuildLog
+from shipyard.workers.builders.base import BuiltArtifact
+from shipyard.workers.builders.docker import DockerBuilder
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.docker import DockerRunner, network_settings
+from shipyard.workers.runners.switch import switch
 from tests.docker_support import (
     DOCKERFILE,
     build_image,
@@ -23,14 +31,6 @@ from tests.docker_support import (
     write_app,
 )
 from tests.registry_support import Registry, StoreFactory
-from workers.build_log import BuildLog
-from workers.builders.base import BuiltArtifact
-from workers.builders.docker import DockerBuilder
-from workers.context import WorkerContext
-from workers.runners import get_runner
-from workers.runners.base import ReleaseSpec
-from workers.runners.docker import DockerRunner, network_settings
-from workers.runners.switch import switch
 
 pytest_plugins = ["tests.docker_support", "tests.registry_support"]
 

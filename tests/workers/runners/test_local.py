@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.artifacts import FileStore, file_digest
-from shared.exceptions import ArtifactIntegrityError, StageFailed
-from shared.logging import forget_secrets, register_secrets
-from shared.process_record import ProcessRecord
-from workers.builders.local import pack_reproducibly
-from workers.runners.base import ReleaseSpec
-from workers.runners.local import LocalRunner
-from workers.runners.switch import health_gated_start
+from shipyard.shared.artifacts import FileStore, file_digest
+from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
+from shipyard.shared.logging import forget_secrets, register_secrets
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.builders.local import pack_reproducibly
+from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.local import LocalRunner
+from shipyard.workers.runners.switch import health_gated_start
 
 PYTHON = shlex.quote(sys.executable)
 SECRET = "hunter2-database-password"

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifacts import FileStore
-from shared.exceptions import ArtifactIntegrityError
-from shared.process_record import ProcessRecord
-from shared.schemas import EnvironmentCreate
-from workers.runners import RUNNERS
-from workers.runners.base import ReleaseSpec
-from workers.runners.noop import NoopRunner
-from workers.runners.switch import switch
+from shipyard.shared.artifacts import FileStore
+from shipyard.shared.exceptions import ArtifactIntegrityError
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.schemas import EnvironmentCreate
+from shipyard.workers.runners import RUNNERS
+from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.noop import NoopRunner
+from shipyard.workers.runners.switch import switch
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from shared.exceptions import StageFailed
-from shared.process_record import ProcessRecord
-from workers.runners.base import OneOffResult, ReleaseSpec
-from workers.runners.switch import switch, wait_healthy
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.runners.base import OneOffResult, ReleaseSpec
+from shipyard.workers.runners.switch import switch, wait_healthy
 
 
 class HealthServer:

@@ -10,21 +10,21 @@ from celery import Celery
 from sqlalchemy import event
 from sqlmodel import Session, select
 
-from shared import migrate
-from shared.db import StatementCounter, get_engine, session_scope
-from shared.events import ArtifactBuilt, Event, ReleaseCreated
-from shared.models import Build, Pipeline, PipelineStatus, StageRun
-from shared.schemas import AppCreate, EnvironmentCreate
-from shared.services import apps, pipelines
-from shared.services.pipelines import ClaimOutcome
-from shared.settings import Settings
-from shared.stages import PipelineKind
+from shipyard.shared import migrate
+from shipyard.shared.db import StatementCounter, get_engine, session_scope
+from shipyard.shared.events import ArtifactBuilt, Event, ReleaseCreated
+from shipyard.shared.models import Build, Pipeline, PipelineStatus, StageRun
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared.services import apps, pipelines
+from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.settings import Settings
+from shipyard.shared.stages import PipelineKind
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.stages import frame
+from shipyard.workers.stages.build import build_work
+from shipyard.workers.stages.release import release_work
+from shipyard.workers.stages.run import run_work
 from tests.repos import commit_files
-from workers.context import WorkerContext
-from workers.stages import frame
-from workers.stages.build import build_work
-from workers.stages.release import release_work
-from workers.stages.run import run_work
 
 WORK = {"build": build_work, "release": release_work, "run": run_work}
 

@@ -14,21 +14,21 @@ from celery import Celery
 from prometheus_client import REGISTRY
 from sqlmodel import select
 
-from shared import constants, migrate
-from shared.db import get_engine, session_scope
-from shared.events import Event
-from shared.exceptions import StageFailed
-from shared.models import App, Pipeline, StageRun
-from shared.schemas import AppCreate, EnvironmentCreate
-from shared.services import apps, pipelines
-from shared.services.pipelines import ClaimOutcome
-from shared.settings import Settings
-from shared.stages import PipelineKind
-from workers.context import WorkerContext
-from workers.stages import frame
-from workers.stages.build import build_work
-from workers.stages.release import release_work
-from workers.stages.run import run_work
+from shipyard.shared import constants, migrate
+from shipyard.shared.db import get_engine, session_scope
+from shipyard.shared.events import Event
+from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.models import App, Pipeline, StageRun
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared.services import apps, pipelines
+from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.settings import Settings
+from shipyard.shared.stages import PipelineKind
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.stages import frame
+from shipyard.workers.stages.build import build_work
+from shipyard.workers.stages.release import release_work
+from shipyard.workers.stages.run import run_work
 
 WORK = {"build": build_work, "release": release_work, "run": run_work}
 
