@@ -165,12 +165,12 @@ def router() -> None:
     # Before the router's code imports prometheus-client: app restarts and drains are counted
     # in this host's metrics dir.
     multiprocess.use_metrics_dir(settings.host_metrics_dir)
-    from shipyard.router import agent  # the router's code (and the workers' it uses) only here
+    from shipyard.serve import router_agent  # the router agent (and the workers it uses) only here
 
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     try:
         check_services(settings)
-        agent.run(settings)
+        router_agent.run(settings)
     except ShipyardError as exc:
         raise CliError(exc.message) from exc
 

@@ -112,6 +112,10 @@ class Stack:
     data_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     client: httpx.Client = field(init=False)
+    # The `shipyard` script its processes and CLI calls run (another venv's, for an installed
+    # wheel), and the directory they start in (None: the tests' own).
+    executable: str = SHIPYARD
+    cwd: Path | None = None
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(
@@ -135,8 +139,9 @@ class Stack:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
         with self.log_path(name).open("ab") as output:
             process = subprocess.Popen(
-                [SHIPYARD, *args],
+                [self.executable, *args],
                 env=env or self.env,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -151,7 +156,13 @@ class Stack:
         """Run a `shipyard` CLI command against this stack."""
         env = {**self.env, "SHIPYARD_URL": self.url, "SHIPYARD_TOKEN": self.token}
         return subprocess.run(
-            [SHIPYARD, *args], env=env, capture_output=True, text=True, check=check, timeout=120
+            [self.executable, *args],
+            env=env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
     def stop(self, name: str, timeout: float = 20) -> None:
