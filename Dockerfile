@@ -5,10 +5,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/shipyard
 COPY pyproject.toml README.md ./
+# The import package `shipyard` and the rooms it links to (shipyard/api -> ../api, …).
+COPY shipyard shipyard
 COPY shared shared
 COPY workers workers
 COPY api api
 COPY cli cli
+COPY serve serve
+COPY router router
 RUN pip install --no-cache-dir .
 RUN useradd --create-home shipyard && mkdir /data && chown shipyard /data
 USER shipyard
