@@ -24,6 +24,7 @@ test: $(STAMP) lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p shipyard
@@ -35,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .shipyard .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .shipyard .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
