@@ -27,7 +27,7 @@ from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import ShipyardError
 from shipyard.shared.metrics import instruments
 from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
-from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services import deployments
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.local import LocalRunner
@@ -84,10 +84,10 @@ class AppSupervisor:
         watched = self._watched.setdefault(key, _Watched(Backoff(self._policy)))
         now = time.monotonic()
         status = record.get("status")
-        if status == "running":
+        if status == ProcessStatus.RUNNING:
             if not self._runner.is_running(record):
                 self._exited(deployment_id, record, watched, now)
-        elif status == "starting":
+        elif status == ProcessStatus.STARTING:
             self._check_started(deployment_id, record, watched, now)
         elif watched.restart_at is None or now >= watched.restart_at:
             self._restart(deployment_id, record, watched)
@@ -98,8 +98,8 @@ class AppSupervisor:
         exit_status = self._runner.exit_status(record)
         delay, began_crashing = watched.backoff.exited(now, watched.started_at)
         watched.restart_at = now + delay
-        status = "crashed" if watched.backoff.crashing else "restarting"
-        if record.get("status") == "running":  # a process still starting was never routed to
+        status = ProcessStatus.CRASHED if watched.backoff.crashing else ProcessStatus.RESTARTING
+        if record.get("status") == ProcessStatus.RUNNING:  # one still starting was never routed to
             self._take_out(deployment_id, record)
         self._update(deployment_id, record, {**record, "status": status, "last_exit": exit_status})
         event = dict(type=record["type"], index=record.get("index", 1), exit_code=exit_status)
@@ -124,7 +124,7 @@ class AppSupervisor:
         watched.restart_at = None
         fresh: ProcessRecord = {
             **started,
-            "status": "starting" if process_type == "web" else "running",
+            "status": ProcessStatus.STARTING if process_type == "web" else ProcessStatus.RUNNING,
             "restarts": record.get("restarts", 0) + 1,
             "last_exit": record.get("last_exit"),
             "restarted_at": utcnow().isoformat(),
@@ -160,7 +160,7 @@ class AppSupervisor:
         except httpx.HTTPError:
             healthy = False
         if healthy:
-            running: ProcessRecord = {**record, "status": "running"}
+            running: ProcessRecord = {**record, "status": ProcessStatus.RUNNING}
             if self._update(deployment_id, record, running):
                 self._put_back(environment, app.name, running)
             return

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NotRequired  # pydantic needs these on Python 3.11
 
 from typing_extensions import TypedDict
+
+from shipyard.shared.drivers import RunnerName
+
+
+class ProcessStatus(StrEnum):
+    """What a started process is now, as its record says (`shipyard ps`, `GET …/current`)."""
+
+    RUNNING = "running"  # up; a web process is healthy and in the router
+    STARTING = "starting"  # restarted, not yet healthy (a web process, out of the router)
+    RESTARTING = "restarting"  # it exited: started again after a delay
+    CRASHED = "crashed"  # it keeps exiting (a crash loop): still restarted, at the longest delay
 
 
 class ProcessRecord(TypedDict):
@@ -15,8 +27,8 @@ class ProcessRecord(TypedDict):
     """
 
     type: str  # the Procfile's process type: web, worker, …
-    status: str  # running, starting (restarted, not yet healthy), exited
-    runner: NotRequired[str]  # local, docker, noop
+    status: ProcessStatus
+    runner: NotRequired[RunnerName]
     index: NotRequired[int]  # 1…N within its type (the formation)
     url: NotRequired[str | None]  # where a web process answers HTTP on its host
     port: NotRequired[int]

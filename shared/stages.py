@@ -56,7 +56,7 @@ def first_stage(kind: str) -> Stage:
     return STAGES_BY_KIND[PipelineKind(kind)][0]
 
 
-def next_stage(kind: str, stage: str) -> Stage | None:
+def next_stage(kind: str, stage: Stage) -> Stage | None:
     """The stage after `stage` in a pipeline of `kind`; None after the last."""
     order = STAGES_BY_KIND[PipelineKind(kind)]
     position = order.index(Stage(stage))
@@ -70,7 +70,7 @@ def gate_stage(kind: str) -> Stage:
 
 
 def stage_event(
-    stage: str,
+    stage: Stage,
     pipeline_id: uuid.UUID,
     *,
     artifact_id: str | None = None,

@@ -54,7 +54,7 @@ def _process_context(celery: Celery) -> WorkerContext:
     return WorkerContext.create(get_settings(), celery)
 
 
-def _run_stage(task: StageTask, pipeline_id: uuid.UUID, stage: str, work: StageWork) -> None:
+def _run_stage(task: StageTask, pipeline_id: uuid.UUID, stage: Stage, work: StageWork) -> None:
     outcome = execute(task.context, pipeline_id, stage, task.request.hostname, work)
     if outcome == ClaimOutcome.BUSY:
         # Another worker holds the stage. If it is dead its heartbeat goes stale and the next

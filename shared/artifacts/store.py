@@ -1,13 +1,10 @@
-"""The artifact store interface, and the one place that picks a backend from the settings."""
+"""The artifact store interface: what a stored artifact is, and what every backend offers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from shipyard.shared.settings import Settings
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -62,23 +59,3 @@ class ArtifactStore(Protocol):
     def remove(self, digest: str, *, app: str) -> None:
         """Delete the artifact (garbage collection); one already gone is fine."""
         ...
-
-
-def open_store(settings: Settings) -> ArtifactStore:
-    """The store SHIPYARD_ARTIFACT_STORE names, with its long-lived HTTP client if any."""
-    from shipyard.shared.artifacts.files import FileStore
-    from shipyard.shared.artifacts.oci import RegistryStore
-    from shipyard.shared.artifacts.registry import RegistryClient
-
-    location = settings.artifact_store_location
-    if location.registry is None:
-        assert location.directory is not None
-        return FileStore(location.directory)
-    password = settings.registry_password
-    client = RegistryClient(
-        location.registry,
-        username=settings.registry_username,
-        password=password.get_secret_value() if password is not None else None,
-        ca_file=settings.registry_ca_file,
-    )
-    return RegistryStore(client, FileStore(settings.artifact_cache_dir))

@@ -13,6 +13,7 @@ from typing import Final
 from prometheus_client import Counter, Histogram
 
 from shipyard.shared.models import Pipeline, PipelineStatus
+from shipyard.shared.stages import Stage
 
 # Stages take from a tenth of a second (a cached build, a noop run) to many minutes (a build).
 _STAGE_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -54,7 +55,7 @@ PROCESS_RESTARTS: Final = Counter(
 )
 
 
-def record_stage(*, stage: str, result: str, seconds: float) -> None:
+def record_stage(*, stage: Stage, result: str, seconds: float) -> None:
     """One stage attempt finished with `result` (succeeded or failed) after `seconds`."""
     STAGE_DURATION.labels(stage=stage, result=result).observe(seconds)
 

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
 )
 
+from shipyard.shared.process_record import ProcessStatus
 from shipyard.shared.schemas.common import (
     Input,
     Name,
@@ -56,9 +57,7 @@ class DeploymentPublic(BaseModel):
 class ProcessPublic(BaseModel):
     type: str
     index: int = 1  # web.1, web.2, … with a formation of several
-    # running; restarting (it exited: started again after a delay); starting (restarted, not
-    # yet healthy); crashed (it keeps exiting: still restarted, every 30 s)
-    status: str
+    status: ProcessStatus
     url: str | None  # the process's own address; the environment's stable URL is the router's
     restarts: int = 0  # how often the run host started it again after it exited
     last_exit: int | None = None  # its last exit status (a signal shows as 128 + its number)

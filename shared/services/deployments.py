@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from shipyard.shared import constants
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.db import core_connection, sync_loaded
+from shipyard.shared.drivers import RunnerName
 from shipyard.shared.models import (
     ConfigVersion,
     Deployment,
@@ -168,7 +169,7 @@ def set_processes(
 
 
 def live_deployments(
-    *, session: Session, runner: str | None = None, starting: bool = False
+    *, session: Session, runner: RunnerName | None = None, starting: bool = False
 ) -> list[Deployment]:
     """Every live deployment (and, with `starting`, those still in their health check),
     optionally of environments using `runner`."""
@@ -181,7 +182,7 @@ def live_deployments(
     return list(session.exec(query))
 
 
-def unretired_deployments(*, session: Session, runner: str) -> list[Deployment]:
+def unretired_deployments(*, session: Session, runner: RunnerName) -> list[Deployment]:
     """Deployments replaced whose processes were never recorded stopped: a switch interrupted
     during its drain (its run worker stopped or killed)."""
     query = (
@@ -226,7 +227,7 @@ def current(*, session: Session, environment: Environment) -> CurrentPublic | No
             ProcessPublic(
                 type=p["type"],
                 index=p.get("index", 1),
-                status=p.get("status", "unknown"),
+                status=p["status"],
                 url=p.get("url"),
                 restarts=p.get("restarts", 0),
                 last_exit=p.get("last_exit"),

@@ -184,7 +184,7 @@ def emit(
 
 
 def pipeline_notices(
-    *, session: Session, pipeline: Pipeline, stage: str
+    *, session: Session, pipeline: Pipeline, stage: Stage
 ) -> list[NotificationQueued]:
     """The events a stage's recorded result amounts to, as notifications (same transaction).
 

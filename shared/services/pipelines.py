@@ -254,7 +254,7 @@ def _record_on_pipeline(columns: tuple[str, ...]) -> Update:
 
 
 def claim_stage(
-    *, session: Session, pipeline_id: uuid.UUID, stage: str, hostname: str, stale_after: float
+    *, session: Session, pipeline_id: uuid.UUID, stage: Stage, hostname: str, stale_after: float
 ) -> Claim:
     """Take a stage for this worker, if it is queued or its last worker stopped heartbeating.
 
@@ -303,12 +303,12 @@ def claim_stage(
     return Claim(ClaimOutcome.CLAIMED, run, pipeline=pipeline)
 
 
-def heartbeat(*, session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int) -> None:
+def heartbeat(*, session: Session, pipeline_id: uuid.UUID, stage: Stage, attempt: int) -> None:
     """Record that the worker running attempt `attempt` of this stage is alive."""
     _fence(session, pipeline_id, stage, attempt)
 
 
-def _fence(session: Session, pipeline_id: uuid.UUID, stage: str, attempt: int | None) -> None:
+def _fence(session: Session, pipeline_id: uuid.UUID, stage: Stage, attempt: int | None) -> None:
     """Refresh and lock the stage row if `attempt` still holds it; else StageSuperseded.
 
     The row lock (or SQLite's immediate transaction) keeps a takeover from slipping in
@@ -325,7 +325,7 @@ def complete_stage(
     *,
     session: Session,
     pipeline: Pipeline,
-    stage: str,
+    stage: Stage,
     result_id: str,
     cache_hit: bool = False,
     output: str | None = None,
@@ -389,7 +389,7 @@ def fail_stage(
     *,
     session: Session,
     pipeline: Pipeline,
-    stage: str,
+    stage: Stage,
     error: str,
     output: str | None = None,
     attempt: int | None = None,
@@ -426,7 +426,7 @@ def _wake(session: Session, pipeline: Pipeline) -> list[StageEvent]:
 def fail_pipeline(*, session: Session, pipeline: Pipeline, error: str) -> list[StageEvent]:
     """Fail a pipeline before any stage ran (its first message could not be published)."""
     first = stages_of(session=session, pipeline_id=pipeline.id)[0]
-    return fail_stage(session=session, pipeline=pipeline, stage=first.name, error=error)
+    return fail_stage(session=session, pipeline=pipeline, stage=Stage(first.name), error=error)
 
 
 def pipeline_public(*, session: Session, pipeline: Pipeline) -> PipelinePublic:

@@ -44,7 +44,7 @@ def _active_statuses() -> BindParameter[list[str]]:
     return bindparam("active_statuses", list(_ACTIVE), expanding=True, literal_execute=True)
 
 
-def stage_event(pipeline: Pipeline, stage: str) -> StageEvent:
+def stage_event(pipeline: Pipeline, stage: stages.Stage) -> StageEvent:
     """The event that starts `stage` of `pipeline`, from the pipeline's row."""
     return stages.stage_event(
         stage, pipeline.id, artifact_id=pipeline.artifact_id, release_id=pipeline.release_id
@@ -80,7 +80,7 @@ def _older_active(session: Session, pipeline: Pipeline) -> uuid.UUID | None:
     return older
 
 
-def wait_if_behind(*, session: Session, pipeline: Pipeline, stage: str) -> bool:
+def wait_if_behind(*, session: Session, pipeline: Pipeline, stage: stages.Stage) -> bool:
     """At the gate: mark the stage waiting (True) if an older pipeline is still ahead of it."""
     if stage != stages.gate_stage(pipeline.kind):
         return False
@@ -120,4 +120,4 @@ def wake_next(*, session: Session, environment_id: uuid.UUID) -> StageEvent | No
     run.queued_at = utcnow()
     session.add(run)
     session.flush()
-    return stage_event(pipeline, run.name)
+    return stage_event(pipeline, stages.Stage(run.name))

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from shipyard.shared.events import StageEvent
 from shipyard.shared.models import Pipeline, StageRun, StageStatus
 from shipyard.shared.services import queueing
+from shipyard.shared.stages import Stage
 
 
 def stranded_stages(
@@ -47,7 +48,7 @@ def stranded_stages(
             .values(status=StageStatus.QUEUED, queued_at=now)  # republished once per period
         )
         if requeued.rowcount == 1:  # type: ignore[attr-defined]
-            events.append(queueing.stage_event(pipeline, run.name))
+            events.append(queueing.stage_event(pipeline, Stage(run.name)))
     waiting_environments = session.exec(
         select(Pipeline.environment_id)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from shipyard.shared.events import NotificationQueued
 from shipyard.shared.exceptions import InvalidInput, NotFound, ShipyardError
 from shipyard.shared.models import App, Environment, Pipeline, Release, Schedule, ScheduleRun
+from shipyard.shared.process_record import ProcessStatus
 from shipyard.shared.schemas import ScheduleCreate, ScheduleGates, SchedulePublic, ScheduleRunPublic
 from shipyard.shared.services import apps, deployments, notifications, rollbacks
 
@@ -225,7 +226,9 @@ def gate_failure(
                 f"less than the {schedule.min_soak_seconds}s soak time"
             )
     if schedule.require_healthy:
-        unhealthy = [p.get("type", "?") for p in live.processes if p.get("status") != "running"]
+        unhealthy = [
+            p.get("type", "?") for p in live.processes if p.get("status") != ProcessStatus.RUNNING
+        ]
         if not live.processes or unhealthy:
             which = ", ".join(unhealthy) or "no process"
             return f"{source.name} v{release.version} is not healthy ({which} not running)"

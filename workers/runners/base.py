@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shipyard.shared import constants
+from shipyard.shared.drivers import RunnerName
 from shipyard.shared.process_record import ProcessRecord
 
 
@@ -40,7 +41,7 @@ class OneOffResult:
 class Runner(Protocol):
     """Starts and stops the processes of releases in one kind of place (host, Docker, …)."""
 
-    name: str
+    name: RunnerName
 
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         """Start every process type of the release; raise StageFailed if it cannot."""

@@ -26,9 +26,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from shipyard.shared import constants
 from shipyard.shared.artifacts import ImageRegistry
+from shipyard.shared.drivers import RunnerName
 from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
-from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import process_count
 from shipyard.workers.docker_engine import image_tag
 from shipyard.workers.runners.base import (
@@ -49,7 +50,7 @@ SHELL = ["/bin/sh", "-c"]
 class DockerRunner:
     """Starts containers from a verified image on one engine (DOCKER_HOST, or the local socket)."""
 
-    name = "docker"
+    name: RunnerName = "docker"
 
     def __init__(self, client: docker.DockerClient, registry: ImageRegistry | None = None) -> None:
         self._client = client
@@ -114,7 +115,7 @@ class DockerRunner:
         record: ProcessRecord = {
             "type": process_type,
             "index": index,
-            "status": "running",
+            "status": ProcessStatus.RUNNING,
             "runner": self.name,
             "container": container.id,
             "name": container.name,

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from shipyard.shared import constants, processes
 from shipyard.shared.artifacts import ArtifactStore
+from shipyard.shared.drivers import RunnerName
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
-from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import process_count
 from shipyard.workers.runners.base import (
     OneOffResult,
@@ -36,7 +37,7 @@ def exit_status_path(log_path: Path) -> Path:
 class LocalRunner:
     """Unpacks the verified artifact once per release and starts each Procfile entry."""
 
-    name = "local"
+    name: RunnerName = "local"
 
     def __init__(self, store: ArtifactStore, run_dir: Path, storage_root: Path) -> None:
         self._store = store
@@ -147,7 +148,7 @@ class LocalRunner:
         return {
             "type": process_type,
             "index": index,
-            "status": "running",
+            "status": ProcessStatus.RUNNING,
             "runner": self.name,
             "pid": child.pid,
             "started": processes.start_time(child.pid),

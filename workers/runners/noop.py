@@ -8,14 +8,15 @@ healthy, so the switch, the go-live transaction and the stop of the previous rel
 from __future__ import annotations
 
 from shipyard.shared.artifacts import ArtifactStore
-from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.drivers import RunnerName
+from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.workers.runners.base import OneOffResult, ReleaseSpec
 
 
 class NoopRunner:
     """Records a web process per release without starting anything."""
 
-    name = "noop"
+    name: RunnerName = "noop"
 
     def __init__(self, store: ArtifactStore) -> None:
         self._store = store
@@ -26,7 +27,7 @@ class NoopRunner:
         return [
             {
                 "type": "web",
-                "status": "running",
+                "status": ProcessStatus.RUNNING,
                 "url": None,
                 "noop": True,
                 "deployment": spec.deployment_id,

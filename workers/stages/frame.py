@@ -61,7 +61,7 @@ class FailureWithRecord(StageFailed):
 
 
 def execute(
-    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, hostname: str, work: StageWork
+    context: WorkerContext, pipeline_id: uuid.UUID, stage: Stage, hostname: str, work: StageWork
 ) -> ClaimOutcome:
     """Run one stage once in effect: a duplicate message for a finished stage does nothing.
 
@@ -107,7 +107,7 @@ _NOT_CLAIMED = {
 
 
 def _run_claimed(
-    context: WorkerContext, pipeline: Pipeline, stage: str, attempt: int, work: StageWork
+    context: WorkerContext, pipeline: Pipeline, stage: Stage, attempt: int, work: StageWork
 ) -> None:
     pipeline_id = pipeline.id
     started = time.monotonic()
@@ -137,7 +137,7 @@ def _since(started: float) -> float:
 
 @contextmanager
 def _heartbeat(
-    context: WorkerContext, pipeline_id: uuid.UUID, stage: str, attempt: int
+    context: WorkerContext, pipeline_id: uuid.UUID, stage: Stage, attempt: int
 ) -> Iterator[None]:
     """Refresh the stage's heartbeat while the block runs, so nobody takes it over."""
     stop = threading.Event()
@@ -167,7 +167,7 @@ def _heartbeat(
 
 
 def _record_success(
-    context: WorkerContext, pipeline: Pipeline, stage: str, attempt: int, result: StageResult
+    context: WorkerContext, pipeline: Pipeline, stage: Stage, attempt: int, result: StageResult
 ) -> None:
     """One transaction: the fenced result, what the stage made, its rows, the next stage queued
     (`pipeline` is the row the claim returned: nothing is read again)."""
@@ -200,7 +200,7 @@ def _record_success(
 def _record_failure(
     context: WorkerContext,
     pipeline_id: uuid.UUID,
-    stage: str,
+    stage: Stage,
     attempt: int,
     error: str,
     output: str | None,

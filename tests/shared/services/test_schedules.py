@@ -159,7 +159,7 @@ def test_a_release_younger_than_the_soak_time_is_skipped_with_the_reason(
 @pytest.mark.parametrize(
     ("processes", "reason"),
     [
-        ([{"type": "web", "status": "exited"}], "staging v1 is not healthy (web not running)"),
+        ([{"type": "web", "status": "crashed"}], "staging v1 is not healthy (web not running)"),
         ([], "staging v1 is not healthy (no process not running)"),
     ],
 )
@@ -182,7 +182,7 @@ def test_an_unhealthy_source_is_skipped(
 def test_health_is_not_checked_when_the_gate_is_off(
     session: Session, app: App, staging: Environment
 ) -> None:
-    make_live(session, app, staging, processes=[{"type": "web", "status": "exited"}])
+    make_live(session, app, staging, processes=[{"type": "web", "status": "crashed"}])
     add_schedule(session, app, cron="0 * * * *", healthy=False)
 
     (run,) = fire(session, at(hours=1)).runs
