@@ -24,12 +24,24 @@ from shipyard.shared.schemas import (
     HookReceipt,
 )
 from shipyard.shared.services import apps, hook_config, pipelines, webhooks
-from shipyard.shared.services.webhooks import DeliveryRejected, Receipt, RejectionCounter
+from shipyard.shared.services.webhooks import (
+    DeliveryRejected,
+    Outcome,
+    Receipt,
+    RejectionCounter,
+)
 
 log = structlog.get_logger(__name__)
 public_router = APIRouter(prefix="/hooks", tags=["hooks"])
 router = APIRouter(tags=["hooks"])
 _T = TypeVar("_T")
+# A ping or a redelivery is answered at once; what was (or was not) started now, as accepted.
+STATUS_BY_OUTCOME: dict[Outcome, int] = {
+    "ping": 200,
+    "duplicate": 200,
+    "started": 202,
+    "ignored": 202,
+}
 
 
 async def raw_body(request: Request) -> bytes:
@@ -74,7 +86,9 @@ def _answer(session: SessionDep, publish: PublisherDep, receipt: Receipt) -> JSO
             for p in receipt.pipelines
         ],
     )
-    return JSONResponse(answer.model_dump(mode="json"), status_code=receipt.status_code)
+    return JSONResponse(
+        answer.model_dump(mode="json"), status_code=STATUS_BY_OUTCOME[receipt.outcome]
+    )
 
 
 @public_router.post("/github", response_model=HookReceipt)

@@ -49,9 +49,7 @@ Outcome = Literal["started", "duplicate", "ignored", "ping"]
 
 
 class DeliveryRejected(ShipyardError):
-    """A delivery that could not be authenticated: 401, and nothing stored."""
-
-    status_code = 401
+    """A delivery that could not be authenticated: refused, and nothing stored."""
 
     def __init__(self, reason: str) -> None:
         super().__init__("the delivery could not be authenticated (see the hooks documentation)")
@@ -291,11 +289,6 @@ class Receipt:
     reason: str | None = None
     pipelines: list[Pipeline] = field(default_factory=list)
     started: list[Pipeline] = field(default_factory=list)
-
-    @property
-    def status_code(self) -> int:
-        """200 for a ping or a redelivery, 202 for what was (or was not) started now."""
-        return 200 if self.outcome in ("duplicate", "ping") else 202
 
 
 def receive(*, session: Session, delivery: Delivery, recipients: list[App]) -> Receipt:
