@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -34,6 +35,7 @@ from shipyard.shared.models import (
     WebhookConfig,
     WebhookDelivery,
 )
+from shipyard.shared.schemas import GenericHook
 from shipyard.shared.services import pipelines
 from shipyard.shared.stages import PipelineKind
 
@@ -268,6 +270,16 @@ def parse_generic(delivery_id: str | None, environment: str, ref: str) -> Delive
         environment=environment,
         ref=ref,
     )
+
+
+def parse_generic_body(body: bytes, delivery_id: str | None) -> Delivery:
+    """What an authenticated generic delivery's body asks for; InvalidInput naming bad fields."""
+    try:
+        data = GenericHook.model_validate_json(body)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "body" for e in exc.errors())
+        raise InvalidInput(f"invalid generic hook body ({fields})") from None
+    return parse_generic(delivery_id, data.environment, data.ref)
 
 
 def _require_json(body: bytes) -> dict[str, Any]:

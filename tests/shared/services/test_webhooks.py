@@ -267,6 +267,23 @@ def test_a_delivery_without_an_id_is_refused() -> None:
         webhooks.parse_gitlab(b"{}", "x" * 101, "Push Hook")
 
 
+def test_a_generic_body_is_validated_and_its_bad_fields_named() -> None:
+    body = encode({"app": "web", "environment": "production", "ref": "v2"})
+
+    delivery = webhooks.parse_generic_body(body, "ci-1")
+
+    assert (delivery.provider, delivery.delivery_id, delivery.event) == (
+        "generic",
+        "ci-1",
+        "deploy",
+    )
+    assert (delivery.environment, delivery.ref) == ("production", "v2")
+    with pytest.raises(InvalidInput, match=r"^invalid generic hook body \(ref\)$"):
+        webhooks.parse_generic_body(encode({**json.loads(body), "ref": "--upload-pack=x"}), None)
+    with pytest.raises(InvalidInput, match=r"^invalid generic hook body \(body\)$"):
+        webhooks.parse_generic_body(b"not json", None)
+
+
 GITLAB_PUSH = {
     "object_kind": "push",
     "event_name": "push",
