@@ -33,13 +33,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 class Unauthorized(ShipyardError):
     """No token, or a wrong one."""
 
-    status_code = 401
-
 
 class Forbidden(ShipyardError):
     """A valid token without the scope the request needs."""
-
-    status_code = 403
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -10,9 +11,38 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from shipyard.shared.exceptions import ShipyardError
+from shipyard.api.auth import Forbidden, Unauthorized
+from shipyard.shared.exceptions import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    ShipyardError,
+)
+from shipyard.shared.services.webhooks import DeliveryRejected
 
 log = structlog.get_logger(__name__)
+
+# The one place an error meets HTTP. A class not listed answers with its nearest listed base's
+# status, as Starlette looks up `exception_handlers` along the class's MRO.
+STATUS_BY_ERROR: Mapping[type[ShipyardError], int] = {
+    ShipyardError: 400,
+    Unauthorized: 401,
+    DeliveryRejected: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    ServiceUnavailable: 503,
+}
+
+
+def status_for(error: ShipyardError) -> int:
+    """The HTTP status of `error`: its class's in `STATUS_BY_ERROR`, else its nearest base's."""
+    for cls in type(error).__mro__:
+        if issubclass(cls, ShipyardError) and cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return STATUS_BY_ERROR[ShipyardError]  # unreached: every error descends from ShipyardError
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -22,8 +52,10 @@ def _describe(error: dict[str, Any]) -> str:
 
 async def _shipyard_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ShipyardError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+    status = status_for(exc)
+    # A 401 names the scheme that would authenticate the request (RFC 9110 §11.6.1).
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -1,10 +1,9 @@
-"""The errors users see. Each maps to one HTTP status in the API and one clear CLI message."""
+"""The errors users see, each with one clear message; the API's table (`api/errors.py`) gives
+each class its HTTP status."""
 
 
 class ShipyardError(Exception):
     """Base class: the message is safe to show to a user (no secrets, no tracebacks)."""
-
-    status_code = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -14,25 +13,17 @@ class ShipyardError(Exception):
 class NotFound(ShipyardError):
     """An app, environment, pipeline or release that does not exist."""
 
-    status_code = 404
-
 
 class Conflict(ShipyardError):
     """A duplicate name, or an operation the current state does not allow."""
-
-    status_code = 409
 
 
 class InvalidInput(ShipyardError):
     """Input that is well-formed JSON but not acceptable."""
 
-    status_code = 422
-
 
 class ServiceUnavailable(ShipyardError):
     """The database or the broker cannot be reached right now."""
-
-    status_code = 503
 
 
 class ConfigurationError(ShipyardError):

@@ -2,34 +2,52 @@
 
 `public_router` is mounted without the bearer-token dependency: its routes authenticate each
 delivery by its signature instead. `router` holds the token-protected configuration routes.
+Every provider's delivery route is the one skeleton `_delivery_route`, given its row of
+`PROVIDERS`: the headers it sends and the services that authenticate and read its deliveries.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the delivery route's `headers` annotation names
+# its provider's dependency, which FastAPI must receive as an object, not as a name to look up.
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from sqlmodel import Session
 
 from shipyard.api.deps import PublisherDep, SecretBoxDep, SessionDep
-from shipyard.shared.exceptions import InvalidInput
+from shipyard.shared.crypto import SecretBox
+from shipyard.shared.models import App
 from shipyard.shared.schemas import (
-    GenericHook,
     HookConfigPublic,
     HookConfigUpdate,
     HookDeliveryPublic,
     HookReceipt,
 )
 from shipyard.shared.services import apps, hook_config, pipelines, webhooks
-from shipyard.shared.services.webhooks import DeliveryRejected, Receipt, RejectionCounter
+from shipyard.shared.services.webhooks import (
+    Delivery,
+    DeliveryRejected,
+    Outcome,
+    Receipt,
+    RejectionCounter,
+)
 
 log = structlog.get_logger(__name__)
 public_router = APIRouter(prefix="/hooks", tags=["hooks"])
 router = APIRouter(tags=["hooks"])
 _T = TypeVar("_T")
+# A ping or a redelivery is answered at once (200); a delivery that started, or did not start,
+# something now is accepted (202).
+STATUS_BY_OUTCOME: dict[Outcome, int] = {
+    "ping": 200,
+    "duplicate": 200,
+    "started": 202,
+    "ignored": 202,
+}
 
 
 async def raw_body(request: Request) -> bytes:
@@ -44,6 +62,88 @@ def get_rejections(request: Request) -> RejectionCounter:
 
 RawBody = Annotated[bytes, Depends(raw_body)]
 RejectionsDep = Annotated[RejectionCounter, Depends(get_rejections)]
+
+
+@dataclass(frozen=True)
+class DeliveryHeaders:
+    """What a delivery's headers say, whatever its provider names them."""
+
+    credential: str | None  # the body's `sha256=` signature, or GitLab's shared token
+    delivery_id: str | None
+    event: str | None = None  # the generic hook sends none
+
+
+def github_headers(
+    signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
+    event: Annotated[str | None, Header(alias="X-GitHub-Event")] = None,
+    delivery_id: Annotated[str | None, Header(alias="X-GitHub-Delivery")] = None,
+) -> DeliveryHeaders:
+    """A GitHub delivery's headers."""
+    return DeliveryHeaders(credential=signature, delivery_id=delivery_id, event=event)
+
+
+def gitlab_headers(
+    token: Annotated[str | None, Header(alias="X-Gitlab-Token")] = None,
+    event: Annotated[str | None, Header(alias="X-Gitlab-Event")] = None,
+    delivery_id: Annotated[str | None, Header(alias="X-Gitlab-Event-UUID")] = None,
+) -> DeliveryHeaders:
+    """A GitLab delivery's headers."""
+    return DeliveryHeaders(credential=token, delivery_id=delivery_id, event=event)
+
+
+def generic_headers(
+    signature: Annotated[str | None, Header(alias="X-Shipyard-Signature-256")] = None,
+    delivery_id: Annotated[str | None, Header(alias="X-Shipyard-Delivery")] = None,
+) -> DeliveryHeaders:
+    """A generic delivery's headers."""
+    return DeliveryHeaders(credential=signature, delivery_id=delivery_id)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A sender of deliveries: its route's name and description, the headers it sends, and the
+    services (in `shared/services/webhooks.py`) that authenticate and read what it sends."""
+
+    name: str  # the path under /hooks, the route's name, and the key its rejections count under
+    description: str
+    headers: Callable[..., DeliveryHeaders]  # a dependency declaring the provider's headers
+    authenticate: Callable[[Session, SecretBox, bytes, str | None], list[App]]
+    parse: Callable[[bytes, DeliveryHeaders], Delivery]
+
+
+PROVIDERS = (
+    Provider(
+        name="github",
+        description="A GitHub delivery (`push`, `ping`), signed with the app's webhook secret.",
+        headers=github_headers,
+        authenticate=lambda session, box, body, signature: webhooks.authenticate_github(
+            session=session, box=box, body=body, signature=signature
+        ),
+        parse=lambda body, headers: webhooks.parse_github(body, headers.delivery_id, headers.event),
+    ),
+    Provider(
+        name="gitlab",
+        description=(
+            "A GitLab delivery (`Push Hook`, `Tag Push Hook`), carrying the app's secret token."
+        ),
+        headers=gitlab_headers,
+        authenticate=lambda session, box, body, token: webhooks.authenticate_gitlab(
+            session=session, box=box, body=body, token=token
+        ),
+        parse=lambda body, headers: webhooks.parse_gitlab(body, headers.delivery_id, headers.event),
+    ),
+    Provider(
+        name="generic",
+        description=(
+            'Any CI system: `{"app", "environment", "ref"}`, signed with the app\'s webhook secret.'
+        ),
+        headers=generic_headers,
+        authenticate=lambda session, box, body, signature: [
+            webhooks.authenticate_generic(session=session, box=box, body=body, signature=signature)
+        ],
+        parse=lambda body, headers: webhooks.parse_generic_body(body, headers.delivery_id),
+    ),
+)
 
 
 def _authenticate(
@@ -74,87 +174,45 @@ def _answer(session: SessionDep, publish: PublisherDep, receipt: Receipt) -> JSO
             for p in receipt.pipelines
         ],
     )
-    return JSONResponse(answer.model_dump(mode="json"), status_code=receipt.status_code)
-
-
-@public_router.post("/github", response_model=HookReceipt)
-def github(
-    request: Request,
-    body: RawBody,
-    session: SessionDep,
-    box: SecretBoxDep,
-    publish: PublisherDep,
-    rejections: RejectionsDep,
-    signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
-    event: Annotated[str | None, Header(alias="X-GitHub-Event")] = None,
-    delivery_id: Annotated[str | None, Header(alias="X-GitHub-Delivery")] = None,
-) -> JSONResponse:
-    """A GitHub delivery (`push`, `ping`), signed with the app's webhook secret."""
-    recipients = _authenticate(
-        request,
-        rejections,
-        "github",
-        lambda: webhooks.authenticate_github(
-            session=session, box=box, body=body, signature=signature
-        ),
+    return JSONResponse(
+        answer.model_dump(mode="json"), status_code=STATUS_BY_OUTCOME[receipt.outcome]
     )
-    delivery = webhooks.parse_github(body, delivery_id, event)
-    receipt = webhooks.receive(session=session, delivery=delivery, recipients=recipients)
-    return _answer(session, publish, receipt)
 
 
-@public_router.post("/gitlab", response_model=HookReceipt)
-def gitlab(
-    request: Request,
-    body: RawBody,
-    session: SessionDep,
-    box: SecretBoxDep,
-    publish: PublisherDep,
-    rejections: RejectionsDep,
-    token: Annotated[str | None, Header(alias="X-Gitlab-Token")] = None,
-    event: Annotated[str | None, Header(alias="X-Gitlab-Event")] = None,
-    delivery_id: Annotated[str | None, Header(alias="X-Gitlab-Event-UUID")] = None,
-) -> JSONResponse:
-    """A GitLab delivery (`Push Hook`, `Tag Push Hook`), carrying the app's secret token."""
-    recipients = _authenticate(
-        request,
-        rejections,
-        "gitlab",
-        lambda: webhooks.authenticate_gitlab(session=session, box=box, body=body, token=token),
+def _delivery_route(provider: Provider) -> Callable[..., JSONResponse]:
+    """The route receiving `provider`'s deliveries: authenticate, read, record, start."""
+
+    def receive_delivery(
+        request: Request,
+        body: RawBody,
+        session: SessionDep,
+        box: SecretBoxDep,
+        publish: PublisherDep,
+        rejections: RejectionsDep,
+        headers: Annotated[DeliveryHeaders, Depends(provider.headers)],
+    ) -> JSONResponse:
+        recipients = _authenticate(
+            request,
+            rejections,
+            provider.name,
+            lambda: provider.authenticate(session, box, body, headers.credential),
+        )
+        delivery = provider.parse(body, headers)
+        receipt = webhooks.receive(session=session, delivery=delivery, recipients=recipients)
+        return _answer(session, publish, receipt)
+
+    return receive_delivery
+
+
+for _provider in PROVIDERS:
+    public_router.add_api_route(
+        f"/{_provider.name}",
+        _delivery_route(_provider),
+        methods=["POST"],
+        name=_provider.name,
+        description=_provider.description,
+        response_model=HookReceipt,
     )
-    delivery = webhooks.parse_gitlab(body, delivery_id, event)
-    receipt = webhooks.receive(session=session, delivery=delivery, recipients=recipients)
-    return _answer(session, publish, receipt)
-
-
-@public_router.post("/generic", response_model=HookReceipt)
-def generic(
-    request: Request,
-    body: RawBody,
-    session: SessionDep,
-    box: SecretBoxDep,
-    publish: PublisherDep,
-    rejections: RejectionsDep,
-    signature: Annotated[str | None, Header(alias="X-Shipyard-Signature-256")] = None,
-    delivery_id: Annotated[str | None, Header(alias="X-Shipyard-Delivery")] = None,
-) -> JSONResponse:
-    """Any CI system: `{"app", "environment", "ref"}`, signed with the app's webhook secret."""
-    app = _authenticate(
-        request,
-        rejections,
-        "generic",
-        lambda: webhooks.authenticate_generic(
-            session=session, box=box, body=body, signature=signature
-        ),
-    )
-    try:
-        data = GenericHook.model_validate_json(body)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) or "body" for e in exc.errors())
-        raise InvalidInput(f"invalid generic hook body ({fields})") from None
-    delivery = webhooks.parse_generic(delivery_id, data.environment, data.ref)
-    receipt = webhooks.receive(session=session, delivery=delivery, recipients=[app])
-    return _answer(session, publish, receipt)
 
 
 @router.get("/hooks/stats")

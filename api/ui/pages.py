@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from shipyard.api.deps import SecretBoxDep, SessionDep, SettingsDep
+from shipyard.api.errors import status_for
 from shipyard.api.ui.rendering import PageRoute, ViewerDep, page
 from shipyard.shared.exceptions import ShipyardError
 from shipyard.shared.services import activity, apps, history, releases
@@ -123,7 +124,7 @@ def diff_page(
     except _Refused as exc:
         context["error"], status = str(exc), 422
     except ShipyardError as exc:
-        context["error"], status = exc.message, exc.status_code
+        context["error"], status = exc.message, status_for(exc)
     return page(request, "diff.html", context, status_code=status)
 
 
@@ -157,5 +158,5 @@ def at_page(
     except _Refused as exc:
         context["error"], status = str(exc), 422
     except ShipyardError as exc:
-        context["error"], status = exc.message, exc.status_code
+        context["error"], status = exc.message, status_for(exc)
     return page(request, "at.html", context, status_code=status)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shipyard.api.auth import ADMIN, Forbidden, Principal, Unauthorized, principal_for
 from shipyard.api.deps import SessionDep, SettingsDep
+from shipyard.api.errors import status_for
 from shipyard.api.ui import sessions
 from shipyard.shared.exceptions import ShipyardError
 
@@ -137,7 +138,7 @@ class PageRoute(APIRoute):
                 target = quote(request.url.path, safe="/")
                 return RedirectResponse(f"/ui/sign-in?next={target}", status_code=303)
             except ShipyardError as exc:
-                return error_page(request, exc.status_code, exc.message)
+                return error_page(request, status_for(exc), exc.message)
             except (RequestValidationError, ValidationError) as exc:
                 return error_page(request, 422, _validation_message(list(exc.errors())))
             except IntegrityError:

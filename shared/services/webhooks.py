@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -34,6 +35,7 @@ from shipyard.shared.models import (
     WebhookConfig,
     WebhookDelivery,
 )
+from shipyard.shared.schemas import GenericHook
 from shipyard.shared.services import pipelines
 from shipyard.shared.stages import PipelineKind
 
@@ -49,9 +51,7 @@ Outcome = Literal["started", "duplicate", "ignored", "ping"]
 
 
 class DeliveryRejected(ShipyardError):
-    """A delivery that could not be authenticated: 401, and nothing stored."""
-
-    status_code = 401
+    """A delivery that could not be authenticated: refused, and nothing stored."""
 
     def __init__(self, reason: str) -> None:
         super().__init__("the delivery could not be authenticated (see the hooks documentation)")
@@ -272,6 +272,16 @@ def parse_generic(delivery_id: str | None, environment: str, ref: str) -> Delive
     )
 
 
+def parse_generic_body(body: bytes, delivery_id: str | None) -> Delivery:
+    """What an authenticated generic delivery's body asks for; InvalidInput naming bad fields."""
+    try:
+        data = GenericHook.model_validate_json(body)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "body" for e in exc.errors())
+        raise InvalidInput(f"invalid generic hook body ({fields})") from None
+    return parse_generic(delivery_id, data.environment, data.ref)
+
+
 def _require_json(body: bytes) -> dict[str, Any]:
     payload = _json_object(body)
     if payload is None:
@@ -291,11 +301,6 @@ class Receipt:
     reason: str | None = None
     pipelines: list[Pipeline] = field(default_factory=list)
     started: list[Pipeline] = field(default_factory=list)
-
-    @property
-    def status_code(self) -> int:
-        """200 for a ping or a redelivery, 202 for what was (or was not) started now."""
-        return 200 if self.outcome in ("duplicate", "ping") else 202
 
 
 def receive(*, session: Session, delivery: Delivery, recipients: list[App]) -> Receipt:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from shipyard.api.routers.hooks import PROVIDERS
 from shipyard.shared.events import Event, PipelineQueued
-from shipyard.shared.services.webhooks import sign
+from shipyard.shared.services.webhooks import HOOK_PATHS, sign
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SECRET = "It's a Secret to Everybody"
@@ -241,3 +242,7 @@ def test_hook_config_needs_admin_and_names_existing_environments(
     assert missing.status_code == 404
     assert both.status_code == 422
     assert unconfigured.status_code == 404
+
+
+def test_every_provider_has_its_route_at_the_url_the_config_shows() -> None:
+    assert {p.name: f"/v1/hooks/{p.name}" for p in PROVIDERS} == HOOK_PATHS
