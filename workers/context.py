@@ -39,7 +39,7 @@ class WorkerContext:
             settings=settings,
             celery=celery,
             box=settings.secret_box(),
-            store=open_store(settings),
+            store=_artifact_store(settings),
             # A broker that does not answer fails the lock or the live log, never hangs them.
             redis=redis.Redis.from_url(
                 settings.redis_url, socket_timeout=5, socket_connect_timeout=5
@@ -47,3 +47,14 @@ class WorkerContext:
             router=RuntimeAPI(settings.router_socket),
             docker=DockerEngine(),
         )
+
+
+def _artifact_store(settings: Settings) -> ArtifactStore:
+    password = settings.registry_password
+    return open_store(
+        settings.artifact_store_location,
+        cache_dir=settings.artifact_cache_dir,
+        username=settings.registry_username,
+        password=password.get_secret_value() if password is not None else None,
+        ca_file=settings.registry_ca_file,
+    )

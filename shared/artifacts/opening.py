@@ -6,28 +6,32 @@ interface, and this module imports the backends.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from shipyard.shared.artifacts.files import FileStore
+from shipyard.shared.artifacts.location import StoreLocation
 from shipyard.shared.artifacts.oci import RegistryStore
 from shipyard.shared.artifacts.registry import RegistryClient
 from shipyard.shared.artifacts.store import ArtifactStore
 
-if TYPE_CHECKING:
-    from shipyard.shared.settings import Settings
 
+def open_store(
+    location: StoreLocation,
+    *,
+    cache_dir: Path,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
+) -> ArtifactStore:
+    """The store `location` names (SHIPYARD_ARTIFACT_STORE): a directory, or a registry with
+    its long-lived HTTP client, whose pulled copies are kept in `cache_dir`.
 
-def open_store(settings: Settings) -> ArtifactStore:
-    """The store SHIPYARD_ARTIFACT_STORE names, with its long-lived HTTP client if any."""
-    location = settings.artifact_store_location
+    Plain values, not the settings: the settings parse the location with this package, so the
+    package stays below them."""
     if location.registry is None:
         assert location.directory is not None
         return FileStore(location.directory)
-    password = settings.registry_password
     client = RegistryClient(
-        location.registry,
-        username=settings.registry_username,
-        password=password.get_secret_value() if password is not None else None,
-        ca_file=settings.registry_ca_file,
+        location.registry, username=username, password=password, ca_file=ca_file
     )
-    return RegistryStore(client, FileStore(settings.artifact_cache_dir))
+    return RegistryStore(client, FileStore(cache_dir))
