@@ -189,6 +189,8 @@ def _killed_supervisor(tmp_path: Path) -> tuple[Path, int]:
     finally:
         supervisor.kill()
         supervisor.wait()
+        if supervisor.stdout is not None:
+            supervisor.stdout.close()
     return state, child
 
 
