@@ -27,7 +27,7 @@ from shipyard.shared import constants
 from shipyard.shared.broker import make_celery
 from shipyard.shared.db import StatementCounter, get_engine, session_scope
 from shipyard.shared.services import apps, pipelines
-from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import Settings
 from shipyard.shared.stages import PipelineKind, Stage
 from shipyard.workers import source

@@ -20,7 +20,7 @@ from shipyard.shared.events import (
     ReleaseCreated,
 )
 from shipyard.shared.models import utcnow
-from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import get_settings
 from shipyard.shared.stages import STAGE_ROUTES, Stage
 from shipyard.workers.app import app

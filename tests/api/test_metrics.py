@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from shipyard.shared.db import get_engine
 from shipyard.shared.models import App, Environment, Pipeline, StageRun, StageStatus, utcnow
-from shipyard.shared.services import deployments, pipelines
+from shipyard.shared.services import deployments, stage_runs
 from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
@@ -84,12 +84,12 @@ def test_the_figures_match_the_store(client: TestClient, settings: Settings) -> 
             session.commit()
         # production: one queued two minutes ago, one building, one failed.
         queued = make_pipeline(session, app, production)
-        for run in pipelines.stages_of(session=session, pipeline_id=queued.id):
+        for run in stage_runs.stages_of(session=session, pipeline_id=queued.id):
             if run.name == "build":
                 run.queued_at = utcnow() - timedelta(seconds=120)
                 session.add(run)
         building = make_pipeline(session, app, production)
-        claim = pipelines.claim_stage(
+        claim = stage_runs.claim_stage(
             session=session,
             pipeline_id=building.id,
             stage="build",
@@ -98,7 +98,7 @@ def test_the_figures_match_the_store(client: TestClient, settings: Settings) -> 
         )
         assert claim.run is not None
         failed = make_pipeline(session, app, production)
-        pipelines.fail_pipeline(session=session, pipeline=failed, error="broker away")
+        stage_runs.fail_pipeline(session=session, pipeline=failed, error="broker away")
         session.commit()
         # What the store says, counted here independently of the collector's queries.
         by_status = Counter(p.status for p in session.exec(select(Pipeline)))

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
 from shipyard.shared.models import App, Pipeline
-from shipyard.shared.services import deployments, pipelines, releases
+from shipyard.shared.services import deployments, pipelines, releases, stage_runs
 from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact
 
@@ -36,11 +36,11 @@ class FakeWorkers:
         """Run the pipeline's remaining stages to its end."""
         with Session(get_engine(self.settings.sqlalchemy_url)) as session:
             pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
-            for run in pipelines.stages_of(session=session, pipeline_id=pipeline_id):
+            for run in stage_runs.stages_of(session=session, pipeline_id=pipeline_id):
                 if run.status not in ("queued", "pending"):
                     continue
                 if run.name in self.failures:
-                    pipelines.fail_stage(
+                    stage_runs.fail_stage(
                         session=session,
                         pipeline=pipeline,
                         stage=run.name,
@@ -48,7 +48,7 @@ class FakeWorkers:
                     )
                     break
                 result_id = getattr(self, f"_{run.name}")(session, pipeline)
-                pipelines.complete_stage(
+                stage_runs.complete_stage(
                     session=session, pipeline=pipeline, stage=run.name, result_id=result_id
                 )
             session.commit()

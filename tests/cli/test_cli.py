@@ -16,7 +16,7 @@ from shipyard.cli.main import app as shipyard_app
 from shipyard.cli.main import main
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
-from shipyard.shared.services import apps, pipelines
+from shipyard.shared.services import apps, stage_runs
 from shipyard.shared.settings import Settings
 from tests.cli.conftest import Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
@@ -207,7 +207,7 @@ def test_pipelines_show_prints_a_stage_error_verbatim(run: Shipyard, settings: S
         app = apps.get_app(session=session, name="web")
         environment = apps.get_environment(session=session, app=app, name="staging")
         pipeline = make_pipeline(session, app, environment)
-        pipelines.fail_stage(session=session, pipeline=pipeline, stage="build", error=error)
+        stage_runs.fail_stage(session=session, pipeline=pipeline, stage="build", error=error)
         session.commit()
         pipeline_id = str(pipeline.id)
 

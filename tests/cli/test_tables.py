@@ -23,6 +23,7 @@ from shipyard.shared.services import (
     pipelines,
     rollbacks,
     schedules,
+    stage_runs,
 )
 from shipyard.shared.settings import Settings
 from tests.cli.conftest import NOW, Shipyard
@@ -97,7 +98,7 @@ def test_releases_marks_the_live_release_and_one_that_never_ran(
         _go_live(session, release, release.pipeline_id, "deploy", created + timedelta(minutes=1))
     v3.created_at = _ago(minutes=40)
     never_run = pipelines.get_pipeline(session=session, pipeline_id=v3.pipeline_id)
-    pipelines.fail_stage(session=session, pipeline=never_run, stage="run", error="no web process")
+    stage_runs.fail_stage(session=session, pipeline=never_run, stage="run", error="no web process")
     session.commit()
     rollback = rollbacks.create_rollback_pipeline(
         session=session, app=app, environment=staging, to_version=1, trigger="cli"
@@ -129,7 +130,7 @@ def test_pipelines_show_puts_a_multi_line_stage_error_below_the_table(
     app, staging = web
     pipeline = make_pipeline(session, app, staging)
     pipeline.created_at = _ago(minutes=3)
-    claim = pipelines.claim_stage(
+    claim = stage_runs.claim_stage(
         session=session,
         pipeline_id=pipeline.id,
         stage="build",
@@ -138,7 +139,7 @@ def test_pipelines_show_puts_a_multi_line_stage_error_below_the_table(
     )
     assert claim.run is not None
     artifact = make_artifact(session, app, "one")
-    pipelines.complete_stage(
+    stage_runs.complete_stage(
         session=session,
         pipeline=pipeline,
         stage="build",
@@ -146,19 +147,19 @@ def test_pipelines_show_puts_a_multi_line_stage_error_below_the_table(
         cache_hit=True,
         artifact_id=artifact.id,
     )
-    pipelines.claim_stage(
+    stage_runs.claim_stage(
         session=session,
         pipeline_id=pipeline.id,
         stage="release",
         hostname="release@ci-runner-7.example.internal",
         stale_after=45,
     )
-    pipelines.fail_stage(
+    stage_runs.fail_stage(
         session=session, pipeline=pipeline, stage="release", error=TRACEBACK, output="migrating"
     )
     session.commit()
     stages = {
-        run.name: run for run in pipelines.stages_of(session=session, pipeline_id=pipeline.id)
+        run.name: run for run in stage_runs.stages_of(session=session, pipeline_id=pipeline.id)
     }
     times = {"build": (180, 176.8), "release": (176, 113)}
     for name, (started, finished) in times.items():

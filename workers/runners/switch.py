@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import httpx
 import structlog
@@ -17,6 +18,22 @@ from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.runners.base import ReleaseSpec, Runner
 
 log = structlog.get_logger(__name__)
+
+
+class SwitchRecorder(Protocol):
+    """Where the switch records each step as it is taken (the run stage: in the store)."""
+
+    def started(self, processes: list[ProcessRecord]) -> None:
+        """The new processes exist: recorded before the health check (see health_gated_start)."""
+
+    def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+        """The new processes are healthy and live now; returns those of what they replace."""
+
+    def switched(self) -> None:
+        """The router sends the new processes their traffic."""
+
+    def retired(self) -> None:
+        """What was replaced is stopped."""
 
 
 def wait_healthy(
@@ -84,20 +101,18 @@ def health_gated_start(
 def switch(
     runner: Runner,
     spec: ReleaseSpec,
-    go_live: Callable[[list[ProcessRecord]], list[ProcessRecord] | None],
-    started: Callable[[list[ProcessRecord]], None] | None = None,
+    recorder: SwitchRecorder,
     traffic: Traffic | None = None,
-    switched: Callable[[], None] | None = None,
 ) -> list[ProcessRecord]:
-    """Start `spec` healthy, record it live via `go_live`, send it the traffic, drain what it
-    replaced, then stop that. Returns the new processes.
+    """Start `spec` healthy, record it live, send it the traffic, drain what it replaced, then
+    stop that; `recorder` records each step. Returns the new processes.
 
     Without a router on this host (`traffic` None) the old processes stop right after the
     switch is recorded, as each release answers on its own port then.
     """
-    processes = health_gated_start(runner, spec, started)
+    processes = health_gated_start(runner, spec, recorder.started)
     try:
-        previous = go_live(processes)
+        previous = recorder.go_live(processes)
     except BaseException:
         runner.stop(processes)
         raise
@@ -108,8 +123,7 @@ def switch(
             # Live in the store already: the router catches up at its next restore.
             log.error("router.serve_failed", error=exc.message)
             traffic = None
-    if switched is not None:
-        switched()
+        recorder.switched()
     if traffic is not None and previous:
         try:
             traffic.retire(previous)
@@ -119,4 +133,6 @@ def switch(
     if previous:
         runner.stop(previous)
         log.info("run.previous_stopped", processes=len(previous))
+    if previous is not None:  # a deployment was replaced, even one without processes
+        recorder.retired()
     return processes

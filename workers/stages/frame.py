@@ -25,9 +25,9 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.logging import forget_secrets, redact
 from shipyard.shared.metrics import instruments
 from shipyard.shared.models import Pipeline, utcnow
-from shipyard.shared.services import notifications, pipelines
+from shipyard.shared.services import notifications, pipelines, stage_runs
 from shipyard.shared.services import reconcile as reconciler
-from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.stages import Stage
 from shipyard.workers.context import WorkerContext
 
@@ -71,7 +71,7 @@ def execute(
     structlog.contextvars.bind_contextvars(pipeline_id=str(pipeline_id), stage=stage)
     try:
         with session_scope(context.db_url) as session:
-            claim = pipelines.claim_stage(
+            claim = stage_runs.claim_stage(
                 session=session,
                 pipeline_id=pipeline_id,
                 stage=stage,
@@ -89,7 +89,7 @@ def execute(
         log.info("stage.started", attempt=claim.run.attempt)
         try:
             _run_claimed(context, claim.pipeline, stage, claim.run.attempt, work)
-        except pipelines.StageSuperseded:
+        except stage_runs.StageSuperseded:
             # Another worker took the stage over while this one was silent: its result stands.
             log.warning("stage.superseded", attempt=claim.run.attempt)
         return claim.outcome
@@ -148,10 +148,10 @@ def _heartbeat(
         while not stop.wait(context.settings.heartbeat_seconds):
             try:
                 with session_scope(context.db_url) as session:
-                    pipelines.heartbeat(
+                    stage_runs.heartbeat(
                         session=session, pipeline_id=pipeline_id, stage=stage, attempt=attempt
                     )
-            except pipelines.StageSuperseded:
+            except stage_runs.StageSuperseded:
                 log.warning("stage.superseded_while_running", attempt=attempt)
                 return
             except Exception:  # a missed beat is retried; only a long silence matters
@@ -172,7 +172,7 @@ def _record_success(
     """One transaction: the fenced result, what the stage made, its rows, the next stage queued
     (`pipeline` is the row the claim returned: nothing is read again)."""
     with session_scope(context.db_url) as session:
-        events = pipelines.complete_stage(
+        events = stage_runs.complete_stage(
             session=session,
             pipeline=pipeline,
             stage=stage,
@@ -210,7 +210,7 @@ def _record_failure(
     output = redact(output) if output is not None else None
     with session_scope(context.db_url) as session:
         pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
-        woken = pipelines.fail_stage(
+        woken = stage_runs.fail_stage(
             session=session,
             pipeline=pipeline,
             stage=stage,

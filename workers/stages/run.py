@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import structlog
 
@@ -45,49 +46,67 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     runner = get_runner(environment.runner, context)
     if deployment.processes:  # left by an attempt whose worker died during the health check
         runner.stop(deployment.processes)
+    traffic = traffic_for(context, environment, spec.app)
+    recorder = DeploymentRecorder(context.db_url, deployment, routed=traffic is not None)
+    try:
+        switch(runner, spec, recorder, traffic)
+    except ShipyardError as exc:
+        recorder.failed(exc.message)
+        raise StageFailed(exc.message) from exc
+    log.info("run.live", deployment_id=str(deployment.id))
+    return result
 
-    def started(processes: list[ProcessRecord]) -> None:
-        with session_scope(context.db_url) as session:
+
+@dataclass
+class DeploymentRecorder:
+    """What the switch does to one deployment, each step committed in a transaction of its own,
+    not with the stage's result: the processes and the traffic really are what it records from
+    then on, whatever happens to this attempt (a takeover finds them recorded)."""
+
+    db_url: str
+    deployment: Deployment
+    routed: bool  # a router on this host sends the traffic; else going live is the switch
+    replaced: uuid.UUID | None = None  # the deployment that going live superseded
+
+    def started(self, processes: list[ProcessRecord]) -> None:
+        """The new processes exist (before their health check)."""
+        with session_scope(self.db_url) as session:
             deployments.set_processes(
-                session=session, deployment_id=deployment.id, processes=processes
+                session=session, deployment_id=self.deployment.id, processes=processes
             )
 
-    replaced: list[uuid.UUID] = []
-    traffic = traffic_for(context, environment, spec.app)
-
-    def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
-        with session_scope(context.db_url) as session:
+    def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+        """The deployment is live; returns the processes of the one it replaced, if any."""
+        with session_scope(self.db_url) as session:
             previous = deployments.go_live(
                 session=session,
-                deployment=deployment,
+                deployment=self.deployment,
                 processes=processes,
                 # No router here: each release answers on its own address, so going live is
                 # the switch, recorded with it.
-                switched=traffic is None,
+                switched=not self.routed,
             )
             if previous is None:
                 return None
-            replaced.append(previous.id)
+            self.replaced = previous.id
             return list(previous.processes)
 
-    def switched() -> None:
-        # Committed at once, not with the stage's result: the router really serves the new
-        # release from now on, whatever happens to this attempt (its takeover finds it live).
-        with session_scope(context.db_url) as session:
-            routes.record_switched(session=session, deployment_id=deployment.id)
+    def switched(self) -> None:
+        """The router serves the deployment from now on."""
+        with session_scope(self.db_url) as session:
+            routes.record_switched(session=session, deployment_id=self.deployment.id)
 
-    try:
-        switch(runner, spec, go_live, started, traffic, switched if traffic else None)
-    except ShipyardError as exc:
-        with session_scope(context.db_url) as session:
-            current = get_row(session, Deployment, deployment.id)
-            deployments.fail_deployment(session=session, deployment=current, error=exc.message)
-        raise StageFailed(exc.message) from exc
-    if replaced:  # its processes are stopped: recorded at once too (see switched)
-        with session_scope(context.db_url) as session:
-            routes.record_retired(session=session, deployment_id=replaced[0])
-    log.info("run.live", deployment_id=str(deployment.id))
-    return result
+    def retired(self) -> None:
+        """The replaced deployment's processes are stopped."""
+        assert self.replaced is not None, "only what went live replaced can be retired"
+        with session_scope(self.db_url) as session:
+            routes.record_retired(session=session, deployment_id=self.replaced)
+
+    def failed(self, error: str) -> None:
+        """The deployment never went live (or its switch broke off): why."""
+        with session_scope(self.db_url) as session:
+            current = get_row(session, Deployment, self.deployment.id)
+            deployments.fail_deployment(session=session, deployment=current, error=error)
 
 
 def traffic_for(context: WorkerContext, environment: Environment, app: str) -> Traffic | None:

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from shipyard.api.ui import live
 from shipyard.shared import build_stream
 from shipyard.shared.db import get_engine
-from shipyard.shared.services import apps, builds, pipelines
+from shipyard.shared.services import apps, builds, pipelines, stage_runs
 from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import sign_in
 from tests.shared.factories import make_pipeline
@@ -40,7 +40,7 @@ def _pipeline(settings: Settings) -> uuid.UUID:
 
 def _claim(settings: Settings, pipeline_id: uuid.UUID, stage: str) -> None:
     with Session(get_engine(settings.sqlalchemy_url)) as session:
-        claim = pipelines.claim_stage(
+        claim = stage_runs.claim_stage(
             session=session,
             pipeline_id=pipeline_id,
             stage=stage,
@@ -54,7 +54,7 @@ def _claim(settings: Settings, pipeline_id: uuid.UUID, stage: str) -> None:
 def _fail(settings: Settings, pipeline_id: uuid.UUID, stage: str, error: str) -> None:
     with Session(get_engine(settings.sqlalchemy_url)) as session:
         pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
-        pipelines.fail_stage(session=session, pipeline=pipeline, stage=stage, error=error)
+        stage_runs.fail_stage(session=session, pipeline=pipeline, stage=stage, error=error)
         session.commit()
 
 

@@ -22,7 +22,7 @@ from shipyard.shared.models import (
     Subscription,
 )
 from shipyard.shared.schemas import SubscriptionCreate
-from shipyard.shared.services import notifications, pipelines, releases, webhooks
+from shipyard.shared.services import notifications, releases, stage_runs, webhooks
 from shipyard.shared.services.notifications import DeliveryState
 from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline
@@ -85,7 +85,7 @@ def test_a_release_stage_success_is_release_created_and_a_failure_is_pipeline_fa
     pipeline.release_id = release.id
 
     created = notifications.pipeline_notices(session=session, pipeline=pipeline, stage="release")
-    pipelines.fail_stage(session=session, pipeline=pipeline, stage="run", error="unhealthy")
+    stage_runs.fail_stage(session=session, pipeline=pipeline, stage="run", error="unhealthy")
     failed = notifications.pipeline_notices(session=session, pipeline=pipeline, stage="run")
     session.commit()
 

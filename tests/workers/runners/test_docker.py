@@ -55,15 +55,24 @@ def image(docker_engine: docker.DockerClient, tmp_path: Path, app: str) -> Built
 
 
 class Live:
-    """What a deployment's go_live records: the processes that are live now."""
+    """What a deployment's switch records: the processes that are live now."""
 
     def __init__(self, runner: DockerRunner) -> None:
         self.runner = runner
         self.processes: list[ProcessRecord] | None = None
 
-    def __call__(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+    def started(self, processes: list[ProcessRecord]) -> None:
+        pass
+
+    def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
         previous, self.processes = self.processes, processes
         return previous
+
+    def switched(self) -> None:
+        pass
+
+    def retired(self) -> None:
+        pass
 
     def switch_to(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         return switch(self.runner, spec, self)

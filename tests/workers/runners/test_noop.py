@@ -73,11 +73,21 @@ def test_the_switch_goes_live_without_a_health_request(store: FileStore, artifac
     previous = runner.start(make_spec(artifact_id, "old"))
     live: list[list[ProcessRecord]] = []
 
-    def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord]:
-        live.append(processes)
-        return previous
+    class Recorder:
+        def started(self, processes: list[ProcessRecord]) -> None:
+            pass
 
-    processes = switch(runner, make_spec(artifact_id), go_live)
+        def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord]:
+            live.append(processes)
+            return previous
+
+        def switched(self) -> None:
+            pass
+
+        def retired(self) -> None:
+            pass
+
+    processes = switch(runner, make_spec(artifact_id), Recorder())
 
     assert live == [processes]
     assert processes[0]["deployment"] == "new"

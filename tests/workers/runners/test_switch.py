@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 
 import httpx
 import pytest
 
+from shipyard.router.runtime import RouterError
+from shipyard.router.traffic import Traffic
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.runners.base import OneOffResult, ReleaseSpec
@@ -88,34 +91,109 @@ def make_spec(deployment_id: str = "new", health_timeout: float = 5.0) -> Releas
     )
 
 
+class Recorder:
+    """What the switch records, as a list of steps (the run stage writes them to the store)."""
+
+    def __init__(self, runner: FakeRunner, previous: list[ProcessRecord] | None = None) -> None:
+        self.runner = runner
+        self.previous = previous  # the processes of what going live replaces
+        self.steps: list[str] = []
+
+    def started(self, processes: list[ProcessRecord]) -> None:
+        self.steps.append(f"started {processes[0]['id']}")
+
+    def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+        old_runs = "old" in self.runner.running
+        self.steps.append(f"live {processes[0]['id']} while old runs: {old_runs}")
+        return self.previous
+
+    def switched(self) -> None:
+        self.steps.append("switched")
+
+    def retired(self) -> None:
+        self.steps.append("retired")
+
+
 def test_a_healthy_release_goes_live_and_then_the_previous_one_stops(
     health: HealthServer,
 ) -> None:
     runner = FakeRunner(health.url)
     runner.running.add("old")
-    previous = [{"type": "web", "id": "old"}]
-    order: list[str] = []
+    recorder = Recorder(runner, previous=[{"type": "web", "id": "old"}])
 
-    def go_live(processes: list[ProcessRecord]) -> list[ProcessRecord]:
-        order.append(f"live {processes[0]['id']} while old runs: {'old' in runner.running}")
-        return previous
-
-    processes = switch(runner, make_spec(), go_live)
+    processes = switch(runner, make_spec(), recorder)
 
     assert [p["id"] for p in processes] == ["new"]
-    assert order == ["live new while old runs: True"]
+    assert recorder.steps == ["started new", "live new while old runs: True", "retired"]
     assert runner.stopped == [["old"]]
     assert runner.running == {"new"}
+
+
+@pytest.mark.parametrize(
+    ("previous", "retired"),
+    [(None, False), ([], True)],
+    ids=["nothing-replaced", "replaced-without-processes"],
+)
+def test_only_a_replaced_deployment_is_retired_even_one_without_processes(
+    health: HealthServer, previous: list[ProcessRecord] | None, retired: bool
+) -> None:
+    runner = FakeRunner(health.url)
+    recorder = Recorder(runner, previous)
+
+    switch(runner, make_spec(), recorder)
+
+    assert ("retired" in recorder.steps) is retired
+    assert runner.stopped == []
+
+
+class FakeTraffic:
+    """The router at the edge: it records what it was told to serve and retire."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.told: list[str] = []
+        self.drained_in: float | None = None
+
+    def serve(self, processes: list[ProcessRecord]) -> None:
+        if self.refuse:
+            raise RouterError("the router is away")
+        self.told.append(f"serve {processes[0]['id']}")
+
+    def retire(self, processes: list[ProcessRecord]) -> None:
+        self.told.append(f"retire {processes[0]['id']}")
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["served", "router-away"])
+def test_with_a_router_the_switch_is_recorded_once_served_and_old_stops_after_its_drain(
+    health: HealthServer, refuse: bool
+) -> None:
+    runner = FakeRunner(health.url)
+    runner.running.add("old")
+    recorder = Recorder(runner, previous=[{"type": "web", "id": "old"}])
+    traffic = FakeTraffic(refuse)
+
+    switch(runner, make_spec(), recorder, cast(Traffic, traffic))
+
+    # Refused, it is live in the store all the same: the router catches up at its next restore.
+    assert recorder.steps == [
+        "started new",
+        "live new while old runs: True",
+        "switched",
+        "retired",
+    ]
+    assert traffic.told == ([] if refuse else ["serve new", "retire old"])
+    assert runner.stopped == [["old"]]
 
 
 def test_when_recording_live_fails_the_new_processes_are_stopped(health: HealthServer) -> None:
     runner = FakeRunner(health.url)
 
-    def go_live(_processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
-        raise RuntimeError("database went away")
+    class Unrecorded(Recorder):
+        def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
+            raise RuntimeError("database went away")
 
     with pytest.raises(RuntimeError, match="database went away"):
-        switch(runner, make_spec(), go_live)
+        switch(runner, make_spec(), Unrecorded(runner))
 
     assert runner.stopped == [["new"]]
     assert runner.running == set()
@@ -124,20 +202,17 @@ def test_when_recording_live_fails_the_new_processes_are_stopped(health: HealthS
 def test_an_unhealthy_release_never_goes_live(health: HealthServer) -> None:
     health.status = 500
     runner = FakeRunner(health.url)
-    went_live: list[list[ProcessRecord]] = []
-
-    def go_live(processes: list[ProcessRecord]) -> None:
-        went_live.append(processes)
+    recorder = Recorder(runner)
 
     with pytest.raises(StageFailed) as caught:
-        switch(runner, make_spec(health_timeout=0.3), go_live)
+        switch(runner, make_spec(health_timeout=0.3), recorder)
 
     assert caught.value.message == (
         "web did not become healthy within 0.3s (GET /health answered 500)\n"
         "--- last output of web ---\n"
         "output of new"
     )
-    assert went_live == []
+    assert recorder.steps == ["started new"]
     assert runner.stopped == [["new"]]
 
 

@@ -15,8 +15,8 @@ from shipyard.shared.db import StatementCounter, get_engine, session_scope
 from shipyard.shared.events import ArtifactBuilt, Event, ReleaseCreated
 from shipyard.shared.models import Build, Pipeline, PipelineStatus, StageRun
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
-from shipyard.shared.services import apps, pipelines
-from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.services import apps, pipelines, stage_runs
+from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import Settings
 from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
@@ -159,7 +159,7 @@ def test_claiming_a_stage_past_the_gate_takes_two_statements(
     event.listen(engine, "before_cursor_execute", record)
     try:
         with session_scope(context.db_url) as session:
-            claim = pipelines.claim_stage(
+            claim = stage_runs.claim_stage(
                 session=session,
                 pipeline_id=pipeline.id,
                 stage="run",

@@ -21,7 +21,7 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.models import App, Pipeline, StageRun
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
 from shipyard.shared.services import apps, pipelines
-from shipyard.shared.services.pipelines import ClaimOutcome
+from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import Settings
 from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
