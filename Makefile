@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test test-fast lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-## Lint, types and the whole test suite (integration tests need Redis and PostgreSQL).
+## Lint, types and the whole test suite, every marker (integration tests need Redis and PostgreSQL).
 test: $(STAMP) lint typecheck pytest
+
+## The inner loop: unit tests only, under two minutes on two cores. It leaves out the kinds of
+## test that pyproject.toml's markers name; `make test` runs them all.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not (integration or docker or browser or network or slow)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Fixtures for real services: Redis, PostgreSQL, and Shipyard's own processes.
+"""Fixtures for real services: Redis, PostgreSQL, and Shipyard's own processes; the markers
+of the tests that use them (`-m docker`, `-m network`, … select by what a test needs).
 
 With SHIPYARD_REQUIRE_SERVICES=1 (as in CI) a missing service fails the test instead of
 skipping it, so that no integration test can silently not run.
@@ -26,6 +27,30 @@ POSTGRES_DSN = os.environ.get(
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO = REPO_ROOT / "examples" / "hello"
+
+# The fixtures that need more than the virtualenv, and the marker (kind) of every test using
+# one, directly or through other fixtures; pyproject.toml says what each kind needs. A new
+# test that uses one is marked without a decorator of its own; tests that start what they need
+# themselves carry `pytestmark` or a decorator instead. Matched by name: no other fixture may
+# take one of these names.
+FIXTURE_KINDS = {
+    "docker_engine": "docker",  # tests/docker_support.py
+    "chromium": "browser",  # tests/integration/test_dashboard.py
+    "redis_url": "network",
+    "postgres_server": "network",
+    "registry": "network",  # tests/registry_support.py: a docker-registry process
+    "private_registry": "network",
+    "secured_registry": "network",
+    "start_up": "network",  # tests/integration/conftest.py: `shipyard up`
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the kinds its fixtures need, before `-m` selects (see FIXTURE_KINDS)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for kind in sorted({FIXTURE_KINDS[name] for name in names if name in FIXTURE_KINDS}):
+            item.add_marker(kind)
 
 
 def _unavailable(what: str, error: Exception) -> None:

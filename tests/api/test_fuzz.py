@@ -23,6 +23,9 @@ from shipyard.shared.migrate import upgrade
 from shipyard.shared.settings import Settings
 from tests.integration.stack import free_port
 
+# Every test here talks to the API served by uvicorn on a real port.
+pytestmark = pytest.mark.network
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:

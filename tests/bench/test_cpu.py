@@ -8,6 +8,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from bench.cpu import CpuMeter, server_seconds
 
 # A parent that runs a child spinning 0.6 s of CPU, reaps it and sleeps: the meter must count the
@@ -21,6 +23,7 @@ _SPINNING_CHILD = (
 )
 
 
+@pytest.mark.slow
 def test_the_meter_counts_the_cpu_of_a_process_and_its_children() -> None:
     parent = subprocess.Popen([sys.executable, "-c", _SPINNING_CHILD])
     stack: Any = SimpleNamespace(processes={"busy": parent})

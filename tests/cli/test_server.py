@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+# Each test starts `shipyard` in a new interpreter: seconds each.
+pytestmark = pytest.mark.slow
+
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
 
 

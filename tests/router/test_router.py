@@ -113,6 +113,7 @@ def test_the_config_is_valid_and_declares_a_backend_per_slot(settings: Settings)
     assert [f"backend {haproxy.backend_name(n)}" in config for n in range(4)] == [True] * 4
 
 
+@pytest.mark.network
 def test_an_unknown_host_gets_a_404_that_says_how_to_reach_an_environment(
     router: RuntimeAPI, settings: Settings
 ) -> None:
@@ -123,6 +124,7 @@ def test_an_unknown_host_gets_a_404_that_says_how_to_reach_an_environment(
     assert "ENV.APP.localhost" in answer.text
 
 
+@pytest.mark.network
 def test_served_processes_answer_at_the_host_name(
     router: RuntimeAPI, settings: Settings, backends: dict[str, Backend]
 ) -> None:
@@ -135,6 +137,7 @@ def test_served_processes_answer_at_the_host_name(
     }
 
 
+@pytest.mark.network
 def test_a_switch_drains_the_old_server_before_removing_it(
     router: RuntimeAPI, settings: Settings, backends: dict[str, Backend]
 ) -> None:
@@ -156,6 +159,7 @@ def test_a_switch_drains_the_old_server_before_removing_it(
         assert {http.get("/").text for _ in range(5)} == {"new"}
 
 
+@pytest.mark.network
 def test_a_drain_that_does_not_end_is_cut_at_the_timeout(
     router: RuntimeAPI, settings: Settings, backends: dict[str, Backend]
 ) -> None:
@@ -180,6 +184,7 @@ def _get_quietly(settings: Settings, path: str) -> None:
         pass  # cut at the drain timeout: what the test expects may happen
 
 
+@pytest.mark.network
 def test_a_refused_command_raises_with_haproxys_words(router: RuntimeAPI) -> None:
     with pytest.raises(RouterError, match="refused"):
         router.remove_server(haproxy.backend_name(0), "no-such-server")

@@ -39,6 +39,7 @@ def start(settings: Settings, servers: list[subprocess.Popen[bytes]]) -> redis.R
     return redis.Redis.from_url(settings.redis_url)
 
 
+@pytest.mark.network
 def test_the_server_listens_on_the_data_dirs_socket_only_and_never_evicts(
     settings: Settings, servers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -53,6 +54,7 @@ def test_the_server_listens_on_the_data_dirs_socket_only_and_never_evicts(
     assert oct(settings.broker_socket.stat().st_mode & 0o777) == "0o700"
 
 
+@pytest.mark.network
 def test_what_the_server_acknowledged_survives_its_sigkill(
     settings: Settings, servers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -74,6 +76,7 @@ def test_a_missing_server_binary_is_refused_clearly(tmp_path: Path) -> None:
         broker.server_binary(settings)
 
 
+@pytest.mark.network
 def test_a_server_that_exits_while_starting_is_reported(
     settings: Settings, servers: list[subprocess.Popen[bytes]]
 ) -> None:

@@ -8,10 +8,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shipyard.shared.metrics.exposition import HostMetricsServer
 from shipyard.shared.metrics.multiprocess import ENV_VARIABLE, host_registry, wipe_metrics_dir
+
+# Each test records its figures in new Python processes: seconds each.
+pytestmark = pytest.mark.slow
 
 # A worker process in miniature: the entry point's set-up first, then the instruments.
 _WORKER = """

@@ -119,6 +119,7 @@ def _host_python_version(tmp_path: Path) -> str:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_the_default_builder_detects_a_python_app_and_installs_it_relocatably(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -137,6 +138,7 @@ def test_the_default_builder_detects_a_python_app_and_installs_it_relocatably(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_the_console_script_and_the_package_work_wherever_the_artifact_is_unpacked(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -156,6 +158,7 @@ def test_the_console_script_and_the_package_work_wherever_the_artifact_is_unpack
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_the_same_commit_built_twice_gives_the_same_digest(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -171,6 +174,7 @@ def test_the_same_commit_built_twice_gives_the_same_digest(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_pips_cache_is_in_the_data_dir_and_the_next_build_uses_it(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -197,6 +201,7 @@ def test_pips_cache_is_in_the_data_dir_and_the_next_build_uses_it(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_a_pyproject_app_is_installed_with_its_own_script_and_no_trace_of_the_build(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -238,6 +243,7 @@ def test_a_dockerfile_or_an_own_build_command_turns_detection_off(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_the_python_builder_installs_first_then_runs_the_apps_build_command(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -332,6 +338,7 @@ def test_a_pinned_python_the_build_host_does_not_have_fails_the_build_clearly(
     assert not (tmp_path / "artifacts").exists()
 
 
+@pytest.mark.slow  # pip runs, with nothing to install
 def test_a_pin_matching_the_build_hosts_python_builds(tmp_path: Path, store: FileStore) -> None:
     version = _host_python_version(tmp_path)
     app = {"requirements.txt": "", "Procfile": "web: python3 app.py\n", ".python-version": version}
@@ -345,6 +352,7 @@ def test_a_pin_matching_the_build_hosts_python_builds(tmp_path: Path, store: Fil
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_a_virtualenv_build_fails_at_build_time_naming_its_absolute_link(
     tmp_path: Path, store: FileStore
 ) -> None:
@@ -464,6 +472,7 @@ def test_the_runner_refuses_an_artifact_built_for_another_python(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.network
 def test_the_flask_blog_builds_once_and_runs_from_two_directories(
     tmp_path: Path,
     store: FileStore,
