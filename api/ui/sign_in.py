@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -11,6 +12,7 @@ from shipyard.api.auth import Unauthorized, principal_for
 from shipyard.api.deps import SessionDep, SettingsDep
 from shipyard.api.ui import sessions
 from shipyard.api.ui.rendering import PageRoute, ViewerDep, check_csrf, may_read, page, safe_next
+from shipyard.shared.services import dashboard_sessions
 from shipyard.shared.settings import Settings
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
@@ -59,17 +61,22 @@ def sign_in(
     if not may_read(principal):
         message = "That token has no scope that reads the dashboard (read, deploy:…, admin)."
         return _form(request, settings, target, message, 403)
+    lifetime = timedelta(seconds=sessions.SESSION_SECONDS)
+    session_id = dashboard_sessions.open_session(session=session, lifetime=lifetime)
+    session.commit()
     response = RedirectResponse(safe_next(target), status_code=303)
-    sessions.start_session(request, response, settings, token.strip())
+    sessions.start_session(request, response, settings, token.strip(), session_id)
     return response
 
 
 @router.post("/sign-out")
 def sign_out(
-    viewer: ViewerDep, csrf: Annotated[str, Form(max_length=200)] = ""
+    viewer: ViewerDep, session: SessionDep, csrf: Annotated[str, Form(max_length=200)] = ""
 ) -> RedirectResponse:
-    """End the session."""
+    """End the session, on the server as in the browser."""
     check_csrf(viewer, csrf)
+    dashboard_sessions.close_session(session=session, session_id=viewer.session_id)
+    session.commit()
     response = RedirectResponse("/ui/sign-in", status_code=303)
     sessions.end_session(response)
     return response

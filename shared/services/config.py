@@ -11,6 +11,7 @@ from shipyard.shared.crypto import SecretBox
 from shipyard.shared.db import flush_or_conflict
 from shipyard.shared.exceptions import InvalidInput, NotFound
 from shipyard.shared.models import ConfigVersion, Environment
+from shipyard.shared.reserved_config import startup_reason
 from shipyard.shared.schemas import ConfigPatch, ConfigPublic
 
 
@@ -43,6 +44,9 @@ def patch_config(
     for key, value in patch.vars.items():
         if key in RESERVED_CONFIG_KEYS:
             raise InvalidInput(f"{key} is set by Shipyard and cannot be configured")
+        if value is not None and (reason := startup_reason(key)) is not None:
+            # Unsetting one stays allowed, so that a version from before the rule can be mended.
+            raise InvalidInput(f"{key} is a reserved config name: {reason}")
         make_secret = key in patch.secrets
         if value is None:
             changed |= plain.pop(key, None) is not None or secret.pop(key, None) is not None

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import ArtifactBuilt, Event
 from shipyard.shared.models import App, Environment
-from shipyard.shared.services import apps, deployments
+from shipyard.shared.services import apps, deployments, tokens
 from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_release
 
@@ -106,6 +106,27 @@ def test_port_is_reserved(client: TestClient, staging: str) -> None:
 
     assert response.status_code == 422
     assert response.json() == {"detail": "PORT is set by Shipyard and cannot be configured"}
+    assert client.get(f"{staging}/config").json()["version"] == 1
+
+
+@pytest.mark.parametrize("key", ["LD_PRELOAD", "PYTHONWARNINGS", "BROWSER"])
+def test_a_deploy_token_cannot_set_a_name_that_changes_how_programs_start(
+    anonymous: TestClient, client: TestClient, staging: str, settings: Settings, key: str
+) -> None:
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        _row, token = tokens.create_token(session=session, name="ci", scopes=["deploy:staging"])
+        session.commit()
+
+    response = anonymous.patch(
+        f"{staging}/config",
+        json={"vars": {key: "antigravity.x"}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith(f"{key} is a reserved config name: ")
+    assert "antigravity" not in detail  # the value is not echoed
     assert client.get(f"{staging}/config").json()["version"] == 1
 
 

@@ -3,11 +3,11 @@ API, and the drained switch of router.traffic."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -63,19 +63,23 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", router_port=free_port(), router_slots=4)
 
 
-@pytest.fixture
-def router(settings: Settings) -> Iterator[RuntimeAPI]:
+@contextmanager
+def started(settings: Settings) -> Iterator[RuntimeAPI]:
     """HAProxy with the router's config, started as `shipyard router` starts it."""
     argv, env = haproxy.command(settings)
-    process = subprocess.Popen(
-        argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         haproxy.wait_until_ready(settings, process)
         yield RuntimeAPI(settings.router_dir / "admin.sock")
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def router(settings: Settings) -> Iterator[RuntimeAPI]:
+    with started(settings) as api:
+        yield api
 
 
 @pytest.fixture
@@ -105,12 +109,36 @@ def traffic(router: RuntimeAPI, settings: Settings, drain: float = 10) -> Traffi
 def test_the_config_is_valid_and_declares_a_backend_per_slot(settings: Settings) -> None:
     argv, env = haproxy.command(settings)
     checked = subprocess.run(
-        [argv[0], "-c", "-f", argv[-1]], env={**os.environ, **env}, capture_output=True, text=True
+        [argv[0], "-c", "-f", argv[-1]], env=env, capture_output=True, text=True
     )
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     config = haproxy.config(settings)
     assert [f"backend {haproxy.backend_name(n)}" in config for n in range(4)] == [True] * 4
+
+
+@pytest.mark.network
+def test_the_admin_socket_shows_none_of_shipyards_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "SHIPYARD_ADMIN_TOKEN": "shp_admin-token-that-must-not-leak",
+        "SHIPYARD_SECRET_KEY": "secret-key-that-must-not-leak",
+        "SHIPYARD_DATABASE_URL": "postgresql://shipyard:db-password-that-must-not-leak@db/x",
+        "AWS_SECRET_ACCESS_KEY": "cloud-key-that-must-not-leak",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+
+    with started(settings) as api:
+        shown = api.command("show env")
+
+    assert "PATH=" in shown  # the command answered
+    for name, value in secrets.items():
+        assert name not in shown and value not in shown
+    names = {line.split("=", 1)[0] for line in shown.splitlines() if "=" in line}
+    own = {name for name in names if name.startswith("HAPROXY_")}  # set by HAProxy itself
+    assert names - own <= {"PATH", "LANG", "LC_ALL", "TZ", "LD_LIBRARY_PATH"}
 
 
 @pytest.mark.network

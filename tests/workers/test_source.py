@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ def test_head_resolves_to_the_current_commit(repo: Path, tmp_path: Path) -> None
     assert commit.sha == git(repo, "rev-parse", "HEAD")
     assert len(commit.sha) == 40
     assert commit.timestamp == int(git(repo, "log", "-1", "--format=%ct"))
-    assert commit.git_dir == str(repo)
+    assert Path(commit.git_dir).parent == tmp_path / "mirrors"  # never the repository itself
 
 
 def test_a_branch_tag_and_short_sha_resolve_to_their_commits(repo: Path, tmp_path: Path) -> None:
@@ -57,7 +60,7 @@ def test_a_remote_repository_is_mirrored_and_fetched_again(repo: Path, tmp_path:
 
     assert first.sha != second.sha == second_sha
     assert Path(second.git_dir).parent == mirrors
-    assert len(list(mirrors.iterdir())) == 1
+    assert len(list(mirrors.glob("*.git"))) == 1
 
 
 def test_a_repository_that_does_not_exist_fails_clearly(tmp_path: Path) -> None:
@@ -115,3 +118,112 @@ def test_a_committed_link_to_an_absolute_path_fails_clearly(repo: Path, tmp_path
 
     with pytest.raises(StageFailed, match="web/python"):
         source.export(commit, "", tmp_path / "export")
+
+
+def _arm(repo: Path, tmp_path: Path) -> Path:
+    """Make `repo`'s own .git run a program wherever git lets it: signature checks, fsmonitor,
+    a smudge filter that `git archive` applies, hooks, upload-pack's hook. Returns the file the
+    program appends to each time it runs."""
+    ran = tmp_path / "ran.log"
+    program = tmp_path / "trap.sh"
+    program.write_text(f'#!/bin/sh\necho "$0 $*" >> {ran}\ncat\n')
+    program.chmod(0o755)
+    for key, value in {
+        "log.showSignature": "true",
+        "gpg.program": str(program),
+        "core.fsmonitor": str(program),
+        "filter.trap.smudge": str(program),
+        "filter.trap.process": str(program),
+        "diff.external": str(program),
+        "core.sshCommand": str(program),
+        "credential.helper": f"!{program}",
+        "uploadpack.packObjectsHook": str(program),
+    }.items():
+        git(repo, "config", key, value)
+    for hook in ("post-checkout", "reference-transaction", "pre-auto-gc", "post-update"):
+        shutil.copy(program, repo / ".git" / "hooks" / hook)
+    commit_files(repo, {".gitattributes": "* filter=trap\n"})
+    # A signed commit on top (the signature need not be valid: git runs gpg.program to check it).
+    commit = (
+        f"tree {git(repo, 'rev-parse', 'HEAD^{tree}')}\nparent {git(repo, 'rev-parse', 'HEAD')}\n"
+        "author A <a@shipyard.invalid> 1700000000 +0000\n"
+        "committer A <a@shipyard.invalid> 1700000000 +0000\n"
+        "gpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n"
+        "\nsigned\n"
+    )
+    (tmp_path / "commit.txt").write_text(commit)
+    signed = git(repo, "hash-object", "-t", "commit", "-w", str(tmp_path / "commit.txt"))
+    git(repo, "update-ref", "refs/heads/main", signed)
+    return ran
+
+
+def test_a_repositorys_own_git_config_and_hooks_never_run_a_program(
+    repo: Path, tmp_path: Path
+) -> None:
+    ran = _arm(repo, tmp_path)
+    # The traps are armed: git run in the repository itself does call the program.
+    git(repo, "log", "-1")
+    git(repo, "archive", "--format=tar", "-o", str(tmp_path / "plain.tar"), "HEAD")
+    assert ran.read_text().count("trap.sh") >= 2
+    ran.unlink()
+    mirrors = tmp_path / "mirrors"
+
+    commit = source.resolve(str(repo), "main", mirrors)
+    source.export(commit, "", tmp_path / "export")
+    assert not ran.exists(), ran.read_text()
+    commit_files(repo, {"more.txt": "more\n"})  # runs the traps: git in the repository itself
+    ran.unlink()
+    again = source.resolve(str(repo), "main", mirrors)  # a fetch into the existing mirror
+    source.export(again, "web", tmp_path / "export-web")
+
+    assert not ran.exists(), ran.read_text()
+    assert commit.sha == git(repo, "rev-parse", "main~1") and again.sha != commit.sha
+    assert (tmp_path / "export" / "README.md").read_text() == "root\n"  # not filtered
+
+
+def test_git_runs_without_user_or_system_config_and_without_safe_directory_star(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    real_run = subprocess.run
+
+    def recording_run(command: list[str], **kwargs: object) -> object:
+        calls.append((command, kwargs["env"]))  # type: ignore[arg-type]
+        return real_run(command, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(subprocess, "run", recording_run)
+    commit = source.resolve(str(repo), "main", tmp_path / "mirrors")
+    source.resolve(str(repo), "main", tmp_path / "mirrors")
+    source.export(commit, "", tmp_path / "export")
+
+    assert {"clone", "fetch", "log", "archive"} <= {
+        part for command, _ in calls for part in command
+    }
+    for command, env in calls:
+        assert not any(part.startswith("safe.directory") for part in command)
+        assert env["GIT_CONFIG_NOSYSTEM"] == "1" and env["HOME"] == "/nonexistent"
+        assert "core.fsmonitor=false" in command and "gpg.program=false" in command
+        if "clone" in command or "fetch" in command:  # the repository alone is trusted
+            trusted = Path(env["GIT_CONFIG_GLOBAL"]).read_text()
+            assert trusted.count("directory = ") == 2 and f'"{repo}"' in trusted
+            assert "*" not in trusted
+        else:
+            assert env["GIT_CONFIG_GLOBAL"] == os.devnull
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository away")
+def test_a_repository_owned_by_another_user_is_mirrored_without_trusting_it(
+    repo: Path, tmp_path: Path
+) -> None:
+    ran = _arm(repo, tmp_path)
+    ran.unlink(missing_ok=True)
+    head = git(repo, "rev-parse", "main")
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 65534, 65534)  # nobody
+
+    commit = source.resolve(str(repo), "main", tmp_path / "mirrors")
+    source.export(commit, "web", tmp_path / "export")
+
+    assert commit.sha == head
+    assert (tmp_path / "export" / "Procfile").read_text() == "web: python server.py\n"
+    assert not ran.exists()

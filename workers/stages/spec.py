@@ -7,10 +7,13 @@ from sqlmodel import Session
 
 from shipyard.shared.logging import register_secrets
 from shipyard.shared.models import App, ConfigVersion, Environment, Release
+from shipyard.shared.reserved_config import without_startup_variables
 from shipyard.shared.services.config import decrypt_config
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.base import ReleaseSpec
 from shipyard.workers.stages.frame import get_row
+
+log = structlog.get_logger(__name__)
 
 
 def release_spec(
@@ -22,6 +25,10 @@ def release_spec(
     config = get_row(session, ConfigVersion, release.config_version_id)
     env, secret_values = decrypt_config(config, context.box)
     register_secrets(secret_values)
+    kept = without_startup_variables(env)
+    if dropped := sorted(env.keys() - kept.keys()):
+        log.warning("release.reserved_config_dropped", names=dropped)
+    env = kept
     structlog.contextvars.bind_contextvars(release_id=str(release.id))
     return ReleaseSpec(
         app=app.name,

@@ -167,6 +167,55 @@ def test_signing_out_needs_the_csrf_token_and_ends_the_session(
     assert browser.get("/ui", follow_redirects=False).status_code == 303
 
 
+def test_a_signed_out_cookie_is_refused_even_when_copied_before(
+    browser: TestClient, anonymous: TestClient, settings: Settings
+) -> None:
+    token = make_token(settings, "read")
+    csrf = sign_in(browser, token)
+    copied = browser.cookies[sessions.SESSION_COOKIE]
+    elsewhere = TestClient(anonymous.app)
+    elsewhere.cookies.set(sessions.SESSION_COOKIE, copied, path="/ui")
+    assert elsewhere.get("/ui", follow_redirects=False).status_code == 200
+
+    browser.post("/ui/sign-out", data={"csrf": csrf}, follow_redirects=False)
+
+    # The token itself stays valid; only this session ended.
+    assert (
+        anonymous.get("/v1/apps", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
+    replayed = elsewhere.get("/ui", follow_redirects=False)
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].startswith("/ui/sign-in")
+    refused_form = elsewhere.post("/ui/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert refused_form.status_code == 303
+    assert refused_form.headers["location"].startswith("/ui/sign-in")
+
+
+def test_signing_out_ends_only_that_session(
+    browser: TestClient, anonymous: TestClient, settings: Settings
+) -> None:
+    token = settings.api_token()
+    other = TestClient(anonymous.app)
+    sign_in(other, token)
+    csrf = sign_in(browser, token)
+
+    browser.post("/ui/sign-out", data={"csrf": csrf}, follow_redirects=False)
+
+    assert other.get("/ui", follow_redirects=False).status_code == 200
+
+
+def test_a_cookie_without_a_server_side_session_is_refused(
+    browser: TestClient, settings: Settings
+) -> None:
+    # Sealed with the installation's key: one made before sessions were kept in the store (no
+    # id), and one whose id the store does not know.
+    token = settings.api_token()
+    for payload in ({"token": token, "csrf": "c"}, {"token": token, "csrf": "c", "sid": "x"}):
+        browser.cookies.set(sessions.SESSION_COOKIE, sessions._seal(settings, payload), path="/ui")
+
+        assert browser.get("/ui", follow_redirects=False).status_code == 303
+
+
 def test_pages_send_security_headers(browser: TestClient, settings: Settings) -> None:
     sign_in(browser, settings.api_token())
 

@@ -197,3 +197,65 @@ def test_decrypt_config_gives_the_run_environment_and_the_secret_values(
 
     assert env == {"DEBUG": "1", "TOKEN": SECRET}
     assert secret_values == {SECRET}
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("LD_PRELOAD", "dynamic loader"),
+        ("LD_AUDIT", "dynamic loader"),
+        ("DYLD_INSERT_LIBRARIES", "dynamic loader"),
+        ("PYTHONWARNINGS", "interpreter"),
+        ("PYTHONSTARTUP", "interpreter"),
+        ("NODE_OPTIONS", "interpreter"),
+        ("BASH_ENV", "shell"),
+        ("GIT_CONFIG_PARAMETERS", "git"),
+        ("BROWSER", "program"),
+    ],
+)
+def test_names_that_change_how_a_program_starts_are_refused(
+    session: Session, staging: Environment, box: SecretBox, key: str, why: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        patch_config(
+            session=session, environment=staging, patch=ConfigPatch(vars={key: "x"}), box=box
+        )
+
+    assert caught.value.message.startswith(f"{key} is a reserved config name: ")
+    assert why in caught.value.message
+    assert current_config(session=session, environment=staging).version == 1
+
+
+def test_a_reserved_name_is_refused_as_a_secret_too_but_may_be_unset(
+    session: Session, staging: Environment, box: SecretBox
+) -> None:
+    with pytest.raises(InvalidInput, match="LD_PRELOAD is a reserved config name"):
+        _patch(session, staging, box, vars={"LD_PRELOAD": "/x.so"}, secrets=["LD_PRELOAD"])
+    # A version from before the rule: unsetting the name mends it.
+    old = ConfigVersion(environment_id=staging.id, version=2, plain_vars={"LD_PRELOAD": "/x.so"})
+    session.add(old)
+    session.commit()
+
+    config, changed = _patch(session, staging, box, vars={"LD_PRELOAD": None})
+
+    assert changed and config.plain_vars == {}
+
+
+def test_search_paths_and_everyday_python_settings_stay_allowed(
+    session: Session, staging: Environment, box: SecretBox
+) -> None:
+    allowed = {
+        "PATH": "/app/bin:/usr/bin:/bin",
+        "PYTHONPATH": "/app/src",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "NODE_PATH": "/app/lib",
+        "LANG": "C.UTF-8",
+        "GITHUB_TOKEN": "t",  # not a GIT_ name
+        "LDAP_URL": "ldap://x",  # not an LD_ name
+        "ld_preload": "lower case is another variable",
+    }
+
+    config, _changed = _patch(session, staging, box, vars=allowed)
+
+    assert config.plain_vars == allowed
