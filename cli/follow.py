@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from shipyard.cli.client import ApiClient, CliError, env_path
-from shipyard.cli.render import console, short_digest
+from shipyard.cli.render import console, printable, short_digest
 
 POLL_SECONDS = 0.25
 # A stage queued this long makes `follow` ask whether any worker consumes its queue: long
@@ -60,7 +60,8 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
                 build_log.show_new()  # the rest of what the build printed, before its outcome
             if changed:
                 seen[name] = status
-                console.print(describe(stage), highlight=False, markup=False, soft_wrap=True)
+                shown = printable(describe(stage))
+                console.print(shown, highlight=False, markup=False, soft_wrap=True)
             if name == "build" and status == "running":
                 build_log.show_new()  # what the build prints, as it prints it
         if pipeline["status"] in ("succeeded", "failed"):
@@ -93,7 +94,8 @@ class LiveBuildLog:
             return
         self._after = page["after"]
         for line in page["lines"]:
-            console.print(f"       {line.rstrip()}", highlight=False, markup=False, soft_wrap=True)
+            shown = f"       {printable(line.rstrip())}"
+            console.print(shown, highlight=False, markup=False, soft_wrap=True)
 
 
 def describe(stage: dict[str, Any]) -> str:

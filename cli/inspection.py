@@ -8,7 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from shipyard.cli.client import ApiClient, CliError, env_path
-from shipyard.cli.render import ago, block, console, fixed, short_digest, short_time, table, took
+from shipyard.cli.render import (
+    ago,
+    block,
+    console,
+    fixed,
+    printable,
+    short_digest,
+    short_time,
+    table,
+    took,
+)
 from shipyard.cli.resources import AppOpt, EnvOpt
 
 releases_cli = typer.Typer(help="List and compare releases.")
@@ -84,7 +94,7 @@ def ps(
         f"live since {ago(deployment['started_at'])} ({deployment['cause']})", highlight=False
     )
     if current.get("url"):
-        console.print(f"answers at {current['url']}", highlight=False, markup=False)
+        console.print(f"answers at {printable(current['url'])}", highlight=False, markup=False)
     table(
         "Processes",
         ["process", "status", "restarts", "url"],
@@ -193,7 +203,9 @@ def storage(app: AppOpt, env: EnvOpt) -> None:
     """Where the environment's persistent storage is, and how the app finds it."""
     info = ApiClient().get(f"{env_path(app, env)}/storage")
     where = info["location"] or info["configured"] or "(made when a release first runs)"
-    console.print(f"Persistent storage of {app}/{env}: {where}", highlight=False, markup=False)
+    console.print(
+        f"Persistent storage of {app}/{env}: {printable(where)}", highlight=False, markup=False
+    )
     console.print(
         f"Apps find it in ${info['variable']}; it survives releases, rollbacks and restarts.",
         highlight=False,
@@ -224,7 +236,7 @@ def logs(
         params["process"] = process
     try:
         for text in ApiClient().stream_text(f"{env_path(app, env)}/logs", params):
-            print(text, end="", flush=True)
+            print(printable(text), end="", flush=True)
     except KeyboardInterrupt:
         pass
 
@@ -233,4 +245,4 @@ def logs(
 def logs_build(pipeline_id: str) -> None:
     """Print the build log of a pipeline."""
     log = ApiClient().get(f"/v1/pipelines/{pipeline_id}/log")
-    print(log["log"], end="")
+    print(printable(log["log"]), end="")

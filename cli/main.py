@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from shipyard.cli import deploy, inspection, operations, resources, server, tokens, triggers
 from shipyard.cli.client import CliError
+from shipyard.cli.render import printable
 
 app = typer.Typer(
     name="shipyard",
@@ -50,6 +51,6 @@ def main() -> None:
         app()
     except CliError as exc:
         Console(stderr=True, soft_wrap=True).print(
-            f"[red]error:[/] {escape(str(exc))}", highlight=False
+            f"[red]error:[/] {escape(printable(str(exc)))}", highlight=False
         )
         raise SystemExit(1) from None

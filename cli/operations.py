@@ -10,7 +10,7 @@ import typer
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
 from shipyard.cli.inspection import releases_cli
-from shipyard.cli.render import block, console, short_digest, short_time, table
+from shipyard.cli.render import block, console, printable, short_digest, short_time, table
 from shipyard.cli.resources import AppOpt, EnvOpt
 
 
@@ -118,7 +118,7 @@ def releases_diff(
             line = f"- {key}"
         else:
             line = f"~ {key}: {change['from']} → {change['to']}"
-        console.print(line, markup=False, highlight=False)
+        console.print(printable(line), markup=False, highlight=False)
 
 
 def history(

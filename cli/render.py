@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,17 @@ _DIGEST_HEX = 8
 _ID_CHARS = 8
 # Times closer than this are relative ("3 min ago"); older ones are dates, which stay exact.
 _RELATIVE_WITHIN = timedelta(days=7)
+
+
+# C0 controls but tab and newline, DEL and the C1 controls: what a terminal may act on (colours,
+# cursor moves, a new window title, a rewritten screen) rather than show.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character a terminal would obey shown as `\\xNN` instead: what
+    the CLI prints comes from apps and tokens that must not drive the reader's terminal."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def utc_now() -> datetime:
@@ -120,7 +132,7 @@ def table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[A
         pad_edge=False,
     )
     for row in rows:
-        shown.add_row(*[Text("" if cell is None else str(cell)) for cell in row])
+        shown.add_row(*[Text("" if cell is None else printable(str(cell))) for cell in row])
     console.print(shown)
 
 
@@ -131,15 +143,15 @@ def fixed(header: str) -> Column:
 
 def indented(text: str, indent: int = 2) -> None:
     """A paragraph whose wrapped lines keep its indent."""
-    console.print(Padding(Text(text), (0, 0, 0, indent)), highlight=False)
+    console.print(Padding(Text(printable(text)), (0, 0, 0, indent)), highlight=False)
 
 
 def block(heading: str, text: str) -> None:
     """A long text (an error, a traceback, a command's output) below a table, verbatim."""
     console.print()
-    console.print(heading, style="bold", highlight=False, markup=False)
+    console.print(printable(heading), style="bold", highlight=False, markup=False)
     # Soft-wrapped: the terminal folds long lines, so a copied traceback is the traceback.
-    console.print(text.rstrip("\n"), highlight=False, markup=False, soft_wrap=True)
+    console.print(printable(text.rstrip("\n")), highlight=False, markup=False, soft_wrap=True)
 
 
 def resolve_id(client: ApiClient, path: str, given: str, what: str) -> str:

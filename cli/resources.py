@@ -6,10 +6,11 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
-from shipyard.cli.render import ago, console, table
+from shipyard.cli.render import ago, console, printable, table
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
@@ -30,7 +31,8 @@ def apps_create(
     app = ApiClient().post(
         "/v1/apps", {"name": name, "repo": repo, "path": path, "builder": builder}
     )
-    console.print(f"Created app [bold]{app['name']}[/] ({app['repo']} {app['path']})")
+    where = printable(f"{app['repo']} {app['path']}")
+    console.print(f"Created app [bold]{app['name']}[/] ({escape(where)})", highlight=False)
 
 
 @apps_cli.command("ls")
@@ -89,7 +91,9 @@ def envs_ls(app: AppOpt) -> None:
     )
     for e in envs:
         if e.get("url"):
-            console.print(f"{e['name']} answers at {e['url']}", highlight=False, markup=False)
+            console.print(
+                f"{e['name']} answers at {printable(e['url'])}", highlight=False, markup=False
+            )
 
 
 def _limits(env: dict[str, Any]) -> str:
@@ -102,7 +106,7 @@ def _print_config(config: dict[str, Any]) -> None:
     console.print(f"Config version {config['version']}")
     for key, value in config["vars"].items():
         marker = " (secret)" if key in config["secrets"] else ""
-        console.print(f"  {key}={value}{marker}", markup=False, highlight=False)
+        console.print(f"  {key}={printable(value)}{marker}", markup=False, highlight=False)
 
 
 @config_cli.callback(invoke_without_command=True)

@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from shipyard.cli.client import CliError
-from shipyard.serve.commands import beat_command, exec_server, worker_command
+from shipyard.serve.commands import beat_command, exec_server, keep_private, worker_command
 from shipyard.shared import constants, migrate
 from shipyard.shared.broker import make_celery
 from shipyard.shared.db import get_engine, session_scope
@@ -34,13 +34,16 @@ DataDirOpt = Annotated[
 
 
 def _settings(data_dir: Path | None = None) -> Settings:
+    """A server command's settings; what it and its children create from here on is private."""
     if data_dir is not None:
         # Child processes (the workers) read the same variable.
         os.environ["SHIPYARD_DATA_DIR"] = str(data_dir.expanduser().absolute())
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as exc:
         raise CliError(f"invalid settings: {exc}") from exc
+    keep_private(settings)
+    return settings
 
 
 def check_services(settings: Settings) -> None:

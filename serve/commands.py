@@ -3,15 +3,18 @@
 Every one runs with a safe import path: `python -P` puts no directory of the caller's in front of
 `sys.path`, and each starts in the data directory (`server_dir`), because Celery imports the app
 and its tasks with the current directory first on `sys.path`. An app repository holding its own
-`api/`, `workers/` or `shipyard/` package is never imported in their place.
+`api/`, `workers/` or `shipyard/` package is never imported in their place. Each also runs under
+a private umask (`keep_private`): the data dir is 0700 and what is made in it 0600.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
+from shipyard.shared import constants
 from shipyard.shared.settings import Settings
 
 # The Celery app every pool and the beat load; its task names are declared in shared.stages and
@@ -55,9 +58,31 @@ def router_command() -> list[str]:
     return _python("-m", "shipyard", "router")
 
 
+def keep_private(settings: Settings) -> None:
+    """From now on what this process and its children create is this user's alone; the data dir
+    and the SQLite store of an older installation are tightened to match."""
+    # Inherited across fork and exec: the pools, the broker, the router, HAProxy and the apps
+    # they start all create files 0600 and directories 0700.
+    os.umask(constants.PRIVATE_UMASK)
+    _tighten(settings.data_dir, constants.DATA_DIR_MODE)
+    store = settings.data_dir / constants.STORE_FILE
+    for suffix in ("", "-wal", "-shm"):
+        _tighten(store.with_name(store.name + suffix), constants.STORE_FILE_MODE)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take from `path` what `mode` does not give (group and other bits); nothing if absent."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if current & ~mode:
+        path.chmod(current & mode)
+
+
 def server_dir(settings: Settings) -> Path:
     """The working directory of every server process: the data dir, never the caller's."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=constants.DATA_DIR_MODE, parents=True, exist_ok=True)
     return settings.data_dir
 
 

@@ -114,6 +114,17 @@ RESERVED_CONFIG_KEYS: Final = frozenset({"PORT", STORAGE_VARIABLE, RELEASE_VARIA
 # Shown instead of a secret value, everywhere.
 REDACTED: Final = "<redacted>"
 
+# What Shipyard's servers create is their user's alone: the store and its WAL, logs, keys,
+# artifacts. Set at each server's entry point and inherited by its children, apps included.
+PRIVATE_UMASK: Final = 0o077
+# The data dir's mode, made or tightened at every server's start (older installs made it 0755).
+DATA_DIR_MODE: Final = 0o700
+# The embedded store in the data dir (SQLite), unless SHIPYARD_DATABASE_URL names another.
+STORE_FILE: Final = "shipyard.db"
+# The SQLite store's files, tightened at start like the data dir (SQLite gives the WAL and the
+# shared-memory file the store's own mode).
+STORE_FILE_MODE: Final = 0o600
+
 # The app manifest and process file looked up at the root of the app's directory.
 MANIFEST_FILE: Final = "shipyard.toml"
 PROCFILE: Final = "Procfile"

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         """The database URL, SQLite in the data dir by default."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.data_dir / 'shipyard.db'}"
+        return f"sqlite:///{self.data_dir / constants.STORE_FILE}"
 
     @property
     def artifact_store_location(self) -> StoreLocation:

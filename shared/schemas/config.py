@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     StringConstraints,
 )
@@ -18,8 +19,19 @@ from shipyard.shared.schemas.common import (
 ConfigKey = Annotated[str, StringConstraints(pattern=constants.CONFIG_KEY_PATTERN)]
 
 
+def _check_value(value: str) -> str:
+    # A process's environment cannot carry a NUL (execve would end the value there): refused
+    # now, not as a failed release later. (Lone surrogates are refused as invalid strings.)
+    if "\0" in value:
+        raise ValueError("a config value cannot contain a NUL character (\\x00)")
+    return value
+
+
+ConfigValue = Annotated[str, StringConstraints(max_length=65536), AfterValidator(_check_value)]
+
+
 class ConfigPatch(Input):
-    vars: dict[ConfigKey, Annotated[str, StringConstraints(max_length=65536)] | None] = {}
+    vars: dict[ConfigKey, ConfigValue | None] = {}
     secrets: list[ConfigKey] = []
     deploy: bool = True
 

@@ -130,6 +130,24 @@ def test_a_deploy_token_cannot_set_a_name_that_changes_how_programs_start(
     assert client.get(f"{staging}/config").json()["version"] == 1
 
 
+@pytest.mark.parametrize("secret", [False, True], ids=["plain", "secret"])
+def test_a_value_with_a_nul_character_is_422_with_why(
+    client: TestClient, staging: str, secret: bool
+) -> None:
+    # A process's environment cannot carry it: refused here, not as a failed release later.
+    body = {"vars": {"DATABASE_PASSWORD": f"{SECRET}\x00tail"}}
+    response = client.patch(
+        f"{staging}/config", json={**body, "secrets": ["DATABASE_PASSWORD"] if secret else []}
+    )
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "vars.DATABASE_PASSWORD: Value error, "
+        "a config value cannot contain a NUL character (\\x00)"
+    }
+    assert client.get(f"{staging}/config").json()["version"] == 1
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -137,6 +155,8 @@ def test_a_deploy_token_cannot_set_a_name_that_changes_how_programs_start(
         {"vars": {"DATABASE_PASSWORD": [SECRET]}},
         {"vars": {"DATABASE_PASSWORD": {"value": SECRET}}},
         {"vars": {"BAD-KEY": SECRET}},
+        {"vars": {"BAD\x00KEY": SECRET}},
+        {"vars": {"DATABASE_PASSWORD": SECRET + "\x00"}},
         {"vars": {"DATABASE_PASSWORD": SECRET + "x" * 70_000}},
         {"vars": {"DATABASE_PASSWORD": SECRET}, "deploy": SECRET},
         {"vars": {"DATABASE_PASSWORD": SECRET}, "secrets": SECRET},

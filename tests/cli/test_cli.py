@@ -84,6 +84,32 @@ def test_a_secret_is_shown_redacted_and_never_printed(run: Shipyard) -> None:
 
 
 @pytest.mark.usefixtures("staging")
+def test_control_characters_in_a_value_are_shown_escaped_never_sent_to_the_terminal(
+    run: Shipyard,
+) -> None:
+    # A deploy token may set any value; printed raw, ESC ] 0 ; would retitle the admin's
+    # terminal and ESC [ 2 J clear it.
+    result = run(
+        "config", "set", "BANNER=\x1b]0;pwned\x07\x1b[2Jhi\x9bx", "-a", "web", "-e", "staging"
+    )
+    shown = run("config", "-a", "web", "-e", "staging")
+
+    for output in (result.output, shown.output):
+        assert "  BANNER=\\x1b]0;pwned\\x07\\x1b[2Jhi\\x9bx\n" in output
+        assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output
+
+
+@pytest.mark.usefixtures("staging")
+def test_a_value_with_a_nul_character_is_refused(run: Shipyard) -> None:
+    result = run("config", "set", "BAD=a\x00b", "-a", "web", "-e", "staging")
+
+    assert isinstance(result.exception, CliError)
+    assert "vars.BAD: Value error, a config value cannot contain a NUL character" in str(
+        result.exception
+    )
+
+
+@pytest.mark.usefixtures("staging")
 def test_config_unset(run: Shipyard) -> None:
     run("config", "set", "DEBUG=1", "KEEP=1", "-a", "web", "-e", "staging")
 

@@ -76,3 +76,24 @@ def test_pick_id_refuses_an_ambiguous_unknown_or_empty_prefix() -> None:
         render.pick_id("ab", ids, "token")
     with pytest.raises(CliError, match="no token with an ID starting with ''"):
         render.pick_id("", ids, "token")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("title\x1b]0;pwned\x07", "title\\x1b]0;pwned\\x07"),
+        ("c1 \x9b2J and del \x7f", "c1 \\x9b2J and del \\x7f"),
+        ("back\rover\x08", "back\\x0dover\\x08"),
+        ("lines\nand\ttabs stay, as does é ü →", "lines\nand\ttabs stay, as does é ü →"),
+    ],
+)
+def test_printable_shows_control_characters_as_escapes(text: str, shown: str) -> None:
+    assert render.printable(text) == shown
+
+
+def test_a_table_cell_never_carries_an_escape_sequence(capsys: pytest.CaptureFixture[str]) -> None:
+    render.table("Processes", ["process", "url"], [["web.1", "http://x\x1b[2J"]])
+
+    output = capsys.readouterr().out
+    assert "\x1b" not in output and "http://x\\x1b[2J" in output

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -146,6 +148,47 @@ def test_secrets_are_encrypted_at_rest_and_survive_a_key_rotation(
     rollback = embedded.run_cli("rollback", "--app", "hello", "--env", "staging", "--to", "1")
     assert "now runs release v1" in rollback.stdout
     assert fetch(embedded.web_url("hello", "staging")) == secret  # the old release still runs
+
+
+def test_a_secret_a_release_command_prints_is_kept_nowhere_and_the_data_dir_is_private(
+    embedded: Stack, hello_repo: Path
+) -> None:
+    secret = f"greeting-{secrets.token_hex(8)}"
+    commit_file(
+        hello_repo, "Procfile", "web: python3 app.py\nrelease: echo migrating as $GREETING\n"
+    )
+    embedded.run_cli("apps", "create", "hello", "--repo", str(hello_repo))
+    embedded.run_cli("envs", "create", "staging", "--app", "hello")
+    embedded.run_cli(
+        "config", "set", f"GREETING={secret}", "--secret", "-a", "hello", "-e", "staging"
+    )
+
+    deploy = embedded.run_cli("deploy", "--app", "hello", "--env", "staging")
+
+    assert fetch(embedded.web_url("hello", "staging")) == secret  # the app does get it
+    pipeline_id = re.search(r"Pipeline ([0-9a-f-]{36})", deploy.stdout)
+    assert pipeline_id is not None
+    shown = embedded.run_cli("pipelines", "show", pipeline_id[1], "--json").stdout
+    (release,) = [s for s in json.loads(shown)["stages"] if s["name"] == "release"]
+    assert release["status"] == "succeeded"
+    assert release["output"] == "migrating as <redacted>\n"
+    assert secret not in deploy.stdout + shown
+    data_dir = embedded.data_dir
+    files = [path for path in data_dir.rglob("*") if path.is_file() and not path.is_symlink()]
+    for path in files:  # the store, its WAL, the broker's files, every log
+        assert secret.encode() not in path.read_bytes(), path
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    private = [
+        *data_dir.glob("shipyard.db*"),
+        # up.log is this test's redirect of `up`'s own output, made before `up` starts.
+        *(path for path in (data_dir / "logs").glob("*.log") if path.name != "up.log"),
+        *(data_dir / "run").rglob("*.log"),
+        *(data_dir / "broker").iterdir(),
+    ]
+    assert any(path.name == "shipyard.db-wal" for path in private)
+    assert any(path.parent.name == "logs" and "web" in path.name for path in private)
+    loose = {str(p): oct(p.stat().st_mode & 0o777) for p in private if p.stat().st_mode & 0o077}
+    assert loose == {}
 
 
 def _supervisor_events(stack: Stack, event: str) -> list[dict[str, Any]]:

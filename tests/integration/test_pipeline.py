@@ -123,6 +123,10 @@ def test_secrets_reach_the_app_but_never_the_api_the_build_or_the_logs(
         '[build]\ncommand = "env | grep -v -e ^PWD= -e ^HOME= > build-env.txt && echo built"\n',
         "dump the build environment",
     )
+    # A release command that prints a secret and succeeds: its output is kept redacted.
+    commit_file(
+        hello_repo, "Procfile", "web: python3 app.py\nrelease: echo releasing with $API_KEY\n"
+    )
     distributed.create_app(app, hello_repo, envs=("staging",))
     distributed.patch_config(
         app,
@@ -146,6 +150,8 @@ def test_secrets_reach_the_app_but_never_the_api_the_build_or_the_logs(
         assert secret not in response.text
     config = responses[0].json()
     assert config["vars"]["GREETING"] == "<redacted>"
+    (release,) = [s for s in responses[1].json()["stages"] if s["name"] == "release"]
+    assert release["output"] == "releasing with <redacted>\n"
     assert "SHIPYARD_SECRET_KEY" not in responses[2].text
     artifact = distributed.data_dir / "artifacts" / "sha256"
     assert secret.encode() not in _gunzip(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,45 @@ def test_exec_server_starts_in_the_data_dir(
     commands.exec_server(["/bin/true", "x"], settings)
 
     assert calls == [("/bin/true", ["/bin/true", "x"], str(tmp_path / "data"))]
+
+
+@pytest.fixture
+def restored_umask() -> Iterator[None]:
+    """keep_private sets the process's umask: the tests' own is put back afterwards."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield
+    os.umask(previous)
+
+
+def test_keep_private_tightens_an_older_data_dir_and_store_and_makes_new_files_private(
+    tmp_path: Path, restored_umask: None
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    for name in ("shipyard.db", "shipyard.db-wal", "shipyard.db-shm"):
+        (data_dir / name).write_text("")
+        (data_dir / name).chmod(0o644)
+
+    commands.keep_private(Settings(data_dir=data_dir))
+
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for name in ("shipyard.db", "shipyard.db-wal", "shipyard.db-shm"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600
+    (data_dir / "logs").mkdir()
+    (data_dir / "logs" / "web.1.log").write_text("")
+    assert stat.S_IMODE((data_dir / "logs").stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / "logs" / "web.1.log").stat().st_mode) == 0o600
+
+
+def test_keep_private_on_a_data_dir_not_made_yet_makes_nothing(
+    tmp_path: Path, restored_umask: None
+) -> None:
+    commands.keep_private(Settings(data_dir=tmp_path / "data"))
+
+    assert not (tmp_path / "data").exists()
+    assert (
+        stat.S_IMODE(commands.server_dir(Settings(data_dir=tmp_path / "data")).stat().st_mode)
+        == 0o700
+    )

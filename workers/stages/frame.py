@@ -171,6 +171,9 @@ def _record_success(
 ) -> None:
     """One transaction: the fenced result, what the stage made, its rows, the next stage queued
     (`pipeline` is the row the claim returned: nothing is read again)."""
+    # Redacted as a failure's output is: a release command that prints a secret and succeeds
+    # must not keep it in the store or show it through the API.
+    output = redact(result.output) if result.output is not None else None
     with session_scope(context.db_url) as session:
         events = stage_runs.complete_stage(
             session=session,
@@ -178,7 +181,7 @@ def _record_success(
             stage=stage,
             result_id=result.result_id,
             cache_hit=result.cache_hit,
-            output=result.output,
+            output=output,
             attempt=attempt,
             artifact_id=result.artifact_id,
             release_id=result.release_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,13 @@ from shipyard.shared import migrate
 from shipyard.shared.db import StatementCounter, get_engine, session_scope
 from shipyard.shared.events import ArtifactBuilt, Event, ReleaseCreated
 from shipyard.shared.models import Build, Pipeline, PipelineStatus, StageRun
-from shipyard.shared.schemas import AppCreate, EnvironmentCreate
-from shipyard.shared.services import apps, pipelines, stage_runs
+from shipyard.shared.schemas import AppCreate, ConfigPatch, EnvironmentCreate
+from shipyard.shared.services import apps, config, pipelines, stage_runs
 from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import Settings
 from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
-from shipyard.workers.stages import frame
+from shipyard.workers.stages import frame, release
 from shipyard.workers.stages.build import build_work
 from shipyard.workers.stages.release import release_work
 from shipyard.workers.stages.run import run_work
@@ -210,6 +211,57 @@ def test_a_taken_over_build_that_then_fails_leaves_the_build_row_to_the_winner(
     assert stored.status == PipelineStatus.RUNNING and runs["build"].status == "running"
     build = _build_row(context, pipeline)
     assert build.finished_at is None and build.log == ""
+
+
+SECRET = "s3cr3t-release-output-value"
+
+
+@pytest.mark.parametrize("exit_code", [0, 3], ids=["succeeds", "fails"])
+def test_a_release_command_printing_a_secret_keeps_it_out_of_the_store_and_the_api(
+    context: WorkerContext,
+    published: list[Event],
+    repo: Path,
+    exit_code: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No broker here: the release phase's lock (a Redis lock) is not what this test is about.
+    monkeypatch.setattr(release, "release_phase_lock", lambda *_args: nullcontext())
+    commit_files(
+        repo, {"Procfile": f"web: true\nrelease: echo migrating with $API_KEY; exit {exit_code}\n"}
+    )
+    with session_scope(context.db_url) as session:
+        app = apps.create_app(
+            session=session, data=AppCreate(name="web", repo=str(repo), builder="noop")
+        )
+        environment = apps.create_environment(
+            session=session, app=app, data=EnvironmentCreate(name="staging", runner="local")
+        )
+        config.patch_config(
+            session=session,
+            environment=environment,
+            patch=ConfigPatch(vars={"API_KEY": SECRET}, secrets=["API_KEY"]),
+            box=context.box,
+        )
+        pipeline = pipelines.create_pipeline(
+            session=session,
+            app=app,
+            environment=environment,
+            kind=PipelineKind.DEPLOY,
+            trigger="api",
+            ref="main",
+        )
+
+    for stage in ("build", "release"):
+        assert _execute(context, pipeline, stage) == ClaimOutcome.CLAIMED
+
+    _stored_pipeline, runs = _stored(context, pipeline)
+    assert runs["release"].status == ("succeeded" if exit_code == 0 else "failed")
+    assert runs["release"].output == "migrating with <redacted>\n"
+    with Session(get_engine(context.db_url)) as session:
+        stored = pipelines.get_pipeline(session=session, pipeline_id=pipeline.id)
+        served = pipelines.pipeline_public(session=session, pipeline=stored)
+    assert "migrating with <redacted>" in served.model_dump_json()
+    assert SECRET not in served.model_dump_json()
 
 
 # What each stage of a noop deploy costs the store: statements (BEGIN, COMMIT and savepoints not
