@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from rich.markup import escape
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
 from shipyard.cli.render import ago, console, printable, table
+from shipyard.shared.schemas.common import is_local_path
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
@@ -28,6 +30,8 @@ def apps_create(
     builder: Annotated[str, typer.Option(help="Builder driver.")] = "local",
 ) -> None:
     """Register an app."""
+    if is_local_path(repo):  # the servers do not run in this directory: the path is sent whole
+        repo = str(Path(repo).expanduser().absolute())
     app = ApiClient().post(
         "/v1/apps", {"name": name, "repo": repo, "path": path, "builder": builder}
     )

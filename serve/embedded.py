@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from filelock import FileLock, Timeout
 
 from shipyard.serve import broker
 from shipyard.serve.commands import (
@@ -26,7 +25,7 @@ from shipyard.serve.commands import (
     server_dir,
     worker_command,
 )
-from shipyard.serve.supervisor import ChildSpec, Supervisor
+from shipyard.serve.supervisor import ChildSpec, Supervisor, hold_exclusive
 from shipyard.shared import constants, migrate, processes
 from shipyard.shared.app_logs import FileSource, Follower
 from shipyard.shared.db import session_scope
@@ -109,13 +108,10 @@ def run(settings: Settings, address: Address, *, verbose: bool = False) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.broker_dir.mkdir(parents=True, exist_ok=True)
     # Held while `up` lives; the kernel releases it when `up` dies, even by SIGKILL.
-    lock = FileLock(settings.data_dir / "up.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigurationError(
-            f"another `shipyard up` is running on {settings.data_dir}; stop it first"
-        ) from None
+    lock = hold_exclusive(
+        settings.data_dir / "up.lock",
+        f"another `shipyard up` is running on {settings.data_dir}; stop it first",
+    )
     try:
         settings.fernet_key()
         settings.api_token()

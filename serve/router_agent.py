@@ -13,17 +13,15 @@ import socket
 import threading
 
 import structlog
-from filelock import FileLock, Timeout
 
 from shipyard.router import haproxy
 from shipyard.router.runtime import RouterError, RuntimeAPI
 from shipyard.router.traffic import Route, Traffic, web_servers
 from shipyard.serve.apps import AppSupervisor
-from shipyard.serve.supervisor import ChildSpec, Supervisor
+from shipyard.serve.supervisor import ChildSpec, Supervisor, hold_exclusive
 from shipyard.shared import constants, processes
 from shipyard.shared.broker import make_celery
 from shipyard.shared.db import session_scope
-from shipyard.shared.exceptions import ConfigurationError
 from shipyard.shared.services import routes
 from shipyard.shared.settings import Settings
 from shipyard.workers.context import WorkerContext
@@ -40,13 +38,10 @@ APPS_EVERY = 5
 def run(settings: Settings) -> None:
     """Start HAProxy, restore every route and live server, keep it running until SIGTERM."""
     settings.router_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(settings.router_dir / "router.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigurationError(
-            f"another router is running on {settings.router_dir}; stop it first"
-        ) from None
+    lock = hold_exclusive(
+        settings.router_dir / "router.lock",
+        f"another router is running on {settings.router_dir}; stop it first",
+    )
     try:
         argv, env = haproxy.command(settings)
         spec = ChildSpec(

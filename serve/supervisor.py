@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+from filelock import FileLock, Timeout
 
 from shipyard.shared import processes
+from shipyard.shared.exceptions import ConfigurationError
 
 log = structlog.get_logger(__name__)
 
@@ -256,3 +258,14 @@ def tail(path: Path, lines: int = 20) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def hold_exclusive(path: Path, refusal: str) -> FileLock:
+    """Take the lock at `path`, held until released or this process dies (the kernel drops it,
+    even on SIGKILL); if another process holds it, refuse to start with `refusal`."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigurationError(refusal) from None
+    return lock

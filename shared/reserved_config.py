@@ -17,7 +17,7 @@ _LOADER = "the dynamic loader reads it and can load a library it names into ever
 _SHELL = "the shell reads it at start-up and can run commands it names"
 _INTERPRETER = "the interpreter reads it at start-up and can load or run code it names"
 _PROGRAM = "it names a program or module that is run without the app asking for it"
-_GIT = "it changes how any git the app runs behaves, including which programs git runs"
+_GIT = "any git the app runs would run a program it names, or read a config that names one"
 _OPENSSL = "OpenSSL reads it and can load a shared library it names"
 
 # Names refused exactly (config keys are case-sensitive, as programs read them).
@@ -25,7 +25,6 @@ STARTUP_NAMES: Final[Mapping[str, str]] = {
     "GCONV_PATH": _LOADER,
     "GLIBC_TUNABLES": _LOADER,
     "BASH_ENV": _SHELL,
-    "ENV": _SHELL,
     "SHELLOPTS": _SHELL,
     "BASHOPTS": _SHELL,
     "PS4": _SHELL,
@@ -50,6 +49,17 @@ STARTUP_NAMES: Final[Mapping[str, str]] = {
     "OPENSSL_CONF": _OPENSSL,
     "OPENSSL_ENGINES": _OPENSSL,
     "OPENSSL_MODULES": _OPENSSL,
+    # The git variables that make git run a program or read another config; the rest
+    # (`GIT_SHA`, `GIT_COMMIT`, …) are an app's own and stay allowed.
+    "GIT_ASKPASS": _GIT,
+    "GIT_DIR": _GIT,
+    "GIT_EDITOR": _GIT,
+    "GIT_EXEC_PATH": _GIT,
+    "GIT_EXTERNAL_DIFF": _GIT,
+    "GIT_PAGER": _GIT,
+    "GIT_PROXY_COMMAND": _GIT,
+    "GIT_SEQUENCE_EDITOR": _GIT,
+    "GIT_TEMPLATE_DIR": _GIT,
 }
 # Families refused by their prefix.
 STARTUP_PREFIXES: Final[Mapping[str, str]] = {
@@ -57,7 +67,8 @@ STARTUP_PREFIXES: Final[Mapping[str, str]] = {
     "DYLD_": _LOADER,
     "BASH_FUNC_": _SHELL,
     "CORECLR_PROFILER": _INTERPRETER,
-    "GIT_": _GIT,
+    "GIT_CONFIG": _GIT,  # GIT_CONFIG, _GLOBAL, _SYSTEM, _COUNT, _KEY_n, _VALUE_n, _PARAMETERS
+    "GIT_SSH": _GIT,  # GIT_SSH, GIT_SSH_COMMAND, GIT_SSH_VARIANT
 }
 
 

@@ -16,6 +16,8 @@ import fcntl
 import hashlib
 import io
 import os
+import re
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from pathlib import Path
 from shipyard.shared.constants import GIT_TIMEOUT_SECONDS
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.schemas import strip_credentials
+from shipyard.workers.archives import code_filter
 
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",  # never wait for a password on a private URL
@@ -49,6 +52,11 @@ _NEUTRAL_CONFIG = (
     "gpg.ssh.program=false",
     "protocol.ext.allow=never",
 )
+
+
+# Where a mirror keeps its source's HEAD, fetched with every update.
+SOURCE_HEAD = "refs/shipyard/source-head"
+_SOURCE_HEAD_REF = re.compile(r"^HEAD(?=$|[~^@:])")
 
 
 @dataclass(frozen=True)
@@ -110,22 +118,32 @@ def _mirror_lock(mirror: Path) -> Iterator[None]:
 
 
 def _mirror(repo: str, mirror_root: Path) -> str:
-    """A bare mirror of `repo` (a URL, or a local repository), fetched up to date."""
+    """A bare mirror of `repo` (a URL, or a local repository), fetched up to date, its source's
+    HEAD (the checked-out commit of a local repository, even detached) at SOURCE_HEAD."""
     local = _local_repository(repo)
     source = local or repo
     mirror = mirror_root / (hashlib.sha256(source.encode()).hexdigest()[:24] + ".git")
     mirror_root.mkdir(parents=True, exist_ok=True)
     with _mirror_lock(mirror):
         trust = _trust_only(local, Path(f"{mirror}.gitconfig")) if local else os.devnull
-        if mirror.is_dir():
-            refspec = "+refs/*:refs/*"
-            fetch = ("fetch", "--prune", "--quiet", "--no-write-fetch-head", "origin", refspec)
-            _git(*fetch, git_dir=str(mirror), global_config=trust)
-        else:
+        if not mirror.is_dir():
+            # Cloned aside and renamed: a clone killed halfway leaves no mirror behind.
+            partial = mirror.with_name(f"{mirror.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
             # --no-local: objects go through upload-pack, never hard links or a copy of `.git`.
-            clone = ("clone", "--mirror", "--no-local", "--quiet", "--", source, str(mirror))
+            clone = ("clone", "--mirror", "--no-local", "--quiet", "--", source, str(partial))
             _git(*clone, global_config=trust)
+            partial.rename(mirror)
+        # A mirror's own HEAD is set once, by the clone: the source's is fetched every time.
+        refspecs = ("+refs/*:refs/*", f"+HEAD:{SOURCE_HEAD}")
+        fetch = ("fetch", "--prune", "--quiet", "--no-write-fetch-head", "origin", *refspecs)
+        _git(*fetch, git_dir=str(mirror), global_config=trust)
     return str(mirror)
+
+
+def _in_mirror(ref: str) -> str:
+    """`ref` as the mirror names it: `HEAD` (and `HEAD~1`, …) is the source's, not the mirror's."""
+    return _SOURCE_HEAD_REF.sub(SOURCE_HEAD, ref)
 
 
 def resolve(repo: str, ref: str, mirror_root: Path) -> Commit:
@@ -139,7 +157,7 @@ def resolve(repo: str, ref: str, mirror_root: Path) -> Commit:
             "--no-walk",
             "--format=%H %ct",
             "--end-of-options",
-            f"{ref}^{{commit}}",
+            f"{_in_mirror(ref)}^{{commit}}",
             "--",
             git_dir=git_dir,
         ).split()
@@ -161,6 +179,6 @@ def export(commit: Commit, subpath: str, destination: Path) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         try:
-            tar.extractall(destination, filter="data")
+            tar.extractall(destination, filter=code_filter)
         except tarfile.FilterError as exc:
             raise StageFailed(f"commit {commit.sha[:12]} cannot be exported safely: {exc}") from exc

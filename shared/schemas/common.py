@@ -31,9 +31,21 @@ def strip_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub("", text)
 
 
+def is_local_path(repo: str) -> bool:
+    """Whether git reads `repo` as a path on this host: no `scheme://`, and no `host:` (scp-like
+    `git@host:org/repo`) before its first `/`."""
+    if "://" in repo:
+        return False
+    colon, slash = repo.find(":"), repo.find("/")
+    return colon == -1 or -1 < slash < colon
+
+
 def _check_repo(value: str) -> str:
     if value.startswith("-") or any(ch in value for ch in "\n\r\0"):
         raise ValueError("repo must be a path or URL and may not start with '-'")
+    if is_local_path(value) and not PurePosixPath(value).is_absolute():
+        # Shipyard's servers run in their data directory, not in the caller's.
+        raise ValueError("a local repo must be an absolute path (the CLI makes it one)")
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -36,6 +37,17 @@ def _unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_apps_create_sends_a_relative_repo_as_an_absolute_path(
+    run: Shipyard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    created = run("apps", "create", "web", "--repo", "checkout")
+
+    assert created.exit_code == 0, created.output
+    assert f"Created app web ({tmp_path / 'checkout'} )" in created.output
 
 
 def test_apps_create_and_ls(run: Shipyard) -> None:

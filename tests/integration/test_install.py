@@ -6,6 +6,8 @@ is imported by Shipyard's processes, and the other distribution still imports.""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,13 +22,19 @@ from tests.integration.up import restart_up
 from tests.repos import git
 
 ROOT = Path(__file__).resolve().parents[2]
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".shipyard",
+    "test-output",
+)  # fmt: skip
 # The packages an app repository may hold that Shipyard's own parts were once named after.
 USER_PACKAGES = ("api", "cli", "workers", "shared", "shipyard")
 
 
 def _run(*argv: str | Path, cwd: Path | None = None) -> str:
+    # Nothing of the test run's own import path: the venv must stand on its own.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     result = subprocess.run(
-        [str(part) for part in argv], cwd=cwd, capture_output=True, text=True, timeout=300
+        [str(part) for part in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -72,7 +80,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     own site-packages holds just the two wheels."""
     where = tmp_path_factory.mktemp("install")
     wheels = where / "wheels"
-    shipyard_wheel = _build_wheel(ROOT, "shipyard", wheels)
+    # Built from a copy of the tree (its links kept): setuptools' build/ stays out of the checkout.
+    tree = where / "shipyard-source"
+    shutil.copytree(ROOT, tree, symlinks=True, ignore=_NOT_SOURCE)
+    shipyard_wheel = _build_wheel(tree, "shipyard", wheels)
     other_wheel = _build_wheel(_other_distribution(where), "collide", wheels)
     venv = where / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", venv)

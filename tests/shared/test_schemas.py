@@ -97,6 +97,13 @@ def test_paths_and_urls_are_accepted_as_repo(repo: str) -> None:
     assert AppCreate(name="web", repo=repo).repo == repo
 
 
+@pytest.mark.parametrize("repo", ["repo", "./repo", "../apps/repo", "~/repo", "sub/dir:x"])
+def test_a_relative_local_repo_is_rejected_with_why(repo: str) -> None:
+    # The servers run in their data directory: a relative path would name something else there.
+    with pytest.raises(ValidationError, match="a local repo must be an absolute path"):
+        AppCreate(name="web", repo=repo)
+
+
 def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         AppCreate.model_validate({"name": "web", "repo": "/srv/repo", "owner": "root"})

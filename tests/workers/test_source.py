@@ -50,6 +50,43 @@ def test_a_ref_that_looks_like_an_option_is_not_read_as_one(repo: Path, tmp_path
         source.resolve(str(repo), "--git-dir=/etc", tmp_path / "mirrors")
 
 
+def test_head_follows_the_repository_s_checked_out_commit_across_switches(
+    repo: Path, tmp_path: Path
+) -> None:
+    mirrors = tmp_path / "mirrors"
+    git(repo, "checkout", "--quiet", "-b", "feature")
+    on_feature = commit_files(repo, {"feature.txt": "new\n"})
+    assert source.resolve(str(repo), "HEAD", mirrors).sha == on_feature  # the mirror is made
+
+    git(repo, "checkout", "--quiet", "main")
+    on_main = commit_files(repo, {"main.txt": "newer\n"})
+    assert source.resolve(str(repo), "HEAD", mirrors).sha == on_main
+    assert source.resolve(str(repo), "HEAD~1", mirrors).sha == git(repo, "rev-parse", "main~1")
+
+    git(repo, "checkout", "--quiet", "--detach", on_feature)
+    assert source.resolve(str(repo), "HEAD", mirrors).sha == on_feature
+
+
+def test_a_clone_that_did_not_finish_leaves_no_mirror_behind(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirrors = tmp_path / "mirrors"
+    real_git = source._git
+
+    def killed_clone(*args: str, **kwargs: str) -> bytes:
+        if args[0] == "clone":
+            real_git(*args, **kwargs)  # the clone's files are there, as a killed one leaves some
+            raise StageFailed("git clone timed out after 120s")
+        return real_git(*args, **kwargs)
+
+    monkeypatch.setattr(source, "_git", killed_clone)
+    with pytest.raises(StageFailed, match="timed out"):
+        source.resolve(str(repo), "main", mirrors)
+    monkeypatch.setattr(source, "_git", real_git)
+
+    assert source.resolve(str(repo), "main", mirrors).sha == git(repo, "rev-parse", "main")
+
+
 def test_a_remote_repository_is_mirrored_and_fetched_again(repo: Path, tmp_path: Path) -> None:
     url = f"file://{repo}"
     mirrors = tmp_path / "mirrors"
@@ -80,6 +117,21 @@ def test_export_writes_only_the_committed_files(repo: Path, tmp_path: Path) -> N
     files = sorted(p.relative_to(destination).as_posix() for p in destination.rglob("*"))
     assert files == ["Procfile", "README.md", "web", "web/Procfile", "web/server.py"]
     assert (destination / "README.md").read_text() == "root\n"
+
+
+def test_exported_directories_are_readable_by_other_users_whatever_the_umask(
+    repo: Path, tmp_path: Path
+) -> None:
+    # The servers run with umask 077; a Docker image's non-root USER must still read its code.
+    commit = source.resolve(str(repo), "HEAD", tmp_path / "mirrors")
+    previous = os.umask(0o077)
+    try:
+        source.export(commit, "", tmp_path / "export")
+    finally:
+        os.umask(previous)
+
+    assert oct((tmp_path / "export" / "web").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "export" / "web" / "server.py").stat().st_mode & 0o777) == "0o644"
 
 
 def test_export_of_an_older_commit_has_that_commits_content(repo: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import process_count
+from shipyard.workers.archives import code_filter
 from shipyard.workers.runners.base import (
     OneOffResult,
     ReleaseSpec,
@@ -75,7 +76,7 @@ class LocalRunner:
         staging.mkdir(parents=True)
         with tarfile.open(artifact) as tar:
             try:
-                tar.extractall(staging, filter="data")
+                tar.extractall(staging, filter=code_filter)
             except tarfile.FilterError as exc:
                 raise StageFailed(
                     f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"

@@ -210,6 +210,7 @@ def test_decrypt_config_gives_the_run_environment_and_the_secret_values(
         ("NODE_OPTIONS", "interpreter"),
         ("BASH_ENV", "shell"),
         ("GIT_CONFIG_PARAMETERS", "git"),
+        ("GIT_SSH_COMMAND", "git"),
         ("BROWSER", "program"),
     ],
 )
@@ -252,6 +253,8 @@ def test_search_paths_and_everyday_python_settings_stay_allowed(
         "NODE_PATH": "/app/lib",
         "LANG": "C.UTF-8",
         "GITHUB_TOKEN": "t",  # not a GIT_ name
+        "GIT_SHA": "abc123",  # an app's own: makes git run nothing
+        "ENV": "production",  # only an interactive sh reads it
         "LDAP_URL": "ldap://x",  # not an LD_ name
         "ld_preload": "lower case is another variable",
     }
