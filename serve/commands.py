@@ -14,6 +14,8 @@ import stat
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from shipyard.shared import constants
 from shipyard.shared.settings import Settings
 
@@ -65,9 +67,17 @@ def keep_private(settings: Settings) -> None:
     # they start all create files 0600 and directories 0700.
     os.umask(constants.PRIVATE_UMASK)
     _tighten(settings.data_dir, constants.DATA_DIR_MODE)
-    store = settings.data_dir / constants.STORE_FILE
+    store = _sqlite_file(settings.sqlalchemy_url) or settings.data_dir / constants.STORE_FILE
     for suffix in ("", "-wal", "-shm"):
         _tighten(store.with_name(store.name + suffix), constants.STORE_FILE_MODE)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The SQLite store's file, wherever SHIPYARD_DATABASE_URL puts it (None: not SQLite)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
 
 
 def _tighten(path: Path, mode: int) -> None:

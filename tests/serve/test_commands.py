@@ -90,3 +90,18 @@ def test_keep_private_on_a_data_dir_not_made_yet_makes_nothing(
         stat.S_IMODE(commands.server_dir(Settings(data_dir=tmp_path / "data")).stat().st_mode)
         == 0o700
     )
+
+
+def test_keep_private_tightens_a_sqlite_store_kept_outside_the_data_dir(
+    tmp_path: Path, restored_umask: None
+) -> None:
+    store = tmp_path / "elsewhere" / "store.db"
+    store.parent.mkdir()
+    for suffix in ("", "-wal"):
+        Path(f"{store}{suffix}").write_text("")
+        Path(f"{store}{suffix}").chmod(0o644)
+
+    commands.keep_private(Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{store}"))
+
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(f"{store}-wal").stat().st_mode) == 0o600
