@@ -13,10 +13,12 @@ from sqlmodel import Session, select
 
 from shipyard.shared import migrate
 from shipyard.shared.db import StatementCounter, get_engine, session_scope
+from shipyard.shared.drivers import RunnerName
 from shipyard.shared.events import ArtifactBuilt, Event, ReleaseCreated
 from shipyard.shared.models import Build, Pipeline, PipelineStatus, StageRun
 from shipyard.shared.schemas import AppCreate, ConfigPatch, EnvironmentCreate
-from shipyard.shared.services import apps, config, pipelines, stage_runs
+from shipyard.shared.services import apps, pipelines, stage_runs
+from shipyard.shared.services.config import patch_config
 from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import Settings
 from shipyard.shared.stages import PipelineKind
@@ -48,16 +50,24 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
     return sent
 
 
-@pytest.fixture
-def pipeline(context: WorkerContext, repo: Path) -> Pipeline:
-    """A queued deploy pipeline of a noop app (noop builder and runner) at `repo`'s main."""
+def _deploy_pipeline(
+    context: WorkerContext,
+    repo: Path,
+    *,
+    runner: RunnerName = "noop",
+    config: ConfigPatch | None = None,
+) -> Pipeline:
+    """A queued deploy pipeline of an app built by the noop builder at `repo`'s main, run by
+    `runner`, with `config` set on its environment first."""
     with session_scope(context.db_url) as session:
         app = apps.create_app(
             session=session, data=AppCreate(name="web", repo=str(repo), builder="noop")
         )
         environment = apps.create_environment(
-            session=session, app=app, data=EnvironmentCreate(name="staging", runner="noop")
+            session=session, app=app, data=EnvironmentCreate(name="staging", runner=runner)
         )
+        if config is not None:
+            patch_config(session=session, environment=environment, patch=config, box=context.box)
         return pipelines.create_pipeline(
             session=session,
             app=app,
@@ -66,6 +76,12 @@ def pipeline(context: WorkerContext, repo: Path) -> Pipeline:
             trigger="api",
             ref="main",
         )
+
+
+@pytest.fixture
+def pipeline(context: WorkerContext, repo: Path) -> Pipeline:
+    """A queued deploy pipeline of a noop app (noop builder and runner) at `repo`'s main."""
+    return _deploy_pipeline(context, repo)
 
 
 def _execute(context: WorkerContext, pipeline: Pipeline, stage: str) -> ClaimOutcome:
@@ -229,27 +245,12 @@ def test_a_release_command_printing_a_secret_keeps_it_out_of_the_store_and_the_a
     commit_files(
         repo, {"Procfile": f"web: true\nrelease: echo migrating with $API_KEY; exit {exit_code}\n"}
     )
-    with session_scope(context.db_url) as session:
-        app = apps.create_app(
-            session=session, data=AppCreate(name="web", repo=str(repo), builder="noop")
-        )
-        environment = apps.create_environment(
-            session=session, app=app, data=EnvironmentCreate(name="staging", runner="local")
-        )
-        config.patch_config(
-            session=session,
-            environment=environment,
-            patch=ConfigPatch(vars={"API_KEY": SECRET}, secrets=["API_KEY"]),
-            box=context.box,
-        )
-        pipeline = pipelines.create_pipeline(
-            session=session,
-            app=app,
-            environment=environment,
-            kind=PipelineKind.DEPLOY,
-            trigger="api",
-            ref="main",
-        )
+    pipeline = _deploy_pipeline(
+        context,
+        repo,
+        runner="local",
+        config=ConfigPatch(vars={"API_KEY": SECRET}, secrets=["API_KEY"]),
+    )
 
     for stage in ("build", "release"):
         assert _execute(context, pipeline, stage) == ClaimOutcome.CLAIMED
