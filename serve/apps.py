@@ -56,7 +56,7 @@ class AppSupervisor:
         self._context = context
         self._policy = policy
         self._runner = LocalRunner(
-            context.store, context.settings.run_dir, context.settings.storage_dir
+            context.store, context.settings.run_dir, context.settings.storage_dir, context.sandbox
         )
         self._router = context.router
         self._hostname = socket.gethostname()

@@ -40,20 +40,38 @@ def is_alive(pid: int, started: int | None) -> bool:
 
 
 def terminate_group(pid: int, started: int | None, grace: float) -> None:
-    """SIGTERM the process group led by `pid`, then SIGKILL it after `grace` seconds."""
+    """SIGTERM the process group led by `pid`, then SIGKILL it after `grace` seconds. It waits
+    for the whole group, not only its leader: a sandboxed app outlives the shell that leads
+    its group while it drains."""
     if not is_alive(pid, started):
         return
     _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not is_alive(pid, started):
-            return
-        time.sleep(0.05)
+    if _wait_group(pid, grace):
+        return
     _signal_group(pid, signal.SIGKILL)
-    for _ in range(40):
-        if not is_alive(pid, started):
-            return
+    _wait_group(pid, 2.0)
+
+
+def _wait_group(pid: int, timeout: float) -> bool:
+    """Whether the group led by `pid` is empty within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while _group_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
+    return True
+
+
+def _group_alive(pid: int) -> bool:
+    """Whether any process of group `pid` is left (its number is not reused while one is)."""
+    _reap(pid)
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # members of another user's: fall back to the leader
+        return is_alive(pid, None)
+    return True
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography.fernet import Fernet
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shipyard.shared import constants
@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     # (hosts without the API); off by default, and bound to loopback unless told otherwise.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Confinement of what apps run (workers/sandbox.py, docs/operations.md): a bubblewrap
+    # sandbox when it works here (auto), always (bwrap: a stage fails without it) or never.
+    sandbox: Literal["auto", "bwrap", "off"] = "auto"
+    # Apps' own users when Shipyard runs as root: this uid plus a number from the app's name.
+    app_uid_base: int = Field(default=1_000_000_000, ge=1000, le=2**31 - 1 - 2**30)
+    # More host directories every sandbox sees read-only (os.pathsep-separated), such as a
+    # language runtime that lives outside /usr and off Shipyard's PATH.
+    sandbox_paths: str = ""
 
     @field_validator("data_dir", "artifact_dir", "metrics_dir", "registry_ca_file")
     @classmethod

@@ -47,8 +47,8 @@ COPY Procfile VERSION /app/
 # `web` serves $GREETING on $HOST:$PORT, or exits at once when CRASH is set; `worker` idles.
 PROCFILE = """\
 web: test -z "$CRASH" || { echo "web refuses to start: CRASH=$CRASH"; exit 3; }; \
-mkdir -p /www && echo "${GREETING:-hello}" > /www/index.html && \
-exec busybox httpd -f -p "$HOST:$PORT" -h /www
+mkdir -p /tmp/www && echo "${GREETING:-hello}" > /tmp/www/index.html && \
+exec busybox httpd -f -p "$HOST:$PORT" -h /tmp/www
 worker: exec busybox sleep 3600
 """
 

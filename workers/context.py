@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from celery import Celery
@@ -12,6 +14,7 @@ from shipyard.shared.artifacts import ArtifactStore, open_store
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.settings import Settings
 from shipyard.workers.docker_engine import DockerEngine
+from shipyard.workers.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class WorkerContext:
     redis: redis.Redis  # the broker, for the release-phase lock
     router: RuntimeAPI  # this run host's router (it may not run: see RuntimeAPI.available)
     docker: DockerEngine  # connected when a Docker builder or runner first needs it
+    sandbox: Sandbox  # how apps' programs are confined on this host
 
     @property
     def db_url(self) -> str:
@@ -46,7 +50,18 @@ class WorkerContext:
             ),
             router=RuntimeAPI(settings.router_socket),
             docker=DockerEngine(),
+            sandbox=sandbox_for(settings),
         )
+
+
+def sandbox_for(settings: Settings) -> Sandbox:
+    """The confinement of apps' programs that `settings` ask for on this host."""
+    return Sandbox(
+        settings.sandbox,
+        data_dir=settings.data_dir,
+        uid_base=settings.app_uid_base,
+        extra_paths=[Path(p) for p in settings.sandbox_paths.split(os.pathsep) if p],
+    )
 
 
 def _artifact_store(settings: Settings) -> ArtifactStore:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from shipyard.shared.exceptions import StageFailed
+from shipyard.workers.sandbox import Jail
 
 # Shell scripts a buildpack (or the app) leaves for the run host, sourced before each process.
 PROFILE_DIR = ".profile.d"
@@ -45,12 +45,13 @@ def with_profile(command: str) -> str:
     return _SOURCE_PROFILE + command
 
 
-def find_python3(cwd: Path, env: Mapping[str, str]) -> HostPython:
-    """The `python3` that `env`'s PATH gives in `cwd` (pyenv reads `.python-version` there)."""
+def find_python3(jail: Jail, env: Mapping[str, str]) -> HostPython:
+    """The `python3` that `env`'s PATH gives in the jail's working directory (pyenv reads
+    `.python-version` there), asked inside the jail, as the app's own programs will ask."""
     try:
         probe = subprocess.run(
-            ["python3", "-I", "-c", _PROBE],
-            cwd=cwd,
+            jail.command(["python3", "-I", "-c", _PROBE], die_with_parent=True),
+            cwd=jail.workdir.source,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -68,14 +69,15 @@ def find_python3(cwd: Path, env: Mapping[str, str]) -> HostPython:
     return HostPython(version=version, has_pip=has_pip == "True", executable=executable)
 
 
-def check_python_version(app_dir: Path, env: Mapping[str, str]) -> None:
-    """Refuse to run an artifact whose packages were installed for another Python than ours."""
-    record = app_dir / PYTHON_VERSION_FILE
+def check_python_version(jail: Jail, env: Mapping[str, str]) -> None:
+    """Refuse to run an artifact (the jail's working directory) whose packages were installed
+    for another Python than the one its processes get."""
+    record = jail.workdir.source / PYTHON_VERSION_FILE
     if not record.is_file():
         return
     wanted = record.read_text(encoding="utf-8", errors="replace").strip()
     try:
-        host = find_python3(app_dir, {"PATH": env.get("PATH", ""), "LANG": "C.UTF-8"})
+        host = find_python3(jail, {"PATH": env.get("PATH", ""), "LANG": "C.UTF-8"})
     except StageFailed as exc:
         raise StageFailed(f"the artifact needs Python {wanted}, but {exc.message}") from exc
     if host.version != wanted:

@@ -156,8 +156,8 @@ def test_a_plain_dockerfile_without_a_procfile_deploys_with_its_cmd_as_web(
     docker_engine: docker.DockerClient, distributed: Stack, tmp_path: Path
 ) -> None:
     dockerfile = DOCKERFILE.replace("COPY Procfile VERSION /app/", "COPY VERSION /app/") + (
-        'CMD ["/bin/sh", "-c", "mkdir -p /www && echo plain-$GREETING > /www/index.html && '
-        'exec busybox httpd -f -p $HOST:$PORT -h /www"]\n'
+        'CMD ["/bin/sh", "-c", "mkdir -p /tmp/www && echo plain-$GREETING > /tmp/www/index.html && '
+        'exec busybox httpd -f -p $HOST:$PORT -h /tmp/www"]\n'
     )
     repo = docker_repo(tmp_path, dockerfile=dockerfile)
     (repo / "Procfile").unlink()

@@ -21,6 +21,7 @@ import redis
 from shipyard.shared import processes
 from shipyard.shared.db import session_scope
 from shipyard.shared.services import deployments
+from tests import attacker
 from tests.conftest import commit_file
 from tests.integration.stack import (
     SHIPYARD,
@@ -31,7 +32,7 @@ from tests.integration.stack import (
     up_children,
 )
 from tests.integration.up import UpFactory, restart_up, wait_for
-from tests.repos import git
+from tests.repos import commit_files, git
 
 # Fast failure detection, so that recovery is seen within seconds (see docs/reliability.md).
 FAST = {
@@ -189,6 +190,62 @@ def test_a_secret_a_release_command_prints_is_kept_nowhere_and_the_data_dir_is_p
     assert any(path.parent.name == "logs" and "web" in path.name for path in private)
     loose = {str(p): oct(p.stat().st_mode & 0o777) for p in private if p.stat().st_mode & 0o077}
     assert loose == {}
+
+
+def test_an_app_reaches_neither_the_platform_nor_another_app(
+    embedded: Stack, hello_repo: Path, tmp_path: Path
+) -> None:
+    # The victim: hello in staging, with something of its own in its storage.
+    embedded.run_cli("apps", "create", "hello", "--repo", str(hello_repo))
+    embedded.run_cli("envs", "create", "staging", "--app", "hello")
+    embedded.run_cli("deploy", "--app", "hello", "--env", "staging")
+    data_dir = embedded.data_dir
+    victim_storage = data_dir / "storage" / "hello" / "staging"
+    (victim_storage / "private.txt").write_text("the victim's own")
+    victim_logs = sorted((data_dir / "run" / "hello" / "staging" / "logs").glob("*.log"))
+    assert victim_logs
+    # The attacker, whose web process and release command try everything.
+    attacker_repo = tmp_path / "attacker-repo"
+    attacker_repo.mkdir()
+    git(attacker_repo, "init", "--quiet", "--initial-branch=main")
+    commit_files(attacker_repo, attacker.FILES, "attack")
+    targets = [
+        data_dir / "secret.key",
+        data_dir / "admin-token",
+        data_dir / "shipyard.db",
+        victim_storage / "private.txt",
+        victim_logs[0],
+        data_dir / "run" / "hello" / "staging",
+    ]
+    plant = [data_dir, data_dir / "run", victim_storage]
+    embedded.run_cli("apps", "create", "attacker", "--repo", str(attacker_repo))
+    embedded.run_cli("envs", "create", "staging", "--app", "attacker")
+    embedded.run_cli(
+        "config",
+        "set",
+        f"TARGETS={os.pathsep.join(map(str, targets))}",
+        f"PLANT={os.pathsep.join(map(str, plant))}",
+        "-a",
+        "attacker",
+        "-e",
+        "staging",
+    )
+
+    deploy = embedded.run_cli("deploy", "--app", "attacker", "--env", "staging")
+
+    served = json.loads(fetch(embedded.web_url("attacker", "staging")))
+    pipeline_id = re.search(r"Pipeline ([0-9a-f-]{36})", deploy.stdout)
+    assert pipeline_id is not None
+    shown = embedded.run_cli("pipelines", "show", pipeline_id[1], "--json").stdout
+    (release,) = [s for s in json.loads(shown)["stages"] if s["name"] == "release"]
+    for report in (served, attacker.parse_report(release["output"])):
+        assert attacker.breaches(report) == {}
+        assert len(report["read"]) == len(targets)  # each one was tried, and failed
+        assert report["storage"] == "allowed"  # its own storage works
+        assert report["uid"] != 0
+    assert (victim_storage / "private.txt").read_text() == "the victim's own"
+    assert not any((folder / "planted").exists() for folder in plant)
+    assert fetch(embedded.web_url("hello", "staging")) == "Hello from Shipyard"
 
 
 def _supervisor_events(stack: Stack, event: str) -> list[dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from shipyard.workers.sandbox import Sandbox
 from tests.embedded import _no_shipyard_environment
 from tests.repos import commit_files, git
 
@@ -27,3 +29,23 @@ def repo(tmp_path: Path) -> Path:
         "initial",
     )
     return path
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    """The default confinement (auto), with the test's folder as the data dir: confined where
+    bubblewrap works, as in CI; as the worker's user elsewhere."""
+    return Sandbox("auto", data_dir=tmp_path)
+
+
+@pytest.fixture
+def confining_sandbox(tmp_path: Path) -> Sandbox:
+    """A sandbox that confines; without bubblewrap the test is skipped, or fails under
+    SHIPYARD_REQUIRE_SERVICES=1 (CI installs it)."""
+    sandbox = Sandbox("bwrap", data_dir=tmp_path)
+    if not sandbox.confines:
+        message = f"bubblewrap cannot confine here: {sandbox.describe()}"
+        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(message)
+    return sandbox

@@ -14,8 +14,8 @@ from shipyard.workers.context import WorkerContext
 
 BUILDERS: dict[str, Callable[[WorkerContext], Builder]] = {
     # A Python app without a build command of its own gets the Python buildpack (detected).
-    "local": lambda context: LocalBuilder(context.store, (PythonBuildpack(),)),
-    "python": lambda context: PythonBuilder(context.store),
+    "local": lambda context: LocalBuilder(context.store, context.sandbox, (PythonBuildpack(),)),
+    "python": lambda context: PythonBuilder(context.store, context.sandbox),
     "docker": lambda context: DockerBuilder(context.docker.client(), context.store.images),
     "noop": lambda context: NoopBuilder(context.store, build_wait_seconds()),
 }

@@ -21,6 +21,7 @@ from shipyard.shared.manifest import BuildManifest, read_build_manifest
 from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
 from shipyard.workers.builders.relocatable import check_relocatable
+from shipyard.workers.sandbox import Bind, Jail, Sandbox
 
 
 class Buildpack(Protocol):
@@ -32,8 +33,9 @@ class Buildpack(Protocol):
         """Whether the exported source is an app of this kind."""
         ...
 
-    def compile(self, request: BuildRequest, timeout: float, log: BuildLog) -> None:
-        """Install into `request.source_dir` within `timeout`; raise StageFailed with the reason."""
+    def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
+        """Install into `request.source_dir` within `timeout`, running what it runs in `jail`;
+        raise StageFailed with the reason."""
         ...
 
 
@@ -42,8 +44,11 @@ class LocalBuilder:
 
     name = "local"
 
-    def __init__(self, store: ArtifactStore, buildpacks: Sequence[Buildpack] = ()) -> None:
+    def __init__(
+        self, store: ArtifactStore, sandbox: Sandbox, buildpacks: Sequence[Buildpack] = ()
+    ) -> None:
         self._store = store
+        self._sandbox = sandbox
         self._buildpacks = tuple(buildpacks)
 
     def build(self, request: BuildRequest, log: BuildLog) -> BuiltArtifact:
@@ -51,12 +56,14 @@ class LocalBuilder:
         # One limit for the whole build: the buildpack's install and the command share it.
         deadline = time.monotonic() + min(manifest.timeout or request.timeout, request.timeout)
         buildpack = self.buildpack_for(request.source_dir, manifest)
+        jail = build_jail(self._sandbox, request)
         if buildpack is not None:
             log.write(f"-----> {buildpack.name} app detected")
-            buildpack.compile(request, max(deadline - time.monotonic(), 0.0), log)
+            buildpack.compile(request, jail, max(deadline - time.monotonic(), 0.0), log)
         if manifest.command:
             log.write(f"-----> Running build command: {manifest.command}")
-            run_build_command(manifest.command, request, max(deadline - time.monotonic(), 0.0), log)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            run_build_command(manifest.command, request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
         # Runners unpack the artifact elsewhere: refuse now what would only fail there.
@@ -93,24 +100,45 @@ def scrubbed_environment(request: BuildRequest, home: Path) -> dict[str, str]:
     }
 
 
+def build_home(request: BuildRequest) -> Path:
+    """The build's own home directory, empty at the start of each build."""
+    return request.work_dir / "home"
+
+
 def build_environment(request: BuildRequest) -> dict[str, str]:
-    """The scrubbed environment, with the build's own empty home directory made."""
-    home = request.work_dir / "home"
+    """The scrubbed environment, with the build's home (made by `build_jail`)."""
+    return scrubbed_environment(request, build_home(request))
+
+
+def build_jail(sandbox: Sandbox, request: BuildRequest) -> Jail:
+    """What the build's commands see: its source and home (theirs to write), its app's own
+    download cache, each at its own path (the relocatability check knows those paths)."""
+    home = build_home(request)
     home.mkdir(parents=True, exist_ok=True)
-    return scrubbed_environment(request, home)
+    binds = [Bind(request.source_dir, str(request.source_dir), writable=True)]
+    binds.append(Bind(home, str(home), writable=True))
+    sandbox.give(request.app, request.source_dir, recursive=True)
+    sandbox.give(request.app, home)
+    if request.cache_dir is not None:
+        request.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        sandbox.give(request.app, request.cache_dir, recursive=True)
+        binds.append(Bind(request.cache_dir, str(request.cache_dir), writable=True))
+    return sandbox.jail(request.app, binds, workdir=binds[0])
 
 
 def run_build_command(
     command: str,
     request: BuildRequest,
+    jail: Jail,
     timeout: float,
     log: BuildLog,
     *,
     step: str = "build command",
 ) -> None:
-    """Run `command` in the source dir; stream its output to `log`; kill its group on timeout."""
+    """Run `command` in the source dir, in `jail`; stream its output to `log`; kill its group
+    on timeout."""
     process = subprocess.Popen(
-        ["/bin/sh", "-c", command],
+        jail.command(["/bin/sh", "-c", command], die_with_parent=True),
         cwd=request.source_dir,
         env=build_environment(request),
         stdin=subprocess.DEVNULL,

@@ -28,6 +28,7 @@ from shipyard.workers.builders.local import (
     run_build_command,
 )
 from shipyard.workers.runtime import PROFILE_DIR, PYTHON_VERSION_FILE, HostPython, find_python3
+from shipyard.workers.sandbox import Jail, Sandbox
 
 REQUIREMENTS = "requirements.txt"
 PYPROJECT = "pyproject.toml"
@@ -74,7 +75,7 @@ class PythonBuildpack:
             return False
         return any((source_dir / name).is_file() for name in (REQUIREMENTS, PYPROJECT, UV_LOCK))
 
-    def compile(self, request: BuildRequest, timeout: float, log: BuildLog) -> None:
+    def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
         deadline = time.monotonic() + timeout
         source = request.source_dir
         if (source / INSTALL_DIR).exists():
@@ -83,7 +84,7 @@ class PythonBuildpack:
                 "its dependencies: remove it from the repository"
             )
         what, arguments = _what_to_install(source)
-        python = _build_python(source, build_environment(request), pinned_python(source))
+        python = _build_python(jail, build_environment(request), pinned_python(source))
         log.write(
             f"-----> Installing {what} with pip for Python {python.version} ({SITE_PACKAGES})"
         )
@@ -99,6 +100,7 @@ class PythonBuildpack:
         run_build_command(
             shlex.join(command),
             request,
+            jail,
             max(deadline - time.monotonic(), 0.0),
             log,
             step="pip install",
@@ -117,8 +119,8 @@ class PythonBuilder(LocalBuilder):
 
     name = "python"
 
-    def __init__(self, store: ArtifactStore) -> None:
-        super().__init__(store, (PythonBuildpack(),))
+    def __init__(self, store: ArtifactStore, sandbox: Sandbox) -> None:
+        super().__init__(store, sandbox, (PythonBuildpack(),))
 
     def buildpack_for(self, source_dir: Path, manifest: BuildManifest) -> Buildpack | None:
         return self._buildpacks[0]
@@ -154,10 +156,10 @@ def _what_to_install(source_dir: Path) -> tuple[str, list[str]]:
     )
 
 
-def _build_python(source_dir: Path, env: dict[str, str], pin: PythonPin | None) -> HostPython:
+def _build_python(jail: Jail, env: dict[str, str], pin: PythonPin | None) -> HostPython:
     """The build host's python3, as the app's processes will find it; refused if it cannot do."""
     try:
-        python = find_python3(source_dir, env)
+        python = find_python3(jail, env)
     except StageFailed as exc:
         if pin is None:
             raise StageFailed(f"the python builder needs python3: {exc.message}") from exc

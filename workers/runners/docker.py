@@ -13,6 +13,7 @@ run from that image, never from a tag.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import structlog
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from shipyard.shared import constants
@@ -41,10 +43,16 @@ from shipyard.workers.runners.base import (
     server_name,
     web_url,
 )
+from shipyard.workers.sandbox import DEFAULT_UID_BASE, app_uid
 
 # Procfile lines are shell commands; the container's entrypoint is replaced so that an image's
 # own ENTRYPOINT cannot swallow them as arguments.
 SHELL = ["/bin/sh", "-c"]
+
+# Each container's own /tmp, writable by whichever user it runs as (as in the local sandbox).
+PRIVATE_TMP = {"/tmp": "mode=1777"}
+
+log = structlog.get_logger(__name__)
 
 
 class DockerRunner:
@@ -52,22 +60,29 @@ class DockerRunner:
 
     name: RunnerName = "docker"
 
-    def __init__(self, client: docker.DockerClient, registry: ImageRegistry | None = None) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        registry: ImageRegistry | None = None,
+        uid_base: int = DEFAULT_UID_BASE,
+    ) -> None:
         self._client = client
         self._registry = registry
+        self._uid_base = uid_base
         self._host_network: bool | None = None
 
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         with engine_errors("start the release"):
             image = self._image(spec)
             procfile = image_processes(self._client, image, spec)
+            user = self._user(spec, image)
             self._remove_leftovers(spec.deployment_id)
             started: list[ProcessRecord] = []
             try:
                 for process_type, command in procfile.items():
                     for index in range(1, process_count(spec.formation, process_type) + 1):
                         started.append(
-                            self._start_process(spec, image.id, process_type, index, command)
+                            self._start_process(spec, image.id, user, process_type, index, command)
                         )
             except BaseException:
                 self.stop(started)
@@ -85,6 +100,7 @@ class DockerRunner:
         self,
         spec: ReleaseSpec,
         image_id: str,
+        user: str | None,
         process_type: str,
         index: int,
         command: str | None,
@@ -105,6 +121,8 @@ class DockerRunner:
             },
             labels=container_labels(spec, process_type),
             volumes=storage_volumes(spec),
+            user=user,
+            tmpfs=PRIVATE_TMP,
             name=f"{spec.app}-{spec.environment}-v{spec.release_version}-{process_type}-"
             f"{index}-{spec.deployment_id[:8]}",
             init=True,  # a real PID 1 forwards SIGTERM, so stopping is quick and graceful
@@ -132,6 +150,31 @@ class DockerRunner:
             self.stop([record])
             raise
         return record
+
+    def _user(self, spec: ReleaseSpec, image: Any) -> str | None:
+        """Who the containers run as: the image's USER when it names one, else the app's own
+        unprivileged user (never root by default), which then owns the storage."""
+        if image.attrs["Config"].get("User"):
+            return None
+        uid = app_uid(spec.app, self._uid_base)
+        self._give_storage(spec, uid)
+        return f"{uid}:{uid}"
+
+    def _give_storage(self, spec: ReleaseSpec, uid: int) -> None:
+        """Make the environment's storage the app user's: its host directory, or its named
+        volume's directory when the engine is on this host and Shipyard may change owners."""
+        if spec.storage_dir:
+            path = Path(spec.storage_dir)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        else:
+            volume = self._client.volumes.create(storage_location(spec))  # idempotent
+            path = Path(volume.attrs.get("Mountpoint") or "/nonexistent")
+        try:
+            if path.stat().st_uid != uid:
+                os.chown(path, uid, uid)
+        except OSError as exc:
+            # A remote or rootless engine: the app may find its storage read-only; say so.
+            log.warning("docker.storage_owner", storage=storage_location(spec), error=str(exc))
 
     def _uses_host_network(self) -> bool:
         """Host networking when the engine has no bridge (`dockerd --bridge=none`), as here."""
@@ -190,6 +233,8 @@ class DockerRunner:
                 environment={"HOST": bind_host, **spec.env, **platform_environment(spec)},
                 labels=container_labels(spec, constants.RELEASE_PROCESS),
                 volumes=storage_volumes(spec),
+                user=self._user(spec, image),
+                tmpfs=PRIVATE_TMP,
                 init=True,
                 **resource_limits(spec),
                 **network,

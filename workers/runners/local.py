@@ -28,6 +28,10 @@ from shipyard.workers.runners.base import (
     web_url,
 )
 from shipyard.workers.runtime import check_python_version, with_profile
+from shipyard.workers.sandbox import Bind, Jail, Sandbox
+
+# Where a confined process finds its release (read-only, and its HOME) and its storage.
+APP_PATH = "/app"
 
 
 def exit_status_path(log_path: Path) -> Path:
@@ -40,10 +44,13 @@ class LocalRunner:
 
     name: RunnerName = "local"
 
-    def __init__(self, store: ArtifactStore, run_dir: Path, storage_root: Path) -> None:
+    def __init__(
+        self, store: ArtifactStore, run_dir: Path, storage_root: Path, sandbox: Sandbox
+    ) -> None:
         self._store = store
         self._run_dir = run_dir
         self._storage_root = storage_root
+        self._sandbox = sandbox
 
     def storage_dir(self, spec: ReleaseSpec) -> Path:
         """The environment's persistent storage: its own storage_dir, or one in the data dir.
@@ -59,6 +66,8 @@ class LocalRunner:
             raise StageFailed(
                 f"cannot create the environment's storage directory {path}: {exc.strerror}"
             ) from exc
+        # The app's own user owns it (all of it, the first time: what it wrote unconfined).
+        self._sandbox.give(spec.app, path, recursive=True)
         return path
 
     def release_dir(self, spec: ReleaseSpec) -> Path:
@@ -86,14 +95,21 @@ class LocalRunner:
         os.replace(staging, target)
         return target
 
-    def _environment(self, spec: ReleaseSpec, app_dir: Path, port: int | None) -> dict[str, str]:
+    def _jail(self, spec: ReleaseSpec, app_dir: Path) -> Jail:
+        """What the release's programs see: the release (read-only) and the storage."""
+        release = Bind(app_dir, APP_PATH)
+        storage = Bind(self.storage_dir(spec), constants.CONTAINER_STORAGE_PATH, writable=True)
+        return self._sandbox.jail(spec.app, (release, storage), workdir=release)
+
+    def _environment(self, spec: ReleaseSpec, jail: Jail, port: int | None) -> dict[str, str]:
+        release, storage = jail.binds
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(app_dir),
+            "HOME": jail.path(release),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             **spec.env,
-            constants.STORAGE_VARIABLE: str(self.storage_dir(spec)),
+            constants.STORAGE_VARIABLE: jail.path(storage),
             constants.RELEASE_VARIABLE: str(spec.release_version),
         }
         if port is not None:
@@ -102,13 +118,14 @@ class LocalRunner:
 
     def start(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         app_dir = self._unpack(spec)
-        check_python_version(app_dir, self._environment(spec, app_dir, None))
+        jail = self._jail(spec, app_dir)
+        check_python_version(jail, self._environment(spec, jail, None))
         procfile = process_types(read_procfile(app_dir))
         started: list[ProcessRecord] = []
         try:
             for process_type, command in procfile.items():
                 for index in range(1, process_count(spec.formation, process_type) + 1):
-                    started.append(self._start_process(spec, app_dir, process_type, index, command))
+                    started.append(self._start_process(spec, jail, process_type, index, command))
         except BaseException:
             self.stop(started)  # a release starts whole or not at all
             raise
@@ -120,10 +137,10 @@ class LocalRunner:
         command = process_types(read_procfile(app_dir)).get(process_type)
         if command is None:
             raise StageFailed(f"the release has no {process_type!r} process")
-        return self._start_process(spec, app_dir, process_type, index, command)
+        return self._start_process(spec, self._jail(spec, app_dir), process_type, index, command)
 
     def _start_process(
-        self, spec: ReleaseSpec, app_dir: Path, process_type: str, index: int, command: str
+        self, spec: ReleaseSpec, jail: Jail, process_type: str, index: int, command: str
     ) -> ProcessRecord:
         log_dir = self._run_dir / spec.app / spec.environment / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -131,15 +148,19 @@ class LocalRunner:
         log_path = log_dir / f"{spec.deployment_id}.{process_type}.{index}.log"
         exit_path = exit_status_path(log_path)
         exit_path.unlink(missing_ok=True)
-        env = self._environment(spec, app_dir, port)
-        # Not exec'd: the shell stays to write the command's exit status where the run host's
-        # supervision reads it. The app and its shell are one process group, stopped together.
-        line = with_profile(f"{command}\necho $? > {shlex.quote(str(exit_path))}")
+        env = self._environment(spec, jail, port)
+        _, storage = jail.binds
+        # The app runs in its sandbox; the shell around it is the platform's (not exec'd: it
+        # stays to write the command's exit status where the run host's supervision reads it,
+        # and the app never sees that file or its log). The app, its sandbox and the shell are
+        # one process group, stopped together; the sandbox outlives the shell while it drains.
+        app = jail.command(["/bin/sh", "-c", with_profile(command)], die_with_parent=False)
+        line = f"{shlex.join(app)}\necho $? > {shlex.quote(str(exit_path))}"
         with log_path.open("ab") as output:
             # The config travels in the environment only; the command line is the Procfile's.
             child = subprocess.Popen(
                 ["/bin/sh", "-c", line],
-                cwd=app_dir,
+                cwd=jail.workdir.source,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -156,7 +177,7 @@ class LocalRunner:
             "port": port,
             "url": web_url(process_type, port),
             "log": str(log_path),
-            "storage": env[constants.STORAGE_VARIABLE],
+            "storage": str(storage.source),
             "restarts": 0,
             "server": server_name(spec.deployment_id, process_type, index, port),
             "host": run_host(),
@@ -190,12 +211,13 @@ class LocalRunner:
             processes.terminate_group(pid, record.get("started"), constants.APP_STOP_GRACE_SECONDS)
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
-        app_dir = self._unpack(spec)
-        check_python_version(app_dir, self._environment(spec, app_dir, None))
+        jail = self._jail(spec, self._unpack(spec))
+        env = self._environment(spec, jail, None)
+        check_python_version(jail, env)
         child = subprocess.Popen(
-            ["/bin/sh", "-c", with_profile(command)],
-            cwd=app_dir,
-            env=self._environment(spec, app_dir, None),
+            jail.command(["/bin/sh", "-c", with_profile(command)], die_with_parent=True),
+            cwd=jail.workdir.source,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

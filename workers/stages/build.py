@@ -84,7 +84,8 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             source_dir=source_dir,
             work_dir=Path(scratch),
             timeout=context.settings.build_timeout,
-            cache_dir=context.settings.data_dir / "cache",
+            # The app's own: a build cannot leave a package for another app's build to install.
+            cache_dir=context.settings.data_dir / "cache" / "builds" / app.name,
         )
         built = builder.build(request, build_log)
     with session_scope(context.db_url) as session:

@@ -20,6 +20,8 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders.base import BuildRequest
 from shipyard.workers.builders.local import LocalBuilder, pack_reproducibly
+from shipyard.workers.sandbox import Sandbox
+from tests import attacker
 
 COMMIT_TIME = 1_700_000_000
 
@@ -39,6 +41,11 @@ def source_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(tmp_path: Path) -> FileStore:
     return FileStore(tmp_path / "artifacts")
+
+
+def _builder(store: FileStore, tmp_path: Path) -> LocalBuilder:
+    """The local builder with the default sandbox (auto: confined where bubblewrap works)."""
+    return LocalBuilder(store, Sandbox("auto", data_dir=tmp_path))
 
 
 def _request(source_dir: Path, tmp_path: Path, timeout: float = 60) -> BuildRequest:
@@ -115,7 +122,7 @@ def test_a_build_without_a_command_stores_the_source_as_the_artifact(
 ) -> None:
     log = BuildLog(limit=100_000)
 
-    built = LocalBuilder(store).build(_request(source_dir, tmp_path), log)
+    built = _builder(store, tmp_path).build(_request(source_dir, tmp_path), log)
 
     assert built.digest == file_digest(Path(built.location))
     assert store.fetch(built.digest, app="app") == Path(built.location)
@@ -130,7 +137,7 @@ def test_the_build_command_runs_in_the_source_dir_and_its_output_is_logged(
     _with_build_command(source_dir, "echo compiling; echo compiled > compiled.txt")
     log = BuildLog(limit=100_000)
 
-    built = LocalBuilder(store).build(_request(source_dir, tmp_path), log)
+    built = _builder(store, tmp_path).build(_request(source_dir, tmp_path), log)
 
     assert _read_member(Path(built.location), "compiled.txt") == "compiled\n"
     lines = log.text().splitlines()
@@ -149,7 +156,7 @@ def test_the_build_environment_is_scrubbed_of_the_workers_secrets(
     # directory, which the relocatability check refuses in an artifact.
     _with_build_command(source_dir, 'env > "$HOME/build-env.txt"')
 
-    LocalBuilder(store).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
+    _builder(store, tmp_path).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
 
     build_env = (tmp_path / "work" / "home" / "build-env.txt").read_text()
     assert "must-not-leak" not in build_env
@@ -168,7 +175,7 @@ def test_a_failing_build_command_fails_the_stage_and_keeps_its_output(
     log = BuildLog(limit=100_000)
 
     with pytest.raises(StageFailed, match="build command exited with status 3"):
-        LocalBuilder(store).build(_request(source_dir, tmp_path), log)
+        _builder(store, tmp_path).build(_request(source_dir, tmp_path), log)
 
     assert "installing\n" in log.text()
     assert "npm ERR! missing script\n" in log.text()
@@ -178,20 +185,17 @@ def test_a_failing_build_command_fails_the_stage_and_keeps_its_output(
 def test_a_build_over_its_time_limit_is_killed_with_its_children(
     source_dir: Path, tmp_path: Path, store: FileStore
 ) -> None:
-    _with_build_command(source_dir, "echo started; sleep 30 & echo $! > sleeper.pid; wait")
+    mark = _sleep_mark()
+    _with_build_command(source_dir, f"echo started; sleep {mark} & wait")
     log = BuildLog(limit=100_000)
     before = time.monotonic()
 
     with pytest.raises(StageFailed, match="timed out after .* and was killed"):
-        LocalBuilder(store).build(_request(source_dir, tmp_path, timeout=0.5), log)
+        _builder(store, tmp_path).build(_request(source_dir, tmp_path, timeout=0.5), log)
 
     assert time.monotonic() - before < 10  # the limit, not the 30 s the command wanted
     assert "started\n" in log.text()
-    sleeper = int((source_dir / "sleeper.pid").read_text())
-    deadline = time.monotonic() + 5
-    while processes.start_time(sleeper) is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert processes.start_time(sleeper) is None
+    assert _gone(mark, within=5), f"the build's `sleep {mark}` still runs 5 s after the build"
 
 
 def test_the_manifest_can_only_shorten_the_time_limit(
@@ -201,7 +205,7 @@ def test_the_manifest_can_only_shorten_the_time_limit(
     before = time.monotonic()
 
     with pytest.raises(StageFailed, match="timed out"):
-        LocalBuilder(store).build(_request(source_dir, tmp_path, timeout=600), BuildLog(1000))
+        _builder(store, tmp_path).build(_request(source_dir, tmp_path, timeout=600), BuildLog(1000))
 
     assert time.monotonic() - before < 10
 
@@ -214,7 +218,7 @@ def test_the_build_commands_output_pipe_is_closed(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
-        LocalBuilder(store).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
+        _builder(store, tmp_path).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
         gc.collect()
 
     # Sockets collected here are other tests' garbage; the build's pipe is a file.
@@ -227,21 +231,74 @@ def test_nothing_the_build_command_started_outlives_the_build(
 ) -> None:
     # A background process (a daemon, a watcher) keeps the output pipe open and would keep
     # running on the worker, with the build's environment, after the build was packed.
-    _with_build_command(source_dir, "sleep 30 & echo $! > straggler.pid; echo built")
-    pid_file = source_dir / "straggler.pid"
+    mark = _sleep_mark()
+    _with_build_command(source_dir, f"sleep {mark} & echo built")
     before = time.monotonic()
 
     try:
-        LocalBuilder(store).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
+        _builder(store, tmp_path).build(_request(source_dir, tmp_path), BuildLog(limit=100_000))
 
         # The command itself ends at once; only a pipe left open could hold the build up.
         assert time.monotonic() - before < 4
-        straggler = int(pid_file.read_text())
-        deadline = time.monotonic() + 2
-        while processes.start_time(straggler) is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert processes.start_time(straggler) is None
+        assert _gone(mark, within=2), f"the build's `sleep {mark}` outlived the build by 2 s"
     finally:
-        if pid_file.is_file():
+        for pid in _running_with(mark):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+
+
+def _sleep_mark() -> str:
+    """A `sleep` argument no other process has (about 30 s), to find the build's sleeper by:
+    its pid inside the build's sandbox means nothing outside."""
+    return f"30.{time.time_ns() % 10**9:09d}"
+
+
+def _running_with(argument: str) -> list[int]:
+    """The processes on this host with `argument` on their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                if processes.start_time(int(entry.name)) is not None:  # not a zombie
+                    found.append(int(entry.name))
+    return found
+
+
+def _gone(argument: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while _running_with(argument):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_confined_build_reaches_neither_the_platform_nor_another_app(
+    source_dir: Path, tmp_path: Path, store: FileStore, confining_sandbox: Sandbox
+) -> None:
+    secrets = [tmp_path / "secret.key", tmp_path / "admin-token", tmp_path / "shipyard.db"]
+    others = [tmp_path / "storage" / "victim" / "staging" / "private.txt", tmp_path / "run"]
+    for path in (*secrets, others[0]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("private")
+    (source_dir / "attack.py").write_text(attacker.ATTACK_SCRIPT)
+    targets = ":".join(str(p) for p in (*secrets, *others))
+    plant = ":".join(str(p) for p in (tmp_path, tmp_path / "run", store.root))
+    # The build's own home stands for the storage a build does not have.
+    _with_build_command(
+        source_dir,
+        f'TARGETS={targets} PLANT={plant} SHIPYARD_STORAGE_DIR="$HOME" python3 attack.py',
+    )
+    log = BuildLog(limit=100_000)
+
+    LocalBuilder(store, confining_sandbox).build(_request(source_dir, tmp_path), log)
+
+    report = attacker.parse_report(log.text())
+    assert {k: v for k, v in attacker.breaches(report).items() if "$HOME" not in k} == {}
+    assert len(report["read"]) == 5 and report["storage"] == "allowed"
+    assert len(report["processes"]) < 10
+    if os.geteuid() == 0:
+        assert report["uid"] == confining_sandbox.uid_for("web") != 0
+    assert not (tmp_path / "planted").exists() and not (tmp_path / "run" / "planted").exists()

@@ -34,6 +34,7 @@ from shipyard.workers.runners.base import ReleaseSpec
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.runners.switch import health_gated_start
 from shipyard.workers.runtime import find_python3, with_profile
+from shipyard.workers.sandbox import Bind, Sandbox
 from tests.python_packages import (
     GREETING_MODULE,
     GREETING_OUTPUT,
@@ -52,9 +53,13 @@ def store(tmp_path: Path) -> FileStore:
     return FileStore(tmp_path / "artifacts")
 
 
-def _builder(name: str, store: FileStore) -> Builder:
-    # The registry's own drivers; builders only take the store from the worker's context.
-    return get_builder(name, cast(WorkerContext, SimpleNamespace(store=store)))
+def _builder(name: str, store: FileStore, tmp_path: Path) -> Builder:
+    # The registry's own drivers; builders only take the store and the sandbox (the default,
+    # auto: confined where bubblewrap works) from the worker's context. A test's wheelhouse
+    # is shown to the build as an operator would show one (SHIPYARD_SANDBOX_PATHS).
+    wheelhouse = tmp_path / "wheelhouse"
+    sandbox = Sandbox("auto", data_dir=tmp_path / "data", extra_paths=[wheelhouse])
+    return get_builder(name, cast(WorkerContext, SimpleNamespace(store=store, sandbox=sandbox)))
 
 
 def _source(tmp_path: Path, build: str, files: dict[str, str]) -> BuildRequest:
@@ -77,7 +82,8 @@ def _source(tmp_path: Path, build: str, files: dict[str, str]) -> BuildRequest:
 def _build(
     builder_name: str, store: FileStore, request: BuildRequest, log: BuildLog | None = None
 ) -> BuiltArtifact:
-    return _builder(builder_name, store).build(request, log or BuildLog(limit=1_000_000))
+    builder = _builder(builder_name, store, request.work_dir.parent)
+    return builder.build(request, log or BuildLog(limit=1_000_000))
 
 
 def _unpack(artifact: Path, target: Path) -> Path:
@@ -112,7 +118,11 @@ def _run_in(app_dir: Path, command: str, stdin: str = "") -> subprocess.Complete
 
 
 def _host_python_version(tmp_path: Path) -> str:
-    return find_python3(tmp_path, {"PATH": os.environ["PATH"]}).version
+    sandbox = Sandbox("auto", data_dir=tmp_path)
+    (tmp_path / "probe").mkdir(exist_ok=True)
+    sandbox.give("web", tmp_path / "probe")
+    place = Bind(tmp_path / "probe", str(tmp_path / "probe"))
+    return find_python3(sandbox.jail("web", [place], place), {"PATH": os.environ["PATH"]}).version
 
 
 # --- the buildpack ------------------------------------------------------------------------------
@@ -448,7 +458,7 @@ def started() -> Iterator[list[tuple[LocalRunner, list[ProcessRecord]]]]:
 
 
 def test_the_runner_refuses_an_artifact_built_for_another_python(
-    tmp_path: Path, store: FileStore
+    tmp_path: Path, store: FileStore, sandbox: Sandbox
 ) -> None:
     app_dir = tmp_path / "app"
     (app_dir / ".shipyard").mkdir(parents=True)
@@ -456,7 +466,7 @@ def test_the_runner_refuses_an_artifact_built_for_another_python(
     (app_dir / "Procfile").write_text("web: python3 -m http.server $PORT\nrelease: touch ran\n")
     pack_reproducibly(app_dir, tmp_path / "artifact.tar.gz", mtime=COMMIT_TIME)
     digest = store.put(tmp_path / "artifact.tar.gz", app="app").digest
-    runner = LocalRunner(store, tmp_path / "run", tmp_path / "storage")
+    runner = LocalRunner(store, tmp_path / "run", tmp_path / "storage", sandbox)
     host = _host_python_version(tmp_path)
     refusal = (
         rf"built for Python 2\.7 \(\.shipyard/python-version\) but this host's python3 is {host}"
@@ -476,6 +486,7 @@ def test_the_runner_refuses_an_artifact_built_for_another_python(
 def test_the_flask_blog_builds_once_and_runs_from_two_directories(
     tmp_path: Path,
     store: FileStore,
+    sandbox: Sandbox,
     started: list[tuple[LocalRunner, list[ProcessRecord]]],
 ) -> None:
     request = _source(tmp_path, "build", {})
@@ -488,7 +499,7 @@ def test_the_flask_blog_builds_once_and_runs_from_two_directories(
 
     release_dirs = []
     for host in ("host-a", "host-b"):
-        runner = LocalRunner(store, tmp_path / host / "run", tmp_path / host / "storage")
+        runner = LocalRunner(store, tmp_path / host / "run", tmp_path / host / "storage", sandbox)
         spec = _spec(built.digest)
 
         release = runner.run_once(spec, release_command(procfile) or "", timeout=120)

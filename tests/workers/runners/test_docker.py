@@ -21,6 +21,7 @@ from shipyard.workers.runners import get_runner
 from shipyard.workers.runners.base import ReleaseSpec
 from shipyard.workers.runners.docker import DockerRunner, network_settings
 from shipyard.workers.runners.switch import switch
+from shipyard.workers.sandbox import app_uid
 from tests.docker_support import (
     DOCKERFILE,
     build_image,
@@ -244,8 +245,8 @@ def test_an_image_without_a_procfile_runs_its_cmd_as_web(
 ) -> None:
     # A plain Dockerfile: no Procfile in the image, its CMD starts the server on $PORT.
     dockerfile = DOCKERFILE.replace("COPY Procfile VERSION /app/", "COPY VERSION /app/") + (
-        'CMD ["/bin/sh", "-c", "mkdir -p /www && echo from-cmd > /www/index.html && '
-        'exec busybox httpd -f -p $HOST:$PORT -h /www"]\n'
+        'CMD ["/bin/sh", "-c", "mkdir -p /tmp/www && echo from-cmd > /tmp/www/index.html && '
+        'exec busybox httpd -f -p $HOST:$PORT -h /tmp/www"]\n'
     )
     built = build_image(docker_engine, write_app(tmp_path / "src", dockerfile=dockerfile), app)
 
@@ -388,3 +389,29 @@ def test_with_a_registry_an_image_it_does_not_have_fails_the_start_saying_so(
 
     assert f"{address.image_repository(app)}@sha256:" in caught.value.message
     assert containers_of(docker_engine, f"shipyard.app={app}") == []
+
+
+def test_containers_run_as_the_apps_own_user_unless_the_image_names_one(
+    docker_engine: docker.DockerClient,
+    runner: DockerRunner,
+    live: Live,
+    app: str,
+    image: BuiltArtifact,
+    tmp_path: Path,
+) -> None:
+    (web,) = [p for p in live.switch_to(release_spec(app, image.digest)) if p["type"] == "web"]
+    phase = runner.run_once(
+        release_spec(app, image.digest), 'id -u; touch "$SHIPYARD_STORAGE_DIR/mine"; id -u', 30
+    )
+    named = build_image(
+        docker_engine,
+        write_app(tmp_path / "named", dockerfile=DOCKERFILE + "USER 4242:4242\n"),
+        app,
+    )
+    as_named = runner.run_once(release_spec(app, named.digest), "id -u", 30)
+
+    user = docker_engine.api.inspect_container(web["container"])["Config"]["User"]
+    assert user == f"{app_uid(app)}:{app_uid(app)}" and app_uid(app) != 0
+    assert phase.exit_code == 0, phase.output  # its storage is its own to write
+    assert phase.output.split() == [str(app_uid(app))] * 2
+    assert as_named.output.strip() == "4242"

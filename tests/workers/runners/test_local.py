@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,8 +19,12 @@ from shipyard.workers.builders.local import pack_reproducibly
 from shipyard.workers.runners.base import ReleaseSpec
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.runners.switch import health_gated_start
+from shipyard.workers.sandbox import Sandbox
+from tests import attacker
 
-PYTHON = shlex.quote(sys.executable)
+# The host's python3, as an app's Procfile names it (in its sandbox, the worker's own
+# virtualenv is not there).
+PYTHON = "python3"
 SECRET = "hunter2-database-password"
 
 # A tiny web app: "/" answers 200 with GREETING, "/env" lists its environment variable names.
@@ -54,8 +58,8 @@ def store(tmp_path: Path) -> FileStore:
 
 
 @pytest.fixture
-def runner(tmp_path: Path, store: FileStore) -> LocalRunner:
-    return LocalRunner(store, tmp_path / "run", tmp_path / "storage")
+def runner(tmp_path: Path, store: FileStore, sandbox: Sandbox) -> LocalRunner:
+    return LocalRunner(store, tmp_path / "run", tmp_path / "storage", sandbox)
 
 
 @pytest.fixture
@@ -281,9 +285,10 @@ def test_an_environment_may_keep_its_storage_in_a_directory_of_its_own(
     spec = make_spec(web_artifact(tmp_path, store), storage_dir=str(own))
 
     started.extend(health_gated_start(runner, spec))
-    result = runner.run_once(spec, 'echo "$SHIPYARD_STORAGE_DIR"', 30)
+    result = runner.run_once(spec, 'echo kept > "$SHIPYARD_STORAGE_DIR/mark"', 30)
 
-    assert result.output.strip() == str(own) and own.is_dir()
+    assert result.exit_code == 0, result.output
+    assert (own / "mark").read_text() == "kept\n"  # wherever the app finds it
     assert started[0]["storage"] == str(own)
 
 
@@ -333,3 +338,53 @@ def test_a_record_of_another_runner_is_neither_running_nor_stopped_here(
     runner.stop([container])  # not a KeyError: a container is not this runner's to stop
 
     assert runner.is_running(container) is False
+
+
+# --- confinement (workers/sandbox.py) -------------------------------------------------------
+
+
+def _platform_files(data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """What an installation keeps in its data dir that an app must not reach: its key, token
+    and store, another app's storage and logs; and folders an app must not write into."""
+    secret_files = {
+        data_dir / "secret.key": "fernet-key",
+        data_dir / "admin-token": "admin-token",
+        data_dir / "shipyard.db": "the store",
+        data_dir / "storage" / "victim" / "staging" / "private.txt": "another app's data",
+        data_dir / "run" / "victim" / "staging" / "logs" / "d.web.1.log": "another app's log",
+    }
+    for path, content in secret_files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        path.chmod(0o600)
+    targets = [*secret_files, data_dir / "storage" / "victim", data_dir / "run"]
+    return targets, [data_dir, data_dir / "run", data_dir / "storage" / "victim" / "staging"]
+
+
+def test_a_confined_app_reaches_neither_the_platform_nor_another_app(
+    tmp_path: Path, store: FileStore, confining_sandbox: Sandbox
+) -> None:
+    runner = LocalRunner(store, tmp_path / "run", tmp_path / "storage", confining_sandbox)
+    targets, plant = _platform_files(tmp_path)
+    env = {"TARGETS": ":".join(map(str, targets)), "PLANT": ":".join(map(str, plant))}
+    digest = make_artifact(tmp_path, store, attacker.FILES)
+    spec = make_spec(digest, env=env)
+    records: list[ProcessRecord] = []
+    try:
+        records.extend(health_gated_start(runner, spec))
+        (web,) = records
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            served = client.get(web["url"]).json()
+        released = runner.run_once(spec, "python3 attack.py", timeout=60)
+    finally:
+        runner.stop(records)
+
+    for report in (served, attacker.parse_report(released.output)):  # the web process, the release
+        assert attacker.breaches(report) == {}
+        assert set(report["read"]) == {str(p) for p in targets}  # each one was tried
+        assert report["storage"] == "allowed"  # its own storage works
+        assert len(report["processes"]) < 10  # its own PID namespace: not the worker's
+        if os.geteuid() == 0:
+            assert report["uid"] == confining_sandbox.uid_for("web") != 0
+    assert (tmp_path / "storage" / "web" / "staging" / "mine").read_text() == "planted"
+    assert not any((folder / "planted").exists() for folder in plant)

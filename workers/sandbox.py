@@ -1,0 +1,273 @@
+"""Confinement of everything an app runs: its processes, its release command and its build.
+
+Each runs in a bubblewrap sandbox (mount, PID, IPC and UTS namespaces) that shows it the OS's
+own directories and the tools on Shipyard's PATH read-only, its own files at fixed places, a
+private /tmp, and nothing of Shipyard's data dir: not the store, keys, tokens, sockets,
+artifacts, nor another app's releases, storage or logs. When Shipyard runs as root, the program
+also runs as a user of its app's own (a uid derived from the app's name, with no groups and no
+capabilities), so that even what the OS lets every user read is all it gets.
+
+`SHIPYARD_SANDBOX=auto` (the default) confines when bubblewrap is installed and works here;
+`bwrap` insists (a stage fails, saying what to install); `off` runs apps as Shipyard's own user,
+unconfined, for a machine whose apps are all trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from shipyard.shared.exceptions import StageFailed
+
+log = structlog.get_logger(__name__)
+
+SandboxMode = Literal["auto", "bwrap", "off"]
+
+# The OS's own directories, read-only in every sandbox; on a merged-/usr system the top-level
+# ones are links into /usr, and stay links.
+SYSTEM_DIRS = ("/usr", "/etc", "/opt")
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# An app's users: `uid_base` + a number in [0, UID_SPAN) from the app's name. Any two of 100
+# apps share one with a probability of about 5e-6; the sandbox keeps them apart regardless.
+UID_SPAN = 2**30
+DEFAULT_UID_BASE = 1_000_000_000
+# bubblewrap answers its self-test within this, even on a busy host.
+_PROBE_TIMEOUT_SECONDS = 30.0
+_INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host directory shown in the sandbox at `target` (read-only unless `writable`)."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Jail:
+    """One confined program's view of the host: what it sees, where it starts, as whom."""
+
+    bwrap: str | None  # None: not confined
+    uid: int | None  # None: Shipyard's own user
+    binds: tuple[Bind, ...]
+    workdir: Bind  # one of `binds`: where the program starts
+    tools: tuple[Path, ...]
+
+    @property
+    def confined(self) -> bool:
+        return self.bwrap is not None
+
+    def path(self, bind: Bind) -> str:
+        """Where the program finds `bind`'s directory."""
+        return bind.target if self.confined else str(bind.source)
+
+    def command(self, argv: Sequence[str], *, die_with_parent: bool) -> list[str]:
+        """`argv`, run inside the sandbox. `die_with_parent`: the sandbox is killed when the
+        process that starts it dies (a long-running app wants it off, so that SIGTERM to its
+        process group lets it drain instead of killing its namespace at once)."""
+        if self.bwrap is None:
+            return list(argv)
+        options = [self.bwrap, *_system_binds()]
+        options += ["--proc", "/proc", "--dev", "/dev"]
+        options += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
+        made = {"/", "/proc", "/dev", "/tmp", "/var", "/var/tmp"}
+        for tool in self.tools:  # after the private /tmp, which would hide one below it
+            options += [*_parents(tool.as_posix(), made), "--ro-bind", str(tool), str(tool)]
+            made.add(tool.as_posix())
+        for bind in self.binds:
+            kind = "--bind" if bind.writable else "--ro-bind"
+            options += [*_parents(bind.target, made), kind, str(bind.source), bind.target]
+        options += ["--chdir", self.workdir.target]
+        options += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        options += ["--hostname", "app"]
+        if die_with_parent:
+            options.append("--die-with-parent")
+        if self.uid is None:
+            return [*options, "--", *argv]
+        # bubblewrap runs as root to set the namespaces up (it reads sources that only root
+        # may), then the program drops to the app's user: no groups, no capabilities, and no
+        # set-uid program can give any back.
+        drop = [
+            "setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--no-new-privs",
+        ]
+        caps = ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        return [*options, *caps, "--", *drop, "--", *argv]
+
+
+class Sandbox:
+    """The worker's confinement policy: whether, how and as whom an app's programs run."""
+
+    def __init__(
+        self,
+        mode: SandboxMode,
+        *,
+        data_dir: Path,
+        uid_base: int = DEFAULT_UID_BASE,
+        extra_paths: Iterable[Path] = (),
+        search_path: str | None = None,
+    ) -> None:
+        self.mode = mode
+        self._data_dir = data_dir.resolve()
+        self._uid_base = uid_base
+        self._extra = tuple(extra_paths)
+        self._search_path = os.environ.get("PATH", "") if search_path is None else search_path
+
+    @cached_property
+    def _bwrap(self) -> tuple[str | None, str | None]:
+        """bubblewrap's path when it works on this host, else None and why not."""
+        if self.mode == "off":
+            return None, None
+        binary = shutil.which("bwrap")
+        if binary is None:
+            return None, f"bubblewrap is not installed: {_INSTALL_HINT}"
+        probe = [binary, *_system_binds(), "--unshare-pid", "--die-with-parent", "--", "true"]
+        try:
+            result = subprocess.run(
+                probe, capture_output=True, timeout=_PROBE_TIMEOUT_SECONDS, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"bubblewrap does not run here ({exc})"
+        if result.returncode != 0:
+            detail = result.stderr.decode(errors="replace").strip() or f"status {result.returncode}"
+            return None, f"bubblewrap cannot make a sandbox here ({detail})"
+        return binary, None
+
+    @property
+    def confines(self) -> bool:
+        """Whether apps run confined on this host."""
+        return self._bwrap[0] is not None
+
+    def describe(self) -> str:
+        """One line for operators: how apps run here."""
+        binary, problem = self._bwrap
+        if binary is None:
+            reason = "SHIPYARD_SANDBOX=off" if self.mode == "off" else problem
+            return f"apps run unconfined as Shipyard's own user ({reason})"
+        user = "a user of their own" if os.geteuid() == 0 else "Shipyard's user"
+        return f"apps run in a bubblewrap sandbox as {user}"
+
+    def uid_for(self, app: str) -> int | None:
+        """The user app `app` runs as: its own when Shipyard is root and confines, else None."""
+        if os.geteuid() != 0 or not self.confines:
+            return None
+        return app_uid(app, self._uid_base)
+
+    def jail(self, app: str, binds: Sequence[Bind], workdir: Bind) -> Jail:
+        """The view of the host that a program of `app` gets."""
+        binary, problem = self._bwrap
+        if binary is None and self.mode == "bwrap":
+            raise StageFailed(
+                f"SHIPYARD_SANDBOX=bwrap, but {problem}; apps will not run unconfined"
+            )
+        if binary is None and problem is not None:
+            log.warning("sandbox.unavailable", reason=problem, app=app)
+        return Jail(
+            bwrap=binary,
+            uid=self.uid_for(app) if binary is not None else None,
+            binds=tuple(binds),
+            workdir=workdir,
+            tools=self.tools if binary is not None else (),
+        )
+
+    def give(self, app: str, path: Path, *, recursive: bool = False) -> None:
+        """Make `path` the app's own, where it runs as a user of its own (a no-op otherwise);
+        with `recursive`, all below it too, unless `path` is the app's already."""
+        uid = self.uid_for(app)
+        if uid is None:
+            return
+        try:
+            if path.lstat().st_uid == uid:
+                return
+            os.lchown(path, uid, uid)
+            if recursive:
+                for root, dirs, files in os.walk(path):
+                    for name in (*dirs, *files):
+                        os.lchown(os.path.join(root, name), uid, uid)
+        except OSError as exc:
+            raise StageFailed(
+                f"cannot give {path} to the app's user {uid}: {exc.strerror}"
+            ) from exc
+
+    @cached_property
+    def tools(self) -> tuple[Path, ...]:
+        """Host directories every sandbox sees read-only besides the OS's: each directory on
+        Shipyard's PATH, the prefix of each python3 found there (a pyenv or venv interpreter
+        outside /usr) and SHIPYARD_SANDBOX_PATHS; never the data dir, a folder in it or one
+        that holds it."""
+        found = [path for path in self._extra if path.is_dir()]
+        for missing in sorted(set(self._extra) - set(found)):
+            log.warning("sandbox.path_missing", path=str(missing))
+        for entry in self._search_path.split(os.pathsep):
+            if not entry or not os.path.isabs(entry) or not os.path.isdir(entry):
+                continue
+            found.append(Path(entry).resolve())
+            python = Path(entry) / "python3"
+            if python.exists():
+                found.append(python.resolve().parents[1])
+        kept: list[Path] = []
+        for path in sorted(set(found), key=lambda p: len(p.parts)):
+            if _is_within(path, _SYSTEM_ROOTS) or path == Path("/"):
+                continue
+            if _overlaps(path, self._data_dir) or any(_is_within(path, (k,)) for k in kept):
+                continue
+            kept.append(path)
+        return tuple(sorted(kept))
+
+
+def app_uid(app: str, base: int = DEFAULT_UID_BASE) -> int:
+    """App `app`'s own unprivileged user (and group) id: `base` + a number from its name."""
+    return base + int.from_bytes(hashlib.sha256(app.encode()).digest()[:8], "big") % UID_SPAN
+
+
+_SYSTEM_ROOTS = tuple(Path(p) for p in (*SYSTEM_DIRS, *SYSTEM_LINKS))
+
+
+def _system_binds() -> list[str]:
+    options: list[str] = []
+    for directory in SYSTEM_DIRS:
+        if os.path.isdir(directory):
+            options += ["--ro-bind", directory, directory]
+    for link in SYSTEM_LINKS:
+        if os.path.islink(link):
+            options += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            options += ["--ro-bind", link, link]
+    return options
+
+
+def _parents(target: str, made: set[str]) -> list[str]:
+    """Directories to make (world-traversable) before mounting at `target`: bubblewrap would
+    copy the host's modes, and a parent only root may enter would hide the mount from the app."""
+    options: list[str] = []
+    parent = Path(target).parent
+    for ancestor in reversed((parent, *parent.parents)):
+        name = ancestor.as_posix()
+        if name in made or _is_within(ancestor, _SYSTEM_ROOTS):
+            continue
+        made.add(name)
+        options += ["--perms", "0755", "--dir", name]
+    return options
+
+
+def _is_within(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _overlaps(path: Path, other: Path) -> bool:
+    return _is_within(path, (other,)) or _is_within(other, (path,))
