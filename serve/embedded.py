@@ -33,6 +33,7 @@ from shipyard.shared.exceptions import ConfigurationError
 from shipyard.shared.metrics import multiprocess
 from shipyard.shared.services import deployments, routes
 from shipyard.shared.settings import Settings
+from shipyard.workers.context import sandbox_for
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +158,8 @@ def summary(settings: Settings, address: Address) -> str:
     return "\n".join(
         [
             f"{READY} (embedded) at {address.url}, data in {settings.data_dir}",
-            f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router)",
+            f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router); "
+            + sandbox_for(settings).describe(),
             "In another terminal, point the CLI at it:",
             f"  export SHIPYARD_DATA_DIR={settings.data_dir}",
             f"  export SHIPYARD_URL={address.url}",

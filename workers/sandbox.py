@@ -158,9 +158,9 @@ class Sandbox:
         binary, problem = self._bwrap
         if binary is None:
             reason = "SHIPYARD_SANDBOX=off" if self.mode == "off" else problem
-            return f"apps run unconfined as Shipyard's own user ({reason})"
-        user = "a user of their own" if os.geteuid() == 0 else "Shipyard's user"
-        return f"apps run in a bubblewrap sandbox as {user}"
+            return f"apps run UNCONFINED, as Shipyard's own user ({reason})"
+        user = "each app's own user" if os.geteuid() == 0 else "Shipyard's user"
+        return f"apps run in a bubblewrap sandbox, as {user}"
 
     def uid_for(self, app: str) -> int | None:
         """The user app `app` runs as: its own when Shipyard is root and confines, else None."""

@@ -83,6 +83,7 @@ class LocalRunner:
         staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        staging.chmod(0o755)  # the release is code, readable by the app's user (not the umask's)
         with tarfile.open(artifact) as tar:
             try:
                 tar.extractall(staging, filter=code_filter)

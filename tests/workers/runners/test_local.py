@@ -366,6 +366,7 @@ def test_a_confined_app_reaches_neither_the_platform_nor_another_app(
 ) -> None:
     runner = LocalRunner(store, tmp_path / "run", tmp_path / "storage", confining_sandbox)
     targets, plant = _platform_files(tmp_path)
+    umask = os.umask(0o077)  # as every server command sets it
     env = {"TARGETS": ":".join(map(str, targets)), "PLANT": ":".join(map(str, plant))}
     digest = make_artifact(tmp_path, store, attacker.FILES)
     spec = make_spec(digest, env=env)
@@ -378,6 +379,7 @@ def test_a_confined_app_reaches_neither_the_platform_nor_another_app(
         released = runner.run_once(spec, "python3 attack.py", timeout=60)
     finally:
         runner.stop(records)
+        os.umask(umask)
 
     for report in (served, attacker.parse_report(released.output)):  # the web process, the release
         assert attacker.breaches(report) == {}
