@@ -101,6 +101,7 @@ class AppSupervisor:
         status = ProcessStatus.CRASHED if watched.backoff.crashing else ProcessStatus.RESTARTING
         if record.get("status") == ProcessStatus.RUNNING:  # one still starting was never routed to
             self._take_out(deployment_id, record)
+        self._runner.stop([record])  # what is left of its group, if only its shell ended
         self._update(deployment_id, record, {**record, "status": status, "last_exit": exit_status})
         event = dict(type=record["type"], index=record.get("index", 1), exit_code=exit_status)
         if began_crashing:

@@ -43,13 +43,21 @@ def terminate_group(pid: int, started: int | None, grace: float) -> None:
     """SIGTERM the process group led by `pid`, then SIGKILL it after `grace` seconds. It waits
     for the whole group, not only its leader: a sandboxed app outlives the shell that leads
     its group while it drains."""
-    if not is_alive(pid, started):
+    if not is_alive(pid, started) and not _orphaned_group(pid):
         return
     _signal_group(pid, signal.SIGTERM)
     if _wait_group(pid, grace):
         return
     _signal_group(pid, signal.SIGKILL)
     _wait_group(pid, 2.0)
+
+
+def _orphaned_group(pid: int) -> bool:
+    """Whether the group `pid` led outlives its leader (a sandbox whose shell was killed): no
+    process has the number `pid` now, so it was not reused, and the group still has members,
+    so the number still names that group (Linux gives no new process a number in use as a
+    process group's)."""
+    return start_time(pid) is None and _group_alive(pid)
 
 
 def _wait_group(pid: int, timeout: float) -> bool:

@@ -124,12 +124,14 @@ def test_a_failing_release_command_blocks_the_run_and_the_live_release_keeps_ser
 
 
 def test_pipelines_of_one_environment_queue_and_release_phases_never_overlap(
-    distributed: Stack, hello_repo: Path, tmp_path: Path
+    distributed: Stack, hello_repo: Path
 ) -> None:
     app = unique("queue")
-    phase_log = tmp_path / "phases.log"
+    # The release phases' shared storage is where a confined release command can write.
+    phase_log = distributed.data_dir / "storage" / app / "staging" / "phases.log"
     stamp = "$(date +%s.%N)"
-    command = f"echo start {stamp} >> {phase_log}; sleep 0.5; echo end {stamp} >> {phase_log}"
+    marks = '"$SHIPYARD_STORAGE_DIR/phases.log"'
+    command = f"echo start {stamp} >> {marks}; sleep 0.5; echo end {stamp} >> {marks}"
     commit_file(hello_repo, "Procfile", PROCFILE + f"release: {command}\n", "slow phase")
     distributed.create_app(app, hello_repo, envs=("staging",))
 

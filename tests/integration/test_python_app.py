@@ -21,12 +21,13 @@ FLASK_BLOG = REPO_ROOT / "examples" / "flask-blog"
 def test_the_flask_blog_deploys_and_keeps_its_posts_across_config_code_and_rollback(
     distributed: Stack, tmp_path: Path
 ) -> None:
-    # One dependency pip must build from source, so that its wheel cache shows where it is.
-    wheelhouse = write_greeting_sdist(tmp_path / "wheelhouse")
+    # One dependency pip must build from source, so that its wheel cache shows where it is;
+    # it comes with the app (a confined build sees the commit, not the test's folders).
     repo = tmp_path / "blog-repo"
     shutil.copytree(FLASK_BLOG, repo)
+    write_greeting_sdist(repo / "wheelhouse")
     with (repo / "requirements.txt").open("a") as requirements:
-        requirements.write(f"--find-links {wheelhouse}\n{GREETING_REQUIREMENT}\n")
+        requirements.write(f"--find-links ./wheelhouse\n{GREETING_REQUIREMENT}\n")
     git(repo, "init", "--quiet", "--initial-branch=main")
     git(repo, "add", "-A")
     git(repo, "commit", "--quiet", "-m", "blog")
@@ -40,7 +41,8 @@ def test_the_flask_blog_deploys_and_keeps_its_posts_across_config_code_and_rollb
     assert "-----> Python app detected" in build_log
     release = next(s for s in pipeline["stages"] if s["name"] == "release")
     assert "database ready" in (release.get("output") or ""), release
-    wheels = list((distributed.data_dir / "cache" / "pip" / "wheels").rglob("*.whl"))
+    pip_cache = distributed.data_dir / "cache" / "builds" / app / "pip"  # the app's own
+    wheels = list((pip_cache / "wheels").rglob("*.whl"))
     assert [w.name.split("-")[0] for w in wheels] == ["shipyard_greeting"]
     url = distributed.web_url(app, "staging")
     with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:

@@ -33,8 +33,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/slow":
             time.sleep(6)
-        if self.path == "/pid":
-            body = str(os.getpid()).encode()
+        if self.path == "/id":  # which process answered (its pid is 2 in every sandbox)
+            body = os.environ["PORT"].encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -208,14 +208,15 @@ def test_scaled_web_processes_share_the_url_and_a_killed_one_comes_back(
     webs = [p for p in stack.current("web", "staging")["processes"] if p["type"] == "web"]
     assert sorted(p["index"] for p in webs) == [1, 2, 3]
     with router_client(url) as client:
-        pids = {client.get("/pid").text for _ in range(30)}
-    assert len(pids) == 3  # the router spreads the requests over the three
+        answering = {client.get("/id").text for _ in range(30)}
+    assert len(answering) == 3  # the router spreads the requests over the three
     traffic = Load(url)
     load.append(traffic)
     traffic.start()
 
-    victim = httpx.get(f"{webs[1]['url']}/pid", trust_env=False).text
-    os.kill(int(victim), signal.SIGKILL)
+    victim = httpx.get(f"{webs[1]['url']}/id", trust_env=False).text
+    # The app itself (not the shell that leads its sandbox) crashes.
+    os.kill(_server_on(int(victim)), signal.SIGKILL)
 
     def restarted() -> bool:
         processes = stack.current("web", "staging")["processes"]
@@ -230,6 +231,26 @@ def test_scaled_web_processes_share_the_url_and_a_killed_one_comes_back(
     second = next(p for p in stack.current("web", "staging")["processes"] if p["index"] == 2)
     assert second["last_exit"] == 128 + signal.SIGKILL
     with router_client(url) as client:
-        assert victim not in {client.get("/pid").text for _ in range(30)}
+        assert victim not in {client.get("/id").text for _ in range(30)}
     ps = stack.run_cli("ps", "-a", "web", "-e", "staging").stdout
     assert "web.2" in ps and "1 (exit 137" in ps
+
+
+def _server_on(port: int) -> int:
+    """The host pid of the test app's `python3 server.py` given `port` (not the shell,
+    bubblewrap or setpriv around it, whose arguments name it too; inside its sandbox it is
+    pid 2)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit():
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"python" not in Path(argv[0].decode()).name.encode() or b"server.py" not in argv:
+                continue
+            if f"PORT={port}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    assert len(found) == 1, f"one server.py process with PORT={port}, found {found}"
+    return found[0]

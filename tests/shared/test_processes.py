@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -112,3 +113,40 @@ def test_terminate_group_leaves_a_reused_pid_alone(spawn: Spawn) -> None:
     processes.terminate_group(child.pid, started - 1, grace=0)
 
     assert processes.is_alive(child.pid, started)
+
+
+def test_terminate_group_stops_a_group_that_outlived_its_leader(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    # A sandboxed app whose shell was killed: the app runs on in the shell's group.
+    child_pid_file = tmp_path / "child.pid"
+    leader = spawn(f"sleep 30 & echo $! > {child_pid_file}; wait")
+    child = int(_wait_for_file(child_pid_file))
+    started = processes.start_time(leader.pid)
+    os.kill(leader.pid, signal.SIGKILL)
+    leader.wait()
+    assert processes.start_time(child) is not None
+
+    processes.terminate_group(leader.pid, started, grace=5)
+
+    deadline = time.monotonic() + 5
+    while processes.start_time(child) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert processes.start_time(child) is None, "the orphaned group's sleep still runs"
+
+
+def test_terminate_group_waits_for_the_group_not_only_its_leader(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    # The leader ends at SIGTERM at once; its child takes a moment to drain, then ends.
+    drained = tmp_path / "drained"
+    ready = tmp_path / "ready"
+    leader = spawn(
+        f'sh -c \'trap "sleep 0.5; echo done > {drained}; exit 0" TERM; '
+        f"echo ready > {ready}; while :; do sleep 0.1; done' & wait"
+    )
+    _wait_for_file(ready)
+
+    processes.terminate_group(leader.pid, processes.start_time(leader.pid), grace=10)
+
+    assert drained.read_text() == "done\n"  # the stop returned once the child had drained

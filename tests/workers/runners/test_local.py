@@ -343,6 +343,13 @@ def test_a_record_of_another_runner_is_neither_running_nor_stopped_here(
 # --- confinement (workers/sandbox.py) -------------------------------------------------------
 
 
+def _in_group(process: Path, leader: ProcessRecord) -> bool:
+    try:
+        return os.getpgid(int(process.name)) == leader["pid"]
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def _platform_files(data_dir: Path) -> tuple[list[Path], list[Path]]:
     """What an installation keeps in its data dir that an app must not reach: its key, token
     and store, another app's storage and logs; and folders an app must not write into."""
@@ -369,13 +376,17 @@ def test_a_confined_app_reaches_neither_the_platform_nor_another_app(
     umask = os.umask(0o077)  # as every server command sets it
     env = {"TARGETS": ":".join(map(str, targets)), "PLANT": ":".join(map(str, plant))}
     digest = make_artifact(tmp_path, store, attacker.FILES)
-    spec = make_spec(digest, env=env)
+    spec = make_spec(digest, env={**env, "API_KEY": SECRET})
     records: list[ProcessRecord] = []
     try:
         records.extend(health_gated_start(runner, spec))
         (web,) = records
         with httpx.Client(trust_env=False, timeout=10) as client:
             served = client.get(web["url"]).json()
+        # The shell, bubblewrap, setpriv and the app: the config is in none of their arguments.
+        group = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_group(p, web)]
+        assert len(group) >= 3
+        assert not [p for p in group if SECRET.encode() in (p / "cmdline").read_bytes()]
         released = runner.run_once(spec, "python3 attack.py", timeout=60)
     finally:
         runner.stop(records)
