@@ -4,6 +4,9 @@ from typing import Final
 
 # Releases per environment whose artifacts garbage collection keeps (Heroku keeps 20).
 RETENTION_RELEASES: Final = 20
+# Releases per environment (the newest) whose artifacts a run host keeps unpacked besides what
+# runs, so that a rollback to one of them starts without unpacking (shared/services/unpacked.py).
+WARM_RELEASES: Final = 3
 # An artifact not yet in any release is kept this long, so gc never races a running pipeline.
 UNRELEASED_ARTIFACT_GRACE_SECONDS: Final = 3600
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shipyard.shared.models import Pipeline, PipelineStatus
 from shipyard.shared.stages import Stage
@@ -52,6 +52,13 @@ PROCESS_RESTARTS: Final = Counter(
     "shipyard_process_restarts_total",
     "App processes the run host's supervision started again after they exited.",
     ["app", "environment", "process_type"],
+)
+
+UNPACKED_BYTES: Final = Gauge(
+    "shipyard_unpacked_artifact_bytes",
+    "Disk an app's unpacked artifacts take on a run host, after its last run stage there.",
+    ["app", "host"],
+    multiprocess_mode="mostrecent",
 )
 
 

@@ -63,6 +63,11 @@ class Runner(Protocol):
         """Run `command` to completion in the release (artifact + config); kill it at `timeout`."""
         ...
 
+    def prune(self, app: str, keep: set[str]) -> int | None:
+        """Free what this host keeps of app `app`'s artifacts besides those in `keep`; returns
+        the bytes they take here afterwards (None: nothing of them is kept by this runner)."""
+        ...
+
 
 # --- what every driver needs the same way ------------------------------------------------------
 

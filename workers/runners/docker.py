@@ -222,6 +222,10 @@ class DockerRunner:
             if exc.status_code != 409:  # 409: its removal is already under way
                 raise
 
+    def prune(self, app: str, keep: set[str]) -> int | None:
+        """Images are the engine's, removed by `shipyard gc`."""
+        return None
+
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         with engine_errors("run the one-off command"):
             image = self._image(spec)

@@ -8,7 +8,12 @@ import shutil
 import subprocess
 import tarfile
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import structlog
+from filelock import FileLock, Timeout
 
 from shipyard.shared import constants, processes
 from shipyard.shared.artifacts import ArtifactStore
@@ -32,6 +37,34 @@ from shipyard.workers.sandbox import Bind, Jail, Sandbox
 
 # Where a confined process finds its release (read-only, and its HOME) and its storage.
 APP_PATH = "/app"
+
+
+# In each unpacked artifact: the digest it was unpacked from, written last (so: it is whole).
+ARTIFACT_MARKER = ".shipyard-artifact"
+# An unpack of a large artifact on a busy host finishes well within this.
+UNPACK_LOCK_SECONDS = 600.0
+
+log = structlog.get_logger(__name__)
+
+
+def _unpacked_artifact(path: Path) -> str | None:
+    """The artifact unpacked (whole) at `path`, if any."""
+    try:
+        return (path / ARTIFACT_MARKER).read_text()
+    except OSError:
+        return None
+
+
+def _disk_use(folder: Path) -> int:
+    """Bytes of the files below `folder` (links not followed)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def exit_status_path(log_path: Path) -> Path:
@@ -71,30 +104,67 @@ class LocalRunner:
         return path
 
     def release_dir(self, spec: ReleaseSpec) -> Path:
-        """Where release `spec` is unpacked: one directory per release, reused by rollbacks."""
-        return self._run_dir / spec.app / spec.environment / f"v{spec.release_version}"
+        """Where release `spec`'s code is: its artifact, unpacked once on this host and shared
+        read-only by every release of it (config releases, rollbacks, other environments)."""
+        return self._artifacts_dir(spec.app) / spec.artifact_id.removeprefix("sha256:")
+
+    def _artifacts_dir(self, app: str) -> Path:
+        # "_": no environment can have that name (names are [a-z0-9-]), so none shares it.
+        return self._run_dir / app / "_artifacts"
+
+    @contextmanager
+    def _unpacking(self, app: str) -> Iterator[Path]:
+        """The app's unpacked artifacts, held against a concurrent unpack or prune on this host."""
+        folder = self._artifacts_dir(app)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(folder / ".lock", timeout=UNPACK_LOCK_SECONDS):
+                yield folder
+        except Timeout:
+            raise StageFailed(
+                f"{app}'s artifacts on this host stayed locked for {UNPACK_LOCK_SECONDS:g}s "
+                "(another unpack or clean-up under way): try again"
+            ) from None
 
     def _unpack(self, spec: ReleaseSpec) -> Path:
-        artifact = self._store.fetch(spec.artifact_id, app=spec.app)
         target = self.release_dir(spec)
-        marker = target / ".shipyard-artifact"
-        if marker.is_file() and marker.read_text() == spec.artifact_id:
-            return target
-        staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        staging.chmod(0o755)  # the release is code, readable by the app's user (not the umask's)
-        with tarfile.open(artifact) as tar:
-            try:
-                tar.extractall(staging, filter=code_filter)
-            except tarfile.FilterError as exc:
-                raise StageFailed(
-                    f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"
-                ) from exc
-        (staging / ".shipyard-artifact").write_text(spec.artifact_id)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
+        with self._unpacking(spec.app):
+            if _unpacked_artifact(target) == spec.artifact_id:
+                return target
+            artifact = self._store.fetch(spec.artifact_id, app=spec.app)
+            staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            staging.chmod(0o755)  # code, readable by the app's user (not the umask's 0700)
+            with tarfile.open(artifact) as tar:
+                try:
+                    tar.extractall(staging, filter=code_filter)
+                except tarfile.FilterError as exc:
+                    raise StageFailed(
+                        f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"
+                    ) from exc
+            (staging / ARTIFACT_MARKER).write_text(spec.artifact_id)
+            shutil.rmtree(target, ignore_errors=True)  # one without its marker is never whole
+            os.replace(staging, target)
         return target
+
+    def prune(self, app: str, keep: set[str]) -> int:
+        """Remove app `app`'s unpacked artifacts that are not in `keep` (and release
+        directories of the layout before, one copy per release); returns the bytes its
+        unpacked artifacts take on this host afterwards."""
+        removed = 0
+        with self._unpacking(app) as folder:
+            earlier = [d for d in (self._run_dir / app).glob("*/v*") if d.parent != folder]
+            for entry in [*folder.iterdir(), *earlier]:
+                if not entry.is_dir():
+                    continue
+                if entry.name.startswith(".") or _unpacked_artifact(entry) not in keep:
+                    shutil.rmtree(entry, ignore_errors=True)  # not kept, or a broken-off unpack
+                    removed += 1
+            size = _disk_use(folder)
+        if removed:
+            log.info("runner.pruned", app=app, removed=removed, bytes_left=size)
+        return size
 
     def _jail(self, spec: ReleaseSpec, app_dir: Path) -> Jail:
         """What the release's programs see: the release (read-only) and the storage."""

@@ -6,17 +6,20 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.router import haproxy
 from shipyard.router.traffic import Route, Traffic
 from shipyard.shared import routing
 from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import ShipyardError, StageFailed
+from shipyard.shared.metrics import instruments
 from shipyard.shared.models import Deployment, DeploymentStatus, Environment, Pipeline
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.shared.services import deployments, releases, routes
+from shipyard.shared.services import deployments, releases, routes, unpacked
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.base import Runner, run_host
 from shipyard.workers.runners.switch import switch
 from shipyard.workers.stages.frame import StageResult, get_row
 from shipyard.workers.stages.spec import release_spec
@@ -54,7 +57,22 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         recorder.failed(exc.message)
         raise StageFailed(exc.message) from exc
     log.info("run.live", deployment_id=str(deployment.id))
+    _prune(context, runner, spec.app, environment.app_id)
     return result
+
+
+def _prune(context: WorkerContext, runner: Runner, app: str, app_id: uuid.UUID) -> None:
+    """Remove what this host keeps unpacked of the app and no longer needs; a failure here
+    is logged, never the stage's (the release is live)."""
+    try:
+        with session_scope(context.db_url) as session:
+            keep = unpacked.artifacts_to_keep(session=session, app_id=app_id)
+        size = runner.prune(app, keep)
+    except (OSError, ShipyardError, SQLAlchemyError) as exc:
+        log.warning("run.prune_failed", error=str(exc))
+        return
+    if size is not None:
+        instruments.UNPACKED_BYTES.labels(app=app, host=run_host()).set(size)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -401,3 +402,44 @@ def test_a_confined_app_reaches_neither_the_platform_nor_another_app(
             assert report["uid"] == confining_sandbox.uid_for("web") != 0
     assert (tmp_path / "storage" / "web" / "staging" / "mine").read_text() == "planted"
     assert not any((folder / "planted").exists() for folder in plant)
+
+
+# --- unpacked artifacts ------------------------------------------------------------------------
+
+
+def test_a_hundred_releases_of_one_artifact_share_one_unpacked_copy(
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    digest = web_artifact(tmp_path, store)
+    specs = [make_spec(digest, release_version=v, env={"N": str(v)}) for v in range(1, 101)]
+
+    for spec in specs:  # a hundred config releases, each with its release phase
+        assert runner.run_once(spec, 'test "$N" -gt 0', timeout=30).exit_code == 0
+    started.extend(health_gated_start(runner, specs[-1]))
+
+    unpacked = [p for p in (tmp_path / "run" / "web" / "_artifacts").iterdir() if p.is_dir()]
+    assert unpacked == [runner.release_dir(specs[0])] == [runner.release_dir(specs[-1])]
+    assert sorted(p.name for p in (tmp_path / "run" / "web").iterdir()) == ["_artifacts", "staging"]
+
+
+def test_prune_keeps_what_it_is_told_and_a_removed_one_is_unpacked_again(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    kept = make_spec(make_artifact(tmp_path / "a", store, {"Procfile": "web: true\n"}))
+    dropped = make_spec(make_artifact(tmp_path / "b", store, {"Procfile": "web: false\n"}))
+    for spec in (kept, dropped):
+        assert runner.run_once(spec, "true", timeout=30).exit_code == 0
+    earlier = tmp_path / "run" / "web" / "staging" / "v7"  # the layout before: one per release
+    shutil.copytree(runner.release_dir(dropped), earlier)
+    broken_off = runner.release_dir(kept).with_name(".abc.123.tmp")  # an unpack never finished
+    broken_off.mkdir()
+
+    size = runner.prune("web", {kept.artifact_id})
+
+    assert runner.release_dir(kept).is_dir() and size > 0
+    assert not runner.release_dir(dropped).exists()
+    assert not earlier.exists() and not broken_off.exists()
+    assert runner.run_once(dropped, "cat Procfile", timeout=30).output == "web: false\n"
+    assert runner.release_dir(dropped).is_dir()
