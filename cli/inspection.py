@@ -97,9 +97,15 @@ def ps(
         console.print(f"answers at {printable(current['url'])}", highlight=False, markup=False)
     table(
         "Processes",
-        ["process", "status", "restarts", "url"],
+        ["process", "status", "restarts", "host", "url"],
         [
-            [f"{p['type']}.{p.get('index', 1)}", p["status"], _restarts(p), p["url"]]
+            [
+                f"{p['type']}.{p.get('index', 1)}",
+                p["status"],
+                _restarts(p),
+                p.get("host") or "-",
+                p["url"],
+            ]
             for p in current["processes"]
         ],
     )
@@ -171,6 +177,30 @@ def pipelines_show(
         print(json.dumps(pipeline))
         return
     print_pipeline(pipeline)
+
+
+def hosts(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """List the run hosts: whether their run pool is up, what is placed on each, what runs."""
+    rows = ApiClient().get("/v1/hosts")
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table(
+        "Run hosts",
+        ["host", "state", "environments", "processes", "run workers"],
+        [
+            [
+                row["name"],
+                row["state"],
+                ", ".join(row["environments"]) or "-",
+                str(row["processes"]),
+                ", ".join(row["workers"]) or "-",
+            ]
+            for row in rows
+        ],
+    )
 
 
 def artifacts(

@@ -61,6 +61,12 @@ def envs_create(
         str | None,
         typer.Option(help="Host directory for persistent storage (default: in the data dir)."),
     ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Run host to place it on (its SHIPYARD_HOST_NAME; default: where it first runs)."
+        ),
+    ] = None,
 ) -> None:
     """Create an environment of an app."""
     body: dict[str, object] = {
@@ -71,8 +77,13 @@ def envs_create(
     }
     if storage_dir is not None:
         body["storage_dir"] = storage_dir
+    if host is not None:
+        body["run_host"] = host
     env = ApiClient().post(f"/v1/apps/{app}/environments", body)
-    console.print(f"Created environment [bold]{env['name']}[/] of {app} (runner {env['runner']})")
+    placed = f", on run host {printable(env['run_host'])}" if env.get("run_host") else ""
+    console.print(
+        f"Created environment [bold]{env['name']}[/] of {app} (runner {env['runner']}{placed})"
+    )
 
 
 @envs_cli.command("ls")
@@ -81,11 +92,12 @@ def envs_ls(app: AppOpt) -> None:
     envs = ApiClient().get(f"/v1/apps/{app}/environments")
     table(
         f"Environments of {app}",
-        ["name", "runner", "health", "limits", "created"],
+        ["name", "runner", "run host", "health", "limits", "created"],
         [
             [
                 e["name"],
                 e["runner"],
+                e.get("run_host") or "-",
                 f"{e['health_path']} within {e['health_timeout']:g}s",
                 _limits(e),
                 ago(e["created_at"]),

@@ -157,7 +157,7 @@ def worker(
         os.environ["SHIPYARD_METRICS_PORT"] = str(metrics_port)
     if metrics_host is not None:
         os.environ["SHIPYARD_METRICS_HOST"] = metrics_host
-    command = worker_command(queue, concurrency, hostname)
+    command = worker_command(queue, concurrency, hostname, run_host=settings.host_name)
     exec_server(command, settings)
 
 

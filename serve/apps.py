@@ -11,13 +11,13 @@ started again here.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 
 import httpx
 import structlog
+from sqlmodel import col, select
 
 from shipyard.router import haproxy
 from shipyard.router.runtime import RouterError
@@ -28,7 +28,7 @@ from shipyard.shared.exceptions import ShipyardError
 from shipyard.shared.metrics import instruments
 from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services import deployments
+from shipyard.shared.services import deployments, unpacked
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.stages.run import traffic_for
@@ -38,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 # An app's first restart comes after a second (a crash at start-up would otherwise spin).
 APP_RESTART_POLICY = RestartPolicy(initial=1.0, maximum=30.0, stable_after=60.0)
+# How often a run host removes the unpacked artifacts it no longer needs (not in a run stage,
+# whose every statement counts: see tests/workers/stages/test_frame.py's budget).
+PRUNE_SECONDS = 60.0
 
 
 @dataclass
@@ -52,18 +55,53 @@ class _Watched:
 class AppSupervisor:
     """Checks this host's live local processes and restarts the ones that exited."""
 
-    def __init__(self, context: WorkerContext, policy: RestartPolicy = APP_RESTART_POLICY) -> None:
+    def __init__(
+        self,
+        context: WorkerContext,
+        policy: RestartPolicy = APP_RESTART_POLICY,
+        prune_every: float = PRUNE_SECONDS,
+    ) -> None:
         self._context = context
         self._policy = policy
+        self._prune_every = prune_every
+        self._prune_at = time.monotonic()  # the first pass prunes
         self._runner = LocalRunner(
             context.store, context.settings.run_dir, context.settings.storage_dir, context.sandbox
         )
         self._router = context.router
-        self._hostname = socket.gethostname()
+        self._hostname = context.settings.host_name
         self._watched: dict[tuple[uuid.UUID, str, int], _Watched] = {}
 
     def check(self) -> None:
-        """One pass over the live deployments of this host."""
+        """One pass over the live deployments of this host (and, now and then, its disk)."""
+        self._check_processes()
+        if time.monotonic() >= self._prune_at:
+            self._prune_at = time.monotonic() + self._prune_every
+            self.prune()
+
+    def prune(self) -> None:
+        """Remove, app by app, what this host keeps unpacked and no longer needs."""
+        run_dir = self._context.settings.run_dir
+        names = (
+            [path.name for path in run_dir.iterdir() if path.is_dir()] if run_dir.is_dir() else []
+        )
+        if not names:
+            return
+        with session_scope(self._context.db_url) as session:
+            known = session.exec(select(App.name, App.id).where(col(App.name).in_(names))).all()
+            keeps = {
+                name: unpacked.artifacts_to_keep(session=session, app_id=app_id)
+                for name, app_id in known
+            }
+        for name, keep in keeps.items():
+            try:
+                size = self._runner.prune(name, keep)
+            except (OSError, ShipyardError) as exc:
+                log.warning("apps.prune_failed", app=name, error=str(exc))
+                continue
+            instruments.UNPACKED_BYTES.labels(app=name, host=self._hostname).set(size)
+
+    def _check_processes(self) -> None:
         with session_scope(self._context.db_url) as session:
             live = deployments.live_deployments(session=session, runner="local")
             work = [(d.id, list(d.processes)) for d in live]

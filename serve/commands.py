@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from shipyard.shared import constants
 from shipyard.shared.settings import Settings
+from shipyard.shared.stages import host_queue
 
 # The Celery app every pool and the beat load; its task names are declared in shared.stages and
 # shared.constants, not derived from this module path, so queued messages outlive a rename.
@@ -29,11 +30,17 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, "-P", *args]
 
 
-def worker_command(queue: str, concurrency: int = 1, hostname: str | None = None) -> list[str]:
-    """One pool: `celery -A shipyard.workers.app worker -Q QUEUE`."""
+def worker_command(
+    queue: str, concurrency: int = 1, hostname: str | None = None, *, run_host: str | None = None
+) -> list[str]:
+    """One pool: `celery -A shipyard.workers.app worker -Q QUEUE`. The run pool of run host
+    `run_host` also consumes that host's own run queue (`run.<host>`)."""
+    queues = queue
+    if queue == constants.RUN_QUEUE and run_host is not None:
+        queues = f"{queue},{host_queue(queue, run_host)}"
     return _python(
         "-m", "celery", "-A", CELERY_APP, "worker",
-        "-Q", queue,
+        "-Q", queues,
         "-n", hostname or f"{queue}@%h",
         "--concurrency", str(concurrency),
         "--loglevel", "INFO",

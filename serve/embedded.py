@@ -81,7 +81,7 @@ def children(settings: Settings, address: Address) -> list[ChildSpec]:
     specs += [
         ChildSpec(
             name=f"worker-{queue}",
-            argv=worker_command(queue),
+            argv=worker_command(queue, run_host=settings.host_name),
             log_path=logs / f"worker-{queue}.log",
             grace=constants.STOP_GRACE_SECONDS,
             cwd=cwd,

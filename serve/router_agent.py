@@ -9,7 +9,6 @@ beside the run pool (compose.yaml does).
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 
 import structlog
@@ -84,7 +83,7 @@ def restore(settings: Settings) -> int:
     """Put every environment's host names, and the live web processes of this host that still
     run, into the router; the number of processes served."""
     api = RuntimeAPI(settings.router_socket)
-    this_host = socket.gethostname()
+    this_host = settings.host_name
     served = 0
     with session_scope(settings.sqlalchemy_url) as session:
         known = routes.environment_routes(session=session)

@@ -10,7 +10,7 @@ from kombu.entity import Exchange, Queue
 from shipyard.shared import constants
 from shipyard.shared.events import OTHER_ROUTES, Event
 from shipyard.shared.settings import Settings
-from shipyard.shared.stages import STAGE_ROUTES
+from shipyard.shared.stages import STAGE_ROUTES, host_queue
 
 # Which task, on which queue, consumes each event.
 ROUTES: dict[str, tuple[str, str]] = {
@@ -53,6 +53,9 @@ def make_celery(settings: Settings, main: str) -> Celery:
 def publish(celery: Celery, event: Event) -> None:
     """Send `event` to the task and queue that consume it, by name."""
     task_name, queue = ROUTES[event.type]
+    run_host = getattr(event, "run_host", None)
+    if run_host is not None:  # a run stage of an environment placed on that host
+        queue = host_queue(queue, run_host)
     celery.send_task(
         task_name,
         args=[event.model_dump(mode="json")],

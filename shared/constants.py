@@ -103,6 +103,8 @@ BROKER_START_SECONDS: Final = 60.0
 MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 
 # Names of apps and environments: DNS labels, so they are safe in paths, URLs and labels.
+# A run host's name (SHIPYARD_HOST_NAME): a host name, also a queue-name suffix (run.<name>).
+HOST_NAME_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"
 NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Config keys: what a POSIX shell accepts as a variable name.
 CONFIG_KEY_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"

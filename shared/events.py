@@ -30,10 +30,12 @@ class ArtifactBuilt(_Event):
 
 
 class ReleaseCreated(_Event):
-    """The release exists: run it."""
+    """The release exists: run it, on the run host its environment is placed on (None: on
+    any, which places it there)."""
 
     type: Literal["release.created"] = "release.created"
     release_id: uuid.UUID
+    run_host: str | None = None
 
 
 StageEvent = PipelineQueued | ArtifactBuilt | ReleaseCreated

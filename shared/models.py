@@ -125,6 +125,9 @@ class Environment(SQLModel, table=True):
         default_factory=dict,
         sa_column=Column(JSON, nullable=False, server_default=text("'{}'")),
     )
+    # The run host the environment's processes run on (SHIPYARD_HOST_NAME): its run stages go
+    # to that host's own queue. None until its first run stage places it where it ran.
+    run_host: str | None = Field(default=None, max_length=64)
     # The SQL guard behind the release-phase lock: which pipeline holds it, since when.
     release_phase_holder: uuid.UUID | None = None
     release_phase_since: datetime | None = _maybe_timestamp()

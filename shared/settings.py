@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # (hosts without the API); off by default, and bound to loopback unless told otherwise.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # This run host's name: its run queue (run.<name>), its router's and its processes'
+    # records. The machine's host name unless set (two run hosts must not share one).
+    host_name: str = Field(default_factory=socket.gethostname, pattern=constants.HOST_NAME_PATTERN)
     # Confinement of what apps run (workers/sandbox.py, docs/operations.md): a bubblewrap
     # sandbox when it works here (auto), always (bwrap: a stage fails without it) or never.
     sandbox: Literal["auto", "bwrap", "off"] = "auto"

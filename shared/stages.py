@@ -75,6 +75,7 @@ def stage_event(
     *,
     artifact_id: str | None = None,
     release_id: uuid.UUID | None = None,
+    run_host: str | None = None,
 ) -> StageEvent:
     """The event that starts `stage`: IDs only, taken from the pipeline's row."""
     match Stage(stage):
@@ -85,4 +86,10 @@ def stage_event(
             return ArtifactBuilt(pipeline_id=pipeline_id, artifact_id=artifact_id)
         case Stage.RUN:
             assert release_id is not None, "a run stage needs the release"
-            return ReleaseCreated(pipeline_id=pipeline_id, release_id=release_id)
+            return ReleaseCreated(pipeline_id=pipeline_id, release_id=release_id, run_host=run_host)
+
+
+def host_queue(queue: str, host: str) -> str:
+    """The queue of `queue`'s work that only run host `host` may do (`run.<host>`): its run
+    pool consumes it beside the shared one."""
+    return f"{queue}.{host}"

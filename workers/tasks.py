@@ -28,7 +28,7 @@ from shipyard.workers.context import WorkerContext
 from shipyard.workers.stages.build import build_work, remove_expired_artifacts
 from shipyard.workers.stages.frame import StageWork, execute, reconcile
 from shipyard.workers.stages.release import release_work
-from shipyard.workers.stages.run import run_work
+from shipyard.workers.stages.run import forwarded, run_work
 from shipyard.workers.triggers import deliver_notification, run_schedules
 
 _RETRY: dict[str, Any] = {
@@ -77,8 +77,10 @@ def release_stage(self: StageTask, event: dict[str, Any]) -> None:
 
 @app.task(name=STAGE_ROUTES[Stage.RUN].task, base=StageTask, bind=True, **_RETRY)
 def run_stage(self: StageTask, event: dict[str, Any]) -> None:
-    """release.created → start healthy → switch live."""
-    _run_stage(self, ReleaseCreated.model_validate(event).pipeline_id, Stage.RUN, run_work)
+    """release.created → start healthy → switch live, on the environment's run host."""
+    released = ReleaseCreated.model_validate(event)
+    if not forwarded(self.context, released):
+        _run_stage(self, released.pipeline_id, Stage.RUN, run_work)
 
 
 @app.task(name=constants.REMOVE_ARTIFACTS_TASK, base=StageTask, bind=True, **_RETRY)

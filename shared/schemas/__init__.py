@@ -82,6 +82,7 @@ from shipyard.shared.schemas.tokens import (
     TokenPublic,
 )
 from shipyard.shared.schemas.workers import (
+    RunHostPublic,
     WorkerPoolPublic,
 )
 
@@ -143,6 +144,7 @@ __all__ = [
     "TokenCreated",
     "TokenPublic",
     "TriggerSecret",
+    "RunHostPublic",
     "WorkerPoolPublic",
     "strip_credentials",
 ]

@@ -85,6 +85,11 @@ class EnvironmentCreate(Input):
     # Host names the environment answers to on the routers, besides <env>.<app>.localhost.
     domains: Annotated[list[Domain], Field(max_length=20)] = []
     drain_timeout: Annotated[float, Field(ge=0, le=3600)] = constants.DRAIN_TIMEOUT_SECONDS
+    # The run host its processes run on (its SHIPYARD_HOST_NAME); None: where its first run
+    # stage runs. Fixed once the environment runs.
+    run_host: (
+        Annotated[str, StringConstraints(pattern=constants.HOST_NAME_PATTERN, max_length=64)] | None
+    ) = None
 
 
 class EnvironmentPublic(BaseModel):
@@ -99,6 +104,7 @@ class EnvironmentPublic(BaseModel):
     domains: list[str]
     drain_timeout: float
     formation: dict[str, int]
+    run_host: str | None = None  # the run host its processes run on (None: not placed yet)
     url: str | None = None  # the stable URL, through the routers
     created_at: datetime
 

@@ -62,6 +62,7 @@ class ProcessPublic(BaseModel):
     restarts: int = 0  # how often the run host started it again after it exited
     last_exit: int | None = None  # its last exit status (a signal shows as 128 + its number)
     restarted_at: datetime | None = None
+    host: str | None = None  # the run host it runs on
 
 
 class CurrentPublic(BaseModel):

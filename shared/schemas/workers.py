@@ -12,3 +12,13 @@ class WorkerPoolPublic(BaseModel):
 
     queue: str
     workers: list[str]  # Celery hostnames, e.g. "build@host"; empty when nothing consumes it
+
+
+class RunHostPublic(BaseModel):
+    """A run host: whether its run pool is up, what is placed on it and what runs there."""
+
+    name: str  # its SHIPYARD_HOST_NAME
+    state: str  # "up": a run worker consumes its queue now; "down": none does
+    workers: list[str]  # the Celery hostnames of its run pool
+    environments: list[str]  # "<app>/<env>" placed on it
+    processes: int  # processes of live deployments recorded on it

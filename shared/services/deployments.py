@@ -232,6 +232,7 @@ def current(*, session: Session, environment: Environment) -> CurrentPublic | No
                 restarts=p.get("restarts", 0),
                 last_exit=p.get("last_exit"),
                 restarted_at=p.get("restarted_at"),
+                host=p.get("host"),
             )
             for p in deployment.processes
         ],

@@ -107,8 +107,10 @@ def create_config_pipeline(
 
 def start(*, session: Session, pipeline: Pipeline, publish: Callable[[Event], None]) -> None:
     """Publish the committed pipeline's first event; if the broker is away, fail it and say so."""
+    event = first_event(session, pipeline)
+    session.commit()  # the read that made it ends here: nothing is held while the broker answers
     try:
-        publish(first_event(pipeline))
+        publish(event)
     except Exception as exc:  # kombu raises several connection error types
         stage_runs.fail_pipeline(
             session=session,
@@ -132,9 +134,9 @@ def launch(
     return pipeline_public(session=session, pipeline=pipeline)
 
 
-def first_event(pipeline: Pipeline) -> StageEvent:
+def first_event(session: Session, pipeline: Pipeline) -> StageEvent:
     """The event that starts `pipeline`'s first stage."""
-    return queueing.stage_event(pipeline, first_stage(pipeline.kind))
+    return queueing.stage_event(session, pipeline, first_stage(pipeline.kind))
 
 
 def get_pipeline(*, session: Session, pipeline_id: uuid.UUID) -> Pipeline:

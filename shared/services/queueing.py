@@ -17,6 +17,7 @@ from shipyard.shared import stages
 from shipyard.shared.db import core_connection
 from shipyard.shared.events import StageEvent
 from shipyard.shared.models import (
+    Environment,
     Pipeline,
     PipelineStatus,
     StageRun,
@@ -44,10 +45,20 @@ def _active_statuses() -> BindParameter[list[str]]:
     return bindparam("active_statuses", list(_ACTIVE), expanding=True, literal_execute=True)
 
 
-def stage_event(pipeline: Pipeline, stage: stages.Stage) -> StageEvent:
-    """The event that starts `stage` of `pipeline`, from the pipeline's row."""
+def stage_event(session: Session, pipeline: Pipeline, stage: stages.Stage) -> StageEvent:
+    """The event that starts `stage` of `pipeline`, from the pipeline's row; a run stage's
+    names the run host its environment is placed on, read now (its queue is that host's)."""
+    run_host = None
+    if stage == stages.Stage.RUN:
+        run_host = session.exec(
+            select(Environment.run_host).where(Environment.id == pipeline.environment_id)
+        ).one()
     return stages.stage_event(
-        stage, pipeline.id, artifact_id=pipeline.artifact_id, release_id=pipeline.release_id
+        stage,
+        pipeline.id,
+        artifact_id=pipeline.artifact_id,
+        release_id=pipeline.release_id,
+        run_host=run_host,
     )
 
 
@@ -120,4 +131,4 @@ def wake_next(*, session: Session, environment_id: uuid.UUID) -> StageEvent | No
     run.queued_at = utcnow()
     session.add(run)
     session.flush()
-    return stage_event(pipeline, stages.Stage(run.name))
+    return stage_event(session, pipeline, stages.Stage(run.name))

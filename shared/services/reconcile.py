@@ -48,7 +48,7 @@ def stranded_stages(
             .values(status=StageStatus.QUEUED, queued_at=now)  # republished once per period
         )
         if requeued.rowcount == 1:  # type: ignore[attr-defined]
-            events.append(queueing.stage_event(pipeline, Stage(run.name)))
+            events.append(queueing.stage_event(session, pipeline, Stage(run.name)))
     waiting_environments = session.exec(
         select(Pipeline.environment_id)
         .join(StageRun, col(StageRun.pipeline_id) == col(Pipeline.id))

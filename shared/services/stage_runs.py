@@ -252,7 +252,7 @@ def complete_stage(
         for name, value in made.items():  # the caller's copy, without reading the row again
             set_committed_value(pipeline, name, value)
     if queued is not None:
-        return [queueing.stage_event(pipeline, queued)]
+        return [queueing.stage_event(session, pipeline, queued)]
     return _wake(session, pipeline)
 
 

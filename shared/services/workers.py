@@ -104,8 +104,11 @@ def no_workers() -> LiveWorkers:
     return {}
 
 
-def worker_pools(*, probe: WorkersProbe) -> list[WorkerPoolPublic]:
-    """Every queue Shipyard uses, with the workers consuming it now (none: an empty list)."""
+def worker_pools(
+    *, probe: WorkersProbe, queues: Iterable[str] | None = constants.ALL_QUEUES
+) -> list[WorkerPoolPublic]:
+    """Every queue of `queues`, with the workers consuming it now (none: an empty list); with
+    `queues` None, every queue that has live workers (the run hosts' own queues too)."""
     try:
         live = probe()
     except redis.RedisError as exc:
@@ -113,7 +116,8 @@ def worker_pools(*, probe: WorkersProbe) -> list[WorkerPoolPublic]:
             f"cannot ask the broker which workers are alive ({type(exc).__name__}); "
             "try again shortly"
         ) from exc
-    return [WorkerPoolPublic(queue=q, workers=live.get(q, [])) for q in constants.ALL_QUEUES]
+    names = sorted(live) if queues is None else queues
+    return [WorkerPoolPublic(queue=q, workers=live.get(q, [])) for q in names]
 
 
 class Heartbeat:

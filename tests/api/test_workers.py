@@ -10,11 +10,16 @@ import fakeredis
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from shipyard.api.main import create_app
+from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
-from shipyard.shared.services import workers
+from shipyard.shared.models import Deployment, DeploymentStatus
+from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared.services import apps, workers
 from shipyard.shared.settings import Settings
+from tests.shared.factories import make_artifact, make_release
 
 
 @pytest.fixture
@@ -123,3 +128,55 @@ def test_by_default_the_api_reads_the_broker_of_its_settings_under_their_namespa
 
     assert opened == [settings.redis_url]
     assert response.json()[1] == {"queue": "release", "workers": ["release@a"]}
+
+
+def test_hosts_lists_each_run_host_with_its_pool_placements_and_processes(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    _beat(broker, settings.broker_namespace, "run@alpha", "run", "run.alpha")
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        _two_placed_environments(session)
+
+    response = api.get("/v1/hosts")
+
+    assert response.status_code == 200
+    assert response.json() == [
+        {
+            "name": "alpha",
+            "state": "up",
+            "workers": ["run@alpha"],
+            "environments": ["web/staging"],
+            "processes": 0,
+        },
+        {
+            "name": "beta",
+            "state": "down",
+            "workers": [],
+            "environments": ["web/production"],
+            "processes": 2,
+        },
+    ]
+
+
+def _two_placed_environments(session: Session) -> None:
+    """web/staging placed on alpha; web/production on beta, live there with two processes."""
+    app = apps.create_app(session=session, data=AppCreate(name="web", repo="/srv/web"))
+    staging = apps.create_environment(
+        session=session, app=app, data=EnvironmentCreate(name="staging")
+    )
+    staging.run_host = "alpha"
+    production = apps.create_environment(
+        session=session, app=app, data=EnvironmentCreate(name="production")
+    )
+    production.run_host = "beta"  # whose run pool is not up
+    session.commit()
+    release = make_release(session, app, production, make_artifact(session, app))
+    session.add(
+        Deployment(
+            environment_id=production.id,
+            release_id=release.id,
+            status=DeploymentStatus.LIVE,
+            processes=[{"type": "web", "host": "beta"}, {"type": "worker", "host": "beta"}],
+        )
+    )
+    session.commit()

@@ -29,8 +29,15 @@ from shipyard.shared.settings import Settings
 from tests.cli.conftest import NOW, Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
-WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:41234"}
-WORKER = {"type": "worker", "status": "crashed", "url": None, "restarts": 5, "last_exit": 1}
+WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:41234", "host": "alpha"}
+WORKER = {
+    "type": "worker",
+    "status": "crashed",
+    "url": None,
+    "restarts": 5,
+    "last_exit": 1,
+    "host": "alpha",
+}
 TRACEBACK = """\
 Traceback (most recent call last):
   File "/srv/app/manage.py", line 22, in <module>
@@ -220,10 +227,10 @@ web/staging runs release v1 (sha256:7692c3ad, config v1)
 live since 2 h ago (deploy)
 answers at http://staging.web.localhost:8080
 Processes
-process    status    restarts     url
-────────────────────────────────────────────────────────
-web.1      running   0            http://127.0.0.1:41234
-worker.1   crashed   5 (exit 1)
+process    status    restarts     host    url
+────────────────────────────────────────────────────────────────
+web.1      running   0            alpha   http://127.0.0.1:41234
+worker.1   crashed   5 (exit 1)   alpha
 """,
     )
 

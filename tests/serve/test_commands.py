@@ -35,6 +35,14 @@ def test_the_pools_load_the_packaged_celery_app() -> None:
     assert argv[argv.index("-A") + 1] == "shipyard.workers.app"
 
 
+def test_a_run_pool_also_consumes_its_hosts_own_run_queue() -> None:
+    run = commands.worker_command("run", run_host="alpha")
+    build = commands.worker_command("build", run_host="alpha")
+
+    assert run[run.index("-Q") + 1] == "run,run.alpha"
+    assert build[build.index("-Q") + 1] == "build"
+
+
 def test_exec_server_starts_in_the_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,6 +46,11 @@ def _memory_celery() -> Celery:
             "release",
         ),
         (ReleaseCreated(pipeline_id=PIPELINE, release_id=RELEASE), constants.RUN_TASK, "run"),
+        (  # an environment placed on run host "alpha": that host's own queue
+            ReleaseCreated(pipeline_id=PIPELINE, release_id=RELEASE, run_host="alpha"),
+            constants.RUN_TASK,
+            "run.alpha",
+        ),
         (
             ArtifactsExpired(artifact_ids=["sha256:" + "b" * 64]),
             constants.REMOVE_ARTIFACTS_TASK,
@@ -67,7 +72,8 @@ def test_each_event_is_sent_by_name_to_its_queue_with_ids_only(
             message.ack()
     assert headers["task"] == task
     assert args == [event.model_dump(mode="json")]
-    assert set(args[0]) <= {"type", "pipeline_id", "artifact_id", "release_id", "artifact_ids"}
+    ids = {"type", "pipeline_id", "artifact_id", "release_id", "artifact_ids", "run_host"}
+    assert set(args[0]) <= ids
 
 
 def test_embedded_mode_uses_the_redis_transport_on_the_data_dirs_socket(tmp_path: Any) -> None:

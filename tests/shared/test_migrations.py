@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from alembic import command
@@ -102,3 +105,28 @@ def test_every_migration_can_be_undone_and_redone(db_url: str) -> None:
 
     migrate.upgrade(db_url)
     assert set(inspect(get_engine(db_url)).get_table_names()) == EXPECTED_TABLES
+
+
+def test_an_environment_that_runs_somewhere_is_placed_there_by_the_upgrade(db_url: str) -> None:
+    command.downgrade(migrate.alembic_config(db_url), "0009")  # before placements existed
+    get_engine(db_url).dispose()
+    created = "'2026-01-01 00:00:00'"
+    with closing(sqlite3.connect(db_url.removeprefix("sqlite:///"))) as raw, raw:
+        # Only what the upgrade reads; the rows they refer to do not matter to it.
+        raw.execute(
+            "INSERT INTO environment (id, app_id, name, runner, health_path, health_timeout, "
+            f"created_at) VALUES ('e1', 'a1', 'staging', 'local', '/', 5, {created}), "
+            f"('e2', 'a1', 'production', 'local', '/', 5, {created})"
+        )
+        raw.execute(
+            "INSERT INTO deployment (id, environment_id, release_id, cause, status, processes, "
+            f"created_at) VALUES ('d1', 'e1', 'r1', 'deploy', 'live', ?, {created}), "
+            f"('d2', 'e2', 'r2', 'deploy', 'superseded', ?, {created})",
+            (json.dumps([{"type": "web", "host": "alpha"}]), json.dumps([{"host": "beta"}])),
+        )
+
+    migrate.upgrade(db_url)
+
+    with get_engine(db_url).connect() as connection:
+        placed = dict(connection.execute(text("SELECT name, run_host FROM environment")).all())
+    assert placed == {"staging": "alpha", "production": None}  # nothing of production is live

@@ -28,6 +28,7 @@ class ReleaseSpec:
     cpu_limit: float | None = None
     storage_dir: str | None = None  # the environment's own storage directory, if it set one
     formation: dict[str, int] = field(default_factory=dict)  # processes per type (default 1)
+    host: str = field(default_factory=socket.gethostname)  # the run host (SHIPYARD_HOST_NAME)
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,6 @@ class Runner(Protocol):
         """Run `command` to completion in the release (artifact + config); kill it at `timeout`."""
         ...
 
-    def prune(self, app: str, keep: set[str]) -> int | None:
-        """Free what this host keeps of app `app`'s artifacts besides those in `keep`; returns
-        the bytes they take here afterwards (None: nothing of them is kept by this runner)."""
-        ...
-
 
 # --- what every driver needs the same way ------------------------------------------------------
 
@@ -83,11 +79,6 @@ def server_name(deployment_id: str, process_type: str, index: int, port: int) ->
     """A process's server name in the environment's router backend (unique per process
     started, port included)."""
     return f"{deployment_id[:8]}-{process_type}-{index}-p{port}"
-
-
-def run_host() -> str:
-    """The run host a process is on, as the router on that host knows itself."""
-    return socket.gethostname()
 
 
 def web_url(process_type: str, port: int | None) -> str | None:

@@ -39,7 +39,6 @@ from shipyard.workers.runners.base import (
     ReleaseSpec,
     free_port,
     output_tail,
-    run_host,
     server_name,
     web_url,
 )
@@ -142,7 +141,7 @@ class DockerRunner:
             "url": web_url(process_type, port),
             "storage": storage_location(spec),
             "server": server_name(spec.deployment_id, process_type, index, port),
-            "host": run_host(),
+            "host": spec.host,
         }
         try:
             container.start()
@@ -221,10 +220,6 @@ class DockerRunner:
         except APIError as exc:
             if exc.status_code != 409:  # 409: its removal is already under way
                 raise
-
-    def prune(self, app: str, keep: set[str]) -> int | None:
-        """Images are the engine's, removed by `shipyard gc`."""
-        return None
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         with engine_errors("run the one-off command"):

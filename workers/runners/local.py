@@ -28,7 +28,6 @@ from shipyard.workers.runners.base import (
     ReleaseSpec,
     free_port,
     output_tail,
-    run_host,
     server_name,
     web_url,
 )
@@ -251,7 +250,7 @@ class LocalRunner:
             "storage": str(storage.source),
             "restarts": 0,
             "server": server_name(spec.deployment_id, process_type, index, port),
-            "host": run_host(),
+            "host": spec.host,
         }
 
     def exit_status(self, process: ProcessRecord) -> int | None:

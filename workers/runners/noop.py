@@ -43,10 +43,6 @@ class NoopRunner:
     def stop(self, processes: list[ProcessRecord]) -> None:
         return None  # nothing was started
 
-    def prune(self, app: str, keep: set[str]) -> int | None:
-        """Nothing is unpacked."""
-        return None
-
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         self._store.fetch(spec.artifact_id, app=spec.app)
         return OneOffResult(exit_code=0, output="")

@@ -6,25 +6,39 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.router import haproxy
 from shipyard.router.traffic import Route, Traffic
 from shipyard.shared import routing
+from shipyard.shared.broker import publish
 from shipyard.shared.db import session_scope
+from shipyard.shared.events import ReleaseCreated
 from shipyard.shared.exceptions import ShipyardError, StageFailed
-from shipyard.shared.metrics import instruments
 from shipyard.shared.models import Deployment, DeploymentStatus, Environment, Pipeline
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.shared.services import deployments, releases, routes, unpacked
+from shipyard.shared.services import deployments, placement, releases, routes
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners import get_runner
-from shipyard.workers.runners.base import Runner, run_host
 from shipyard.workers.runners.switch import switch
 from shipyard.workers.stages.frame import StageResult, get_row
 from shipyard.workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
+
+
+def forwarded(context: WorkerContext, event: ReleaseCreated) -> bool:
+    """Whether a run stage that reached this host belongs to another (its environment is
+    placed there): then it is sent on to that host's queue, and this host does nothing."""
+    host = context.settings.host_name
+    if event.run_host == host:
+        return False  # routed here by its placement
+    with session_scope(context.db_url) as session:
+        placed = placement.run_host_of(session=session, pipeline_id=event.pipeline_id)
+    if placed is None or placed == host:
+        return False
+    publish(context.celery, event.model_copy(update={"run_host": placed}))
+    log.info("run.forwarded", pipeline_id=str(event.pipeline_id), run_host=placed)
+    return True
 
 
 def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
@@ -33,6 +47,14 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         raise StageFailed("the pipeline has no release to run")
     with session_scope(context.db_url) as session:
         release = releases.get_release(session=session, release_id=pipeline.release_id)
+        environment = get_row(session, Environment, release.environment_id)
+        host = context.settings.host_name
+        placed = placement.place(session=session, environment=environment, host=host)
+        if placed != host:  # placed elsewhere since this message was routed
+            raise StageFailed(
+                f"{environment.name} is placed on run host {placed!r}, not on {host!r}: "
+                "deploy again to run it there"
+            )
         deployment = deployments.begin_deployment(
             session=session,
             pipeline_id=pipeline.id,
@@ -41,7 +63,6 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         )
         if deployment is None:
             raise StageFailed("another worker is running this stage")
-        environment = get_row(session, Environment, release.environment_id)
         spec = release_spec(session, context, release, str(deployment.id))
     result = StageResult(result_id=str(deployment.id), deployment_id=deployment.id)
     if deployment.status == DeploymentStatus.LIVE:
@@ -57,22 +78,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         recorder.failed(exc.message)
         raise StageFailed(exc.message) from exc
     log.info("run.live", deployment_id=str(deployment.id))
-    _prune(context, runner, spec.app, environment.app_id)
     return result
-
-
-def _prune(context: WorkerContext, runner: Runner, app: str, app_id: uuid.UUID) -> None:
-    """Remove what this host keeps unpacked of the app and no longer needs; a failure here
-    is logged, never the stage's (the release is live)."""
-    try:
-        with session_scope(context.db_url) as session:
-            keep = unpacked.artifacts_to_keep(session=session, app_id=app_id)
-        size = runner.prune(app, keep)
-    except (OSError, ShipyardError, SQLAlchemyError) as exc:
-        log.warning("run.prune_failed", error=str(exc))
-        return
-    if size is not None:
-        instruments.UNPACKED_BYTES.labels(app=app, host=run_host()).set(size)
 
 
 @dataclass

@@ -44,4 +44,5 @@ def release_spec(
         cpu_limit=environment.cpu_limit,
         storage_dir=environment.storage_dir,
         formation=dict(environment.formation),
+        host=context.settings.host_name,
     )

@@ -70,7 +70,7 @@ def test_a_config_pipeline_starts_at_release_from_the_live_artifact(
 
     assert pipeline is not None
     assert _statuses(session, pipeline) == {"release": "queued", "run": "pending"}
-    assert pipelines.first_event(pipeline) == ArtifactBuilt(
+    assert pipelines.first_event(session, pipeline) == ArtifactBuilt(
         pipeline_id=pipeline.id, artifact_id=artifact.id
     )
 

@@ -270,7 +270,8 @@ def test_a_release_command_printing_a_secret_keeps_it_out_of_the_store_and_the_a
 # that makes a stage's hot path do more must show up here (and in docs/benchmarks.md).
 STAGE_BUDGET = {
     "build": (13, 5),
-    "release": (14, 3),
+    # +1 (15): the run stage it queues goes to its environment's run host, read on the way.
+    "release": (15, 3),
     "run": (21, 6),
 }
 
