@@ -66,7 +66,11 @@ class AppSupervisor:
         self._prune_every = prune_every
         self._prune_at = time.monotonic()  # the first pass prunes
         self._runner = LocalRunner(
-            context.store, context.settings.run_dir, context.settings.storage_dir, context.sandbox
+            context.store,
+            context.settings.run_dir,
+            context.settings.storage_dir,
+            context.sandbox,
+            context.settings.host_name,
         )
         self._router = context.router
         self._hostname = context.settings.host_name

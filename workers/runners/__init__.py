@@ -13,7 +13,11 @@ from shipyard.workers.runners.noop import NoopRunner
 
 RUNNERS: dict[str, Callable[[WorkerContext], Runner]] = {
     "local": lambda context: LocalRunner(
-        context.store, context.settings.run_dir, context.settings.storage_dir, context.sandbox
+        context.store,
+        context.settings.run_dir,
+        context.settings.storage_dir,
+        context.sandbox,
+        context.settings.host_name,
     ),
     "docker": lambda context: DockerRunner(
         context.docker.client(), context.store.images, context.settings.app_uid_base

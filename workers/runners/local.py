@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tarfile
 from collections import deque
@@ -77,8 +78,14 @@ class LocalRunner:
     name: RunnerName = "local"
 
     def __init__(
-        self, store: ArtifactStore, run_dir: Path, storage_root: Path, sandbox: Sandbox
+        self,
+        store: ArtifactStore,
+        run_dir: Path,
+        storage_root: Path,
+        sandbox: Sandbox,
+        host: str | None = None,
     ) -> None:
+        self._host = host or socket.gethostname()  # this run host's name (SHIPYARD_HOST_NAME)
         self._store = store
         self._run_dir = run_dir
         self._storage_root = storage_root
@@ -263,7 +270,9 @@ class LocalRunner:
 
     def is_running(self, process: ProcessRecord) -> bool:
         pid = process.get("pid")
-        return pid is not None and processes.is_alive(pid, process.get("started"))
+        if pid is None or process.get("host", self._host) != self._host:
+            return False  # not a process of this host: nothing here says it runs
+        return processes.is_alive(pid, process.get("started"))
 
     def output_tail(self, process: ProcessRecord, lines: int) -> str:
         path = Path(process["log"])
@@ -278,6 +287,8 @@ class LocalRunner:
             pid = record.get("pid")
             if pid is None:  # a process of another runner (a container) is not ours to stop
                 continue
+            if record.get("host", self._host) != self._host:
+                continue  # another run host's pid means nothing here: that host stops it
             processes.terminate_group(pid, record.get("started"), constants.APP_STOP_GRACE_SECONDS)
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:

@@ -341,6 +341,24 @@ def test_a_record_of_another_runner_is_neither_running_nor_stopped_here(
     assert runner.is_running(container) is False
 
 
+def test_a_record_of_another_run_host_is_neither_running_nor_stopped_here(
+    tmp_path: Path, store: FileStore, sandbox: Sandbox
+) -> None:
+    here = LocalRunner(store, tmp_path / "run", tmp_path / "storage", sandbox, "alpha")
+    (web,) = health_gated_start(here, make_spec(web_artifact(tmp_path, store), host="alpha"))
+    try:
+        # The same record as another host sees it: its pid (alive here) means nothing there.
+        elsewhere = LocalRunner(store, tmp_path / "run", tmp_path / "storage", sandbox, "beta")
+
+        elsewhere.stop([web])
+
+        assert elsewhere.is_running(web) is False
+        assert here.is_running(web) is True  # not stopped by the other host
+    finally:
+        here.stop([web])
+    assert here.is_running(web) is False
+
+
 # --- confinement (workers/sandbox.py) -------------------------------------------------------
 
 
