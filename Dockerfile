@@ -1,7 +1,7 @@
 # The Shipyard image used by compose.yaml for the API and every worker pool.
 FROM python:3.11-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/shipyard
 COPY pyproject.toml README.md ./
