@@ -14,9 +14,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 import structlog
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from shipyard.router import haproxy
@@ -41,6 +43,9 @@ APP_RESTART_POLICY = RestartPolicy(initial=1.0, maximum=30.0, stable_after=60.0)
 # How often a run host removes the unpacked artifacts it no longer needs (not in a run stage,
 # whose every statement counts: see tests/workers/stages/test_frame.py's budget).
 PRUNE_SECONDS = 60.0
+# How far back a run host looks for processes of its own that the store no longer counts as
+# running (a lost host's, moved elsewhere while it was away).
+STALE_LOOKBACK = timedelta(days=7)
 
 
 @dataclass
@@ -81,7 +86,42 @@ class AppSupervisor:
         self._check_processes()
         if time.monotonic() >= self._prune_at:
             self._prune_at = time.monotonic() + self._prune_every
+            self.stop_stale()
             self.prune()
+
+    def stop_stale(self) -> None:
+        """Stop this host's processes that the store no longer counts as running here: those of
+        deployments retired or failed meanwhile, as when the host was lost and its environments
+        moved (their new host recorded the old deployment retired but could not stop it). One
+        still draining (superseded, not yet retired) is its switch's to stop."""
+        since = utcnow() - STALE_LOOKBACK
+        with session_scope(self._context.db_url) as session:
+            ended = session.exec(
+                select(Deployment).where(
+                    col(Deployment.created_at) >= since,
+                    or_(
+                        col(Deployment.status).in_(
+                            [DeploymentStatus.FAILED, DeploymentStatus.STOPPED]
+                        ),
+                        and_(
+                            col(Deployment.status) == DeploymentStatus.SUPERSEDED,
+                            col(Deployment.retired_at).is_not(None),
+                        ),
+                    ),
+                )
+            ).all()
+            stale = [
+                (deployment.id, record)
+                for deployment in ended
+                for record in deployment.processes
+                if record.get("host", self._hostname) == self._hostname
+                and "pid" in record
+                and self._runner.is_running(record)
+            ]
+        for deployment_id, record in stale:
+            log.warning("apps.stale_stopped", type=record["type"], pid=record["pid"])
+            self._take_out(deployment_id, record)
+            self._runner.stop([record])
 
     def prune(self) -> None:
         """Remove, app by app, what this host keeps unpacked and no longer needs."""

@@ -147,6 +147,10 @@ NOTIFY_QUEUE: Final = "notify"
 ALL_QUEUES: Final = (*QUEUES, NOTIFY_QUEUE)
 NOTIFY_TASK: Final = "shipyard.notify.deliver"
 SCHEDULE_TICK_TASK: Final = "shipyard.schedules.tick"
+# The beat's check of the run hosts: a host down this long is lost, and its environments run
+# elsewhere (shared/services/hosts.py). Its run pool's heartbeat lapses within 15 s before that.
+HOSTS_TICK_TASK: Final = "shipyard.hosts.tick"
+HOST_LOST_SECONDS: Final = 30.0
 # How often the beat asks for due schedules: cron has minute resolution, so twice a minute.
 SCHEDULE_TICK_SECONDS: Final = 30.0
 # Notification retries wait 2, 4, 8 … seconds (doubling), never more than the cap, which stays

@@ -290,6 +290,16 @@ class Deployment(SQLModel, table=True):
     retired_at: datetime | None = _maybe_timestamp()  # when its processes were all stopped
 
 
+class RunHost(SQLModel, table=True):
+    """A run host the beat has seen, and since when its run pool is down (None: it is up)."""
+
+    __tablename__ = "run_host"
+
+    name: str = Field(primary_key=True, max_length=64)
+    last_seen_at: datetime | None = _maybe_timestamp()
+    down_since: datetime | None = _maybe_timestamp()
+
+
 class ApiToken(SQLModel, table=True):
     """An API token: only its SHA-256 is stored; the token itself is shown once, at creation."""
 

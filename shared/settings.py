@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # (hosts without the API); off by default, and bound to loopback unless told otherwise.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # A run host whose run pool has been down this long is lost: its environments run elsewhere.
+    host_lost_seconds: float = Field(default=constants.HOST_LOST_SECONDS, gt=0)
     # This run host's name: its run queue (run.<name>), its router's and its processes'
     # records. The machine's host name unless set (two run hosts must not share one).
     host_name: str = Field(default_factory=socket.gethostname, pattern=constants.HOST_NAME_PATTERN)

@@ -26,6 +26,7 @@ class PipelineKind(StrEnum):
     PROMOTION = "promotion"  # release → run with another environment's live artifact
     ROLLBACK = "rollback"  # run an earlier release again, exactly as it was
     SCALE = "scale"  # run the live release again with the environment's new formation
+    FAILOVER = "failover"  # run the live release again on another run host (its own was lost)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ STAGES_BY_KIND: Final[dict[PipelineKind, tuple[Stage, ...]]] = {
     PipelineKind.PROMOTION: (Stage.RELEASE, Stage.RUN),
     PipelineKind.ROLLBACK: (Stage.RUN,),
     PipelineKind.SCALE: (Stage.RUN,),
+    PipelineKind.FAILOVER: (Stage.RUN,),
 }
 
 

@@ -47,6 +47,14 @@ def create_worker_app() -> Celery:
                     "expires": settings.reconcile_seconds,
                 },
             },
+            "hosts": {
+                "task": constants.HOSTS_TICK_TASK,
+                "schedule": settings.reconcile_seconds,
+                "options": {
+                    "queue": constants.NOTIFY_QUEUE,
+                    "expires": settings.reconcile_seconds,
+                },
+            },
             "schedules": {
                 "task": constants.SCHEDULE_TICK_TASK,
                 "schedule": settings.schedule_tick_seconds,

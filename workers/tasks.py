@@ -25,6 +25,7 @@ from shipyard.shared.settings import get_settings
 from shipyard.shared.stages import STAGE_ROUTES, Stage
 from shipyard.workers.app import app
 from shipyard.workers.context import WorkerContext
+from shipyard.workers.hosts import watch_run_hosts
 from shipyard.workers.stages.build import build_work, remove_expired_artifacts
 from shipyard.workers.stages.frame import StageWork, execute, reconcile
 from shipyard.workers.stages.release import release_work
@@ -102,6 +103,12 @@ def remove_artifacts(self: StageTask, event: dict[str, Any]) -> None:
 def reconcile_pipelines(self: StageTask) -> None:
     """Publish again the stages whose message was lost or whose worker died (run by the beat)."""
     reconcile(self.context)
+
+
+@app.task(name=constants.HOSTS_TICK_TASK, base=StageTask, bind=True, **_RETRY)
+def tick_hosts(self: StageTask) -> None:
+    """Record which run hosts are up; move a lost one's environments (run by the beat)."""
+    watch_run_hosts(self.context)
 
 
 @app.task(name=constants.SCHEDULE_TICK_TASK, base=StageTask, bind=True, **_RETRY)

@@ -26,6 +26,7 @@ NotificationEvent = Literal[
     "rollback.finished",
     "promotion.finished",
     "scale.finished",
+    "failover.finished",
     "schedule.skipped",
 ]
 

@@ -32,8 +32,8 @@ from shipyard.shared.stages import PipelineKind
 
 def deployment_cause(pipeline: Pipeline, release: Release) -> str:
     """Why a deployment happens: a rollback runs an old release, a scale the live one with a new
-    formation; otherwise its release's cause."""
-    if pipeline.kind in (PipelineKind.ROLLBACK, PipelineKind.SCALE):
+    formation, a failover the live one on another run host; otherwise its release's cause."""
+    if pipeline.kind in (PipelineKind.ROLLBACK, PipelineKind.SCALE, PipelineKind.FAILOVER):
         return str(pipeline.kind)
     return release.cause
 

@@ -1,28 +1,50 @@
 """Run hosts: the hosts whose run pools consume a queue of their own (`run.<host>`), what is
-placed on each and what runs there."""
+placed on each and what runs there; and a lost host's environments run elsewhere.
+
+A run host is up while a run worker of it heartbeats (shared.services.workers); the beat looks
+every few seconds (`watch`) and records since when each is down. One down for longer than
+SHIPYARD_HOST_LOST_SECONDS is lost: each environment placed on it is placed on the up host
+with the fewest live processes, and one that has a live release gets a `failover` pipeline that
+runs that release there (no new release). The lost host, when it returns, stops what the store
+no longer says is its own (serve.apps)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta
 
+import structlog
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shipyard.shared import constants
-from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment
+from shipyard.shared.models import (
+    App,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Pipeline,
+    Release,
+    RunHost,
+)
 from shipyard.shared.schemas import RunHostPublic
-from shipyard.shared.services.workers import WorkersProbe, worker_pools
-from shipyard.shared.stages import host_queue
+from shipyard.shared.services import deployments, pipelines
+from shipyard.shared.services.workers import LiveWorkers, WorkersProbe, worker_pools
+from shipyard.shared.stages import PipelineKind, host_queue
+
+log = structlog.get_logger(__name__)
+_PREFIX = host_queue(constants.RUN_QUEUE, "")
+
+
+def up_hosts(live: LiveWorkers) -> dict[str, list[str]]:
+    """The run hosts whose run pool consumes its own queue now, with its workers."""
+    return {q.removeprefix(_PREFIX): w for q, w in live.items() if q.startswith(_PREFIX) and w}
 
 
 def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
     """Every run host that has a live run pool, an environment placed on it or a live process
     recorded on it, by name."""
-    prefix = host_queue(constants.RUN_QUEUE, "")
-    pools = {
-        pool.queue.removeprefix(prefix): pool.workers
-        for pool in worker_pools(probe=probe, queues=None)
-        if pool.queue.startswith(prefix)
-    }
+    pools = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
     placed: dict[str, list[str]] = {}
     for host, app, environment in session.exec(
         select(Environment.run_host, App.name, Environment.name)
@@ -31,11 +53,7 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
         .order_by(col(App.name), col(Environment.name))
     ):
         placed.setdefault(str(host), []).append(f"{app}/{environment}")
-    running: Counter[str] = Counter()
-    for processes in session.exec(
-        select(Deployment.processes).where(Deployment.status == DeploymentStatus.LIVE)
-    ):
-        running.update(str(p["host"]) for p in processes if p.get("host"))
+    running = _processes_per_host(session)
     return [
         RunHostPublic(
             name=name,
@@ -46,3 +64,72 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
         )
         for name in sorted(set(pools) | set(placed) | set(running))
     ]
+
+
+def _processes_per_host(session: Session) -> Counter[str]:
+    running: Counter[str] = Counter()
+    for processes in session.exec(
+        select(Deployment.processes).where(Deployment.status == DeploymentStatus.LIVE)
+    ):
+        running.update(str(p["host"]) for p in processes if p.get("host"))
+    return running
+
+
+def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -> list[Pipeline]:
+    """Record which run hosts are up or down (and since when); move the environments of the
+    hosts down for longer than `lost_after` seconds to up ones. Returns the failover
+    pipelines made, to start once committed."""
+    placed = {str(h) for h in session.exec(select(Environment.run_host).distinct()) if h}
+    seen = {row.name: row for row in session.exec(select(RunHost))}
+    for name in sorted(placed | set(seen) | up):
+        row = seen.setdefault(name, RunHost(name=name))
+        if name in up:
+            row.last_seen_at, row.down_since = now, None
+        elif row.down_since is None:
+            row.down_since = now
+            log.warning("hosts.down", host=name)
+        session.add(row)
+    bound = now - timedelta(seconds=lost_after)
+    lost = sorted(h for h in placed - up if (seen[h].down_since or now) <= bound)
+    if not lost or not up:
+        return []  # nothing lost, or nowhere to go: the environments wait for their host
+    load = _processes_per_host(session)
+    made: list[Pipeline] = []
+    for host in lost:
+        for environment in session.exec(select(Environment).where(Environment.run_host == host)):
+            target = min(up, key=lambda name: (load[name], name))
+            moved = session.execute(
+                update(Environment)
+                .where(col(Environment.id) == environment.id, col(Environment.run_host) == host)
+                .values(run_host=target)
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # moved by another look meanwhile
+            session.refresh(environment)
+            pipeline = _failover(session, environment)
+            log.warning(
+                "hosts.failover", lost=host, run_host=target, environment=str(environment.id)
+            )
+            if pipeline is not None:
+                made.append(pipeline)
+                load[target] += 1
+    return made
+
+
+def _failover(session: Session, environment: Environment) -> Pipeline | None:
+    """A pipeline that runs the environment's live release again where it is placed now."""
+    live = deployments.live_deployment(session=session, environment_id=environment.id)
+    if live is None:
+        return None
+    release = session.get(Release, live.release_id)
+    app = session.get(App, environment.app_id)
+    assert release is not None and app is not None
+    return pipelines.create_pipeline(
+        session=session,
+        app=app,
+        environment=environment,
+        kind=PipelineKind.FAILOVER,
+        trigger="failover",
+        artifact_id=release.artifact_id,
+        release_id=release.id,
+    )

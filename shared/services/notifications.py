@@ -50,6 +50,7 @@ _KIND_EVENTS = {
     PipelineKind.ROLLBACK: "rollback.finished",
     PipelineKind.PROMOTION: "promotion.finished",
     PipelineKind.SCALE: "scale.finished",
+    PipelineKind.FAILOVER: "failover.finished",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,9 @@ def free_port() -> int:
 
 
 def kill_processes_under(root: Path) -> None:
-    """Kill every process whose working directory is below `root` (apps the runner started)."""
+    """Kill every process whose working directory is below `root` (apps the runner started),
+    with its whole process group: an app's sandbox (bubblewrap, the app itself) shares the
+    group of the shell that started it in its release directory, but not that directory."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -36,10 +39,11 @@ def kill_processes_under(root: Path) -> None:
         except OSError:
             continue
         if cwd == root or root in cwd.parents:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                group = os.getpgid(int(proc.name))
+                if group > 1 and group != os.getpgrp():  # never the tests' own group
+                    os.killpg(group, signal.SIGKILL)
                 os.kill(int(proc.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _die_with_the_tests() -> None:

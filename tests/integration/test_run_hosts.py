@@ -8,9 +8,13 @@ only PostgreSQL, Redis and the artifact store with the API and the build and rel
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +27,8 @@ from shipyard.shared.db import session_scope
 from shipyard.shared.models import App, Deployment, Environment, Release
 from shipyard.shared.process_record import ProcessRecord
 from tests.conftest import commit_file, fresh_database
-from tests.integration.stack import SHIPYARD, Stack, free_port, stack_environment
+from tests.integration.stack import SHIPYARD, Stack, descendants, free_port, stack_environment
 from tests.integration.traffic import router_client
-from tests.integration.up import wait_for
 
 HOSTS = ("alpha", "beta")
 
@@ -34,6 +37,38 @@ HOSTS = ("alpha", "beta")
 class RunHosts:
     stack: Stack  # the API, build and release pools, beat; every host's processes
     router_ports: dict[str, int]  # run host → its router's port
+    host_envs: dict[str, dict[str, str]]  # run host → its processes' environment
+
+    def start_host(self, host: str) -> None:
+        """The host's run pool and router (again)."""
+        self.stack.spawn(f"{host}-worker-run", "worker", "run", env=self.host_envs[host])
+        self.stack.spawn(f"{host}-router", "router", env=self.host_envs[host])
+
+    def kill_host(self, host: str) -> None:
+        """SIGKILL the host's run pool and router with what they started in their own session
+        (pool processes, HAProxy); its apps, in sessions of their own, run on as strays would
+        on a host cut off from the others."""
+        for name in (f"{host}-worker-run", f"{host}-router"):
+            leader = self.stack.processes[name].pid
+            session = os.getsid(leader)
+            for pid in [leader, *descendants(leader)]:
+                with contextlib.suppress(ProcessLookupError):
+                    if os.getsid(pid) == session:
+                        os.kill(pid, signal.SIGKILL)
+            self.stack.processes[name].wait(timeout=30)
+
+    def wait(self, condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
+        """Poll `condition`; on timeout fail saying what was awaited, with the hosts' logs."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                logs = "".join(
+                    f"\n--- {name} ---\n" + self.stack.log_path(name).read_text()[-1500:]
+                    for name in self.stack.processes
+                    if "run" in name or "router" in name or name == "worker-notify"
+                )
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}{logs}")
+            time.sleep(0.1)
 
     def answer(self, host: str, app: str, env: str) -> str:
         """What the router of `host` answers for the environment's stable host name."""
@@ -76,36 +111,34 @@ def run_hosts(
             "SHIPYARD_SECRET_KEY": Fernet.generate_key().decode(),
             "SHIPYARD_ADMIN_TOKEN": token,
             "SHIPYARD_ARTIFACT_STORE": f"file://{root / 'artifacts'}",
+            # A run host down 2 s (after its heartbeat's 15 s) is lost; the beat looks each second.
+            "SHIPYARD_HOST_LOST_SECONDS": "2",
+            "SHIPYARD_RECONCILE_SECONDS": "1",
         }
         env = stack_environment(root / "central", SHIPYARD_HOST_NAME="central", **shared)
         subprocess.run([SHIPYARD, "db", "upgrade"], env=env, check=True, capture_output=True)
         port = free_port()
         stack = Stack(url=f"http://127.0.0.1:{port}", token=token, env=env, data_dir=root)
         router_ports = {host: free_port() for host in HOSTS}
+        host_envs = {
+            host: stack_environment(
+                root / host,
+                SHIPYARD_HOST_NAME=host,
+                SHIPYARD_ROUTER_PORT=str(router_ports[host]),
+                **shared,
+            )
+            for host in HOSTS
+        }
+        hosts = RunHosts(stack, router_ports, host_envs)
         try:
             for queue in ("build", "release", "notify"):
                 stack.spawn(f"worker-{queue}", "worker", queue)
             stack.spawn("beat", "beat")
             stack.spawn("api", "api", "--port", str(port))
             for host in HOSTS:
-                host_env = stack_environment(
-                    root / host,
-                    SHIPYARD_HOST_NAME=host,
-                    SHIPYARD_ROUTER_PORT=str(router_ports[host]),
-                    **shared,
-                )
-                stack.spawn(f"{host}-worker-run", "worker", "run", env=host_env)
-                stack.spawn(f"{host}-router", "router", env=host_env)
+                hosts.start_host(host)
             stack.wait_healthy()
-            hosts = RunHosts(stack, router_ports)
-            wait_for(
-                lambda: (
-                    {h["name"] for h in stack.api("GET", "/v1/hosts", 200)} >= set(HOSTS)
-                    and all(h["state"] == "up" for h in stack.api("GET", "/v1/hosts", 200))
-                ),
-                "both run hosts' run pools to be up",
-                stack,
-            )
+            hosts.wait(lambda: _up(stack) >= set(HOSTS), "both run hosts' run pools to be up")
             yield hosts
         finally:
             stack.stop_all()
@@ -156,3 +189,48 @@ def test_each_environment_runs_only_on_its_run_host_across_deploys_and_a_rollbac
     assert hosts["alpha"]["environments"] == ["placed/staging"]
     assert hosts["beta"]["environments"] == ["placed/production"]
     assert hosts["alpha"]["processes"] == hosts["beta"]["processes"] == 1
+
+
+def _up(stack: Stack) -> set[str]:
+    return {h["name"] for h in stack.api("GET", "/v1/hosts", 200) if h["state"] == "up"}
+
+
+def test_a_lost_hosts_environment_runs_on_the_other_and_its_strays_stop_when_it_returns(
+    run_hosts: RunHosts, hello_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    stack.api("POST", "/v1/apps", 201, json={"name": "moving", "repo": str(hello_repo)})
+    stack.api(
+        "POST",
+        "/v1/apps/moving/environments",
+        201,
+        json={"name": "production", "run_host": "beta"},
+    )
+    assert stack.deploy("moving", "production")["status"] == "succeeded"
+    ((_, _, (stray,)),) = run_hosts.deployments("moving", "production")
+    assert stray["host"] == "beta"
+
+    run_hosts.kill_host("beta")
+
+    def served_by_alpha() -> bool:
+        current = stack.current("moving", "production")
+        return [p["host"] for p in current["processes"]] == ["alpha"] and run_hosts.answer(
+            "alpha", "moving", "production"
+        ).startswith("200")
+
+    # Its heartbeat lapses (15 s), the bound passes (2 s), the beat moves it (each second).
+    run_hosts.wait(served_by_alpha, "production to run and answer on alpha", timeout=90)
+    assert run_hosts.run_host_of("moving", "production") == "alpha"
+    assert processes.is_alive(stray["pid"], stray.get("started"))  # beta is cut off, not dead
+    history = stack.api("GET", "/v1/apps/moving/environments/production/deployments", 200)
+    assert [d["cause"] for d in history][:1] == ["failover"]
+
+    run_hosts.start_host("beta")
+
+    run_hosts.wait(
+        lambda: not processes.is_alive(stray["pid"], stray.get("started")),
+        "beta to stop the stray of its former placement once back",
+        timeout=60,
+    )
+    assert run_hosts.answer("alpha", "moving", "production").startswith("200")
+    run_hosts.wait(lambda: _up(stack) >= set(HOSTS), "beta's run pool to be up again")

@@ -15,6 +15,7 @@ NAMES_ON_THE_WIRE = {
     "shipyard.maintenance.reconcile",
     "shipyard.notify.deliver",
     "shipyard.schedules.tick",
+    "shipyard.hosts.tick",  # since run hosts are watched (a lost one's environments move)
 }
 
 

@@ -1,4 +1,4 @@
-"""Environments placed on a run host: the host their run stages go to
+"""Environments placed on a run host (the host their run stages go to), and run hosts seen
 
 Revision ID: 0010
 Revises: 0009
@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+import shipyard.shared.models
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -19,6 +21,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "run_host",
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("last_seen_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("down_since", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+    )
     with op.batch_alter_table("environment", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("run_host", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
@@ -41,3 +50,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("environment", schema=None) as batch_op:
         batch_op.drop_column("run_host")
+    op.drop_table("run_host")
