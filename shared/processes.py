@@ -71,7 +71,8 @@ def _wait_group(pid: int, timeout: float) -> bool:
 
 
 def _group_alive(pid: int) -> bool:
-    """Whether any process of group `pid` is left (its number is not reused while one is)."""
+    """Whether any process of group `pid` is left running (its number is not reused while
+    one is); a zombie another process has yet to reap does not count."""
     _reap(pid)
     try:
         os.killpg(pid, 0)
@@ -79,7 +80,22 @@ def _group_alive(pid: int) -> bool:
         return False
     except PermissionError:  # members of another user's: fall back to the leader
         return is_alive(pid, None)
-    return True
+    return any(group == pid and state != "Z" for state, group in _states_and_groups())
+
+
+def _states_and_groups() -> list[tuple[str, int]]:
+    """(state, process group) of every process on this host (its /proc)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found.append((fields[0], int(fields[2])))
+    return found
 
 
 def _signal_group(pid: int, signum: int) -> None:

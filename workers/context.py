@@ -56,11 +56,14 @@ class WorkerContext:
 
 def sandbox_for(settings: Settings) -> Sandbox:
     """The confinement of apps' programs that `settings` ask for on this host."""
+    directory = settings.artifact_store_location.directory
+    store = [directory] if directory is not None else []
     return Sandbox(
         settings.sandbox,
         data_dir=settings.data_dir,
         uid_base=settings.app_uid_base,
         extra_paths=[Path(p) for p in settings.sandbox_paths.split(os.pathsep) if p],
+        private_paths=[settings.metrics_root, *store],
     )
 
 

@@ -49,14 +49,15 @@ def find_python3(jail: Jail, env: Mapping[str, str]) -> HostPython:
     """The `python3` that `env`'s PATH gives in the jail's working directory (pyenv reads
     `.python-version` there), asked inside the jail, as the app's own programs will ask."""
     try:
-        probe = subprocess.run(
-            jail.command(["python3", "-I", "-c", _PROBE], die_with_parent=True),
-            cwd=jail.workdir.source,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_PROBE_TIMEOUT_SECONDS,
-        )
+        with jail.launch(["python3", "-I", "-c", _PROBE], env, die_with_parent=True) as launch:
+            probe = subprocess.run(
+                launch.argv,
+                cwd=jail.workdir.source,
+                env=launch.env,
+                stdin=launch.stdin,
+                capture_output=True,
+                timeout=_PROBE_TIMEOUT_SECONDS,
+            )
     except FileNotFoundError:
         raise StageFailed("there is no python3 on this host's PATH") from None
     except subprocess.TimeoutExpired:

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
+import re
+import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -63,6 +67,8 @@ class Jail:
     binds: tuple[Bind, ...]
     workdir: Bind  # one of `binds`: where the program starts
     tools: tuple[Path, ...]
+    setpriv: str | None = None  # its absolute path (under /usr), when the program drops to `uid`
+    hidden: tuple[Path, ...] = ()  # private folders inside the OS's directories: emptied
 
     @property
     def confined(self) -> bool:
@@ -72,13 +78,39 @@ class Jail:
         """Where the program finds `bind`'s directory."""
         return bind.target if self.confined else str(bind.source)
 
-    def command(self, argv: Sequence[str], *, die_with_parent: bool) -> list[str]:
-        """`argv`, run inside the sandbox. `die_with_parent`: the sandbox is killed when the
-        process that starts it dies (a long-running app wants it off, so that SIGTERM to its
-        process group lets it drain instead of killing its namespace at once)."""
+    @contextmanager
+    def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], *, die_with_parent: bool
+    ) -> Iterator[Launch]:
+        """How to start `argv` in the sandbox with environment `env`: for the process that
+        starts it (the platform's own shell, bubblewrap and setpriv, which run as root) a
+        fixed environment, nothing of the app's; the app's reaches the program only, after
+        the drop, from a memory file given as its standard input, which the program's shell
+        reads and then replaces with /dev/null (never on a command line).
+        `die_with_parent`: the sandbox is killed when the process that starts it dies (a
+        long-running app wants it off, so that SIGTERM to its process group lets it drain
+        instead of killing its namespace at once)."""
         if self.bwrap is None:
-            return list(argv)
+            yield Launch(list(argv), dict(env))
+            return
+        fd = os.memfd_create("shipyard-env", 0)
+        try:
+            os.write(fd, _exports(env).encode())
+            os.lseek(fd, 0, os.SEEK_SET)
+            # The program's shell enters the working directory (as the app's user: it may be
+            # the app's alone), reads its environment from its input, then becomes the
+            # program, with nothing to read.
+            loader = 'cd -- "$1" && shift && . /dev/stdin && exec "$@" < /dev/null'
+            program = ["/bin/sh", "-c", loader, "sh", self.workdir.target, *argv]
+            yield Launch(self._command(program, die_with_parent), dict(OUTER_ENV), fd)
+        finally:
+            os.close(fd)
+
+    def _command(self, argv: Sequence[str], die_with_parent: bool) -> list[str]:
+        assert self.bwrap is not None
         options = [self.bwrap, *_system_binds()]
+        for private in self.hidden:  # e.g. a data dir under /opt: nothing of it shows
+            options += ["--tmpfs", str(private)]
         options += ["--proc", "/proc", "--dev", "/dev"]
         options += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
         made = {"/", "/proc", "/dev", "/tmp", "/var", "/var/tmp"}
@@ -88,7 +120,7 @@ class Jail:
         for bind in self.binds:
             kind = "--bind" if bind.writable else "--ro-bind"
             options += [*_parents(bind.target, made), kind, str(bind.source), bind.target]
-        options += ["--chdir", self.workdir.target]
+        options += ["--chdir", "/"]  # bubblewrap keeps no capability to enter the app's own
         options += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         options += ["--hostname", "app"]
         if die_with_parent:
@@ -96,18 +128,48 @@ class Jail:
         if self.uid is None:
             return [*options, "--", *argv]
         # bubblewrap runs as root to set the namespaces up (it reads sources that only root
-        # may), then the program drops to the app's user: no groups, no capabilities, and no
-        # set-uid program can give any back.
+        # may); the program keeps only the two capabilities that dropping to the app's user
+        # needs, and drops to it at once (setpriv, by its absolute path): no groups, no
+        # capabilities, and no set-uid program can give any back.
+        assert self.setpriv is not None
+        caps = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         drop = [
-            "setpriv",
+            self.setpriv,
             f"--reuid={self.uid}",
             f"--regid={self.uid}",
             "--clear-groups",
             "--inh-caps=-all",
             "--no-new-privs",
         ]
-        caps = ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         return [*options, *caps, "--", *drop, "--", *argv]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A confined program's start: its argv, and the environment and standard input of the
+    process that starts it (`subprocess.Popen(argv, env=env, stdin=stdin)`)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+    stdin: int = subprocess.DEVNULL
+
+
+# What the platform's side of a sandbox (its shell, bubblewrap, setpriv) runs with.
+OUTER_ENV: dict[str, str] = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _exports(env: Mapping[str, str]) -> str:
+    """`env` as shell exports, every value quoted (names that are no shell variable's, which
+    the API refuses as config, are left out: a shell could not pass them on)."""
+    return "".join(
+        f"export {name}={shlex.quote(value)}\n"
+        for name, value in env.items()
+        if _SHELL_NAME.match(name) and "\0" not in value
+    )
 
 
 class Sandbox:
@@ -121,9 +183,13 @@ class Sandbox:
         uid_base: int = DEFAULT_UID_BASE,
         extra_paths: Iterable[Path] = (),
         search_path: str | None = None,
+        private_paths: Iterable[Path] = (),
     ) -> None:
         self.mode = mode
         self._data_dir = data_dir.resolve()
+        # The platform's folders no sandbox may show: the data dir, and any other it was given
+        # (a metrics dir, a file artifact store elsewhere).
+        self._private = tuple(sorted({self._data_dir, *(p.resolve() for p in private_paths)}))
         self._uid_base = uid_base
         self._extra = tuple(extra_paths)
         self._search_path = os.environ.get("PATH", "") if search_path is None else search_path
@@ -146,7 +212,14 @@ class Sandbox:
         if result.returncode != 0:
             detail = result.stderr.decode(errors="replace").strip() or f"status {result.returncode}"
             return None, f"bubblewrap cannot make a sandbox here ({detail})"
+        if os.geteuid() == 0 and self._setpriv is None:
+            return None, "setpriv (util-linux) is not in /usr/bin or /bin"
         return binary, None
+
+    @cached_property
+    def _setpriv(self) -> str | None:
+        """setpriv from the OS's own directories, never from a PATH anyone could set."""
+        return shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
 
     @property
     def confines(self) -> bool:
@@ -177,28 +250,46 @@ class Sandbox:
             )
         if binary is None and problem is not None:
             log.warning("sandbox.unavailable", reason=problem, app=app)
+        for bind in binds:
+            self._refuse_private(bind.source)
         return Jail(
             bwrap=binary,
             uid=self.uid_for(app) if binary is not None else None,
             binds=tuple(binds),
             workdir=workdir,
             tools=self.tools if binary is not None else (),
+            setpriv=self._setpriv,
+            hidden=tuple(p for p in self._private if _is_within(p, _SYSTEM_ROOTS)),
         )
+
+    def _refuse_private(self, path: Path) -> None:
+        """An app's folder may lie in the data dir (its release, its storage), never hold it."""
+        if any(_is_within(private, (path.resolve(),)) for private in self._private):
+            private = ", ".join(map(str, self._private))
+            raise StageFailed(
+                f"{path} holds Shipyard's own data ({private}): an app cannot be given it; "
+                "choose a storage directory outside it"
+            )
 
     def give(self, app: str, path: Path, *, recursive: bool = False) -> None:
         """Make `path` the app's own, where it runs as a user of its own (a no-op otherwise);
         with `recursive`, all below it too, unless `path` is the app's already."""
+        self._refuse_private(path)
         uid = self.uid_for(app)
         if uid is None:
             return
         try:
+            if path.is_symlink():
+                raise StageFailed(f"{path} is a link: an app's folder must be a real one")
             if path.lstat().st_uid == uid:
                 return
             os.lchown(path, uid, uid)
             if recursive:
-                for root, dirs, files in os.walk(path):
+                # Relative to open folders, never following a link: what the app may still
+                # change below cannot send a change of owner elsewhere.
+                for _, dirs, files, folder in os.fwalk(path, follow_symlinks=False):
                     for name in (*dirs, *files):
-                        os.lchown(os.path.join(root, name), uid, uid)
+                        os.chown(name, uid, uid, dir_fd=folder, follow_symlinks=False)
         except OSError as exc:
             raise StageFailed(
                 f"cannot give {path} to the app's user {uid}: {exc.strerror}"
@@ -220,14 +311,24 @@ class Sandbox:
             python = Path(entry) / "python3"
             if python.exists():
                 found.append(python.resolve().parents[1])
+        homes = _home_directories()
         kept: list[Path] = []
         for path in sorted(set(found), key=lambda p: len(p.parts)):
             if _is_within(path, _SYSTEM_ROOTS) or path == Path("/"):
                 continue
-            if _overlaps(path, self._data_dir) or any(_is_within(path, (k,)) for k in kept):
+            if any(_overlaps(path, private) for private in self._private):
+                continue
+            if any(_is_within(home, (path,)) for home in homes):
+                continue  # a home (a shim in ~/bin names it): its ~/.ssh, ~/.config are not tools
+            if any(_is_within(path, (k,)) for k in kept):
                 continue
             kept.append(path)
         return tuple(sorted(kept))
+
+
+def _home_directories() -> set[Path]:
+    """Every user's home directory on this host (the root directory aside)."""
+    return {Path(entry.pw_dir) for entry in pwd.getpwall() if entry.pw_dir not in ("", "/")}
 
 
 def app_uid(app: str, base: int = DEFAULT_UID_BASE) -> int:

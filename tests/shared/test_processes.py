@@ -150,3 +150,28 @@ def test_terminate_group_waits_for_the_group_not_only_its_leader(
     processes.terminate_group(leader.pid, processes.start_time(leader.pid), grace=10)
 
     assert drained.read_text() == "done\n"  # the stop returned once the child had drained
+
+
+def test_terminate_group_does_not_wait_for_a_zombie_it_cannot_reap(tmp_path: Path) -> None:
+    # The leader's parent is another process (a run pool's), which has not reaped it yet.
+    pid_file = tmp_path / "leader.pid"
+    holder = subprocess.Popen(
+        [
+            "python3",
+            "-c",
+            "import subprocess, sys, time; "
+            "p = subprocess.Popen(['sleep', '30'], start_new_session=True); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)",
+        ]
+    )
+    try:
+        leader = int(_wait_for_file(pid_file))
+        started = processes.start_time(leader)
+        before = time.monotonic()
+
+        processes.terminate_group(leader, started, grace=20)
+
+        assert time.monotonic() - before < 10  # not the 20 s grace: its zombie is no member
+    finally:
+        holder.kill()
+        holder.wait()

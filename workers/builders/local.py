@@ -137,15 +137,17 @@ def run_build_command(
 ) -> None:
     """Run `command` in the source dir, in `jail`; stream its output to `log`; kill its group
     on timeout."""
-    process = subprocess.Popen(
-        jail.command(["/bin/sh", "-c", command], die_with_parent=True),
-        cwd=request.source_dir,
-        env=build_environment(request),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    program = ["/bin/sh", "-c", command]
+    with jail.launch(program, build_environment(request), die_with_parent=True) as launch:
+        process = subprocess.Popen(
+            launch.argv,
+            cwd=request.source_dir,
+            env=launch.env,
+            stdin=launch.stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     assert process.stdout is not None
     stream = process.stdout
 

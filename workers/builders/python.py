@@ -53,6 +53,13 @@ _PINS = (
     (".python-version", re.compile(r"(\d+)\.(\d+)")),
     ("runtime.txt", re.compile(r"^python-(\d+)\.(\d+)")),
 )
+# What the buildpack itself writes, renames or rewrites in the tree after pip has run.
+_WRITTEN = (
+    f"{SITE_PACKAGES}/bin",
+    SCRIPTS,
+    f"{PROFILE_DIR}/python.sh",
+    PYTHON_VERSION_FILE,
+)
 # pip's launcher for an interpreter path too long for a shebang: `#!/bin/sh` and two lines.
 _SH_LAUNCHER = b"#!/bin/sh"
 
@@ -105,6 +112,9 @@ class PythonBuildpack:
             log,
             step="pip install",
         )
+        # pip ran the packages' own build code as the app's user, in this tree; the worker now
+        # writes here as itself: never through a link that code may have left.
+        _refuse_links(source, *_WRITTEN)
         _make_portable(source)
         (source / PROFILE_DIR).mkdir(exist_ok=True)
         (source / PROFILE_DIR / "python.sh").write_text(PROFILE_SCRIPT)
@@ -208,6 +218,8 @@ def _make_portable(source_dir: Path) -> None:
     # PEP 610 records where a package came from; for the app itself that is the build's own
     # directory (file:///…/src), which means nothing once the artifact is elsewhere.
     for direct_url in sorted(site_packages.glob("*.dist-info/direct_url.json")):
+        if direct_url.parent.is_symlink() or direct_url.is_symlink():
+            continue  # not pip's: never followed
         try:
             url = json.loads(direct_url.read_text(encoding="utf-8")).get("url", "")
         except (ValueError, AttributeError):
@@ -225,3 +237,17 @@ def _rewrite_shebang(script: Path) -> None:
     elif not (first.startswith(b"#!") and b"python" in first):
         return
     script.write_bytes(PORTABLE_SHEBANG + rest)
+
+
+def _refuse_links(root: Path, *relative: str) -> None:
+    """Fail the build if any part of these paths below `root` is a link (nothing of the build
+    runs any more, so what is checked here stays so)."""
+    for name in relative:
+        path = root
+        for part in Path(name).parts:
+            path = path / part
+            if path.is_symlink():
+                raise StageFailed(
+                    f"the build left a link at {path.relative_to(root)}, where the python "
+                    "builder writes: remove it (a package's build must not make one)"
+                )

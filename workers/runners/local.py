@@ -231,15 +231,19 @@ class LocalRunner:
         # stays to write the command's exit status where the run host's supervision reads it,
         # and the app never sees that file or its log). The app, its sandbox and the shell are
         # one process group, stopped together; the sandbox outlives the shell while it drains.
-        app = jail.command(["/bin/sh", "-c", with_profile(command)], die_with_parent=False)
-        line = f"{shlex.join(app)}\necho $? > {shlex.quote(str(exit_path))}"
-        with log_path.open("ab") as output:
-            # The config travels in the environment only; the command line is the Procfile's.
+        program = ["/bin/sh", "-c", with_profile(command)]
+        with (
+            jail.launch(program, env, die_with_parent=False) as app,
+            log_path.open("ab") as output,
+        ):
+            line = f"{shlex.join(app.argv)}\necho $? > {shlex.quote(str(exit_path))}"
+            # The config travels in the environment only (confined: on the sandbox's input,
+            # past the platform's own shell); the command line is the Procfile's.
             child = subprocess.Popen(
                 ["/bin/sh", "-c", line],
                 cwd=jail.workdir.source,
-                env=env,
-                stdin=subprocess.DEVNULL,
+                env=app.env,
+                stdin=app.stdin,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # survives a worker restart; stopped as a group
@@ -295,18 +299,20 @@ class LocalRunner:
         jail = self._jail(spec, self._unpack(spec))
         env = self._environment(spec, jail, None)
         check_python_version(jail, env)
-        child = subprocess.Popen(
-            jail.command(["/bin/sh", "-c", with_profile(command)], die_with_parent=True),
-            cwd=jail.workdir.source,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Unlike an app, a release command must not outlive a worker killed under it: the
-            # retry that takes the stage over runs it again.
-            preexec_fn=processes.die_with_parent,
-        )
+        program = ["/bin/sh", "-c", with_profile(command)]
+        with jail.launch(program, env, die_with_parent=True) as launch:
+            child = subprocess.Popen(
+                launch.argv,
+                cwd=jail.workdir.source,
+                env=launch.env,
+                stdin=launch.stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # Unlike an app, a release command must not outlive a worker killed under it:
+                # the retry that takes the stage over runs it again.
+                preexec_fn=processes.die_with_parent,
+            )
         try:
             output, _ = child.communicate(timeout=timeout)
             return OneOffResult(exit_code=child.returncode, output=output_tail(output))

@@ -292,8 +292,11 @@ def test_a_confined_build_reaches_neither_the_platform_nor_another_app(
         f'TARGETS={targets} PLANT={plant} SHIPYARD_STORAGE_DIR="$HOME" python3 attack.py',
     )
     log = BuildLog(limit=100_000)
-
-    LocalBuilder(store, confining_sandbox).build(_request(source_dir, tmp_path), log)
+    umask = os.umask(0o077)  # as every server command sets it: the tree is the app's alone
+    try:
+        LocalBuilder(store, confining_sandbox).build(_request(source_dir, tmp_path), log)
+    finally:
+        os.umask(umask)
 
     report = attacker.parse_report(log.text())
     assert {k: v for k, v in attacker.breaches(report).items() if "$HOME" not in k} == {}

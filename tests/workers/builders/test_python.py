@@ -518,3 +518,52 @@ def test_the_flask_blog_builds_once_and_runs_from_two_directories(
 
     assert release_dirs[0] != release_dirs[1]
     assert not any(d.is_relative_to(request.work_dir) for d in release_dirs)
+
+
+EVIL_BACKEND = """
+import base64, hashlib, os, zipfile
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    # Run as the app's user, in its tree: a link where the builder writes next, as root.
+    os.symlink(os.environ.get("VICTIM", "VICTIM_PATH"), ".profile.d")
+    files = {
+        "evil/__init__.py": b"",
+        "evil-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: evil\\nVersion: 1.0\\n",
+        "evil-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        ),
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("evil-1.0.dist-info/RECORD,,")
+    name = "evil-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+        wheel.writestr("evil-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+    return name
+"""
+
+
+def test_a_link_a_package_build_leaves_where_the_builder_writes_fails_the_build(
+    tmp_path: Path, store: FileStore
+) -> None:
+    victim = tmp_path / "data" / "victim"  # stands for /etc/profile.d, or the data dir
+    victim.mkdir(parents=True)
+    app = {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+        'backend-path = ["."]\n\n[project]\nname = "evil"\nversion = "1.0"\n',
+        "backend.py": EVIL_BACKEND.replace("VICTIM_PATH", str(victim)),
+        "Procfile": "web: true\n",
+    }
+    log = BuildLog(limit=1_000_000)
+
+    with pytest.raises(StageFailed, match=r"left a link at \.profile\.d"):
+        _build("local", store, _source(tmp_path, "build", app), log)
+
+    assert list(victim.iterdir()) == []  # nothing written through it

@@ -461,3 +461,35 @@ def test_prune_keeps_what_it_is_told_and_a_removed_one_is_unpacked_again(
     assert not earlier.exists() and not broken_off.exists()
     assert runner.run_once(dropped, "cat Procfile", timeout=30).output == "web: false\n"
     assert runner.release_dir(dropped).is_dir()
+
+
+def test_the_apps_config_never_reaches_the_platforms_side_of_its_sandbox(
+    tmp_path: Path, store: FileStore, confining_sandbox: Sandbox
+) -> None:
+    # A deploy token may set PATH: with a `setpriv` of the app's own on it, a root shell or
+    # bubblewrap that looked commands up on the app's PATH would run it before the drop.
+    runner = LocalRunner(store, tmp_path / "run", tmp_path / "storage", confining_sandbox)
+    storage = tmp_path / "storage" / "web" / "staging"
+    storage.mkdir(parents=True)
+    trap = storage / "setpriv"
+    trap.write_text(f"#!/bin/sh\necho ran > {storage}/trapped; echo ran > /storage/trapped\n")
+    trap.chmod(0o755)
+    env = {"PATH": f"{storage}:/storage:/usr/bin:/bin", "API_KEY": SECRET, "GREETING": "hello"}
+    spec = make_spec(web_artifact(tmp_path, store), env=env)
+    records = health_gated_start(runner, spec)
+    try:
+        (web,) = records
+        served = httpx.get(web["url"], trust_env=False).text
+        group = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_group(p, web)]
+        outside = [p for p in group if os.stat(p).st_uid == os.geteuid()]  # shell, bubblewrap
+        inside = [p for p in group if p not in outside]
+        assert outside and all(SECRET.encode() not in (p / "environ").read_bytes() for p in outside)
+        status = (inside[-1] / "status").read_text()
+        checked = runner.run_once(spec, 'test "$API_KEY" = ' + SECRET, timeout=30)
+    finally:
+        runner.stop(records)
+
+    assert served == "hello"  # the app itself got its config
+    assert checked.exit_code == 0, checked.output  # and so does its release command
+    assert not (storage / "trapped").exists()
+    assert "CapEff:\t0000000000000000" in status
