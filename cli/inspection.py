@@ -189,13 +189,14 @@ def hosts(
         return
     table(
         "Run hosts",
-        ["host", "state", "environments", "processes", "run workers"],
+        ["host", "state", "environments", "processes", "unpacked", "run workers"],
         [
             [
                 row["name"],
                 row["state"],
                 ", ".join(row["environments"]) or "-",
                 str(row["processes"]),
+                "-" if row.get("unpacked_bytes") is None else f"{row['unpacked_bytes']:,} B",
                 ", ".join(row["workers"]) or "-",
             ]
             for row in rows

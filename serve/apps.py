@@ -30,7 +30,7 @@ from shipyard.shared.exceptions import ShipyardError
 from shipyard.shared.metrics import instruments
 from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services import deployments, unpacked
+from shipyard.shared.services import deployments, hosts, unpacked
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.stages.run import traffic_for
@@ -137,13 +137,17 @@ class AppSupervisor:
                 name: unpacked.artifacts_to_keep(session=session, app_id=app_id)
                 for name, app_id in known
             }
+        total = 0
         for name, keep in keeps.items():
             try:
                 size = self._runner.prune(name, keep)
             except (OSError, ShipyardError) as exc:
                 log.warning("apps.prune_failed", app=name, error=str(exc))
                 continue
+            total += size
             instruments.UNPACKED_BYTES.labels(app=name, host=self._hostname).set(size)
+        with session_scope(self._context.db_url) as session:
+            hosts.record_disk(session=session, host=self._hostname, unpacked_bytes=total)
 
     def _check_processes(self) -> None:
         with session_scope(self._context.db_url) as session:

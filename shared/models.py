@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -298,6 +307,8 @@ class RunHost(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     last_seen_at: datetime | None = _maybe_timestamp()
     down_since: datetime | None = _maybe_timestamp()
+    # What its apps' unpacked artifacts take on its disk, as its supervision last measured.
+    unpacked_bytes: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class ApiToken(SQLModel, table=True):

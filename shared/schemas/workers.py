@@ -22,3 +22,4 @@ class RunHostPublic(BaseModel):
     workers: list[str]  # the Celery hostnames of its run pool
     environments: list[str]  # "<app>/<env>" placed on it
     processes: int  # processes of live deployments recorded on it
+    unpacked_bytes: int | None = None  # its apps' unpacked artifacts on disk (None: not measured)

@@ -54,6 +54,7 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
     ):
         placed.setdefault(str(host), []).append(f"{app}/{environment}")
     running = _processes_per_host(session)
+    disk = {row.name: row.unpacked_bytes for row in session.exec(select(RunHost))}
     return [
         RunHostPublic(
             name=name,
@@ -61,9 +62,17 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
             workers=pools.get(name, []),
             environments=placed.get(name, []),
             processes=running[name],
+            unpacked_bytes=disk.get(name),
         )
         for name in sorted(set(pools) | set(placed) | set(running))
     ]
+
+
+def record_disk(*, session: Session, host: str, unpacked_bytes: int) -> None:
+    """What the apps' unpacked artifacts take on `host`'s disk now (its supervision measures)."""
+    row = session.get(RunHost, host) or RunHost(name=host)
+    row.unpacked_bytes = unpacked_bytes
+    session.add(row)
 
 
 def _processes_per_host(session: Session) -> Counter[str]:

@@ -17,7 +17,7 @@ from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
 from shipyard.shared.models import Deployment, DeploymentStatus
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
-from shipyard.shared.services import apps, workers
+from shipyard.shared.services import apps, hosts, workers
 from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_release
 
@@ -147,6 +147,7 @@ def test_hosts_lists_each_run_host_with_its_pool_placements_and_processes(
             "workers": ["run@alpha"],
             "environments": ["web/staging"],
             "processes": 0,
+            "unpacked_bytes": None,
         },
         {
             "name": "beta",
@@ -154,6 +155,7 @@ def test_hosts_lists_each_run_host_with_its_pool_placements_and_processes(
             "workers": [],
             "environments": ["web/production"],
             "processes": 2,
+            "unpacked_bytes": 48_128,  # as beta's supervision last measured
         },
     ]
 
@@ -179,4 +181,5 @@ def _two_placed_environments(session: Session) -> None:
             processes=[{"type": "web", "host": "beta"}, {"type": "worker", "host": "beta"}],
         )
     )
+    hosts.record_disk(session=session, host="beta", unpacked_bytes=48_128)
     session.commit()

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("last_seen_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("down_since", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("unpacked_bytes", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("name"),
     )
     with op.batch_alter_table("environment", schema=None) as batch_op:
