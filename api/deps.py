@@ -12,6 +12,7 @@ from sqlmodel import Session
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
+from shipyard.shared.services.workers import WorkersProbe
 from shipyard.shared.settings import Settings
 
 Publisher = Callable[[Event], None]
@@ -57,3 +58,12 @@ def get_broker_redis(request: Request) -> redis.Redis | None:
 
 
 BrokerRedisDep = Annotated[redis.Redis | None, Depends(get_broker_redis)]
+
+
+def get_workers_probe(request: Request) -> WorkersProbe:
+    """Who consumes each queue now (the broker's heartbeat keys)."""
+    probe: WorkersProbe = request.app.state.workers_probe
+    return probe
+
+
+WorkersProbeDep = Annotated[WorkersProbe, Depends(get_workers_probe)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from shipyard.api.deps import SessionDep, SettingsDep
+from shipyard.api.deps import SessionDep, SettingsDep, WorkersProbeDep
 from shipyard.shared import routing
 from shipyard.shared.exceptions import NotFound
 from shipyard.shared.schemas import (
@@ -13,17 +13,23 @@ from shipyard.shared.schemas import (
     EnvironmentPublic,
     StoragePublic,
 )
-from shipyard.shared.services import apps, deployments
+from shipyard.shared.services import apps, deployments, hosts
 
 router = APIRouter(prefix="/apps/{app}/environments", tags=["environments"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_environment(
-    app: str, data: EnvironmentCreate, session: SessionDep, settings: SettingsDep
+    app: str,
+    data: EnvironmentCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    probe: WorkersProbeDep,
 ) -> EnvironmentPublic:
     """Add an environment (staging, production, …) with its runner and health check."""
     owner = apps.get_app(session=session, name=app)
+    if data.run_host is not None:
+        hosts.require_up(probe=probe, name=data.run_host)
     environment = apps.create_environment(
         session=session, app=owner, data=data, slots=settings.router_slots
     )

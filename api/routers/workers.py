@@ -3,23 +3,13 @@ hosts and what is placed on each, `GET /v1/hosts`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends, Request
-
-from shipyard.api.deps import SessionDep
+from shipyard.api.deps import SessionDep, WorkersProbeDep
 from shipyard.shared.schemas import RunHostPublic, WorkerPoolPublic
 from shipyard.shared.services import hosts, workers
 
 router = APIRouter(tags=["workers"])
-
-
-def get_workers_probe(request: Request) -> workers.WorkersProbe:
-    probe: workers.WorkersProbe = request.app.state.workers_probe
-    return probe
-
-
-WorkersProbeDep = Annotated[workers.WorkersProbe, Depends(get_workers_probe)]
 
 
 @router.get("/workers")

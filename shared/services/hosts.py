@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shipyard.shared import constants
+from shipyard.shared.exceptions import InvalidInput
 from shipyard.shared.models import (
     App,
     Deployment,
@@ -66,6 +67,18 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
         )
         for name in sorted(set(pools) | set(placed) | set(running))
     ]
+
+
+def require_up(*, probe: WorkersProbe, name: str) -> None:
+    """Refuse to place anything on run host `name` unless its run pool is up now."""
+    up = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
+    if name not in up:
+        listed = ", ".join(sorted(up)) or "none"
+        queue = host_queue(constants.RUN_QUEUE, name)
+        raise InvalidInput(
+            f"run host {name!r} is not up (no run worker consumes {queue}); "
+            f"run hosts up now: {listed}"
+        )
 
 
 def record_disk(*, session: Session, host: str, unpacked_bytes: int) -> None:

@@ -183,3 +183,19 @@ def _two_placed_environments(session: Session) -> None:
     )
     hosts.record_disk(session=session, host="beta", unpacked_bytes=48_128)
     session.commit()
+
+
+def test_an_environment_is_placed_only_on_a_run_host_that_is_up(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    _beat(broker, settings.broker_namespace, "run@alpha", "run", "run.alpha")
+    assert api.post("/v1/apps", json={"name": "web", "repo": "/srv/web"}).status_code == 201
+
+    placed = api.post("/v1/apps/web/environments", json={"name": "staging", "run_host": "alpha"})
+    typo = api.post("/v1/apps/web/environments", json={"name": "prod", "run_host": "aplha"})
+
+    assert placed.status_code == 201 and placed.json()["run_host"] == "alpha"
+    assert typo.status_code == 422
+    assert typo.json()["detail"] == (
+        "run host 'aplha' is not up (no run worker consumes run.aplha); run hosts up now: alpha"
+    )
