@@ -179,11 +179,46 @@ def pipelines_show(
     print_pipeline(pipeline)
 
 
+hosts_cli = typer.Typer(
+    help="Run hosts: list them, drain one before maintenance, take it back.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+@hosts_cli.callback()
 def hosts(
+    context: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
 ) -> None:
-    """List the run hosts: whether their run pool is up, what is placed on each, what runs."""
-    rows = ApiClient().get("/v1/hosts")
+    """List the run hosts: up, down or draining, what is placed on each, what runs, its disk."""
+    if context.invoked_subcommand is not None:
+        return
+    _print_hosts(ApiClient().get("/v1/hosts"), as_json)
+
+
+@hosts_cli.command("drain")
+def hosts_drain(name: str) -> None:
+    """Move every environment off run host NAME (each live release starts on another host
+    within seconds); nothing more is placed on it until `hosts resume`."""
+    host = ApiClient().post(f"/v1/hosts/{name}/drain", {})
+    console.print(
+        f"Draining {printable(host['name'])}: "
+        f"{', '.join(map(printable, host['environments'])) or 'nothing'} placed there will move; "
+        "`shipyard hosts` shows when it is empty",
+        highlight=False,
+        markup=False,
+    )
+
+
+@hosts_cli.command("resume")
+def hosts_resume(name: str) -> None:
+    """Let environments be placed on run host NAME again (nothing moves back by itself)."""
+    host = ApiClient().post(f"/v1/hosts/{name}/resume", {})
+    console.print(f"{printable(host['name'])} takes environments again ({host['state']})")
+
+
+def _print_hosts(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows))
         return

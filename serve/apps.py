@@ -43,8 +43,9 @@ APP_RESTART_POLICY = RestartPolicy(initial=1.0, maximum=30.0, stable_after=60.0)
 # How often a run host removes the unpacked artifacts it no longer needs (not in a run stage,
 # whose every statement counts: see tests/workers/stages/test_frame.py's budget).
 PRUNE_SECONDS = 60.0
-# How far back a run host looks for processes of its own that the store no longer counts as
-# running (a lost host's, moved elsewhere while it was away).
+# How often, and how far back, a run host looks for processes of its own that the store no
+# longer counts as running (a lost or drained host's, moved elsewhere).
+STALE_SECONDS = 5.0
 STALE_LOOKBACK = timedelta(days=7)
 
 
@@ -70,6 +71,7 @@ class AppSupervisor:
         self._policy = policy
         self._prune_every = prune_every
         self._prune_at = time.monotonic()  # the first pass prunes
+        self._stale_at = time.monotonic()  # and looks for strays
         self._runner = LocalRunner(
             context.store,
             context.settings.run_dir,
@@ -84,9 +86,11 @@ class AppSupervisor:
     def check(self) -> None:
         """One pass over the live deployments of this host (and, now and then, its disk)."""
         self._check_processes()
+        if time.monotonic() >= self._stale_at:
+            self._stale_at = time.monotonic() + STALE_SECONDS
+            self.stop_stale()
         if time.monotonic() >= self._prune_at:
             self._prune_at = time.monotonic() + self._prune_every
-            self.stop_stale()
             self.prune()
 
     def stop_stale(self) -> None:

@@ -309,6 +309,8 @@ class RunHost(SQLModel, table=True):
     down_since: datetime | None = _maybe_timestamp()
     # What its apps' unpacked artifacts take on its disk, as its supervision last measured.
     unpacked_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    # Drained (`shipyard hosts drain`): its environments move off it and nothing is placed on it.
+    draining: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 
 
 class ApiToken(SQLModel, table=True):

@@ -29,7 +29,7 @@ def create_environment(
     """Add an environment (staging, production, …) with its runner and health check."""
     owner = apps.get_app(session=session, name=app)
     if data.run_host is not None:
-        hosts.require_up(probe=probe, name=data.run_host)
+        hosts.require_up(session=session, probe=probe, name=data.run_host)
     environment = apps.create_environment(
         session=session, app=owner, data=data, slots=settings.router_slots
     )

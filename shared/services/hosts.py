@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shipyard.shared import constants
-from shipyard.shared.exceptions import InvalidInput
+from shipyard.shared.exceptions import InvalidInput, NotFound
 from shipyard.shared.models import (
     App,
     Deployment,
@@ -55,22 +55,41 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
     ):
         placed.setdefault(str(host), []).append(f"{app}/{environment}")
     running = _processes_per_host(session)
-    disk = {row.name: row.unpacked_bytes for row in session.exec(select(RunHost))}
+    rows = {row.name: row for row in session.exec(select(RunHost))}
+    disk = {name: row.unpacked_bytes for name, row in rows.items()}
+    draining = {name for name, row in rows.items() if row.draining}
     return [
         RunHostPublic(
             name=name,
-            state="up" if pools.get(name) else "down",
+            state="draining" if name in draining else "up" if pools.get(name) else "down",
             workers=pools.get(name, []),
             environments=placed.get(name, []),
             processes=running[name],
             unpacked_bytes=disk.get(name),
         )
-        for name in sorted(set(pools) | set(placed) | set(running))
+        for name in sorted(set(pools) | set(placed) | set(running) | draining)
     ]
 
 
-def require_up(*, probe: WorkersProbe, name: str) -> None:
-    """Refuse to place anything on run host `name` unless its run pool is up now."""
+def drain(*, session: Session, probe: WorkersProbe, name: str, draining: bool = True) -> None:
+    """Move everything off run host `name` (the beat's next look starts each environment's live
+    release elsewhere) and place nothing more on it; `draining` False takes it back."""
+    known = session.exec(select(Environment.id).where(Environment.run_host == name)).first()
+    row = session.get(RunHost, name)
+    live = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
+    if row is None and known is None and name not in live:
+        raise NotFound(f"no run host named {name!r} (see GET /v1/hosts)")
+    row = row or RunHost(name=name)
+    row.draining = draining
+    session.add(row)
+
+
+def require_up(*, session: Session, probe: WorkersProbe, name: str) -> None:
+    """Refuse to place anything on run host `name` unless its run pool is up now and it is
+    not being drained."""
+    row = session.get(RunHost, name)
+    if row is not None and row.draining:
+        raise InvalidInput(f"run host {name!r} is being drained: place it elsewhere")
     up = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
     if name not in up:
         listed = ", ".join(sorted(up)) or "none"
@@ -103,6 +122,7 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
     pipelines made, to start once committed."""
     placed = {str(h) for h in session.exec(select(Environment.run_host).distinct()) if h}
     seen = {row.name: row for row in session.exec(select(RunHost))}
+    draining = {name for name, row in seen.items() if row.draining}
     for name in sorted(placed | set(seen) | up):
         row = seen.setdefault(name, RunHost(name=name))
         if name in up:
@@ -113,13 +133,16 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
         session.add(row)
     bound = now - timedelta(seconds=lost_after)
     lost = sorted(h for h in placed - up if (seen[h].down_since or now) <= bound)
-    if not lost or not up:
-        return []  # nothing lost, or nowhere to go: the environments wait for their host
+    leaving = sorted(set(lost) | (placed & draining))
+    targets = up - draining
+    if not leaving or not targets:
+        return []  # nothing to move, or nowhere to go: the environments wait for their host
     load = _processes_per_host(session)
     made: list[Pipeline] = []
-    for host in lost:
+    for host in leaving:
+        trigger = "drain" if host in draining else "failover"
         for environment in session.exec(select(Environment).where(Environment.run_host == host)):
-            target = min(up, key=lambda name: (load[name], name))
+            target = min(targets, key=lambda name: (load[name], name))
             moved = session.execute(
                 update(Environment)
                 .where(col(Environment.id) == environment.id, col(Environment.run_host) == host)
@@ -128,7 +151,7 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # moved by another look meanwhile
             session.refresh(environment)
-            pipeline = _failover(session, environment)
+            pipeline = _failover(session, environment, trigger)
             log.warning(
                 "hosts.failover", lost=host, run_host=target, environment=str(environment.id)
             )
@@ -138,7 +161,7 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
     return made
 
 
-def _failover(session: Session, environment: Environment) -> Pipeline | None:
+def _failover(session: Session, environment: Environment, trigger: str) -> Pipeline | None:
     """A pipeline that runs the environment's live release again where it is placed now."""
     live = deployments.live_deployment(session=session, environment_id=environment.id)
     if live is None:
@@ -151,7 +174,7 @@ def _failover(session: Session, environment: Environment) -> Pipeline | None:
         app=app,
         environment=environment,
         kind=PipelineKind.FAILOVER,
-        trigger="failover",
+        trigger=trigger,
         artifact_id=release.artifact_id,
         release_id=release.id,
     )

@@ -199,3 +199,24 @@ def test_an_environment_is_placed_only_on_a_run_host_that_is_up(
     assert typo.json()["detail"] == (
         "run host 'aplha' is not up (no run worker consumes run.aplha); run hosts up now: alpha"
     )
+
+
+def test_an_admin_drains_a_run_host_and_takes_it_back(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    _beat(broker, settings.broker_namespace, "run@alpha", "run", "run.alpha")
+    reader = api.post("/v1/tokens", json={"name": "dash", "scopes": ["read"]}).json()["token"]
+
+    drained = api.post("/v1/hosts/alpha/drain")
+    as_reader = api.post("/v1/hosts/alpha/drain", headers={"Authorization": f"Bearer {reader}"})
+    placed = api.post("/v1/apps", json={"name": "web", "repo": "/srv/web"})
+    refused = api.post("/v1/apps/web/environments", json={"name": "staging", "run_host": "alpha"})
+    resumed = api.post("/v1/hosts/alpha/resume")
+    unknown = api.post("/v1/hosts/nowhere/drain")
+
+    assert drained.status_code == 202 and drained.json()["state"] == "draining"
+    assert as_reader.status_code == 403
+    assert placed.status_code == 201
+    assert refused.status_code == 422 and "being drained" in refused.json()["detail"]
+    assert resumed.status_code == 200 and resumed.json()["state"] == "up"
+    assert unknown.status_code == 404

@@ -234,3 +234,33 @@ def test_a_lost_hosts_environment_runs_on_the_other_and_its_strays_stop_when_it_
     )
     assert run_hosts.answer("alpha", "moving", "production").startswith("200")
     run_hosts.wait(lambda: _up(stack) >= set(HOSTS), "beta's run pool to be up again")
+
+
+def test_a_drained_host_hands_its_environments_over_and_stops_their_processes(
+    run_hosts: RunHosts, hello_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    stack.api("POST", "/v1/apps", 201, json={"name": "drained", "repo": str(hello_repo)})
+    stack.api(
+        "POST", "/v1/apps/drained/environments", 201, json={"name": "staging", "run_host": "alpha"}
+    )
+    assert stack.deploy("drained", "staging")["status"] == "succeeded"
+    ((_, _, (before,)),) = run_hosts.deployments("drained", "staging")
+
+    drained = stack.run_cli("hosts", "drain", "alpha")
+
+    assert "placed there will move" in drained.stdout
+    try:
+        run_hosts.wait(
+            lambda: (
+                run_hosts.run_host_of("drained", "staging") == "beta"
+                and run_hosts.answer("beta", "drained", "staging").startswith("200")
+                and not processes.is_alive(before["pid"], before.get("started"))
+            ),
+            "staging to answer on beta and its process on alpha to stop",
+        )
+        listed = {h["name"]: h for h in stack.api("GET", "/v1/hosts", 200)}
+        assert listed["alpha"]["state"] == "draining"
+        assert "drained/staging" not in listed["alpha"]["environments"]
+    finally:
+        stack.run_cli("hosts", "resume", "alpha")

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("last_seen_at", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("down_since", shipyard.shared.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("unpacked_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("draining", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     with op.batch_alter_table("environment", schema=None) as batch_op:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import Session, select
 
+from shipyard.shared.exceptions import NotFound
 from shipyard.shared.models import (
     App,
     Deployment,
@@ -98,3 +100,26 @@ def test_with_no_host_up_nothing_moves(session: Session, app: App, production: E
     assert moved == []
     session.refresh(production)
     assert production.run_host == "beta"
+
+
+def test_a_drained_host_is_left_at_the_next_look_and_never_chosen(
+    session: Session, app: App, staging: Environment, production: Environment
+) -> None:
+    _live_on(session, app, staging, "alpha")
+    _live_on(session, app, production, "beta")
+    hosts.drain(session=session, probe=lambda: {"run.alpha": ["a"], "run.beta": ["b"]}, name="beta")
+    session.commit()
+
+    (moved,) = _watch(session, {"alpha", "beta"}, 0)  # beta is up: drained, not lost
+    session.commit()
+
+    assert moved.environment_id == production.id and moved.trigger == "drain"
+    session.refresh(production)
+    assert production.run_host == "alpha"
+    beta = session.get(RunHost, "beta")
+    assert beta is not None and beta.draining
+
+
+def test_draining_a_host_nobody_knows_is_refused(session: Session) -> None:
+    with pytest.raises(NotFound, match="no run host named 'nowhere'"):
+        hosts.drain(session=session, probe=dict, name="nowhere")
