@@ -59,8 +59,13 @@ def binary(settings: Settings) -> tuple[Path, dict[str, str]]:
 
 def config(settings: Settings) -> str:
     """haproxy.cfg: one frontend on the router port, a backend per slot, the admin socket."""
+    # An environment with no process here: placed on another run host, or not running yet.
+    idle = (
+        f"    http-request return status 503 content-type text/plain "
+        f'string "{_no_process(settings)}" if {{ nbsrv eq 0 }}\n'
+    )
     slots = "\n".join(
-        f"backend {backend_name(slot)}\n    balance roundrobin\n"
+        f"backend {backend_name(slot)}\n    balance roundrobin\n{idle}"
         for slot in range(settings.router_slots)
     )
     return f"""\
@@ -94,6 +99,13 @@ backend {UNKNOWN_HOST_BACKEND}
     http-request return status 404 content-type text/plain string "{_unknown_host(settings)}"
 
 {slots}"""
+
+
+def _no_process(settings: Settings) -> str:
+    return (
+        f"no process of this environment runs on run host {settings.host_name}: it is placed "
+        "on another (shipyard hosts says which), or is not running; try again shortly"
+    )
 
 
 def _unknown_host(settings: Settings) -> str:

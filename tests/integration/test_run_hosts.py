@@ -183,8 +183,11 @@ def test_each_environment_runs_only_on_its_run_host_across_deploys_and_a_rollbac
         current = stack.current("placed", env)
         assert [p["host"] for p in current["processes"]] == [host]
         assert run_hosts.answer(host, "placed", env) == "200 Hello from Shipyard"
-        # The other host's router serves none of it (404: not placed there; 503: no server).
-        assert run_hosts.answer(other, "placed", env).split()[0] in {"404", "503"}
+        # The other host's router serves none of it, and says why.
+        elsewhere = run_hosts.answer(other, "placed", env)
+        assert elsewhere.startswith("404 no environment answers") or elsewhere.startswith(
+            f"503 no process of this environment runs on run host {other}: it is placed on another"
+        ), elsewhere
     hosts = {h["name"]: h for h in stack.api("GET", "/v1/hosts", 200)}
     assert hosts["alpha"]["environments"] == ["placed/staging"]
     assert hosts["beta"]["environments"] == ["placed/production"]
