@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import structlog
@@ -47,6 +47,7 @@ PRUNE_SECONDS = 60.0
 # longer counts as running (a lost or drained host's, moved elsewhere).
 STALE_SECONDS = 5.0
 STALE_LOOKBACK = timedelta(days=7)
+STALE_MARGIN = timedelta(minutes=1)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class AppSupervisor:
         self._prune_every = prune_every
         self._prune_at = time.monotonic()  # the first pass prunes
         self._stale_at = time.monotonic()  # and looks for strays
+        self._stale_checked: datetime | None = None  # ended deployments looked at up to then
         self._runner = LocalRunner(
             context.store,
             context.settings.run_dir,
@@ -98,11 +100,18 @@ class AppSupervisor:
         deployments retired or failed meanwhile, as when the host was lost and its environments
         moved (their new host recorded the old deployment retired but could not stop it). One
         still draining (superseded, not yet retired) is its switch's to stop."""
-        since = utcnow() - STALE_LOOKBACK
+        now = utcnow()
+        # The first look goes back a week (the host may have been away); later ones only at
+        # what ended since the last (with a margin for transactions committed late).
+        if self._stale_checked is None:
+            recent = col(Deployment.created_at) >= now - STALE_LOOKBACK
+        else:
+            since = self._stale_checked - STALE_MARGIN
+            recent = or_(col(Deployment.ended_at) >= since, col(Deployment.retired_at) >= since)
         with session_scope(self._context.db_url) as session:
             ended = session.exec(
                 select(Deployment).where(
-                    col(Deployment.created_at) >= since,
+                    recent,
                     or_(
                         col(Deployment.status).in_(
                             [DeploymentStatus.FAILED, DeploymentStatus.STOPPED]
@@ -122,6 +131,7 @@ class AppSupervisor:
                 and "pid" in record
                 and self._runner.is_running(record)
             ]
+        self._stale_checked = now
         for deployment_id, record in stale:
             log.warning("apps.stale_stopped", type=record["type"], pid=record["pid"])
             self._take_out(deployment_id, record)
