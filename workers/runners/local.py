@@ -134,10 +134,12 @@ class LocalRunner:
 
     def _unpack(self, spec: ReleaseSpec) -> Path:
         target = self.release_dir(spec)
+        # Verified at every start, even when unpacked already: a stored artifact that was
+        # changed is refused, never run from an earlier copy (docs/operations.md).
+        artifact = self._store.fetch(spec.artifact_id, app=spec.app)
         with self._unpacking(spec.app):
             if _unpacked_artifact(target) == spec.artifact_id:
                 return target
-            artifact = self._store.fetch(spec.artifact_id, app=spec.app)
             staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
