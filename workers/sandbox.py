@@ -20,6 +20,7 @@ import pwd
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -113,13 +114,19 @@ class Jail:
             options += ["--tmpfs", str(private)]
         options += ["--proc", "/proc", "--dev", "/dev"]
         options += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
-        made = {"/", "/proc", "/dev", "/tmp", "/var", "/var/tmp"}
+        made = {"/", "/proc", "/dev", "/tmp", "/var", "/var/tmp", *map(str, self.hidden)}
         for tool in self.tools:  # after the private /tmp, which would hide one below it
-            options += [*_parents(tool.as_posix(), made), "--ro-bind", str(tool), str(tool)]
+            options += [
+                *_parents(tool.as_posix(), made, self.hidden),
+                "--ro-bind",
+                str(tool),
+                str(tool),
+            ]
             made.add(tool.as_posix())
         for bind in self.binds:
             kind = "--bind" if bind.writable else "--ro-bind"
-            options += [*_parents(bind.target, made), kind, str(bind.source), bind.target]
+            parents = _parents(bind.target, made, self.hidden)
+            options += [*parents, kind, str(bind.source), bind.target]
         options += ["--chdir", "/"]  # bubblewrap keeps no capability to enter the app's own
         options += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         options += ["--hostname", "app"]
@@ -259,7 +266,9 @@ class Sandbox:
             workdir=workdir,
             tools=self.tools if binary is not None else (),
             setpriv=self._setpriv,
-            hidden=tuple(p for p in self._private if _is_within(p, _SYSTEM_ROOTS)),
+            hidden=tuple(
+                sorted({_hide_from(p) for p in self._private if _is_within(p, _SYSTEM_ROOTS)})
+            ),
         )
 
     def _refuse_private(self, path: Path) -> None:
@@ -326,6 +335,21 @@ class Sandbox:
         return tuple(sorted(kept))
 
 
+def _hide_from(private: Path) -> Path:
+    """Where to cover a private folder that lies in the OS's directories: from its topmost
+    ancestor that others may not enter (nothing below it was theirs to see, and the app's own
+    folders below get parents it can enter), else the folder itself."""
+    for ancestor in reversed(private.parents):
+        if ancestor in _SYSTEM_ROOTS or not _is_within(ancestor, _SYSTEM_ROOTS):
+            continue
+        try:
+            if not ancestor.stat().st_mode & stat.S_IXOTH:
+                return ancestor
+        except OSError:
+            return ancestor
+    return private
+
+
 def _home_directories() -> set[Path]:
     """Every user's home directory on this host (the root directory aside)."""
     return {Path(entry.pw_dir) for entry in pwd.getpwall() if entry.pw_dir not in ("", "/")}
@@ -352,14 +376,16 @@ def _system_binds() -> list[str]:
     return options
 
 
-def _parents(target: str, made: set[str]) -> list[str]:
+def _parents(target: str, made: set[str], hidden: Iterable[Path] = ()) -> list[str]:
     """Directories to make (world-traversable) before mounting at `target`: bubblewrap would
-    copy the host's modes, and a parent only root may enter would hide the mount from the app."""
+    copy the host's modes, and a parent only root may enter would hide the mount from the app.
+    The OS's directories are there already, except below a folder hidden by an empty tmpfs."""
     options: list[str] = []
     parent = Path(target).parent
     for ancestor in reversed((parent, *parent.parents)):
         name = ancestor.as_posix()
-        if name in made or _is_within(ancestor, _SYSTEM_ROOTS):
+        under_hidden = any(ancestor != h and _is_within(ancestor, (h,)) for h in hidden)
+        if name in made or (_is_within(ancestor, _SYSTEM_ROOTS) and not under_hidden):
             continue
         made.add(name)
         options += ["--perms", "0755", "--dir", name]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,37 @@ def test_an_apps_folder_that_is_a_link_is_refused(
         confining_sandbox.give("web", link, recursive=True)
 
     assert target.stat().st_uid == 0  # not given away through the link
+
+
+@pytest.mark.skipif(not os.access("/opt", os.W_OK), reason="needs a writable /opt")
+def test_a_data_dir_inside_the_oss_directories_is_hidden_and_its_app_folders_reachable(
+    tmp_path: Path,
+) -> None:
+    root = Path(tempfile.mkdtemp(dir="/opt", prefix="shipyard-test-"))
+    try:
+        data = root / "data"
+        source = data / "work" / "build-1" / "src"
+        source.mkdir(parents=True)
+        (data / "secret.key").write_text("key")
+        for folder in (root, data, data / "work", data / "work" / "build-1"):
+            folder.chmod(0o700)  # as the servers' umask makes them
+        sandbox = Sandbox("bwrap", data_dir=data)
+        if not sandbox.confines:
+            pytest.skip(sandbox.describe())
+        sandbox.give("web", source, recursive=True)
+        place = Bind(source, str(source), writable=True)
+        jail = sandbox.jail("web", [place], place)
+        script = f'touch made && ls {data} && cat {data}/secret.key; echo "exit $?"'
+
+        with jail.launch(
+            ["/bin/sh", "-c", script], {"PATH": "/usr/bin:/bin"}, die_with_parent=True
+        ) as launch:
+            result = subprocess.run(
+                launch.argv, env=launch.env, stdin=launch.stdin, capture_output=True, text=True
+            )
+
+        assert (source / "made").is_file()  # its own folder, reachable and writable
+        assert "secret.key" not in result.stdout and "key\n" not in result.stdout
+        assert result.stdout.strip().endswith("exit 1")  # the key is not there to read
+    finally:
+        shutil.rmtree(root)
