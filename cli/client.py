@@ -90,3 +90,6 @@ class ApiClient:
 
     def patch(self, path: str, json: Any) -> Any:
         return self.request("PATCH", path, json=json)
+
+    def put(self, path: str, json: Any) -> Any:
+        return self.request("PUT", path, json=json)

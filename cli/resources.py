@@ -16,6 +16,14 @@ from shipyard.shared.schemas.common import is_local_path
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
+HostsOpt = Annotated[
+    str | None,
+    typer.Option(help="Spread it over these run hosts, comma-separated (the first coordinates)."),
+]
+SpreadOpt = Annotated[
+    str | None,
+    typer.Option(help="Spread it over N up run hosts with the fewest processes, or `all`."),
+]
 
 apps_cli = typer.Typer(help="Register and list apps.", no_args_is_help=True)
 envs_cli = typer.Typer(help="Create and list environments.", no_args_is_help=True)
@@ -67,6 +75,8 @@ def envs_create(
             help="Run host to place it on (its SHIPYARD_HOST_NAME; default: where it first runs)."
         ),
     ] = None,
+    hosts: HostsOpt = None,
+    spread: SpreadOpt = None,
 ) -> None:
     """Create an environment of an app."""
     body: dict[str, object] = {
@@ -77,13 +87,55 @@ def envs_create(
     }
     if storage_dir is not None:
         body["storage_dir"] = storage_dir
-    if host is not None:
-        body["run_host"] = host
+    body.update(_placement(host, hosts, spread))
     env = ApiClient().post(f"/v1/apps/{app}/environments", body)
-    placed = f", on run host {printable(env['run_host'])}" if env.get("run_host") else ""
     console.print(
-        f"Created environment [bold]{env['name']}[/] of {app} (runner {env['runner']}{placed})"
+        f"Created environment [bold]{env['name']}[/] of {app} "
+        f"(runner {env['runner']}{_placed(env)})"
     )
+
+
+@envs_cli.command("place")
+def envs_place(
+    env: EnvOpt,
+    app: AppOpt,
+    host: Annotated[str | None, typer.Option(help="The one run host to run it on.")] = None,
+    hosts: HostsOpt = None,
+    spread: SpreadOpt = None,
+) -> None:
+    """Run an environment on other run hosts: its live release starts there healthy, then
+    stops where it ran."""
+    body = _placement(host, hosts, spread)
+    if not body:
+        raise CliError("say where: --host NAME, --hosts a,b or --spread N|all")
+    placed = ApiClient().put(f"/v1/apps/{app}/environments/{env}/placement", body)
+    console.print(f"{placed['name']} of {app} is placed{_placed(placed)}")
+    if placed.get("pipeline_id"):
+        console.print(f"moving it: pipeline {placed['pipeline_id']} (`shipyard pipelines show`)")
+
+
+def _placement(host: str | None, hosts: str | None, spread: str | None) -> dict[str, object]:
+    """The API's placement fields for the CLI's options."""
+    if sum(option is not None for option in (host, hosts, spread)) > 1:
+        raise CliError("give one of --host, --hosts and --spread")
+    if host is not None:
+        return {"run_host": host}
+    if hosts is not None:
+        return {"hosts": [name.strip() for name in hosts.split(",") if name.strip()]}
+    if spread is not None:
+        if spread != "all" and not spread.isdigit():
+            raise CliError("--spread takes a number of run hosts or `all`")
+        return {"spread": spread if spread == "all" else int(spread)}
+    return {}
+
+
+def _placed(env: dict[str, Any]) -> str:
+    """Where an environment runs, for a sentence: `, on run hosts a, b`."""
+    names = [env["run_host"], *env.get("extra_hosts", [])] if env.get("run_host") else []
+    if not names:
+        return ""
+    label = "run host" if len(names) == 1 else "run hosts"
+    return f", on {label} {printable(', '.join(names))}"
 
 
 @envs_cli.command("ls")
@@ -92,12 +144,12 @@ def envs_ls(app: AppOpt) -> None:
     envs = ApiClient().get(f"/v1/apps/{app}/environments")
     table(
         f"Environments of {app}",
-        ["name", "runner", "run host", "health", "limits", "created"],
+        ["name", "runner", "run hosts", "health", "limits", "created"],
         [
             [
                 e["name"],
                 e["runner"],
-                e.get("run_host") or "-",
+                ", ".join([e["run_host"], *e.get("extra_hosts", [])]) if e.get("run_host") else "-",
                 f"{e['health_path']} within {e['health_timeout']:g}s",
                 _limits(e),
                 ago(e["created_at"]),

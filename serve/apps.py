@@ -32,8 +32,8 @@ from shipyard.shared.models import App, Deployment, DeploymentStatus, Environmen
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services import deployments, hosts, unpacked
 from shipyard.workers.context import WorkerContext
+from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners.local import LocalRunner
-from shipyard.workers.stages.run import traffic_for
 from shipyard.workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)

@@ -137,6 +137,12 @@ class Environment(SQLModel, table=True):
     # The run host the environment's processes run on (SHIPYARD_HOST_NAME): its run stages go
     # to that host's own queue. None until its first run stage places it where it ran.
     run_host: str | None = Field(default=None, max_length=64)
+    # The other run hosts it is spread over (`envs create --hosts a,b`): the formation is
+    # shared out over [run_host, *extra_hosts]; run_host coordinates (workers.stages.spread).
+    extra_hosts: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default=text("'[]'")),
+    )
     # The SQL guard behind the release-phase lock: which pipeline holds it, since when.
     release_phase_holder: uuid.UUID | None = None
     release_phase_since: datetime | None = _maybe_timestamp()
@@ -297,6 +303,33 @@ class Deployment(SQLModel, table=True):
     switched_at: datetime | None = _maybe_timestamp()  # when the router sent it the traffic
     ended_at: datetime | None = _maybe_timestamp()  # when it was superseded or stopped
     retired_at: datetime | None = _maybe_timestamp()  # when its processes were all stopped
+
+
+class ShareStatus(StrEnum):
+    STARTING = "starting"  # asked to start (or starting) its processes
+    READY = "ready"  # started and healthy, not routed yet
+    FAILED = "failed"  # could not start healthy: `error` says why
+    LIVE = "live"  # switched: its router serves them, what they replace is stopped
+    STOPPED = "stopped"  # its processes stopped (the switch was called off)
+
+
+class DeploymentShare(SQLModel, table=True):
+    """One run host's part of a deployment spread over several: its processes, and how far its
+    start and switch went. The coordinating host writes the row; the host itself advances it."""
+
+    __tablename__ = "deployment_share"
+
+    deployment_id: uuid.UUID = Field(foreign_key="deployment.id", primary_key=True)
+    host: str = Field(primary_key=True, max_length=64)
+    position: int  # its place in the placement: which of the formation's processes it runs
+    hosts: int  # how many hosts share the deployment
+    attempt: int  # the run stage's attempt that asked for it (older messages are ignored)
+    status: str = Field(default=ShareStatus.STARTING, max_length=16)
+    processes: list[ProcessRecord] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = _timestamp()
 
 
 class RunHost(SQLModel, table=True):

@@ -27,6 +27,7 @@ class PipelineKind(StrEnum):
     ROLLBACK = "rollback"  # run an earlier release again, exactly as it was
     SCALE = "scale"  # run the live release again with the environment's new formation
     FAILOVER = "failover"  # run the live release again on another run host (its own was lost)
+    PLACEMENT = "placement"  # run the live release again on the run hosts it is placed on now
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ STAGES_BY_KIND: Final[dict[PipelineKind, tuple[Stage, ...]]] = {
     PipelineKind.ROLLBACK: (Stage.RUN,),
     PipelineKind.SCALE: (Stage.RUN,),
     PipelineKind.FAILOVER: (Stage.RUN,),
+    PipelineKind.PLACEMENT: (Stage.RUN,),
 }
 
 

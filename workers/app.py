@@ -14,6 +14,7 @@ from shipyard.shared.logging import configure_logging
 from shipyard.shared.metrics import multiprocess
 from shipyard.shared.services import workers
 from shipyard.shared.settings import get_settings
+from shipyard.shared.stages import host_queue
 
 
 def create_worker_app() -> Celery:
@@ -100,6 +101,25 @@ def _announce_worker(sender: Any, **_kwargs: Any) -> None:
 
     # A cold shutdown sends no worker_shutdown: then the keys simply expire.
     signals.worker_shutdown.connect(forget, weak=False)
+
+
+@signals.worker_ready.connect
+def _start_host_agent(sender: Any, **_kwargs: Any) -> None:
+    """A run host's run pool also takes its part in deployments spread over several hosts
+    (workers.stages.spread): a thread of the main process reads the host's inbox."""
+    settings = get_settings()
+    own = host_queue(constants.RUN_QUEUE, settings.host_name)
+    if own not in {queue.name for queue in sender.task_consumer.queues}:
+        return
+    from shipyard.workers.stages.spread import HostAgent
+
+    agent = HostAgent(settings, sender.app)
+    agent.start()
+
+    def stop(**_: Any) -> None:
+        agent.stop()
+
+    signals.worker_shutdown.connect(stop, weak=False)
 
 
 @signals.worker_ready.connect

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from shipyard.api.deps import SessionDep, SettingsDep, WorkersProbeDep
+from shipyard.api.deps import PublisherDep, SessionDep, SettingsDep, WorkersProbeDep
 from shipyard.shared import routing
 from shipyard.shared.exceptions import NotFound
 from shipyard.shared.schemas import (
     CurrentPublic,
     EnvironmentCreate,
     EnvironmentPublic,
+    PlacementChange,
     StoragePublic,
 )
-from shipyard.shared.services import apps, deployments, hosts
+from shipyard.shared.services import apps, deployments, hosts, pipelines
 
 router = APIRouter(prefix="/apps/{app}/environments", tags=["environments"])
 
@@ -28,10 +29,11 @@ def create_environment(
 ) -> EnvironmentPublic:
     """Add an environment (staging, production, …) with its runner and health check."""
     owner = apps.get_app(session=session, name=app)
-    if data.run_host is not None:
-        hosts.require_up(session=session, probe=probe, name=data.run_host)
+    placed = hosts.choose(
+        session=session, probe=probe, run_host=data.run_host, hosts=data.hosts, spread=data.spread
+    )
     environment = apps.create_environment(
-        session=session, app=owner, data=data, slots=settings.router_slots
+        session=session, app=owner, data=data, slots=settings.router_slots, placed=placed
     )
     session.commit()
     return routing.environment_public(settings, environment, app)
@@ -47,6 +49,36 @@ def list_environments(
         routing.environment_public(settings, e, app)
         for e in apps.list_environments(session=session, app=owner)
     ]
+
+
+@router.put("/{env}/placement", status_code=status.HTTP_202_ACCEPTED)
+def change_placement(
+    app: str,
+    env: str,
+    data: PlacementChange,
+    session: SessionDep,
+    probe: WorkersProbeDep,
+    publish: PublisherDep,
+    settings: SettingsDep,
+) -> EnvironmentPublic:
+    """Run the environment on other run hosts (admin): its live release starts there healthy
+    before it stops where it ran, in a `placement` pipeline (`pipeline_id`; none when nothing is
+    live yet)."""
+    owner = apps.get_app(session=session, name=app)
+    environment = apps.environment_by_names(session=session, app=app, name=env)
+    placed = hosts.choose(
+        session=session, probe=probe, run_host=data.run_host, hosts=data.hosts, spread=data.spread
+    )
+    assert placed is not None, "PlacementChange says where"
+    pipeline = hosts.replace_placement(
+        session=session, app=owner, environment=environment, placed=placed, trigger="api"
+    )
+    session.commit()
+    view = routing.environment_public(settings, environment, app)
+    if pipeline is not None:
+        pipelines.start(session=session, pipeline=pipeline, publish=publish)
+        view.pipeline_id = pipeline.id
+    return view
 
 
 @router.get("/{env}/current")

@@ -9,6 +9,7 @@ from shipyard.shared.schemas.apps import (
     Domain,
     EnvironmentCreate,
     EnvironmentPublic,
+    PlacementChange,
     StorageDir,
     StoragePublic,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "DeploymentPublic",
     "Domain",
     "EnvironmentCreate",
+    "PlacementChange",
     "EnvironmentPublic",
     "FormationPatch",
     "FormationPublic",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from shipyard.shared import constants
@@ -57,6 +58,7 @@ StorageDir = Annotated[
 ]
 
 
+RunHostName = Annotated[str, StringConstraints(pattern=constants.HOST_NAME_PATTERN, max_length=64)]
 Domain = Annotated[
     str,
     StringConstraints(
@@ -85,11 +87,42 @@ class EnvironmentCreate(Input):
     # Host names the environment answers to on the routers, besides <env>.<app>.localhost.
     domains: Annotated[list[Domain], Field(max_length=20)] = []
     drain_timeout: Annotated[float, Field(ge=0, le=3600)] = constants.DRAIN_TIMEOUT_SECONDS
-    # The run host its processes run on (its SHIPYARD_HOST_NAME); None: where its first run
-    # stage runs. Fixed once the environment runs.
-    run_host: (
-        Annotated[str, StringConstraints(pattern=constants.HOST_NAME_PATTERN, max_length=64)] | None
-    ) = None
+    # Where its processes run (docs/operations.md, "Run hosts"): one run host (its
+    # SHIPYARD_HOST_NAME), or spread over `hosts` (the first coordinates), or over `spread` up
+    # hosts with the fewest processes ("all": every up one). None of them: the host its first run
+    # stage runs on. Kept until changed (PUT …/placement).
+    run_host: RunHostName | None = None
+    hosts: Annotated[list[RunHostName], Field(min_length=1, max_length=32)] | None = None
+    spread: Annotated[int, Field(ge=1, le=32)] | Literal["all"] | None = None
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> EnvironmentCreate:
+        check_placement(self.run_host, self.hosts, self.spread)
+        return self
+
+
+class PlacementChange(Input):
+    """Where an environment runs from now on: exactly one of the three."""
+
+    run_host: RunHostName | None = None
+    hosts: Annotated[list[RunHostName], Field(min_length=1, max_length=32)] | None = None
+    spread: Annotated[int, Field(ge=1, le=32)] | Literal["all"] | None = None
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> PlacementChange:
+        check_placement(self.run_host, self.hosts, self.spread)
+        if self.run_host is None and self.hosts is None and self.spread is None:
+            raise ValueError("say where: run_host, hosts or spread")
+        return self
+
+
+def check_placement(
+    run_host: str | None, hosts: list[str] | None, spread: int | str | None
+) -> None:
+    if sum(x is not None for x in (run_host, hosts, spread)) > 1:
+        raise ValueError("give one of run_host, hosts and spread")
+    if hosts is not None and len(set(hosts)) != len(hosts):
+        raise ValueError("hosts lists a run host twice")
 
 
 class EnvironmentPublic(BaseModel):
@@ -105,8 +138,10 @@ class EnvironmentPublic(BaseModel):
     drain_timeout: float
     formation: dict[str, int]
     run_host: str | None = None  # the run host its processes run on (None: not placed yet)
+    extra_hosts: list[str] = []  # the other run hosts it is spread over
     url: str | None = None  # the stable URL, through the routers
     created_at: datetime
+    pipeline_id: uuid.UUID | None = None  # a placement change: the pipeline that moves it
 
 
 class StoragePublic(BaseModel):

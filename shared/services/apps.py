@@ -42,9 +42,15 @@ def list_apps(*, session: Session) -> list[App]:
 
 
 def create_environment(
-    *, session: Session, app: App, data: EnvironmentCreate, slots: int = constants.ROUTER_SLOTS
+    *,
+    session: Session,
+    app: App,
+    data: EnvironmentCreate,
+    slots: int = constants.ROUTER_SLOTS,
+    placed: list[str] | None = None,
 ) -> Environment:
-    """Add an environment to `app`, with an empty config as its version 1 and a router slot."""
+    """Add an environment to `app`, with an empty config as its version 1 and a router slot;
+    `placed`: the run hosts it runs on (shared.services.hosts.choose), none: where it first runs."""
     if _environment_named(session, app, data.name) is not None:
         raise Conflict(f"environment {data.name!r} of app {app.name!r} already exists")
     _check_domains(session, data.domains)
@@ -52,7 +58,13 @@ def create_environment(
     for _ in range(_SLOT_ATTEMPTS):
         # The noop runner serves nothing over HTTP: its environments take no router slot.
         slot = None if data.runner == "noop" else free_route_slot(session=session, slots=slots)
-        environment = Environment(app_id=app.id, route_slot=slot, **data.model_dump())
+        environment = Environment(
+            app_id=app.id,
+            route_slot=slot,
+            **data.model_dump(exclude={"run_host", "hosts", "spread"}),
+            run_host=placed[0] if placed else None,
+            extra_hosts=placed[1:] if placed else [],
+        )
         try:
             with session.begin_nested():  # a savepoint: a refused insert leaves the rest intact
                 session.add(environment)

@@ -19,6 +19,19 @@ def process_count(formation: dict[str, int], process_type: str) -> int:
     return formation.get(process_type, 1)
 
 
+def share_indexes(
+    formation: dict[str, int], process_type: str, position: int = 0, hosts: int = 1
+) -> list[int]:
+    """The indexes (1…N) of the `process_type` processes that run host `position` of `hosts`
+    runs when the environment is spread over several: dealt out in turn, so `web=3` on two
+    hosts runs web.1 and web.3 on the first, web.2 on the second."""
+    return [
+        index
+        for index in range(1, process_count(formation, process_type) + 1)
+        if (index - 1) % hosts == position
+    ]
+
+
 def scale(
     *, session: Session, app: App, environment: Environment, changes: dict[str, int], trigger: str
 ) -> Pipeline | None:

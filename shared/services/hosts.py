@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shipyard.shared import constants
-from shipyard.shared.exceptions import InvalidInput, NotFound
+from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import (
     App,
     Deployment,
@@ -29,7 +29,7 @@ from shipyard.shared.models import (
     RunHost,
 )
 from shipyard.shared.schemas import RunHostPublic
-from shipyard.shared.services import deployments, pipelines
+from shipyard.shared.services import deployments, pipelines, placement, queueing
 from shipyard.shared.services.workers import LiveWorkers, WorkersProbe, worker_pools
 from shipyard.shared.stages import PipelineKind, host_queue
 
@@ -47,13 +47,14 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
     recorded on it, by name."""
     pools = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
     placed: dict[str, list[str]] = {}
-    for host, app, environment in session.exec(
-        select(Environment.run_host, App.name, Environment.name)
+    for environment, app in session.exec(
+        select(Environment, App.name)
         .join(App, col(App.id) == col(Environment.app_id))
         .where(col(Environment.run_host).is_not(None))
         .order_by(col(App.name), col(Environment.name))
     ):
-        placed.setdefault(str(host), []).append(f"{app}/{environment}")
+        for host in placement.hosts_of(environment):
+            placed.setdefault(host, []).append(f"{app}/{environment.name}")
     running = _processes_per_host(session)
     rows = {row.name: row for row in session.exec(select(RunHost))}
     disk = {name: row.unpacked_bytes for name, row in rows.items()}
@@ -74,14 +75,65 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
 def drain(*, session: Session, probe: WorkersProbe, name: str, draining: bool = True) -> None:
     """Move everything off run host `name` (the beat's next look starts each environment's live
     release elsewhere) and place nothing more on it; `draining` False takes it back."""
-    known = session.exec(select(Environment.id).where(Environment.run_host == name)).first()
+    known = name in _placed(session)
     row = session.get(RunHost, name)
     live = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
-    if row is None and known is None and name not in live:
+    if row is None and not known and name not in live:
         raise NotFound(f"no run host named {name!r} (see GET /v1/hosts)")
     row = row or RunHost(name=name)
     row.draining = draining
     session.add(row)
+
+
+def choose(
+    *,
+    session: Session,
+    probe: WorkersProbe,
+    run_host: str | None = None,
+    hosts: list[str] | None = None,
+    spread: int | str | None = None,
+) -> list[str] | None:
+    """The run hosts an environment is to run on, the coordinating one first: `run_host`
+    alone, `hosts` as listed, or `spread` up hosts (not draining) with the fewest live processes
+    ("all": every one); None when none is asked for (it is placed where it first runs)."""
+    if run_host is not None:
+        hosts = [run_host]
+    if hosts is not None:
+        for name in hosts:
+            require_up(session=session, probe=probe, name=name)
+        return hosts
+    if spread is None:
+        return None
+    live = up_hosts({pool.queue: pool.workers for pool in worker_pools(probe=probe, queues=None)})
+    draining = {row.name for row in session.exec(select(RunHost)) if row.draining}
+    eligible = sorted(set(live) - draining)
+    wanted = len(eligible) if spread == "all" else int(spread)
+    if not eligible or wanted > len(eligible):
+        raise InvalidInput(
+            f"cannot spread over {wanted} run hosts: {len(eligible)} up and not draining "
+            f"({', '.join(eligible) or 'none'})"
+        )
+    load = _processes_per_host(session)
+    return sorted(eligible, key=lambda name: (load[name], name))[:wanted]
+
+
+def replace_placement(
+    *, session: Session, app: App, environment: Environment, placed: list[str], trigger: str
+) -> Pipeline | None:
+    """Run `environment` on the run hosts `placed` from now on; when a release is live, a
+    pipeline that starts it there healthy before it stops where it ran (else None)."""
+    busy = session.exec(
+        select(Pipeline.id).where(Pipeline.environment_id == environment.id, queueing.active())
+    ).first()
+    if busy is not None:
+        raise Conflict(
+            f"a pipeline of {environment.name} is under way ({busy}); "
+            "change its placement once it has ended"
+        )
+    environment.run_host, environment.extra_hosts = placed[0], placed[1:]
+    session.add(environment)
+    session.flush()
+    return _failover(session, environment, "placement", kind=PipelineKind.PLACEMENT)
 
 
 def require_up(*, session: Session, probe: WorkersProbe, name: str) -> None:
@@ -120,7 +172,8 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
     """Record which run hosts are up or down (and since when); move the environments of the
     hosts down for longer than `lost_after` seconds to up ones. Returns the failover
     pipelines made, to start once committed."""
-    placed = {str(h) for h in session.exec(select(Environment.run_host).distinct()) if h}
+    environments = [e for e in session.exec(select(Environment)) if e.run_host is not None]
+    placed = {host for e in environments for host in placement.hosts_of(e)}
     seen = {row.name: row for row in session.exec(select(RunHost))}
     draining = {name for name, row in seen.items() if row.draining}
     for name in sorted(placed | set(seen) | up):
@@ -132,36 +185,72 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
             log.warning("hosts.down", host=name)
         session.add(row)
     bound = now - timedelta(seconds=lost_after)
-    lost = sorted(h for h in placed - up if (seen[h].down_since or now) <= bound)
-    leaving = sorted(set(lost) | (placed & draining))
+    lost = {h for h in placed - up if (seen[h].down_since or now) <= bound}
+    leaving = lost | (placed & draining)
     targets = up - draining
     if not leaving or not targets:
         return []  # nothing to move, or nowhere to go: the environments wait for their host
     load = _processes_per_host(session)
     made: list[Pipeline] = []
-    for host in leaving:
-        trigger = "drain" if host in draining else "failover"
-        for environment in session.exec(select(Environment).where(Environment.run_host == host)):
-            target = min(targets, key=lambda name: (load[name], name))
-            moved = session.execute(
-                update(Environment)
-                .where(col(Environment.id) == environment.id, col(Environment.run_host) == host)
-                .values(run_host=target)
+    for environment in environments:
+        before = placement.hosts_of(environment)
+        gone = [h for h in before if h in leaving]
+        if not gone:
+            continue
+        after = _moved(before, gone, targets, load)
+        moved = session.execute(
+            update(Environment)
+            .where(
+                col(Environment.id) == environment.id,
+                col(Environment.run_host) == environment.run_host,
             )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
-                continue  # moved by another look meanwhile
-            session.refresh(environment)
-            pipeline = _failover(session, environment, trigger)
-            log.warning(
-                "hosts.failover", lost=host, run_host=target, environment=str(environment.id)
-            )
-            if pipeline is not None:
-                made.append(pipeline)
-                load[target] += 1
+            .values(run_host=after[0], extra_hosts=after[1:])
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # moved by another look meanwhile
+        session.refresh(environment)
+        trigger = "failover" if set(gone) & lost else "drain"
+        pipeline = _failover(session, environment, trigger)
+        log.warning("hosts.failover", left=gone, run_hosts=after, environment=str(environment.id))
+        if pipeline is not None:
+            made.append(pipeline)
+            for host in set(after) - set(before):
+                load[host] += 1
     return made
 
 
-def _failover(session: Session, environment: Environment, trigger: str) -> Pipeline | None:
+def _moved(before: list[str], gone: list[str], targets: set[str], load: Counter[str]) -> list[str]:
+    """The placement `before` without the hosts `gone`: each replaced by the target with the
+    fewest processes that it does not use yet, or dropped when there is none (at least one
+    host stays: the least loaded target when every host is gone)."""
+    after: list[str] = []
+    for host in before:
+        if host not in gone:
+            after.append(host)
+            continue
+        free = sorted(targets - set(before) - set(after), key=lambda name: (load[name], name))
+        if free:
+            after.append(free[0])
+    if not after:
+        after.append(min(targets, key=lambda name: (load[name], name)))
+    return after
+
+
+def _placed(session: Session) -> set[str]:
+    """Every run host some environment is placed on."""
+    return {
+        host
+        for environment in session.exec(select(Environment))
+        for host in placement.hosts_of(environment)
+    }
+
+
+def _failover(
+    session: Session,
+    environment: Environment,
+    trigger: str,
+    kind: PipelineKind = PipelineKind.FAILOVER,
+) -> Pipeline | None:
     """A pipeline that runs the environment's live release again where it is placed now."""
     live = deployments.live_deployment(session=session, environment_id=environment.id)
     if live is None:
@@ -173,7 +262,7 @@ def _failover(session: Session, environment: Environment, trigger: str) -> Pipel
         session=session,
         app=app,
         environment=environment,
-        kind=PipelineKind.FAILOVER,
+        kind=kind,
         trigger=trigger,
         artifact_id=release.artifact_id,
         release_id=release.id,

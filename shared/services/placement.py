@@ -1,9 +1,11 @@
 """Where an environment's processes run: the run host it is placed on.
 
-An environment is placed on one run host (SHIPYARD_HOST_NAME). Its run stages go to that host's
-own queue (`run.<host>`, shared.stages.host_queue), so that every release of it starts, switches
-and retires on the same host and that host's router. An environment not placed yet is placed
-by its first run stage, on the host that runs it.
+An environment is placed on one run host (SHIPYARD_HOST_NAME), or spread over several: its
+run_host first, then its extra_hosts. Its run stages go to its run_host's own queue
+(`run.<host>`, shared.stages.host_queue), so that every release of it starts, switches and
+retires on the same hosts and their routers; when it is spread, that host coordinates the others
+(workers.stages.spread). An environment not placed yet is placed by its first run stage, on the host
+that runs it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shipyard.shared.models import Environment, Pipeline
+
+
+def hosts_of(environment: Environment) -> list[str]:
+    """The run hosts the environment runs on, its coordinating run_host first (none: not placed
+    yet)."""
+    if environment.run_host is None:
+        return []
+    return [
+        environment.run_host,
+        *(h for h in environment.extra_hosts if h != environment.run_host),
+    ]
 
 
 def run_host_of(*, session: Session, pipeline_id: uuid.UUID) -> str | None:

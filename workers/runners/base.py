@@ -29,6 +29,8 @@ class ReleaseSpec:
     storage_dir: str | None = None  # the environment's own storage directory, if it set one
     formation: dict[str, int] = field(default_factory=dict)  # processes per type (default 1)
     host: str = field(default_factory=socket.gethostname)  # the run host (SHIPYARD_HOST_NAME)
+    # Which part of the formation this host runs: (its position, how many hosts share it).
+    share: tuple[int, int] = (0, 1)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from shipyard.shared.drivers import RunnerName
 from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services.formation import process_count
+from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.docker_engine import image_tag
 from shipyard.workers.runners.base import (
     OneOffResult,
@@ -79,7 +79,7 @@ class DockerRunner:
             started: list[ProcessRecord] = []
             try:
                 for process_type, command in procfile.items():
-                    for index in range(1, process_count(spec.formation, process_type) + 1):
+                    for index in share_indexes(spec.formation, process_type, *spec.share):
                         started.append(
                             self._start_process(spec, image.id, user, process_type, index, command)
                         )

@@ -22,7 +22,7 @@ from shipyard.shared.drivers import RunnerName
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services.formation import process_count
+from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.archives import code_filter
 from shipyard.workers.runners.base import (
     OneOffResult,
@@ -203,7 +203,7 @@ class LocalRunner:
         started: list[ProcessRecord] = []
         try:
             for process_type, command in procfile.items():
-                for index in range(1, process_count(spec.formation, process_type) + 1):
+                for index in share_indexes(spec.formation, process_type, *spec.share):
                     started.append(self._start_process(spec, jail, process_type, index, command))
         except BaseException:
             self.stop(started)  # a release starts whole or not at all

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,6 +23,8 @@ log = structlog.get_logger(__name__)
 
 class SwitchRecorder(Protocol):
     """Where the switch records each step as it is taken (the run stage: in the store)."""
+
+    replaced: uuid.UUID | None  # once live: the deployment it superseded, if any
 
     def started(self, processes: list[ProcessRecord]) -> None:
         """The new processes exist: recorded before the health check (see health_gated_start)."""

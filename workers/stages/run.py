@@ -7,9 +7,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from shipyard.router import haproxy
-from shipyard.router.traffic import Route, Traffic
-from shipyard.shared import routing
 from shipyard.shared.broker import publish
 from shipyard.shared.db import session_scope
 from shipyard.shared.events import ReleaseCreated
@@ -18,10 +15,12 @@ from shipyard.shared.models import Deployment, DeploymentStatus, Environment, Pi
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.services import deployments, placement, releases, routes
 from shipyard.workers.context import WorkerContext
+from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
 from shipyard.workers.runners.switch import switch
 from shipyard.workers.stages.frame import StageResult, get_row
 from shipyard.workers.stages.spec import release_spec
+from shipyard.workers.stages.spread import switch_spread
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +63,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         if deployment is None:
             raise StageFailed("another worker is running this stage")
         spec = release_spec(session, context, release, str(deployment.id))
+        hosts = placement.hosts_of(environment)
     result = StageResult(result_id=str(deployment.id), deployment_id=deployment.id)
     if deployment.status == DeploymentStatus.LIVE:
         return result  # a redelivered message after the switch was recorded
@@ -73,7 +73,10 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     traffic = traffic_for(context, environment, spec.app)
     recorder = DeploymentRecorder(context.db_url, deployment, routed=traffic is not None)
     try:
-        switch(runner, spec, recorder, traffic)
+        if len(hosts) > 1:
+            switch_spread(context, runner, spec, recorder, traffic, hosts)
+        else:
+            switch(runner, spec, recorder, traffic)
     except ShipyardError as exc:
         recorder.failed(exc.message)
         raise StageFailed(exc.message) from exc
@@ -131,17 +134,3 @@ class DeploymentRecorder:
         with session_scope(self.db_url) as session:
             current = get_row(session, Deployment, self.deployment.id)
             deployments.fail_deployment(session=session, deployment=current, error=error)
-
-
-def traffic_for(context: WorkerContext, environment: Environment, app: str) -> Traffic | None:
-    """The environment's traffic on this host's router; None when no router runs here."""
-    if environment.route_slot is None or not context.router.available():
-        return None
-    route = Route(
-        backend=haproxy.backend_name(environment.route_slot),
-        hosts=routing.hosts(app, environment.name, list(environment.domains)),
-        drain_timeout=environment.drain_timeout,
-        app=app,
-        environment=environment.name,
-    )
-    return Traffic(context.router, context.settings.router_map, route)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class Live:
     def __init__(self, runner: DockerRunner) -> None:
         self.runner = runner
         self.processes: list[ProcessRecord] | None = None
+        self.replaced: uuid.UUID | None = None
 
     def started(self, processes: list[ProcessRecord]) -> None:
         pass

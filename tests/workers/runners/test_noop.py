@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,8 @@ def test_the_switch_goes_live_without_a_health_request(store: FileStore, artifac
     live: list[list[ProcessRecord]] = []
 
     class Recorder:
+        replaced: uuid.UUID | None = None
+
         def started(self, processes: list[ProcessRecord]) -> None:
             pass
 

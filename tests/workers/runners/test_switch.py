@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
@@ -98,6 +99,7 @@ class Recorder:
         self.runner = runner
         self.previous = previous  # the processes of what going live replaces
         self.steps: list[str] = []
+        self.replaced: uuid.UUID | None = None
 
     def started(self, processes: list[ProcessRecord]) -> None:
         self.steps.append(f"started {processes[0]['id']}")

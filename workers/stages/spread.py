@@ -1,0 +1,425 @@
+"""An environment spread over several run hosts: all of them switch, or none does.
+
+Every host starts its share of the release (shared.services.formation.share_indexes) and
+health-checks it, with nothing routed yet. Only when every share is healthy does the deployment
+go live (one transaction, with every host's processes); then each host sends its router to its
+new processes, drains and stops what they replace there. If any share fails (unhealthy, crashed,
+no answer within a bound), every host stops its new processes, the old release keeps serving
+everywhere, and the run stage fails naming the host and why.
+
+The environment's first run host (its run_host) runs the run stage and coordinates: it starts
+its own share itself and asks the other hosts through their inboxes: a Redis list per run host,
+read by a thread in that host's run pool's main process (HostAgent). Not through the run
+queues: a coordinator waits in a pool slot, and a share queued there behind another host's
+coordinator would wait for it in turn. Each share's progress is recorded in the store
+(shared.services.shares); only IDs travel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Literal
+
+import redis
+import structlog
+from celery import Celery
+from pydantic import BaseModel
+
+from shipyard.router.runtime import RouterError
+from shipyard.router.traffic import Traffic
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ShipyardError, StageFailed
+from shipyard.shared.logging import forget_secrets
+from shipyard.shared.models import Deployment, DeploymentShare, Environment, Release, ShareStatus
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services import shares
+from shipyard.shared.settings import Settings
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.routes import traffic_for
+from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.base import ReleaseSpec, Runner
+from shipyard.workers.runners.switch import SwitchRecorder, health_gated_start
+from shipyard.workers.stages.frame import get_row
+from shipyard.workers.stages.spec import release_spec
+
+log = structlog.get_logger(__name__)
+
+# Beyond the health timeout, how long a host may take to start its share (unpack, pull) and
+# say so; beyond the drain timeout, how long to switch. A host silent for longer is reported.
+START_ALLOWANCE_SECONDS = 60.0
+SWITCH_ALLOWANCE_SECONDS = 30.0
+POLL_SECONDS = 0.1
+
+
+class ShareMessage(BaseModel):
+    """What the coordinating host asks a run host to do with its share of a deployment."""
+
+    action: Literal["start", "switch", "stop"]
+    deployment_id: uuid.UUID
+    attempt: int
+    replaced_id: uuid.UUID | None = None  # switch: the deployment going live superseded
+
+
+class Inbox:
+    """The run hosts' inboxes: a Redis list each, on the broker."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self._redis = client
+        self._namespace = namespace
+
+    def key(self, host: str) -> str:
+        return f"{self._namespace}:run-host:{host}:inbox"
+
+    def send(self, host: str, message: ShareMessage) -> None:
+        self._redis.rpush(self.key(host), message.model_dump_json())
+
+    def receive(self, host: str, timeout: float) -> ShareMessage | None:
+        item = self._redis.blpop([self.key(host)], timeout=timeout)
+        if item is None:
+            return None
+        return ShareMessage.model_validate_json(item[1])
+
+
+def inbox_of(context: WorkerContext) -> Inbox:
+    return Inbox(context.redis, context.settings.broker_namespace)
+
+
+# --- the coordinating host (the run stage) -------------------------------------------------------
+
+
+def switch_spread(
+    context: WorkerContext,
+    runner: Runner,
+    spec: ReleaseSpec,
+    recorder: SwitchRecorder,
+    traffic: Traffic | None,
+    hosts: list[str],
+) -> None:
+    """Run `spec` on every one of `hosts` (this host first), then switch them all, or none."""
+    deployment_id = uuid.UUID(spec.deployment_id)
+    me = hosts[0]
+    inbox = inbox_of(context)
+    attempt = _call_off_earlier(context, runner, inbox, deployment_id, me)
+    with session_scope(context.db_url) as session:
+        shares.ask(session=session, deployment_id=deployment_id, hosts=hosts, attempt=attempt)
+    for host in hosts[1:]:
+        inbox.send(host, ShareMessage(action="start", deployment_id=deployment_id, attempt=attempt))
+    try:
+        start_share(context, runner, replace(spec, share=(0, len(hosts))), me, attempt)
+        deadline = time.monotonic() + spec.health_timeout + START_ALLOWANCE_SECONDS
+        everyone = _await_ready(context, deployment_id, attempt, deadline)
+        previous = recorder.go_live([p for share in everyone for p in share.processes])
+    except BaseException:
+        _call_off(context, runner, inbox, deployment_id, attempt, me)
+        raise
+    replaced = recorder.replaced
+    old = previous or []
+    leaving = sorted({str(p["host"]) for p in old if p.get("host")} - set(hosts))
+    for host in [*hosts[1:], *leaving]:
+        message = ShareMessage(
+            action="switch", deployment_id=deployment_id, attempt=attempt, replaced_id=replaced
+        )
+        inbox.send(host, message)
+    own = everyone[0].processes
+    own_old = [p for p in old if p.get("host", me) == me]
+    if traffic is not None:
+        try:
+            traffic.serve(own)
+        except RouterError as exc:  # live in the store already: the router catches up
+            log.error("router.serve_failed", error=exc.message)
+            traffic = None
+        recorder.switched()
+    with session_scope(context.db_url) as session:
+        shares.advance(
+            session=session,
+            deployment_id=deployment_id,
+            host=me,
+            attempt=attempt,
+            status=ShareStatus.LIVE,
+        )
+    _retire(traffic, runner, own_old)
+    _await_live(context, deployment_id, hosts[1:], spec, traffic)
+    if previous is not None:
+        recorder.retired()
+
+
+def _await_ready(
+    context: WorkerContext, deployment_id: uuid.UUID, attempt: int, deadline: float
+) -> list[DeploymentShare]:
+    """Every share healthy, or a StageFailed naming the first host that failed or is silent."""
+    while True:
+        with session_scope(context.db_url) as session:
+            everyone = shares.of(session=session, deployment_id=deployment_id)
+        if any(share.attempt != attempt for share in everyone):
+            raise StageFailed("another attempt of this run stage took it over")
+        for share in everyone:
+            if share.status == ShareStatus.FAILED:
+                raise StageFailed(f"run host {share.host}: {share.error or 'failed'}")
+        if all(share.status == ShareStatus.READY for share in everyone):
+            return everyone
+        if time.monotonic() > deadline:
+            silent = [s.host for s in everyone if s.status == ShareStatus.STARTING]
+            raise StageFailed(
+                f"run host {', '.join(silent)} did not report its processes healthy in time "
+                "(is its run worker up? `shipyard hosts`); nothing was switched"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _await_live(
+    context: WorkerContext,
+    deployment_id: uuid.UUID,
+    others: list[str],
+    spec: ReleaseSpec,
+    traffic: Traffic | None,
+) -> None:
+    """Wait (bounded) for the other hosts to switch; a silent one catches up from the store
+    when its router and supervision next look (they serve what the store says is live)."""
+    drain = traffic.route.drain_timeout if traffic is not None else 0.0
+    deadline = time.monotonic() + drain + SWITCH_ALLOWANCE_SECONDS
+    while others:
+        with session_scope(context.db_url) as session:
+            pending = [
+                share.host
+                for share in shares.of(session=session, deployment_id=deployment_id)
+                if share.host in others and share.status != ShareStatus.LIVE
+            ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            log.warning("run.spread_switch_late", hosts=pending, deployment_id=spec.deployment_id)
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def _call_off(
+    context: WorkerContext,
+    runner: Runner,
+    inbox: Inbox,
+    deployment_id: uuid.UUID,
+    attempt: int,
+    me: str,
+) -> None:
+    """Every host stops its share of this attempt; this host's own share at once."""
+    with session_scope(context.db_url) as session:
+        everyone = shares.of(session=session, deployment_id=deployment_id)
+    for share in everyone:
+        if share.attempt != attempt:
+            continue
+        if share.host == me:
+            stop_share(context, runner, deployment_id, me, attempt)
+        else:
+            message = ShareMessage(action="stop", deployment_id=deployment_id, attempt=attempt)
+            inbox.send(share.host, message)
+
+
+def _call_off_earlier(
+    context: WorkerContext, runner: Runner, inbox: Inbox, deployment_id: uuid.UUID, me: str
+) -> int:
+    """Stop what an earlier attempt of this run stage started (its worker died); returns the
+    number of this attempt."""
+    with session_scope(context.db_url) as session:
+        earlier = shares.of(session=session, deployment_id=deployment_id)
+    if not earlier:
+        return 1
+    attempt = earlier[0].attempt
+    _call_off(context, runner, inbox, deployment_id, attempt, me)
+    deadline = time.monotonic() + SWITCH_ALLOWANCE_SECONDS
+    while time.monotonic() < deadline:
+        with session_scope(context.db_url) as session:
+            busy = [
+                s.host
+                for s in shares.of(session=session, deployment_id=deployment_id)
+                if s.status in (ShareStatus.STARTING, ShareStatus.READY) and s.processes
+            ]
+        if not busy:
+            break
+        time.sleep(POLL_SECONDS)
+    else:
+        log.warning("run.spread_earlier_not_stopped", hosts=busy)
+    return attempt + 1
+
+
+# --- every run host's part -----------------------------------------------------------------------
+
+
+def start_share(
+    context: WorkerContext, runner: Runner, spec: ReleaseSpec, host: str, attempt: int
+) -> None:
+    """Start this host's share healthy and record it ready, or record why it failed."""
+    deployment_id = uuid.UUID(spec.deployment_id)
+
+    def started(processes: list[ProcessRecord]) -> None:
+        with session_scope(context.db_url) as session:
+            shares.record_processes(
+                session=session,
+                deployment_id=deployment_id,
+                host=host,
+                attempt=attempt,
+                processes=processes,
+            )
+
+    try:
+        processes = health_gated_start(runner, spec, started)
+    except ShipyardError as exc:
+        with session_scope(context.db_url) as session:
+            shares.advance(
+                session=session,
+                deployment_id=deployment_id,
+                host=host,
+                attempt=attempt,
+                status=ShareStatus.FAILED,
+                error=exc.message,
+            )
+        return
+    with session_scope(context.db_url) as session:
+        ready = shares.advance(
+            session=session,
+            deployment_id=deployment_id,
+            host=host,
+            attempt=attempt,
+            status=ShareStatus.READY,
+            processes=processes,
+        )
+    if not ready:  # called off while it started
+        runner.stop(processes)
+        log.info("run.share_called_off", host=host)
+
+
+def stop_share(
+    context: WorkerContext, runner: Runner, deployment_id: uuid.UUID, host: str, attempt: int
+) -> None:
+    """Stop this host's share of the attempt (its processes as recorded) and record it so."""
+    with session_scope(context.db_url) as session:
+        share = shares.get(session=session, deployment_id=deployment_id, host=host, attempt=attempt)
+        processes = list(share.processes) if share is not None else []
+    runner.stop(processes)
+    with session_scope(context.db_url) as session:
+        shares.advance(
+            session=session,
+            deployment_id=deployment_id,
+            host=host,
+            attempt=attempt,
+            status=ShareStatus.STOPPED,
+        )
+
+
+def _retire(traffic: Traffic | None, runner: Runner, processes: list[ProcessRecord]) -> None:
+    """Drain the processes out of this host's router, then stop them."""
+    if not processes:
+        return
+    if traffic is not None:
+        try:
+            traffic.retire(processes)
+        except RouterError as exc:
+            log.error("router.drain_failed", error=exc.message)
+    runner.stop(processes)
+    log.info("run.previous_stopped", processes=len(processes))
+
+
+class HostAgent:
+    """A run host's part in spread deployments: a thread of its run pool's main process that
+    reads the host's inbox and starts, switches or stops the host's shares (each in a thread
+    of its own: a share's health check does not hold up another's stop)."""
+
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self._settings = settings
+        self._celery = celery
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="host-agent", daemon=True)
+        self._context: WorkerContext | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        context = self._context = WorkerContext.create(self._settings, self._celery)
+        inbox = inbox_of(context)
+        host = self._settings.host_name
+        log.info("host_agent.started", host=host, inbox=inbox.key(host))
+        while not self._stop.is_set():
+            try:
+                message = inbox.receive(host, timeout=1)
+            except redis.RedisError as exc:
+                log.warning("host_agent.inbox_unreachable", error=str(exc))
+                self._stop.wait(1)
+                continue
+            if message is not None:
+                threading.Thread(
+                    target=self.handle, args=(context, message), name="share", daemon=True
+                ).start()
+
+    def handle(self, context: WorkerContext, message: ShareMessage) -> None:
+        """Do what `message` asks of this host; never raises (the coordinator's bound reports
+        a host that does not answer)."""
+        structlog.contextvars.bind_contextvars(
+            deployment_id=str(message.deployment_id), action=message.action
+        )
+        try:
+            handle(context, message)
+        except Exception:
+            log.exception("host_agent.failed")
+        finally:
+            forget_secrets()
+            structlog.contextvars.clear_contextvars()
+
+
+def handle(context: WorkerContext, message: ShareMessage) -> None:
+    """Start, switch or stop this host's share of a spread deployment."""
+    host = context.settings.host_name
+    with session_scope(context.db_url) as session:
+        share = shares.get(
+            session=session,
+            deployment_id=message.deployment_id,
+            host=host,
+            attempt=message.attempt,
+        )
+        deployment = session.get(Deployment, message.deployment_id)
+        if deployment is None:
+            return
+        release = get_row(session, Release, deployment.release_id)
+        environment = get_row(session, Environment, release.environment_id)
+        runner = get_runner(environment.runner, context)
+        if message.action == "stop":
+            spec = None
+        else:
+            spec = release_spec(session, context, release, str(deployment.id))
+        replaced = session.get(Deployment, message.replaced_id) if message.replaced_id else None
+        old = [p for p in (replaced.processes if replaced else []) if p.get("host") == host]
+    if message.action == "stop":
+        stop_share(context, runner, message.deployment_id, host, message.attempt)
+    elif message.action == "start":
+        if share is None or share.status != ShareStatus.STARTING or spec is None:
+            return  # an older attempt's, or done already
+        start_share(
+            context,
+            runner,
+            replace(spec, share=(share.position, share.hosts)),
+            host,
+            message.attempt,
+        )
+    else:
+        assert spec is not None
+        traffic = traffic_for(context, environment, spec.app)
+        new = share.processes if share is not None else []
+        if traffic is not None and new:
+            try:
+                traffic.serve(new)
+            except RouterError as exc:
+                log.error("router.serve_failed", error=exc.message)
+        if share is not None:
+            with session_scope(context.db_url) as session:
+                shares.advance(
+                    session=session,
+                    deployment_id=message.deployment_id,
+                    host=host,
+                    attempt=message.attempt,
+                    status=ShareStatus.LIVE,
+                )
+        _retire(traffic, runner, old)
