@@ -24,11 +24,11 @@ from sqlmodel import col, select
 
 from shipyard.shared import processes
 from shipyard.shared.db import session_scope
-from shipyard.shared.models import App, Deployment, Environment, Release
+from shipyard.shared.models import App, Deployment, DeploymentShare, Environment, Release
 from shipyard.shared.process_record import ProcessRecord
 from tests.conftest import commit_file, fresh_database
 from tests.integration.stack import SHIPYARD, Stack, descendants, free_port, stack_environment
-from tests.integration.traffic import router_client
+from tests.integration.traffic import Load, router_client
 
 HOSTS = ("alpha", "beta")
 
@@ -267,3 +267,154 @@ def test_a_drained_host_hands_its_environments_over_and_stops_their_processes(
         assert "drained/staging" not in listed["alpha"]["environments"]
     finally:
         stack.run_cli("hosts", "resume", "alpha")
+
+
+# An app that says which release answers, and whose health check fails on a host whose storage
+# holds `sick-<version>` (each host has storage of its own): a release unhealthy on one host.
+SPREAD_APP = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+VERSION = (Path(__file__).parent / "VERSION").read_text().strip()
+SICK = Path(os.environ["SHIPYARD_STORAGE_DIR"]) / f"sick-{VERSION}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a browser would
+
+    def do_GET(self):
+        body = f"v{VERSION}\\n".encode()
+        self.send_response(500 if SICK.exists() else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def spread_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "spread-repo"
+    repo.mkdir()
+    (repo / "app.py").write_text(SPREAD_APP)
+    (repo / "Procfile").write_text("web: python3 app.py\n")
+    (repo / "VERSION").write_text("1\n")
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    commit_file(repo, "VERSION", "1\n", "v1")
+    return repo
+
+
+def _answers(run_hosts: RunHosts, app: str, env: str) -> dict[str, str]:
+    return {host: run_hosts.answer(host, app, env) for host in HOSTS}
+
+
+def _alive(run_hosts: RunHosts, app: str, env: str) -> list[tuple[int, str]]:
+    """(release version, host) of every process of the environment still running anywhere."""
+    return sorted(
+        (version, str(p["host"]))
+        for version, _, records in run_hosts.deployments(app, env)
+        for p in records
+        if processes.is_alive(p["pid"], p.get("started"))
+    )
+
+
+def test_an_environment_spread_over_both_hosts_runs_a_share_on_each_and_switches_them_together(
+    run_hosts: RunHosts, spread_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    stack.api("POST", "/v1/apps", 201, json={"name": "wide", "repo": str(spread_repo)})
+    stack.api("POST", "/v1/apps/wide/environments", 201, json={"name": "web", "run_host": "alpha"})
+    stack.api(
+        "PATCH", "/v1/apps/wide/environments/web/formation", 200, json={"processes": {"web": 2}}
+    )
+    assert stack.deploy("wide", "web")["status"] == "succeeded"
+    assert _alive(run_hosts, "wide", "web") == [(1, "alpha"), (1, "alpha")]
+
+    # Moved onto both hosts under load through alpha's router: no request fails.
+    load = Load(f"http://web.wide.localhost:{run_hosts.router_ports['alpha']}")
+    load.start()
+    try:
+        moved = stack.api(
+            "PUT", "/v1/apps/wide/environments/web/placement", 202, json={"hosts": list(HOSTS)}
+        )
+        assert stack.wait_pipeline(moved["pipeline_id"])["status"] == "succeeded"
+    finally:
+        load.stop()
+    assert load.errors == [] and {status for _, _, status, _ in load.answers} == {200}
+    assert _alive(run_hosts, "wide", "web") == [(1, "alpha"), (1, "beta")]
+    assert _answers(run_hosts, "wide", "web") == {"alpha": "200 v1", "beta": "200 v1"}
+
+    # Deploys and a rollback under keep-alive load through both routers.
+    loads = [Load(f"http://web.wide.localhost:{port}") for port in run_hosts.router_ports.values()]
+    for each in loads:
+        each.start()
+    try:
+        for version in (2, 3):
+            commit_file(spread_repo, "VERSION", f"{version}\n", f"v{version}")
+            assert stack.deploy("wide", "web")["status"] == "succeeded"
+            assert _alive(run_hosts, "wide", "web") == [(version, "alpha"), (version, "beta")]
+        rollback = stack.api(
+            "POST", "/v1/apps/wide/environments/web/rollback", 202, json={"to_version": 2}
+        )
+        assert stack.wait_pipeline(rollback["id"])["status"] == "succeeded"
+        assert _alive(run_hosts, "wide", "web") == [(2, "alpha"), (2, "beta")]
+    finally:
+        for each in loads:
+            each.stop()
+    for each in loads:
+        assert each.errors == [], each.errors[:3]
+        assert {status for _, _, status, _ in each.answers} == {200}
+        assert len(each.answers) > 20
+    assert _answers(run_hosts, "wide", "web") == {"alpha": "200 v2", "beta": "200 v2"}
+    current = stack.current("wide", "web")
+    assert sorted(p["host"] for p in current["processes"]) == ["alpha", "beta"]
+    listed = {h["name"]: h for h in stack.api("GET", "/v1/hosts", 200)}
+    assert "wide/web" in listed["alpha"]["environments"]
+    assert "wide/web" in listed["beta"]["environments"]
+
+
+def test_a_release_unhealthy_on_one_host_is_switched_on_neither(
+    run_hosts: RunHosts, spread_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    stack.api("POST", "/v1/apps", 201, json={"name": "guarded", "repo": str(spread_repo)})
+    stack.api(
+        "POST",
+        "/v1/apps/guarded/environments",
+        201,
+        json={"name": "web", "hosts": list(HOSTS), "health_timeout": 5},
+    )
+    stack.api(
+        "PATCH", "/v1/apps/guarded/environments/web/formation", 200, json={"processes": {"web": 2}}
+    )
+    assert stack.deploy("guarded", "web")["status"] == "succeeded"
+    assert _alive(run_hosts, "guarded", "web") == [(1, "alpha"), (1, "beta")]
+    beta_storage = Path(run_hosts.host_envs["beta"]["SHIPYARD_DATA_DIR"]) / "storage"
+    (beta_storage / "guarded" / "web" / "sick-2").write_text("")
+
+    commit_file(spread_repo, "VERSION", "2\n", "v2")
+    failed = stack.deploy("guarded", "web")
+
+    assert failed["status"] == "failed"
+    assert "run host beta" in failed["error"] and "500" in failed["error"], failed["error"]
+    assert _answers(run_hosts, "guarded", "web") == {"alpha": "200 v1", "beta": "200 v1"}
+    assert _alive(run_hosts, "guarded", "web") == [(1, "alpha"), (1, "beta")]
+    with session_scope(stack.env["SHIPYARD_DATABASE_URL"]) as session:
+        started = [
+            p
+            for share in session.exec(select(DeploymentShare))
+            for p in share.processes
+            if share.status != "live"
+        ]
+    assert started, "the failed release started processes somewhere"
+    run_hosts.wait(
+        lambda: not any(processes.is_alive(p["pid"], p.get("started")) for p in started),
+        "the failed release's processes to stop on both hosts",
+        timeout=60,
+    )
