@@ -220,3 +220,37 @@ def test_an_admin_drains_a_run_host_and_takes_it_back(
     assert refused.status_code == 422 and "being drained" in refused.json()["detail"]
     assert resumed.status_code == 200 and resumed.json()["state"] == "up"
     assert unknown.status_code == 404
+
+
+def test_an_environment_is_spread_over_the_hosts_asked_for_and_moved_by_a_placement_change(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings, events: list[Event]
+) -> None:
+    for host in ("alpha", "beta"):
+        _beat(broker, settings.broker_namespace, f"run@{host}", "run", f"run.{host}")
+    assert api.post("/v1/apps", json={"name": "web", "repo": "/srv/web"}).status_code == 201
+
+    spread = api.post("/v1/apps/web/environments", json={"name": "staging", "spread": "all"})
+    listed = api.post(
+        "/v1/apps/web/environments", json={"name": "prod", "hosts": ["beta", "alpha"]}
+    )
+    both = api.post(
+        "/v1/apps/web/environments", json={"name": "qa", "run_host": "alpha", "spread": 2}
+    )
+    twice = api.post("/v1/apps/web/environments", json={"name": "qa", "hosts": ["beta", "beta"]})
+    too_many = api.post("/v1/apps/web/environments", json={"name": "qa", "spread": 3})
+    moved = api.put("/v1/apps/web/environments/prod/placement", json={"run_host": "alpha"})
+    nowhere = api.put("/v1/apps/web/environments/prod/placement", json={})
+
+    assert spread.status_code == 201
+    assert [spread.json()["run_host"], *spread.json()["extra_hosts"]] == ["alpha", "beta"]
+    assert listed.status_code == 201
+    assert (listed.json()["run_host"], listed.json()["extra_hosts"]) == ("beta", ["alpha"])
+    assert both.status_code == 422 and "give one of run_host, hosts and spread" in both.text
+    assert twice.status_code == 422 and "lists a run host twice" in twice.text
+    assert too_many.status_code == 422
+    assert too_many.json()["detail"].startswith("cannot spread over 3 run hosts: 2 up")
+    # Nothing is live in prod yet: the next deploy runs it there, no pipeline now.
+    assert moved.status_code == 202
+    assert (moved.json()["run_host"], moved.json()["extra_hosts"]) == ("alpha", [])
+    assert moved.json()["pipeline_id"] is None and events == []
+    assert nowhere.status_code == 422 and "say where" in nowhere.text

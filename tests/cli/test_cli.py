@@ -294,3 +294,25 @@ def test_a_bare_key_reads_its_secret_from_standard_input_not_the_arguments(
     assert result.exit_code == 0, result.output
     assert "  API_TOKEN=<redacted> (secret)\n" in result.output
     assert SECRET not in result.output
+
+
+def test_envs_spread_over_hosts_and_placed_elsewhere(
+    run: Shipyard, live_workers: dict[str, list[str]]
+) -> None:
+    live_workers.update({"run.alpha": ["run@alpha"], "run.beta": ["run@beta"]})
+    run("apps", "create", "web", "--repo", "/srv/web")
+
+    created = run("envs", "create", "staging", "-a", "web", "--hosts", "beta, alpha")
+    placed = run("envs", "place", "-a", "web", "-e", "staging", "--spread", "1")
+    both = run("envs", "place", "-a", "web", "-e", "staging", "--host", "a", "--spread", "2")
+    neither = run("envs", "place", "-a", "web", "-e", "staging")
+    bad = run("envs", "place", "-a", "web", "-e", "staging", "--spread", "many")
+
+    assert created.exit_code == 0, created.output
+    assert "on run hosts beta, alpha" in created.output
+    assert placed.exit_code == 0, placed.output
+    assert "staging of web is placed, on run host alpha" in placed.output
+    assert "run hosts" in run("envs", "ls", "-a", "web").output
+    assert "give one of --host, --hosts and --spread" in str(both.exception)
+    assert "say where" in str(neither.exception)
+    assert "--spread takes a number" in str(bad.exception)

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 from shipyard.shared.exceptions import Conflict, InvalidInput
 from shipyard.shared.models import App, Environment, Pipeline, PipelineStatus
 from shipyard.shared.services import deployments, formation
+from shipyard.shared.services.formation import share_indexes
 from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
@@ -75,3 +76,17 @@ def test_a_scale_waits_for_a_pipeline_under_way(
         formation.scale(
             session=session, app=app, environment=staging, changes={"web": 2}, trigger="api"
         )
+
+
+def test_a_spread_formation_is_dealt_out_over_the_hosts_in_turn() -> None:
+    formation = {"web": 3, "worker": 1}
+
+    assert share_indexes(formation, "web", 0, 2) == [1, 3]
+    assert share_indexes(formation, "web", 1, 2) == [2]
+    assert share_indexes(formation, "worker", 1, 2) == []
+    assert share_indexes(formation, "clock", 0, 2) == [1]  # a type not set runs once
+    assert share_indexes(formation, "web") == [1, 2, 3]
+    dealt = sorted(
+        i for position in range(4) for i in share_indexes({"web": 7}, "web", position, 4)
+    )
+    assert dealt == list(range(1, 8))

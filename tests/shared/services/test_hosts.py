@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from shipyard.shared.exceptions import NotFound
+from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import (
     App,
     Deployment,
@@ -123,3 +123,76 @@ def test_a_drained_host_is_left_at_the_next_look_and_never_chosen(
 def test_draining_a_host_nobody_knows_is_refused(session: Session) -> None:
     with pytest.raises(NotFound, match="no run host named 'nowhere'"):
         hosts.drain(session=session, probe=dict, name="nowhere")
+
+
+def _up(*names: str) -> hosts.WorkersProbe:
+    return lambda: {f"run.{name}": [f"run@{name}"] for name in names}
+
+
+def test_a_spread_is_the_up_hosts_with_the_fewest_processes_and_never_a_drained_one(
+    session: Session, app: App, staging: Environment
+) -> None:
+    _live_on(session, app, staging, "alpha")
+    session.add(RunHost(name="delta", draining=True))
+    session.commit()
+    probe = _up("alpha", "beta", "gamma", "delta")
+
+    assert hosts.choose(session=session, probe=probe, spread=2) == ["beta", "gamma"]
+    assert hosts.choose(session=session, probe=probe, spread="all") == ["beta", "gamma", "alpha"]
+    assert hosts.choose(session=session, probe=probe, hosts=["gamma", "alpha"]) == [
+        "gamma",
+        "alpha",
+    ]
+    assert hosts.choose(session=session, probe=probe) is None
+    with pytest.raises(InvalidInput, match="cannot spread over 4 run hosts: 3 up"):
+        hosts.choose(session=session, probe=probe, spread=4)
+    with pytest.raises(InvalidInput, match="'delta' is being drained"):
+        hosts.choose(session=session, probe=probe, hosts=["alpha", "delta"])
+    with pytest.raises(InvalidInput, match="'omega' is not up"):
+        hosts.choose(session=session, probe=probe, run_host="omega")
+
+
+def test_a_lost_host_of_a_spread_is_replaced_by_a_free_one_or_dropped(
+    session: Session, app: App, staging: Environment, production: Environment
+) -> None:
+    _live_on(session, app, staging, "alpha")
+    staging.extra_hosts = ["beta"]
+    _live_on(session, app, production, "beta")
+    production.extra_hosts = ["alpha", "gamma"]
+    session.add_all([staging, production])
+    session.commit()
+    _watch(session, {"alpha", "beta", "gamma"}, 0)
+    _watch(session, {"alpha", "gamma"}, 1)
+
+    made = _watch(session, {"alpha", "gamma"}, 32)
+    session.commit()
+
+    session.refresh(staging)
+    session.refresh(production)
+    # staging had gamma free: it takes beta's place; production has no free host left.
+    assert [staging.run_host, *staging.extra_hosts] == ["alpha", "gamma"]
+    assert [production.run_host, *production.extra_hosts] == ["alpha", "gamma"]
+    assert sorted(p.environment_id for p in made) == sorted([staging.id, production.id])
+    assert {p.kind for p in made} == {PipelineKind.FAILOVER}
+
+
+def test_a_placement_change_runs_the_live_release_on_the_new_hosts(
+    session: Session, app: App, staging: Environment
+) -> None:
+    live = _live_on(session, app, staging, "alpha")
+    for made in session.exec(select(Pipeline)):
+        made.status = "succeeded"
+        session.add(made)
+
+    pipeline = hosts.replace_placement(
+        session=session, app=app, environment=staging, placed=["beta", "alpha"], trigger="api"
+    )
+    session.commit()
+
+    assert (staging.run_host, staging.extra_hosts) == ("beta", ["alpha"])
+    assert pipeline is not None and pipeline.kind == PipelineKind.PLACEMENT
+    assert pipeline.release_id == live.release_id
+    with pytest.raises(Conflict, match="under way"):
+        hosts.replace_placement(
+            session=session, app=app, environment=staging, placed=["alpha"], trigger="api"
+        )
