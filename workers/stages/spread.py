@@ -114,6 +114,15 @@ def switch_spread(
         previous = recorder.go_live([p for share in everyone for p in share.processes])
     except BaseException:
         _call_off(context, runner, inbox, deployment_id, attempt, me)
+        # Recorded on the deployment that failed: a host that missed its stop (cut off) stops
+        # them when it is back, as it does any ended deployment's (serve.apps).
+        with session_scope(context.db_url) as session:
+            started = [
+                p
+                for s in shares.of(session=session, deployment_id=deployment_id)
+                for p in s.processes
+            ]
+        recorder.started(started)
         raise
     replaced = recorder.replaced
     old = previous or []
