@@ -21,6 +21,7 @@ from bench import (
     cache,
     farm,
     history,
+    hosts,
     overhead,
     registry_store,
     report,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "farm": farm.run,
     "history": history.run,
     "api": api_load.run,
+    "hosts": hosts.run,
     # Last: it starts a registry and a second stack of its own, stopped when it ends.
     "registry": registry_store.run,
 }

@@ -40,6 +40,10 @@ class Plan:
     # farm again (sizes above) with the registry as the artifact store.
     registry_artifact_mb: int = 50
     registry_samples: int = 3
+    # 9. Run hosts: an environment spread over each count of hosts, deploy and rollback pairs
+    # per repetition under keep-alive load through every router, then one host lost.
+    hosts_counts: tuple[int, ...] = (1, 2, 4)
+    hosts_samples: int = 3
 
     @property
     def commits_needed(self) -> int:
@@ -71,4 +75,6 @@ SMOKE = Plan(
     router_latency_requests=200,
     registry_artifact_mb=2,
     registry_samples=1,
+    hosts_counts=(1, 2),
+    hosts_samples=1,
 )

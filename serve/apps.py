@@ -271,9 +271,11 @@ class AppSupervisor:
             self._exited(deployment_id, record, watched, now)
 
     def _update(self, deployment_id: uuid.UUID, old: ProcessRecord, new: ProcessRecord) -> bool:
-        """Replace the process's record on the deployment if it is still live."""
+        """Replace the process's record on the deployment if it is still live. The row is
+        locked while it is read and written: the hosts of a spread deployment each update their
+        own processes in the same list."""
         with session_scope(self._context.db_url) as session:
-            deployment = session.get(Deployment, deployment_id)
+            deployment = session.get(Deployment, deployment_id, with_for_update=True)
             if deployment is None or deployment.status != DeploymentStatus.LIVE:
                 return False
             replaced = [new if _same_slot(p, old) else p for p in deployment.processes]

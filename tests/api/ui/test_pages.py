@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
+from shipyard.shared.db import get_engine
+from shipyard.shared.services import apps, deployments
 from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import SECRET, WEB_PROCESS, make_token, sign_in
 
@@ -53,6 +56,33 @@ def test_the_environment_page_shows_history_and_releases(
     assert "live now" in page
     assert "Roll back to v1" in page and "Roll back to v2" not in page  # v2 is live
     assert SECRET not in page
+
+
+def test_the_environment_page_says_where_it_runs(
+    admin: TestClient, history: dict[str, Any], settings: Settings
+) -> None:
+    unplaced = admin.get("/ui/apps/web/environments/staging").text
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        staging = apps.environment_by_names(session=session, app="web", name="staging")
+        staging.run_host, staging.extra_hosts = "alpha", ["beta"]
+        live = deployments.live_deployment(session=session, environment_id=staging.id)
+        assert live is not None
+        deployments.set_processes(
+            session=session,
+            deployment_id=live.id,
+            processes=[
+                {**WEB_PROCESS, "index": 1, "host": "alpha"},  # type: ignore[typeddict-item]
+                {**WEB_PROCESS, "index": 2, "host": "beta"},  # type: ignore[typeddict-item]
+            ],
+        )
+        session.add(staging)
+        session.commit()
+
+    page = admin.get("/ui/apps/web/environments/staging").text
+
+    assert "Not placed yet" in unplaced
+    assert 'Placed on run hosts <span id="run-hosts">alpha, beta</span>' in page
+    assert '<td class="run-host">alpha</td>' in page and '<td class="run-host">beta</td>' in page
 
 
 def test_a_diff_masks_secrets(admin: TestClient, history: dict[str, Any]) -> None:
