@@ -4,8 +4,9 @@ Each run host is what docs/operations.md says one is: a `shipyard worker run` an
 router` with a data dir, a host name (SHIPYARD_HOST_NAME) and a router port of their own,
 sharing the stack's PostgreSQL, Redis and artifact store. For each host count N, N fresh hosts
 start and an environment of scenario 7's app is spread over all of them (`hosts`, `web=N`: one
-web process per host). Then, while keep-alive clients GET the stable URL through every router
-(`serving_clients` per router), `hosts_samples` times per repetition:
+web process per host). Then, while keep-alive clients GET the stable URL through the routers
+(`serving_clients` in all, spread evenly over the routers as a load balancer in front of them
+would), `hosts_samples` times per repetition:
 
 - deploy a new commit, timed from before `POST …/pipelines` until every router answers with
   that commit's body (a probe per router, on its own keep-alive connection);
@@ -135,10 +136,9 @@ def measure(bench: Bench, commits: ServedCommits, count: int) -> list[float]:
         switches: list[float] = []
         failed_before = sum(p.failed for p in round_.probes.values())
         with ExitStack() as loads:
-            running = [
-                loads.enter_context(Load(round_.target(host), plan.serving_clients))
-                for host in hosts
-            ]
+            # The same traffic over more hosts, as a load balancer in front would spread it.
+            per_router = max(1, plan.serving_clients // count)
+            running = [loads.enter_context(Load(round_.target(host), per_router)) for host in hosts]
             for _ in range(plan.repetitions * plan.hosts_samples):
                 _switch(round_, commits, switches)
         failed = sum(load.failed for load in running)
@@ -156,8 +156,8 @@ def measure(bench: Bench, commits: ServedCommits, count: int) -> list[float]:
             )
         figures.add(
             SCENARIO,
-            f"{label}: switches measured (under {plan.serving_clients} keep-alive clients per "
-            "router, and a probe per router)",
+            f"{label}: switches measured (under {plan.serving_clients} keep-alive clients "
+            "spread over the routers, and a probe per router)",
             "switches",
             len(switches),
         )
@@ -170,6 +170,15 @@ def measure(bench: Bench, commits: ServedCommits, count: int) -> list[float]:
             check=("<=", 0.0),
             every=True,
         )
+        started, switched = _stage_parts(stack, env, count)
+        for name, values in (
+            (
+                "run stage started → live in the store (every host's share started, healthy)",
+                started,
+            ),
+            ("live in the store → every host's router switched", switched),
+        ):
+            figures.add(SCENARIO, f"{label}: {name}, p50", "ms", percentile(values, 50) * 1000)
         if count >= 2:
             seconds = _lose(round_, hosts[-1], hosts[:-1])
             figures.add(
@@ -194,6 +203,24 @@ def _await_up(stack: Stack, names: list[str], timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"run hosts {sorted(set(names) - up)} not up in {timeout:g}s")
         time.sleep(0.05)
+
+
+def _stage_parts(stack: Stack, env: str, count: int) -> tuple[list[float], list[float]]:
+    """Per deployment of the environment's switches, from the store's clocks: its run stage's
+    start until it went live, and from then until the last host's router switched (a share's
+    last change; one host's own `switched_at`)."""
+    rows = stack.db.execute(
+        "SELECT EXTRACT(EPOCH FROM d.started_at - r.started_at),"
+        " EXTRACT(EPOCH FROM COALESCE("
+        "   (SELECT max(s.updated_at) FROM deployment_share s WHERE s.deployment_id = d.id),"
+        "   d.switched_at) - d.started_at)"
+        " FROM deployment d JOIN stage_run r ON r.pipeline_id = d.pipeline_id AND r.name = 'run'"
+        " JOIN environment e ON e.id = d.environment_id JOIN app a ON a.id = e.app_id"
+        " WHERE a.name = %s AND e.name = %s AND d.cause IN ('deploy', 'rollback')"
+        " AND d.started_at IS NOT NULL ORDER BY d.created_at OFFSET 1",
+        (APP, env),
+    ).fetchall()
+    return [float(row[0]) for row in rows], [float(row[1]) for row in rows]
 
 
 def _switch(round_: Round, commits: ServedCommits, seconds: list[float]) -> None:
@@ -252,9 +279,27 @@ def _lose(round_: Round, lost: RunHost, others: list[RunHost]) -> float:
         ).fetchone()
         if row is not None and lost.name not in {p.get("host") for p in row[0]}:
             if all(round_.probes[h.name].body() == serving for h in others):
-                return time.monotonic() - killed
+                seconds = time.monotonic() - killed
+                _await_failover(stack, round_.env)
+                return seconds
         time.sleep(0.05)
     raise RuntimeError(f"{round_.env}'s share on {lost.name} did not serve elsewhere in time")
+
+
+def _await_failover(stack: Stack, env: str, timeout: float = 120) -> None:
+    """Until the environment's failover pipeline has ended (its old processes stopped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = stack.db.execute(
+            "SELECT p.status FROM pipeline p JOIN environment e ON e.id = p.environment_id"
+            " JOIN app a ON a.id = e.app_id WHERE a.name = %s AND e.name = %s"
+            " AND p.kind = 'failover' ORDER BY p.created_at DESC LIMIT 1",
+            (APP, env),
+        ).fetchone()
+        if row is not None and row[0] in ("succeeded", "failed"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{env}'s failover pipeline did not end in {timeout:g}s")
 
 
 def _kill_session(stack: Stack, name: str) -> None:

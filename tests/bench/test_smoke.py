@@ -43,7 +43,7 @@ MAY_BE_ZERO_OR_LESS = {
 }
 
 
-@pytest.mark.timeout(330)
+@pytest.mark.timeout(240)
 def test_the_smoke_run_produces_a_positive_median_for_every_figure(
     redis_url: str, broker_namespace: str, postgres_server: str, tmp_path: Path
 ) -> None:
@@ -63,7 +63,7 @@ def test_the_smoke_run_produces_a_positive_median_for_every_figure(
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-            timeout=320,
+            timeout=230,
         )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-5000:]
 

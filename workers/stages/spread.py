@@ -33,7 +33,14 @@ from shipyard.router.traffic import Traffic
 from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import ShipyardError, StageFailed
 from shipyard.shared.logging import forget_secrets
-from shipyard.shared.models import Deployment, DeploymentShare, Environment, Release, ShareStatus
+from shipyard.shared.models import (
+    App,
+    Deployment,
+    DeploymentShare,
+    Environment,
+    Release,
+    ShareStatus,
+)
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.services import shares
 from shipyard.shared.settings import Settings
@@ -51,7 +58,9 @@ log = structlog.get_logger(__name__)
 # say so; beyond the drain timeout, how long to switch. A host silent for longer is reported.
 START_ALLOWANCE_SECONDS = 60.0
 SWITCH_ALLOWANCE_SECONDS = 30.0
-POLL_SECONDS = 0.1
+# The coordinator looks at the shares when a host says one changed, and at least this often.
+POLL_SECONDS = 0.5
+CHANGES_KEPT_SECONDS = 600
 
 
 class ShareMessage(BaseModel):
@@ -81,6 +90,21 @@ class Inbox:
         if item is None:
             return None
         return ShareMessage.model_validate_json(item[1])
+
+    def _changes(self, deployment_id: uuid.UUID) -> str:
+        return f"{self._namespace}:deployment:{deployment_id}:changed"
+
+    def changed(self, deployment_id: uuid.UUID) -> None:
+        """Wake whoever waits on the deployment's shares (the store says what changed)."""
+        key = self._changes(deployment_id)
+        with self._redis.pipeline() as pipe:
+            pipe.rpush(key, "1")
+            pipe.expire(key, CHANGES_KEPT_SECONDS)
+            pipe.execute()
+
+    def wait_change(self, deployment_id: uuid.UUID, timeout: float) -> None:
+        """Until a share of the deployment changes, or `timeout` seconds (then look anyway)."""
+        self._redis.blpop([self._changes(deployment_id)], timeout=timeout)
 
 
 def inbox_of(context: WorkerContext) -> Inbox:
@@ -112,6 +136,7 @@ def switch_spread(
         deadline = time.monotonic() + spec.health_timeout + START_ALLOWANCE_SECONDS
         everyone = _await_ready(context, deployment_id, attempt, deadline)
         previous = recorder.go_live([p for share in everyone for p in share.processes])
+        log.info("run.spread_live", hosts=hosts)
     except BaseException:
         _call_off(context, runner, inbox, deployment_id, attempt, me)
         # Recorded on the deployment that failed: a host that missed its stop (cut off) stops
@@ -175,7 +200,7 @@ def _await_ready(
                 f"run host {', '.join(silent)} did not report its processes healthy in time "
                 "(is its run worker up? `shipyard hosts`); nothing was switched"
             )
-        time.sleep(POLL_SECONDS)
+        inbox_of(context).wait_change(deployment_id, POLL_SECONDS)
 
 
 def _await_live(
@@ -201,7 +226,7 @@ def _await_live(
         if time.monotonic() > deadline:
             log.warning("run.spread_switch_late", hosts=pending, deployment_id=spec.deployment_id)
             return
-        time.sleep(POLL_SECONDS)
+        inbox_of(context).wait_change(deployment_id, POLL_SECONDS)
 
 
 def _call_off(
@@ -246,7 +271,7 @@ def _call_off_earlier(
             ]
         if not busy:
             break
-        time.sleep(POLL_SECONDS)
+        inbox.wait_change(deployment_id, POLL_SECONDS)
     else:
         log.warning("run.spread_earlier_not_stopped", hosts=busy)
     return attempt + 1
@@ -283,6 +308,7 @@ def start_share(
                 status=ShareStatus.FAILED,
                 error=exc.message,
             )
+        inbox_of(context).changed(deployment_id)
         return
     with session_scope(context.db_url) as session:
         ready = shares.advance(
@@ -293,6 +319,8 @@ def start_share(
             status=ShareStatus.READY,
             processes=processes,
         )
+    inbox_of(context).changed(deployment_id)
+    log.info("run.share_ready", host=host, processes=len(processes))
     if not ready:  # called off while it started
         runner.stop(processes)
         log.info("run.share_called_off", host=host)
@@ -314,6 +342,7 @@ def stop_share(
             attempt=attempt,
             status=ShareStatus.STOPPED,
         )
+    inbox_of(context).changed(deployment_id)
 
 
 def _retire(traffic: Traffic | None, runner: Runner, processes: list[ProcessRecord]) -> None:
@@ -395,40 +424,48 @@ def handle(context: WorkerContext, message: ShareMessage) -> None:
         release = get_row(session, Release, deployment.release_id)
         environment = get_row(session, Environment, release.environment_id)
         runner = get_runner(environment.runner, context)
-        if message.action == "stop":
-            spec = None
-        else:
-            spec = release_spec(session, context, release, str(deployment.id))
+        app = get_row(session, App, environment.app_id)
+        starting = share is not None and share.status == ShareStatus.STARTING
+        spec = (
+            release_spec(session, context, release, str(deployment.id))
+            if message.action == "start" and starting
+            else None
+        )
         replaced = session.get(Deployment, message.replaced_id) if message.replaced_id else None
         old = [p for p in (replaced.processes if replaced else []) if p.get("host") == host]
     if message.action == "stop":
         stop_share(context, runner, message.deployment_id, host, message.attempt)
     elif message.action == "start":
-        if share is None or share.status != ShareStatus.STARTING or spec is None:
-            return  # an older attempt's, or done already
-        start_share(
-            context,
-            runner,
-            replace(spec, share=(share.position, share.hosts)),
-            host,
-            message.attempt,
-        )
+        if spec is None or share is None:
+            return  # an older attempt's, or started already
+        mine = replace(spec, share=(share.position, share.hosts))
+        start_share(context, runner, mine, host, message.attempt)
     else:
-        assert spec is not None
-        traffic = traffic_for(context, environment, spec.app)
-        new = share.processes if share is not None else []
-        if traffic is not None and new:
-            try:
-                traffic.serve(new)
-            except RouterError as exc:
-                log.error("router.serve_failed", error=exc.message)
-        if share is not None:
-            with session_scope(context.db_url) as session:
-                shares.advance(
-                    session=session,
-                    deployment_id=message.deployment_id,
-                    host=host,
-                    attempt=message.attempt,
-                    status=ShareStatus.LIVE,
-                )
+        traffic = traffic_for(context, environment, app.name)
+        switch_share(context, message, share, traffic)
         _retire(traffic, runner, old)
+
+
+def switch_share(
+    context: WorkerContext,
+    message: ShareMessage,
+    share: DeploymentShare | None,
+    traffic: Traffic | None,
+) -> None:
+    """Send this host's router to its share of the deployment gone live, and record it so."""
+    if share is None:
+        return  # a host the deployment left: it only retires what ran there
+    if traffic is not None and share.processes:
+        try:
+            traffic.serve(share.processes)
+        except RouterError as exc:
+            log.error("router.serve_failed", error=exc.message)
+    with session_scope(context.db_url) as session:
+        shares.advance(
+            session=session,
+            deployment_id=message.deployment_id,
+            host=share.host,
+            attempt=message.attempt,
+            status=ShareStatus.LIVE,
+        )
+    inbox_of(context).changed(message.deployment_id)
