@@ -136,14 +136,18 @@ class Stack:
         return self.data_dir / "logs" / f"{name}.log"
 
     def spawn(
-        self, name: str, *args: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start `shipyard ARGS` with the stack's environment (or `env`: another host's);
-        output goes to logs/NAME.log."""
+        """Start `shipyard ARGS` with the stack's environment (or `env`: another host's), after
+        `prefix` (e.g. an `nsenter` into a simulated host); output goes to logs/NAME.log."""
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
         with self.log_path(name).open("ab") as output:
             process = subprocess.Popen(
-                [self.executable, *args],
+                [*prefix, self.executable, *args],
                 env=env or self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,

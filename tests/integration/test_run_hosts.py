@@ -1,9 +1,13 @@
-"""Two run hosts on one machine: each environment is placed on one, its run stages go to that
-host's own queue, and its processes start, switch and retire there and nowhere else.
+"""Two run hosts on one machine: each environment is placed on one (or spread over both), its
+run stages go to its host's own queue, and its processes start, switch and retire there and
+nowhere else.
 
 Each run host is what docs/operations.md says one is: a `shipyard worker run` and a `shipyard
-router` with a data dir, a host name (SHIPYARD_HOST_NAME) and a router port of their own, sharing
-only PostgreSQL, Redis and the artifact store with the API and the build and release pools.
+router` with a data dir and a router port of their own, sharing only PostgreSQL, Redis and the
+artifact store with the API and the build and release pools; and each is a host of its own
+(tests/integration/machines.py): its own host name, which names the run host (no
+SHIPYARD_HOST_NAME is set), and its own process table, so that no host can see, let alone stop,
+another's processes by pid. The apps' pids in the store are pids of their host's table.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import col, select
 
-from shipyard.shared import processes
 from shipyard.shared.db import session_scope
 from shipyard.shared.models import App, Deployment, DeploymentShare, Environment, Release
 from shipyard.shared.process_record import ProcessRecord
 from tests.conftest import commit_file, fresh_database
+from tests.integration.machines import Machine
+from tests.integration.machines import available as machines_available
 from tests.integration.stack import SHIPYARD, Stack, descendants, free_port, stack_environment
 from tests.integration.traffic import Load, router_client
 
@@ -38,24 +43,49 @@ class RunHosts:
     stack: Stack  # the API, build and release pools, beat; every host's processes
     router_ports: dict[str, int]  # run host → its router's port
     host_envs: dict[str, dict[str, str]]  # run host → its processes' environment
+    machines: dict[str, Machine]  # run host → the simulated host it runs on
 
     def start_host(self, host: str) -> None:
-        """The host's run pool and router (again)."""
-        self.stack.spawn(f"{host}-worker-run", "worker", "run", env=self.host_envs[host])
-        self.stack.spawn(f"{host}-router", "router", env=self.host_envs[host])
+        """The host's run pool and router (again), on the host."""
+        prefix = self.machines[host].enter()
+        env = self.host_envs[host]
+        self.stack.spawn(f"{host}-worker-run", "worker", "run", env=env, prefix=prefix)
+        self.stack.spawn(f"{host}-router", "router", env=env, prefix=prefix)
 
     def kill_host(self, host: str) -> None:
         """SIGKILL the host's run pool and router with what they started in their own session
         (pool processes, HAProxy); its apps, in sessions of their own, run on as strays would
         on a host cut off from the others."""
         for name in (f"{host}-worker-run", f"{host}-router"):
-            leader = self.stack.processes[name].pid
-            session = os.getsid(leader)
-            for pid in [leader, *descendants(leader)]:
+            entered = self.stack.processes[name]
+            for leader in _children(entered.pid):  # the program nsenter started on the host
+                session = os.getsid(leader)
+                for pid in [leader, *descendants(leader)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        if os.getsid(pid) == session:
+                            os.kill(pid, signal.SIGKILL)
+            entered.wait(timeout=30)
+
+    def stop_host(self, host: str) -> None:
+        """Stop the host's run pool and router as their supervisor would (SIGTERM to each; nsenter
+        does not pass signals on), then end the host with everything still on it."""
+        names = [n for n in (f"{host}-worker-run", f"{host}-router") if n in self.stack.processes]
+        for name in names:
+            for leader in _children(self.stack.processes[name].pid):
                 with contextlib.suppress(ProcessLookupError):
-                    if os.getsid(pid) == session:
-                        os.kill(pid, signal.SIGKILL)
-            self.stack.processes[name].wait(timeout=30)
+                    os.kill(leader, signal.SIGTERM)
+        for name in names:
+            entered = self.stack.processes.pop(name)
+            try:
+                entered.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                entered.kill()
+        self.machines[host].stop()
+
+    def alive(self, process: ProcessRecord) -> bool:
+        """Whether a process recorded in the store still runs on its host."""
+        machine = self.machines[str(process["host"])]
+        return machine.alive(int(process["pid"]), process.get("started"))
 
     def wait(self, condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
         """Poll `condition`; on timeout fail saying what was awaited, with the hosts' logs."""
@@ -101,6 +131,11 @@ def run_hosts(
     postgres_server: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunHosts]:
+    if not machines_available():
+        message = "simulated hosts need root, unshare and nsenter (util-linux)"
+        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(message)
     root = tmp_path_factory.mktemp("run-hosts")
     with fresh_database(postgres_server) as database_url:
         token = secrets.token_urlsafe(24)
@@ -122,15 +157,15 @@ def run_hosts(
         router_ports = {host: free_port() for host in HOSTS}
         host_envs = {
             host: stack_environment(
-                root / host,
-                SHIPYARD_HOST_NAME=host,
-                SHIPYARD_ROUTER_PORT=str(router_ports[host]),
-                **shared,
+                root / host, SHIPYARD_ROUTER_PORT=str(router_ports[host]), **shared
             )
             for host in HOSTS
         }
-        hosts = RunHosts(stack, router_ports, host_envs)
+        machines = {host: Machine(host) for host in HOSTS}
+        hosts = RunHosts(stack, router_ports, host_envs, machines)
         try:
+            for machine in machines.values():
+                machine.start()
             for queue in ("build", "release", "notify"):
                 stack.spawn(f"worker-{queue}", "worker", queue)
             stack.spawn("beat", "beat")
@@ -141,6 +176,8 @@ def run_hosts(
             hosts.wait(lambda: _up(stack) >= set(HOSTS), "both run hosts' run pools to be up")
             yield hosts
         finally:
+            for host in HOSTS:
+                hosts.stop_host(host)
             stack.stop_all()
 
 
@@ -173,10 +210,7 @@ def test_each_environment_runs_only_on_its_run_host_across_deploys_and_a_rollbac
         recorded = [p for _, _, records in deployments for p in records]
         assert len(deployments) >= 3 and {p["host"] for p in recorded} == {host}
         running = [
-            version
-            for version, _, records in deployments
-            for p in records
-            if processes.is_alive(p["pid"], p.get("started"))
+            version for version, _, records in deployments for p in records if run_hosts.alive(p)
         ]
         live = next(version for version, status, _ in deployments if status == "live")
         assert running == [live]
@@ -192,6 +226,12 @@ def test_each_environment_runs_only_on_its_run_host_across_deploys_and_a_rollbac
     assert hosts["alpha"]["environments"] == ["placed/staging"]
     assert hosts["beta"]["environments"] == ["placed/production"]
     assert hosts["alpha"]["processes"] == hosts["beta"]["processes"] == 1
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(FileNotFoundError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
 
 
 def _up(stack: Stack) -> set[str]:
@@ -224,14 +264,14 @@ def test_a_lost_hosts_environment_runs_on_the_other_and_its_strays_stop_when_it_
     # Its heartbeat lapses (15 s), the bound passes (2 s), the beat moves it (each second).
     run_hosts.wait(served_by_alpha, "production to run and answer on alpha", timeout=90)
     assert run_hosts.run_host_of("moving", "production") == "alpha"
-    assert processes.is_alive(stray["pid"], stray.get("started"))  # beta is cut off, not dead
+    assert run_hosts.alive(stray)  # beta is cut off, not dead
     history = stack.api("GET", "/v1/apps/moving/environments/production/deployments", 200)
     assert [d["cause"] for d in history][:1] == ["failover"]
 
     run_hosts.start_host("beta")
 
     run_hosts.wait(
-        lambda: not processes.is_alive(stray["pid"], stray.get("started")),
+        lambda: not run_hosts.alive(stray),
         "beta to stop the stray of its former placement once back",
         timeout=60,
     )
@@ -258,7 +298,7 @@ def test_a_drained_host_hands_its_environments_over_and_stops_their_processes(
             lambda: (
                 run_hosts.run_host_of("drained", "staging") == "beta"
                 and run_hosts.answer("beta", "drained", "staging").startswith("200")
-                and not processes.is_alive(before["pid"], before.get("started"))
+                and not run_hosts.alive(before)
             ),
             "staging to answer on beta and its process on alpha to stop",
         )
@@ -320,7 +360,7 @@ def _alive(run_hosts: RunHosts, app: str, env: str) -> list[tuple[int, str]]:
         (version, str(p["host"]))
         for version, _, records in run_hosts.deployments(app, env)
         for p in records
-        if processes.is_alive(p["pid"], p.get("started"))
+        if run_hosts.alive(p)
     )
 
 
@@ -414,7 +454,7 @@ def test_a_release_unhealthy_on_one_host_is_switched_on_neither(
         ]
     assert started, "the failed release started processes somewhere"
     run_hosts.wait(
-        lambda: not any(processes.is_alive(p["pid"], p.get("started")) for p in started),
+        lambda: not any(run_hosts.alive(p) for p in started),
         "the failed release's processes to stop on both hosts",
         timeout=60,
     )
