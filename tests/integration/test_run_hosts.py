@@ -238,7 +238,7 @@ def _up(stack: Stack) -> set[str]:
     return {h["name"] for h in stack.api("GET", "/v1/hosts", 200) if h["state"] == "up"}
 
 
-def test_a_lost_hosts_environment_runs_on_the_other_and_its_strays_stop_when_it_returns(
+def test_a_lost_hosts_environments_run_on_the_other_and_its_strays_stop_when_it_returns(
     run_hosts: RunHosts, hello_repo: Path
 ) -> None:
     stack = run_hosts.stack
@@ -249,33 +249,51 @@ def test_a_lost_hosts_environment_runs_on_the_other_and_its_strays_stop_when_it_
         201,
         json={"name": "production", "run_host": "beta"},
     )
+    # And one spread over both hosts, a web on each.
+    stack.api(
+        "POST", "/v1/apps/moving/environments", 201, json={"name": "wide", "hosts": list(HOSTS)}
+    )
+    stack.api(
+        "PATCH", "/v1/apps/moving/environments/wide/formation", 200, json={"processes": {"web": 2}}
+    )
     assert stack.deploy("moving", "production")["status"] == "succeeded"
+    assert stack.deploy("moving", "wide")["status"] == "succeeded"
     ((_, _, (stray,)),) = run_hosts.deployments("moving", "production")
     assert stray["host"] == "beta"
+    ((_, _, spread),) = run_hosts.deployments("moving", "wide")
+    (wide_stray,) = [p for p in spread if p["host"] == "beta"]
 
     run_hosts.kill_host("beta")
 
-    def served_by_alpha() -> bool:
-        current = stack.current("moving", "production")
-        return [p["host"] for p in current["processes"]] == ["alpha"] and run_hosts.answer(
-            "alpha", "moving", "production"
-        ).startswith("200")
+    def served_by_alpha(env: str, webs: int) -> Callable[[], bool]:
+        def served() -> bool:
+            current = stack.current("moving", env)
+            return [p["host"] for p in current["processes"]] == ["alpha"] * webs and (
+                run_hosts.answer("alpha", "moving", env).startswith("200")
+            )
+
+        return served
 
     # Its heartbeat lapses (15 s), the bound passes (2 s), the beat moves it (each second).
-    run_hosts.wait(served_by_alpha, "production to run and answer on alpha", timeout=90)
+    run_hosts.wait(served_by_alpha("production", 1), "production to answer on alpha", timeout=90)
+    # The spread one has no other host to take beta's place: alpha runs its whole formation.
+    run_hosts.wait(served_by_alpha("wide", 2), "both webs of wide on alpha", timeout=90)
     assert run_hosts.run_host_of("moving", "production") == "alpha"
-    assert run_hosts.alive(stray)  # beta is cut off, not dead
+    envs = {e["name"]: e for e in stack.api("GET", "/v1/apps/moving/environments", 200)}
+    assert (envs["wide"]["run_host"], envs["wide"]["extra_hosts"]) == ("alpha", [])
+    assert run_hosts.alive(stray) and run_hosts.alive(wide_stray)  # beta is cut off, not dead
     history = stack.api("GET", "/v1/apps/moving/environments/production/deployments", 200)
     assert [d["cause"] for d in history][:1] == ["failover"]
 
     run_hosts.start_host("beta")
 
     run_hosts.wait(
-        lambda: not run_hosts.alive(stray),
-        "beta to stop the stray of its former placement once back",
+        lambda: not run_hosts.alive(stray) and not run_hosts.alive(wide_stray),
+        "beta to stop the strays of its former placements once back",
         timeout=60,
     )
     assert run_hosts.answer("alpha", "moving", "production").startswith("200")
+    assert run_hosts.answer("alpha", "moving", "wide").startswith("200")
     run_hosts.wait(lambda: _up(stack) >= set(HOSTS), "beta's run pool to be up again")
 
 
