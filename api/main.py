@@ -26,6 +26,7 @@ from shipyard.api.routers import (
     logs,
     maintenance,
     metrics,
+    one_offs,
     operations,
     pipelines,
     releases,
@@ -44,10 +45,11 @@ def create_app(
     settings: Settings | None = None,
     publisher: Publisher | None = None,
     workers_probe: WorkersProbe | None = None,
+    broker: redis.Redis | None = None,
 ) -> FastAPI:
-    """The API for `settings`; `publisher` replaces the broker (tests of the routes alone), and
+    """The API for `settings`; `publisher` replaces the broker (tests of the routes alone),
     `workers_probe` what the broker says about live workers (without one, a replaced broker has
-    no workers behind it)."""
+    no workers behind it), and `broker` the broker's Redis (a fake one in tests)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -64,8 +66,8 @@ def create_app(
             app.state.publisher = publisher
         # The broker's Redis, for what workers publish there (liveness, live build logs).
         # It connects on first use: the API starts, and serves everything else, without it.
-        broker_redis = None
-        if publisher is None:
+        broker_redis = broker
+        if publisher is None and broker is None:
             broker_redis = redis.Redis.from_url(
                 settings.redis_url, socket_timeout=5, socket_connect_timeout=5
             )
@@ -81,7 +83,7 @@ def create_app(
         yield
         if celery is not None:
             celery.close()
-        if broker_redis is not None:
+        if broker_redis is not None and broker is None:
             broker_redis.close()
 
     app = FastAPI(
@@ -117,6 +119,7 @@ def create_app(
         schedules,
         subscriptions,
         workers,
+        one_offs,
     ):
         app.include_router(router.router, prefix="/v1", dependencies=protected)
     return app

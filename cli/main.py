@@ -6,7 +6,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shipyard.cli import deploy, inspection, operations, resources, server, tokens, triggers
+from shipyard.cli import (
+    deploy,
+    inspection,
+    one_offs,
+    operations,
+    resources,
+    server,
+    tokens,
+    triggers,
+)
 from shipyard.cli.client import CliError
 from shipyard.cli.render import printable
 
@@ -27,6 +36,8 @@ app.add_typer(resources.apps_cli, name="apps")
 app.add_typer(resources.envs_cli, name="envs")
 app.add_typer(resources.config_cli, name="config")
 app.command()(deploy.deploy)
+app.command()(one_offs.run)
+app.command()(one_offs.runs)
 app.add_typer(inspection.releases_cli, name="releases")
 app.command()(operations.rollback)
 app.command()(operations.promote)

@@ -135,6 +135,8 @@ MANIFEST_FILE: Final = "shipyard.toml"
 PROCFILE: Final = "Procfile"
 # The Procfile entry run once per release, before the run stage (Heroku's release phase).
 RELEASE_PROCESS: Final = "release"
+# The process label of a one-off command's container (`shipyard run`).
+ONE_OFF_PROCESS: Final = "run"
 # Release-phase output kept on the stage run: the end is what explains a failure.
 RELEASE_OUTPUT_LIMIT_BYTES: Final = 64_000
 

@@ -332,6 +332,38 @@ class DeploymentShare(SQLModel, table=True):
     updated_at: datetime = _timestamp()
 
 
+class OneOffStatus(StrEnum):
+    QUEUED = "queued"  # recorded, sent to its run host
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # exit code 0
+    FAILED = "failed"  # a non-zero exit code, or it could not start (`error` says why)
+    TIMED_OUT = "timed_out"  # killed at its timeout
+    CANCELLED = "cancelled"  # killed because its caller cancelled it
+
+
+class OneOff(SQLModel, table=True):
+    """A one-off command (`shipyard run`) in a release of an environment: who ran what, where,
+    and how it ended. Its output tail is kept with the release's secrets redacted."""
+
+    __tablename__ = "one_off"
+    __table_args__ = (Index("ix_one_off_environment_created", "environment_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    environment_id: uuid.UUID = Field(foreign_key="environment.id")
+    release_id: uuid.UUID = Field(foreign_key="release.id")
+    command: str = Field(sa_column=Column(Text, nullable=False))
+    host: str = Field(max_length=64)
+    requested_by: str = Field(max_length=100)
+    timeout: float
+    status: str = Field(default=OneOffStatus.QUEUED, max_length=16)
+    exit_code: int | None = None
+    output: str = Field(default="", sa_column=Column(Text, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _timestamp()
+    started_at: datetime | None = _maybe_timestamp()
+    finished_at: datetime | None = _maybe_timestamp()
+
+
 class RunHost(SQLModel, table=True):
     """A run host the beat has seen, and since when its run pool is down (None: it is up)."""
 

@@ -111,7 +111,7 @@ def _start_host_agent(sender: Any, **_kwargs: Any) -> None:
     own = host_queue(constants.RUN_QUEUE, settings.host_name)
     if own not in {queue.name for queue in sender.task_consumer.queues}:
         return
-    from shipyard.workers.stages.spread import HostAgent
+    from shipyard.workers.host_agent import HostAgent
 
     agent = HostAgent(settings, sender.app)
     agent.start()

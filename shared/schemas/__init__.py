@@ -38,6 +38,11 @@ from shipyard.shared.schemas.hooks import (
     HookRule,
     RefPattern,
 )
+from shipyard.shared.schemas.one_offs import (
+    OneOffCreate,
+    OneOffOutputPublic,
+    OneOffPublic,
+)
 from shipyard.shared.schemas.pipelines import (
     BuildLogLinesPublic,
     BuildLogPublic,
@@ -103,6 +108,9 @@ __all__ = [
     "DeploymentPublic",
     "Domain",
     "EnvironmentCreate",
+    "OneOffCreate",
+    "OneOffOutputPublic",
+    "OneOffPublic",
     "PlacementChange",
     "EnvironmentPublic",
     "FormationPatch",

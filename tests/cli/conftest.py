@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import fakeredis
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -55,14 +56,23 @@ def workers_probe(
 
 
 @pytest.fixture
+def broker() -> Iterator[fakeredis.FakeRedis]:
+    """The broker's Redis as the API sees it (run hosts' inboxes, live output): a fake."""
+    client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def api(
     settings: Settings,
     publisher: Callable[[Event], None],
     workers_probe: WorkersProbe,
+    broker: fakeredis.FakeRedis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FastAPI]:
     """The API with its lifespan running; every ApiClient the CLI makes talks to it."""
-    app = create_app(settings, publisher=publisher, workers_probe=workers_probe)
+    app = create_app(settings, publisher=publisher, workers_probe=workers_probe, broker=broker)
 
     def in_process_client(*, base_url: str, headers: dict[str, str], **_: Any) -> TestClient:
         # TestClient is an httpx.Client that calls the ASGI app instead of the network.

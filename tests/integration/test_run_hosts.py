@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import col, select
@@ -30,10 +31,14 @@ from shipyard.shared.db import session_scope
 from shipyard.shared.models import App, Deployment, DeploymentShare, Environment, Release
 from shipyard.shared.process_record import ProcessRecord
 from tests.conftest import commit_file, fresh_database
+from tests.docker_support import DOCKERFILE, PROCFILE, containers_of, unique_app, write_app
 from tests.integration.machines import Machine
 from tests.integration.machines import available as machines_available
 from tests.integration.stack import SHIPYARD, Stack, descendants, free_port, stack_environment
 from tests.integration.traffic import Load, router_client
+from tests.repos import git
+
+pytest_plugins = ["tests.docker_support"]
 
 HOSTS = ("alpha", "beta")
 
@@ -476,3 +481,35 @@ def test_a_release_unhealthy_on_one_host_is_switched_on_neither(
         "the failed release's processes to stop on both hosts",
         timeout=60,
     )
+
+
+@pytest.mark.timeout(600)
+def test_the_docker_runner_spreads_an_environment_too(
+    run_hosts: RunHosts, docker_engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    stack = run_hosts.stack
+    repo = write_app(tmp_path / "docker-repo", procfile=PROCFILE, dockerfile=DOCKERFILE)
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "busybox app")
+    app = unique_app()
+    stack.api("POST", "/v1/apps", 201, json={"name": app, "repo": str(repo), "builder": "docker"})
+    environment = {"name": "web", "runner": "docker", "hosts": list(HOSTS), "health_timeout": 20}
+    stack.api("POST", f"/v1/apps/{app}/environments", 201, json=environment)
+    stack.api(
+        "PATCH", f"/v1/apps/{app}/environments/web/formation", 200, json={"processes": {"web": 2}}
+    )
+    stack.patch_config(app, "web", {"vars": {"GREETING": "one"}, "deploy": False})
+
+    first = stack.deploy(app, "web")
+    stack.patch_config(app, "web", {"vars": {"GREETING": "two"}, "deploy": False})
+    second = stack.deploy(app, "web")
+
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded"), second
+    current = stack.current(app, "web")
+    assert sorted(p["host"] for p in current["processes"]) == ["alpha", "beta"]
+    assert all(p.get("container") for p in current["processes"])
+    assert _answers(run_hosts, app, "web") == {"alpha": "200 two", "beta": "200 two"}
+    # Only the live release's containers run, one per host's share.
+    running = containers_of(docker_engine, f"shipyard.app={app}")
+    assert sorted(c.id for c in running) == sorted(p["container"] for p in current["processes"])

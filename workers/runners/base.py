@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +42,20 @@ class OneOffResult:
     output: str
 
 
+@dataclass(frozen=True)
+class OneOffEnd:
+    """How a streamed one-off command (`shipyard run`) ended."""
+
+    exit_code: int | None  # None: killed (timed out or cancelled)
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+OutputSink = Callable[[str], None]  # receives each line of output as it is printed
+CancelCheck = Callable[[], bool]  # asked every STREAM_POLL_SECONDS: stop it now?
+STREAM_POLL_SECONDS = 0.2
+
+
 class Runner(Protocol):
     """Starts and stops the processes of releases in one kind of place (host, Docker, …)."""
 
@@ -64,6 +79,19 @@ class Runner(Protocol):
 
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         """Run `command` to completion in the release (artifact + config); kill it at `timeout`."""
+        ...
+
+    def stream_once(
+        self,
+        spec: ReleaseSpec,
+        command: str,
+        timeout: float,
+        output: OutputSink,
+        cancelled: CancelCheck,
+    ) -> OneOffEnd:
+        """Run `command` once in the release as `run_once` does, each line of its output to
+        `output` as it is printed; kill it (its whole process group or container) at `timeout`
+        or once `cancelled` says so."""
         ...
 
 

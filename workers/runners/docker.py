@@ -12,10 +12,12 @@ run from that image, never from a tag.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +37,11 @@ from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.docker_engine import image_tag
 from shipyard.workers.runners.base import (
+    STREAM_POLL_SECONDS,
+    CancelCheck,
+    OneOffEnd,
     OneOffResult,
+    OutputSink,
     ReleaseSpec,
     free_port,
     output_tail,
@@ -245,6 +251,69 @@ class DockerRunner:
             finally:
                 self._remove(container.id)
         return OneOffResult(exit_code=exit_code, output=output_tail(output))
+
+    def stream_once(
+        self,
+        spec: ReleaseSpec,
+        command: str,
+        timeout: float,
+        output: OutputSink,
+        cancelled: CancelCheck,
+    ) -> OneOffEnd:
+        """A throw-away container of the release's image, its log followed as it is printed."""
+        with engine_errors("run the one-off command"):
+            image = self._image(spec)
+            bind_host, network = network_settings(self._uses_host_network(), None)
+            container = self._client.containers.create(
+                image.id,
+                entrypoint=SHELL,
+                command=[command],
+                environment={"HOST": bind_host, **spec.env, **platform_environment(spec)},
+                labels=container_labels(spec, constants.ONE_OFF_PROCESS),
+                volumes=storage_volumes(spec),
+                user=self._user(spec, image),
+                tmpfs=PRIVATE_TMP,
+                init=True,
+                **resource_limits(spec),
+                **network,
+            )
+            try:
+                container.start()
+                follower = threading.Thread(target=_follow, args=(container, output), daemon=True)
+                follower.start()
+                ended = _await_container(container, timeout, cancelled)
+                follower.join(timeout=5)
+            finally:
+                self._remove(container.id)
+        return ended
+
+
+def _follow(container: Any, output: OutputSink) -> None:
+    """Each line the container prints, to `output`, until it ends."""
+    pending = b""
+    with contextlib.suppress(APIError, OSError):
+        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                output(line.decode(errors="replace"))
+    if pending:
+        output(pending.decode(errors="replace"))
+
+
+def _await_container(container: Any, timeout: float, cancelled: CancelCheck) -> OneOffEnd:
+    """Until the container exits; killed at `timeout` or when cancelled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):  # the SDK's read timeout: not ended yet
+            return OneOffEnd(
+                exit_code=int(container.wait(timeout=STREAM_POLL_SECONDS)["StatusCode"])
+            )
+        timed_out = time.monotonic() > deadline
+        if timed_out or cancelled():
+            with contextlib.suppress(APIError):
+                container.kill()
+            return OneOffEnd(exit_code=None, timed_out=timed_out, cancelled=not timed_out)
 
 
 def verified_image(client: docker.DockerClient, spec: ReleaseSpec) -> Any:

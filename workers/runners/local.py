@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import socket
 import subprocess
 import tarfile
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import structlog
 from filelock import FileLock, Timeout
@@ -25,7 +29,11 @@ from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.archives import code_filter
 from shipyard.workers.runners.base import (
+    STREAM_POLL_SECONDS,
+    CancelCheck,
+    OneOffEnd,
     OneOffResult,
+    OutputSink,
     ReleaseSpec,
     free_port,
     output_tail,
@@ -326,3 +334,60 @@ class LocalRunner:
                 child.kill()
                 output = b""
             return OneOffResult(exit_code=None, output=output_tail(output))
+
+    def stream_once(
+        self,
+        spec: ReleaseSpec,
+        command: str,
+        timeout: float,
+        output: OutputSink,
+        cancelled: CancelCheck,
+    ) -> OneOffEnd:
+        jail = self._jail(spec, self._unpack(spec))
+        env = self._environment(spec, jail, None)
+        check_python_version(jail, env)
+        program = ["/bin/sh", "-c", with_profile(command)]
+        with jail.launch(program, env, die_with_parent=True) as launch:
+            child = subprocess.Popen(
+                launch.argv,
+                cwd=jail.workdir.source,
+                env=launch.env,
+                stdin=launch.stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # Dies with the run host's agent (then recorded as lost), never orphaned.
+                preexec_fn=processes.die_with_parent,
+            )
+        assert child.stdout is not None
+        reader = threading.Thread(target=_lines_to, args=(child.stdout, output), daemon=True)
+        reader.start()
+        ended = _await_one_off(child, timeout, cancelled)
+        reader.join(timeout=5)
+        return ended
+
+
+def _lines_to(stream: IO[bytes], output: OutputSink) -> None:
+    """Each line of `stream` to `output` until it ends."""
+    with stream:
+        for raw in iter(stream.readline, b""):
+            output(raw.decode(errors="replace").rstrip("\n"))
+
+
+def _await_one_off(
+    child: subprocess.Popen[bytes], timeout: float, cancelled: CancelCheck
+) -> OneOffEnd:
+    """Until the one-off exits; killed with its whole process group at `timeout` or when
+    cancelled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return OneOffEnd(exit_code=child.wait(timeout=STREAM_POLL_SECONDS))
+        except subprocess.TimeoutExpired:
+            pass
+        timed_out = time.monotonic() > deadline
+        if timed_out or cancelled():
+            processes.terminate_group(child.pid, None, 0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+            return OneOffEnd(exit_code=None, timed_out=timed_out, cancelled=not timed_out)

@@ -10,7 +10,13 @@ from __future__ import annotations
 from shipyard.shared.artifacts import ArtifactStore
 from shipyard.shared.drivers import RunnerName
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.workers.runners.base import OneOffResult, ReleaseSpec
+from shipyard.workers.runners.base import (
+    CancelCheck,
+    OneOffEnd,
+    OneOffResult,
+    OutputSink,
+    ReleaseSpec,
+)
 
 
 class NoopRunner:
@@ -46,3 +52,14 @@ class NoopRunner:
     def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
         self._store.fetch(spec.artifact_id, app=spec.app)
         return OneOffResult(exit_code=0, output="")
+
+    def stream_once(
+        self,
+        spec: ReleaseSpec,
+        command: str,
+        timeout: float,
+        output: OutputSink,
+        cancelled: CancelCheck,
+    ) -> OneOffEnd:
+        self._store.fetch(spec.artifact_id, app=spec.app)
+        return OneOffEnd(exit_code=0)

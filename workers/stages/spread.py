@@ -17,22 +17,17 @@ coordinator would wait for it in turn. Each share's progress is recorded in the 
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from dataclasses import replace
-from typing import Literal
 
-import redis
 import structlog
-from celery import Celery
-from pydantic import BaseModel
 
 from shipyard.router.runtime import RouterError
 from shipyard.router.traffic import Traffic
 from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import ShipyardError, StageFailed
-from shipyard.shared.logging import forget_secrets
+from shipyard.shared.host_inbox import Inbox, ShareMessage
 from shipyard.shared.models import (
     App,
     Deployment,
@@ -43,7 +38,6 @@ from shipyard.shared.models import (
 )
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.services import shares
-from shipyard.shared.settings import Settings
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
@@ -60,51 +54,6 @@ START_ALLOWANCE_SECONDS = 60.0
 SWITCH_ALLOWANCE_SECONDS = 30.0
 # The coordinator looks at the shares when a host says one changed, and at least this often.
 POLL_SECONDS = 0.5
-CHANGES_KEPT_SECONDS = 600
-
-
-class ShareMessage(BaseModel):
-    """What the coordinating host asks a run host to do with its share of a deployment."""
-
-    action: Literal["start", "switch", "stop"]
-    deployment_id: uuid.UUID
-    attempt: int
-    replaced_id: uuid.UUID | None = None  # switch: the deployment going live superseded
-
-
-class Inbox:
-    """The run hosts' inboxes: a Redis list each, on the broker."""
-
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self._redis = client
-        self._namespace = namespace
-
-    def key(self, host: str) -> str:
-        return f"{self._namespace}:run-host:{host}:inbox"
-
-    def send(self, host: str, message: ShareMessage) -> None:
-        self._redis.rpush(self.key(host), message.model_dump_json())
-
-    def receive(self, host: str, timeout: float) -> ShareMessage | None:
-        item = self._redis.blpop([self.key(host)], timeout=timeout)
-        if item is None:
-            return None
-        return ShareMessage.model_validate_json(item[1])
-
-    def _changes(self, deployment_id: uuid.UUID) -> str:
-        return f"{self._namespace}:deployment:{deployment_id}:changed"
-
-    def changed(self, deployment_id: uuid.UUID) -> None:
-        """Wake whoever waits on the deployment's shares (the store says what changed)."""
-        key = self._changes(deployment_id)
-        with self._redis.pipeline() as pipe:
-            pipe.rpush(key, "1")
-            pipe.expire(key, CHANGES_KEPT_SECONDS)
-            pipe.execute()
-
-    def wait_change(self, deployment_id: uuid.UUID, timeout: float) -> None:
-        """Until a share of the deployment changes, or `timeout` seconds (then look anyway)."""
-        self._redis.blpop([self._changes(deployment_id)], timeout=timeout)
 
 
 def inbox_of(context: WorkerContext) -> Inbox:
@@ -356,56 +305,6 @@ def _retire(traffic: Traffic | None, runner: Runner, processes: list[ProcessReco
             log.error("router.drain_failed", error=exc.message)
     runner.stop(processes)
     log.info("run.previous_stopped", processes=len(processes))
-
-
-class HostAgent:
-    """A run host's part in spread deployments: a thread of its run pool's main process that
-    reads the host's inbox and starts, switches or stops the host's shares (each in a thread
-    of its own: a share's health check does not hold up another's stop)."""
-
-    def __init__(self, settings: Settings, celery: Celery) -> None:
-        self._settings = settings
-        self._celery = celery
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="host-agent", daemon=True)
-        self._context: WorkerContext | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        context = self._context = WorkerContext.create(self._settings, self._celery)
-        inbox = inbox_of(context)
-        host = self._settings.host_name
-        log.info("host_agent.started", host=host, inbox=inbox.key(host))
-        while not self._stop.is_set():
-            try:
-                message = inbox.receive(host, timeout=1)
-            except redis.RedisError as exc:
-                log.warning("host_agent.inbox_unreachable", error=str(exc))
-                self._stop.wait(1)
-                continue
-            if message is not None:
-                threading.Thread(
-                    target=self.handle, args=(context, message), name="share", daemon=True
-                ).start()
-
-    def handle(self, context: WorkerContext, message: ShareMessage) -> None:
-        """Do what `message` asks of this host; never raises (the coordinator's bound reports
-        a host that does not answer)."""
-        structlog.contextvars.bind_contextvars(
-            deployment_id=str(message.deployment_id), action=message.action
-        )
-        try:
-            handle(context, message)
-        except Exception:
-            log.exception("host_agent.failed")
-        finally:
-            forget_secrets()
-            structlog.contextvars.clear_contextvars()
 
 
 def handle(context: WorkerContext, message: ShareMessage) -> None:

@@ -17,7 +17,7 @@ from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.logging import forget_secrets, register_secrets
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.builders.local import pack_reproducibly
-from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.base import OneOffEnd, ReleaseSpec
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.runners.switch import health_gated_start
 from shipyard.workers.sandbox import Sandbox
@@ -257,6 +257,55 @@ def test_run_once_kills_a_command_over_its_time_limit(
     assert result.exit_code is None
     assert result.output == "starting\n"
     assert time.monotonic() - before < 20  # killed at its limit, not after its 30 s
+
+
+def test_stream_once_passes_each_line_on_as_it_is_printed_and_ends_with_the_exit_code(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "set up"})
+    lines: list[str] = []
+
+    ended = runner.stream_once(
+        spec, "echo one; echo $GREETING >&2; exit 3", 30, lines.append, lambda: False
+    )
+
+    assert ended == OneOffEnd(exit_code=3)
+    assert lines == ["one", "set up"]
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_stream_once_kills_its_whole_process_group_at_its_timeout_or_when_cancelled(
+    tmp_path: Path, store: FileStore, runner: LocalRunner, how: str
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store))
+    lines: list[str] = []
+    marker = f"sleep {os.getpid() % 1000 + 3000}"  # a command line no other process has
+
+    ended = runner.stream_once(
+        spec,
+        f"echo started; {marker} & {marker}",
+        0.5 if how == "timeout" else 300,
+        lines.append,
+        lambda: how == "cancel" and bool(lines),  # cancelled once it printed
+    )
+
+    assert ended == OneOffEnd(exit_code=None, timed_out=how == "timeout", cancelled=how == "cancel")
+    assert lines == ["started"]
+    assert not _processes_running(marker), f"{marker} survived its one-off"
+
+
+def _processes_running(command: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().replace(
+                    b"\0", b" "
+                ).strip() == command.encode():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def test_the_environments_storage_outlives_releases_and_is_shared_with_the_release_phase(
