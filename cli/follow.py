@@ -24,6 +24,8 @@ WaitOpt = Annotated[
 OUTPUT_LINES = 20
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to follow the pipeline.")]
 _ENDED = ("succeeded", "failed", "skipped")
+# Stages whose output is followed as it is printed: the build's, the release command's.
+_LIVE = ("build", "release")
 # What a pipeline of each kind is called when it fails.
 _WHAT = {"config": "config release"}
 
@@ -45,6 +47,7 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
     queued_since: dict[str, float] = {}
     asked: set[str] = set()
     build_log = LiveBuildLog(client, pipeline_id)
+    live: set[str] = set()  # stages whose output was printed as it came
     deadline = time.monotonic() + timeout
     while True:
         pipeline = client.get(f"/v1/pipelines/{pipeline_id}")
@@ -56,14 +59,15 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
             else:
                 queued_since.pop(name, None)
             changed = seen.get(name) != status and status != "pending"
-            if name == "build" and status in _ENDED:
-                build_log.show_new()  # the rest of what the build printed, before its outcome
+            if name in _LIVE and status in _ENDED and build_log.show_new():
+                live.add(name)  # the rest of what it printed, before its outcome
             if changed:
                 seen[name] = status
-                shown = printable(describe(stage))
+                # Its output was printed as it came: not again below its error.
+                shown = printable(describe(stage, output=name not in live))
                 console.print(shown, highlight=False, markup=False, soft_wrap=True)
-            if name == "build" and status == "running":
-                build_log.show_new()  # what the build prints, as it prints it
+            if name in _LIVE and status == "running" and build_log.show_new():
+                live.add(name)  # what the build or release command prints, as it prints it
         if pipeline["status"] in ("succeeded", "failed"):
             return dict(pipeline)
         for name, since in queued_since.items():
@@ -84,23 +88,25 @@ class LiveBuildLog:
         self._after = "0-0"
         self._available = True
 
-    def show_new(self) -> None:
+    def show_new(self) -> int:
+        """Print the lines written since the last call; how many there were."""
         if not self._available:
-            return
+            return 0
         try:
             page = self._client.get(self._url, params={"after": self._after})
         except CliError:
             self._available = False  # an older API, or the broker away: the stage lines remain
-            return
+            return 0
         self._after = page["after"]
         for line in page["lines"]:
             shown = f"       {printable(line.rstrip())}"
             console.print(shown, highlight=False, markup=False, soft_wrap=True)
+        return len(page["lines"])
 
 
-def describe(stage: dict[str, Any]) -> str:
+def describe(stage: dict[str, Any], output: bool = True) -> str:
     """A stage's line: `-----> build    succeeded: sha256:a3634f1b (cache hit)`, and a failed
-    stage's error below it, verbatim."""
+    stage's error below it, verbatim (with its command's last lines, unless `output` is off)."""
     name, status = stage["name"], stage["status"]
     line = f"-----> {name:<8} {status}"
     if status == "running" and stage["hostname"]:
@@ -110,7 +116,7 @@ def describe(stage: dict[str, Any]) -> str:
         line += " (cache hit)" if stage["cache_hit"] else ""
     if status == "failed" and stage["error"]:
         line += f"\n{stage['error']}"
-    if status == "failed" and stage.get("output"):
+    if status == "failed" and output and stage.get("output"):
         # What the release command printed: the end of it is what explains the failure.
         tail = "\n".join(stage["output"].rstrip().splitlines()[-OUTPUT_LINES:])
         line += f"\n--- what the {name} command printed (last lines) ---\n{tail}"

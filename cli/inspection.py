@@ -151,9 +151,10 @@ def print_pipeline(pipeline: dict[str, Any]) -> None:
         ],
     )
     failed = [s for s in pipeline["stages"] if s["error"]]
-    for stage in failed:
-        block(f"{stage['name']} failed:", stage["error"])
-        if stage["output"]:
+    for stage in pipeline["stages"]:
+        if stage["error"]:
+            block(f"{stage['name']} failed:", stage["error"])
+        if stage["output"]:  # the release command's, failed or not
             block(f"{stage['name']} output:", stage["output"])
     if pipeline["error"] and not failed:
         block("failed:", pipeline["error"])

@@ -5,52 +5,24 @@ the store, run in its release by the environment's runner, its output streamed l
 from __future__ import annotations
 
 import uuid
-from collections import deque
 
 import redis
 import structlog
 
-from shipyard.shared import build_stream, constants, one_off_stream
+from shipyard.shared import one_off_stream
 from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import ShipyardError
 from shipyard.shared.logging import redact
 from shipyard.shared.models import Environment, OneOffStatus, Release
 from shipyard.shared.services import one_offs
 from shipyard.workers.context import WorkerContext
+from shipyard.workers.live_output import LiveOutput
 from shipyard.workers.runners import get_runner
 from shipyard.workers.runners.base import OneOffEnd
 from shipyard.workers.stages.frame import get_row
 from shipyard.workers.stages.spec import release_spec
 
 log = structlog.get_logger(__name__)
-
-
-class _Output:
-    """The run's output: each line (redacted) to the live stream, the tail kept for the record."""
-
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        self._client = client
-        self._key = key
-        self._tail: deque[str] = deque()
-        self._size = 0
-        self.stream_failed = False
-
-    def __call__(self, line: str) -> None:
-        line = redact(line)
-        self._tail.append(line)
-        self._size += len(line) + 1
-        while self._size > constants.RELEASE_OUTPUT_LIMIT_BYTES and len(self._tail) > 1:
-            self._size -= len(self._tail.popleft()) + 1
-        try:
-            build_stream.append(self._client, self._key, line)
-        except redis.RedisError as exc:  # the record still gets the tail
-            if not self.stream_failed:
-                log.warning("one_off.stream_failed", error=str(exc))
-            self.stream_failed = True
-
-    @property
-    def tail(self) -> str:
-        return "\n".join(self._tail)
 
 
 def run(context: WorkerContext, run_id: uuid.UUID) -> None:
@@ -69,7 +41,7 @@ def run(context: WorkerContext, run_id: uuid.UUID) -> None:
             spec = release_spec(session, context, release, f"run-{run_id}")
         except ShipyardError as exc:
             spec, problem = None, exc.message
-    output = _Output(context.redis, one_off_stream.output_key(namespace, run_id))
+    output = LiveOutput(context.redis, one_off_stream.output_key(namespace, run_id))
     if spec is None:
         _finish(context, run_id, OneOffStatus.FAILED, None, output.tail, problem)
         return

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import redis
 from sqlmodel import Session
 
+from shipyard.shared import build_stream
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
 from shipyard.shared.models import App, Pipeline
@@ -21,8 +23,10 @@ class FakeWorkers:
     sets in `failures`; results are recorded through the services, as the real stages record
     them, without running anything. While `paused`, messages are only kept."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, broker: redis.Redis | None = None) -> None:
         self.settings = settings
+        self.broker = broker  # where a stage's live output goes, if a test gives one
+        self.printed: dict[str, list[str]] = {}  # stage → the lines it prints as it runs
         self.failures: dict[str, str] = {}  # stage → its error
         self.paused = False
         self.events: list[Event] = []
@@ -39,6 +43,10 @@ class FakeWorkers:
             for run in stage_runs.stages_of(session=session, pipeline_id=pipeline_id):
                 if run.status not in ("queued", "pending"):
                     continue
+                if self.broker is not None:
+                    key = build_stream.stream_key(self.settings.broker_namespace, pipeline_id)
+                    for line in self.printed.get(run.name, []):
+                        build_stream.append(self.broker, key, line)
                 if run.name in self.failures:
                     stage_runs.fail_stage(
                         session=session,

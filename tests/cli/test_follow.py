@@ -26,8 +26,8 @@ PRODUCTION_URL = "http://production.web.localhost:8080"
 
 
 @pytest.fixture
-def workers(settings: Settings) -> FakeWorkers:
-    return FakeWorkers(settings)
+def workers(settings: Settings, broker: redis.Redis) -> FakeWorkers:
+    return FakeWorkers(settings, broker)
 
 
 @pytest.fixture
@@ -71,6 +71,24 @@ def test_deploy_follows_the_stages_and_reports_where_it_runs(run: Shipyard) -> N
     assert lines[2].startswith("-----> release  succeeded: ")
     assert lines[3].startswith("-----> run      succeeded: ")
     assert lines[4:] == [f"Deployed release v1 to staging at {STAGING_URL}"]
+
+
+@pytest.mark.usefixtures("staging")
+def test_deploy_prints_the_release_commands_output_as_it_comes_and_only_once(
+    run: Shipyard, workers: FakeWorkers
+) -> None:
+    workers.printed["release"] = ["Running release command: flask db upgrade", "upgraded to 42"]
+    result = run("deploy", "-a", "web", "-e", "staging", "--ref", "main")
+    workers.failures["release"] = "the release command exited with status 1; v2 will not run"
+    failed = run("deploy", "-a", "web", "-e", "staging", "--ref", "main")
+
+    assert result.exit_code == 0, result.output
+    # (Every stage of the fake ends at once, so its lines come before the build's line here.)
+    assert (
+        "       Running release command: flask db upgrade\n       upgraded to 42\n" in result.output
+    )
+    assert failed.exit_code == 1
+    assert failed.output.count("upgraded to 42") == 1
 
 
 @pytest.mark.usefixtures("api", "staging")

@@ -77,10 +77,6 @@ class Runner(Protocol):
         """Stop the processes (gracefully, then by force); gone ones are fine."""
         ...
 
-    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
-        """Run `command` to completion in the release (artifact + config); kill it at `timeout`."""
-        ...
-
     def stream_once(
         self,
         spec: ReleaseSpec,
@@ -89,10 +85,20 @@ class Runner(Protocol):
         output: OutputSink,
         cancelled: CancelCheck,
     ) -> OneOffEnd:
-        """Run `command` once in the release as `run_once` does, each line of its output to
-        `output` as it is printed; kill it (its whole process group or container) at `timeout`
-        or once `cancelled` says so."""
+        """Run `command` once in the release (artifact + config, as its processes get them),
+        each line of its output to `output` as it is printed; kill it (its whole process group or
+        container) at `timeout` or once `cancelled` says so."""
         ...
+
+
+def run_to_end(runner: Runner, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+    """`command` run once in the release until it ends (killed at `timeout`), its output kept."""
+    lines: list[str] = []
+    ended = runner.stream_once(spec, command, timeout, lines.append, lambda: False)
+    return OneOffResult(
+        exit_code=ended.exit_code,
+        output=output_tail("".join(f"{line}\n" for line in lines).encode()),
+    )
 
 
 # --- what every driver needs the same way ------------------------------------------------------

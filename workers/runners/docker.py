@@ -40,11 +40,9 @@ from shipyard.workers.runners.base import (
     STREAM_POLL_SECONDS,
     CancelCheck,
     OneOffEnd,
-    OneOffResult,
     OutputSink,
     ReleaseSpec,
     free_port,
-    output_tail,
     server_name,
     web_url,
 )
@@ -226,31 +224,6 @@ class DockerRunner:
         except APIError as exc:
             if exc.status_code != 409:  # 409: its removal is already under way
                 raise
-
-    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
-        with engine_errors("run the one-off command"):
-            image = self._image(spec)
-            bind_host, network = network_settings(self._uses_host_network(), None)
-            container = self._client.containers.create(
-                image.id,
-                entrypoint=SHELL,
-                command=[command],
-                environment={"HOST": bind_host, **spec.env, **platform_environment(spec)},
-                labels=container_labels(spec, constants.RELEASE_PROCESS),
-                volumes=storage_volumes(spec),
-                user=self._user(spec, image),
-                tmpfs=PRIVATE_TMP,
-                init=True,
-                **resource_limits(spec),
-                **network,
-            )
-            try:
-                container.start()
-                exit_code = _wait(container, timeout)
-                output: bytes = container.logs(stdout=True, stderr=True)
-            finally:
-                self._remove(container.id)
-        return OneOffResult(exit_code=exit_code, output=output_tail(output))
 
     def stream_once(
         self,
@@ -483,15 +456,3 @@ def resource_limits(spec: ReleaseSpec) -> dict[str, Any]:
     if spec.cpu_limit:
         limits["nano_cpus"] = round(spec.cpu_limit * 1e9)
     return limits
-
-
-def _wait(container: Any, timeout: float) -> int | None:
-    """The one-off's exit code, or None after killing it at `timeout`."""
-    started = time.monotonic()
-    try:
-        return int(container.wait(timeout=timeout)["StatusCode"])
-    except OSError as exc:  # the SDK reports its HTTP read timeout as requests' ConnectionError
-        if time.monotonic() - started < timeout:
-            raise StageFailed(f"lost the Docker engine during the one-off command ({exc})") from exc
-    container.kill()
-    return None

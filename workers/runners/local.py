@@ -32,11 +32,9 @@ from shipyard.workers.runners.base import (
     STREAM_POLL_SECONDS,
     CancelCheck,
     OneOffEnd,
-    OneOffResult,
     OutputSink,
     ReleaseSpec,
     free_port,
-    output_tail,
     server_name,
     web_url,
 )
@@ -304,36 +302,6 @@ class LocalRunner:
             if record.get("host", self._host) != self._host:
                 continue  # another run host's pid means nothing here: that host stops it
             processes.terminate_group(pid, record.get("started"), constants.APP_STOP_GRACE_SECONDS)
-
-    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
-        jail = self._jail(spec, self._unpack(spec))
-        env = self._environment(spec, jail, None)
-        check_python_version(jail, env)
-        program = ["/bin/sh", "-c", with_profile(command)]
-        with jail.launch(program, env, die_with_parent=True) as launch:
-            child = subprocess.Popen(
-                launch.argv,
-                cwd=jail.workdir.source,
-                env=launch.env,
-                stdin=launch.stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # Unlike an app, a release command must not outlive a worker killed under it:
-                # the retry that takes the stage over runs it again.
-                preexec_fn=processes.die_with_parent,
-            )
-        try:
-            output, _ = child.communicate(timeout=timeout)
-            return OneOffResult(exit_code=child.returncode, output=output_tail(output))
-        except subprocess.TimeoutExpired:
-            processes.terminate_group(child.pid, None, 0)
-            try:
-                output, _ = child.communicate(timeout=5)
-            except subprocess.TimeoutExpired:  # a process that left the group holds the pipe
-                child.kill()
-                output = b""
-            return OneOffResult(exit_code=None, output=output_tail(output))
 
     def stream_once(
         self,

@@ -13,7 +13,6 @@ from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.workers.runners.base import (
     CancelCheck,
     OneOffEnd,
-    OneOffResult,
     OutputSink,
     ReleaseSpec,
 )
@@ -48,10 +47,6 @@ class NoopRunner:
 
     def stop(self, processes: list[ProcessRecord]) -> None:
         return None  # nothing was started
-
-    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
-        self._store.fetch(spec.artifact_id, app=spec.app)
-        return OneOffResult(exit_code=0, output="")
 
     def stream_once(
         self,

@@ -6,6 +6,7 @@ import time
 
 import structlog
 
+from shipyard.shared import build_stream
 from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import release_command
@@ -13,8 +14,10 @@ from shipyard.shared.metrics import instruments
 from shipyard.shared.models import Artifact, Environment, Pipeline, Release
 from shipyard.shared.services import releases
 from shipyard.workers.context import WorkerContext
+from shipyard.workers.live_output import LiveOutput
 from shipyard.workers.locks import release_phase_lock
 from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.base import OneOffResult
 from shipyard.workers.stages.frame import StageResult, get_row
 from shipyard.workers.stages.spec import release_spec
 
@@ -54,11 +57,18 @@ def _release_phase(
         environment = get_row(session, Environment, release.environment_id)
         spec = release_spec(session, context, release, deployment_id=f"release-{pipeline.id}")
     runner = get_runner(environment.runner, context)
+    # Followed as it runs (`shipyard deploy` prints it under the release stage's line), on the
+    # pipeline's live log after the build's.
+    output = LiveOutput(
+        context.redis, build_stream.stream_key(context.settings.broker_namespace, pipeline.id)
+    )
     with release_phase_lock(context, environment.id, pipeline.id, timeout):
         log.info("release.phase_started", command=command)
+        output.announce(f"Running release command: {command}")
         started = time.monotonic()
-        result = runner.run_once(spec, command, timeout)
-        log.info("release.phase_finished", exit_code=result.exit_code)
+        ended = runner.stream_once(spec, command, timeout, output, lambda: False)
+        log.info("release.phase_finished", exit_code=ended.exit_code)
+    result = OneOffResult(exit_code=ended.exit_code, output=output.tail)
     outcome = {0: "succeeded", None: "timeout"}.get(result.exit_code, "failed")
     instruments.RELEASE_PHASE_DURATION.labels(
         app=spec.app, environment=spec.environment, result=outcome

@@ -19,7 +19,7 @@ from shipyard.workers.builders.base import BuiltArtifact
 from shipyard.workers.builders.docker import DockerBuilder
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners import get_runner
-from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.base import ReleaseSpec, run_to_end
 from shipyard.workers.runners.docker import DockerRunner, network_settings
 from shipyard.workers.runners.switch import switch
 from shipyard.workers.sandbox import app_uid
@@ -299,25 +299,25 @@ def test_output_tail_shows_what_the_process_printed(
         runner.stop(processes)
 
 
-def test_run_once_reports_exit_code_and_output_and_leaves_no_container(
+def test_run_to_end_reports_exit_code_and_output_and_leaves_no_container(
     docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
 ) -> None:
     spec = release_spec(app, image.digest, env={"GREETING": "migrations"})
 
-    result = runner.run_once(spec, 'echo "running $GREETING"; echo oops >&2; exit 4', timeout=30)
+    result = run_to_end(runner, spec, 'echo "running $GREETING"; echo oops >&2; exit 4', timeout=30)
 
     assert result.exit_code == 4
     assert "running migrations" in result.output and "oops" in result.output
     assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
 
 
-def test_run_once_kills_the_command_at_the_timeout(
+def test_run_to_end_kills_the_command_at_the_timeout(
     docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
 ) -> None:
     spec = release_spec(app, image.digest)
 
     started = time.monotonic()
-    result = runner.run_once(spec, "echo started; exec sleep 60", timeout=1)
+    result = run_to_end(runner, spec, "echo started; exec sleep 60", timeout=1)
 
     assert result.exit_code is None
     assert "started" in result.output
@@ -332,7 +332,8 @@ def test_the_environments_storage_outlives_its_releases_and_is_shared_with_the_r
     app: str,
     image: BuiltArtifact,
 ) -> None:
-    phase = runner.run_once(
+    phase = run_to_end(
+        runner,
         release_spec(app, image.digest),
         'echo "written by v1 at $SHIPYARD_STORAGE_DIR" > "$SHIPYARD_STORAGE_DIR/note"',
         timeout=30,
@@ -341,7 +342,7 @@ def test_the_environments_storage_outlives_its_releases_and_is_shared_with_the_r
     first = live.switch_to(release_spec(app, image.digest, version=1))
     live.switch_to(release_spec(app, image.digest, version=2))  # v1's containers are removed
 
-    reader = runner.run_once(release_spec(app, image.digest, version=3), "cat /storage/note", 30)
+    reader = run_to_end(runner, release_spec(app, image.digest, version=3), "cat /storage/note", 30)
 
     assert reader.output.strip() == "written by v1 at /storage"
     assert first[0]["storage"] == f"shipyard-{app}-staging-storage"
@@ -402,15 +403,18 @@ def test_containers_run_as_the_apps_own_user_unless_the_image_names_one(
     tmp_path: Path,
 ) -> None:
     (web,) = [p for p in live.switch_to(release_spec(app, image.digest)) if p["type"] == "web"]
-    phase = runner.run_once(
-        release_spec(app, image.digest), 'id -u; touch "$SHIPYARD_STORAGE_DIR/mine"; id -u', 30
+    phase = run_to_end(
+        runner,
+        release_spec(app, image.digest),
+        'id -u; touch "$SHIPYARD_STORAGE_DIR/mine"; id -u',
+        30,
     )
     named = build_image(
         docker_engine,
         write_app(tmp_path / "named", dockerfile=DOCKERFILE + "USER 4242:4242\n"),
         app,
     )
-    as_named = runner.run_once(release_spec(app, named.digest), "id -u", 30)
+    as_named = run_to_end(runner, release_spec(app, named.digest), "id -u", 30)
 
     user = docker_engine.api.inspect_container(web["container"])["Config"]["User"]
     assert user == f"{app_uid(app)}:{app_uid(app)}" and app_uid(app) != 0

@@ -17,7 +17,7 @@ from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.logging import forget_secrets, register_secrets
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.builders.local import pack_reproducibly
-from shipyard.workers.runners.base import OneOffEnd, ReleaseSpec
+from shipyard.workers.runners.base import OneOffEnd, ReleaseSpec, run_to_end
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.runners.switch import health_gated_start
 from shipyard.workers.sandbox import Sandbox
@@ -234,25 +234,25 @@ def test_an_app_that_never_answers_healthy_fails_and_is_stopped(
     assert not runner.is_running(web)
 
 
-def test_run_once_runs_a_command_in_the_release_with_its_config(
+def test_run_to_end_runs_a_command_in_the_release_with_its_config(
     tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "migrating"})
 
-    result = runner.run_once(spec, "echo $GREETING; ls; exit 4", timeout=10)
+    result = run_to_end(runner, spec, "echo $GREETING; ls; exit 4", timeout=10)
 
     assert result.exit_code == 4
     assert result.output.splitlines()[0] == "migrating"
     assert "app.py" in result.output.splitlines()
 
 
-def test_run_once_kills_a_command_over_its_time_limit(
+def test_run_to_end_kills_a_command_over_its_time_limit(
     tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     spec = make_spec(web_artifact(tmp_path, store))
     before = time.monotonic()
 
-    result = runner.run_once(spec, "echo starting; sleep 30", timeout=0.3)
+    result = run_to_end(runner, spec, "echo starting; sleep 30", timeout=0.3)
 
     assert result.exit_code is None
     assert result.output == "starting\n"
@@ -312,13 +312,16 @@ def test_the_environments_storage_outlives_releases_and_is_shared_with_the_relea
     tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
     artifact = web_artifact(tmp_path, store)
-    phase = runner.run_once(
-        make_spec(artifact), 'echo "from the release phase" > "$SHIPYARD_STORAGE_DIR/note"', 30
+    phase = run_to_end(
+        runner,
+        make_spec(artifact),
+        'echo "from the release phase" > "$SHIPYARD_STORAGE_DIR/note"',
+        30,
     )
     assert phase.exit_code == 0, phase.output
 
-    later = runner.run_once(
-        make_spec(artifact, release_version=2), 'cat "$SHIPYARD_STORAGE_DIR/note"', 30
+    later = run_to_end(
+        runner, make_spec(artifact, release_version=2), 'cat "$SHIPYARD_STORAGE_DIR/note"', 30
     )
 
     storage = tmp_path / "storage" / "web" / "staging"
@@ -335,7 +338,7 @@ def test_an_environment_may_keep_its_storage_in_a_directory_of_its_own(
     spec = make_spec(web_artifact(tmp_path, store), storage_dir=str(own))
 
     started.extend(health_gated_start(runner, spec))
-    result = runner.run_once(spec, 'echo kept > "$SHIPYARD_STORAGE_DIR/mark"', 30)
+    result = run_to_end(runner, spec, 'echo kept > "$SHIPYARD_STORAGE_DIR/mark"', 30)
 
     assert result.exit_code == 0, result.output
     assert (own / "mark").read_text() == "kept\n"  # wherever the app finds it
@@ -455,7 +458,7 @@ def test_a_confined_app_reaches_neither_the_platform_nor_another_app(
         group = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_group(p, web)]
         assert len(group) >= 3
         assert not [p for p in group if SECRET.encode() in (p / "cmdline").read_bytes()]
-        released = runner.run_once(spec, "python3 attack.py", timeout=60)
+        released = run_to_end(runner, spec, "python3 attack.py", timeout=60)
     finally:
         runner.stop(records)
         os.umask(umask)
@@ -481,7 +484,7 @@ def test_a_hundred_releases_of_one_artifact_share_one_unpacked_copy(
     specs = [make_spec(digest, release_version=v, env={"N": str(v)}) for v in range(1, 101)]
 
     for spec in specs:  # a hundred config releases, each with its release phase
-        assert runner.run_once(spec, 'test "$N" -gt 0', timeout=30).exit_code == 0
+        assert run_to_end(runner, spec, 'test "$N" -gt 0', timeout=30).exit_code == 0
     started.extend(health_gated_start(runner, specs[-1]))
 
     unpacked = [p for p in (tmp_path / "run" / "web" / "_artifacts").iterdir() if p.is_dir()]
@@ -497,7 +500,7 @@ def test_prune_keeps_what_it_is_told_and_a_removed_one_is_unpacked_again(
     kept = make_spec(make_artifact(tmp_path / "a", store, {"Procfile": "web: true\n"}))
     dropped = make_spec(make_artifact(tmp_path / "b", store, {"Procfile": "web: false\n"}))
     for spec in (kept, dropped):
-        assert runner.run_once(spec, "true", timeout=30).exit_code == 0
+        assert run_to_end(runner, spec, "true", timeout=30).exit_code == 0
     earlier = tmp_path / "run" / "web" / "staging" / "v7"  # the layout before: one per release
     shutil.copytree(runner.release_dir(dropped), earlier)
     broken_off = runner.release_dir(kept).with_name(".abc.123.tmp")  # an unpack never finished
@@ -508,7 +511,7 @@ def test_prune_keeps_what_it_is_told_and_a_removed_one_is_unpacked_again(
     assert runner.release_dir(kept).is_dir() and size > 0
     assert not runner.release_dir(dropped).exists()
     assert not earlier.exists() and not broken_off.exists()
-    assert runner.run_once(dropped, "cat Procfile", timeout=30).output == "web: false\n"
+    assert run_to_end(runner, dropped, "cat Procfile", timeout=30).output == "web: false\n"
     assert runner.release_dir(dropped).is_dir()
 
 
@@ -534,7 +537,7 @@ def test_the_apps_config_never_reaches_the_platforms_side_of_its_sandbox(
         inside = [p for p in group if p not in outside]
         assert outside and all(SECRET.encode() not in (p / "environ").read_bytes() for p in outside)
         status = (inside[-1] / "status").read_text()
-        checked = runner.run_once(spec, 'test "$API_KEY" = ' + SECRET, timeout=30)
+        checked = run_to_end(runner, spec, 'test "$API_KEY" = ' + SECRET, timeout=30)
     finally:
         runner.stop(records)
 

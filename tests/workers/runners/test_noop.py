@@ -12,7 +12,7 @@ from shipyard.shared.exceptions import ArtifactIntegrityError
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.schemas import EnvironmentCreate
 from shipyard.workers.runners import RUNNERS
-from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.base import ReleaseSpec, run_to_end
 from shipyard.workers.runners.noop import NoopRunner
 from shipyard.workers.runners.switch import switch
 
@@ -99,7 +99,7 @@ def test_the_switch_goes_live_without_a_health_request(store: FileStore, artifac
 def test_the_release_phase_succeeds_without_running_anything(
     store: FileStore, artifact_id: str
 ) -> None:
-    result = NoopRunner(store).run_once(make_spec(artifact_id), "exit 1", timeout=1)
+    result = run_to_end(NoopRunner(store), make_spec(artifact_id), "exit 1", timeout=1)
 
     assert (result.exit_code, result.output) == (0, "")
 

@@ -15,7 +15,7 @@ from shipyard.router.runtime import RouterError
 from shipyard.router.traffic import Traffic
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.workers.runners.base import OneOffResult, ReleaseSpec
+from shipyard.workers.runners.base import CancelCheck, OneOffEnd, OutputSink, ReleaseSpec
 from shipyard.workers.runners.switch import switch, wait_healthy
 
 
@@ -74,7 +74,14 @@ class FakeRunner:
         self.stopped.append([p["id"] for p in processes])
         self.running -= {p["id"] for p in processes}
 
-    def run_once(self, spec: ReleaseSpec, command: str, timeout: float) -> OneOffResult:
+    def stream_once(
+        self,
+        spec: ReleaseSpec,
+        command: str,
+        timeout: float,
+        output: OutputSink,
+        cancelled: CancelCheck,
+    ) -> OneOffEnd:
         raise AssertionError("the switch never runs one-off commands")
 
 
