@@ -32,6 +32,9 @@ class ReleaseSpec:
     host: str = field(default_factory=socket.gethostname)  # the run host (SHIPYARD_HOST_NAME)
     # Which part of the formation this host runs: (its position, how many hosts share it).
     share: tuple[int, int] = (0, 1)
+    # The Host header of the health check, as a browser sends it: the environment's first
+    # domain, else its stable host name (`<env>.<app>.localhost`); None: the process's address.
+    health_host: str | None = None
 
 
 @dataclass(frozen=True)

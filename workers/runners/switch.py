@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.runners.base import ReleaseSpec, Runner
 
 log = structlog.get_logger(__name__)
+_TAG = re.compile(r"<[^>]*>")
 
 
 class SwitchRecorder(Protocol):
@@ -47,6 +49,7 @@ def wait_healthy(
     if all(web.get("url") is None for web in webs) and all(runner.is_running(p) for p in processes):
         return None  # a web that serves nothing over HTTP (the noop runner): running is healthy
     pending = [web for web in webs if web.get("url")]
+    headers = {"Host": spec.health_host} if spec.health_host else {}
     deadline = time.monotonic() + spec.health_timeout
     last_problem = "no answer yet"
     while time.monotonic() < deadline:
@@ -56,18 +59,31 @@ def wait_healthy(
         for web in list(pending):
             try:
                 response = client.get(
-                    f"{web['url']}{spec.health_path}", timeout=min(2.0, spec.health_timeout)
+                    f"{web['url']}{spec.health_path}",
+                    headers=headers,
+                    timeout=min(2.0, spec.health_timeout),
                 )
                 if 200 <= response.status_code < 400:
                     pending.remove(web)
                     continue
-                last_problem = f"GET {spec.health_path} answered {response.status_code}"
+                last_problem = _answered(spec, response)
             except httpx.HTTPError as exc:
                 last_problem = f"GET {spec.health_path} failed: {type(exc).__name__}"
         if not pending:
             return None
         time.sleep(constants.HEALTH_POLL_SECONDS)
     return f"web did not become healthy within {spec.health_timeout:g}s ({last_problem})"
+
+
+def _answered(spec: ReleaseSpec, response: httpx.Response) -> str:
+    """`GET /health (Host: web.example.com) answered 400: Bad Request (400)`: the status and the
+    body's first line, which says why more often than the status does."""
+    sent = f" (Host: {spec.health_host})" if spec.health_host else ""
+    # Of an HTML page, its first line of text (`<h1>Bad Request (400)</h1>`, a debug page's title).
+    texts = (_TAG.sub("", line).strip() for line in response.text[:20_000].splitlines())
+    first = next((text for text in texts if text), "")
+    said = f": {first[:200]}" if first else ""
+    return f"GET {spec.health_path}{sent} answered {response.status_code}{said}"
 
 
 def health_gated_start(

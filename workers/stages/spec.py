@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from sqlmodel import Session
 
+from shipyard.shared import routing
 from shipyard.shared.logging import register_secrets
 from shipyard.shared.models import App, ConfigVersion, Environment, Release
 from shipyard.shared.reserved_config import without_startup_variables
@@ -45,4 +46,12 @@ def release_spec(
         storage_dir=environment.storage_dir,
         formation=dict(environment.formation),
         host=context.settings.host_name,
+        health_host=health_host(app.name, environment),
     )
+
+
+def health_host(app: str, environment: Environment) -> str:
+    """The name a browser would send in Host: its first domain, else its stable host name (an
+    app that checks Host, as Django's ALLOWED_HOSTS does, lists the names it is reached by)."""
+    names = routing.hosts(app, environment.name, list(environment.domains))
+    return names[1] if len(names) > 1 else names[0]

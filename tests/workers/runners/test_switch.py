@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
@@ -14,9 +15,11 @@ import pytest
 from shipyard.router.runtime import RouterError
 from shipyard.router.traffic import Traffic
 from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.models import Environment
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.runners.base import CancelCheck, OneOffEnd, OutputSink, ReleaseSpec
 from shipyard.workers.runners.switch import switch, wait_healthy
+from shipyard.workers.stages.spec import health_host
 
 
 class HealthServer:
@@ -252,3 +255,35 @@ def test_wait_healthy_accepts_a_redirect_and_asks_the_health_path() -> None:
         assert wait_healthy(runner, processes, make_spec(), client) is None
 
     assert asked == ["http://app.invalid/health"]
+
+
+def test_the_health_check_sends_the_environments_host_name_and_reports_what_the_app_said() -> None:
+    runner = FakeRunner("http://app.invalid")
+    processes = runner.start(make_spec())
+    hosts: list[str] = []
+
+    def django(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.headers["host"])
+        if request.headers["host"] == "www.example.com":
+            return httpx.Response(200)
+        page = "<!doctype html>\n<html lang=en>\n<h1>Bad Request (400)</h1>\n</html>"
+        return httpx.Response(400, text=page)
+
+    allowed = replace(make_spec(), health_host="www.example.com")
+    refused = replace(make_spec(health_timeout=0.2), health_host="staging.web.localhost")
+    with httpx.Client(transport=httpx.MockTransport(django)) as client:
+        assert wait_healthy(runner, processes, allowed, client) is None
+        problem = wait_healthy(runner, processes, refused, client)
+
+    assert hosts[0] == "www.example.com"
+    assert problem == (
+        "web did not become healthy within 0.2s (GET /health (Host: staging.web.localhost) "
+        "answered 400: Bad Request (400))"
+    )
+
+
+def test_the_health_host_is_the_first_domain_else_the_stable_host_name() -> None:
+    environment = Environment(app_id=uuid.uuid4(), name="production")
+    assert health_host("blog", environment) == "production.blog.localhost"
+    environment.domains = ["www.example.com", "example.com"]
+    assert health_host("blog", environment) == "www.example.com"
