@@ -23,19 +23,26 @@ from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
 from shipyard.workers.builders.relocatable import check_relocatable
 from shipyard.workers.sandbox import Bind, Jail, Sandbox
 
+DOCKERFILE = "Dockerfile"
+
 
 class Buildpack(Protocol):
     """Installs what a kind of app needs into its tree, before any build command runs."""
 
     name: str
 
-    def detect(self, source_dir: Path) -> bool:
-        """Whether the exported source is an app of this kind."""
+    def detect(self, source_dir: Path) -> str | None:
+        """The file that makes the exported source an app of this kind, if it is one."""
         ...
 
     def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
         """Install into `request.source_dir` within `timeout`, running what it runs in `jail`;
         raise StageFailed with the reason."""
+        ...
+
+    def check_built(self, source_dir: Path) -> None:
+        """Refuse (StageFailed) a built tree of an app of this kind that lacks what the app
+        declares it needs, whoever built it (this buildpack, or the app's own command)."""
         ...
 
 
@@ -57,8 +64,14 @@ class LocalBuilder:
         deadline = time.monotonic() + min(manifest.timeout or request.timeout, request.timeout)
         buildpack = self.buildpack_for(request.source_dir, manifest)
         jail = build_jail(self._sandbox, request)
+        if (request.source_dir / DOCKERFILE).exists():
+            log.write(
+                "-----> Dockerfile present: the local builder does not use it "
+                "(an app created with `--builder docker` is built from it)"
+            )
         if buildpack is not None:
-            log.write(f"-----> {buildpack.name} app detected")
+            marker = buildpack.detect(request.source_dir)
+            log.write(f"-----> {buildpack.name} app detected ({marker})")
             buildpack.compile(request, jail, max(deadline - time.monotonic(), 0.0), log)
         if manifest.command:
             log.write(f"-----> Running build command: {manifest.command}")
@@ -66,6 +79,9 @@ class LocalBuilder:
             run_build_command(manifest.command, request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
+        for pack in self._buildpacks:  # what the app declares, built or not by its buildpack
+            if pack.detect(request.source_dir):
+                pack.check_built(request.source_dir)
         # Runners unpack the artifact elsewhere: refuse now what would only fail there.
         check_relocatable(request.source_dir, (request.work_dir, request.source_dir))
         tarball = request.work_dir / "artifact.tar.gz"

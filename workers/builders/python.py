@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,6 @@ REQUIREMENTS = "requirements.txt"
 PYPROJECT = "pyproject.toml"
 UV_LOCK = "uv.lock"
 # An app with its own Dockerfile is the docker builder's, even with a requirements.txt.
-DOCKERFILE = "Dockerfile"
 # Where the packages and their commands go, relative to the app's root.
 INSTALL_DIR = ".python"
 SITE_PACKAGES = f"{INSTALL_DIR}/site-packages"
@@ -77,10 +77,14 @@ class PythonBuildpack:
 
     name = "Python"
 
-    def detect(self, source_dir: Path) -> bool:
-        if (source_dir / DOCKERFILE).exists():
-            return False
-        return any((source_dir / name).is_file() for name in (REQUIREMENTS, PYPROJECT, UV_LOCK))
+    def detect(self, source_dir: Path) -> str | None:
+        return next(
+            (name for name in (REQUIREMENTS, PYPROJECT, UV_LOCK) if (source_dir / name).is_file()),
+            None,
+        )
+
+    def check_built(self, source_dir: Path) -> None:
+        check_dependencies_installed(source_dir)
 
     def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
         deadline = time.monotonic() + timeout
@@ -149,6 +153,45 @@ def pinned_python(source_dir: Path) -> PythonPin | None:
             raise StageFailed(f"{name} says {wanted!r}, which names no Python version (e.g. 3.12)")
         return PythonPin(version=f"{match.group(1)}.{match.group(2)}", file=name)
     return None
+
+
+def declared_dependencies(source_dir: Path) -> str | None:
+    """The file by which the app declares dependencies to install (a requirements.txt with a
+    requirement in it, a pyproject.toml), if any."""
+    requirements = source_dir / REQUIREMENTS
+    if requirements.is_file():
+        lines = requirements.read_text(encoding="utf-8", errors="replace").splitlines()
+        if any(line.strip() and not line.lstrip().startswith("#") for line in lines):
+            return REQUIREMENTS
+    pyproject = source_dir / PYPROJECT
+    if pyproject.is_file():
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return None  # pip says what is wrong with it when it installs
+        if isinstance(project, dict) and project.get("dependencies"):
+            return PYPROJECT
+    return None
+
+
+def installed_anything(source_dir: Path) -> bool:
+    """Whether the build installed Python packages into the app's tree (anywhere)."""
+    return (source_dir / SITE_PACKAGES).is_dir() or any(
+        path.is_dir() for path in source_dir.rglob("site-packages")
+    )
+
+
+def check_dependencies_installed(source_dir: Path) -> None:
+    """Refuse an artifact of an app that declares Python dependencies and got none: it would
+    only fail at its release, with a `No module named …`."""
+    declared = declared_dependencies(source_dir)
+    if declared is not None and not installed_anything(source_dir):
+        raise StageFailed(
+            f"the app declares Python dependencies ({declared}) but this build installed none: "
+            "its [build] command ran instead of the Python buildpack. Create the app with "
+            "`--builder python` (it installs them, then runs the command), or install them in "
+            "the command"
+        )
 
 
 def _what_to_install(source_dir: Path) -> tuple[str, list[str]]:

@@ -30,7 +30,7 @@ from shipyard.workers.builders.base import Builder, BuildRequest, BuiltArtifact
 from shipyard.workers.builders.local import pack_reproducibly
 from shipyard.workers.builders.python import PROFILE_SCRIPT, pinned_python
 from shipyard.workers.context import WorkerContext
-from shipyard.workers.runners.base import ReleaseSpec
+from shipyard.workers.runners.base import ReleaseSpec, run_to_end
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.runners.switch import health_gated_start
 from shipyard.workers.runtime import find_python3, with_profile
@@ -232,24 +232,46 @@ def test_a_pyproject_app_is_installed_with_its_own_script_and_no_trace_of_the_bu
     assert greet.stdout == GREETING_OUTPUT
 
 
-@pytest.mark.parametrize(
-    ("files", "expected"),
-    [
-        ({"Dockerfile": "FROM scratch\n"}, "No build command declared"),
-        ({"shipyard.toml": "[build]\ncommand = 'echo own > built.txt'\n"}, "Running build command"),
-    ],
-    ids=["dockerfile", "build-command"],
-)
-def test_a_dockerfile_or_an_own_build_command_turns_detection_off(
-    tmp_path: Path, store: FileStore, files: dict[str, str], expected: str
+@pytest.mark.timeout(300)
+@pytest.mark.network
+def test_a_dockerfile_does_not_turn_the_python_build_off_and_the_log_says_so(
+    tmp_path: Path, store: FileStore
 ) -> None:
     log = BuildLog(limit=100_000)
+    source = _source(tmp_path, "build", {**TABULATE_APP, "Dockerfile": "FROM scratch\n"})
 
-    built = _build("local", store, _source(tmp_path, "build", {**TABULATE_APP, **files}), log)
+    built = _build("local", store, source, log)
+
+    assert "Python app detected (requirements.txt)" in log.text()
+    assert "Dockerfile present: the local builder does not use it" in log.text()
+    assert [name for name in _members(Path(built.location)) if name.startswith(".python/site")]
+
+
+def test_an_own_build_command_that_installs_none_of_the_declared_dependencies_fails_the_build(
+    tmp_path: Path, store: FileStore
+) -> None:
+    log = BuildLog(limit=100_000)
+    own = {"shipyard.toml": "[build]\ncommand = 'echo own > built.txt'\n"}
+
+    with pytest.raises(StageFailed, match=r"declares Python dependencies \(requirements.txt\)"):
+        _build("local", store, _source(tmp_path, "build", {**TABULATE_APP, **own}), log)
 
     assert "Python app detected" not in log.text()
-    assert expected in log.text()
-    assert not [name for name in _members(Path(built.location)) if name.startswith(".python")]
+    assert "Running build command" in log.text()
+
+
+def test_an_app_that_declares_no_dependency_builds_with_its_own_command(
+    tmp_path: Path, store: FileStore
+) -> None:
+    files = {
+        "pyproject.toml": "[tool.ruff]\nline-length = 100\n",  # configuration, no project
+        "shipyard.toml": "[build]\ncommand = 'echo own > built.txt'\n",
+        "Procfile": "web: python3 -m http.server $PORT\n",
+    }
+
+    built = _build("local", store, _source(tmp_path, "build", files), BuildLog(limit=100_000))
+
+    assert "built.txt" in _members(Path(built.location))
 
 
 @pytest.mark.timeout(300)
@@ -473,7 +495,7 @@ def test_the_runner_refuses_an_artifact_built_for_another_python(
     )
 
     with pytest.raises(StageFailed, match=refusal):
-        runner.run_once(_spec(digest), "touch ran", timeout=60)
+        run_to_end(runner, _spec(digest), "touch ran", timeout=60)
     with pytest.raises(StageFailed, match=refusal):
         runner.stop(runner.start(_spec(digest)))
 
@@ -502,7 +524,7 @@ def test_the_flask_blog_builds_once_and_runs_from_two_directories(
         runner = LocalRunner(store, tmp_path / host / "run", tmp_path / host / "storage", sandbox)
         spec = _spec(built.digest)
 
-        release = runner.run_once(spec, release_command(procfile) or "", timeout=120)
+        release = run_to_end(runner, spec, release_command(procfile) or "", timeout=120)
         assert release.exit_code == 0, release.output
         assert "database ready" in release.output
         started.append((runner, health_gated_start(runner, spec)))
