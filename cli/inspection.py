@@ -269,12 +269,16 @@ def artifacts(
 def storage(app: AppOpt, env: EnvOpt) -> None:
     """Where the environment's persistent storage is, and how the app finds it."""
     info = ApiClient().get(f"{env_path(app, env)}/storage")
-    where = info["location"] or info["configured"] or "(made when a release first runs)"
+    where = (
+        info["location"] or info["configured"] or "(made on its run host when a release first runs)"
+    )
     console.print(
         f"Persistent storage of {app}/{env}: {printable(where)}", highlight=False, markup=False
     )
     console.print(
-        f"Apps find it in ${info['variable']}; it survives releases, rollbacks and restarts.",
+        f"Apps find it in ${info['variable']}, and config values may name it "
+        f"(DATABASE_URL=sqlite:///${info['variable']}/app.db); it survives releases, rollbacks "
+        "and restarts.",
         highlight=False,
         markup=False,
     )

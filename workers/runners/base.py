@@ -107,6 +107,19 @@ def run_to_end(runner: Runner, spec: ReleaseSpec, command: str, timeout: float) 
 # --- what every driver needs the same way ------------------------------------------------------
 
 
+def with_storage(env: dict[str, str], storage: str) -> dict[str, str]:
+    """The release's config with `$SHIPYARD_STORAGE_DIR` (or `${…}`) in its values replaced by
+    where the processes find their storage, so that config can name a path in it before the
+    first run (`DATABASE_URL=sqlite:///$SHIPYARD_STORAGE_DIR/blog.db`). Nothing else expands."""
+    names = (f"${{{constants.STORAGE_VARIABLE}}}", f"${constants.STORAGE_VARIABLE}")
+    expanded = {}
+    for key, value in env.items():
+        for name in names:
+            value = value.replace(name, storage)
+        expanded[key] = value
+    return expanded
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -45,6 +45,7 @@ from shipyard.workers.runners.base import (
     free_port,
     server_name,
     web_url,
+    with_storage,
 )
 from shipyard.workers.sandbox import DEFAULT_UID_BASE, app_uid
 
@@ -118,7 +119,7 @@ class DockerRunner:
             command=[command] if command is not None else None,
             environment={
                 "HOST": bind_host,
-                **spec.env,
+                **with_storage(spec.env, constants.CONTAINER_STORAGE_PATH),
                 **platform_environment(spec),
                 "PORT": str(port),
             },
@@ -241,7 +242,11 @@ class DockerRunner:
                 image.id,
                 entrypoint=SHELL,
                 command=[command],
-                environment={"HOST": bind_host, **spec.env, **platform_environment(spec)},
+                environment={
+                    "HOST": bind_host,
+                    **with_storage(spec.env, constants.CONTAINER_STORAGE_PATH),
+                    **platform_environment(spec),
+                },
                 labels=container_labels(spec, constants.ONE_OFF_PROCESS),
                 volumes=storage_volumes(spec),
                 user=self._user(spec, image),

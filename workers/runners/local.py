@@ -37,6 +37,7 @@ from shipyard.workers.runners.base import (
     free_port,
     server_name,
     web_url,
+    with_storage,
 )
 from shipyard.workers.runtime import check_python_version, with_profile
 from shipyard.workers.sandbox import Bind, Jail, Sandbox
@@ -193,7 +194,7 @@ class LocalRunner:
             "HOME": jail.path(release),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
-            **spec.env,
+            **with_storage(spec.env, jail.path(storage)),
             constants.STORAGE_VARIABLE: jail.path(storage),
             constants.RELEASE_VARIABLE: str(spec.release_version),
         }

@@ -259,6 +259,22 @@ def test_run_to_end_kills_a_command_over_its_time_limit(
     assert time.monotonic() - before < 20  # killed at its limit, not after its 30 s
 
 
+def test_config_may_name_a_path_in_the_storage_before_it_exists(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    env = {
+        "DATABASE_URL": "sqlite:///$SHIPYARD_STORAGE_DIR/blog.db",
+        "B": "${SHIPYARD_STORAGE_DIR}",
+    }
+    spec = make_spec(web_artifact(tmp_path, store), env=env)
+
+    result = run_to_end(runner, spec, 'echo "$DATABASE_URL $B $SHIPYARD_STORAGE_DIR"', 30)
+
+    url, braced, storage = result.output.split()
+    assert (url, braced) == (f"sqlite:///{storage}/blog.db", storage)
+    assert "$" not in result.output
+
+
 def test_stream_once_passes_each_line_on_as_it_is_printed_and_ends_with_the_exit_code(
     tmp_path: Path, store: FileStore, runner: LocalRunner
 ) -> None:
