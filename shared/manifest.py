@@ -15,10 +15,12 @@ _PROCESS_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 
 @dataclass(frozen=True)
 class BuildManifest:
-    """`[build]` of shipyard.toml: an optional command and its time limit."""
+    """`[build]` of shipyard.toml: an optional command, its time limit, and whether a Django
+    app's static files are collected at build time (`collectstatic = false` turns it off)."""
 
     command: str | None = None
     timeout: float | None = None
+    collectstatic: bool = True
 
 
 def read_procfile(app_dir: Path) -> dict[str, str]:
@@ -78,4 +80,11 @@ def read_build_manifest(app_dir: Path) -> BuildManifest:
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
         raise StageFailed("build.timeout must be a positive number of seconds")
-    return BuildManifest(command=command, timeout=float(timeout) if timeout else None)
+    collectstatic = build.get("collectstatic", True)
+    if not isinstance(collectstatic, bool):
+        raise StageFailed("build.collectstatic must be true or false")
+    return BuildManifest(
+        command=command,
+        timeout=float(timeout) if timeout else None,
+        collectstatic=collectstatic,
+    )

@@ -21,6 +21,7 @@ from shipyard.shared.manifest import BuildManifest, read_build_manifest
 from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
 from shipyard.workers.builders.relocatable import check_relocatable
+from shipyard.workers.runtime import with_profile
 from shipyard.workers.sandbox import Bind, Jail, Sandbox
 
 DOCKERFILE = "Dockerfile"
@@ -38,6 +39,18 @@ class Buildpack(Protocol):
     def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
         """Install into `request.source_dir` within `timeout`, running what it runs in `jail`;
         raise StageFailed with the reason."""
+        ...
+
+    def finish(
+        self,
+        request: BuildRequest,
+        manifest: BuildManifest,
+        jail: Jail,
+        timeout: float,
+        log: BuildLog,
+    ) -> None:
+        """What this kind of app gets once installed, before the app's own build command (a
+        Django app's collectstatic)."""
         ...
 
     def check_built(self, source_dir: Path) -> None:
@@ -72,11 +85,14 @@ class LocalBuilder:
         if buildpack is not None:
             marker = buildpack.detect(request.source_dir)
             log.write(f"-----> {buildpack.name} app detected ({marker})")
-            buildpack.compile(request, jail, max(deadline - time.monotonic(), 0.0), log)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            buildpack.compile(request, jail, remaining, log)
+            buildpack.finish(request, manifest, jail, max(deadline - time.monotonic(), 0.0), log)
         if manifest.command:
             log.write(f"-----> Running build command: {manifest.command}")
             remaining = max(deadline - time.monotonic(), 0.0)
-            run_build_command(manifest.command, request, jail, remaining, log)
+            # In the built environment: what the buildpack installed is importable.
+            run_build_command(with_profile(manifest.command), request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
         for pack in self._buildpacks:  # what the app declares, built or not by its buildpack
@@ -113,6 +129,9 @@ def scrubbed_environment(request: BuildRequest, home: Path) -> dict[str, str]:
         "SOURCE_VERSION": request.commit_sha,
         # Tools that honour it (py_compile, pip wheels, tar) then write reproducible output.
         "SOURCE_DATE_EPOCH": str(request.commit_timestamp),
+        # No bytecode: .pyc files would name the build's directory (not relocatable), and
+        # differ from build to build.
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
 
 

@@ -28,7 +28,13 @@ from shipyard.workers.builders.local import (
     build_environment,
     run_build_command,
 )
-from shipyard.workers.runtime import PROFILE_DIR, PYTHON_VERSION_FILE, HostPython, find_python3
+from shipyard.workers.runtime import (
+    PROFILE_DIR,
+    PYTHON_VERSION_FILE,
+    HostPython,
+    find_python3,
+    with_profile,
+)
 from shipyard.workers.sandbox import Jail, Sandbox
 
 REQUIREMENTS = "requirements.txt"
@@ -85,6 +91,38 @@ class PythonBuildpack:
 
     def check_built(self, source_dir: Path) -> None:
         check_dependencies_installed(source_dir)
+
+    def finish(
+        self,
+        request: BuildRequest,
+        manifest: BuildManifest,
+        jail: Jail,
+        timeout: float,
+        log: BuildLog,
+    ) -> None:
+        """A Django app's static files, collected at build time as on Heroku (`collectstatic
+        = false` in shipyard.toml's [build] turns it off)."""
+        if not is_django(request.source_dir):
+            return
+        if not manifest.collectstatic:
+            log.write("-----> Django app: collectstatic turned off ([build] collectstatic = false)")
+            return
+        log.write("-----> Django app: python3 manage.py collectstatic --noinput")
+        try:
+            run_build_command(
+                with_profile("python3 manage.py collectstatic --noinput"),
+                request,
+                jail,
+                timeout,
+                log,
+                step="collectstatic",
+            )
+        except StageFailed as exc:
+            raise StageFailed(
+                f"{exc.message}. It runs at build time, where the app gets no config: give its "
+                "settings a default for what they read from the environment at import (SECRET_KEY, "
+                "…), or turn it off with `collectstatic = false` under [build] in shipyard.toml"
+            ) from exc
 
     def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
         deadline = time.monotonic() + timeout
@@ -153,6 +191,30 @@ def pinned_python(source_dir: Path) -> PythonPin | None:
             raise StageFailed(f"{name} says {wanted!r}, which names no Python version (e.g. 3.12)")
         return PythonPin(version=f"{match.group(1)}.{match.group(2)}", file=name)
     return None
+
+
+_DJANGO = re.compile(r"^\s*django\s*(?:[<>=!~;\[@ ]|$)", re.IGNORECASE)
+
+
+def is_django(source_dir: Path) -> bool:
+    """A Django app: a manage.py, and Django among the requirements (or the project's
+    dependencies)."""
+    if not (source_dir / "manage.py").is_file():
+        return False
+    requirements = source_dir / REQUIREMENTS
+    if requirements.is_file():
+        lines = requirements.read_text(encoding="utf-8", errors="replace").splitlines()
+        if any(_DJANGO.match(line) for line in lines):
+            return True
+    pyproject = source_dir / PYPROJECT
+    if pyproject.is_file():
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return False
+        dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
+        return any(isinstance(d, str) and _DJANGO.match(d) for d in dependencies)
+    return False
 
 
 def declared_dependencies(source_dir: Path) -> str | None:

@@ -28,13 +28,14 @@ from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders import BUILDERS, get_builder
 from shipyard.workers.builders.base import Builder, BuildRequest, BuiltArtifact
 from shipyard.workers.builders.local import pack_reproducibly
-from shipyard.workers.builders.python import PROFILE_SCRIPT, pinned_python
+from shipyard.workers.builders.python import PROFILE_SCRIPT, is_django, pinned_python
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.base import ReleaseSpec, run_to_end
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.runners.switch import health_gated_start
 from shipyard.workers.runtime import find_python3, with_profile
 from shipyard.workers.sandbox import Bind, Sandbox
+from tests.django_app import DJANGO_APP
 from tests.python_packages import (
     GREETING_MODULE,
     GREETING_OUTPUT,
@@ -589,3 +590,48 @@ def test_a_link_a_package_build_leaves_where_the_builder_writes_fails_the_build(
         _build("local", store, _source(tmp_path, "build", app), log)
 
     assert list(victim.iterdir()) == []  # nothing written through it
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.network
+def test_a_django_apps_static_files_are_collected_at_build_time_without_bytecode(
+    tmp_path: Path, store: FileStore
+) -> None:
+    log = BuildLog(limit=1_000_000)
+
+    built = _build("local", store, _source(tmp_path, "build", DJANGO_APP), log)
+
+    assert "Django app: python3 manage.py collectstatic --noinput" in log.text()
+    files = _members(Path(built.location))
+    assert files["staticfiles/site.css"] == b"body { color: saddlebrown; }\n"
+    assert not [name for name in files if name.endswith(".pyc")]
+
+
+def test_a_django_app_is_known_by_its_manage_py_and_its_requirement(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("djangorestframework==3.15\n")
+    assert not is_django(tmp_path)  # no manage.py
+    (tmp_path / "manage.py").write_text("")
+    assert not is_django(tmp_path)  # a Django package, not Django
+    (tmp_path / "requirements.txt").write_text("# web\nDjango>=5.1,<5.2\n")
+    assert is_django(tmp_path)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.network
+def test_a_failing_collectstatic_fails_the_build_saying_how_to_turn_it_off(
+    tmp_path: Path, store: FileStore
+) -> None:
+    strict = {
+        **DJANGO_APP,
+        "mysite/settings.py": DJANGO_APP["mysite/settings.py"].replace(
+            'os.environ.get("SECRET_KEY", "only-for-collectstatic")', 'os.environ["SECRET_KEY"]'
+        ),
+    }
+    with pytest.raises(StageFailed, match="collectstatic exited with status 1") as caught:
+        _build("local", store, _source(tmp_path, "build", strict))
+    assert "`collectstatic = false` under [build]" in caught.value.message
+
+    off = {**strict, "shipyard.toml": "[build]\ncollectstatic = false\n"}
+    log = BuildLog(limit=1_000_000)
+    _build("local", store, _source(tmp_path, "off", off), log)
+    assert "collectstatic turned off" in log.text()
