@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DJANGO_APP: dict[str, str] = {
     "requirements.txt": "Django==5.1.4\nwhitenoise==6.8.2\n",
-    "Procfile": "web: python3 manage.py runserver --noreload --insecure 127.0.0.1:$PORT\n",
+    "Procfile": "web: python3 manage.py runserver --noreload 127.0.0.1:$PORT\n",
     "manage.py": """\
 import os
 import sys
