@@ -17,7 +17,7 @@ AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
 
 # What the CLI says about the run goes to stderr: stdout is the command's own output.
-notice = Console(stderr=True)
+notice = Console(stderr=True, soft_wrap=True)
 POLL_SECONDS = 0.2
 # A run its host has not started by then: its run worker is away (said, and the run cancelled).
 START_BOUND_SECONDS = 60.0

@@ -22,6 +22,12 @@ def register_secrets(values: Iterable[str]) -> None:
     _known_secrets.set(current | {v for v in values if len(v) >= 4})
 
 
+def known_secrets() -> frozenset[str]:
+    """The secret values registered by the current task (to hand to a thread it starts: a new
+    thread does not inherit them)."""
+    return _known_secrets.get()
+
+
 def forget_secrets() -> None:
     """Clear the secret values registered by the current task."""
     _known_secrets.set(frozenset())

@@ -8,7 +8,7 @@ import redis
 import structlog
 
 from shipyard.shared import build_stream, constants
-from shipyard.shared.logging import redact
+from shipyard.shared.logging import known_secrets, redact
 
 log = structlog.get_logger(__name__)
 
@@ -20,12 +20,15 @@ class LiveOutput:
     def __init__(self, client: redis.Redis, key: str) -> None:
         self._client = client
         self._key = key
+        # Called from the thread that reads the command's output, which does not see the
+        # secrets this task registered: they are taken now.
+        self._secrets = known_secrets()
         self._tail: deque[str] = deque()
         self._size = 0
         self.stream_failed = False
 
     def __call__(self, line: str) -> None:
-        line = redact(line)
+        line = redact(line, self._secrets)
         self._tail.append(line)
         self._size += len(line) + 1
         while self._size > constants.RELEASE_OUTPUT_LIMIT_BYTES and len(self._tail) > 1:
@@ -40,7 +43,7 @@ class LiveOutput:
     def announce(self, line: str) -> None:
         """A line of the platform's own (what runs now) on the live stream, not in the tail."""
         try:
-            build_stream.append(self._client, self._key, redact(line))
+            build_stream.append(self._client, self._key, redact(line, self._secrets))
         except redis.RedisError:
             self.stream_failed = True
 

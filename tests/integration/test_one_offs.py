@@ -40,7 +40,7 @@ def test_a_one_off_runs_in_the_release_with_its_config_storage_and_exit_code(
     listed = distributed.run_cli("runs", "-a", app, "-e", "production")
 
     assert ran.returncode == 3, ran.stderr
-    assert ran.stdout.splitlines() == ["greeting: hi there", "password: [redacted]"]
+    assert ran.stdout.splitlines() == ["greeting: hi there", "password: <redacted>"]
     assert f"in {app}/production v1" in ran.stderr
     # Quoted by the CLI as one word each: `cat '$SHIPYARD_STORAGE_DIR/init'` finds no such file.
     assert again.returncode == 1 and "No such file" in again.stdout
@@ -49,7 +49,7 @@ def test_a_one_off_runs_in_the_release_with_its_config_storage_and_exit_code(
     by_command = {r["command"]: r for r in runs}
     first = by_command[script]
     assert (first["status"], first["exit_code"], first["release_version"]) == ("failed", 3, 1)
-    assert secret not in first["output"] and "password: [redacted]" in first["output"]
+    assert secret not in first["output"] and "password: <redacted>" in first["output"]
     assert by_command["sleep 60"]["status"] == "timed_out"
     assert "sleep 60" in listed.stdout and "timed_out" in listed.stdout
     stored = distributed.run_cli(

@@ -505,11 +505,17 @@ def test_the_docker_runner_spreads_an_environment_too(
     stack.patch_config(app, "web", {"vars": {"GREETING": "two"}, "deploy": False})
     second = stack.deploy(app, "web")
 
-    assert (first["status"], second["status"]) == ("succeeded", "succeeded"), second
+    errors = [s["error"] for p in (first, second) for s in p["stages"] if s["error"]]
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded"), errors
     current = stack.current(app, "web")
-    assert sorted(p["host"] for p in current["processes"]) == ["alpha", "beta"]
-    assert all(p.get("container") for p in current["processes"])
+    # web dealt out over both hosts; the worker (one of it) on the first.
+    placed = sorted((p["type"], p["host"]) for p in current["processes"])
+    assert placed == [("web", "alpha"), ("web", "beta"), ("worker", "alpha")]
     assert _answers(run_hosts, app, "web") == {"alpha": "200 two", "beta": "200 two"}
     # Only the live release's containers run, one per host's share.
     running = containers_of(docker_engine, f"shipyard.app={app}")
-    assert sorted(c.id for c in running) == sorted(p["container"] for p in current["processes"])
+    (live,) = [
+        records for _, status, records in run_hosts.deployments(app, "web") if status == "live"
+    ]
+    assert sorted(c.id for c in running) == sorted(str(p["container"]) for p in live)
+    assert {c.labels["shipyard.host"] for c in running} == {"alpha", "beta"}

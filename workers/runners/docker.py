@@ -80,7 +80,7 @@ class DockerRunner:
             image = self._image(spec)
             procfile = image_processes(self._client, image, spec)
             user = self._user(spec, image)
-            self._remove_leftovers(spec.deployment_id)
+            self._remove_leftovers(spec)
             started: list[ProcessRecord] = []
             try:
                 for process_type, command in procfile.items():
@@ -187,11 +187,11 @@ class DockerRunner:
             self._host_network = not any(network["Name"] == "bridge" for network in bridges)
         return self._host_network
 
-    def _remove_leftovers(self, deployment_id: str) -> None:
-        """Containers of an earlier, interrupted start of the same deployment: start afresh."""
-        leftovers = self._client.containers.list(
-            all=True, filters={"label": f"shipyard.deployment={deployment_id}"}
-        )
+    def _remove_leftovers(self, spec: ReleaseSpec) -> None:
+        """Containers of an earlier, interrupted start of the same deployment on this run host
+        (the engine may serve several: a spread deployment's other shares are not leftovers)."""
+        labels = [f"shipyard.deployment={spec.deployment_id}", f"shipyard.host={spec.host}"]
+        leftovers = self._client.containers.list(all=True, filters={"label": labels})
         for container in leftovers:
             self._remove(container.id)
 
@@ -422,6 +422,7 @@ def container_labels(spec: ReleaseSpec, process_type: str) -> dict[str, str]:
         "shipyard.release": spec.release_id,
         "shipyard.process": process_type,
         "shipyard.deployment": spec.deployment_id,
+        "shipyard.host": spec.host,  # the run host that started it
     }
 
 
