@@ -163,6 +163,12 @@ class PythonBuildpack:
         version_file = source / PYTHON_VERSION_FILE
         version_file.parent.mkdir(parents=True, exist_ok=True)
         version_file.write_text(python.version + "\n")
+        # Written by the worker (umask 077): the app's user reads them in the build's own later
+        # steps (collectstatic, the build command source the profile), as its processes will.
+        for written in (source / PROFILE_DIR, version_file.parent):
+            written.chmod(0o755)
+        for written in (source / PROFILE_DIR / "python.sh", version_file):
+            written.chmod(0o644)
         log.write(f"-----> Python {python.version} recorded in {PYTHON_VERSION_FILE}")
 
 

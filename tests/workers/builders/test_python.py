@@ -598,8 +598,13 @@ def test_a_django_apps_static_files_are_collected_at_build_time_without_bytecode
     tmp_path: Path, store: FileStore
 ) -> None:
     log = BuildLog(limit=1_000_000)
+    source = _source(tmp_path, "build", DJANGO_APP)
 
-    built = _build("local", store, _source(tmp_path, "build", DJANGO_APP), log)
+    previous = os.umask(0o077)  # the worker's own (shipyard keeps its files private)
+    try:
+        built = _build("local", store, source, log)
+    finally:
+        os.umask(previous)
 
     assert "Django app: python3 manage.py collectstatic --noinput" in log.text()
     files = _members(Path(built.location))
