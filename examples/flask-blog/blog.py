@@ -4,7 +4,9 @@
     POST /posts    a new post from the form field or JSON key `title`
     GET  /health   200 once the app is up
 
-`flask --app blog init-db` creates the table if it is missing (the Procfile's release command).
+`flask --app blog init-db` creates the table if it is missing (the Procfile's release command:
+it runs for every release, so it must be safe to run again). `flask --app blog seed-db` writes the
+first post: a one-time step, run once with `shipyard run` (a second run writes it again).
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def init_db() -> None:
             " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
         )
     click.echo(f"database ready: {path}")
+
+
+@app.cli.command("seed-db")
+def seed_db() -> None:
+    """Write the welcome post: once, by hand (`shipyard run`), never in the release phase."""
+    with sqlite3.connect(database_path()) as connection:
+        connection.execute("INSERT INTO post (title) VALUES (?)", ("Welcome to the blog",))
+    click.echo("welcome post written")
 
 
 @app.get("/")

@@ -58,6 +58,13 @@ def test_the_flask_blog_deploys_and_keeps_its_posts_across_config_code_and_rollb
     assert (storage / "blog.db").is_file()
     assert not list((distributed.data_dir / "run" / app).rglob("blog.db"))
 
+    # A one-time step, run once in the live release (`shipyard run`), not at every release.
+    seeded = distributed.run_cli(
+        "run", "-a", app, "-e", "staging", "--", "flask", "--app", "blog", "seed-db"
+    )
+    assert seeded.stdout == "welcome post written\n"
+    assert "Welcome to the blog" in _page(distributed, app)
+
     # A config change is a new release (v2): the post is still there.
     distributed.wait_pipeline(
         distributed.patch_config(app, "staging", {"vars": {"BLOG_TITLE": "Notes"}})["pipeline_id"]
@@ -79,6 +86,7 @@ def test_the_flask_blog_deploys_and_keeps_its_posts_across_config_code_and_rollb
     assert distributed.wait_pipeline(rollback["id"])["status"] == "succeeded"
     page_v1 = _page(distributed, app)
     assert "Blog, v3" not in page_v1 and "First post" in page_v1
+    assert page_v1.count("Welcome to the blog") == 1  # written once, by the one-off
     assert distributed.api("GET", f"/v1/apps/{app}/environments/staging/storage", 200) == {
         "variable": "SHIPYARD_STORAGE_DIR",
         "configured": None,
