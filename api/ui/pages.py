@@ -13,13 +13,14 @@ from shipyard.api.deps import SecretBoxDep, SessionDep, SettingsDep
 from shipyard.api.errors import status_for
 from shipyard.api.ui.rendering import PageRoute, ViewerDep, page
 from shipyard.shared.exceptions import ShipyardError
-from shipyard.shared.services import activity, apps, history, releases
+from shipyard.shared.services import activity, apps, history, one_offs, releases
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
 # Rows of an environment's deployment history and pipelines a page shows.
 HISTORY_ROWS = 50
 PIPELINE_ROWS = 10
+RUN_ROWS = 10  # the latest one-off commands (`shipyard runs` has more)
 
 
 @router.get("")
@@ -81,6 +82,12 @@ def environment_page(
         "pipelines": activity.recent_pipelines(
             session=session, environment=environment, limit=PIPELINE_ROWS
         ),
+        "runs": [
+            one_offs.view(session=session, run=run)
+            for run in one_offs.of_environment(
+                session=session, environment=environment, limit=RUN_ROWS
+            )
+        ],
     }
     return page(request, "environment.html", context)
 

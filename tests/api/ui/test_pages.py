@@ -9,7 +9,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from shipyard.shared.db import get_engine
-from shipyard.shared.services import apps, deployments
+from shipyard.shared.models import OneOffStatus
+from shipyard.shared.schemas import OneOffCreate
+from shipyard.shared.services import apps, deployments, one_offs
 from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import SECRET, WEB_PROCESS, make_token, sign_in
 
@@ -198,3 +200,30 @@ def test_the_static_files_are_served(browser: TestClient) -> None:
     assert htmx.status_code == sse.status_code == 200
     assert "htmx" in htmx.text[:200]
     assert 'defineExtension("sse"' in sse.text
+
+
+def test_the_environment_page_lists_its_one_off_commands(
+    admin: TestClient, history: dict[str, Any], settings: Settings
+) -> None:
+    empty = admin.get("/ui/apps/web/environments/staging").text
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        staging = apps.environment_by_names(session=session, app="web", name="staging")
+        staging.run_host = "alpha"
+        session.add(staging)
+        run = one_offs.create(
+            session=session,
+            environment=staging,
+            data=OneOffCreate(command="flask --app blog seed-db <b>"),
+            requested_by="deploy:staging",
+        )
+        one_offs.finish(
+            session=session, run_id=run.id, status=OneOffStatus.FAILED, exit_code=3, output=""
+        )
+        session.commit()
+
+    page = admin.get("/ui/apps/web/environments/staging").text
+
+    assert "None yet: <code>shipyard run -a web -e staging -- COMMAND</code>" in empty
+    assert '<tr class="one-off" data-status="failed">' in page
+    assert "<code>flask --app blog seed-db &lt;b&gt;</code>" in page  # escaped
+    assert "<td>deploy:staging</td>" in page and "<td>3</td>" in page
