@@ -152,6 +152,28 @@ def test_a_failing_dockerfile_fails_the_build_with_the_daemons_message(
     assert not containers_of(docker_engine, f"shipyard.app={app}")
 
 
+def test_a_one_off_runs_in_a_throwaway_container_of_the_release(
+    docker_engine: docker.DockerClient, distributed: Stack, tmp_path: Path
+) -> None:
+    app = create_docker_app(distributed, docker_repo(tmp_path))
+    configure(
+        distributed,
+        app,
+        {"vars": {"GREETING": "from docker", "API_TOKEN": SECRET}, "secrets": ["API_TOKEN"]},
+    )
+    assert distributed.deploy(app, "staging")["status"] == "succeeded"
+    before = {c.id for c in containers_of(docker_engine, f"shipyard.app={app}")}
+    script = 'echo "$GREETING in v$(cat VERSION) as $(id -u)"; echo "token $API_TOKEN"; exit 6'
+
+    ran = distributed.run_cli("run", "-a", app, "-e", "staging", "--", script, check=False)
+
+    assert ran.returncode == 6, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0].startswith("from docker in v1 as ") and lines[1] == "token <redacted>"
+    after = {c.id for c in containers_of(docker_engine, f"shipyard.app={app}")}
+    assert after == before  # the one-off's container is gone; the app's run on
+
+
 def test_a_plain_dockerfile_without_a_procfile_deploys_with_its_cmd_as_web(
     docker_engine: docker.DockerClient, distributed: Stack, tmp_path: Path
 ) -> None:
