@@ -120,6 +120,7 @@ def test_each_process_runs_as_a_labelled_limited_container_and_web_answers(
             "shipyard.release": spec.release_id,
             "shipyard.process": process["type"],
             "shipyard.deployment": spec.deployment_id,
+            "shipyard.host": spec.host,
             "shipyard.commit": docker_engine.images.get(image.digest).labels["shipyard.commit"],
         }
         host = attrs["HostConfig"]
