@@ -21,6 +21,8 @@ notice = Console(stderr=True, soft_wrap=True)
 POLL_SECONDS = 0.2
 # A run its host has not started by then: its run worker is away (said, and the run cancelled).
 START_BOUND_SECONDS = 60.0
+# Past its start and its own timeout, how long to wait for a run's end before saying so.
+END_MARGIN_SECONDS = 60.0
 # Exit codes like timeout(1) and a shell's: killed at its timeout, cancelled (interrupted).
 TIMED_OUT_EXIT = 124
 CANCELLED_EXIT = 130
@@ -55,7 +57,7 @@ def run(
         markup=False,
     )
     try:
-        ended = follow(client, started["id"])
+        ended = follow(client, started["id"], float(started["timeout"]))
     except KeyboardInterrupt:
         client.post(f"/v1/runs/{started['id']}/cancel", {})
         notice.print("cancelled: its process is being stopped")
@@ -63,10 +65,12 @@ def run(
     raise typer.Exit(exit_code(ended))
 
 
-def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
-    """Print the run's output as it comes; its state once it ended."""
+def follow(client: ApiClient, run_id: str, timeout: float) -> dict[str, Any]:
+    """Print the run's output as it comes; its state once it ended (bounded: a host that died
+    under it never reports its end)."""
     after = "0-0"
     began = time.monotonic()
+    deadline = began + START_BOUND_SECONDS + timeout + END_MARGIN_SECONDS
     while True:
         page = client.get(f"/v1/runs/{run_id}/output", params={"after": after})
         after = page["after"]
@@ -81,6 +85,12 @@ def follow(client: ApiClient, run_id: str) -> dict[str, Any]:
             raise CliError(
                 f"its run host has not started it in {START_BOUND_SECONDS:g}s (is its run worker "
                 "up? `shipyard hosts`); cancelled"
+            )
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"run {run_id} has not ended {END_MARGIN_SECONDS:g}s after its timeout "
+                f"({timeout:g}s): its run host may have stopped under it (`shipyard hosts`, "
+                "`shipyard runs`)"
             )
         if not page["lines"]:
             time.sleep(POLL_SECONDS)

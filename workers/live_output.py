@@ -11,6 +11,8 @@ from shipyard.shared import build_stream, constants
 from shipyard.shared.logging import known_secrets, redact
 
 log = structlog.get_logger(__name__)
+# A line is kept (streamed, stored) up to this long; runners already pass long ones in pieces.
+MAX_LINE_CHARACTERS = 16_384
 
 
 class LiveOutput:
@@ -28,7 +30,7 @@ class LiveOutput:
         self.stream_failed = False
 
     def __call__(self, line: str) -> None:
-        line = redact(line, self._secrets)
+        line = redact(line[:MAX_LINE_CHARACTERS], self._secrets)
         self._tail.append(line)
         self._size += len(line) + 1
         while self._size > constants.RELEASE_OUTPUT_LIMIT_BYTES and len(self._tail) > 1:

@@ -13,6 +13,8 @@ from shipyard.shared.models import (
     Deployment,
     DeploymentStatus,
     Environment,
+    OneOff,
+    OneOffStatus,
     Pipeline,
     PipelineStatus,
     Release,
@@ -24,8 +26,8 @@ def artifacts_to_keep(
 ) -> set[str]:
     """The artifacts of app `app_id` that a run host keeps unpacked: those of deployments whose
     processes may still run (starting, live, or replaced and not yet retired), of unfinished
-    pipelines (a release phase, a rollback or a promotion under way), and of the `warm` newest
-    releases of each environment besides."""
+    pipelines (a release phase, a rollback or a promotion under way), of one-off commands
+    queued or running, and of the `warm` newest releases of each environment besides."""
     environments = select(Environment.id).where(Environment.app_id == app_id)
     running = (
         select(Release.artifact_id)
@@ -66,4 +68,14 @@ def artifacts_to_keep(
         .subquery()
     )
     keep.update(session.exec(select(newest.c.artifact_id).where(newest.c.rank <= warm)))
+    # One-off commands queued or running (`shipyard run --release N` may name an old release).
+    one_offs = (
+        select(Release.artifact_id)
+        .join(OneOff, col(OneOff.release_id) == col(Release.id))
+        .where(
+            col(OneOff.environment_id).in_(environments),
+            col(OneOff.status).in_([OneOffStatus.QUEUED, OneOffStatus.RUNNING]),
+        )
+    )
+    keep.update(session.exec(one_offs))
     return keep

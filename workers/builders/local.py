@@ -53,9 +53,14 @@ class Buildpack(Protocol):
         Django app's collectstatic)."""
         ...
 
-    def check_built(self, source_dir: Path) -> None:
-        """Refuse (StageFailed) a built tree of an app of this kind that lacks what the app
-        declares it needs, whoever built it (this buildpack, or the app's own command)."""
+    def declared(self, source_dir: Path) -> str | None:
+        """What the app declares it needs of this kind (the file that says so), read from the
+        exported commit before anything of the app runs; None: nothing."""
+        ...
+
+    def check_built(self, source_dir: Path, declared: str) -> None:
+        """Refuse (StageFailed) a built tree that lacks what the app declared it needs, whoever
+        built it (this buildpack, or the app's own command)."""
         ...
 
 
@@ -76,6 +81,8 @@ class LocalBuilder:
         # One limit for the whole build: the buildpack's install and the command share it.
         deadline = time.monotonic() + min(manifest.timeout or request.timeout, request.timeout)
         buildpack = self.buildpack_for(request.source_dir, manifest)
+        # Read from the commit as exported, before any of the app's code runs here.
+        declared = [(p, d) for p in self._buildpacks if (d := p.declared(request.source_dir))]
         jail = build_jail(self._sandbox, request)
         if (request.source_dir / DOCKERFILE).exists():
             log.write(
@@ -95,9 +102,8 @@ class LocalBuilder:
             run_build_command(with_profile(manifest.command), request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
-        for pack in self._buildpacks:  # what the app declares, built or not by its buildpack
-            if pack.detect(request.source_dir):
-                pack.check_built(request.source_dir)
+        for pack, what in declared:  # built by its buildpack or by the app's own command
+            pack.check_built(request.source_dir, what)
         # Runners unpack the artifact elsewhere: refuse now what would only fail there.
         check_relocatable(request.source_dir, (request.work_dir, request.source_dir))
         tarball = request.work_dir / "artifact.tar.gz"

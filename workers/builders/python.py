@@ -10,8 +10,10 @@ host whose `python3` has the major.minor recorded in `.shipyard/python-version`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import stat
 import time
 import tomllib
 from dataclasses import dataclass
@@ -89,8 +91,11 @@ class PythonBuildpack:
             None,
         )
 
-    def check_built(self, source_dir: Path) -> None:
-        check_dependencies_installed(source_dir)
+    def declared(self, source_dir: Path) -> str | None:
+        return declared_dependencies(source_dir)
+
+    def check_built(self, source_dir: Path, declared: str) -> None:
+        check_dependencies_installed(source_dir, declared)
 
     def finish(
         self,
@@ -207,59 +212,70 @@ def is_django(source_dir: Path) -> bool:
     dependencies)."""
     if not (source_dir / "manage.py").is_file():
         return False
-    requirements = source_dir / REQUIREMENTS
-    if requirements.is_file():
-        lines = requirements.read_text(encoding="utf-8", errors="replace").splitlines()
-        if any(_DJANGO.match(line) for line in lines):
-            return True
-    pyproject = source_dir / PYPROJECT
-    if pyproject.is_file():
-        try:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return False
-        dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
-        return any(isinstance(d, str) and _DJANGO.match(d) for d in dependencies)
-    return False
+    requirements = _small_text(source_dir / REQUIREMENTS) or ""
+    if any(_DJANGO.match(line) for line in requirements.splitlines()):
+        return True
+    dependencies = _project(source_dir).get("dependencies")
+    return isinstance(dependencies, list) and any(
+        isinstance(d, str) and _DJANGO.match(d) for d in dependencies
+    )
 
 
 def declared_dependencies(source_dir: Path) -> str | None:
     """The file by which the app declares dependencies to install (a requirements.txt with a
-    requirement in it, a pyproject.toml), if any."""
-    requirements = source_dir / REQUIREMENTS
-    if requirements.is_file():
-        lines = requirements.read_text(encoding="utf-8", errors="replace").splitlines()
-        if any(line.strip() and not line.lstrip().startswith("#") for line in lines):
-            return REQUIREMENTS
-    pyproject = source_dir / PYPROJECT
-    if pyproject.is_file():
-        try:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return None  # pip says what is wrong with it when it installs
-        if isinstance(project, dict) and project.get("dependencies"):
-            return PYPROJECT
+    requirement in it, a pyproject.toml listing dependencies), if any. Read before anything of
+    the app's runs, and only as a small regular file (never through a link)."""
+    requirements = _small_text(source_dir / REQUIREMENTS)
+    if requirements is not None and any(
+        line.strip() and not line.lstrip().startswith("#") for line in requirements.splitlines()
+    ):
+        return REQUIREMENTS
+    if _project(source_dir).get("dependencies"):
+        return PYPROJECT
     return None
 
 
 def installed_anything(source_dir: Path) -> bool:
-    """Whether the build installed Python packages into the app's tree (anywhere)."""
-    return (source_dir / SITE_PACKAGES).is_dir() or any(
-        path.is_dir() for path in source_dir.rglob("site-packages")
-    )
+    """Whether the build installed Python packages into the app's tree, wherever (pip records
+    each installed package in a `*.dist-info` folder, with `--target` too)."""
+    return any(path.is_dir() for path in source_dir.rglob("*.dist-info"))
 
 
-def check_dependencies_installed(source_dir: Path) -> None:
+def check_dependencies_installed(source_dir: Path, declared: str) -> None:
     """Refuse an artifact of an app that declares Python dependencies and got none: it would
     only fail at its release, with a `No module named …`."""
-    declared = declared_dependencies(source_dir)
-    if declared is not None and not installed_anything(source_dir):
+    if not installed_anything(source_dir):
         raise StageFailed(
             f"the app declares Python dependencies ({declared}) but this build installed none: "
             "its [build] command ran instead of the Python buildpack. Create the app with "
             "`--builder python` (it installs them, then runs the command), or install them in "
             "the command"
         )
+
+
+def _small_text(path: Path, limit: int = 1_000_000) -> str | None:
+    """The text of `path` if it is a regular file (not a link) of at most `limit` bytes."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data.decode("utf-8", errors="replace")
+
+
+def _project(source_dir: Path) -> dict[str, object]:
+    """pyproject.toml's [project] table (empty when there is none, or it cannot be read)."""
+    text = _small_text(source_dir / PYPROJECT)
+    if text is None:
+        return {}
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError:
+        return {}  # pip says what is wrong with it when it installs
+    return project if isinstance(project, dict) else {}
 
 
 def _what_to_install(source_dir: Path) -> tuple[str, list[str]]:

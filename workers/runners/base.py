@@ -57,6 +57,8 @@ class OneOffEnd:
 OutputSink = Callable[[str], None]  # receives each line of output as it is printed
 CancelCheck = Callable[[], bool]  # asked every STREAM_POLL_SECONDS: stop it now?
 STREAM_POLL_SECONDS = 0.2
+# A printed line longer than this reaches the sink in pieces (the output is followed in memory).
+MAX_LINE_BYTES = 16_384
 
 
 class Runner(Protocol):

@@ -37,6 +37,7 @@ from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.docker_engine import image_tag
 from shipyard.workers.runners.base import (
+    MAX_LINE_BYTES,
     STREAM_POLL_SECONDS,
     CancelCheck,
     OneOffEnd,
@@ -267,12 +268,16 @@ class DockerRunner:
 
 
 def _follow(container: Any, output: OutputSink) -> None:
-    """Each line the container prints, to `output`, until it ends."""
+    """Each line the container prints, to `output`, until it ends (a line longer than
+    MAX_LINE_BYTES is passed on in pieces)."""
     pending = b""
     with contextlib.suppress(APIError, OSError):
         for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            while len(pending) > MAX_LINE_BYTES:
+                lines.append(pending[:MAX_LINE_BYTES])
+                pending = pending[MAX_LINE_BYTES:]
             for line in lines:
                 output(line.decode(errors="replace"))
     if pending:
@@ -282,11 +287,16 @@ def _follow(container: Any, output: OutputSink) -> None:
 def _await_container(container: Any, timeout: float, cancelled: CancelCheck) -> OneOffEnd:
     """Until the container exits; killed at `timeout` or when cancelled."""
     deadline = time.monotonic() + timeout
+    refused = 0  # waits that failed at once, not at their read timeout: the engine is away
     while True:
-        with contextlib.suppress(OSError):  # the SDK's read timeout: not ended yet
-            return OneOffEnd(
-                exit_code=int(container.wait(timeout=STREAM_POLL_SECONDS)["StatusCode"])
-            )
+        asked = time.monotonic()
+        try:
+            status = container.wait(timeout=STREAM_POLL_SECONDS)
+            return OneOffEnd(exit_code=int(status["StatusCode"]))
+        except OSError as exc:  # the SDK reports its read timeout so: not ended yet
+            refused = refused + 1 if time.monotonic() - asked < STREAM_POLL_SECONDS / 2 else 0
+            if refused >= 5:
+                raise StageFailed(f"lost the Docker engine during the command ({exc})") from exc
         timed_out = time.monotonic() > deadline
         if timed_out or cancelled():
             with contextlib.suppress(APIError):

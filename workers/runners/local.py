@@ -29,6 +29,7 @@ from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.archives import code_filter
 from shipyard.workers.runners.base import (
+    MAX_LINE_BYTES,
     STREAM_POLL_SECONDS,
     CancelCheck,
     OneOffEnd,
@@ -339,7 +340,7 @@ class LocalRunner:
 def _lines_to(stream: IO[bytes], output: OutputSink) -> None:
     """Each line of `stream` to `output` until it ends."""
     with stream:
-        for raw in iter(stream.readline, b""):
+        for raw in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
             output(raw.decode(errors="replace").rstrip("\n"))
 
 
@@ -351,9 +352,14 @@ def _await_one_off(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return OneOffEnd(exit_code=child.wait(timeout=STREAM_POLL_SECONDS))
+            code = child.wait(timeout=STREAM_POLL_SECONDS)
         except subprocess.TimeoutExpired:
             pass
+        else:
+            # What it left running in the background ends with it (the sandbox's PID namespace
+            # ends them too; unconfined, only this does).
+            processes.terminate_group(child.pid, None, 0)
+            return OneOffEnd(exit_code=code)
         timed_out = time.monotonic() > deadline
         if timed_out or cancelled():
             processes.terminate_group(child.pid, None, 0)

@@ -121,6 +121,8 @@ def _run_claimed(
             return
         except OperationalError:
             raise  # the database is away: the task retries, the stage stays claimed
+        except stage_runs.StageSuperseded:
+            raise  # another attempt owns the stage now: nothing of this one is recorded
         except Exception as exc:  # a bug or an unexpected driver error: fail, never hang
             log.exception("stage.crashed")
             error = f"internal error ({type(exc).__name__})"

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.exc import OperationalError
 
 from shipyard.shared.broker import publish
 from shipyard.shared.db import session_scope
@@ -13,7 +14,7 @@ from shipyard.shared.events import ReleaseCreated
 from shipyard.shared.exceptions import ShipyardError, StageFailed
 from shipyard.shared.models import Deployment, DeploymentStatus, Environment, Pipeline
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.shared.services import deployments, placement, releases, routes
+from shipyard.shared.services import deployments, placement, releases, routes, stage_runs
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
@@ -80,6 +81,11 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     except ShipyardError as exc:
         recorder.failed(exc.message)
         raise StageFailed(exc.message) from exc
+    except (stage_runs.StageSuperseded, OperationalError):
+        raise  # taken over, or the store is away (the stage retries): the deployment stays
+    except Exception as exc:
+        recorder.failed(f"internal error ({type(exc).__name__})")
+        raise
     log.info("run.live", deployment_id=str(deployment.id))
     return result
 

@@ -37,7 +37,7 @@ from shipyard.shared.models import (
     ShareStatus,
 )
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.shared.services import shares
+from shipyard.shared.services import shares, stage_runs
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
@@ -78,14 +78,17 @@ def switch_spread(
     attempt = _call_off_earlier(context, runner, inbox, deployment_id, me)
     with session_scope(context.db_url) as session:
         shares.ask(session=session, deployment_id=deployment_id, hosts=hosts, attempt=attempt)
-    for host in hosts[1:]:
-        inbox.send(host, ShareMessage(action="start", deployment_id=deployment_id, attempt=attempt))
     try:
+        for host in hosts[1:]:
+            message = ShareMessage(action="start", deployment_id=deployment_id, attempt=attempt)
+            inbox.send(host, message)
         start_share(context, runner, replace(spec, share=(0, len(hosts))), me, attempt)
         deadline = time.monotonic() + spec.health_timeout + START_ALLOWANCE_SECONDS
         everyone = _await_ready(context, deployment_id, attempt, deadline)
         previous = recorder.go_live([p for share in everyone for p in share.processes])
         log.info("run.spread_live", hosts=hosts)
+    except stage_runs.StageSuperseded:
+        raise  # the attempt that took over owns the deployment and its shares now
     except BaseException:
         _call_off(context, runner, inbox, deployment_id, attempt, me)
         # Recorded on the deployment that failed: a host that missed its stop (cut off) stops
@@ -94,6 +97,7 @@ def switch_spread(
             started = [
                 p
                 for s in shares.of(session=session, deployment_id=deployment_id)
+                if s.attempt == attempt
                 for p in s.processes
             ]
         recorder.started(started)
@@ -124,8 +128,10 @@ def switch_spread(
             status=ShareStatus.LIVE,
         )
     _retire(traffic, runner, own_old)
-    _await_live(context, deployment_id, hosts[1:], spec, traffic)
-    if previous is not None:
+    everywhere = _await_live(context, deployment_id, hosts[1:], spec, traffic)
+    # Retired once every host switched: a host that has not still sends its traffic to what it
+    # ran before, which its supervision would otherwise stop as retired.
+    if previous is not None and everywhere:
         recorder.retired()
 
 
@@ -137,7 +143,7 @@ def _await_ready(
         with session_scope(context.db_url) as session:
             everyone = shares.of(session=session, deployment_id=deployment_id)
         if any(share.attempt != attempt for share in everyone):
-            raise StageFailed("another attempt of this run stage took it over")
+            raise stage_runs.StageSuperseded("another attempt of this run stage took it over")
         for share in everyone:
             if share.status == ShareStatus.FAILED:
                 raise StageFailed(f"run host {share.host}: {share.error or 'failed'}")
@@ -158,12 +164,11 @@ def _await_live(
     others: list[str],
     spec: ReleaseSpec,
     traffic: Traffic | None,
-) -> None:
-    """Wait (bounded) for the other hosts to switch; a silent one catches up from the store
-    when its router and supervision next look (they serve what the store says is live)."""
+) -> bool:
+    """Wait (bounded) for the other hosts to switch; whether all did."""
     drain = traffic.route.drain_timeout if traffic is not None else 0.0
     deadline = time.monotonic() + drain + SWITCH_ALLOWANCE_SECONDS
-    while others:
+    while True:
         with session_scope(context.db_url) as session:
             pending = [
                 share.host
@@ -171,10 +176,10 @@ def _await_live(
                 if share.host in others and share.status != ShareStatus.LIVE
             ]
         if not pending:
-            return
+            return True
         if time.monotonic() > deadline:
             log.warning("run.spread_switch_late", hosts=pending, deployment_id=spec.deployment_id)
-            return
+            return False
         inbox_of(context).wait_change(deployment_id, POLL_SECONDS)
 
 
@@ -192,11 +197,15 @@ def _call_off(
     for share in everyone:
         if share.attempt != attempt:
             continue
-        if share.host == me:
-            stop_share(context, runner, deployment_id, me, attempt)
-        else:
-            message = ShareMessage(action="stop", deployment_id=deployment_id, attempt=attempt)
-            inbox.send(share.host, message)
+        try:
+            if share.host == me:
+                stop_share(context, runner, deployment_id, me, attempt)
+            else:
+                message = ShareMessage(action="stop", deployment_id=deployment_id, attempt=attempt)
+                inbox.send(share.host, message)
+        except Exception as exc:  # every other host is still told; this one's strays are
+            # recorded on the failed deployment (its supervision stops them)
+            log.error("run.spread_stop_failed", host=share.host, error=str(exc))
 
 
 def _call_off_earlier(
@@ -308,7 +317,28 @@ def _retire(traffic: Traffic | None, runner: Runner, processes: list[ProcessReco
 
 
 def handle(context: WorkerContext, message: ShareMessage) -> None:
-    """Start, switch or stop this host's share of a spread deployment."""
+    """Start, switch or stop this host's share of a spread deployment; a start that cannot even
+    begin here (a release this host cannot read, a runner it lacks) is recorded failed at once,
+    with why, rather than left for the coordinator's bound."""
+    try:
+        _handle(context, message)
+    except Exception as exc:
+        if message.action == "start":
+            reason = exc.message if isinstance(exc, ShipyardError) else type(exc).__name__
+            with session_scope(context.db_url) as session:
+                shares.advance(
+                    session=session,
+                    deployment_id=message.deployment_id,
+                    host=context.settings.host_name,
+                    attempt=message.attempt,
+                    status=ShareStatus.FAILED,
+                    error=f"could not start here: {reason}",
+                )
+            inbox_of(context).changed(message.deployment_id)
+        raise
+
+
+def _handle(context: WorkerContext, message: ShareMessage) -> None:
     host = context.settings.host_name
     with session_scope(context.db_url) as session:
         share = shares.get(

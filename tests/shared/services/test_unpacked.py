@@ -11,6 +11,8 @@ from shipyard.shared.models import (
     Deployment,
     DeploymentStatus,
     Environment,
+    OneOff,
+    OneOffStatus,
     Pipeline,
     PipelineStatus,
     Release,
@@ -81,3 +83,28 @@ def test_a_host_keeps_what_runs_what_is_wanted_and_the_newest_releases(
     }
     assert retired.artifact_id not in keep
     assert retired.artifact_id in everything  # among the ten newest
+
+
+def test_a_host_keeps_the_release_of_a_one_off_that_is_queued_or_running(
+    session: Session, app: App, staging: Environment
+) -> None:
+    old, ended, _newest = (
+        _release(session, app, staging, label) for label in ("old", "ended", "new")
+    )
+    for release, status in ((old, OneOffStatus.RUNNING), (ended, OneOffStatus.SUCCEEDED)):
+        session.add(
+            OneOff(
+                environment_id=staging.id,
+                release_id=release.id,
+                command="flask --app blog seed-db",
+                host="alpha",
+                requested_by="admin",
+                timeout=60,
+                status=status,
+            )
+        )
+    session.commit()
+
+    keep = unpacked.artifacts_to_keep(session=session, app_id=app.id, warm=1)
+
+    assert old.artifact_id in keep and ended.artifact_id not in keep

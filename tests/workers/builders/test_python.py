@@ -28,7 +28,12 @@ from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders import BUILDERS, get_builder
 from shipyard.workers.builders.base import Builder, BuildRequest, BuiltArtifact
 from shipyard.workers.builders.local import pack_reproducibly
-from shipyard.workers.builders.python import PROFILE_SCRIPT, is_django, pinned_python
+from shipyard.workers.builders.python import (
+    PROFILE_SCRIPT,
+    declared_dependencies,
+    is_django,
+    pinned_python,
+)
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.base import ReleaseSpec, run_to_end
 from shipyard.workers.runners.local import LocalRunner
@@ -259,6 +264,19 @@ def test_an_own_build_command_that_installs_none_of_the_declared_dependencies_fa
 
     assert "Python app detected" not in log.text()
     assert "Running build command" in log.text()
+
+
+def test_an_own_build_command_that_installs_the_dependencies_elsewhere_is_fine(
+    tmp_path: Path, store: FileStore
+) -> None:
+    # The command installs into vendor/ (pip --target writes a *.dist-info per package); a fake
+    # of it here, as the test has no network.
+    command = "mkdir -p vendor/tabulate-0.9.0.dist-info && echo own > built.txt"
+    own = {"shipyard.toml": f"[build]\ncommand = '{command}'\n"}
+
+    built = _build("local", store, _source(tmp_path, "build", {**TABULATE_APP, **own}))
+
+    assert "built.txt" in _members(Path(built.location))
 
 
 def test_an_app_that_declares_no_dependency_builds_with_its_own_command(
@@ -640,3 +658,17 @@ def test_a_failing_collectstatic_fails_the_build_saying_how_to_turn_it_off(
     log = BuildLog(limit=1_000_000)
     _build("local", store, _source(tmp_path, "off", off), log)
     assert "collectstatic turned off" in log.text()
+
+
+def test_declared_dependencies_are_read_only_from_a_small_regular_file(tmp_path: Path) -> None:
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("root-only-package==1\n")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.txt").symlink_to(secret)
+    assert declared_dependencies(app) is None  # a link is never followed
+    (app / "requirements.txt").unlink()
+    (app / "requirements.txt").write_text("# nothing yet\n")
+    assert declared_dependencies(app) is None
+    (app / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["flask"]\n')
+    assert declared_dependencies(app) == "pyproject.toml"
