@@ -102,10 +102,10 @@ class LocalBuilder:
             run_build_command(with_profile(manifest.command), request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
-        for pack, what in declared:  # built by its buildpack or by the app's own command
-            pack.check_built(request.source_dir, what)
         # Runners unpack the artifact elsewhere: refuse now what would only fail there.
         check_relocatable(request.source_dir, (request.work_dir, request.source_dir))
+        for pack, what in declared:  # built by its buildpack or by the app's own command
+            pack.check_built(request.source_dir, what)
         tarball = request.work_dir / "artifact.tar.gz"
         pack_reproducibly(request.source_dir, tarball, mtime=request.commit_timestamp)
         stored = self._store.put(tarball, app=request.app)
