@@ -24,6 +24,8 @@ from shipyard.shared.models import (
     Deployment,
     DeploymentStatus,
     Environment,
+    OneOff,
+    OneOffStatus,
     Pipeline,
     Release,
     RunHost,
@@ -186,6 +188,11 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
         session.add(row)
     bound = now - timedelta(seconds=lost_after)
     lost = {h for h in placed - up if (seen[h].down_since or now) <= bound}
+    _end_lost_one_offs(
+        session,
+        {h for h, row in seen.items() if h not in up and (row.down_since or now) <= bound},
+        now,
+    )
     leaving = lost | (placed & draining)
     targets = up - draining
     if not leaving or not targets:
@@ -217,6 +224,25 @@ def watch(*, session: Session, up: set[str], now: datetime, lost_after: float) -
             for host in set(after) - set(before):
                 load[host] += 1
     return made
+
+
+def _end_lost_one_offs(session: Session, lost: set[str], now: datetime) -> None:
+    """One-off commands queued or running on a lost run host: it died with them (or will never
+    start them); recorded failed, saying so."""
+    if not lost:
+        return
+    session.execute(
+        update(OneOff)
+        .where(
+            col(OneOff.host).in_(sorted(lost)),
+            col(OneOff.status).in_([OneOffStatus.QUEUED, OneOffStatus.RUNNING]),
+        )
+        .values(
+            status=OneOffStatus.FAILED,
+            error="its run host was lost (its run pool stopped answering) before it ended",
+            finished_at=now,
+        )
+    )
 
 
 def _moved(before: list[str], gone: list[str], targets: set[str], load: Counter[str]) -> list[str]:

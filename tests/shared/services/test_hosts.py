@@ -13,6 +13,8 @@ from shipyard.shared.models import (
     Deployment,
     DeploymentStatus,
     Environment,
+    OneOff,
+    OneOffStatus,
     Pipeline,
     RunHost,
 )
@@ -196,3 +198,42 @@ def test_a_placement_change_runs_the_live_release_on_the_new_hosts(
         hosts.replace_placement(
             session=session, app=app, environment=staging, placed=["alpha"], trigger="api"
         )
+
+
+def test_a_lost_hosts_one_offs_are_recorded_failed(
+    session: Session, app: App, staging: Environment
+) -> None:
+    _live_on(session, app, staging, "beta")
+    release_id = session.exec(select(Deployment.release_id)).one()
+    runs = [
+        OneOff(
+            environment_id=staging.id,
+            release_id=release_id,
+            command="flask --app blog seed-db",
+            host=host,
+            requested_by="admin",
+            timeout=60,
+            status=status,
+        )
+        for host, status in (
+            ("beta", OneOffStatus.RUNNING),
+            ("beta", OneOffStatus.SUCCEEDED),
+            ("alpha", OneOffStatus.RUNNING),
+        )
+    ]
+    session.add_all(runs)
+    session.commit()
+    _watch(session, {"alpha", "beta"}, 0)
+    _watch(session, {"alpha"}, 1)
+    session.commit()
+    for run in runs:
+        session.refresh(run)
+    assert [r.status for r in runs] == ["running", "succeeded", "running"]  # not lost yet
+
+    _watch(session, {"alpha"}, 32)
+    session.commit()
+
+    for run in runs:
+        session.refresh(run)
+    assert [r.status for r in runs] == ["failed", "succeeded", "running"]
+    assert runs[0].error is not None and "run host was lost" in runs[0].error
