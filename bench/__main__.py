@@ -19,6 +19,7 @@ from pathlib import Path
 from bench import (
     api_load,
     cache,
+    code_deploy,
     farm,
     history,
     hosts,
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "history": history.run,
     "api": api_load.run,
     "hosts": hosts.run,
+    "code_deploy": code_deploy.run,
     # Last: it starts a registry and a second stack of its own, stopped when it ends.
     "registry": registry_store.run,
 }

@@ -44,6 +44,8 @@ class Plan:
     # per repetition under keep-alive load through every router, then one host lost.
     hosts_counts: tuple[int, ...] = (1, 2, 4)
     hosts_samples: int = 3
+    # 10. Code-only deploys of examples/flask-blog per repetition (its dependencies reused).
+    code_deploy_samples: int = 5
 
     @property
     def commits_needed(self) -> int:
@@ -77,4 +79,5 @@ SMOKE = Plan(
     registry_samples=1,
     hosts_counts=(1, 2),
     hosts_samples=1,
+    code_deploy_samples=1,
 )

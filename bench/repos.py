@@ -33,8 +33,11 @@ def _blob(data: bytes) -> bytes:
     return b"data %d\n%s\n" % (len(data), data)
 
 
-def make_repo(path: Path, commits: int, files: dict[str, bytes]) -> list[str]:
-    """A repository holding `files` at its root and `commits` commits, each changing VERSION.
+def make_repo(
+    path: Path, commits: int, files: dict[str, bytes], *, version_file: str = "VERSION"
+) -> list[str]:
+    """A repository holding `files` at its root and `commits` commits, each changing only
+    `version_file` (its number).
 
     Made with one `git fast-import`, so thousands of commits take a second; returns their SHAs,
     oldest first.
@@ -49,20 +52,22 @@ def make_repo(path: Path, commits: int, files: dict[str, bytes]) -> list[str]:
         if number == 1:
             for name, content in sorted(files.items()):
                 stream += b"M 644 inline %s\n" % name.encode() + _blob(content)
-        stream += b"M 644 inline VERSION\n" + _blob(b"%d\n" % number)
+        stream += b"M 644 inline %s\n" % version_file.encode() + _blob(b"%d\n" % number)
     git(path, "fast-import", "--quiet", stdin=bytes(stream))
     git(path, "reset", "--quiet", "--hard", "main")
     return git(path, "rev-list", "--reverse", "main").split()
 
 
-def make_app_repo(path: Path, app_dir: Path, commits: int) -> list[str]:
+def make_app_repo(
+    path: Path, app_dir: Path, commits: int, *, version_file: str = "VERSION"
+) -> list[str]:
     """`make_repo` with the files of an example app (e.g. examples/hello) at the root."""
     files = {
         p.relative_to(app_dir).as_posix(): p.read_bytes()
         for p in sorted(app_dir.rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts
     }
-    return make_repo(path, commits, files)
+    return make_repo(path, commits, files, version_file=version_file)
 
 
 class Commits:

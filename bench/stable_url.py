@@ -108,8 +108,9 @@ class Probe:
     """One keep-alive client of the stable URL that reads the body it serves now; its failed
     requests are counted like the load's."""
 
-    def __init__(self, target: StableURL) -> None:
+    def __init__(self, target: StableURL, path: str = "/") -> None:
         self._client = target.client(timeout=10)
+        self._path = path
         self.requests = 0
         self.failed = 0
         self.failures: list[str] = []
@@ -118,7 +119,7 @@ class Probe:
         """What the URL answers now; "" if the request failed."""
         self.requests += 1
         try:
-            response = self._client.get("/")
+            response = self._client.get(self._path)
             if response.is_success:
                 return response.text
             problem = f"{response.status_code} {response.text[:200]!r}"

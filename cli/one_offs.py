@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shlex
 import sys
 import time
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from shipyard.cli.client import ApiClient, CliError
 from shipyard.cli.render import ago, printable, table
+from shipyard.shared.schemas.one_offs import MAX_STDIN_BYTES
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
@@ -40,6 +42,14 @@ def run(
     timeout: Annotated[
         float, typer.Option(min=1, help="Kill it after this many seconds.")
     ] = 3600.0,
+    stdin: Annotated[
+        bool,
+        typer.Option(
+            "--stdin",
+            help="Send this command's standard input (read to its end first, 3 MiB at most) "
+            "as the command's: `shipyard run … --stdin -- psql < dump.sql`.",
+        ),
+    ] = False,
 ) -> None:
     """Run a command once in a release of an environment, as its processes run (artifact, config,
     secrets, storage), on its run host: `shipyard run -a web -e production -- flask init-db`.
@@ -48,6 +58,8 @@ def run(
     body: dict[str, Any] = {"command": text, "timeout": timeout}
     if release is not None:
         body["release"] = release
+    if stdin:
+        body["stdin"] = base64.b64encode(_read_stdin()).decode()
     client = ApiClient()
     started = client.post(f"/v1/apps/{app}/environments/{env}/runs", body)
     notice.print(
@@ -63,6 +75,17 @@ def run(
         notice.print("cancelled: its process is being stopped")
         raise typer.Exit(CANCELLED_EXIT) from None
     raise typer.Exit(exit_code(ended))
+
+
+def _read_stdin() -> bytes:
+    """All of this command's standard input, refused past what a run may be sent."""
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise CliError(
+            f"--stdin: the input is over {MAX_STDIN_BYTES // (1024 * 1024)} MiB; put larger "
+            "files where the command can read them (the environment's storage, a URL)"
+        )
+    return data
 
 
 def follow(client: ApiClient, run_id: str, timeout: float) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class OneOffMessage(BaseModel):
 
     action: Literal["one_off"] = "one_off"
     run_id: uuid.UUID
+    stdin: bool = False  # its standard input waits on the broker (shared.one_off_stream)
 
 
 HostMessage = Annotated[ShareMessage | OneOffMessage, Field(discriminator="action")]

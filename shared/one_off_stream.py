@@ -3,7 +3,8 @@
 The output goes, line by line (secrets redacted), to a Redis stream that `shipyard run` reads
 as it goes (the same kind of stream as a build's live log, shared.build_stream); the stored
 record (SQL) keeps its tail once it ended. A cancel (the CLI interrupted, `POST …/cancel`) is a
-key the run host looks at while the command runs."""
+key the run host looks at while the command runs. Its standard input (`--stdin`) waits on the
+broker for its host, which takes it once: it is never part of the record."""
 
 from __future__ import annotations
 
@@ -20,6 +21,23 @@ def output_key(namespace: str, run_id: uuid.UUID) -> str:
 
 def _cancel_key(namespace: str, run_id: uuid.UUID) -> str:
     return f"{namespace}:run:{run_id}:cancel"
+
+
+def _input_key(namespace: str, run_id: uuid.UUID) -> str:
+    return f"{namespace}:run:{run_id}:stdin"
+
+
+def put_input(client: redis.Redis, namespace: str, run_id: uuid.UUID, data: bytes) -> None:
+    """The run's standard input, kept until its host takes it (a day at most)."""
+    client.set(_input_key(namespace, run_id), data, ex=CANCEL_KEPT_SECONDS)
+
+
+def take_input(client: redis.Redis, namespace: str, run_id: uuid.UUID) -> bytes | None:
+    """The run's standard input, removed from the broker; None if it is not there (lost)."""
+    data = client.getdel(_input_key(namespace, run_id))
+    if data is None:
+        return None
+    return data if isinstance(data, bytes) else data.encode()
 
 
 def request_cancel(client: redis.Redis, namespace: str, run_id: uuid.UUID) -> None:

@@ -60,7 +60,7 @@ def handle(context: WorkerContext, message: ShareMessage | OneOffMessage) -> Non
     try:
         if isinstance(message, OneOffMessage):
             structlog.contextvars.bind_contextvars(run_id=str(message.run_id))
-            one_offs.run(context, message.run_id)
+            one_offs.run(context, message.run_id, stdin=message.stdin)
         else:
             structlog.contextvars.bind_contextvars(
                 deployment_id=str(message.deployment_id), action=message.action

@@ -25,8 +25,9 @@ from shipyard.workers.stages.spec import release_spec
 log = structlog.get_logger(__name__)
 
 
-def run(context: WorkerContext, run_id: uuid.UUID) -> None:
-    """Run the one-off if it is still queued for this host; record how it ended."""
+def run(context: WorkerContext, run_id: uuid.UUID, *, stdin: bool = False) -> None:
+    """Run the one-off if it is still queued for this host (with the standard input waiting
+    for it on the broker, if `stdin`); record how it ended."""
     namespace = context.settings.broker_namespace
     with session_scope(context.db_url) as session:
         claimed = one_offs.claim(session=session, run_id=run_id, host=context.settings.host_name)
@@ -42,6 +43,12 @@ def run(context: WorkerContext, run_id: uuid.UUID) -> None:
         except ShipyardError as exc:
             spec, problem = None, exc.message
     output = LiveOutput(context.redis, one_off_stream.output_key(namespace, run_id))
+    data = one_off_stream.take_input(context.redis, namespace, run_id) if stdin else None
+    if stdin and data is None and spec is not None:
+        spec, problem = (
+            None,
+            "its standard input was lost on the broker before it started: run it again",
+        )
     if spec is None:
         _finish(context, run_id, OneOffStatus.FAILED, None, output.tail, problem)
         return
@@ -55,7 +62,7 @@ def run(context: WorkerContext, run_id: uuid.UUID) -> None:
 
     try:
         ended = get_runner(runner_name, context).stream_once(
-            spec, command, timeout, output, cancelled
+            spec, command, timeout, output, cancelled, stdin=data
         )
     except ShipyardError as exc:
         _finish(context, run_id, OneOffStatus.FAILED, None, output.tail, redact(exc.message))

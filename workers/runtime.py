@@ -4,8 +4,11 @@ first (Heroku's buildpack convention), and the Python version it was built for."
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from shipyard.shared.exceptions import StageFailed
 from shipyard.workers.sandbox import Jail
@@ -16,6 +19,10 @@ PROFILE_DIR = ".profile.d"
 PYTHON_VERSION_FILE = ".shipyard/python-version"
 # A cold python3 (through a pyenv shim, on a busy host) tells its version well within this.
 _PROBE_TIMEOUT_SECONDS = 60.0
+# How long an answer of the probe is reused for the same question (the same sandbox, user, PATH
+# and pyenv pin): every release command and process start asks, and a pyenv shim alone takes
+# ~0.2 s to answer; a python3 installed or upgraded on the host is seen within this.
+PROBE_REUSE_SECONDS = 60.0
 # Sources every readable .profile.d/*.sh of the current directory (the app's root): the scripts
 # may change PATH and the like, while the config stays in the environment, never on this line.
 _SOURCE_PROFILE = (
@@ -45,9 +52,48 @@ def with_profile(command: str) -> str:
     return _SOURCE_PROFILE + command
 
 
+class _Answers:
+    """Answers of the probe, by question, each for PROBE_REUSE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: dict[tuple[object, ...], tuple[float, HostPython]] = {}
+
+    def get(self, question: tuple[object, ...]) -> HostPython | None:
+        with self._lock:
+            answered = self._answers.get(question)
+        if answered is None or time.monotonic() - answered[0] > PROBE_REUSE_SECONDS:
+            return None
+        return answered[1]
+
+    def put(self, question: tuple[object, ...], python: HostPython) -> None:
+        with self._lock:
+            self._answers[question] = (time.monotonic(), python)
+
+
+_answers = _Answers()
+
+
+def _pyenv_pin(folder: Path) -> str | None:
+    try:
+        return (folder / ".python-version").read_text(errors="replace")[:200]
+    except OSError:
+        return None
+
+
 def find_python3(jail: Jail, env: Mapping[str, str]) -> HostPython:
     """The `python3` that `env`'s PATH gives in the jail's working directory (pyenv reads
     `.python-version` there), asked inside the jail, as the app's own programs will ask."""
+    question = (jail.bwrap, jail.uid, env.get("PATH"), _pyenv_pin(jail.workdir.source))
+    answered = _answers.get(question)
+    if answered is not None:
+        return answered
+    python = _probe(jail, env)
+    _answers.put(question, python)
+    return python
+
+
+def _probe(jail: Jail, env: Mapping[str, str]) -> HostPython:
     try:
         with jail.launch(["python3", "-I", "-c", _PROBE], env, die_with_parent=True) as launch:
             probe = subprocess.run(

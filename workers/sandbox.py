@@ -81,7 +81,12 @@ class Jail:
 
     @contextmanager
     def launch(
-        self, argv: Sequence[str], env: Mapping[str, str], *, die_with_parent: bool
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        die_with_parent: bool,
+        stdin: bytes | None = None,
     ) -> Iterator[Launch]:
         """How to start `argv` in the sandbox with environment `env`: for the process that
         starts it (the platform's own shell, bubblewrap and setpriv, which run as root) a
@@ -90,22 +95,34 @@ class Jail:
         reads and then replaces with /dev/null (never on a command line).
         `die_with_parent`: the sandbox is killed when the process that starts it dies (a
         long-running app wants it off, so that SIGTERM to its process group lets it drain
-        instead of killing its namespace at once)."""
-        if self.bwrap is None:
-            yield Launch(list(argv), dict(env))
-            return
-        fd = os.memfd_create("shipyard-env", 0)
+        instead of killing its namespace at once).
+        `stdin`: what the program reads as its standard input (from a memory file of its own,
+        given to it in place of /dev/null)."""
+        given = _memory_file("shipyard-stdin", stdin) if stdin is not None else None
         try:
-            os.write(fd, _exports(env).encode())
-            os.lseek(fd, 0, os.SEEK_SET)
-            # The program's shell enters the working directory (as the app's user: it may be
-            # the app's alone), reads its environment from its input, then becomes the
-            # program, with nothing to read.
-            loader = 'cd -- "$1" && shift && . /dev/stdin && exec "$@" < /dev/null'
-            program = ["/bin/sh", "-c", loader, "sh", self.workdir.target, *argv]
-            yield Launch(self._command(program, die_with_parent), dict(OUTER_ENV), fd)
+            if self.bwrap is None:
+                yield Launch(
+                    list(argv), dict(env), given if given is not None else subprocess.DEVNULL
+                )
+                return
+            with _closing(_memory_file("shipyard-env", _exports(env).encode())) as fd:
+                # The program's shell enters the working directory (as the app's user: it may
+                # be the app's alone), reads its environment from its input, then becomes the
+                # program, with nothing (or what it was given) to read.
+                # By its path: a shell's `N<&` takes one digit only (so it stays open as N
+                # too: the same input, nothing more).
+                redirect = "< /dev/null" if given is None else f"< /dev/fd/{given}"
+                loader = f'cd -- "$1" && shift && . /dev/stdin && exec "$@" {redirect}'
+                program = ["/bin/sh", "-c", loader, "sh", self.workdir.target, *argv]
+                yield Launch(
+                    self._command(program, die_with_parent),
+                    dict(OUTER_ENV),
+                    fd,
+                    pass_fds=(given,) if given is not None else (),
+                )
         finally:
-            os.close(fd)
+            if given is not None:
+                os.close(given)
 
     def _command(self, argv: Sequence[str], die_with_parent: bool) -> list[str]:
         assert self.bwrap is not None
@@ -159,6 +176,33 @@ class Launch:
     argv: list[str]
     env: dict[str, str] = field(repr=False)
     stdin: int = subprocess.DEVNULL
+    pass_fds: tuple[int, ...] = ()  # `subprocess.Popen(…, pass_fds=pass_fds)`
+
+
+def _memory_file(name: str, data: bytes) -> int:
+    """A file in memory holding `data`, open for reading from its start."""
+    fd = os.memfd_create(name, 0)
+    try:
+        _write_all(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@contextmanager
+def _closing(fd: int) -> Iterator[int]:
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 # What the platform's side of a sandbox (its shell, bubblewrap, setpriv) runs with.

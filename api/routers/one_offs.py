@@ -3,6 +3,7 @@ run`). The API records the run and hands its id to the run host's inbox; the hos
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Annotated
 
@@ -50,7 +51,11 @@ def start_run(
     hosts.require_up(session=session, probe=probe, name=run.host)
     session.commit()
     try:
-        Inbox(client, settings.broker_namespace).send(run.host, OneOffMessage(run_id=run.id))
+        if data.stdin is not None:
+            stdin = base64.b64decode(data.stdin)
+            one_off_stream.put_input(client, settings.broker_namespace, run.id, stdin)
+        message = OneOffMessage(run_id=run.id, stdin=data.stdin is not None)
+        Inbox(client, settings.broker_namespace).send(run.host, message)
     except redis.RedisError as exc:
         one_offs.finish(
             session=session,

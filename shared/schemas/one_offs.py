@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -10,6 +12,9 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from shipyard.shared.schemas.common import Input
 
+# What `--stdin` may send: a file to load, not a stream (larger ones go to the storage). In
+# base64 it stays within the API's cap on request bodies (constants.MAX_BODY_BYTES).
+MAX_STDIN_BYTES = 3 * 1024 * 1024
 # A day at most: a one-off is an admin task, not a process (use the Procfile for those).
 MAX_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -23,6 +28,16 @@ def _one_line_or_script(command: str) -> str:
     return command
 
 
+def _base64(text: str) -> str:
+    try:
+        decoded = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"stdin is not base64 ({exc})") from None
+    if len(decoded) > MAX_STDIN_BYTES:
+        raise ValueError(f"stdin is over {MAX_STDIN_BYTES // (1024 * 1024)} MiB")
+    return text
+
+
 class OneOffCreate(Input):
     # Run by /bin/sh -c in the release, as the Procfile's commands are.
     command: Annotated[
@@ -31,6 +46,16 @@ class OneOffCreate(Input):
     timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS)] = DEFAULT_TIMEOUT_SECONDS
     # The release to run it in (vN); default: the live one, or else the newest.
     release: Annotated[int, Field(ge=1)] | None = None
+    # Its standard input, base64 (`shipyard run --stdin`); none: it reads an empty one. Never
+    # stored in the record: it goes to the run host through the broker, once.
+    stdin: (
+        Annotated[
+            str,
+            StringConstraints(max_length=4 * (MAX_STDIN_BYTES // 3 + 1)),
+            AfterValidator(_base64),
+        ]
+        | None
+    ) = None
 
 
 class OneOffPublic(BaseModel):

@@ -4,6 +4,7 @@ tests/integration)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
 from shipyard.shared.host_inbox import Inbox, OneOffMessage
 from shipyard.shared.models import OneOffStatus
+from shipyard.shared.schemas.one_offs import MAX_STDIN_BYTES
 from shipyard.shared.services import apps, one_offs
 from shipyard.shared.settings import Settings
 from tests.api.ui.conftest import make_token
@@ -77,6 +79,23 @@ def test_a_run_is_recorded_and_sent_to_its_hosts_inbox(
     assert api.get(f"/v1/runs/{run['id']}").json()["status"] == "queued"
 
 
+def test_its_standard_input_waits_on_the_broker_for_its_host_and_is_never_recorded(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    data = b"INSERT INTO post VALUES ('secret-ish');\n\x00\xff"
+    body = {"command": "sqlite3 blog.db", "stdin": base64.b64encode(data).decode()}
+
+    run = api.post(RUNS, json=body).json()
+
+    run_id = uuid.UUID(run["id"])
+    sent = Inbox(broker, settings.broker_namespace).receive("alpha", timeout=1)
+    assert sent == OneOffMessage(run_id=run_id, stdin=True)
+    assert one_off_stream.take_input(broker, settings.broker_namespace, run_id) == data
+    assert one_off_stream.take_input(broker, settings.broker_namespace, run_id) is None  # once
+    assert "secret-ish" not in api.get(f"/v1/runs/{run_id}").text
+    assert "stdin" not in run
+
+
 def test_its_output_is_read_as_it_comes_and_its_end_from_the_store(
     api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
 ) -> None:
@@ -129,6 +148,9 @@ def test_bad_runs_are_refused_with_a_reason(api: TestClient) -> None:
         "/v1/apps/web/environments/production/runs", json={"command": "true"}
     )
     too_long = api.post(RUNS, json={"command": "true", "timeout": 10**6})
+    not_base64 = api.post(RUNS, json={"command": "cat", "stdin": "not base64!"})
+    too_big = base64.b64encode(b"x" * (MAX_STDIN_BYTES + 1)).decode()
+    too_much_input = api.post(RUNS, json={"command": "cat", "stdin": too_big})
     missing = api.get(f"/v1/runs/{uuid.uuid4()}")
 
     assert empty.status_code == 422 and "empty" in empty.text
@@ -136,6 +158,8 @@ def test_bad_runs_are_refused_with_a_reason(api: TestClient) -> None:
     assert unknown_release.status_code == 404 and "no release v7" in unknown_release.text
     assert nothing_released.status_code == 422 and "deploy it first" in nothing_released.text
     assert too_long.status_code == 422
+    assert not_base64.status_code == 422 and "not base64" in not_base64.text
+    assert too_much_input.status_code == 422
     assert missing.status_code == 404
 
 

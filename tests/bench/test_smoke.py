@@ -28,6 +28,7 @@ SCENARIOS = {
     "6. API under load",
     "7. Serving",
     "9. Run hosts",
+    "10. Code-only deploy",
 }
 # Scenario 8 needs Debian's docker-registry; without it the harness skips it (and
 # tests/bench/test_registry.py says so).
@@ -40,10 +41,12 @@ MAY_BE_ZERO_OR_LESS = {
     "second fetch (cache hit): bytes the registry wrote (sockets, files)",
     "1 host: failed requests during the switches",
     "2 hosts: failed requests during the switches",
+    # The deploy less the app's own parts timed apart: noise could make it so.
+    "Shipyard's part: deploy p50 less the app's release command and start-up",
 }
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(400)
 def test_the_smoke_run_produces_a_positive_median_for_every_figure(
     redis_url: str, broker_namespace: str, postgres_server: str, tmp_path: Path
 ) -> None:
@@ -63,7 +66,7 @@ def test_the_smoke_run_produces_a_positive_median_for_every_figure(
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-            timeout=230,
+            timeout=390,
         )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-5000:]
 

@@ -87,11 +87,11 @@ def api(
 @pytest.fixture
 def run(api: FastAPI) -> Shipyard:
     """`shipyard ARGS…` through Typer's test runner, against the in-process API; output is
-    `columns` wide (200 unless a test says otherwise)."""
+    `columns` wide (200 unless a test says otherwise), its standard input `input`."""
     runner = CliRunner()
 
-    def invoke(*args: str, columns: int = 200) -> Result:
-        return runner.invoke(shipyard, list(args), env={"COLUMNS": str(columns)})
+    def invoke(*args: str, columns: int = 200, input: str | bytes | None = None) -> Result:
+        return runner.invoke(shipyard, list(args), env={"COLUMNS": str(columns)}, input=input)
 
     return invoke
 

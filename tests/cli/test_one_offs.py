@@ -12,10 +12,12 @@ import pytest
 from sqlmodel import Session
 
 from shipyard.cli import one_offs as cli_one_offs
+from shipyard.cli.client import CliError
 from shipyard.shared import build_stream, one_off_stream
 from shipyard.shared.db import get_engine
 from shipyard.shared.host_inbox import Inbox, OneOffMessage
 from shipyard.shared.models import OneOffStatus
+from shipyard.shared.schemas.one_offs import MAX_STDIN_BYTES
 from shipyard.shared.services import apps, one_offs
 from shipyard.shared.settings import Settings
 from tests.cli.conftest import Shipyard
@@ -80,6 +82,36 @@ def test_run_prints_the_output_as_it_comes_and_exits_with_the_commands_code(
     assert len(host) == 1
     listed = run("runs", "-a", "web", "-e", "staging")
     assert "flask --app blog init-db" in listed.output and "failed" in listed.output
+
+
+@pytest.mark.usefixtures("placed")
+def test_run_with_stdin_sends_what_it_reads_and_refuses_too_much(
+    run: Shipyard, host: list[uuid.UUID], broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    sent = run("run", "-a", "web", "-e", "staging", "--stdin", "--", "cat", input="rows\n")
+    too_much = run(
+        "run",
+        "-a",
+        "web",
+        "-e",
+        "staging",
+        "--stdin",
+        "--",
+        "cat",
+        input="x" * (MAX_STDIN_BYTES + 1),
+    )
+
+    assert sent.exit_code == 5, sent.output
+    assert len(host) == 1  # the second was never sent
+    assert host_inputs(broker, settings, host) == [b"rows\n"]
+    assert isinstance(too_much.exception, CliError)
+    assert "--stdin: the input is over 3 MiB" in str(too_much.exception)
+
+
+def host_inputs(
+    broker: fakeredis.FakeRedis, settings: Settings, runs: list[uuid.UUID]
+) -> list[bytes | None]:
+    return [one_off_stream.take_input(broker, settings.broker_namespace, r) for r in runs]
 
 
 def test_an_ended_run_maps_to_the_exit_code_a_shell_would_give() -> None:

@@ -160,8 +160,10 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def run_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a `shipyard` CLI command against this stack."""
+    def run_cli(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a `shipyard` CLI command against this stack (`input` its standard input)."""
         env = {**self.env, "SHIPYARD_URL": self.url, "SHIPYARD_TOKEN": self.token}
         return subprocess.run(
             [self.executable, *args],
@@ -171,6 +173,8 @@ class Stack:
             text=True,
             check=check,
             timeout=120,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
         )
 
     def stop(self, name: str, timeout: float = 20) -> None:

@@ -56,3 +56,8 @@ def test_a_one_off_runs_in_the_release_with_its_config_storage_and_exit_code(
         "run", "-a", app, "-e", "production", "--", 'cat "$SHIPYARD_STORAGE_DIR/init"'
     )
     assert stored.stdout == "made-by-run\n"  # the environment's storage, as its processes see it
+    rows = "".join(f"row {n}\n" for n in range(1000))
+    piped = distributed.run_cli(
+        "run", "-a", app, "-e", "production", "--stdin", "--", "tail -n 2", input=rows
+    )
+    assert piped.stdout == "row 998\nrow 999\n"

@@ -3,10 +3,8 @@ relocatability check, then a reproducible tar.gz."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
-import stat
 import subprocess
 import tarfile
 import threading
@@ -20,6 +18,16 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import BuildManifest, read_build_manifest
 from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders.base import BuildRequest, BuiltArtifact
+from shipyard.workers.builders.layers import (
+    Layer,
+    LayerCache,
+    add_entries,
+    gzip_member,
+    pack_layered,
+    snapshot,
+    sorted_below,
+    unpack_layer,
+)
 from shipyard.workers.builders.relocatable import check_relocatable
 from shipyard.workers.runtime import with_profile
 from shipyard.workers.sandbox import Bind, Jail, Sandbox
@@ -36,9 +44,21 @@ class Buildpack(Protocol):
         """The file that makes the exported source an app of this kind, if it is one."""
         ...
 
-    def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
+    def compile(
+        self,
+        request: BuildRequest,
+        jail: Jail,
+        timeout: float,
+        log: BuildLog,
+        layers: LayerCache | None,
+    ) -> Layer | None:
         """Install into `request.source_dir` within `timeout`, running what it runs in `jail`;
-        raise StageFailed with the reason."""
+        raise StageFailed with the reason. Returns the layer of what it installed, if it makes
+        one: taken from `layers` (and then not in the tree) when it installed the same before."""
+        ...
+
+    def uses_installed(self, source_dir: Path, manifest: BuildManifest) -> bool:
+        """Whether `finish` runs what was installed (a reused layer is unpacked for it)."""
         ...
 
     def finish(
@@ -89,11 +109,23 @@ class LocalBuilder:
                 "-----> Dockerfile present: the local builder does not use it "
                 "(an app created with `--builder docker` is built from it)"
             )
+        layer: Layer | None = None
         if buildpack is not None:
             marker = buildpack.detect(request.source_dir)
             log.write(f"-----> {buildpack.name} app detected ({marker})")
             remaining = max(deadline - time.monotonic(), 0.0)
-            buildpack.compile(request, jail, remaining, log)
+            cache = LayerCache(request.layer_dir) if request.layer_dir is not None else None
+            layer = buildpack.compile(request, jail, remaining, log, cache)
+            if (
+                layer is not None
+                and layer.reused
+                and (manifest.command or buildpack.uses_installed(request.source_dir, manifest))
+            ):
+                # What runs next may import it, or change it (then it is packed with the code).
+                unpack_layer(layer, request.source_dir)
+                folder = request.source_dir / layer.folder
+                self._sandbox.give(request.app, folder, recursive=True)
+                layer.state = snapshot(folder)
             buildpack.finish(request, manifest, jail, max(deadline - time.monotonic(), 0.0), log)
         if manifest.command:
             log.write(f"-----> Running build command: {manifest.command}")
@@ -102,12 +134,24 @@ class LocalBuilder:
             run_build_command(with_profile(manifest.command), request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
-        # Runners unpack the artifact elsewhere: refuse now what would only fail there.
-        check_relocatable(request.source_dir, (request.work_dir, request.source_dir))
-        for pack, what in declared:  # built by its buildpack or by the app's own command
-            pack.check_built(request.source_dir, what)
+        if layer is not None and layer.state is not None:
+            if snapshot(request.source_dir / layer.folder) != layer.state:
+                log.write(f"-----> The build changed {layer.folder}/: packed with the code")
+                layer = None
+        # Runners unpack the artifact elsewhere: refuse now what would only fail there. A
+        # reused layer passed these checks in the build that stored it.
+        skipped = layer.folder if layer is not None and layer.reused else None
+        check_relocatable(request.source_dir, (request.work_dir, request.source_dir), skipped)
+        if skipped is None:
+            for pack, what in declared:  # built by its buildpack or by the app's own command
+                pack.check_built(request.source_dir, what)
         tarball = request.work_dir / "artifact.tar.gz"
-        pack_reproducibly(request.source_dir, tarball, mtime=request.commit_timestamp)
+        if layer is None:
+            pack_reproducibly(request.source_dir, tarball, mtime=request.commit_timestamp)
+        else:
+            pack_layered(request.source_dir, layer, tarball, mtime=request.commit_timestamp)
+            if not layer.reused and request.layer_dir is not None:
+                LayerCache(request.layer_dir).put(layer)
         stored = self._store.put(tarball, app=request.app)
         log.write(f"-----> Artifact {stored.digest} ({stored.size} bytes)")
         return BuiltArtifact(digest=stored.digest, size=stored.size, location=stored.location)
@@ -219,26 +263,9 @@ def run_build_command(
         raise StageFailed(f"{step} exited with status {code} (see the build log)")
 
 
-def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:
-    info.mtime = mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    executable = info.isdir() or bool(info.mode & stat.S_IXUSR)
-    info.mode = 0o755 if executable else 0o644
-    return info
-
-
 def pack_reproducibly(source: Path, target: Path, *, mtime: int) -> None:
     """A tar.gz whose bytes depend only on the files: sorted entries, fixed times and owners."""
-    paths = sorted(source.rglob("*"), key=lambda p: p.relative_to(source).as_posix())
     with target.open("wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+        with gzip_member(raw) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                for path in paths:
-                    arcname = path.relative_to(source).as_posix()
-                    info = _normalise(tar.gettarinfo(str(path), arcname), mtime)
-                    if info.isfile():
-                        with path.open("rb") as handle:
-                            tar.addfile(info, handle)
-                    else:
-                        tar.addfile(info)
+                add_entries(tar, source, sorted_below(source), mtime)

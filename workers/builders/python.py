@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shlex
 import stat
@@ -24,6 +25,7 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import BuildManifest
 from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders.base import BuildRequest
+from shipyard.workers.builders.layers import Layer, LayerCache, layer_key, pack_layer, snapshot
 from shipyard.workers.builders.local import (
     Buildpack,
     LocalBuilder,
@@ -129,7 +131,17 @@ class PythonBuildpack:
                 "…), or turn it off with `collectstatic = false` under [build] in shipyard.toml"
             ) from exc
 
-    def compile(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
+    def uses_installed(self, source_dir: Path, manifest: BuildManifest) -> bool:
+        return manifest.collectstatic and is_django(source_dir)
+
+    def compile(
+        self,
+        request: BuildRequest,
+        jail: Jail,
+        timeout: float,
+        log: BuildLog,
+        layers: LayerCache | None,
+    ) -> Layer | None:
         deadline = time.monotonic() + timeout
         source = request.source_dir
         if (source / INSTALL_DIR).exists():
@@ -139,6 +151,44 @@ class PythonBuildpack:
             )
         what, arguments = _what_to_install(source)
         python = _build_python(jail, build_environment(request), pinned_python(source))
+        key = dependencies_key(source, python.version)
+        layer = layers.get(key, INSTALL_DIR) if layers is not None and key is not None else None
+        if layer is not None:
+            log.write(
+                f"-----> Reusing the dependencies installed for {what} by an earlier build "
+                f"(the same {what} and Python {python.version})"
+            )
+        else:
+            self._install(request, jail, python, what, arguments, deadline, log)
+            layer = pack_layer(source, INSTALL_DIR, request.work_dir / "dependencies.tar.gz")
+            layer.key = key
+            layer.state = snapshot(source / INSTALL_DIR)
+        (source / PROFILE_DIR).mkdir(exist_ok=True)
+        (source / PROFILE_DIR / "python.sh").write_text(PROFILE_SCRIPT)
+        version_file = source / PYTHON_VERSION_FILE
+        version_file.parent.mkdir(parents=True, exist_ok=True)
+        version_file.write_text(python.version + "\n")
+        # Written by the worker (umask 077): the app's user reads them in the build's own later
+        # steps (collectstatic, the build command source the profile), as its processes will.
+        for written in (source / PROFILE_DIR, version_file.parent):
+            written.chmod(0o755)
+        for written in (source / PROFILE_DIR / "python.sh", version_file):
+            written.chmod(0o644)
+        log.write(f"-----> Python {python.version} recorded in {PYTHON_VERSION_FILE}")
+        return layer
+
+    def _install(
+        self,
+        request: BuildRequest,
+        jail: Jail,
+        python: HostPython,
+        what: str,
+        arguments: list[str],
+        deadline: float,
+        log: BuildLog,
+    ) -> None:
+        """pip install into `.python/`, then made portable."""
+        source = request.source_dir
         log.write(
             f"-----> Installing {what} with pip for Python {python.version} ({SITE_PACKAGES})"
         )
@@ -163,18 +213,29 @@ class PythonBuildpack:
         # writes here as itself: never through a link that code may have left.
         _refuse_links(source, *_WRITTEN)
         _make_portable(source)
-        (source / PROFILE_DIR).mkdir(exist_ok=True)
-        (source / PROFILE_DIR / "python.sh").write_text(PROFILE_SCRIPT)
-        version_file = source / PYTHON_VERSION_FILE
-        version_file.parent.mkdir(parents=True, exist_ok=True)
-        version_file.write_text(python.version + "\n")
-        # Written by the worker (umask 077): the app's user reads them in the build's own later
-        # steps (collectstatic, the build command source the profile), as its processes will.
-        for written in (source / PROFILE_DIR, version_file.parent):
-            written.chmod(0o755)
-        for written in (source / PROFILE_DIR / "python.sh", version_file):
-            written.chmod(0o644)
-        log.write(f"-----> Python {python.version} recorded in {PYTHON_VERSION_FILE}")
+        if not (source / INSTALL_DIR).is_dir():
+            (source / INSTALL_DIR).mkdir()  # nothing to install (a requirements.txt of comments)
+            return
+        # Bytecode, once here rather than at every start of every process (the release is
+        # read-only where it runs, so Python could never keep what it compiles there). Paths
+        # relative to the app (relocatable); hash-based, never checked against the source's
+        # time (the artifact never changes); a fixed hash seed (the same bytes every build). A
+        # module that does not compile (one for another Python) is left to its source.
+        compile_all = [
+            "env",
+            "PYTHONHASHSEED=0",
+            python.executable,
+            "-c",
+            _COMPILE_ALL,
+        ]
+        run_build_command(
+            shlex.join(compile_all),
+            request,
+            jail,
+            max(deadline - time.monotonic(), 0.0),
+            log,
+            step="compiling the dependencies' bytecode",
+        )
 
 
 class PythonBuilder(LocalBuilder):
@@ -187,6 +248,32 @@ class PythonBuilder(LocalBuilder):
 
     def buildpack_for(self, source_dir: Path, manifest: BuildManifest) -> Buildpack | None:
         return self._buildpacks[0]
+
+
+# compileall's own result (false when some module does not compile) is not the build's.
+_COMPILE_ALL = (
+    "import compileall, py_compile; compileall.compile_dir("
+    f"{SITE_PACKAGES!r}, quiet=2, "
+    "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
+)
+# Bump when what the buildpack makes of an install changes: earlier layers are then not reused.
+LAYER_FORMAT = "python-1"
+# Lines of a requirements file that bring in more than its own text: other files (`-r`, `-c`),
+# the app's own code (`-e .`, a path, a file: URL). Dependencies read through them are
+# installed by every build.
+_REFERS_TO_FILES = re.compile(
+    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|~|file:)|@\s*file:", re.IGNORECASE
+)
+
+
+def dependencies_key(source_dir: Path, python_version: str) -> str | None:
+    """What decides the installed dependencies: requirements.txt's text, the Python version, the
+    host's kind and this buildpack's way of installing. None: they cannot be reused (installed
+    from pyproject.toml, or the requirements bring in files of the app)."""
+    text = _small_text(source_dir / REQUIREMENTS)
+    if text is None or any(_REFERS_TO_FILES.search(line) for line in text.splitlines()):
+        return None
+    return layer_key(LAYER_FORMAT, python_version, platform.machine(), text)
 
 
 def pinned_python(source_dir: Path) -> PythonPin | None:

@@ -34,10 +34,11 @@ class _Problem:
     what: str
 
 
-def check_relocatable(tree: Path, build_dirs: Iterable[Path]) -> None:
-    """Fail the build, naming the first offending path and the fix, if `tree` cannot be moved."""
+def check_relocatable(tree: Path, build_dirs: Iterable[Path], skip: str | None = None) -> None:
+    """Fail the build, naming the first offending path and the fix, if `tree` cannot be moved;
+    the top-level folder `skip` (checked already) is not looked at."""
     needles = _needles(build_dirs)
-    problems = sorted(_problems(tree, needles), key=lambda p: (not p.is_link, p.path))
+    problems = sorted(_problems(tree, needles, skip), key=lambda p: (not p.is_link, p.path))
     if not problems:
         return
     first = problems[0]
@@ -55,9 +56,11 @@ def _needles(build_dirs: Iterable[Path]) -> tuple[bytes, ...]:
     return tuple(sorted(p for p in paths if not any(q != p and q in p for q in paths)))
 
 
-def _problems(tree: Path, needles: tuple[bytes, ...]) -> Iterator[_Problem]:
+def _problems(tree: Path, needles: tuple[bytes, ...], skip: str | None) -> Iterator[_Problem]:
     root = os.path.realpath(tree)
     for directory, subdirectories, files in os.walk(tree):
+        if skip is not None and directory == str(tree) and skip in subdirectories:
+            subdirectories.remove(skip)
         for name in [*subdirectories, *files]:
             path = Path(directory, name)
             relative = path.relative_to(tree).as_posix()

@@ -89,10 +89,12 @@ class Runner(Protocol):
         timeout: float,
         output: OutputSink,
         cancelled: CancelCheck,
+        stdin: bytes | None = None,
     ) -> OneOffEnd:
         """Run `command` once in the release (artifact + config, as its processes get them),
-        each line of its output to `output` as it is printed; kill it (its whole process group or
-        container) at `timeout` or once `cancelled` says so."""
+        reading `stdin` (else an empty input), each line of its output to `output` as it is
+        printed; kill it (its whole process group or container) at `timeout` or once
+        `cancelled` says so."""
         ...
 
 

@@ -56,6 +56,11 @@ SHELL = ["/bin/sh", "-c"]
 
 # Each container's own /tmp, writable by whichever user it runs as (as in the local sandbox).
 PRIVATE_TMP = {"/tmp": "mode=1777"}
+# A one-off's standard input (`shipyard run --stdin`), put into its container before it starts
+# and read by the shell that runs the command (the SDK's attach cannot close a container's
+# input without `stdin_once`, which its `create` does not take).
+INPUT_FILE = "/.shipyard-stdin"
+_FROM_INPUT_FILE = f'exec /bin/sh -c "$0" < {INPUT_FILE}'
 
 log = structlog.get_logger(__name__)
 
@@ -234,14 +239,16 @@ class DockerRunner:
         timeout: float,
         output: OutputSink,
         cancelled: CancelCheck,
+        stdin: bytes | None = None,
     ) -> OneOffEnd:
-        """A throw-away container of the release's image, its log followed as it is printed."""
+        """A throw-away container of the release's image, its log followed as it is printed;
+        `stdin` written to its standard input (then closed), as `docker run -i` does."""
         with engine_errors("run the one-off command"):
             image = self._image(spec)
             bind_host, network = network_settings(self._uses_host_network(), None)
             container = self._client.containers.create(
                 image.id,
-                entrypoint=SHELL,
+                entrypoint=SHELL if stdin is None else [*SHELL, _FROM_INPUT_FILE],
                 command=[command],
                 environment={
                     "HOST": bind_host,
@@ -257,6 +264,8 @@ class DockerRunner:
                 **network,
             )
             try:
+                if stdin is not None:  # a file in the container's own layer, gone with it
+                    container.put_archive("/", _input_archive(stdin))
                 container.start()
                 follower = threading.Thread(target=_follow, args=(container, output), daemon=True)
                 follower.start()
@@ -265,6 +274,16 @@ class DockerRunner:
             finally:
                 self._remove(container.id)
         return ended
+
+
+def _input_archive(data: bytes) -> bytes:
+    """A tar of the one-off's input as INPUT_FILE, readable by any user the image runs as."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(INPUT_FILE.lstrip("/"))
+        info.size, info.mode = len(data), 0o444
+        tar.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
 
 
 def _follow(container: Any, output: OutputSink) -> None:

@@ -27,7 +27,7 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services.formation import share_indexes
-from shipyard.workers.archives import code_filter
+from shipyard.workers.archives import FirstLayer, code_filter, first_layer
 from shipyard.workers.runners.base import (
     MAX_LINE_BYTES,
     STREAM_POLL_SECONDS,
@@ -49,6 +49,8 @@ APP_PATH = "/app"
 
 # In each unpacked artifact: the digest it was unpacked from, written last (so: it is whole).
 ARTIFACT_MARKER = ".shipyard-artifact"
+# And the digest of the layer it began with, if it began with one (workers/archives.py).
+LAYER_MARKER = ".shipyard-layer"
 # An unpack of a large artifact on a busy host finishes well within this.
 UNPACK_LOCK_SECONDS = 600.0
 
@@ -61,6 +63,42 @@ def _unpacked_artifact(path: Path) -> str | None:
         return (path / ARTIFACT_MARKER).read_text()
     except OSError:
         return None
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    path.chmod(0o755)  # code, readable by the app's user (not the umask's 0700)
+
+
+def _unpack_whole(artifact: Path, staging: Path) -> None:
+    _fresh_dir(staging)
+    with tarfile.open(artifact) as tar:
+        tar.extractall(staging, filter=code_filter)
+
+
+def _unpack_beside(artifact: Path, layer: FirstLayer, shared: Path, staging: Path) -> None:
+    """The artifact into `staging`, its first layer linked from `shared` (which holds it
+    unpacked already) instead of inflated again; unpacked whole if links cannot be made."""
+    _fresh_dir(staging)
+    try:
+        shutil.copytree(
+            shared / layer.folder, staging / layer.folder, symlinks=True, copy_function=os.link
+        )
+    except (OSError, shutil.Error):
+        _unpack_whole(artifact, staging)  # another file system, too many links: no harm
+        return
+
+    def outside_the_layer(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+        # Written into a linked file, it would change the other release's too.
+        if Path(member.name).parts[:1] == (layer.folder,):
+            raise tarfile.FilterError(f"{member.name!r} is in the layer it follows")
+        return code_filter(member, destination)
+
+    with artifact.open("rb") as raw:
+        raw.seek(layer.end)
+        with tarfile.open(fileobj=raw, mode="r:gz") as tar:
+            tar.extractall(staging, filter=outside_the_layer)
 
 
 def _disk_use(folder: Path) -> int:
@@ -149,20 +187,36 @@ class LocalRunner:
             if _unpacked_artifact(target) == spec.artifact_id:
                 return target
             staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            staging.chmod(0o755)  # code, readable by the app's user (not the umask's 0700)
-            with tarfile.open(artifact) as tar:
-                try:
-                    tar.extractall(staging, filter=code_filter)
-                except tarfile.FilterError as exc:
-                    raise StageFailed(
-                        f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"
-                    ) from exc
+            layer = first_layer(artifact)
+            shared = self._unpacked_layer(spec.app, layer) if layer is not None else None
+            try:
+                if layer is not None and shared is not None:
+                    _unpack_beside(artifact, layer, shared, staging)
+                else:
+                    _unpack_whole(artifact, staging)
+            except tarfile.FilterError as exc:
+                raise StageFailed(
+                    f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"
+                ) from exc
+            if layer is not None:
+                (staging / LAYER_MARKER).write_text(layer.digest)
             (staging / ARTIFACT_MARKER).write_text(spec.artifact_id)
             shutil.rmtree(target, ignore_errors=True)  # one without its marker is never whole
             os.replace(staging, target)
         return target
+
+    def _unpacked_layer(self, app: str, layer: FirstLayer) -> Path | None:
+        """An unpacked artifact of `app` on this host that began with the same layer (whole,
+        unchanged: Shipyard's files, read-only to apps), if there is one."""
+        for unpacked in self._artifacts_dir(app).iterdir():
+            if unpacked.name.startswith(".") or _unpacked_artifact(unpacked) is None:
+                continue
+            try:
+                if (unpacked / LAYER_MARKER).read_text() == layer.digest:
+                    return unpacked
+            except OSError:
+                continue
+        return None
 
     def prune(self, app: str, keep: set[str]) -> int:
         """Remove app `app`'s unpacked artifacts that are not in `keep` (and release
@@ -312,17 +366,19 @@ class LocalRunner:
         timeout: float,
         output: OutputSink,
         cancelled: CancelCheck,
+        stdin: bytes | None = None,
     ) -> OneOffEnd:
         jail = self._jail(spec, self._unpack(spec))
         env = self._environment(spec, jail, None)
         check_python_version(jail, env)
         program = ["/bin/sh", "-c", with_profile(command)]
-        with jail.launch(program, env, die_with_parent=True) as launch:
+        with jail.launch(program, env, die_with_parent=True, stdin=stdin) as launch:
             child = subprocess.Popen(
                 launch.argv,
                 cwd=jail.workdir.source,
                 env=launch.env,
                 stdin=launch.stdin,
+                pass_fds=launch.pass_fds,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

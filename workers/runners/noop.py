@@ -55,6 +55,7 @@ class NoopRunner:
         timeout: float,
         output: OutputSink,
         cancelled: CancelCheck,
+        stdin: bytes | None = None,
     ) -> OneOffEnd:
         self._store.fetch(spec.artifact_id, app=spec.app)
         return OneOffEnd(exit_code=0)

@@ -86,6 +86,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             timeout=context.settings.build_timeout,
             # The app's own: a build cannot leave a package for another app's build to install.
             cache_dir=context.settings.data_dir / "cache" / "builds" / app.name,
+            layer_dir=context.settings.data_dir / "cache" / "layers" / app.name,
         )
         built = builder.build(request, build_log)
     with session_scope(context.db_url) as session:

@@ -24,6 +24,7 @@ from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import read_procfile, release_command
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.schemas import AppCreate
+from shipyard.workers.archives import first_layer
 from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders import BUILDERS, get_builder
 from shipyard.workers.builders.base import Builder, BuildRequest, BuiltArtifact
@@ -82,6 +83,7 @@ def _source(tmp_path: Path, build: str, files: dict[str, str]) -> BuildRequest:
         work_dir=source.parent,
         timeout=300,
         cache_dir=tmp_path / "data" / "cache",
+        layer_dir=tmp_path / "data" / "layers",
     )
 
 
@@ -150,7 +152,17 @@ def test_the_default_builder_detects_a_python_app_and_installs_it_relocatably(
     assert script.splitlines()[0] == "#!/usr/bin/env python3"
     assert files[".profile.d/python.sh"].decode() == PROFILE_SCRIPT
     assert files[".shipyard/python-version"].decode() == _host_python_version(tmp_path) + "\n"
-    assert not [name for name in files if name.endswith(".pyc")]  # no build-time timestamps
+    _assert_bytecode_only_of_the_dependencies(files)
+
+
+def _assert_bytecode_only_of_the_dependencies(files: dict[str, bytes]) -> None:
+    """The dependencies' modules compiled at build time, with relative paths and never checked
+    against a time; nothing else of the build left bytecode."""
+    compiled = {name: data for name, data in files.items() if name.endswith(".pyc")}
+    assert compiled, "the dependencies were not compiled"
+    assert all(name.startswith(".python/site-packages/") for name in compiled)
+    # PEP 552: flags 0b01, hash-based and unchecked.
+    assert {int.from_bytes(data[4:8], "little") for data in compiled.values()} == {0b01}
 
 
 @pytest.mark.timeout(300)
@@ -187,6 +199,75 @@ def test_the_same_commit_built_twice_gives_the_same_digest(
 
     assert first.digest == second.digest
     assert first.location == second.location
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.network
+def test_a_code_only_commit_reuses_the_installed_dependencies_and_the_digest_stays_reproducible(
+    tmp_path: Path, store: FileStore
+) -> None:
+    logs = [BuildLog(limit=1_000_000) for _ in range(4)]
+    code_change = {**TABULATE_APP, "app.py": "print('new code')\n"}
+    first = _build("local", store, _source(tmp_path, "first", TABULATE_APP), logs[0])
+    again = _build("local", store, _source(tmp_path, "again", TABULATE_APP), logs[1])
+    code_only = _build("local", store, _source(tmp_path, "code", code_change), logs[2])
+    # Without the cache (another build host, or one whose cache was cleared): pip again.
+    elsewhere = _source(tmp_path, "elsewhere", TABULATE_APP)
+    elsewhere = BuildRequest(**{**elsewhere.__dict__, "layer_dir": tmp_path / "other-host"})
+    cold = _build("local", store, elsewhere, logs[3])
+
+    installed = ["-----> Installing requirements.txt" in log.text() for log in logs]
+    assert installed == [True, False, False, True]
+    assert "-----> Reusing the dependencies installed for requirements.txt" in logs[1].text()
+    assert first.digest == again.digest == cold.digest  # the same commit, the same artifact
+    assert code_only.digest != first.digest
+    layers = [first_layer(Path(b.location)) for b in (first, code_only)]
+    assert layers[0] is not None and layers[0] == layers[1]  # the same bytes, packed once
+    files = _members(Path(code_only.location))
+    assert files["app.py"] == b"print('new code')\n"
+    assert any(name.startswith(".python/site-packages/tabulate/") for name in files)
+    assert _run_in(_unpack(Path(code_only.location), tmp_path / "run"), "tabulate").returncode == 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.network
+def test_changed_requirements_or_requirements_that_read_app_files_install_again(
+    tmp_path: Path, store: FileStore
+) -> None:
+    changed = {**TABULATE_APP, "requirements.txt": "tabulate==0.9.0\n# a comment\n"}
+    reads_files = {
+        **TABULATE_APP,
+        "requirements.txt": "-r more.txt\n",
+        "more.txt": "tabulate==0.9.0\n",
+    }
+    logs = [BuildLog(limit=1_000_000) for _ in range(4)]
+
+    _build("local", store, _source(tmp_path, "first", TABULATE_APP), logs[0])
+    _build("local", store, _source(tmp_path, "changed", changed), logs[1])
+    _build("local", store, _source(tmp_path, "reads", reads_files), logs[2])
+    _build("local", store, _source(tmp_path, "reads-again", reads_files), logs[3])
+
+    assert ["-----> Installing" in log.text() for log in logs] == [True, True, True, True]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.network
+def test_a_build_command_that_changes_the_dependencies_gets_them_packed_with_the_code(
+    tmp_path: Path, store: FileStore
+) -> None:
+    app = {
+        **TABULATE_APP,
+        "shipyard.toml": '[build]\ncommand = "echo patched > .python/site-packages/patch.txt"\n',
+    }
+    logs = [BuildLog(limit=1_000_000) for _ in range(2)]
+
+    first = _build("python", store, _source(tmp_path, "first", app), logs[0])
+    second = _build("python", store, _source(tmp_path, "second", app), logs[1])
+
+    for log in logs:
+        assert "-----> The build changed .python/: packed with the code" in log.text()
+    assert _members(Path(first.location))[".python/site-packages/patch.txt"] == b"patched\n"
+    assert first.digest == second.digest
 
 
 @pytest.mark.timeout(300)
@@ -612,7 +693,7 @@ def test_a_link_a_package_build_leaves_where_the_builder_writes_fails_the_build(
 
 @pytest.mark.timeout(300)
 @pytest.mark.network
-def test_a_django_apps_static_files_are_collected_at_build_time_without_bytecode(
+def test_a_django_apps_static_files_are_collected_at_build_time_without_its_bytecode(
     tmp_path: Path, store: FileStore
 ) -> None:
     log = BuildLog(limit=1_000_000)
@@ -627,7 +708,7 @@ def test_a_django_apps_static_files_are_collected_at_build_time_without_bytecode
     assert "Django app: python3 manage.py collectstatic --noinput" in log.text()
     files = _members(Path(built.location))
     assert files["staticfiles/site.css"] == b"body { color: saddlebrown; }\n"
-    assert not [name for name in files if name.endswith(".pyc")]
+    _assert_bytecode_only_of_the_dependencies(files)
 
 
 def test_a_django_app_is_known_by_its_manage_py_and_its_requirement(tmp_path: Path) -> None:

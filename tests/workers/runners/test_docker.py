@@ -312,6 +312,21 @@ def test_run_to_end_reports_exit_code_and_output_and_leaves_no_container(
     assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
 
 
+def test_a_one_off_container_reads_the_input_it_is_given(
+    docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
+) -> None:
+    spec = release_spec(app, image.digest)
+    data = b"".join(b"row %d\n" % n for n in range(20_000))
+    lines: list[str] = []
+
+    ended = runner.stream_once(spec, "wc -l", 60, lines.append, lambda: False, stdin=data)
+    unread = runner.stream_once(spec, "true", 60, lines.append, lambda: False, stdin=data)
+
+    assert ended.exit_code == 0 and unread.exit_code == 0
+    assert [line.strip() for line in lines] == ["20000"]
+    assert not containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
+
+
 def test_run_to_end_kills_the_command_at_the_timeout(
     docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
 ) -> None:

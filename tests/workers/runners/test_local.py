@@ -16,6 +16,7 @@ from shipyard.shared.artifacts import FileStore, file_digest
 from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.logging import forget_secrets, register_secrets
 from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.builders.layers import pack_layer, pack_layered
 from shipyard.workers.builders.local import pack_reproducibly
 from shipyard.workers.runners.base import OneOffEnd, ReleaseSpec, run_to_end
 from shipyard.workers.runners.local import LocalRunner
@@ -289,6 +290,24 @@ def test_stream_once_passes_each_line_on_as_it_is_printed_and_ends_with_the_exit
     assert lines == ["one", "set up"]
 
 
+def test_stream_once_gives_the_command_its_input_or_an_empty_one(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    spec = make_spec(web_artifact(tmp_path, store), env={"GREETING": "set up"})
+    data = b"".join(b"row %d\n" % n for n in range(20_000))  # past a pipe's buffer
+    given: list[str] = []
+    none: list[str] = []
+
+    ended = runner.stream_once(
+        spec, "wc -l; echo $GREETING", 30, given.append, lambda: False, stdin=data
+    )
+    empty = runner.stream_once(spec, "wc -c", 30, none.append, lambda: False)
+
+    assert ended == OneOffEnd(exit_code=0) and empty == OneOffEnd(exit_code=0)
+    assert [line.strip() for line in given] == ["20000", "set up"]  # its config still there
+    assert [line.strip() for line in none] == ["0"]
+
+
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
 def test_stream_once_kills_its_whole_process_group_at_its_timeout_or_when_cancelled(
     tmp_path: Path, store: FileStore, runner: LocalRunner, how: str
@@ -529,6 +548,59 @@ def test_prune_keeps_what_it_is_told_and_a_removed_one_is_unpacked_again(
     assert not earlier.exists() and not broken_off.exists()
     assert run_to_end(runner, dropped, "cat Procfile", timeout=30).output == "web: false\n"
     assert runner.release_dir(dropped).is_dir()
+
+
+def layered_artifact(tmp_path: Path, store: FileStore, name: str, code: dict[str, str]) -> str:
+    """An artifact as the Python build makes one: the same `.python` layer in each, then the
+    member of `code` (which a hostile one makes write into `.python` too); its digest."""
+    dependencies = tmp_path / "dependencies"
+    (dependencies / ".python" / "lib").mkdir(parents=True, exist_ok=True)
+    (dependencies / ".python" / "lib" / "dep.py").write_text("DEP = 1\n")
+    layer = pack_layer(dependencies, ".python", tmp_path / "layer.tar.gz")
+    tree = tmp_path / name
+    for path, content in code.items():
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path).write_text(content)
+    tarball = tmp_path / f"{name}.tar.gz"
+    if not any(path.startswith(".python/") for path in code):
+        pack_layered(tree, layer, tarball, mtime=1_700_000_000)
+    else:  # pack_layered leaves .python out of the code's member: this one does not
+        pack_reproducibly(tree, tmp_path / "code.tar.gz", mtime=1_700_000_000)
+        layered = layer.member.read_bytes() + (tmp_path / "code.tar.gz").read_bytes()
+        tarball.write_bytes(layered)
+    return store.put(tarball, app="web").digest
+
+
+def test_an_artifact_whose_layer_is_unpacked_already_links_it_and_unpacks_only_its_code(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    first = make_spec(layered_artifact(tmp_path, store, "one", {"Procfile": "web: true\n"}))
+    second = make_spec(layered_artifact(tmp_path, store, "two", {"Procfile": "web: false\n"}))
+
+    for spec in (first, second):
+        ended = run_to_end(runner, spec, "cat Procfile .python/lib/dep.py", timeout=30)
+        assert ended.exit_code == 0, ended.output
+
+    assert ended.output == "web: false\nDEP = 1\n"
+    dep = [runner.release_dir(s) / ".python" / "lib" / "dep.py" for s in (first, second)]
+    assert dep[0].stat().st_ino == dep[1].stat().st_ino  # one copy on this host's disk
+    assert (runner.release_dir(second) / "Procfile").read_text() == "web: false\n"
+    runner.prune("web", {second.artifact_id})
+    assert dep[1].read_text() == "DEP = 1\n"  # the other release's copy is its own
+
+
+def test_an_artifact_whose_code_writes_into_its_layer_is_refused_and_changes_nothing(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    first = make_spec(layered_artifact(tmp_path, store, "one", {"Procfile": "web: true\n"}))
+    assert run_to_end(runner, first, "true", timeout=30).exit_code == 0
+    hostile = {"Procfile": "web: true\n", ".python/lib/dep.py": "DEP = 'replaced'\n"}
+    second = make_spec(layered_artifact(tmp_path, store, "two", hostile))
+
+    with pytest.raises(StageFailed, match="cannot be unpacked safely.*in the layer it follows"):
+        run_to_end(runner, second, "true", timeout=30)
+
+    assert (runner.release_dir(first) / ".python/lib/dep.py").read_text() == "DEP = 1\n"
 
 
 def test_the_apps_config_never_reaches_the_platforms_side_of_its_sandbox(
