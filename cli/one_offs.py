@@ -79,6 +79,11 @@ def run(
 
 def _read_stdin() -> bytes:
     """All of this command's standard input, refused past what a run may be sent."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CliError(
+            "--stdin sends what is piped or redirected in (`… --stdin -- psql < dump.sql`); "
+            "here the input is a terminal, or there is none"
+        )
     data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
     if len(data) > MAX_STDIN_BYTES:
         raise CliError(

@@ -27,9 +27,19 @@ def _input_key(namespace: str, run_id: uuid.UUID) -> str:
     return f"{namespace}:run:{run_id}:stdin"
 
 
+# A run's standard input waits this long at most for its host (the CLI cancels a run its host
+# has not started within a minute; the input goes with it).
+INPUT_KEPT_SECONDS = 3600
+
+
 def put_input(client: redis.Redis, namespace: str, run_id: uuid.UUID, data: bytes) -> None:
-    """The run's standard input, kept until its host takes it (a day at most)."""
-    client.set(_input_key(namespace, run_id), data, ex=CANCEL_KEPT_SECONDS)
+    """The run's standard input, kept until its host takes it (an hour at most)."""
+    client.set(_input_key(namespace, run_id), data, ex=INPUT_KEPT_SECONDS)
+
+
+def drop_input(client: redis.Redis, namespace: str, run_id: uuid.UUID) -> None:
+    """The run's standard input, removed: it will never run."""
+    client.delete(_input_key(namespace, run_id))
 
 
 def take_input(client: redis.Redis, namespace: str, run_id: uuid.UUID) -> bytes | None:

@@ -43,12 +43,15 @@ def run(context: WorkerContext, run_id: uuid.UUID, *, stdin: bool = False) -> No
         except ShipyardError as exc:
             spec, problem = None, exc.message
     output = LiveOutput(context.redis, one_off_stream.output_key(namespace, run_id))
-    data = one_off_stream.take_input(context.redis, namespace, run_id) if stdin else None
-    if stdin and data is None and spec is not None:
-        spec, problem = (
-            None,
-            "its standard input was lost on the broker before it started: run it again",
-        )
+    data: bytes | None = None
+    if stdin and spec is not None:
+        try:
+            data = one_off_stream.take_input(context.redis, namespace, run_id)
+        except redis.RedisError:
+            data = None
+        if data is None:
+            problem = "its standard input could not be read from the broker: run it again"
+            spec = None
     if spec is None:
         _finish(context, run_id, OneOffStatus.FAILED, None, output.tail, problem)
         return

@@ -84,7 +84,13 @@ def _pyenv_pin(folder: Path) -> str | None:
 def find_python3(jail: Jail, env: Mapping[str, str]) -> HostPython:
     """The `python3` that `env`'s PATH gives in the jail's working directory (pyenv reads
     `.python-version` there), asked inside the jail, as the app's own programs will ask."""
-    question = (jail.bwrap, jail.uid, env.get("PATH"), _pyenv_pin(jail.workdir.source))
+    question = (
+        jail.bwrap,
+        jail.uid,
+        env.get("PATH"),
+        env.get("PYENV_VERSION"),  # pyenv reads it before .python-version
+        _pyenv_pin(jail.workdir.source),
+    )
     answered = _answers.get(question)
     if answered is not None:
         return answered

@@ -181,7 +181,7 @@ class Launch:
 
 def _memory_file(name: str, data: bytes) -> int:
     """A file in memory holding `data`, open for reading from its start."""
-    fd = os.memfd_create(name, 0)
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)  # inherited only where it is given
     try:
         _write_all(fd, data)
         os.lseek(fd, 0, os.SEEK_SET)

@@ -4,6 +4,7 @@ run`). The API records the run and hands its id to the run host's inbox; the hos
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from typing import Annotated
 
@@ -57,6 +58,8 @@ def start_run(
         message = OneOffMessage(run_id=run.id, stdin=data.stdin is not None)
         Inbox(client, settings.broker_namespace).send(run.host, message)
     except redis.RedisError as exc:
+        with contextlib.suppress(redis.RedisError):  # what it was to read goes with it
+            one_off_stream.drop_input(client, settings.broker_namespace, run.id)
         one_offs.finish(
             session=session,
             run_id=run.id,
@@ -136,6 +139,8 @@ def cancel_run(
         raise ServiceUnavailable("the broker is unavailable; try again shortly") from exc
     if one_offs.cancel_queued(session=session, run_id=run_id):
         session.commit()
+        with contextlib.suppress(redis.RedisError):  # never to run: its input goes
+            one_off_stream.drop_input(_broker(broker), settings.broker_namespace, run_id)
     refreshed = session.get(OneOff, run_id, populate_existing=True)
     assert refreshed is not None
     return one_offs.view(session=session, run=refreshed)

@@ -53,15 +53,28 @@ class Layer:
 
 
 def snapshot(folder: Path) -> Snapshot:
-    """What is below `folder` now (links not followed); empty if it does not exist."""
-    entries = []
-    for directory, subdirectories, files in os.walk(folder):
-        for name in [*subdirectories, *files]:
-            path = os.path.join(directory, name)
-            info = os.lstat(path)
-            relative = os.path.relpath(path, folder)
-            entries.append((relative, info.st_ino, info.st_ctime_ns, info.st_size, info.st_mode))
+    """`folder` and what is below it now, links never followed (a folder replaced by a link, or
+    moved away and back, differs); empty if it is not a folder, or changed while looked at."""
+    try:
+        top = os.lstat(folder)
+        if not stat.S_ISDIR(top.st_mode):
+            return ()
+        entries = [(".", top.st_ino, top.st_ctime_ns, top.st_size, top.st_mode)]
+        for directory, subdirectories, files in os.walk(folder, onerror=_raise):
+            for name in [*subdirectories, *files]:
+                path = os.path.join(directory, name)
+                info = os.lstat(path)
+                relative = os.path.relpath(path, folder)
+                entries.append(
+                    (relative, info.st_ino, info.st_ctime_ns, info.st_size, info.st_mode)
+                )
+    except OSError:
+        return ()
     return tuple(sorted(entries))
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def _normalise(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:

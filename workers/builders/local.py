@@ -61,6 +61,11 @@ class Buildpack(Protocol):
         """Whether `finish` runs what was installed (a reused layer is unpacked for it)."""
         ...
 
+    def changed(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
+        """The app's own build command changed what `compile` installed (its layer's folder):
+        make what was derived from it consistent again."""
+        ...
+
     def finish(
         self,
         request: BuildRequest,
@@ -134,10 +139,11 @@ class LocalBuilder:
             run_build_command(with_profile(manifest.command), request, jail, remaining, log)
         elif buildpack is None:
             log.write("-----> No build command declared (shipyard.toml [build] command)")
-        if layer is not None and layer.state is not None:
+        if buildpack is not None and layer is not None and layer.state is not None:
             if snapshot(request.source_dir / layer.folder) != layer.state:
                 log.write(f"-----> The build changed {layer.folder}/: packed with the code")
                 layer = None
+                buildpack.changed(request, jail, max(deadline - time.monotonic(), 0.0), log)
         # Runners unpack the artifact elsewhere: refuse now what would only fail there. A
         # reused layer passed these checks in the build that stored it.
         skipped = layer.folder if layer is not None and layer.reused else None

@@ -216,26 +216,45 @@ class PythonBuildpack:
         if not (source / INSTALL_DIR).is_dir():
             (source / INSTALL_DIR).mkdir()  # nothing to install (a requirements.txt of comments)
             return
-        # Bytecode, once here rather than at every start of every process (the release is
-        # read-only where it runs, so Python could never keep what it compiles there). Paths
-        # relative to the app (relocatable); hash-based, never checked against the source's
-        # time (the artifact never changes); a fixed hash seed (the same bytes every build). A
-        # module that does not compile (one for another Python) is left to its source.
-        compile_all = [
-            "env",
-            "PYTHONHASHSEED=0",
-            python.executable,
-            "-c",
-            _COMPILE_ALL,
-        ]
-        run_build_command(
-            shlex.join(compile_all),
-            request,
-            jail,
-            max(deadline - time.monotonic(), 0.0),
-            log,
-            step="compiling the dependencies' bytecode",
-        )
+        _compile_bytecode(request, jail, python, max(deadline - time.monotonic(), 0.0), log)
+
+    def changed(self, request: BuildRequest, jail: Jail, timeout: float, log: BuildLog) -> None:
+        """The app's build command changed `.python/`: its bytecode, which Python never checks
+        against the sources, is compiled again."""
+        python = _build_python(jail, build_environment(request), pinned_python(request.source_dir))
+        _compile_bytecode(request, jail, python, timeout, log, force=True)
+
+
+def _compile_bytecode(
+    request: BuildRequest,
+    jail: Jail,
+    python: HostPython,
+    timeout: float,
+    log: BuildLog,
+    *,
+    force: bool = False,
+) -> None:
+    """Bytecode, once here rather than at every start of every process (the release is
+    read-only where it runs, so Python could never keep what it compiles there). Paths relative
+    to the app (relocatable); hash-based, never checked against the source's time or content
+    (the artifact never changes); a fixed hash seed (the same bytes every build). A module that
+    does not compile (one for another Python) is left to its source. Run with no user site and
+    without the app's root on the import path (`del sys.path[0]`, before any import): a module of
+    the app named like one of the standard library's cannot take its place."""
+    program = (
+        "import sys; del sys.path[0]; import compileall, py_compile; compileall.compile_dir("
+        f"{SITE_PACKAGES!r}, quiet=2, force={force!r}, "
+        "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
+    )
+    command = ["env", "PYTHONHASHSEED=0", python.executable, "-s", "-c", program]
+    run_build_command(
+        shlex.join(command),
+        request,
+        jail,
+        timeout,
+        log,
+        step="compiling the dependencies' bytecode",
+    )
 
 
 class PythonBuilder(LocalBuilder):
@@ -250,20 +269,23 @@ class PythonBuilder(LocalBuilder):
         return self._buildpacks[0]
 
 
-# compileall's own result (false when some module does not compile) is not the build's.
-_COMPILE_ALL = (
-    "import compileall, py_compile; compileall.compile_dir("
-    f"{SITE_PACKAGES!r}, quiet=2, "
-    "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
-)
 # Bump when what the buildpack makes of an install changes: earlier layers are then not reused.
 LAYER_FORMAT = "python-1"
 # Lines of a requirements file that bring in more than its own text: other files (`-r`, `-c`),
-# the app's own code (`-e .`, a path, a file: URL). Dependencies read through them are
-# installed by every build.
+# local packages or folders of them (`-e .`, `-f ./wheels`, a path, a file: URL). Dependencies
+# read through them are installed by every build.
 _REFERS_TO_FILES = re.compile(
-    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|~|file:)|@\s*file:", re.IGNORECASE
+    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|-f|--find-links|\.|/|~|file:)"
+    r"|(--index-url|--extra-index-url|-i)[=\s]+(?!https?://)|@\s*file:",
+    re.IGNORECASE,
 )
+
+
+def _refers_to_files(line: str) -> bool:
+    first = line.split("#", 1)[0].strip().split(";", 1)[0].split()
+    named = first[0] if first else ""
+    # A requirement that is a path (`vendor/pkg-1.0-py3-none-any.whl`), not a URL.
+    return bool(_REFERS_TO_FILES.search(line)) or ("/" in named and "://" not in named)
 
 
 def dependencies_key(source_dir: Path, python_version: str) -> str | None:
@@ -271,7 +293,7 @@ def dependencies_key(source_dir: Path, python_version: str) -> str | None:
     host's kind and this buildpack's way of installing. None: they cannot be reused (installed
     from pyproject.toml, or the requirements bring in files of the app)."""
     text = _small_text(source_dir / REQUIREMENTS)
-    if text is None or any(_REFERS_TO_FILES.search(line) for line in text.splitlines()):
+    if text is None or any(_refers_to_files(line) for line in text.splitlines()):
         return None
     return layer_key(LAYER_FORMAT, python_version, platform.machine(), text)
 

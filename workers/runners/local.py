@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import shutil
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, BinaryIO
 
 import structlog
 from filelock import FileLock, Timeout
@@ -77,39 +78,81 @@ def _unpack_whole(artifact: Path, staging: Path) -> None:
         tar.extractall(staging, filter=code_filter)
 
 
-def _unpack_beside(artifact: Path, layer: FirstLayer, shared: Path, staging: Path) -> None:
-    """The artifact into `staging`, its first layer linked from `shared` (which holds it
-    unpacked already) instead of inflated again; unpacked whole if links cannot be made."""
+def _unpack_layered(artifact: Path, layer: FirstLayer, shared: Path | None, staging: Path) -> None:
+    """An artifact that begins with a layer, into `staging`: its code first, while the layer's
+    folder is not there (nothing of the code member, an entry or a link, can then write into
+    the folder, whose files other releases share); then the folder, hard-linked from `shared`
+    (an unpacked artifact that began with the same layer) or unpacked from the layer's own
+    member, which may hold nothing else. Either way the folder is exactly the layer."""
     _fresh_dir(staging)
-    try:
-        shutil.copytree(
-            shared / layer.folder, staging / layer.folder, symlinks=True, copy_function=os.link
-        )
-    except (OSError, shutil.Error):
-        _unpack_whole(artifact, staging)  # another file system, too many links: no harm
-        return
+    with artifact.open("rb") as raw:
+        raw.seek(layer.end)
+        with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            tar.extractall(staging, filter=code_filter)
+    if os.path.lexists(staging / layer.folder):
+        raise tarfile.FilterError(f"the code after the layer makes {layer.folder!r} too")
+    if shared is not None:
+        try:
+            shutil.copytree(
+                shared / layer.folder, staging / layer.folder, symlinks=True, copy_function=os.link
+            )
+            return
+        except (OSError, shutil.Error):  # another file system, too many links: unpacked instead
+            shutil.rmtree(staging / layer.folder, ignore_errors=True)
 
-    def outside_the_layer(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
-        # Written into a linked file, it would change the other release's too.
-        if Path(member.name).parts[:1] == (layer.folder,):
-            raise tarfile.FilterError(f"{member.name!r} is in the layer it follows")
+    def in_the_layer(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+        if Path(member.name).parts[:1] != (layer.folder,):
+            raise tarfile.FilterError(f"the layer holds {member.name!r}, outside {layer.folder}")
         return code_filter(member, destination)
 
     with artifact.open("rb") as raw:
-        raw.seek(layer.end)
-        with tarfile.open(fileobj=raw, mode="r:gz") as tar:
-            tar.extractall(staging, filter=outside_the_layer)
+        with tarfile.open(fileobj=_Prefix(raw, layer.end), mode="r|gz") as tar:
+            tar.extractall(staging, filter=in_the_layer)
+
+
+class _Prefix(io.RawIOBase):
+    """The first `size` bytes of a file (a layer's member, not what follows it)."""
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        self._raw = raw
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(min(len(buffer), self._left))
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def _write_marker(path: Path, text: str) -> None:
+    """Shipyard's own file at `path` in an unpacked tree, whatever the artifact put there (a
+    file, a folder, a link that would send the write elsewhere)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(path, flags, 0o600), "w") as handle:
+        handle.write(text)
 
 
 def _disk_use(folder: Path) -> int:
-    """Bytes of the files below `folder` (links not followed)."""
+    """Bytes of the files below `folder` (links not followed; a file linked into several
+    unpacked artifacts counted once)."""
     total = 0
+    seen: set[tuple[int, int]] = set()
     for root, _, files in os.walk(folder):
         for name in files:
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                info = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
     return total
 
 
@@ -190,17 +233,17 @@ class LocalRunner:
             layer = first_layer(artifact)
             shared = self._unpacked_layer(spec.app, layer) if layer is not None else None
             try:
-                if layer is not None and shared is not None:
-                    _unpack_beside(artifact, layer, shared, staging)
+                if layer is not None:
+                    _unpack_layered(artifact, layer, shared, staging)
                 else:
                     _unpack_whole(artifact, staging)
-            except tarfile.FilterError as exc:
+            except (tarfile.TarError, KeyError) as exc:  # refused by a filter, or malformed
                 raise StageFailed(
                     f"artifact {spec.artifact_id} cannot be unpacked safely: {exc}"
                 ) from exc
-            if layer is not None:
-                (staging / LAYER_MARKER).write_text(layer.digest)
-            (staging / ARTIFACT_MARKER).write_text(spec.artifact_id)
+            # Never one the artifact brought: it would make later artifacts link its files.
+            _write_marker(staging / LAYER_MARKER, layer.digest if layer is not None else "")
+            _write_marker(staging / ARTIFACT_MARKER, spec.artifact_id)
             shutil.rmtree(target, ignore_errors=True)  # one without its marker is never whole
             os.replace(staging, target)
         return target
@@ -213,7 +256,7 @@ class LocalRunner:
                 continue
             try:
                 if (unpacked / LAYER_MARKER).read_text() == layer.digest:
-                    return unpacked
+                    return unpacked  # written by _unpack, never taken from an artifact
             except OSError:
                 continue
         return None

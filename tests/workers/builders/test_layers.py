@@ -163,3 +163,13 @@ def test_a_snapshot_sees_a_file_rewritten_with_its_old_size_and_time(tmp_path: P
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same time
 
     assert snapshot(tree / ".python") != before
+
+
+def test_a_snapshot_sees_the_folder_replaced_by_a_link_to_a_copy(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "src", TREE)
+    before = snapshot(tree / ".python")
+    (tree / ".python").rename(tree / ".moved")
+    (tree / ".python").symlink_to(".moved")
+
+    assert before and snapshot(tree / ".python") == ()
+    assert snapshot(tree / "missing") == ()

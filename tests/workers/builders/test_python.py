@@ -255,10 +255,8 @@ def test_changed_requirements_or_requirements_that_read_app_files_install_again(
 def test_a_build_command_that_changes_the_dependencies_gets_them_packed_with_the_code(
     tmp_path: Path, store: FileStore
 ) -> None:
-    app = {
-        **TABULATE_APP,
-        "shipyard.toml": '[build]\ncommand = "echo patched > .python/site-packages/patch.txt"\n',
-    }
+    patch = "echo PATCHED = True >> .python/site-packages/tabulate/__init__.py"
+    app = {**TABULATE_APP, "shipyard.toml": f'[build]\ncommand = "{patch}"\n'}
     logs = [BuildLog(limit=1_000_000) for _ in range(2)]
 
     first = _build("python", store, _source(tmp_path, "first", app), logs[0])
@@ -266,8 +264,12 @@ def test_a_build_command_that_changes_the_dependencies_gets_them_packed_with_the
 
     for log in logs:
         assert "-----> The build changed .python/: packed with the code" in log.text()
-    assert _members(Path(first.location))[".python/site-packages/patch.txt"] == b"patched\n"
     assert first.digest == second.digest
+    assert first_layer(Path(first.location)) is None  # one member: all of it packed together
+    # Python loads the shipped bytecode without looking at the source: it was compiled again.
+    app_dir = _unpack(Path(first.location), tmp_path / "run")
+    patched = _run_in(app_dir, "python3 -c 'import tabulate; print(tabulate.PATCHED)'")
+    assert patched.stdout == "True\n", patched.stderr
 
 
 @pytest.mark.timeout(300)

@@ -16,6 +16,7 @@ from shipyard.shared.artifacts import FileStore, file_digest
 from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.logging import forget_secrets, register_secrets
 from shipyard.shared.process_record import ProcessRecord
+from shipyard.workers.archives import first_layer
 from shipyard.workers.builders.layers import pack_layer, pack_layered
 from shipyard.workers.builders.local import pack_reproducibly
 from shipyard.workers.runners.base import OneOffEnd, ReleaseSpec, run_to_end
@@ -597,10 +598,33 @@ def test_an_artifact_whose_code_writes_into_its_layer_is_refused_and_changes_not
     hostile = {"Procfile": "web: true\n", ".python/lib/dep.py": "DEP = 'replaced'\n"}
     second = make_spec(layered_artifact(tmp_path, store, "two", hostile))
 
-    with pytest.raises(StageFailed, match="cannot be unpacked safely.*in the layer it follows"):
+    with pytest.raises(StageFailed, match="cannot be unpacked safely.*makes '.python' too"):
         run_to_end(runner, second, "true", timeout=30)
 
     assert (runner.release_dir(first) / ".python/lib/dep.py").read_text() == "DEP = 1\n"
+
+
+def test_an_artifact_cannot_pass_its_files_off_as_a_layer_for_later_artifacts_to_link(
+    tmp_path: Path, store: FileStore, runner: LocalRunner
+) -> None:
+    layered = layered_artifact(tmp_path, store, "probe", {"Procfile": "web: true\n"})
+    layer = first_layer(store.path_for(layered))
+    assert layer is not None
+    # One member, no layer: its own marker naming the app's layer, and its own `.python`.
+    spoof = tmp_path / "spoof"
+    (spoof / ".python" / "lib").mkdir(parents=True)
+    (spoof / ".python" / "lib" / "dep.py").write_text("DEP = 'spoofed'\n")
+    (spoof / ".shipyard-layer").write_text(layer.digest)
+    (spoof / "Procfile").write_text("web: true\n")
+    pack_reproducibly(spoof, tmp_path / "spoof.tar.gz", mtime=1_700_000_000)
+    spoofed = make_spec(store.put(tmp_path / "spoof.tar.gz", app="web").digest)
+    later = make_spec(layered)
+
+    for spec in (spoofed, later):
+        assert run_to_end(runner, spec, "true", timeout=30).exit_code == 0
+
+    assert (runner.release_dir(spoofed) / ".shipyard-layer").read_text() == ""
+    assert (runner.release_dir(later) / ".python/lib/dep.py").read_text() == "DEP = 1\n"
 
 
 def test_the_apps_config_never_reaches_the_platforms_side_of_its_sandbox(
