@@ -19,6 +19,7 @@ from pathlib import Path
 from bench import (
     api_load,
     cache,
+    cli_speed,
     code_deploy,
     farm,
     history,
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "api": api_load.run,
     "hosts": hosts.run,
     "code_deploy": code_deploy.run,
+    "cli": cli_speed.run,
     # Last: it starts a registry and a second stack of its own, stopped when it ends.
     "registry": registry_store.run,
 }

@@ -46,6 +46,8 @@ class Plan:
     hosts_samples: int = 3
     # 10. Code-only deploys of examples/flask-blog per repetition (its dependencies reused).
     code_deploy_samples: int = 5
+    # 11. CLI start-up: runs of each command per repetition.
+    cli_samples: int = 15
 
     @property
     def commits_needed(self) -> int:
@@ -80,4 +82,5 @@ SMOKE = Plan(
     hosts_counts=(1, 2),
     hosts_samples=1,
     code_deploy_samples=1,
+    cli_samples=2,
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from shipyard.shared.settings import ClientSettings
+from shipyard.shared.client_settings import ClientSettings
 
 
 class CliError(Exception):
@@ -34,7 +34,7 @@ class ApiClient:
         settings = settings or ClientSettings()
         token = settings.resolved_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = settings.url.rstrip("/")
+        self.url = settings.api_url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30, trust_env=False)
 
     def request(

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from shipyard.cli.client import ApiClient, CliError
 from shipyard.cli.render import ago, printable, table
-from shipyard.shared.schemas.one_offs import MAX_STDIN_BYTES
+from shipyard.shared.constants import ONE_OFF_MAX_STDIN_BYTES as MAX_STDIN_BYTES
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]

@@ -12,7 +12,7 @@ from rich.markup import escape
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
 from shipyard.cli.render import ago, console, printable, table
-from shipyard.shared.schemas.common import is_local_path
+from shipyard.shared.repo_location import is_local_path
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]

@@ -5,28 +5,23 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
-import uvicorn
-from cryptography.fernet import Fernet
-from sqlalchemy import text
 
 from shipyard.cli.client import CliError
-from shipyard.serve.commands import beat_command, exec_server, keep_private, worker_command
-from shipyard.shared import constants, migrate
-from shipyard.shared.broker import make_celery
-from shipyard.shared.db import get_engine, session_scope
+from shipyard.shared import constants
 from shipyard.shared.exceptions import ConfigurationError, ShipyardError
-from shipyard.shared.logging import configure_logging
-from shipyard.shared.metrics import multiprocess
-from shipyard.shared.services.secrets import rotate_secrets
-from shipyard.shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shipyard.shared.settings import Settings
+
+# Each command imports what it runs (the servers' settings, SQLAlchemy, Celery, uvicorn, the
+# supervisor) when it runs: the CLI's client commands, which share this entry point, start
+# without them (tests/cli/test_imports.py).
 
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 secrets_cli = typer.Typer(help="Keys for secret config.", no_args_is_help=True)
-log = structlog.get_logger(__name__)
 
 DataDirOpt = Annotated[
     Path | None, typer.Option(help="Where embedded mode keeps its data (SHIPYARD_DATA_DIR).")
@@ -35,6 +30,9 @@ DataDirOpt = Annotated[
 
 def _settings(data_dir: Path | None = None) -> Settings:
     """A server command's settings; what it and its children create from here on is private."""
+    from shipyard.serve.commands import keep_private
+    from shipyard.shared.settings import Settings
+
     if data_dir is not None:
         # Child processes (the workers) read the same variable.
         os.environ["SHIPYARD_DATA_DIR"] = str(data_dir.expanduser().absolute())
@@ -48,6 +46,11 @@ def _settings(data_dir: Path | None = None) -> Settings:
 
 def check_services(settings: Settings) -> None:
     """Refuse to start, with a clear message, when the database or broker cannot be reached."""
+    from sqlalchemy import text
+
+    from shipyard.shared.broker import make_celery
+    from shipyard.shared.db import get_engine
+
     try:
         with get_engine(settings.sqlalchemy_url).connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -66,6 +69,8 @@ def check_services(settings: Settings) -> None:
 @db_cli.command("upgrade")
 def db_upgrade(data_dir: DataDirOpt = None) -> None:
     """Apply the schema migrations."""
+    from shipyard.shared import migrate
+
     settings = _settings(data_dir)
     migrate.upgrade(settings.sqlalchemy_url)
     typer.echo("database is up to date")
@@ -74,6 +79,8 @@ def db_upgrade(data_dir: DataDirOpt = None) -> None:
 @secrets_cli.command("generate-key")
 def generate_key() -> None:
     """Print a new key for SHIPYARD_SECRET_KEY."""
+    from cryptography.fernet import Fernet
+
     print(Fernet.generate_key().decode())
 
 
@@ -84,6 +91,11 @@ def rotate_key(data_dir: DataDirOpt = None) -> None:
     Distributed mode: set SHIPYARD_SECRET_KEY=NEW,OLD on every host and restart them, run this,
     then drop OLD once nothing uses it. Embedded mode keeps OLD as a second key in secret.key.
     """
+    from cryptography.fernet import Fernet
+
+    from shipyard.shared.db import session_scope
+    from shipyard.shared.services.secrets import rotate_secrets
+
     settings = _settings(data_dir)
     if settings.mode == "embedded":
         old = settings.fernet_key().decode()
@@ -109,6 +121,8 @@ def _write_secret_file(path: Path, value: str) -> None:
 
 def beat() -> None:
     """Start the beat that runs the reconciler (and schedules). Run exactly one per installation."""
+    from shipyard.serve.commands import beat_command, exec_server
+
     settings = _settings()
     check_services(settings)
     command = beat_command(settings)
@@ -142,6 +156,8 @@ def worker(
     ] = None,
 ) -> None:
     """Start one worker pool (`celery -A shipyard.workers.app worker -Q QUEUE`) on any host."""
+    from shipyard.serve.commands import exec_server, worker_command
+
     queues = constants.ALL_QUEUES
     if queue not in queues:
         raise CliError(f"unknown queue {queue!r}; choose one of {', '.join(queues)}")
@@ -164,6 +180,9 @@ def worker(
 def router() -> None:
     """This run host's router (HAProxy): stable URLs per environment, switches without a
     dropped request. Run one per run host, beside its run pool; `shipyard up` runs its own."""
+    from shipyard.shared.logging import configure_logging
+    from shipyard.shared.metrics import multiprocess
+
     settings = _settings()
     # Before the router's code imports prometheus-client: app restarts and drains are counted
     # in this host's metrics dir.
@@ -191,6 +210,10 @@ def api(
     ] = None,
 ) -> None:
     """Serve the API alone (distributed mode); stage work goes to the worker pools."""
+    import uvicorn
+
+    from shipyard.shared.logging import configure_logging
+
     settings = _settings()
     try:
         settings.api_token()
@@ -220,6 +243,8 @@ def up(
     ] = False,
 ) -> None:
     """Embedded mode: a broker, the API, a pool per queue and the beat, supervised, on SQLite."""
+    from shipyard.shared.logging import configure_logging
+
     settings = _settings(data_dir)
     if settings.mode != "embedded":
         raise CliError(

@@ -25,6 +25,9 @@ RECONCILE_TASK: Final = "shipyard.maintenance.reconcile"
 
 # Where embedded mode keeps everything when SHIPYARD_DATA_DIR is not set.
 DEFAULT_DATA_DIR: Final = ".shipyard"
+# What `shipyard run --stdin` may send: a file to load, not a stream (larger ones go to the
+# storage). In base64 it stays within the API's cap on request bodies (MAX_BODY_BYTES).
+ONE_OFF_MAX_STDIN_BYTES: Final = 3 * 1024 * 1024
 
 # A build longer than this is killed: ten minutes covers dependency installs of real apps.
 BUILD_TIMEOUT_SECONDS: Final = 600.0

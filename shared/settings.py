@@ -283,20 +283,3 @@ def _read_or_create(path: Path, make: Callable[[], str]) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
-
-
-class ClientSettings(BaseSettings):
-    """What the CLI needs to talk to an API: its URL and a token."""
-
-    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
-
-    url: str = "http://127.0.0.1:8000"
-    token: SecretStr | None = None
-    data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
-
-    def resolved_token(self) -> str | None:
-        """SHIPYARD_TOKEN, or the token `shipyard up` wrote into the data dir."""
-        if self.token is not None:
-            return self.token.get_secret_value()
-        path = self.data_dir / "admin-token"
-        return path.read_text().strip() if path.exists() else None

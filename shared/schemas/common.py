@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from shipyard.shared import constants
+from shipyard.shared.repo_location import is_local_path
 
 Name = Annotated[
     str,
@@ -29,15 +30,6 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 def strip_credentials(text: str) -> str:
     """`text` with the user:password@ part of every URL in it removed."""
     return _URL_CREDENTIALS.sub("", text)
-
-
-def is_local_path(repo: str) -> bool:
-    """Whether git reads `repo` as a path on this host: no `scheme://`, and no `host:` (scp-like
-    `git@host:org/repo`) before its first `/`."""
-    if "://" in repo:
-        return False
-    colon, slash = repo.find(":"), repo.find("/")
-    return colon == -1 or -1 < slash < colon
 
 
 def _check_repo(value: str) -> str:

@@ -10,11 +10,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from shipyard.shared import constants
 from shipyard.shared.schemas.common import Input
 
-# What `--stdin` may send: a file to load, not a stream (larger ones go to the storage). In
-# base64 it stays within the API's cap on request bodies (constants.MAX_BODY_BYTES).
-MAX_STDIN_BYTES = 3 * 1024 * 1024
+MAX_STDIN_BYTES = constants.ONE_OFF_MAX_STDIN_BYTES
 # A day at most: a one-off is an admin task, not a process (use the Procfile for those).
 MAX_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_TIMEOUT_SECONDS = 3600.0

@@ -29,6 +29,7 @@ SCENARIOS = {
     "7. Serving",
     "9. Run hosts",
     "10. Code-only deploy",
+    "11. CLI start-up",
 }
 # Scenario 8 needs Debian's docker-registry; without it the harness skips it (and
 # tests/bench/test_registry.py says so).
@@ -43,6 +44,8 @@ MAY_BE_ZERO_OR_LESS = {
     "2 hosts: failed requests during the switches",
     # The deploy less the app's own parts timed apart: noise could make it so.
     "Shipyard's part: deploy p50 less the app's release command and start-up",
+    "shipyard --help less the floor, p50",
+    "shipyard ps less the floor, p50",
 }
 
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 from shipyard.shared.artifacts import StoreLocation
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.exceptions import ConfigurationError
-from shipyard.shared.settings import ClientSettings, Settings
+from shipyard.shared.settings import Settings
 
 
 def test_without_a_broker_settings_are_embedded_with_sqlite_in_the_data_dir(
@@ -146,21 +146,6 @@ def test_distributed_mode_never_generates_an_admin_token(tmp_path: Path) -> None
     with pytest.raises(ConfigurationError, match="SHIPYARD_ADMIN_TOKEN is required"):
         settings.api_token()
     assert not (tmp_path / "admin-token").exists()
-
-
-def test_client_settings_prefer_shipyard_token_over_the_token_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "admin-token").write_text("from-the-file\n")
-
-    assert ClientSettings(data_dir=tmp_path).resolved_token() == "from-the-file"
-
-    monkeypatch.setenv("SHIPYARD_TOKEN", "from-the-environment")
-    assert ClientSettings(data_dir=tmp_path).resolved_token() == "from-the-environment"
-
-
-def test_client_settings_without_any_token_send_none(tmp_path: Path) -> None:
-    assert ClientSettings(data_dir=tmp_path).resolved_token() is None
 
 
 def test_worker_metrics_go_to_a_folder_per_host_below_the_metrics_dir(
