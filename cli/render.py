@@ -121,9 +121,11 @@ def took(start: str | None, end: str | None) -> str:
 
 
 def table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a borderless table; cells are text (never markup) and wrap rather than vanish."""
+    """Print a borderless table; cells are text (never markup). Text wraps between its words; a
+    word wider than its column (a path, a URL, a digest) is never broken across lines: it is
+    cut, with `…` to say so (`--json` and `show` commands give it whole)."""
     shown = Table(
-        *[Column(c, overflow="fold") if isinstance(c, str) else c for c in columns],
+        *[Column(c, overflow="ellipsis") if isinstance(c, str) else c for c in columns],
         title=title,
         title_justify="left",
         title_style="bold",

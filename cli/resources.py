@@ -43,8 +43,12 @@ def apps_create(
     app = ApiClient().post(
         "/v1/apps", {"name": name, "repo": repo, "path": path, "builder": builder}
     )
-    where = printable(f"{app['repo']} {app['path']}")
-    console.print(f"Created app [bold]{app['name']}[/] ({escape(where)})", highlight=False)
+    where = printable(app["repo"] + (f", path {app['path']}" if app["path"] else ""))
+    console.print(
+        f"Created app [bold]{app['name']}[/] ({escape(where)}; builder {app['builder']})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @apps_cli.command("ls")
@@ -174,7 +178,10 @@ def _print_config(config: dict[str, Any]) -> None:
     console.print(f"Config version {config['version']}")
     for key, value in config["vars"].items():
         marker = " (secret)" if key in config["secrets"] else ""
-        console.print(f"  {key}={printable(value)}{marker}", markup=False, highlight=False)
+        # Never hard-wrapped: a value copied from the terminal is the value.
+        console.print(
+            f"  {key}={printable(value)}{marker}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @config_cli.callback(invoke_without_command=True)

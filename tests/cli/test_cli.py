@@ -47,14 +47,14 @@ def test_apps_create_sends_a_relative_repo_as_an_absolute_path(
     created = run("apps", "create", "web", "--repo", "checkout")
 
     assert created.exit_code == 0, created.output
-    assert f"Created app web ({tmp_path / 'checkout'} )" in created.output
+    assert f"Created app web ({tmp_path / 'checkout'}; builder local)" in created.output
 
 
 def test_apps_create_and_ls(run: Shipyard) -> None:
     created = run("apps", "create", "web", "--repo", "/srv/web", "--path", "site")
 
     assert created.exit_code == 0, created.output
-    assert "Created app web (/srv/web site)" in created.output
+    assert "Created app web (/srv/web, path site; builder local)" in created.output
     listed = run("apps", "ls")
     assert listed.exit_code == 0
     assert "web" in listed.output and "/srv/web" in listed.output and "site" in listed.output
@@ -81,6 +81,19 @@ def test_config_set_and_show(run: Shipyard) -> None:
     assert shown.exit_code == 0, shown.output
     assert "  DEBUG=1\n" in shown.output
     assert "  GREETING=hello=world\n" in shown.output
+
+
+@pytest.mark.usefixtures("staging")
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_long_config_value_is_printed_on_one_line_whatever_the_width(
+    run: Shipyard, columns: int
+) -> None:
+    url = "postgresql://blog:not-a-secret@db.internal.example.com:5432/blog?" + "a=b&" * 40
+    assert run("config", "set", f"DATABASE_URL={url}", "-a", "web", "-e", "staging").exit_code == 0
+
+    shown = run("config", "-a", "web", "-e", "staging", columns=columns)
+
+    assert f"  DATABASE_URL={url}\n" in shown.output  # copied from the terminal, it is the value
 
 
 @pytest.mark.usefixtures("staging")

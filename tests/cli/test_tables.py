@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session
 
 from shipyard.shared.db import get_engine
-from shipyard.shared.models import App, Environment, Release, utcnow
+from shipyard.shared.models import App, Build, Environment, Release, utcnow
 from shipyard.shared.services import (
     apps,
     deployments,
@@ -356,3 +356,37 @@ def test_subscriptions_deliveries_puts_attempt_errors_below_the_table(
     row = next(line for line in result.output.splitlines() if line.startswith(short))
     assert "pipeline.failed" in row and "#1 error 12ms" in row and error not in row
     assert f"\n\n{short} errors:\n#1: {error}\n" in result.output
+
+
+@pytest.mark.usefixtures("frozen_now")
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_value_wider_than_its_column_is_cut_with_a_marker_never_broken(
+    run: Shipyard, session: Session, web: tuple[App, Environment], columns: int
+) -> None:
+    app, staging = web
+    artifact = make_artifact(session, app, "long")
+    location = "registry.internal.example.com:5000/shipyard/web@" + artifact.id
+    artifact.location = location
+    artifact.created_at = _ago(minutes=3)
+    pipeline = make_pipeline(session, app, staging)
+    build = Build(
+        pipeline_id=pipeline.id,
+        app_id=app.id,
+        ref="main",
+        commit_sha=artifact.commit_sha,
+        builder="local",
+        artifact_id=artifact.id,
+    )
+    session.add_all([artifact, build])
+    session.commit()
+
+    result = run("artifacts", "-a", "web", columns=columns)
+
+    assert result.exit_code == 0, result.output
+    rows = [line.rstrip() for line in result.output.splitlines()]
+    (row,) = [line for line in rows if line.startswith("sha256:")]
+    assert len(rows) == 4 and all(len(line) <= columns for line in rows), result.output
+    if columns == 200:
+        assert row.endswith(location)  # room enough: whole
+    else:
+        assert row.endswith("…") and "   registry.internal." in row  # cut, on its one line
