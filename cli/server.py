@@ -238,6 +238,15 @@ def up(
     port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     data_dir: DataDirOpt = None,
+    router_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port the router serves the apps' stable URLs on (SHIPYARD_ROUTER_PORT; "
+            "default 8080).",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Also print the API's, pools' and broker's logs.")
     ] = False,
@@ -245,6 +254,8 @@ def up(
     """Embedded mode: a broker, the API, a pool per queue and the beat, supervised, on SQLite."""
     from shipyard.shared.logging import configure_logging
 
+    if router_port is not None:  # read by this process's settings and by its children's
+        os.environ["SHIPYARD_ROUTER_PORT"] = str(router_port)
     settings = _settings(data_dir)
     if settings.mode != "embedded":
         raise CliError(

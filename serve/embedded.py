@@ -160,6 +160,8 @@ def summary(settings: Settings, address: Address) -> str:
             f"{READY} (embedded) at {address.url}, data in {settings.data_dir}",
             f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router); "
             + sandbox_for(settings).describe(),
+            f"Dashboard: {address.url}/ui (sign in with the admin token, in "
+            f"{settings.data_dir / 'admin-token'})",
             "In another terminal, point the CLI at it:",
             f"  export SHIPYARD_DATA_DIR={settings.data_dir}",
             f"  export SHIPYARD_URL={address.url}",

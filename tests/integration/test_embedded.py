@@ -62,6 +62,14 @@ def test_up_deploys_through_the_cli_and_restores_live_releases_after_a_restart(
     assert "       -----> Building hello at " in deploy.stdout
     assert "       -----> Running build command: python3 -m compileall" in deploy.stdout
     ps = json.loads(embedded.run_cli("ps", "-a", "hello", "-e", "staging", "--json").stdout)
+    router_port = embedded.env["SHIPYARD_ROUTER_PORT"]
+    assert ps["url"] == f"http://staging.hello.localhost:{router_port}"
+    summary = embedded.log_path("up").read_text()
+    assert f"Apps answer at http://ENV.APP.localhost:{router_port} (the router)" in summary
+    token_file = embedded.data_dir / "admin-token"
+    assert (
+        f"Dashboard: {embedded.url}/ui (sign in with the admin token, in {token_file})" in summary
+    )
     url = ps["processes"][0]["url"]
     assert fetch(url) == "Hello from Shipyard"
     web = next(p for p in embedded.current("hello", "staging")["processes"])

@@ -15,7 +15,10 @@ def restart_up(stack: Stack) -> None:
     """(Re)start `shipyard up` on the stack's data dir and port; wait until it is ready."""
     log = stack.log_path("up")
     start = log.stat().st_size if log.exists() else 0  # the log is appended to
-    stack.spawn("up", "up", "--port", stack.url.rsplit(":", 1)[1])
+    port, router_port = stack.url.rsplit(":", 1)[1], stack.env["SHIPYARD_ROUTER_PORT"]
+    # The router's port as a user gives it (the stack's environment names it too, for its other
+    # processes).
+    stack.spawn("up", "up", "--port", port, "--router-port", router_port)
     wait_for(lambda: READY in log.read_text()[start:], "`shipyard up` to be ready", stack)
     stack.token = (stack.data_dir / "admin-token").read_text().strip()
     stack.client.headers["Authorization"] = f"Bearer {stack.token}"
