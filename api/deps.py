@@ -35,6 +35,18 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+# Sent by the `shipyard` CLI with every request, so that what it starts is recorded as the CLI's.
+CLIENT_HEADER = "X-Shipyard-Client"
+
+
+def client_of(request: Request) -> str:
+    """How a request was made, as pipelines record it: `cli` (the shipyard CLI), else `api`."""
+    return "cli" if request.headers.get(CLIENT_HEADER, "").lower() == "cli" else "api"
+
+
+ClientDep = Annotated[str, Depends(client_of)]
+
+
 def get_publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher

@@ -33,7 +33,10 @@ class ApiClient:
     def __init__(self, settings: ClientSettings | None = None) -> None:
         settings = settings or ClientSettings()
         token = settings.resolved_token()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # What the CLI starts is recorded as the CLI's (the API's ClientDep reads the header).
+        headers = {"X-Shipyard-Client": "cli", "User-Agent": "shipyard-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self.url = settings.api_url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30, trust_env=False)
 

@@ -14,6 +14,7 @@ from shipyard.cli.render import (
     console,
     fixed,
     printable,
+    requested,
     short_digest,
     short_time,
     table,
@@ -131,7 +132,7 @@ def print_pipeline(pipeline: dict[str, Any]) -> None:
         markup=False,
     )
     console.print(
-        f"ref {pipeline['ref'] or '-'}, trigger {pipeline['trigger']}, "
+        f"ref {pipeline['ref'] or '-'}, by {requested(pipeline)}, "
         f"created {short_time(pipeline['created_at'])} UTC",
         highlight=False,
         markup=False,

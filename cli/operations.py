@@ -10,7 +10,16 @@ import typer
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
 from shipyard.cli.inspection import releases_cli
-from shipyard.cli.render import block, console, printable, short_digest, short_time, table
+from shipyard.cli.render import (
+    block,
+    console,
+    fixed,
+    printable,
+    requested,
+    short_digest,
+    short_time,
+    table,
+)
 from shipyard.cli.resources import AppOpt, EnvOpt
 
 
@@ -141,23 +150,35 @@ def history(
         ended = deployment["ended_at"]
         console.print(
             f"At {instant}, {app}/{env} ran release v{release['version']} "
-            f"({short_digest(release['artifact_id'])}, config v{release['config_version']}, "
-            f"cause {release['cause']}), live from {short_time(deployment['started_at'])} UTC "
+            f"({short_digest(release['artifact_id'])}, config v{release['config_version']})",
+            highlight=False,
+        )
+        console.print(
+            f"  live from {short_time(deployment['started_at'])} UTC "
             f"until {short_time(ended) + ' UTC' if ended else 'now'}",
             highlight=False,
         )
+        # Why it was live then (its deployment), and how that release came to be (its own).
+        console.print(
+            f"  live by: {deployment['cause']}, asked by {requested(deployment)}",
+            highlight=False,
+            markup=False,
+        )
+        console.print(f"  the release was made by: {release['cause']}", highlight=False)
         return
     rows = client.get(f"{env_path(app, env)}/deployments")
+    # One time each: when it went live (each was live until the one above it), or when it
+    # failed; to the second, in UTC.
     table(
-        f"Deployments of {app}/{env} (UTC), newest first",
-        ["release", "status", "cause", "live from", "until"],
+        f"Deployments of {app}/{env}, newest first",
+        ["release", "status", "cause", fixed("at (UTC)"), "by"],
         [
             [
                 f"v{row['release_version']}",
                 row["status"],
                 row["cause"],
-                short_time(row["started_at"]),
-                short_time(row["ended_at"]) if row["ended_at"] else "",
+                short_time(row["started_at"] or row["ended_at"]),
+                requested(row),
             ]
             for row in rows
         ],

@@ -65,9 +65,19 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def short_time(value: str | None) -> str:
-    """`2026-12-01 21:34` in UTC; `-` for none."""
+    """`2026-12-01 21:34:07` in UTC (to the second: what ran at 14:00 has one answer); `-` for
+    none."""
     parsed = parse_time(value)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if parsed else "-"
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if parsed else "-"
+
+
+def requested(item: dict[str, Any]) -> str:
+    """How a pipeline (or a deployment, by its pipeline) was asked for, and by whom: `cli
+    (admin)`, `schedule (schedule 3f2a…)`; `-` when unknown (recorded before it was kept)."""
+    trigger, by = item.get("trigger"), item.get("requested_by")
+    if not trigger:
+        return "-"
+    return f"{trigger} ({by})" if by else str(trigger)
 
 
 def ago(value: str | None) -> str:

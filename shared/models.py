@@ -172,7 +172,10 @@ class Pipeline(SQLModel, table=True):
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
     environment_id: uuid.UUID = Field(foreign_key="environment.id", index=True)
     kind: str = Field(default=PipelineKind.DEPLOY, max_length=16)
+    # How it was asked for (cli, dashboard, api, webhook, schedule, failover, …), and by whom: the
+    # token's name, the webhook's or the schedule's (none for what Shipyard starts itself).
     trigger: str = Field(default="api", max_length=32)
+    requested_by: str | None = Field(default=None, max_length=100)
     ref: str | None = Field(default=None, max_length=255)
     status: str = Field(default=PipelineStatus.QUEUED, max_length=16, index=True)
     artifact_id: str | None = Field(default=None, max_length=80)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from shipyard.api.auth import PrincipalDep, deploy_scoped
-from shipyard.api.deps import PublisherDep, SecretBoxDep, SessionDep
+from shipyard.api.deps import ClientDep, PublisherDep, SecretBoxDep, SessionDep
 from shipyard.shared.schemas import ConfigPatch, ConfigPublic
 from shipyard.shared.services import apps, config, pipelines
 
@@ -29,6 +29,7 @@ def patch_config(
     box: SecretBoxDep,
     publish: PublisherDep,
     principal: PrincipalDep,
+    client: ClientDep,
 ) -> ConfigPublic:
     """Set (value) or unset (null) vars as a new config version; with a live release and
     `deploy` (the default), release and run the live artifact with it, as Heroku does."""
@@ -42,7 +43,12 @@ def patch_config(
     if patch.deploy:
         # Also when nothing changed: a release of this config may have failed to start before.
         pipeline = pipelines.create_config_pipeline(
-            session=session, app=owner, environment=environment, config=version, trigger="api"
+            session=session,
+            app=owner,
+            environment=environment,
+            config=version,
+            trigger=client,
+            requested_by=principal.name,
         )
     session.commit()
     public = config.config_public(version)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from shipyard.api.deps import PublisherDep, SessionDep, SettingsDep, WorkersProbeDep
+from shipyard.api.auth import PrincipalDep
+from shipyard.api.deps import ClientDep, PublisherDep, SessionDep, SettingsDep, WorkersProbeDep
 from shipyard.shared import routing
 from shipyard.shared.exceptions import NotFound
 from shipyard.shared.schemas import (
@@ -60,6 +61,8 @@ def change_placement(
     probe: WorkersProbeDep,
     publish: PublisherDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
+    client: ClientDep,
 ) -> EnvironmentPublic:
     """Run the environment on other run hosts (admin): its live release starts there healthy
     before it stops where it ran, in a `placement` pipeline (`pipeline_id`; none when nothing is
@@ -71,7 +74,12 @@ def change_placement(
     )
     assert placed is not None, "PlacementChange says where"
     pipeline = hosts.replace_placement(
-        session=session, app=owner, environment=environment, placed=placed, trigger="api"
+        session=session,
+        app=owner,
+        environment=environment,
+        placed=placed,
+        trigger=client,
+        requested_by=principal.name,
     )
     session.commit()
     view = routing.environment_public(settings, environment, app)

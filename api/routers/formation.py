@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from shipyard.api.auth import PrincipalDep, deploy_scoped
-from shipyard.api.deps import PublisherDep, SessionDep
+from shipyard.api.deps import ClientDep, PublisherDep, SessionDep
 from shipyard.shared.schemas import FormationPatch, FormationPublic
 from shipyard.shared.services import apps, formation, pipelines
 
@@ -28,13 +28,19 @@ def scale(
     session: SessionDep,
     publish: PublisherDep,
     principal: PrincipalDep,
+    client: ClientDep,
 ) -> FormationPublic:
     """Set process counts; the live release runs again with them (no new release)."""
     principal.require_deploy(env)
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=env)
     pipeline = formation.scale(
-        session=session, app=owner, environment=environment, changes=data.processes, trigger="api"
+        session=session,
+        app=owner,
+        environment=environment,
+        changes=data.processes,
+        trigger=client,
+        requested_by=principal.name,
     )
     session.commit()
     if pipeline is not None:

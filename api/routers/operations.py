@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from shipyard.api.auth import PrincipalDep, deploy_scoped
-from shipyard.api.deps import PublisherDep, SessionDep
+from shipyard.api.deps import ClientDep, PublisherDep, SessionDep
 from shipyard.shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
 from shipyard.shared.services import actions, pipelines
 
@@ -21,11 +21,17 @@ def rollback(
     session: SessionDep,
     publish: PublisherDep,
     principal: PrincipalDep,
+    client: ClientDep,
 ) -> PipelinePublic:
     """Run an earlier release again, exactly as it was (default: the one live before this)."""
     principal.require_deploy(env)
     pipeline = actions.rollback(
-        session=session, app=app, environment=env, to_version=data.to_version, trigger="api"
+        session=session,
+        app=app,
+        environment=env,
+        to_version=data.to_version,
+        trigger=client,
+        requested_by=principal.name,
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 
@@ -38,10 +44,16 @@ def promote(
     session: SessionDep,
     publish: PublisherDep,
     principal: PrincipalDep,
+    client: ClientDep,
 ) -> PipelinePublic:
     """Release the artifact live in `from` to `to`, with `to`'s own config, and run it."""
     principal.require_deploy(data.target)
     pipeline = actions.promote(
-        session=session, app=app, source=data.source, target=data.target, trigger="api"
+        session=session,
+        app=app,
+        source=data.source,
+        target=data.target,
+        trigger=client,
+        requested_by=principal.name,
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)

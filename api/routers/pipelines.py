@@ -9,7 +9,7 @@ import redis
 from fastapi import APIRouter, Query, status
 
 from shipyard.api.auth import PrincipalDep, deploy_scoped
-from shipyard.api.deps import BrokerRedisDep, PublisherDep, SessionDep, SettingsDep
+from shipyard.api.deps import BrokerRedisDep, ClientDep, PublisherDep, SessionDep, SettingsDep
 from shipyard.shared import build_stream
 from shipyard.shared.exceptions import NotFound, ServiceUnavailable
 from shipyard.shared.schemas import (
@@ -31,11 +31,18 @@ def create_pipeline(
     session: SessionDep,
     publish: PublisherDep,
     principal: PrincipalDep,
+    client: ClientDep,
 ) -> PipelinePublic:
     """Build `ref`, release it and run it in `environment`; answers at once with the pipeline."""
     principal.require_deploy(data.environment)
     pipeline = actions.deploy(
-        session=session, app=app, environment=data.environment, ref=data.ref, trigger=data.trigger
+        session=session,
+        app=app,
+        environment=data.environment,
+        ref=data.ref,
+        # The CLI says so in a header; a `trigger` named in the body is kept (a caller's own).
+        trigger=client if data.trigger == "api" else data.trigger,
+        requested_by=principal.name,
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 

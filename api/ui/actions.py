@@ -41,7 +41,12 @@ def deploy(
     viewer.principal.require_deploy(environment)
     data = PipelineCreate(environment=environment, ref=ref.strip() or "HEAD")
     pipeline = actions.deploy(
-        session=session, app=app, environment=data.environment, ref=data.ref, trigger=TRIGGER
+        session=session,
+        app=app,
+        environment=data.environment,
+        ref=data.ref,
+        trigger=TRIGGER,
+        requested_by=viewer.principal.name,
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
 
@@ -61,7 +66,12 @@ def rollback(
     viewer.principal.require_deploy(env)
     data = RollbackCreate.model_validate({"to_version": to_version.strip() or None})
     pipeline = actions.rollback(
-        session=session, app=app, environment=env, to_version=data.to_version, trigger=TRIGGER
+        session=session,
+        app=app,
+        environment=env,
+        to_version=data.to_version,
+        trigger=TRIGGER,
+        requested_by=viewer.principal.name,
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
 
@@ -81,6 +91,11 @@ def promote(
     viewer.principal.require_deploy(target)
     data = PromotionCreate.model_validate({"from": source, "to": target})
     pipeline = actions.promote(
-        session=session, app=app, source=data.source, target=data.target, trigger=TRIGGER
+        session=session,
+        app=app,
+        source=data.source,
+        target=data.target,
+        trigger=TRIGGER,
+        requested_by=viewer.principal.name,
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))

@@ -43,6 +43,7 @@ class PipelinePublic(BaseModel):
     kind: str
     status: str
     trigger: str
+    requested_by: str | None = None
     ref: str | None
     artifact_id: str | None
     release_id: uuid.UUID | None

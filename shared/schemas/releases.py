@@ -52,6 +52,10 @@ class DeploymentPublic(BaseModel):
     switched_at: datetime | None = None  # when the router gave it the traffic
     ended_at: datetime | None  # when a later deployment replaced it (its drain began)
     retired_at: datetime | None = None  # when its processes were stopped, drained
+    # Its pipeline's: how it was asked for (cli, dashboard, api, webhook, schedule, failover…),
+    # and by whom (a token's name, a webhook's delivery, a schedule).
+    trigger: str | None = None
+    requested_by: str | None = None
 
 
 class ProcessPublic(BaseModel):

@@ -10,7 +10,15 @@ from shipyard.shared.services import apps, pipelines, rollbacks
 from shipyard.shared.stages import PipelineKind
 
 
-def deploy(*, session: Session, app: str, environment: str, ref: str, trigger: str) -> Pipeline:
+def deploy(
+    *,
+    session: Session,
+    app: str,
+    environment: str,
+    ref: str,
+    trigger: str,
+    requested_by: str | None = None,
+) -> Pipeline:
     """A queued build → release → run pipeline of `ref` in the app's `environment`."""
     owner = apps.get_app(session=session, name=app)
     return pipelines.create_pipeline(
@@ -19,12 +27,19 @@ def deploy(*, session: Session, app: str, environment: str, ref: str, trigger: s
         environment=apps.get_environment(session=session, app=owner, name=environment),
         kind=PipelineKind.DEPLOY,
         trigger=trigger,
+        requested_by=requested_by,
         ref=ref,
     )
 
 
 def rollback(
-    *, session: Session, app: str, environment: str, to_version: int | None, trigger: str
+    *,
+    session: Session,
+    app: str,
+    environment: str,
+    to_version: int | None,
+    trigger: str,
+    requested_by: str | None = None,
 ) -> Pipeline:
     """A run-only pipeline of an earlier release, exactly as it was (default: the previous)."""
     owner = apps.get_app(session=session, name=app)
@@ -34,10 +49,19 @@ def rollback(
         environment=apps.get_environment(session=session, app=owner, name=environment),
         to_version=to_version,
         trigger=trigger,
+        requested_by=requested_by,
     )
 
 
-def promote(*, session: Session, app: str, source: str, target: str, trigger: str) -> Pipeline:
+def promote(
+    *,
+    session: Session,
+    app: str,
+    source: str,
+    target: str,
+    trigger: str,
+    requested_by: str | None = None,
+) -> Pipeline:
     """A release → run pipeline of what is live in `source`, with `target`'s own config."""
     owner = apps.get_app(session=session, name=app)
     return rollbacks.create_promotion_pipeline(
@@ -46,4 +70,5 @@ def promote(*, session: Session, app: str, source: str, target: str, trigger: st
         source=apps.get_environment(session=session, app=owner, name=source),
         target=apps.get_environment(session=session, app=owner, name=target),
         trigger=trigger,
+        requested_by=requested_by,
     )

@@ -198,11 +198,19 @@ def unretired_deployments(*, session: Session, runner: RunnerName) -> list[Deplo
     return list(session.exec(query))
 
 
-def deployment_view(deployment: Deployment, release_version: int) -> DeploymentPublic:
-    """The API view of a deployment whose release's version is known (no table-only column)."""
+def deployment_view(
+    deployment: Deployment,
+    release_version: int,
+    trigger: str | None = None,
+    requested_by: str | None = None,
+) -> DeploymentPublic:
+    """The API view of a deployment whose release's version (and pipeline's trigger and
+    requester, when read with it) is known (no table-only column)."""
     return DeploymentPublic(
         **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
         release_version=release_version,
+        trigger=trigger,
+        requested_by=requested_by,
     )
 
 

@@ -33,7 +33,13 @@ def share_indexes(
 
 
 def scale(
-    *, session: Session, app: App, environment: Environment, changes: dict[str, int], trigger: str
+    *,
+    session: Session,
+    app: App,
+    environment: Environment,
+    changes: dict[str, int],
+    trigger: str,
+    requested_by: str | None = None,
 ) -> Pipeline | None:
     """Change the formation; when a release is live, a pipeline that runs it so (else None:
     the next deploy runs the new formation)."""
@@ -62,6 +68,7 @@ def scale(
         environment=environment,
         kind=PipelineKind.SCALE,
         trigger=trigger,
+        requested_by=requested_by,
         artifact_id=release.artifact_id,
         release_id=release.id,
     )

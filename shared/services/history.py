@@ -9,7 +9,14 @@ from sqlmodel import Session, col, select
 from shipyard.shared.constants import REDACTED
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.exceptions import NotFound
-from shipyard.shared.models import Artifact, ConfigVersion, Deployment, Environment, Release
+from shipyard.shared.models import (
+    Artifact,
+    ConfigVersion,
+    Deployment,
+    Environment,
+    Pipeline,
+    Release,
+)
 from shipyard.shared.schemas import (
     ArtifactSide,
     ConfigChange,
@@ -28,9 +35,10 @@ def live_at(*, session: Session, environment: Environment, at: datetime) -> Hist
     One indexed query: the last deployment that went live at or before `at`, with its release.
     """
     row = session.exec(
-        select(Deployment, Release, ConfigVersion.version)
+        select(Deployment, Release, ConfigVersion.version, Pipeline)
         .join(Release, col(Release.id) == col(Deployment.release_id))
         .join(ConfigVersion, col(ConfigVersion.id) == col(Release.config_version_id))
+        .outerjoin(Pipeline, col(Pipeline.id) == col(Deployment.pipeline_id))
         .where(
             Deployment.environment_id == environment.id,
             col(Deployment.started_at).is_not(None),
@@ -41,11 +49,12 @@ def live_at(*, session: Session, environment: Environment, at: datetime) -> Hist
     ).first()
     if row is None or (row[0].ended_at is not None and row[0].ended_at <= at):
         raise NotFound(f"nothing was live in {environment.name} at {at.isoformat()}")
-    deployment, release, config_version = row
+    deployment, release, config_version, pipeline = row
+    by = (pipeline.trigger, pipeline.requested_by) if pipeline is not None else (None, None)
     return HistoryPublic(
         at=at,
         release=release_view(release, config_version),
-        deployment=deployment_view(deployment, release.version),
+        deployment=deployment_view(deployment, release.version, *by),
     )
 
 
@@ -54,13 +63,14 @@ def list_deployments(
 ) -> list[DeploymentPublic]:
     """The environment's deployments, newest first (one query, with each one's release version)."""
     rows = session.exec(
-        select(Deployment, Release.version)
+        select(Deployment, Release.version, Pipeline.trigger, Pipeline.requested_by)
         .join(Release, col(Release.id) == col(Deployment.release_id))
+        .outerjoin(Pipeline, col(Pipeline.id) == col(Deployment.pipeline_id))
         .where(Deployment.environment_id == environment.id)
         .order_by(col(Deployment.created_at).desc())
         .limit(limit)
     )
-    return [deployment_view(deployment, version) for deployment, version in rows]
+    return [deployment_view(*row) for row in rows]
 
 
 def diff_releases(

@@ -120,7 +120,13 @@ def choose(
 
 
 def replace_placement(
-    *, session: Session, app: App, environment: Environment, placed: list[str], trigger: str
+    *,
+    session: Session,
+    app: App,
+    environment: Environment,
+    placed: list[str],
+    trigger: str,
+    requested_by: str | None = None,
 ) -> Pipeline | None:
     """Run `environment` on the run hosts `placed` from now on; when a release is live, a
     pipeline that starts it there healthy before it stops where it ran (else None)."""
@@ -135,7 +141,9 @@ def replace_placement(
     environment.run_host, environment.extra_hosts = placed[0], placed[1:]
     session.add(environment)
     session.flush()
-    return _failover(session, environment, "placement", kind=PipelineKind.PLACEMENT)
+    return _failover(
+        session, environment, trigger, kind=PipelineKind.PLACEMENT, requested_by=requested_by
+    )
 
 
 def require_up(*, session: Session, probe: WorkersProbe, name: str) -> None:
@@ -276,6 +284,7 @@ def _failover(
     environment: Environment,
     trigger: str,
     kind: PipelineKind = PipelineKind.FAILOVER,
+    requested_by: str | None = None,
 ) -> Pipeline | None:
     """A pipeline that runs the environment's live release again where it is placed now."""
     live = deployments.live_deployment(session=session, environment_id=environment.id)
@@ -290,6 +299,7 @@ def _failover(
         environment=environment,
         kind=kind,
         trigger=trigger,
+        requested_by=requested_by,
         artifact_id=release.artifact_id,
         release_id=release.id,
     )

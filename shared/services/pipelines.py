@@ -36,13 +36,17 @@ def create_pipeline(
     artifact_id: str | None = None,
     release_id: uuid.UUID | None = None,
     source_release_id: uuid.UUID | None = None,
+    requested_by: str | None = None,
 ) -> Pipeline:
-    """A queued pipeline with one stage run per stage, the first one queued."""
+    """A queued pipeline with one stage run per stage, the first one queued; `trigger` is how
+    it was asked for (cli, dashboard, api, webhook, schedule, …), `requested_by` by whom (the
+    token's name, the webhook's or schedule's)."""
     pipeline = Pipeline(
         app_id=app.id,
         environment_id=environment.id,
         kind=kind,
         trigger=trigger,
+        requested_by=requested_by,
         ref=ref,
         artifact_id=artifact_id,
         release_id=release_id,
@@ -65,7 +69,13 @@ def create_pipeline(
 
 
 def create_config_pipeline(
-    *, session: Session, app: App, environment: Environment, config: ConfigVersion, trigger: str
+    *,
+    session: Session,
+    app: App,
+    environment: Environment,
+    config: ConfigVersion,
+    trigger: str,
+    requested_by: str | None = None,
 ) -> Pipeline | None:
     """A release → run pipeline of the live artifact with `config`.
 
@@ -101,6 +111,7 @@ def create_config_pipeline(
         environment=environment,
         kind=PipelineKind.CONFIG,
         trigger=trigger,
+        requested_by=requested_by,
         artifact_id=release.artifact_id,
     )
 

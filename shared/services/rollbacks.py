@@ -68,7 +68,13 @@ def _artifact_gone(session: Session, release: Release) -> bool:
 
 
 def create_rollback_pipeline(
-    *, session: Session, app: App, environment: Environment, to_version: int | None, trigger: str
+    *,
+    session: Session,
+    app: App,
+    environment: Environment,
+    to_version: int | None,
+    trigger: str,
+    requested_by: str | None = None,
 ) -> Pipeline:
     """A run-only pipeline that runs an earlier release exactly as it was."""
     release = rollback_target(session=session, environment=environment, to_version=to_version)
@@ -78,13 +84,20 @@ def create_rollback_pipeline(
         environment=environment,
         kind=PipelineKind.ROLLBACK,
         trigger=trigger,
+        requested_by=requested_by,
         artifact_id=release.artifact_id,
         release_id=release.id,
     )
 
 
 def create_promotion_pipeline(
-    *, session: Session, app: App, source: Environment, target: Environment, trigger: str
+    *,
+    session: Session,
+    app: App,
+    source: Environment,
+    target: Environment,
+    trigger: str,
+    requested_by: str | None = None,
 ) -> Pipeline:
     """Release → run in `target` of the artifact live in `source`, with `target`'s config."""
     if source.id == target.id:
@@ -102,6 +115,7 @@ def create_promotion_pipeline(
         environment=target,
         kind=PipelineKind.PROMOTION,
         trigger=trigger,
+        requested_by=requested_by,
         artifact_id=release.artifact_id,
         source_release_id=release.id,
     )

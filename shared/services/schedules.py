@@ -183,7 +183,12 @@ def _fire(session: Session, schedule: Schedule, now: datetime, tick: Tick) -> No
     if reason is None:
         try:
             pipeline = rollbacks.create_promotion_pipeline(
-                session=session, app=app, source=source, target=target, trigger="schedule"
+                session=session,
+                app=app,
+                source=source,
+                target=target,
+                trigger="schedule",
+                requested_by=f"schedule {schedule.id}",
             )
         except ShipyardError as exc:
             reason = exc.message

@@ -387,6 +387,7 @@ def _record(
                 environment=environment,
                 kind=PipelineKind.DEPLOY,
                 trigger="webhook",
+                requested_by=f"{delivery.provider} delivery {delivery.delivery_id}"[:100],
                 ref=ref,
             )
             row.outcome = "started"

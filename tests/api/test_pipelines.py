@@ -35,6 +35,19 @@ def test_starting_a_pipeline_answers_202_with_build_queued(
     ]
 
 
+def test_a_pipeline_records_the_client_that_asked_and_the_tokens_name(
+    client: TestClient, staging: str
+) -> None:
+    body = {"environment": "staging"}
+    from_cli = client.post(
+        "/v1/apps/web/pipelines", json=body, headers={"X-Shipyard-Client": "cli"}
+    )
+    plain = client.post("/v1/apps/web/pipelines", json=body)
+
+    assert (from_cli.json()["trigger"], from_cli.json()["requested_by"]) == ("cli", "admin")
+    assert (plain.json()["trigger"], plain.json()["requested_by"]) == ("api", "admin")
+
+
 def test_starting_a_pipeline_publishes_one_event_with_only_its_id(
     client: TestClient, staging: str, events: list[Event]
 ) -> None:

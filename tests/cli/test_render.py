@@ -25,7 +25,7 @@ def _iso(**delta: float) -> str:
         (_iso(hours=47), "47 h ago"),
         (_iso(days=6, hours=23), "6 days ago"),
         (_iso(minutes=-90), "in 1 h"),
-        (_iso(days=7), "2026-11-24 21:34"),
+        (_iso(days=7), "2026-11-24 21:34:56"),
         (None, "-"),
     ],
 )
@@ -33,9 +33,15 @@ def test_ago_is_relative_within_a_week_and_a_utc_date_beyond(when: str | None, s
     assert render.ago(when) == shown
 
 
-def test_short_time_is_utc_to_the_minute_whatever_the_zone_given() -> None:
-    assert render.short_time("2026-12-01T22:34:56+01:00") == "2026-12-01 21:34"
-    assert render.short_time("2026-12-01T21:34:56") == "2026-12-01 21:34"  # no zone: UTC
+def test_short_time_is_utc_to_the_second_whatever_the_zone_given() -> None:
+    assert render.short_time("2026-12-01T22:34:56+01:00") == "2026-12-01 21:34:56"
+    assert render.short_time("2026-12-01T21:34:56.9") == "2026-12-01 21:34:56"  # no zone: UTC
+
+
+def test_requested_says_how_and_by_whom() -> None:
+    assert render.requested({"trigger": "cli", "requested_by": "admin"}) == "cli (admin)"
+    assert render.requested({"trigger": "failover", "requested_by": None}) == "failover"
+    assert render.requested({}) == "-"
 
 
 @pytest.mark.usefixtures("frozen_now")

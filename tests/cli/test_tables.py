@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session
 
 from shipyard.shared.db import get_engine
-from shipyard.shared.models import App, Build, Environment, Release, utcnow
+from shipyard.shared.models import App, Build, Environment, Pipeline, Release, utcnow
 from shipyard.shared.services import (
     apps,
     deployments,
@@ -183,7 +183,7 @@ def test_pipelines_show_puts_a_multi_line_stage_error_below_the_table(
         result.output.replace(str(pipeline.id), "<id>"),
         f"""\
 Pipeline <id> (deploy) of web/staging: failed
-ref HEAD, trigger api, created 2026-12-01 21:31 UTC
+ref HEAD, by api, created 2026-12-01 21:31:56 UTC
 Stages
 stage     status               worker                result            took
 ────────────────────────────────────────────────────────────────────────────────
@@ -236,7 +236,7 @@ worker.1   crashed   5 (exit 1)   alpha
 
 
 @pytest.mark.usefixtures("frozen_now")
-def test_history_lists_deployments_in_utc_minutes_with_a_failure_below(
+def test_history_lists_deployments_to_the_second_and_who_asked_with_a_failure_below(
     run: Shipyard, session: Session, web: tuple[App, Environment]
 ) -> None:
     app, staging = web
@@ -253,6 +253,10 @@ def test_history_lists_deployments_in_utc_minutes_with_a_failure_below(
     )
     failed.ended_at = _ago(hours=1)
     session.add(failed)
+    by_cli = session.get(Pipeline, v1.pipeline_id)
+    assert by_cli is not None
+    by_cli.trigger, by_cli.requested_by = "cli", "ci-deployer"
+    session.add(by_cli)
     session.commit()
 
     result = run("history", "-a", "web", "-e", "staging", columns=80)
@@ -261,11 +265,11 @@ def test_history_lists_deployments_in_utc_minutes_with_a_failure_below(
     _snapshot(
         result.output,
         """\
-Deployments of web/staging (UTC), newest first
-release   status   cause    live from          until
-───────────────────────────────────────────────────────────────
-v2        failed   deploy   -                  2026-12-01 20:34
-v1        live     deploy   2026-12-01 16:34
+Deployments of web/staging, newest first
+release   status   cause    at (UTC)              by
+───────────────────────────────────────────────────────────────────
+v2        failed   deploy   2026-12-01 20:34:56   api
+v1        live     deploy   2026-12-01 16:34:56   cli (ci-deployer)
 
 v2 failed:
 web did not answer /healthz within 30 s
