@@ -98,13 +98,14 @@ def ps(
         console.print(f"answers at {printable(current['url'])}", highlight=False, markup=False)
     table(
         "Processes",
-        ["process", "status", "restarts", "host", "url"],
+        ["process", "status", "restarts", "host", fixed("pid"), "url"],
         [
             [
                 f"{p['type']}.{p.get('index', 1)}",
                 p["status"],
                 _restarts(p),
                 p.get("host") or "-",
+                p.get("pid") or p.get("container") or "-",  # a container's short id
                 p["url"],
             ]
             for p in current["processes"]

@@ -83,6 +83,19 @@ def scale(
     _finish(client, pipeline, f"scaling {app}/{env}", wait, timeout)
 
 
+def restart(
+    app: AppOpt,
+    env: EnvOpt,
+    timeout: TimeoutOpt = 600,
+    wait: WaitOpt = True,
+) -> None:
+    """Restart the environment's processes (Heroku's ps:restart): the live release runs again,
+    its new processes healthy before the router switches to them, the old ones drained."""
+    client = ApiClient()
+    pipeline = client.post(f"{env_path(app, env)}/restart", {})
+    _finish(client, pipeline, f"restarting {app}/{env}", wait, timeout)
+
+
 def promote(
     app: AppOpt,
     source: Annotated[str, typer.Argument(help="Environment whose live artifact moves.")],

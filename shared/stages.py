@@ -28,6 +28,7 @@ class PipelineKind(StrEnum):
     SCALE = "scale"  # run the live release again with the environment's new formation
     FAILOVER = "failover"  # run the live release again on another run host (its own was lost)
     PLACEMENT = "placement"  # run the live release again on the run hosts it is placed on now
+    RESTART = "restart"  # run the live release again as it runs (`ps:restart`)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ STAGES_BY_KIND: Final[dict[PipelineKind, tuple[Stage, ...]]] = {
     PipelineKind.SCALE: (Stage.RUN,),
     PipelineKind.FAILOVER: (Stage.RUN,),
     PipelineKind.PLACEMENT: (Stage.RUN,),
+    PipelineKind.RESTART: (Stage.RUN,),
 }
 
 

@@ -1,4 +1,5 @@
-"""Rollback and promotion: `POST …/rollback`, `POST /v1/apps/{app}/promotions`."""
+"""Rollback, promotion and restart: `POST …/rollback`, `POST /v1/apps/{app}/promotions`,
+`POST …/restart`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter, status
 from shipyard.api.auth import PrincipalDep, deploy_scoped
 from shipyard.api.deps import ClientDep, PublisherDep, SessionDep
 from shipyard.shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
-from shipyard.shared.services import actions, pipelines
+from shipyard.shared.services import actions, apps, formation, pipelines
 
 router = APIRouter(tags=["operations"])
 
@@ -53,6 +54,31 @@ def promote(
         app=app,
         source=data.source,
         target=data.target,
+        trigger=client,
+        requested_by=principal.name,
+    )
+    return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
+
+
+@router.post("/apps/{app}/environments/{env}/restart", status_code=status.HTTP_202_ACCEPTED)
+@deploy_scoped
+def restart(
+    app: str,
+    env: str,
+    session: SessionDep,
+    publish: PublisherDep,
+    principal: PrincipalDep,
+    client: ClientDep,
+) -> PipelinePublic:
+    """Run the live release again, as it runs: new processes, healthy before they take the
+    traffic, the old ones drained (`restart` pipeline); 409 while a pipeline is under way."""
+    principal.require_deploy(env)
+    owner = apps.get_app(session=session, name=app)
+    environment = apps.get_environment(session=session, app=owner, name=env)
+    pipeline = formation.restart(
+        session=session,
+        app=owner,
+        environment=environment,
         trigger=client,
         requested_by=principal.name,
     )

@@ -67,6 +67,8 @@ class ProcessPublic(BaseModel):
     last_exit: int | None = None  # its last exit status (a signal shows as 128 + its number)
     restarted_at: datetime | None = None
     host: str | None = None  # the run host it runs on
+    pid: int | None = None  # its process group's leader on that host (the local runner)
+    container: str | None = None  # its container (the Docker runner)
 
 
 class CurrentPublic(BaseModel):

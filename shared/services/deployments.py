@@ -32,8 +32,15 @@ from shipyard.shared.stages import PipelineKind
 
 def deployment_cause(pipeline: Pipeline, release: Release) -> str:
     """Why a deployment happens: a rollback runs an old release, a scale the live one with a new
-    formation, a failover the live one on another run host; otherwise its release's cause."""
-    if pipeline.kind in (PipelineKind.ROLLBACK, PipelineKind.SCALE, PipelineKind.FAILOVER):
+    formation, a failover or a placement the live one on other run hosts, a restart the live
+    one again; otherwise its release's cause."""
+    if pipeline.kind in (
+        PipelineKind.ROLLBACK,
+        PipelineKind.SCALE,
+        PipelineKind.FAILOVER,
+        PipelineKind.PLACEMENT,
+        PipelineKind.RESTART,
+    ):
         return str(pipeline.kind)
     return release.cause
 
@@ -241,6 +248,8 @@ def current(*, session: Session, environment: Environment) -> CurrentPublic | No
                 last_exit=p.get("last_exit"),
                 restarted_at=p.get("restarted_at"),
                 host=p.get("host"),
+                pid=p.get("pid"),
+                container=(p.get("container") or "")[:12] or None,
             )
             for p in deployment.processes
         ],

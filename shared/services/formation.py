@@ -45,15 +45,7 @@ def scale(
     the next deploy runs the new formation)."""
     if changes.get("web") == 0:
         raise InvalidInput("web cannot be scaled to 0: it is what the router sends traffic to")
-    # The scale runs the release live now; a pipeline under way could make another one live
-    # first, and the scale would then run the older one again.
-    busy = session.exec(
-        select(Pipeline.id).where(Pipeline.environment_id == environment.id, queueing.active())
-    ).first()
-    if busy is not None:
-        raise Conflict(
-            f"a pipeline of {environment.name} is under way ({busy}); scale once it has ended"
-        )
+    _refuse_while_busy(session, environment, "scale")
     environment.formation = {**environment.formation, **changes}
     session.add(environment)
     live = deployments.live_deployment(session=session, environment_id=environment.id)
@@ -72,3 +64,43 @@ def scale(
         artifact_id=release.artifact_id,
         release_id=release.id,
     )
+
+
+def restart(
+    *,
+    session: Session,
+    app: App,
+    environment: Environment,
+    trigger: str,
+    requested_by: str | None = None,
+) -> Pipeline:
+    """A pipeline that runs the live release again as it runs (`ps:restart`): new processes,
+    healthy before the router switches to them, the old ones drained and stopped."""
+    _refuse_while_busy(session, environment, "restart")
+    live = deployments.live_deployment(session=session, environment_id=environment.id)
+    if live is None:
+        raise InvalidInput(f"nothing is live in {environment.name}: deploy it first")
+    release = session.get(Release, live.release_id)
+    assert release is not None
+    return pipelines.create_pipeline(
+        session=session,
+        app=app,
+        environment=environment,
+        kind=PipelineKind.RESTART,
+        trigger=trigger,
+        requested_by=requested_by,
+        artifact_id=release.artifact_id,
+        release_id=release.id,
+    )
+
+
+def _refuse_while_busy(session: Session, environment: Environment, what: str) -> None:
+    """Refuse (409) while a pipeline of the environment is under way: it could make another
+    release live first, and this would then run the older one again."""
+    busy = session.exec(
+        select(Pipeline.id).where(Pipeline.environment_id == environment.id, queueing.active())
+    ).first()
+    if busy is not None:
+        raise Conflict(
+            f"a pipeline of {environment.name} is under way ({busy}); {what} once it has ended"
+        )

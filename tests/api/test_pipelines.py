@@ -172,3 +172,16 @@ def _pipeline_ids(settings: Settings) -> list[uuid.UUID]:
     # Read from the database, to check the id the 503 names is the stored one.
     with Session(get_engine(settings.sqlalchemy_url)) as session:
         return list(session.exec(select(Pipeline.id)))
+
+
+def test_a_restart_needs_something_live_and_no_pipeline_under_way(
+    client: TestClient, staging: str
+) -> None:
+    restart = "/v1/apps/web/environments/staging/restart"
+
+    nothing_live = client.post(restart, json={})
+    client.post("/v1/apps/web/pipelines", json={"environment": "staging"})
+    busy = client.post(restart, json={})
+
+    assert nothing_live.status_code == 422 and "nothing is live in staging" in nothing_live.text
+    assert busy.status_code == 409 and "restart once it has ended" in busy.text

@@ -29,7 +29,13 @@ from shipyard.shared.settings import Settings
 from tests.cli.conftest import NOW, Shipyard
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
-WEB = {"type": "web", "status": "running", "url": "http://127.0.0.1:41234", "host": "alpha"}
+WEB = {
+    "type": "web",
+    "status": "running",
+    "url": "http://127.0.0.1:41234",
+    "host": "alpha",
+    "pid": 48213,
+}
 WORKER = {
     "type": "worker",
     "status": "crashed",
@@ -37,6 +43,7 @@ WORKER = {
     "restarts": 5,
     "last_exit": 1,
     "host": "alpha",
+    "container": "3f9c2a1b7d4e0c55aa",
 }
 TRACEBACK = """\
 Traceback (most recent call last):
@@ -227,10 +234,10 @@ web/staging runs release v1 (sha256:7692c3ad, config v1)
 live since 2 h ago (deploy)
 answers at http://staging.web.localhost:8080
 Processes
-process    status    restarts     host    url
-────────────────────────────────────────────────────────────────
-web.1      running   0            alpha   http://127.0.0.1:41234
-worker.1   crashed   5 (exit 1)   alpha
+process    status    restarts     host    pid            url
+───────────────────────────────────────────────────────────────────────────────
+web.1      running   0            alpha   48213          http://127.0.0.1:41234
+worker.1   crashed   5 (exit 1)   alpha   3f9c2a1b7d4e
 """,
     )
 

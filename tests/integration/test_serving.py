@@ -236,6 +236,36 @@ def test_scaled_web_processes_share_the_url_and_a_killed_one_comes_back(
     assert "web.2" in ps and "1 (exit 137" in ps
 
 
+@pytest.mark.timeout(300)
+def test_ps_restart_replaces_every_process_with_no_failed_request_and_says_who_asked(
+    start_up: UpFactory, served_repo: tuple[Path, str, str], load: list[Load]
+) -> None:
+    repo, first, _ = served_repo
+    stack = start_up()
+    stack.create_app("web", repo, envs=("staging",))
+    _deploy(stack, "web", first)
+    before = stack.current("web", "staging")
+    traffic = Load(before["url"])
+    load.append(traffic)
+    traffic.start()
+
+    restarted = stack.run_cli("ps:restart", "-a", "web", "-e", "staging")
+
+    traffic.stop()
+    after = stack.current("web", "staging")
+    assert "restarting web/staging" in restarted.stdout
+    assert after["release"]["version"] == before["release"]["version"]  # no new release
+    assert after["deployment"]["cause"] == "restart"
+    assert {p["pid"] for p in after["processes"]}.isdisjoint(p["pid"] for p in before["processes"])
+    assert traffic.answers and traffic.errors == []
+    assert [a for a in traffic.answers if a[2] != 200] == []
+    history = stack.api("GET", "/v1/apps/web/environments/staging/deployments", 200)
+    assert (history[0]["cause"], history[0]["trigger"]) == ("restart", "cli")
+    assert history[0]["requested_by"] == "admin"
+    ps = stack.run_cli("ps", "-a", "web", "-e", "staging").stdout
+    assert str(after["processes"][0]["pid"]) in ps
+
+
 def _server_on(port: int) -> int:
     """The host pid of the test app's `python3 server.py` given `port` (not the shell,
     bubblewrap or setpriv around it, whose arguments name it too; inside its sandbox it is
