@@ -176,6 +176,17 @@ def _limits(env: dict[str, Any]) -> str:
 
 def _print_config(config: dict[str, Any]) -> None:
     console.print(f"Config version {config['version']}")
+    live = config.get("live_version")
+    if live is not None and live != config["version"]:
+        # A config release that failed its health check (or was never made) left the live
+        # release on an older version: say so, or the values below read as what runs.
+        console.print(
+            f"[yellow]Not live:[/] the live release runs config v{live}; these values (v"
+            f"{config['version']}) go live with the next release (a deploy, `config set`, or a "
+            "promotion to here)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for key, value in config["vars"].items():
         marker = " (secret)" if key in config["secrets"] else ""
         # Never hard-wrapped: a value copied from the terminal is the value.

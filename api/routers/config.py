@@ -16,7 +16,9 @@ router = APIRouter(prefix="/apps/{app}/environments/{env}/config", tags=["config
 def get_config(app: str, env: str, session: SessionDep) -> ConfigPublic:
     """The current config version; secret values are shown as <redacted>."""
     environment = apps.environment_by_names(session=session, app=app, name=env)
-    return config.config_public(config.current_config(session=session, environment=environment))
+    view = config.config_public(config.current_config(session=session, environment=environment))
+    view.live_version = config.live_config_version(session=session, environment=environment)
+    return view
 
 
 @router.patch("")

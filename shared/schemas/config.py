@@ -41,3 +41,7 @@ class ConfigPublic(BaseModel):
     vars: dict[str, str]
     secrets: list[str]
     pipeline_id: uuid.UUID | None = None
+    # The config version of the release live now (None: nothing live). When it is older than
+    # `version`, the latest did not go live (its release failed, or none was made): the next
+    # deploy takes the latest.
+    live_version: int | None = None

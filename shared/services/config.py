@@ -10,7 +10,13 @@ from shipyard.shared.constants import REDACTED, RESERVED_CONFIG_KEYS
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.db import flush_or_conflict
 from shipyard.shared.exceptions import InvalidInput, NotFound
-from shipyard.shared.models import ConfigVersion, Environment
+from shipyard.shared.models import (
+    ConfigVersion,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Release,
+)
 from shipyard.shared.reserved_config import startup_reason
 from shipyard.shared.schemas import ConfigPatch, ConfigPublic
 
@@ -80,6 +86,19 @@ def patch_config(
     session.add(config)
     flush_or_conflict(session, "the config was changed at the same time; try again")
     return config, True
+
+
+def live_config_version(*, session: Session, environment: Environment) -> int | None:
+    """The config version of the release live in `environment` now; None if nothing is."""
+    return session.exec(
+        select(ConfigVersion.version)
+        .join(Release, col(Release.config_version_id) == col(ConfigVersion.id))
+        .join(Deployment, col(Deployment.release_id) == col(Release.id))
+        .where(
+            Deployment.environment_id == environment.id,
+            Deployment.status == DeploymentStatus.LIVE,
+        )
+    ).first()
 
 
 def config_public(config: ConfigVersion) -> ConfigPublic:

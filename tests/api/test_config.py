@@ -40,7 +40,13 @@ def test_a_new_environment_has_an_empty_config(client: TestClient, staging: str)
     response = client.get(f"{staging}/config")
 
     assert response.status_code == 200
-    assert response.json() == {"version": 1, "vars": {}, "secrets": [], "pipeline_id": None}
+    assert response.json() == {
+        "version": 1,
+        "vars": {},
+        "secrets": [],
+        "pipeline_id": None,
+        "live_version": None,
+    }
 
 
 def test_patch_sets_vars_as_a_new_version(client: TestClient, staging: str) -> None:

@@ -401,3 +401,21 @@ def test_a_value_wider_than_its_column_is_cut_with_a_marker_never_broken(
         assert row.endswith(location)  # room enough: whole
     else:
         assert row.endswith("…") and "   registry.internal." in row  # cut, on its one line
+
+
+def test_config_that_did_not_go_live_is_shown_as_such(
+    run: Shipyard, session: Session, web: tuple[App, Environment]
+) -> None:
+    app, staging = web
+    release = make_release(session, app, staging, make_artifact(session, app, "one"))
+    assert release.pipeline_id is not None
+    _go_live(session, release, release.pipeline_id, "deploy", _ago(hours=1))
+    live = run("config", "-a", "web", "-e", "staging")
+    changed = run("config", "set", "MODE=new", "--no-deploy", "-a", "web", "-e", "staging")
+    assert changed.exit_code == 0, changed.output
+
+    shown = run("config", "-a", "web", "-e", "staging")
+
+    assert "Config version 1" in live.output and "Not live" not in live.output
+    assert "Config version 2" in shown.output and "  MODE=new" in shown.output
+    assert "Not live: the live release runs config v1; these values (v2) go live" in shown.output
