@@ -52,6 +52,8 @@ APP_PATH = "/app"
 ARTIFACT_MARKER = ".shipyard-artifact"
 # And the digest of the layer it began with, if it began with one (workers/archives.py).
 LAYER_MARKER = ".shipyard-layer"
+# How often this process waits for the app shells it started that have ended.
+REAP_SECONDS = 1.0
 # An unpack of a large artifact on a busy host finishes well within this.
 UNPACK_LOCK_SECONDS = 600.0
 
@@ -154,6 +156,40 @@ def _disk_use(folder: Path) -> int:
                 seen.add((info.st_dev, info.st_ino))
                 total += info.st_size
     return total
+
+
+class _Reaper:
+    """Waits for the platform's shells this process started around app processes, once they
+    exit (an app that is SIGKILLed ends its shell at once), so that none is left `<defunct>`
+    under a pool. Each is waited for by its own pid (never `wait(-1)`, which would take the exit
+    status of another subprocess this process waits for)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._owner: int | None = None  # the pid whose thread watches: a forked child has none
+
+    def watch(self, child: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            if self._owner != os.getpid():  # first use here, or inherited through a fork
+                self._children = {}
+                self._owner = os.getpid()
+                threading.Thread(target=self._run, name="reaper", daemon=True).start()
+            self._children[child.pid] = child
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(REAP_SECONDS)
+            with self._lock:
+                children = list(self._children.items())
+            ended = [pid for pid, child in children if child.poll() is not None]
+            if ended:
+                with self._lock:
+                    for pid in ended:
+                        self._children.pop(pid, None)
+
+
+_reaper = _Reaper()
 
 
 def exit_status_path(log_path: Path) -> Path:
@@ -355,6 +391,7 @@ class LocalRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # survives a worker restart; stopped as a group
             )
+        _reaper.watch(child)
         return {
             "type": process_type,
             "index": index,

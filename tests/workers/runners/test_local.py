@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -412,6 +413,51 @@ def test_a_process_that_exits_leaves_its_status_and_one_can_be_started_again(
     assert again["pid"] != once["pid"] and again["index"] == 1
     with pytest.raises(StageFailed, match="no 'clock' process"):
         runner.start_process(spec, "clock", 1)
+
+
+def test_a_sigkilled_app_leaves_no_defunct_shell_behind(
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    artifact = make_artifact(tmp_path, store, {"Procfile": "web: exec sleep 3600\n"})
+    started.extend(runner.start(make_spec(artifact)))
+    shell = started[0]["pid"]
+    app = _descendant_running(shell, "sleep")
+
+    os.kill(app, signal.SIGKILL)
+
+    def state(pid: int) -> str | None:  # R, S, Z (defunct), …; None once it is gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+
+    deadline = time.monotonic() + 30
+    while state(shell) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state(shell) is None, f"the app's shell {shell} is still there ({state(shell)})"
+    assert runner.exit_status(started[0]) == 128 + signal.SIGKILL
+
+
+def _descendant_running(root: int, name: str, timeout: float = 30) -> int:
+    """The pid of a process named `name` below `root` (once it has started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = {root}
+        for _ in range(8):  # the shell, bubblewrap, its init, setpriv, the shell, the app
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                if parent in children:
+                    children.add(int(entry.name))
+                    if stat.split("(", 1)[1].split(")")[0] == name:
+                        return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} process below {root} within {timeout:g}s")
 
 
 def test_a_record_of_another_runner_is_neither_running_nor_stopped_here(
