@@ -51,6 +51,32 @@ def apps_create(
     )
 
 
+@apps_cli.command("update")
+def apps_update(
+    name: str,
+    repo: Annotated[str | None, typer.Option(help="Git repository: a local path or a URL.")] = None,
+    path: Annotated[str | None, typer.Option(help="Subdirectory of the app in the repo.")] = None,
+    builder: Annotated[str | None, typer.Option(help="Builder driver.")] = None,
+) -> None:
+    """Change an app's repository, folder or builder (Heroku's buildpacks:set); the next deploy
+    builds with them, what runs stays until then."""
+    if repo is not None and is_local_path(repo):
+        repo = str(Path(repo).expanduser().absolute())
+    changes = {
+        k: v for k, v in {"repo": repo, "path": path, "builder": builder}.items() if v is not None
+    }
+    if not changes:
+        raise CliError("nothing to change: give --repo, --path or --builder")
+    app = ApiClient().patch(f"/v1/apps/{name}", changes)
+    where = printable(app["repo"] + (f", path {app['path']}" if app["path"] else ""))
+    console.print(
+        f"Updated app [bold]{app['name']}[/] ({escape(where)}; builder {app['builder']}): "
+        "the next deploy builds with it",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @apps_cli.command("ls")
 def apps_ls() -> None:
     """List apps."""

@@ -222,6 +222,7 @@ class Build(SQLModel, table=True):
     ref: str = Field(max_length=255)
     commit_sha: str | None = Field(default=None, max_length=64)
     builder: str = Field(max_length=32)
+    path: str = Field(default="", max_length=1024)  # the app's folder in the commit, then
     cache_hit: bool = False
     artifact_id: str | None = Field(default=None, max_length=80)
     log: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -232,13 +233,15 @@ class Build(SQLModel, table=True):
 class Artifact(SQLModel, table=True):
     """Immutable build output, named by the digest of its content."""
 
-    # One current (not garbage-collected) artifact per commit and builder: the build cache key.
+    # One current (not garbage-collected) artifact per commit, builder and folder of the app in
+    # the commit: the build cache key (`apps update --path` builds the same commit anew).
     __table_args__ = (
         Index(
             "uq_artifact_current_build",
             "app_id",
             "commit_sha",
             "builder",
+            "path",
             unique=True,
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
@@ -249,6 +252,7 @@ class Artifact(SQLModel, table=True):
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
     commit_sha: str = Field(max_length=64)
     builder: str = Field(max_length=32)
+    path: str = Field(default="", max_length=1024)  # the app's folder in the commit
     size: int
     location: str = Field(max_length=2048)
     # The Procfile it was built with: process types and the release command.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from shipyard.api.deps import SessionDep
-from shipyard.shared.schemas import AppCreate, AppPublic
+from shipyard.shared.schemas import AppCreate, AppPublic, AppUpdate
 from shipyard.shared.services import apps
 
 router = APIRouter(prefix="/apps", tags=["apps"])
@@ -31,3 +31,12 @@ def list_apps(session: SessionDep) -> list[AppPublic]:
 def get_app(app: str, session: SessionDep) -> AppPublic:
     """One app."""
     return AppPublic.model_validate(apps.get_app(session=session, name=app), from_attributes=True)
+
+
+@router.patch("/{app}")
+def update_app(app: str, data: AppUpdate, session: SessionDep) -> AppPublic:
+    """Change the app's repository, folder or builder (admin); its next build uses them."""
+    owner = apps.get_app(session=session, name=app)
+    updated = apps.update_app(session=session, app=owner, data=data)
+    session.commit()
+    return AppPublic.model_validate(updated, from_attributes=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from shipyard.shared.schemas.apps import (
     AppCreate,
     AppPublic,
+    AppUpdate,
     Domain,
     EnvironmentCreate,
     EnvironmentPublic,
@@ -94,6 +95,7 @@ from shipyard.shared.schemas.workers import (
 
 __all__ = [
     "AppCreate",
+    "AppUpdate",
     "AppPublic",
     "ArtifactPublic",
     "ArtifactSide",

@@ -34,6 +34,21 @@ class AppCreate(Input):
     builder: BuilderName = "local"
 
 
+class AppUpdate(Input):
+    """What `apps update` changes (each field left out stays as it is); the next build uses it."""
+
+    repo: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_repo)
+        ]
+        | None
+    ) = None
+    path: (
+        Annotated[str, StringConstraints(max_length=1024), AfterValidator(_check_subpath)] | None
+    ) = None
+    builder: BuilderName | None = None
+
+
 class AppPublic(BaseModel):
     id: uuid.UUID
     name: str

@@ -10,7 +10,7 @@ from shipyard.shared import constants
 from shipyard.shared.db import flush_or_conflict
 from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import App, ConfigVersion, Environment
-from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+from shipyard.shared.schemas import AppCreate, AppUpdate, EnvironmentCreate
 
 # Concurrent creates that race for the same router slot: each retry takes the next free one.
 _SLOT_ATTEMPTS = 20
@@ -25,6 +25,21 @@ def create_app(*, session: Session, data: AppCreate) -> App:
     app = App(**data.model_dump())
     session.add(app)
     flush_or_conflict(session, f"app {data.name!r} already exists")
+    return app
+
+
+def update_app(*, session: Session, app: App, data: AppUpdate) -> App:
+    """Change where the app's code is and how it is built: its next build reads the new
+    repository, folder or builder (a commit already built from the same folder with the same
+    builder is still a cache hit; a new folder or builder builds it anew). What runs is left
+    as it is until then."""
+    changes = data.model_dump(exclude_none=True)
+    if not changes:
+        raise InvalidInput("nothing to change: give repo, path or builder")
+    for name, value in changes.items():
+        setattr(app, name, value)
+    session.add(app)
+    session.flush()
     return app
 
 

@@ -18,7 +18,11 @@ def start_build(*, session: Session, pipeline: Pipeline, app: App) -> Build:
     build = session.exec(select(Build).where(Build.pipeline_id == pipeline.id)).first()
     if build is None:
         build = Build(
-            pipeline_id=pipeline.id, app_id=app.id, ref=pipeline.ref or "HEAD", builder=app.builder
+            pipeline_id=pipeline.id,
+            app_id=app.id,
+            ref=pipeline.ref or "HEAD",
+            builder=app.builder,
+            path=app.path,
         )
         session.add(build)
         session.flush()
@@ -26,7 +30,7 @@ def start_build(*, session: Session, pipeline: Pipeline, app: App) -> Build:
 
 
 def cached_artifact(
-    *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
+    *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str, path: str = ""
 ) -> Artifact | None:
     """The build cache: the artifact this app's latest build of this commit produced, if it is
     still stored.
@@ -42,6 +46,7 @@ def cached_artifact(
             Build.app_id == app_id,
             Build.commit_sha == commit_sha,
             Build.builder == builder,
+            Build.path == path,
             col(Build.artifact_id).is_not(None),
         )
         .order_by(col(Build.created_at).desc())
@@ -60,14 +65,16 @@ _CACHE_CANDIDATES = 10
 
 
 def find_artifact(
-    *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str
+    *, session: Session, app_id: uuid.UUID, commit_sha: str, builder: str, path: str = ""
 ) -> Artifact | None:
-    """The current artifact row of (app, commit, builder): the one its unique index allows."""
+    """The current artifact row of (app, commit, builder, folder): the one its unique index
+    allows."""
     return session.exec(
         select(Artifact).where(
             Artifact.app_id == app_id,
             Artifact.commit_sha == commit_sha,
             Artifact.builder == builder,
+            Artifact.path == path,
             col(Artifact.deleted_at).is_(None),
         )
     ).first()
@@ -83,6 +90,7 @@ def record_artifact(
     size: int,
     location: str,
     procfile: dict[str, str],
+    path: str = "",
 ) -> Artifact:
     """Store the artifact row and return the commit's current artifact.
 
@@ -104,6 +112,7 @@ def record_artifact(
                 app_id=app_id,
                 commit_sha=commit_sha,
                 builder=builder,
+                path=path,
                 size=size,
                 location=location,
                 procfile=procfile,
@@ -111,7 +120,7 @@ def record_artifact(
             session.add(artifact)
     except IntegrityError:
         existing = session.get(Artifact, digest) or find_artifact(
-            session=session, app_id=app_id, commit_sha=commit_sha, builder=builder
+            session=session, app_id=app_id, commit_sha=commit_sha, builder=builder, path=path
         )
         if existing is None:
             raise

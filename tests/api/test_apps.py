@@ -148,3 +148,28 @@ def test_credentials_in_a_repository_url_are_never_shown(client: TestClient) -> 
     assert created.status_code == 201
     assert created.json()["repo"] == "https://git.example/a.git"
     assert "s3cr3t-t0ken" not in client.get("/v1/apps").text
+
+
+def test_an_app_is_updated_field_by_field_and_bad_changes_are_refused(
+    client: TestClient,
+) -> None:
+    client.post("/v1/apps", json={"name": "web", "repo": "/srv/web", "builder": "docker"})
+
+    builder = client.patch("/v1/apps/web", json={"builder": "python"})
+    moved = client.patch(
+        "/v1/apps/web", json={"repo": "https://git.example.com/web.git", "path": "app"}
+    )
+    nothing = client.patch("/v1/apps/web", json={})
+    unknown_builder = client.patch("/v1/apps/web", json={"builder": "heroku"})
+    relative = client.patch("/v1/apps/web", json={"repo": "srv/web"})
+    name = client.patch("/v1/apps/web", json={"name": "api"})
+    missing = client.patch("/v1/apps/nope", json={"builder": "local"})
+
+    assert builder.status_code == 200 and builder.json()["builder"] == "python"
+    assert moved.json()["repo"] == "https://git.example.com/web.git"
+    assert (moved.json()["path"], moved.json()["builder"]) == ("app", "python")
+    assert nothing.status_code == 422 and "nothing to change" in nothing.text
+    assert unknown_builder.status_code == 422 and relative.status_code == 422
+    assert name.status_code == 422  # an app is not renamed (its URLs carry its name)
+    assert missing.status_code == 404
+    assert client.get("/v1/apps/web").json()["path"] == "app"

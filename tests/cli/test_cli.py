@@ -60,6 +60,18 @@ def test_apps_create_and_ls(run: Shipyard) -> None:
     assert "web" in listed.output and "/srv/web" in listed.output and "site" in listed.output
 
 
+def test_apps_update_changes_the_builder_and_says_when_it_applies(run: Shipyard) -> None:
+    run("apps", "create", "web", "--repo", "/srv/web", "--builder", "docker")
+
+    updated = run("apps", "update", "web", "--builder", "python", "--path", "site")
+    nothing = run("apps", "update", "web")
+
+    assert updated.exit_code == 0, updated.output
+    assert "Updated app web (/srv/web, path site; builder python)" in updated.output
+    assert "the next deploy builds with it" in updated.output
+    assert isinstance(nothing.exception, CliError)
+
+
 def test_envs_create_and_ls(run: Shipyard) -> None:
     run("apps", "create", "web", "--repo", "/srv/web")
 

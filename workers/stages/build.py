@@ -43,7 +43,11 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         build_log.write(f"-----> Building {app.name} at {commit.sha} ({build.ref})")
         with session_scope(context.db_url) as session:
             cached = builds.cached_artifact(
-                session=session, app_id=app.id, commit_sha=commit.sha, builder=app.builder
+                session=session,
+                app_id=app.id,
+                commit_sha=commit.sha,
+                builder=app.builder,
+                path=app.path,
             )
         if cached is not None and not get_builder(app.builder, context).has(app.name, cached.id):
             # Lost from the store (a registry replaced or cleaned by hand, a store switched
@@ -99,6 +103,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             size=built.size,
             location=built.location,
             procfile=procfile,
+            path=app.path,
         )
     return artifact.id  # another worker's artifact if it recorded this commit first
 

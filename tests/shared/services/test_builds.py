@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from shipyard.shared.db import session_scope
 from shipyard.shared.models import App, Artifact, Environment, utcnow
-from shipyard.shared.schemas import AppCreate
+from shipyard.shared.schemas import AppCreate, AppUpdate
 from shipyard.shared.services import apps, builds
 from tests.shared.factories import make_artifact, make_pipeline
 
@@ -113,3 +113,35 @@ def test_the_first_artifact_recorded_for_a_commit_stays_its_artifact(
     assert _record(db_url, app_id, first) == first  # the same artifact again: the same row
     with session_scope(db_url) as reader:
         assert reader.get(Artifact, "sha256:" + "2" * 64) is None
+
+
+def test_a_commit_built_from_another_folder_of_the_app_is_built_anew(
+    db_url: str, session: Session, app: App, staging: Environment
+) -> None:
+    artifact = make_artifact(session, app, "one")
+    _built(session, app, staging, artifact)
+    assert _cached(session, app) == artifact
+
+    apps.update_app(session=session, app=app, data=AppUpdate(path="services/web"))
+    session.commit()
+    moved = builds.cached_artifact(
+        session=session, app_id=app.id, commit_sha=SHA, builder="local", path="services/web"
+    )
+    app_id = app.id
+    session.commit()
+    # Its own artifact for the same commit, beside the first one (both current).
+    with session_scope(db_url) as other:
+        recorded = builds.record_artifact(
+            session=other,
+            app_id=app_id,
+            digest="sha256:" + "2" * 64,
+            commit_sha=SHA,
+            builder="local",
+            size=1,
+            location="file:///artifacts",
+            procfile={"web": "serve"},
+            path="services/web",
+        )
+
+    assert moved is None
+    assert recorded.id == "sha256:" + "2" * 64 and recorded.path == "services/web"
