@@ -3,8 +3,10 @@
 Against the stack's API, with an app whose environment runs one release (noop builder and
 runner), each sample times, as processes started one after the other in a random order:
 `python -c "import httpx"` (the floor: the interpreter and the HTTP client the CLI needs),
-`shipyard --help`, and `shipyard ps` (one HTTP request and a table). The figures are the
-medians, and each command's median less the floor's (target: within 0.15 s).
+`shipyard --help`, and `shipyard ps` (one HTTP request and a table), and Python importing httpx
+and making the GET that `ps` makes (`…/current`: the API's own share of `ps`). The figures are
+the medians, each command's median less the floor's (target: within 0.15 s), and `ps` less the
+same GET from plain Python (what the CLI itself adds to the request).
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ def run(bench: Bench) -> None:
     bench.create_environments(APP, [ENV], runner="noop")
     stack.wait_pipeline(stack.start_pipeline(APP, ENV, bench.commits.next()), poll=0.01)
     env = {**stack.env, "SHIPYARD_URL": stack.api_url, "SHIPYARD_TOKEN": stack.token}
+    get_current = (
+        "import os, httpx; httpx.get(os.environ['SHIPYARD_URL'] + '/v1/apps/"
+        f"{APP}/environments/{ENV}/current', headers={{'Authorization': 'Bearer ' + "
+        "os.environ['SHIPYARD_TOKEN']}, trust_env=False).raise_for_status()"
+    )
     commands = {
         "python -c 'import httpx'": [sys.executable, "-c", "import httpx"],
+        "python: import httpx and the same GET as ps": [sys.executable, "-c", get_current],
         "shipyard --help": [SHIPYARD, "--help"],
         "shipyard ps": [SHIPYARD, "ps", "--app", APP, "--env", ENV],
     }
@@ -47,6 +55,13 @@ def run(bench: Bench) -> None:
         floor = percentile(seconds["python -c 'import httpx'"], 50)
         for name, values in seconds.items():
             bench.figures.add(SCENARIO, f"{name}, p50", "ms", percentile(values, 50) * 1000)
+        request_floor = percentile(seconds["python: import httpx and the same GET as ps"], 50)
+        bench.figures.add(
+            SCENARIO,
+            "shipyard ps less the same GET from plain Python, p50",
+            "ms",
+            (percentile(seconds["shipyard ps"], 50) - request_floor) * 1000,
+        )
         for name in ("shipyard --help", "shipyard ps"):
             bench.figures.add(
                 SCENARIO,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from shipyard.shared.client_settings import ClientSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class CliError(Exception):
@@ -27,6 +28,18 @@ def env_path(app: str, env: str) -> str:
     return f"/v1/apps/{app}/environments/{env}"
 
 
+def http_client(base_url: str, headers: dict[str, str]) -> httpx.Client:
+    """The HTTP client of the API at `base_url`. httpx is imported here, when a command calls
+    the API (`--help` never does). Over plain HTTP there is no certificate to verify: loading
+    the CA bundle for nothing would take a command ~0.1 s (redirects are not followed)."""
+    import httpx
+
+    plain = base_url.startswith("http://")
+    return httpx.Client(
+        base_url=base_url, headers=headers, timeout=30, trust_env=False, verify=not plain
+    )
+
+
 class ApiClient:
     """A thin httpx wrapper that turns API errors into CliError with the API's own message."""
 
@@ -38,12 +51,14 @@ class ApiClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.url = settings.api_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30, trust_env=False)
+        self._http = http_client(self.url, headers)
 
     def request(
         self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
     ) -> Any:
         """Call the API; returns the decoded JSON body."""
+        import httpx
+
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
@@ -65,6 +80,8 @@ class ApiClient:
 
     def stream_text(self, path: str, params: dict[str, str]) -> Iterator[str]:
         """GET `path` and yield its text body as it arrives (a followed log)."""
+        import httpx
+
         try:
             with self._http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:

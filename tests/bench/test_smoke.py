@@ -46,6 +46,7 @@ MAY_BE_ZERO_OR_LESS = {
     "Shipyard's part: deploy p50 less the app's release command and start-up",
     "shipyard --help less the floor, p50",
     "shipyard ps less the floor, p50",
+    "shipyard ps less the same GET from plain Python, p50",
 }
 
 

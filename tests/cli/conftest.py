@@ -74,12 +74,12 @@ def api(
     """The API with its lifespan running; every ApiClient the CLI makes talks to it."""
     app = create_app(settings, publisher=publisher, workers_probe=workers_probe, broker=broker)
 
-    def in_process_client(*, base_url: str, headers: dict[str, str], **_: Any) -> TestClient:
+    def in_process_client(base_url: str, headers: dict[str, str]) -> TestClient:
         # TestClient is an httpx.Client that calls the ASGI app instead of the network.
         return TestClient(app, base_url=base_url, headers=headers)
 
     with TestClient(app):
-        monkeypatch.setattr("shipyard.cli.client.httpx.Client", in_process_client)
+        monkeypatch.setattr("shipyard.cli.client.http_client", in_process_client)
         monkeypatch.setenv("SHIPYARD_TOKEN", settings.api_token())
         yield app
 
