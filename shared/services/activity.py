@@ -97,7 +97,7 @@ def deployment_history(
 ) -> list[DeploymentEntry]:
     """The environment's deployments, newest first, with the trigger of each one's pipeline."""
     rows = session.exec(
-        select(Deployment, Release.version, Pipeline.trigger)
+        select(Deployment, Release.version, Pipeline.trigger, Pipeline.requested_by)
         .join(Release, col(Release.id) == col(Deployment.release_id))
         .join(Pipeline, col(Pipeline.id) == col(Deployment.pipeline_id), isouter=True)
         .where(Deployment.environment_id == environment.id)
@@ -106,11 +106,11 @@ def deployment_history(
     )
     return [
         DeploymentEntry(
-            deployment=deployment_view(deployment, version),
+            deployment=deployment_view(deployment, version, trigger, requested_by),
             trigger=trigger,
             pipeline_id=deployment.pipeline_id,
         )
-        for deployment, version, trigger in rows
+        for deployment, version, trigger, requested_by in rows
     ]
 
 

@@ -38,7 +38,7 @@ def test_deploy_starts_a_pipeline_as_the_api_does_and_shows_it(
     assert page.status_code == 200
     assert 'data-stage="build" data-status="queued"' in page.text
     assert f'sse-connect="/ui/pipelines/{pipeline_id}/events' in page.text
-    assert "<dt>Triggered by</dt><dd>dashboard</dd>" in page.text
+    assert "<dt>Triggered by</dt><dd>dashboard (admin)</dd>" in page.text  # and by whom
     assert "<dt>Ref</dt><dd>main</dd>" in page.text
 
 
