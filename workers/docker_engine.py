@@ -3,6 +3,7 @@ and the names the Docker builder and runner both use."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 
@@ -46,6 +47,9 @@ class DockerEngine:
                 self._client = None
 
 
-def image_tag(app: str, commit_sha: str) -> str:
-    """The image's name: one tag per app and commit, so `docker images` tells what is what."""
-    return f"shipyard/{app}:{commit_sha[:12]}"
+def image_tag(app: str, commit_sha: str, path: str = "") -> str:
+    """The image's name: one tag per app, commit and folder of the app in the commit (`apps
+    update --path` builds the commit anew, as another image), so `docker images` tells what is
+    what."""
+    folder = f"-{hashlib.sha256(path.encode()).hexdigest()[:8]}" if path else ""
+    return f"shipyard/{app}:{commit_sha[:12]}{folder}"

@@ -27,6 +27,7 @@ NotificationEvent = Literal[
     "promotion.finished",
     "scale.finished",
     "failover.finished",
+    "restart.finished",
     "schedule.skipped",
 ]
 

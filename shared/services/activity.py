@@ -68,6 +68,7 @@ class PipelineEntry:
     kind: str
     status: str
     trigger: str
+    requested_by: str | None
     ref: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -172,6 +173,7 @@ def recent_pipelines(
             kind=pipeline.kind,
             status=pipeline.status,
             trigger=pipeline.trigger,
+            requested_by=pipeline.requested_by,
             ref=pipeline.ref,
             created_at=pipeline.created_at,
             finished_at=pipeline.finished_at,

@@ -51,6 +51,7 @@ _KIND_EVENTS = {
     PipelineKind.PROMOTION: "promotion.finished",
     PipelineKind.SCALE: "scale.finished",
     PipelineKind.FAILOVER: "failover.finished",
+    PipelineKind.RESTART: "restart.finished",
 }
 
 

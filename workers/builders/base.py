@@ -22,6 +22,8 @@ class BuildRequest:
     # Download caches that outlive the build (pip's under `pip/`): in the data dir, never in a
     # home directory. None: nothing is kept beyond the build's own scratch directory.
     cache_dir: Path | None = None
+    # The app's folder in the commit (`source_dir` holds only it): part of what names a build.
+    path: str = ""
     # Where the app's installed dependencies are kept for its next builds (Shipyard's own: no
     # build sees it). None: every build installs them.
     layer_dir: Path | None = None

@@ -41,7 +41,7 @@ class DockerBuilder:
             raise StageFailed(
                 f"no {DOCKERFILE} at the root of the app (the docker builder needs one)"
             )
-        tag = image_tag(request.app, request.commit_sha)
+        tag = image_tag(request.app, request.commit_sha, request.path)
         log.write(f"-----> Building image {tag} with the app's {DOCKERFILE}")
         image_id = self._stream_build(request, tag, log)
         size = self._image_size(image_id)
@@ -131,7 +131,11 @@ class DockerBuilder:
             path=str(request.source_dir),
             dockerfile=DOCKERFILE,
             tag=tag,
-            labels={"shipyard.app": request.app, "shipyard.commit": request.commit_sha},
+            labels={
+                "shipyard.app": request.app,
+                "shipyard.commit": request.commit_sha,
+                "shipyard.path": request.path,
+            },
             rm=True,
             forcerm=True,  # a failed step leaves no intermediate container behind
             pull=False,  # base images come from the engine's own store

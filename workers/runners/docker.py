@@ -339,7 +339,7 @@ def verified_image(client: docker.DockerClient, spec: ReleaseSpec) -> Any:
         raise ArtifactIntegrityError(
             f"image {spec.artifact_id} was not built by Shipyard's docker builder"
         )
-    tag = image_tag(spec.app, commit)
+    tag = image_tag(spec.app, commit, image.labels.get("shipyard.path", ""))
     try:
         tagged_id = client.images.get(tag).id
     except ImageNotFound:

@@ -169,6 +169,13 @@ class _Reaper:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._owner: int | None = None  # the pid whose thread watches: a forked child has none
 
+    def after_fork_in_child(self) -> None:
+        """A forked child (a pool's new worker process) starts with nothing to watch and a lock
+        of its own: the parent's may have been held by its thread at the fork."""
+        self._lock = threading.Lock()
+        self._children = {}
+        self._owner = None
+
     def watch(self, child: subprocess.Popen[bytes]) -> None:
         with self._lock:
             if self._owner != os.getpid():  # first use here, or inherited through a fork
@@ -190,6 +197,7 @@ class _Reaper:
 
 
 _reaper = _Reaper()
+os.register_at_fork(after_in_child=_reaper.after_fork_in_child)
 
 
 def exit_status_path(log_path: Path) -> Path:

@@ -91,6 +91,7 @@ def _build_new(context: WorkerContext, app: App, commit: source.Commit, build_lo
             # The app's own: a build cannot leave a package for another app's build to install.
             cache_dir=context.settings.data_dir / "cache" / "builds" / app.name,
             layer_dir=context.settings.data_dir / "cache" / "layers" / app.name,
+            path=app.path,
         )
         built = builder.build(request, build_log)
     with session_scope(context.db_url) as session:

@@ -32,7 +32,8 @@ def upgrade() -> None:
             )
         # What was built so far was built from the app's folder of then: its folder now.
         op.execute(
-            f"UPDATE {table} SET path = (SELECT path FROM app WHERE app.id = {table}.app_id)"
+            f"UPDATE {table} SET path = (SELECT path FROM app WHERE app.id = {table}.app_id) "
+            "WHERE app_id IN (SELECT id FROM app WHERE path <> '')"
         )
     op.drop_index("uq_artifact_current_build", table_name="artifact")
     op.create_index(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -16,7 +17,8 @@ from shipyard.workers.build_log import BuildLog
 from shipyard.workers.builders import get_builder
 from shipyard.workers.builders.docker import DockerBuilder
 from shipyard.workers.context import WorkerContext
-from tests.docker_support import DOCKERFILE, build_request, unique_app, write_app
+from shipyard.workers.runners.docker import verified_image
+from tests.docker_support import DOCKERFILE, build_request, release_spec, unique_app, write_app
 from tests.registry_support import Registry, StoreFactory
 
 pytest_plugins = ["tests.docker_support", "tests.registry_support"]
@@ -51,8 +53,27 @@ def test_build_tags_the_commit_and_returns_the_image_id(
     assert built.digest == image.id and built.digest.startswith("sha256:")
     assert built.location == tag
     assert built.size == image.attrs["Size"] > 0
-    assert image.labels == {"shipyard.app": app, "shipyard.commit": COMMIT}
+    assert image.labels == {"shipyard.app": app, "shipyard.commit": COMMIT, "shipyard.path": ""}
     assert f"Image {image.id}" in log.text()
+
+
+def test_the_same_commit_built_from_another_folder_is_another_image_and_both_still_run(
+    docker_engine: docker.DockerClient, worker_context: WorkerContext, tmp_path: Path
+) -> None:
+    app = unique_app()
+    builder = get_builder("docker", worker_context)
+    root = build_request(write_app(tmp_path / "root"), app, COMMIT)
+    moved = replace(
+        build_request(write_app(tmp_path / "moved", version="2"), app, COMMIT), path="web"
+    )
+
+    first = builder.build(root, BuildLog(1_000_000))
+    second = builder.build(moved, BuildLog(1_000_000))
+
+    assert first.digest != second.digest and first.location != second.location
+    assert second.location.startswith(f"shipyard/{app}:{COMMIT[:12]}-")
+    for built in (first, second):  # neither tag was moved off its image
+        assert verified_image(docker_engine, release_spec(app, built.digest)).id == built.digest
 
 
 def test_build_output_reaches_the_log_line_by_line_while_it_runs(
