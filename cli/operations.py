@@ -165,6 +165,7 @@ def history(
             f"At {instant}, {app}/{env} ran release v{release['version']} "
             f"({short_digest(release['artifact_id'])}, config v{release['config_version']})",
             highlight=False,
+            soft_wrap=True,  # one line, whatever the width: scripts grep it
         )
         console.print(
             f"  live from {short_time(deployment['started_at'])} UTC "

@@ -307,6 +307,8 @@ def test_cli_rolls_back_promotes_and_answers_history(distributed: Stack, hello_r
 
     assert "staging now runs release v1" in rolled.stdout
     assert "production now runs release v1" in promoted.stdout
-    assert "ran release v1" in at_now.stdout and "cause deploy" in at_now.stdout
+    assert "ran release v1 (sha256:" in at_now.stdout  # one line, whatever the width
+    assert "live by: rollback, asked by cli (admin)" in at_now.stdout  # why it was live then
+    assert "the release was made by: deploy" in at_now.stdout
     assert zulu.returncode == 1 and "nothing was live" in zulu.stderr
     assert fetch(distributed.web_url(app, "production")) == "Hello from Shipyard"

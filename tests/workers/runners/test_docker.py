@@ -122,6 +122,7 @@ def test_each_process_runs_as_a_labelled_limited_container_and_web_answers(
             "shipyard.deployment": spec.deployment_id,
             "shipyard.host": spec.host,
             "shipyard.commit": docker_engine.images.get(image.digest).labels["shipyard.commit"],
+            "shipyard.path": "",  # the image's labels, as the builder set them
         }
         host = attrs["HostConfig"]
         assert host["RestartPolicy"]["Name"] == "unless-stopped"
