@@ -111,5 +111,8 @@ class ApiClient:
     def patch(self, path: str, json: Any) -> Any:
         return self.request("PATCH", path, json=json)
 
+    def delete(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("DELETE", path, params=params)
+
     def put(self, path: str, json: Any) -> Any:
         return self.request("PUT", path, json=json)

@@ -127,7 +127,7 @@ def _restarts(process: dict[str, Any]) -> str:
 def print_pipeline(pipeline: dict[str, Any]) -> None:
     """A pipeline, its stages as a table, and below it each failure's error in full."""
     console.print(
-        f"Pipeline {pipeline['id']} ({pipeline['kind']}) of {pipeline['app']}/"
+        f"Pipeline {pipeline['id']} ({_kind(pipeline)}) of {pipeline['app']}/"
         f"{pipeline['environment']}: {pipeline['status']}",
         highlight=False,
         markup=False,
@@ -160,6 +160,12 @@ def print_pipeline(pipeline: dict[str, Any]) -> None:
             block(f"{stage['name']} output:", stage["output"])
     if pipeline["error"] and not failed:
         block("failed:", pipeline["error"])
+
+
+def _kind(pipeline: dict[str, Any]) -> str:
+    """`restart`, or `restart worker` for a restart of that process type only."""
+    only = pipeline.get("process_type")
+    return f"{pipeline['kind']} {only}" if only else str(pipeline["kind"])
 
 
 def _stage_status(stage: dict[str, Any]) -> str:
@@ -292,14 +298,18 @@ def logs(
     app: AppOpt = "",
     env: EnvOpt = "",
     process: Annotated[
-        str | None, typer.Option("--process", "-p", help="Only this process type (e.g. web).")
+        str | None,
+        typer.Option(
+            "--process", "-p", help="Only this process type (e.g. web), or router: its requests."
+        ),
     ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines to show first.")] = 100,
     tail: Annotated[
         bool, typer.Option("--tail", "-t", help="Keep printing new lines (Ctrl-C stops).")
     ] = False,
 ) -> None:
-    """The output of an environment's live processes (`logs build PIPELINE` for a build's)."""
+    """The output of an environment's live processes and a line per request through its router
+    (`logs build PIPELINE` for a build's)."""
     if ctx.invoked_subcommand is not None:
         return
     if not app or not env:

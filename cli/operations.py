@@ -86,14 +86,23 @@ def scale(
 def restart(
     app: AppOpt,
     env: EnvOpt,
+    process_type: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="TYPE", help="Only this process type (e.g. web); the others keep running."
+        ),
+    ] = None,
     timeout: TimeoutOpt = 600,
     wait: WaitOpt = True,
 ) -> None:
-    """Restart the environment's processes (Heroku's ps:restart): the live release runs again,
-    its new processes healthy before the router switches to them, the old ones drained."""
+    """Restart the environment's processes (Heroku's ps:restart), or only those of TYPE: the
+    live release runs again, its new processes healthy before the router switches to them, the
+    old ones drained."""
     client = ApiClient()
-    pipeline = client.post(f"{env_path(app, env)}/restart", {})
-    _finish(client, pipeline, f"restarting {app}/{env}", wait, timeout)
+    body = {"process_type": process_type} if process_type is not None else {}
+    pipeline = client.post(f"{env_path(app, env)}/restart", body)
+    what = f"the {process_type} processes of {app}/{env}" if process_type else f"{app}/{env}"
+    _finish(client, pipeline, f"restarting {what}", wait, timeout)
 
 
 def promote(

@@ -25,7 +25,7 @@ SpreadOpt = Annotated[
     typer.Option(help="Spread it over N up run hosts with the fewest processes, or `all`."),
 ]
 
-apps_cli = typer.Typer(help="Register and list apps.", no_args_is_help=True)
+apps_cli = typer.Typer(help="Register, change, list and destroy apps.", no_args_is_help=True)
 envs_cli = typer.Typer(help="Create and list environments.", no_args_is_help=True)
 config_cli = typer.Typer(help="Show and change an environment's config.")
 
@@ -72,6 +72,38 @@ def apps_update(
     console.print(
         f"Updated app [bold]{app['name']}[/] ({escape(where)}; builder {app['builder']}): "
         "the next deploy builds with it",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@apps_cli.command("destroy")
+def apps_destroy(
+    name: str,
+    confirm: Annotated[
+        str | None, typer.Option(help="The app's name again: destroy without asking.")
+    ] = None,
+) -> None:
+    """Destroy an app (Heroku's apps:destroy): its processes stop, its URLs stop answering,
+    its schedules and webhooks stop. Its records stay in the store; its name is free again."""
+    if confirm is None:
+        console.print(
+            f"Destroying [bold]{escape(name)}[/] stops all its processes in every environment "
+            "and cannot be undone.",
+            highlight=False,
+        )
+        confirm = str(typer.prompt(f"Type {name} to confirm"))
+    gone = ApiClient().delete(f"/v1/apps/{name}", {"confirm": confirm})
+    where = ", ".join(gone["environments"]) or "no environment"
+    console.print(
+        f"Destroyed [bold]{escape(gone['name'])}[/] ({escape(where)}): "
+        f"{gone['stopped']} live release(s) stop on their run hosts within seconds"
+        + (
+            f", {gone['one_offs_cancelled']} one-off(s) asked to end"
+            if gone["one_offs_cancelled"]
+            else ""
+        )
+        + "; their persistent storage stays on the run hosts (remove it there if unneeded)",
         highlight=False,
         soft_wrap=True,
     )

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from shipyard.router import request_log
 from shipyard.router.runtime import RuntimeAPI
 from shipyard.shared import constants
 from shipyard.shared.exceptions import ConfigurationError
@@ -28,6 +29,12 @@ _PASSED_VARIABLES = ("PATH", "LANG", "LC_ALL", "TZ")
 def backend_name(slot: int) -> str:
     """The backend of router slot `slot`."""
     return f"env_{slot:04d}"
+
+
+def backend_slot(backend: str) -> int | None:
+    """The slot whose backend is `backend`; None for another backend (unknown_host)."""
+    prefix, _, number = backend.partition("_")
+    return int(number) if prefix == "env" and number.isdigit() else None
 
 
 def binary(settings: Settings) -> tuple[Path, dict[str, str]]:
@@ -74,6 +81,9 @@ global
     stats socket {settings.router_socket} mode 600 level admin
     stats timeout 30s
     maxconn 4096
+    # A line per request to the router agent (router.request_log), never blocking: a datagram
+    # the agent has no room for is dropped.
+    log {settings.router_log_socket} len {request_log.LOG_LINE_MAX} format raw daemon info
 
 defaults
     mode http
@@ -92,6 +102,10 @@ frontend http
     bind {settings.router_host}:{settings.router_port}
     http-request set-var(txn.host) req.hdr(host),lower,word(1,:)
     http-request disable-l7-retry unless METH_GET || METH_HEAD
+    log global
+    option dontlognull
+    unique-id-format {request_log.UNIQUE_ID_FORMAT}
+    log-format "{request_log.LOG_FORMAT}"
     use_backend %[var(txn.host),map({settings.router_map})]
     default_backend {UNKNOWN_HOST_BACKEND}
 

@@ -78,6 +78,10 @@ class RuntimeAPI:
         else:
             self._change(f"add map {map_path} {host} {backend}")
 
+    def remove_route(self, map_path: Path, host: str) -> None:
+        """Requests for `host` get the unknown-host answer from now on."""
+        self._change(f"del map {map_path} {host}")
+
     def routes(self, map_path: Path) -> dict[str, str]:
         """Host name → backend, as the router has them now."""
         found = {}

@@ -33,6 +33,8 @@ from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services import deployments, hosts, unpacked
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
+from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.base import Runner
 from shipyard.workers.runners.local import LocalRunner
 from shipyard.workers.stages.spec import release_spec
 
@@ -128,14 +130,32 @@ class AppSupervisor:
                 for deployment in ended
                 for record in deployment.processes
                 if record.get("host", self._hostname) == self._hostname
-                and "pid" in record
-                and self._runner.is_running(record)
+                # A container's switch stops it; a stopped deployment's (its app destroyed) has
+                # no switch, so this host stops it.
+                and (
+                    "pid" in record
+                    or ("container" in record and deployment.status == DeploymentStatus.STOPPED)
+                )
             ]
         self._stale_checked = now
         for deployment_id, record in stale:
-            log.warning("apps.stale_stopped", type=record["type"], pid=record["pid"])
+            runner = self._runner if "pid" in record else self._docker()
+            if runner is None or not runner.is_running(record):
+                continue
+            log.warning(
+                "apps.stale_stopped", type=record["type"], process=record.get("pid", "container")
+            )
             self._take_out(deployment_id, record)
-            self._runner.stop([record])
+            runner.stop([record])
+
+    def _docker(self) -> Runner | None:
+        """This host's Docker runner, once connected; None (and a warning) while the engine
+        does not answer: the next look tries again."""
+        try:
+            return get_runner("docker", self._context)
+        except ShipyardError as exc:
+            log.warning("apps.docker_unavailable", error=exc.message)
+            return None
 
     def prune(self) -> None:
         """Remove, app by app, what this host keeps unpacked and no longer needs."""
@@ -146,11 +166,17 @@ class AppSupervisor:
         if not names:
             return
         with session_scope(self._context.db_url) as session:
-            known = session.exec(select(App.name, App.id).where(col(App.name).in_(names))).all()
+            known = session.exec(
+                select(App.name, App.id).where(
+                    col(App.name).in_(names), col(App.destroyed_at).is_(None)
+                )
+            ).all()
             keeps = {
                 name: unpacked.artifacts_to_keep(session=session, app_id=app_id)
                 for name, app_id in known
             }
+        # The folder of an app that is no more (destroyed): nothing of it is kept.
+        keeps.update({name: set() for name in names if name not in keeps})
         total = 0
         for name, keep in keeps.items():
             try:

@@ -27,6 +27,12 @@ class LogSource(Protocol):
 
     label: str
 
+    @property
+    def origin(self) -> str:
+        """Where the output is (a file, a container): the same for one process whichever
+        deployment records it (a restart of another type carries it over to the next)."""
+        ...
+
     def tail(self, lines: int) -> list[str]:
         """The last `lines` lines; what follows them is what `poll` returns next."""
         ...
@@ -44,6 +50,10 @@ class FileSource:
     path: Path
     _offset: int = 0
     _partial: bytes = b""
+
+    @property
+    def origin(self) -> str:
+        return str(self.path)
 
     def tail(self, lines: int) -> list[str]:
         try:
@@ -88,6 +98,10 @@ class ContainerSource:
     container_id: str
     client: Any  # docker.DockerClient
     _since: str | None = None  # the engine's RFC 3339 timestamp of the last line read
+
+    @property
+    def origin(self) -> str:
+        return self.container_id
 
     def _read(self, **options: Any) -> list[str]:
         from docker.errors import NotFound

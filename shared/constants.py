@@ -56,6 +56,11 @@ ROUTER_CONNECT_TIMEOUT_MS: Final = 2000
 # The old release stops taking new requests at the switch, and is stopped once its requests
 # in flight are done, or after this long (kamal-proxy's default drain timeout).
 DRAIN_TIMEOUT_SECONDS: Final = 30.0
+# Router lines (`router: at=info method=GET …` in `logs`) kept per environment on the broker,
+# approximately (Redis trims in whole nodes): some 2.5 MB each at about 250 bytes a line.
+ROUTER_LOG_MAX_LINES: Final = 10_000
+# An environment's router lines are dropped this long after its last request.
+ROUTER_LOG_TTL_SECONDS: Final = 7 * 24 * 3600
 # Most processes of one type an environment may run on a host (`ps:scale web=N`).
 MAX_PROCESSES_PER_TYPE: Final = 100
 # Between SIGTERM and SIGKILL when an app's process is stopped (Heroku gives 30 s).

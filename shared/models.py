@@ -100,6 +100,9 @@ class App(SQLModel, table=True):
     path: str = Field(default="", max_length=1024)
     builder: str = Field(default="local", max_length=32)
     created_at: datetime = _timestamp()
+    # `apps destroy`: when. Its records stay (what ran, when, who asked), under a name no one
+    # can give (shared.services.apps.tombstone), so that its own name is free again at once.
+    destroyed_at: datetime | None = _maybe_timestamp()
 
 
 class Environment(SQLModel, table=True):
@@ -182,6 +185,8 @@ class Pipeline(SQLModel, table=True):
     release_id: uuid.UUID | None = None
     deployment_id: uuid.UUID | None = None
     source_release_id: uuid.UUID | None = None  # promotion: the release promoted from
+    # A restart of one process type only (`ps:restart web`); the other types keep running.
+    process_type: str | None = Field(default=None, max_length=63)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _timestamp()
     finished_at: datetime | None = _maybe_timestamp()

@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         return _socket_path(self.router_dir / "admin.sock", self.data_dir, "router")
 
     @property
+    def router_log_socket(self) -> Path:
+        """Where the router's HAProxy sends a line per request (a datagram socket the router
+        agent reads; in the temporary folder if the data dir is too deep)."""
+        return _socket_path(self.router_dir / "requests.sock", self.data_dir, "router-log")
+
+    @property
     def router_map(self) -> Path:
         """The router's map from host name to backend."""
         return self.router_dir / "hosts.map"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
 
-from shipyard.api.deps import SessionDep
-from shipyard.shared.schemas import AppCreate, AppPublic, AppUpdate
-from shipyard.shared.services import apps
+import redis
+from fastapi import APIRouter, Query, status
+
+from shipyard.api.deps import BrokerRedisDep, SessionDep, SettingsDep
+from shipyard.shared import one_off_stream
+from shipyard.shared.exceptions import ServiceUnavailable
+from shipyard.shared.schemas import AppCreate, AppDestroyedPublic, AppPublic, AppUpdate
+from shipyard.shared.services import apps, destroy
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
@@ -40,3 +45,35 @@ def update_app(app: str, data: AppUpdate, session: SessionDep) -> AppPublic:
     updated = apps.update_app(session=session, app=owner, data=data)
     session.commit()
     return AppPublic.model_validate(updated, from_attributes=True)
+
+
+@router.delete("/{app}")
+def destroy_app(
+    app: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    broker: BrokerRedisDep,
+    confirm: Annotated[str | None, Query(max_length=63)] = None,
+) -> AppDestroyedPublic:
+    """Destroy the app (admin; `confirm` = its name): its processes stop, its host names and
+    domains stop answering, its schedules and webhooks stop; its records stay; 409 while one of
+    its pipelines is under way."""
+    owner = apps.get_app(session=session, name=app)
+    destroyed = destroy.destroy_app(session=session, app=owner, confirm=confirm)
+    if destroyed.one_offs:
+        if broker is None:
+            raise ServiceUnavailable("the broker is unavailable to end its one-offs; try again")
+        try:
+            for run_id in destroyed.one_offs:
+                one_off_stream.request_cancel(broker, settings.broker_namespace, run_id)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("the broker is unavailable; try again shortly") from exc
+    session.commit()
+    assert destroyed.app.destroyed_at is not None
+    return AppDestroyedPublic(
+        name=app,
+        environments=destroyed.environments,
+        stopped=destroyed.stopped,
+        one_offs_cancelled=len(destroyed.one_offs),
+        destroyed_at=destroyed.app.destroyed_at,
+    )

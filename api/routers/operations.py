@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 
 from shipyard.api.auth import PrincipalDep, deploy_scoped
 from shipyard.api.deps import ClientDep, PublisherDep, SessionDep
-from shipyard.shared.schemas import PipelinePublic, PromotionCreate, RollbackCreate
+from shipyard.shared.schemas import PipelinePublic, PromotionCreate, RestartCreate, RollbackCreate
 from shipyard.shared.services import actions, apps, formation, pipelines
 
 router = APIRouter(tags=["operations"])
@@ -69,9 +69,11 @@ def restart(
     publish: PublisherDep,
     principal: PrincipalDep,
     client: ClientDep,
+    data: RestartCreate | None = None,
 ) -> PipelinePublic:
     """Run the live release again, as it runs: new processes, healthy before they take the
-    traffic, the old ones drained (`restart` pipeline); 409 while a pipeline is under way."""
+    traffic, the old ones drained (`restart` pipeline); with `process_type`, only that type's
+    processes (422 if none runs). 409 while a pipeline is under way."""
     principal.require_deploy(env)
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=env)
@@ -81,5 +83,6 @@ def restart(
         environment=environment,
         trigger=client,
         requested_by=principal.name,
+        process_type=data.process_type if data is not None else None,
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)

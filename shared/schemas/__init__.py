@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shipyard.shared.schemas.apps import (
     AppCreate,
+    AppDestroyedPublic,
     AppPublic,
     AppUpdate,
     Domain,
@@ -29,6 +30,7 @@ from shipyard.shared.schemas.formation import (
     FormationPatch,
     FormationPublic,
     ProcessType,
+    RestartCreate,
 )
 from shipyard.shared.schemas.hooks import (
     GenericHook,
@@ -95,6 +97,7 @@ from shipyard.shared.schemas.workers import (
 
 __all__ = [
     "AppCreate",
+    "AppDestroyedPublic",
     "AppUpdate",
     "AppPublic",
     "ArtifactPublic",
@@ -139,6 +142,7 @@ __all__ = [
     "RefPattern",
     "ReleaseDiff",
     "ReleasePublic",
+    "RestartCreate",
     "RollbackCreate",
     "ScheduleCreate",
     "ScheduleGates",

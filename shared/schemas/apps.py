@@ -59,6 +59,17 @@ class AppPublic(BaseModel):
     created_at: datetime
 
 
+class AppDestroyedPublic(BaseModel):
+    """What `DELETE /v1/apps/{app}` did: the app's processes stop on their run hosts within
+    seconds; its persistent storage stays where it was."""
+
+    name: str
+    environments: list[str]
+    stopped: int  # live deployments stopped
+    one_offs_cancelled: int  # one-off commands still running, asked to end
+    destroyed_at: datetime
+
+
 def _no_parent_segments(value: str) -> str:
     if ".." in value.split("/"):
         raise ValueError("must not contain '..'")

@@ -28,6 +28,12 @@ class FormationPatch(Input):
     ]
 
 
+class RestartCreate(Input):
+    """Restart one process type only (`ps:restart web`); None: every process."""
+
+    process_type: ProcessType | None = None
+
+
 class FormationPublic(BaseModel):
     formation: dict[str, int]
     pipeline_id: uuid.UUID | None = None  # the scale of the live release, if one runs

@@ -48,6 +48,7 @@ class PipelinePublic(BaseModel):
     artifact_id: str | None
     release_id: uuid.UUID | None
     deployment_id: uuid.UUID | None
+    process_type: str | None = None  # a restart of that process type only
     error: str | None
     created_at: datetime
     finished_at: datetime | None

@@ -11,6 +11,7 @@ from shipyard.shared.db import flush_or_conflict
 from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import App, ConfigVersion, Environment
 from shipyard.shared.schemas import AppCreate, AppUpdate, EnvironmentCreate
+from shipyard.shared.services import destroy
 
 # Concurrent creates that race for the same router slot: each retry takes the next free one.
 _SLOT_ATTEMPTS = 20
@@ -45,15 +46,16 @@ def update_app(*, session: Session, app: App, data: AppUpdate) -> App:
 
 def get_app(*, session: Session, name: str) -> App:
     """The app called `name`, or NotFound."""
-    app = session.exec(select(App).where(App.name == name)).first()
+    app = session.exec(select(App).where(App.name == name, col(App.destroyed_at).is_(None))).first()
     if app is None:
         raise NotFound(f"app {name!r} not found")
     return app
 
 
 def list_apps(*, session: Session) -> list[App]:
-    """Every app, by name."""
-    return list(session.exec(select(App).order_by(col(App.name))))
+    """Every app (not destroyed), by name."""
+    query = select(App).where(col(App.destroyed_at).is_(None)).order_by(col(App.name))
+    return list(session.exec(query))
 
 
 def create_environment(
@@ -117,6 +119,7 @@ def free_route_slot(*, session: Session, slots: int) -> int:
     SQLite's transactions take turns already. The unique index stays the last word."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SLOT_LOCK_KEY})
+    destroy.reclaim_route_slots(session=session)
     taken = set(
         session.exec(
             select(Environment.route_slot).where(col(Environment.route_slot).is_not(None))

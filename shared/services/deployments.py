@@ -86,6 +86,8 @@ _SUPERSEDE = (
     .where(_THIS_DEPLOYMENT)
     .values(status=DeploymentStatus.SUPERSEDED, ended_at=bindparam("p_now"))
 )
+# Superseded by a restart of one process type: it keeps only the processes that were replaced.
+_SUPERSEDE_PART = _SUPERSEDE.values(processes=bindparam("p_processes"))
 _LIVE = {
     switched: update(_DEPLOYMENTS)
     .where(_THIS_DEPLOYMENT)
@@ -113,6 +115,7 @@ def go_live(
     deployment: Deployment,
     processes: list[ProcessRecord],
     switched: bool = False,
+    only_type: str | None = None,
 ) -> Deployment | None:
     """Make `deployment` the live one; returns the one it supersedes (whose processes to stop).
 
@@ -120,13 +123,30 @@ def go_live(
     without reading them again, and the objects updated to match. With `switched`, the
     deployment is recorded as serving its environment's traffic from now on too (no router
     between: each release answers on its own address).
+
+    With `only_type` (`ps:restart web`), `processes` replace only the live processes of that
+    type: the others carry over to `deployment` as they run, and the superseded deployment
+    keeps only those replaced, so that whatever stops a replaced deployment's processes (the
+    switch, the supervision's clean-up) never stops a process that still runs live.
     """
     lock_environment(session=session, environment_id=deployment.environment_id)
     now = utcnow()
     connection = core_connection(session)
     previous = live_deployment(session=session, environment_id=deployment.environment_id)
+    if only_type is not None and previous is not None:
+        # Its processes as they are now: the supervision rewrites a record it restarts.
+        session.refresh(previous, with_for_update=True)
+        processes = _restarted(previous.processes, processes, only_type)
     if previous is not None and previous.id != deployment.id:
-        connection.execute(_SUPERSEDE, {"p_deployment": previous.id, "p_now": now})
+        if only_type is None:
+            connection.execute(_SUPERSEDE, {"p_deployment": previous.id, "p_now": now})
+        else:
+            replaced = [p for p in previous.processes if p["type"] == only_type]
+            connection.execute(
+                _SUPERSEDE_PART,
+                {"p_deployment": previous.id, "p_now": now, "p_processes": replaced},
+            )
+            set_committed_value(previous, "processes", replaced)
         set_committed_value(previous, "status", DeploymentStatus.SUPERSEDED)
         set_committed_value(previous, "ended_at", now)
     else:
@@ -150,6 +170,18 @@ def go_live(
     connection.execute(_RAN, {"p_release": deployment.release_id})
     sync_loaded(session, Release, deployment.release_id, {"status": ReleaseStatus.SUCCEEDED})
     return previous
+
+
+def _restarted(
+    live: list[ProcessRecord], started: list[ProcessRecord], only_type: str
+) -> list[ProcessRecord]:
+    """The processes after a restart of `only_type`: those started, and the live ones of every
+    other type, unchanged; in the order the live ones ran (by type, then index)."""
+    carried = [p for p in live if p["type"] != only_type]
+    order = list(dict.fromkeys(str(p["type"]) for p in [*live, *started]))
+    return sorted(
+        [*carried, *started], key=lambda p: (order.index(str(p["type"])), p.get("index", 1))
+    )
 
 
 def fail_deployment(*, session: Session, deployment: Deployment, error: str) -> None:

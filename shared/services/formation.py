@@ -73,13 +73,21 @@ def restart(
     environment: Environment,
     trigger: str,
     requested_by: str | None = None,
+    process_type: str | None = None,
 ) -> Pipeline:
     """A pipeline that runs the live release again as it runs (`ps:restart`): new processes,
-    healthy before the router switches to them, the old ones drained and stopped."""
+    healthy before the router switches to them, the old ones drained and stopped. With
+    `process_type` (`ps:restart web`), only that type's: the others keep running as they are."""
     _refuse_while_busy(session, environment, "restart")
     live = deployments.live_deployment(session=session, environment_id=environment.id)
     if live is None:
         raise InvalidInput(f"nothing is live in {environment.name}: deploy it first")
+    running = sorted({str(p["type"]) for p in live.processes})
+    if process_type is not None and process_type not in running:
+        raise InvalidInput(
+            f"{environment.name} runs no {process_type!r} process "
+            f"(it runs: {', '.join(running) or 'none'})"
+        )
     release = session.get(Release, live.release_id)
     assert release is not None
     return pipelines.create_pipeline(
@@ -91,6 +99,7 @@ def restart(
         requested_by=requested_by,
         artifact_id=release.artifact_id,
         release_id=release.id,
+        process_type=process_type,
     )
 
 

@@ -52,7 +52,7 @@ def run_hosts(*, session: Session, probe: WorkersProbe) -> list[RunHostPublic]:
     for environment, app in session.exec(
         select(Environment, App.name)
         .join(App, col(App.id) == col(Environment.app_id))
-        .where(col(Environment.run_host).is_not(None))
+        .where(col(Environment.run_host).is_not(None), col(App.destroyed_at).is_(None))
         .order_by(col(App.name), col(Environment.name))
     ):
         for host in placement.hosts_of(environment):

@@ -234,6 +234,8 @@ def _pipeline_data(session: Session, pipeline: Pipeline) -> dict[str, Any]:
             "error": pipeline.error,
         },
     }
+    if pipeline.process_type is not None:  # a restart of that process type only
+        data["pipeline"]["process_type"] = pipeline.process_type
     release = session.get(Release, pipeline.release_id) if pipeline.release_id else None
     if release is not None:
         data["release"] = {

@@ -37,6 +37,7 @@ def create_pipeline(
     release_id: uuid.UUID | None = None,
     source_release_id: uuid.UUID | None = None,
     requested_by: str | None = None,
+    process_type: str | None = None,
 ) -> Pipeline:
     """A queued pipeline with one stage run per stage, the first one queued; `trigger` is how
     it was asked for (cli, dashboard, api, webhook, schedule, …), `requested_by` by whom (the
@@ -51,6 +52,7 @@ def create_pipeline(
         artifact_id=artifact_id,
         release_id=release_id,
         source_release_id=source_release_id,
+        process_type=process_type,
     )
     session.add(pipeline)  # its id is made here: one flush writes it and its stage runs
     for position, name in enumerate(STAGES_BY_KIND[kind]):

@@ -31,7 +31,8 @@ def environment_routes(*, session: Session) -> list[EnvironmentRoute]:
     rows = session.exec(
         select(Environment, App)
         .join(App, col(App.id) == col(Environment.app_id))
-        .where(col(Environment.route_slot).is_not(None))
+        # A destroyed app's environments route nothing: its routers forget their host names.
+        .where(col(Environment.route_slot).is_not(None), col(App.destroyed_at).is_(None))
     ).all()
     live = {
         d.environment_id: d.processes
@@ -40,6 +41,16 @@ def environment_routes(*, session: Session) -> list[EnvironmentRoute]:
         ).all()
     }
     return [_route(environment, app, live.get(environment.id, [])) for environment, app in rows]
+
+
+def environment_slots(*, session: Session) -> dict[int, uuid.UUID]:
+    """Router slot → the environment that has it (what the router's request lines belong to)."""
+    rows = session.exec(
+        select(Environment.route_slot, Environment.id)
+        .join(App, col(App.id) == col(Environment.app_id))
+        .where(col(Environment.route_slot).is_not(None), col(App.destroyed_at).is_(None))
+    ).all()
+    return {int(slot): environment_id for slot, environment_id in rows if slot is not None}
 
 
 def _route(environment: Environment, app: App, processes: list[ProcessRecord]) -> EnvironmentRoute:

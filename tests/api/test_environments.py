@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from shipyard.api.routers.logs import _attach
+from shipyard.shared.app_logs import Follower
 from shipyard.shared.db import get_engine
 from shipyard.shared.services import apps, config, deployments
 from shipyard.shared.settings import Settings
@@ -101,6 +103,31 @@ def test_logs_give_the_last_lines_of_each_process_labelled_and_redacted(
     )
     assert web_only.text == "web.1: connected with <redacted>\n"
     assert SECRET not in everything.text
+
+
+def test_a_followed_process_carried_over_to_the_next_deployment_is_read_once(
+    tmp_path: Path,
+) -> None:
+    web, worker, new_worker = (tmp_path / f"{name}.log" for name in ("web", "w1", "w2"))
+    for path in (web, worker, new_worker):
+        path.write_text("started\n")
+    follower = Follower()
+    first = _attach(
+        follower,
+        [{"type": "web", "log": str(web)}, {"type": "worker", "log": str(worker)}],
+        None,
+        1,
+    )
+
+    # `ps:restart worker`: the next deployment records the same web process, a new worker.
+    after = [{"type": "web", "log": str(web)}, {"type": "worker", "log": str(new_worker)}]
+    then = _attach(follower, after, None, 1)
+    with web.open("a") as output:
+        output.write("served\n")
+
+    assert first == ["web.1: started\n", "worker.1: started\n"]
+    assert then == ["worker.1: started\n"]
+    assert follower.poll() == ["web.1: served\n"]
 
 
 def test_logs_of_an_environment_where_nothing_is_live_are_404(

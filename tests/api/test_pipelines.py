@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,8 +12,9 @@ from sqlmodel import Session, select
 from shipyard.api.main import create_app
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event, PipelineQueued
-from shipyard.shared.models import Pipeline
+from shipyard.shared.models import Pipeline, PipelineStatus
 from shipyard.shared.settings import Settings
+from tests.api.test_environments import make_live
 
 
 def test_starting_a_pipeline_answers_202_with_build_queued(
@@ -185,3 +187,53 @@ def test_a_restart_needs_something_live_and_no_pipeline_under_way(
 
     assert nothing_live.status_code == 422 and "nothing is live in staging" in nothing_live.text
     assert busy.status_code == 409 and "restart once it has ended" in busy.text
+
+
+def _live(settings: Settings, processes: list[dict[str, Any]]) -> None:
+    """A live deployment running `processes`, its pipeline ended."""
+    make_live(settings, processes)
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        for pipeline in session.exec(select(Pipeline)):
+            pipeline.status = PipelineStatus.SUCCEEDED
+            session.add(pipeline)
+        session.commit()
+
+
+def test_a_restart_of_one_process_type_records_it_on_its_pipeline(
+    client: TestClient, staging: str, settings: Settings, events: list[Event]
+) -> None:
+    _live(settings, [{"type": "web", "index": 1}, {"type": "worker", "index": 1}])
+
+    response = client.post(f"{staging}/restart", json={"process_type": "worker"})
+
+    assert response.status_code == 202, response.text
+    pipeline = response.json()
+    assert (pipeline["kind"], pipeline["process_type"]) == ("restart", "worker")
+    assert [(s["name"], s["status"]) for s in pipeline["stages"]] == [("run", "queued")]
+    assert client.get(f"/v1/pipelines/{pipeline['id']}").json()["process_type"] == "worker"
+    assert len(events) == 1
+
+
+@pytest.mark.parametrize("body", [None, {}])
+def test_a_restart_without_a_type_restarts_every_process(
+    client: TestClient, staging: str, settings: Settings, body: dict[str, str] | None
+) -> None:
+    _live(settings, [{"type": "web", "index": 1}])
+
+    response = client.post(f"{staging}/restart", json=body)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["process_type"] is None
+
+
+def test_a_restart_of_a_type_that_does_not_run_is_422_naming_what_runs(
+    client: TestClient, staging: str, settings: Settings
+) -> None:
+    _live(settings, [{"type": "web", "index": 1}, {"type": "clock", "index": 1}])
+
+    unknown = client.post(f"{staging}/restart", json={"process_type": "worker"})
+    malformed = client.post(f"{staging}/restart", json={"process_type": "web 1"})
+
+    assert unknown.status_code == 422
+    assert unknown.json() == {"detail": "staging runs no 'worker' process (it runs: clock, web)"}
+    assert malformed.status_code == 422 and "process_type" in malformed.text

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from shipyard.cli.client import CliError
+from shipyard.cli.client import ApiError, CliError
 from shipyard.cli.main import app as shipyard_app
 from shipyard.cli.main import main
 from shipyard.shared.db import get_engine
@@ -70,6 +70,35 @@ def test_apps_update_changes_the_builder_and_says_when_it_applies(run: Shipyard)
     assert "Updated app web (/srv/web, path site; builder python)" in updated.output
     assert "the next deploy builds with it" in updated.output
     assert isinstance(nothing.exception, CliError)
+
+
+def test_apps_destroy_asks_for_the_name_and_frees_it(run: Shipyard) -> None:
+    run("apps", "create", "web", "--repo", "/srv/web")
+    run("envs", "create", "staging", "--app", "web")
+
+    refused = run("apps", "destroy", "web", input="wbe\n")
+    kept = run("apps", "ls")
+    destroyed = run("apps", "destroy", "web", input="web\n")
+
+    assert isinstance(refused.exception, ApiError) and "confirm with its name" in str(
+        refused.exception
+    )
+    assert "web" in kept.output
+    assert destroyed.exit_code == 0, destroyed.output
+    assert "cannot be undone" in destroyed.output
+    assert "Destroyed web (staging): 0 live release(s) stop" in destroyed.output
+    assert "web" not in run("apps", "ls").output
+    assert run("apps", "create", "web", "--repo", "/srv/web").exit_code == 0
+
+
+def test_apps_destroy_with_confirm_does_not_ask(run: Shipyard) -> None:
+    run("apps", "create", "web", "--repo", "/srv/web")
+
+    destroyed = run("apps", "destroy", "web", "--confirm", "web")
+
+    assert destroyed.exit_code == 0, destroyed.output
+    assert "Type web" not in destroyed.output
+    assert "Destroyed web (no environment)" in destroyed.output
 
 
 def test_envs_create_and_ls(run: Shipyard) -> None:

@@ -315,3 +315,30 @@ class TestWhenTheApiCannotTellWhichWorkersAreLive:
 
         assert str(result.exception).startswith("gave up following pipeline ")
         assert "no worker" not in result.output
+
+
+@pytest.mark.usefixtures("deployed")
+def test_ps_restart_of_one_type_asks_for_it_says_so_and_pipelines_show_names_it(
+    run: Shipyard,
+) -> None:
+    result = run("ps:restart", "web", "-a", "web", "-e", "staging")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    match = re.fullmatch(
+        f"Pipeline ({UUID}): restarting the web processes of web/staging", lines[0]
+    )
+    assert match is not None
+    assert re.fullmatch(
+        f"staging now runs release v1 \\({SHORT_DIGEST}\\) at {STAGING_URL}", lines[2]
+    )
+    shown = run("pipelines", "show", match.group(1))
+    assert f"Pipeline {match.group(1)} (restart web) of web/staging: succeeded" in shown.output
+
+
+@pytest.mark.usefixtures("deployed")
+def test_ps_restart_of_a_type_that_does_not_run_fails_naming_what_runs(run: Shipyard) -> None:
+    result = run("ps:restart", "worker", "-a", "web", "-e", "staging")
+
+    assert result.exit_code == 1
+    assert "staging runs no 'worker' process (it runs: web)" in str(result.exception)

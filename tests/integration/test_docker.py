@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,22 @@ def test_a_one_off_runs_in_a_throwaway_container_of_the_release(
     assert lines[0].startswith("from docker in v1 as ") and lines[1] == "token <redacted>"
     after = {c.id for c in containers_of(docker_engine, f"shipyard.app={app}")}
     assert after == before  # the one-off's container is gone; the app's run on
+
+
+def test_a_destroyed_docker_app_leaves_no_container(
+    docker_engine: docker.DockerClient, distributed: Stack, tmp_path: Path
+) -> None:
+    app = create_docker_app(distributed, docker_repo(tmp_path))
+    assert distributed.deploy(app, "staging")["status"] == "succeeded"
+    assert set(live_containers(docker_engine, app)) == {"web", "worker"}
+
+    distributed.run_cli("apps", "destroy", app, "--confirm", app)
+
+    deadline = time.monotonic() + 60
+    while containers_of(docker_engine, f"shipyard.app={app}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [c.name for c in containers_of(docker_engine, f"shipyard.app={app}")]
+    assert left == [], f"the router's supervision did not remove {app}'s containers in 60 s"
 
 
 def test_a_plain_dockerfile_without_a_procfile_deploys_with_its_cmd_as_web(

@@ -483,6 +483,71 @@ def test_a_release_unhealthy_on_one_host_is_switched_on_neither(
     )
 
 
+def test_a_restart_of_one_type_of_a_spread_environment_restarts_only_it_on_every_host(
+    run_hosts: RunHosts, spread_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    commit_file(spread_repo, "worker.py", "import time\nwhile True:\n    time.sleep(1)\n", "worker")
+    commit_file(spread_repo, "Procfile", "web: python3 app.py\nworker: python3 worker.py\n", "ps")
+    stack.api("POST", "/v1/apps", 201, json={"name": "parts", "repo": str(spread_repo)})
+    stack.api(
+        "POST", "/v1/apps/parts/environments", 201, json={"name": "web", "hosts": list(HOSTS)}
+    )
+    counts = {"web": 2, "worker": 2}
+    path = "/v1/apps/parts/environments/web"
+    stack.api("PATCH", f"{path}/formation", 200, json={"processes": counts})
+    assert stack.deploy("parts", "web")["status"] == "succeeded"
+    before = _processes(stack, "parts", "web")
+    assert sorted(before) == [("web", 1), ("web", 2), ("worker", 1), ("worker", 2)]
+    loads = [Load(f"http://web.parts.localhost:{port}") for port in run_hosts.router_ports.values()]
+    for each in loads:
+        each.start()
+    try:
+        workers = stack.api("POST", f"{path}/restart", 202, json={"process_type": "worker"})
+        assert stack.wait_pipeline(workers["id"])["status"] == "succeeded"
+        restarted = _processes(stack, "parts", "web")
+        webs = stack.api("POST", f"{path}/restart", 202, json={"process_type": "web"})
+        assert stack.wait_pipeline(webs["id"])["status"] == "succeeded"
+    finally:
+        for each in loads:
+            each.stop()
+    final = _processes(stack, "parts", "web")
+
+    for kind, index in before:  # each still on its host, one of each type on each
+        assert before[kind, index]["host"] == final[kind, index]["host"]
+    assert {before["worker", i]["host"] for i in (1, 2)} == set(HOSTS)
+    # The workers restarted on both hosts, the webs untouched; then the other way round.
+    for index in (1, 2):
+        assert restarted["web", index]["pid"] == before["web", index]["pid"]
+        assert restarted["worker", index]["pid"] != before["worker", index]["pid"]
+        assert final["worker", index]["pid"] == restarted["worker", index]["pid"]
+        assert final["web", index]["pid"] != restarted["web", index]["pid"]
+    replaced = [before["worker", i] for i in (1, 2)] + [restarted["web", i] for i in (1, 2)]
+    run_hosts.wait(
+        lambda: not any(run_hosts.alive(p) for p in replaced),
+        "the replaced processes to stop on both hosts",
+        timeout=60,
+    )
+    assert all(run_hosts.alive(p) for p in final.values())
+    for each in loads:
+        assert each.errors == [], each.errors[:3]
+        assert {status for _, _, status, _ in each.answers} == {200}
+    assert _answers(run_hosts, "parts", "web") == {"alpha": "200 v1", "beta": "200 v1"}
+
+
+def _processes(stack: Stack, app: str, env: str) -> dict[tuple[str, int], ProcessRecord]:
+    """The live deployment's process records by (type, index), from the store (with their
+    start times, which tell a pid reused apart)."""
+    with session_scope(stack.env["SHIPYARD_DATABASE_URL"]) as session:
+        live = session.exec(
+            select(Deployment)
+            .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+            .join(App, col(App.id) == col(Environment.app_id))
+            .where(App.name == app, Environment.name == env, Deployment.status == "live")
+        ).one()
+        return {(str(p["type"]), int(p["index"])): p for p in live.processes}
+
+
 @pytest.mark.timeout(600)
 def test_the_docker_runner_spreads_an_environment_too(
     run_hosts: RunHosts, docker_engine: docker.DockerClient, tmp_path: Path

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -264,6 +264,87 @@ def test_ps_restart_replaces_every_process_with_no_failed_request_and_says_who_a
     assert history[0]["requested_by"] == "admin"
     ps = stack.run_cli("ps", "-a", "web", "-e", "staging").stdout
     assert str(after["processes"][0]["pid"]) in ps
+
+
+# A second process type: it serves nothing and runs until it is stopped.
+WORKER = """\
+import time
+
+print("worker up", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_ps_restart_of_one_type_restarts_only_it_while_the_others_keep_running_and_serving(
+    start_up: UpFactory, served_repo: tuple[Path, str, str], load: list[Load]
+) -> None:
+    repo, _, _ = served_repo
+    commit_file(repo, "worker.py", WORKER, "a worker")
+    both = commit_file(repo, "Procfile", "web: python3 server.py\nworker: python3 worker.py\n")
+    stack = start_up()
+    stack.create_app("web", repo, envs=("staging",))
+    _deploy(stack, "web", both)
+    before = _pids(stack)
+    traffic = Load(stack.current("web", "staging")["url"])
+    load.append(traffic)
+    traffic.start()
+
+    workers = stack.run_cli("ps:restart", "worker", "-a", "web", "-e", "staging")
+
+    restarted = _pids(stack)
+    assert "restarting the worker processes of web/staging" in workers.stdout
+    assert restarted["web"] == before["web"]  # untouched: not stopped, not started again
+    assert restarted["worker"] != before["worker"]
+    wait_for(lambda: not _alive(before["worker"]), "the old worker to be stopped", stack)
+    # Past the supervision's next look for processes of replaced deployments (every 5 s): the
+    # web process carried over to the new deployment is not one of them.
+    _stays(lambda: _alive(restarted["web"]) and _pids(stack) == restarted, seconds=8)
+    pipeline_id = workers.stdout.split()[1].rstrip(":")
+    shown = stack.run_cli("pipelines", "show", pipeline_id).stdout
+    assert "(restart worker)" in shown
+
+    webs = stack.run_cli("ps:restart", "web", "-a", "web", "-e", "staging")
+
+    traffic.stop()
+    final = _pids(stack)
+    assert "restarting the web processes of web/staging" in webs.stdout
+    assert final["worker"] == restarted["worker"]
+    assert final["web"] != restarted["web"]
+    wait_for(lambda: not _alive(restarted["web"]), "the old web to be stopped", stack)
+    assert _alive(final["worker"])
+    assert traffic.answers and traffic.errors == []
+    assert [a for a in traffic.answers if a[2] != 200] == []
+    current = stack.current("web", "staging")
+    assert current["deployment"]["cause"] == "restart"
+    assert current["release"]["version"] == 1  # no new release either time
+    history = stack.api("GET", "/v1/apps/web/environments/staging/deployments", 200)
+    assert [d["cause"] for d in history[:3]] == ["restart", "restart", "deploy"]
+
+
+def _pids(stack: Stack) -> dict[str, int]:
+    """The pid of each process type's one process in staging."""
+    processes = stack.current("web", "staging")["processes"]
+    assert sorted(p["type"] for p in processes) == ["web", "worker"]
+    return {p["type"]: int(p["pid"]) for p in processes}
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie left to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _stays(condition: Callable[[], bool], seconds: float) -> None:
+    """`condition` holds whenever it is looked at for `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert condition()
+        time.sleep(0.2)
 
 
 def _server_on(port: int) -> int:

@@ -166,6 +166,19 @@ def test_served_processes_answer_at_the_host_name(
 
 
 @pytest.mark.network
+def test_a_removed_route_gets_the_unknown_host_answer(
+    router: RuntimeAPI, settings: Settings, backends: dict[str, Backend]
+) -> None:
+    traffic(router, settings).serve([backends["old"].process("old-1")])
+
+    router.remove_route(settings.router_dir / "hosts.map", "staging.web.localhost")
+
+    with client(settings) as http:
+        assert http.get("/").status_code == 404
+    assert router.routes(settings.router_dir / "hosts.map") == {}
+
+
+@pytest.mark.network
 def test_a_switch_drains_the_old_server_before_removing_it(
     router: RuntimeAPI, settings: Settings, backends: dict[str, Backend]
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Protocol
 from shipyard.shared import constants
 from shipyard.shared.drivers import RunnerName
 from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.services.formation import share_indexes
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class ReleaseSpec:
     host: str = field(default_factory=socket.gethostname)  # the run host (SHIPYARD_HOST_NAME)
     # Which part of the formation this host runs: (its position, how many hosts share it).
     share: tuple[int, int] = (0, 1)
+    # Start only this type's processes (`ps:restart web`); None: every type of the release.
+    only_type: str | None = None
     # The Host header of the health check, as a browser sends it: the environment's first
     # domain, else its stable host name (`<env>.<app>.localhost`); None: the process's address.
     health_host: str | None = None
@@ -122,6 +125,14 @@ def with_storage(env: dict[str, str], storage: str) -> dict[str, str]:
             value = value.replace(name, storage)
         expanded[key] = value
     return expanded
+
+
+def indexes_to_start(spec: ReleaseSpec, process_type: str) -> list[int]:
+    """The indexes of the `process_type` processes `spec` starts on its host: its share of the
+    formation, and none of a type other than the one restarted alone (`spec.only_type`)."""
+    if spec.only_type is not None and process_type != spec.only_type:
+        return []
+    return share_indexes(spec.formation, process_type, *spec.share)
 
 
 def free_port() -> int:

@@ -34,7 +34,6 @@ from shipyard.shared.drivers import RunnerName
 from shipyard.shared.exceptions import ArtifactIntegrityError, StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.docker_engine import image_tag
 from shipyard.workers.runners.base import (
     MAX_LINE_BYTES,
@@ -44,6 +43,7 @@ from shipyard.workers.runners.base import (
     OutputSink,
     ReleaseSpec,
     free_port,
+    indexes_to_start,
     server_name,
     web_url,
     with_storage,
@@ -90,7 +90,7 @@ class DockerRunner:
             started: list[ProcessRecord] = []
             try:
                 for process_type, command in procfile.items():
-                    for index in share_indexes(spec.formation, process_type, *spec.share):
+                    for index in indexes_to_start(spec, process_type):
                         started.append(
                             self._start_process(spec, image.id, user, process_type, index, command)
                         )

@@ -27,7 +27,6 @@ from shipyard.shared.drivers import RunnerName
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.manifest import process_types, read_procfile
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services.formation import share_indexes
 from shipyard.workers.archives import FirstLayer, code_filter, first_layer
 from shipyard.workers.runners.base import (
     MAX_LINE_BYTES,
@@ -37,6 +36,7 @@ from shipyard.workers.runners.base import (
     OutputSink,
     ReleaseSpec,
     free_port,
+    indexes_to_start,
     server_name,
     web_url,
     with_storage,
@@ -352,7 +352,7 @@ class LocalRunner:
         started: list[ProcessRecord] = []
         try:
             for process_type, command in procfile.items():
-                for index in share_indexes(spec.formation, process_type, *spec.share):
+                for index in indexes_to_start(spec, process_type):
                     started.append(self._start_process(spec, jail, process_type, index, command))
         except BaseException:
             self.stop(started)  # a release starts whole or not at all

@@ -63,7 +63,9 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         )
         if deployment is None:
             raise StageFailed("another worker is running this stage")
-        spec = release_spec(session, context, release, str(deployment.id))
+        spec = release_spec(
+            session, context, release, str(deployment.id), only_type=pipeline.process_type
+        )
         hosts = placement.hosts_of(environment)
     result = StageResult(result_id=str(deployment.id), deployment_id=deployment.id)
     if deployment.status == DeploymentStatus.LIVE:
@@ -72,7 +74,9 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     if deployment.processes:  # left by an attempt whose worker died during the health check
         runner.stop(deployment.processes)
     traffic = traffic_for(context, environment, spec.app)
-    recorder = DeploymentRecorder(context.db_url, deployment, routed=traffic is not None)
+    recorder = DeploymentRecorder(
+        context.db_url, deployment, routed=traffic is not None, only_type=pipeline.process_type
+    )
     try:
         if len(hosts) > 1:
             switch_spread(context, runner, spec, recorder, traffic, hosts)
@@ -100,6 +104,7 @@ class DeploymentRecorder:
     deployment: Deployment
     routed: bool  # a router on this host sends the traffic; else going live is the switch
     replaced: uuid.UUID | None = None  # the deployment that going live superseded
+    only_type: str | None = None  # a restart of this process type alone: the others carry over
 
     def started(self, processes: list[ProcessRecord]) -> None:
         """The new processes exist (before their health check)."""
@@ -109,7 +114,8 @@ class DeploymentRecorder:
             )
 
     def go_live(self, processes: list[ProcessRecord]) -> list[ProcessRecord] | None:
-        """The deployment is live; returns the processes of the one it replaced, if any."""
+        """The deployment is live; returns the processes of the one it replaced, if any (of a
+        restart of one type, only that type's: the others run on, live in this one)."""
         with session_scope(self.db_url) as session:
             previous = deployments.go_live(
                 session=session,
@@ -118,6 +124,7 @@ class DeploymentRecorder:
                 # No router here: each release answers on its own address, so going live is
                 # the switch, recorded with it.
                 switched=not self.routed,
+                only_type=self.only_type,
             )
             if previous is None:
                 return None

@@ -6,6 +6,7 @@ import structlog
 from sqlmodel import Session
 
 from shipyard.shared import routing
+from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.logging import register_secrets
 from shipyard.shared.models import App, ConfigVersion, Environment, Release
 from shipyard.shared.reserved_config import without_startup_variables
@@ -18,11 +19,18 @@ log = structlog.get_logger(__name__)
 
 
 def release_spec(
-    session: Session, context: WorkerContext, release: Release, deployment_id: str
+    session: Session,
+    context: WorkerContext,
+    release: Release,
+    deployment_id: str,
+    only_type: str | None = None,
 ) -> ReleaseSpec:
-    """Everything a runner needs for `release`; its secret values are registered for redaction."""
+    """Everything a runner needs for `release` (with `only_type`, to start that process type
+    alone); its secret values are registered for redaction."""
     environment = get_row(session, Environment, release.environment_id)
     app = get_row(session, App, environment.app_id)
+    if app.destroyed_at is not None:  # while its pipeline was starting: nothing of it may run
+        raise StageFailed("its app was destroyed (shipyard apps destroy): nothing of it runs")
     config = get_row(session, ConfigVersion, release.config_version_id)
     env, secret_values = decrypt_config(config, context.box)
     register_secrets(secret_values)
@@ -47,6 +55,7 @@ def release_spec(
         formation=dict(environment.formation),
         host=context.settings.host_name,
         health_host=health_host(app.name, environment),
+        only_type=only_type,
     )
 
 

@@ -33,6 +33,7 @@ from shipyard.shared.models import (
     Deployment,
     DeploymentShare,
     Environment,
+    Pipeline,
     Release,
     ShareStatus,
 )
@@ -355,8 +356,19 @@ def _handle(context: WorkerContext, message: ShareMessage) -> None:
         runner = get_runner(environment.runner, context)
         app = get_row(session, App, environment.app_id)
         starting = share is not None and share.status == ShareStatus.STARTING
+        pipeline = (
+            session.get(Pipeline, deployment.pipeline_id)
+            if starting and deployment.pipeline_id
+            else None
+        )
         spec = (
-            release_spec(session, context, release, str(deployment.id))
+            release_spec(
+                session,
+                context,
+                release,
+                str(deployment.id),
+                only_type=pipeline.process_type if pipeline is not None else None,
+            )
             if message.action == "start" and starting
             else None
         )

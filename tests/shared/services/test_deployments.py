@@ -185,3 +185,72 @@ def test_a_replaced_deployment_never_retired_is_found_to_be_stopped(
     found = deployments.unretired_deployments(session=session, runner="local")
 
     assert [d.id for d in found] == [ids[1]]  # replaced mid-drain; the live one is not in it
+
+
+def _process(kind: str, index: int, pid: int) -> dict[str, object]:
+    return {"type": kind, "index": index, "status": "running", "pid": pid}
+
+
+def test_a_restart_of_one_type_carries_the_others_over_and_replaces_only_that_type(
+    session: Session, app: App, staging: Environment
+) -> None:
+    web, worker_1, worker_2 = (
+        _process("web", 1, 10),
+        _process("worker", 1, 11),
+        _process("worker", 2, 12),
+    )
+    clock = _process("clock", 1, 13)
+    release = make_release(session, app, staging, make_artifact(session, app))
+    first = _begin(session, release)
+    deployments.go_live(
+        session=session, deployment=first, processes=[web, worker_1, worker_2, clock]
+    )
+    session.commit()
+    restart = make_pipeline(session, app, staging)
+    second = deployments.begin_deployment(
+        session=session, pipeline_id=restart.id, release=release, cause="restart"
+    )
+    assert second is not None
+    new_2, new_1 = _process("worker", 2, 22), _process("worker", 1, 21)
+
+    previous = deployments.go_live(
+        session=session, deployment=second, processes=[new_2, new_1], only_type="worker"
+    )
+    session.commit()
+
+    # What the switch drains and stops: only the workers it replaced.
+    assert previous is not None and previous.processes == [worker_1, worker_2]
+    # Live now: web and clock as they ran (same records), the new workers in their place.
+    assert second.processes == [web, new_1, new_2, clock]
+    session.expire_all()
+    stored = session.get(Deployment, second.id)
+    assert stored is not None and stored.processes == [web, new_1, new_2, clock]
+    replaced = session.get(Deployment, first.id)
+    assert replaced is not None and replaced.status == DeploymentStatus.SUPERSEDED
+    assert replaced.processes == [worker_1, worker_2]  # never the carried ones: they run on
+    current = deployments.current(session=session, environment=staging)
+    assert current is not None
+    assert [(p.type, p.pid) for p in current.processes] == [
+        ("web", 10),
+        ("worker", 21),
+        ("worker", 22),
+        ("clock", 13),
+    ]
+
+
+def test_going_live_again_with_one_type_keeps_what_it_carried(
+    session: Session, app: App, staging: Environment
+) -> None:
+    web, worker = _process("web", 1, 10), _process("worker", 1, 11)
+    deployment = _deploy(session, app, staging, "one")
+    deployments.set_processes(session=session, deployment_id=deployment.id, processes=[web, worker])
+    session.commit()
+    again = _process("worker", 1, 31)
+
+    previous = deployments.go_live(
+        session=session, deployment=deployment, processes=[again], only_type="worker"
+    )
+    session.commit()
+
+    assert previous is None
+    assert deployment.processes == [web, again]

@@ -136,6 +136,21 @@ def test_each_process_runs_as_a_labelled_limited_container_and_web_answers(
         assert SECRET not in command_line  # config travels as environment only
 
 
+def test_a_restart_of_one_type_starts_only_its_containers(
+    docker_engine: docker.DockerClient, runner: DockerRunner, app: str, image: BuiltArtifact
+) -> None:
+    spec = release_spec(app, image.digest, formation={"worker": 2}, only_type="worker")
+
+    processes = runner.start(spec)
+
+    try:
+        assert [(p["type"], p["index"]) for p in processes] == [("worker", 1), ("worker", 2)]
+        labelled = containers_of(docker_engine, f"shipyard.deployment={spec.deployment_id}")
+        assert [c.labels["shipyard.process"] for c in labelled] == ["worker", "worker"]
+    finally:
+        runner.stop(processes)
+
+
 def test_the_port_is_bound_on_loopback_only(live: Live, app: str, image: BuiltArtifact) -> None:
     processes = live.switch_to(release_spec(app, image.digest))
     web = next(p for p in processes if p["type"] == "web")

@@ -395,6 +395,20 @@ def test_the_formation_starts_as_many_processes_of_a_type_each_on_its_own_port(
     assert all(httpx.get(p["url"], trust_env=False).status_code == 200 for p in started)
 
 
+def test_a_restart_of_one_type_starts_only_that_types_processes(
+    tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
+) -> None:
+    artifact = make_artifact(
+        tmp_path, store, {"Procfile": "web: sleep 60\nworker: sleep 60\nclock: sleep 60\n"}
+    )
+    spec = make_spec(artifact, formation={"worker": 2}, only_type="worker")
+
+    started.extend(runner.start(spec))
+
+    assert [(p["type"], p["index"]) for p in started] == [("worker", 1), ("worker", 2)]
+    assert all(runner.is_running(p) for p in started)
+
+
 def test_a_process_that_exits_leaves_its_status_and_one_can_be_started_again(
     tmp_path: Path, store: FileStore, runner: LocalRunner, started: list[ProcessRecord]
 ) -> None:

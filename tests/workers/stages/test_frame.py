@@ -15,7 +15,15 @@ from shipyard.shared import migrate
 from shipyard.shared.db import StatementCounter, get_engine, session_scope
 from shipyard.shared.drivers import RunnerName
 from shipyard.shared.events import ArtifactBuilt, Event, ReleaseCreated
-from shipyard.shared.models import Build, Pipeline, PipelineStatus, StageRun
+from shipyard.shared.models import (
+    App,
+    Build,
+    Deployment,
+    Pipeline,
+    PipelineStatus,
+    StageRun,
+    utcnow,
+)
 from shipyard.shared.schemas import AppCreate, ConfigPatch, EnvironmentCreate
 from shipyard.shared.services import apps, pipelines, stage_runs
 from shipyard.shared.services.config import patch_config
@@ -127,6 +135,25 @@ def test_the_three_stages_record_their_results_and_publish_only_ids(
         ReleaseCreated(pipeline_id=pipeline.id, release_id=stored.release_id),
     ]
     assert runs["build"].result_id == stored.artifact_id
+
+
+def test_a_run_stage_of_an_app_destroyed_meanwhile_fails_and_runs_nothing(
+    context: WorkerContext, pipeline: Pipeline, published: list[Event]
+) -> None:
+    for stage in ("build", "release"):
+        assert _execute(context, pipeline, stage) == ClaimOutcome.CLAIMED
+    with session_scope(context.db_url) as session:  # as a destroy racing the pipeline would
+        app = session.exec(select(App)).one()
+        app.destroyed_at = utcnow()
+        session.add(app)
+
+    _execute(context, pipeline, "run")
+
+    stored, runs = _stored(context, pipeline)
+    assert stored.status == PipelineStatus.FAILED
+    assert "its app was destroyed" in (runs["run"].error or "")
+    with Session(get_engine(context.db_url)) as session:
+        assert session.exec(select(Deployment)).all() == []
 
 
 def test_the_build_row_is_finished_with_the_stage_result_in_one_transaction(
