@@ -17,6 +17,7 @@ from shipyard.api.limits import BodyLimitMiddleware
 from shipyard.api.routers import (
     apps,
     artifacts,
+    certificates,
     config,
     environments,
     formation,
@@ -120,6 +121,7 @@ def create_app(
         subscriptions,
         workers,
         one_offs,
+        certificates,
     ):
         app.include_router(router.router, prefix="/v1", dependencies=protected)
     return app

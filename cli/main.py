@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apps": ("resources", "apps_cli"),
     "envs": ("resources", "envs_cli"),
     "config": ("resources", "config_cli"),
+    "domains": ("certificates", "domains_cli"),
+    "certs": ("certificates", "certs_cli"),
     "deploy": ("deploy", "deploy"),
     "run": ("one_offs", "run"),
     "runs": ("one_offs", "runs"),

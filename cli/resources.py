@@ -103,7 +103,7 @@ def apps_destroy(
             if gone["one_offs_cancelled"]
             else ""
         )
-        + "; their persistent storage stays on the run hosts (remove it there if unneeded)",
+        + "; their persistent storage is kept, put aside on the run hosts (docs/operations.md)",
         highlight=False,
         soft_wrap=True,
     )

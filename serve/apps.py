@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import structlog
@@ -86,6 +87,10 @@ class AppSupervisor:
         self._router = context.router
         self._hostname = context.settings.host_name
         self._watched: dict[tuple[uuid.UUID, str, int], _Watched] = {}
+        # Stale processes not yet stopped (the engine away, a stop refused), by deployment and
+        # pid or container; and destroyed environments' storage folders to put aside.
+        self._stale: dict[tuple[uuid.UUID, str], ProcessRecord] = {}
+        self._storage_left: set[Path] = set()
 
     def check(self) -> None:
         """One pass over the live deployments of this host (and, now and then, its disk)."""
@@ -100,16 +105,34 @@ class AppSupervisor:
     def stop_stale(self) -> None:
         """Stop this host's processes that the store no longer counts as running here: those of
         deployments retired or failed meanwhile, as when the host was lost and its environments
-        moved (their new host recorded the old deployment retired but could not stop it). One
-        still draining (superseded, not yet retired) is its switch's to stop."""
+        moved (their new host recorded the old deployment retired but could not stop it), and
+        those of deployments stopped because their app was destroyed (containers too, whatever
+        their state: the engine would restart them). One still draining (superseded, not yet
+        retired) is its switch's to stop. What could not be stopped is tried again at each look."""
         now = utcnow()
-        # The first look goes back a week (the host may have been away); later ones only at
-        # what ended since the last (with a margin for transactions committed late).
+        # The first look goes back a week (the host may have been away), and to every destroyed
+        # app's deployment whatever its age; later ones only at what ended since the last (with a
+        # margin for transactions committed late).
         if self._stale_checked is None:
-            recent = col(Deployment.created_at) >= now - STALE_LOOKBACK
+            bound = now - STALE_LOOKBACK
+            recent = or_(
+                col(Deployment.ended_at) >= bound,
+                col(Deployment.retired_at) >= bound,
+                col(Deployment.status) == DeploymentStatus.STOPPED,
+            )
         else:
             since = self._stale_checked - STALE_MARGIN
-            recent = or_(col(Deployment.ended_at) >= since, col(Deployment.retired_at) >= since)
+            destroyed = (
+                select(Environment.id)
+                .join(App, col(App.id) == col(Environment.app_id))
+                .where(col(App.destroyed_at) >= since)
+            )
+            recent = or_(
+                col(Deployment.ended_at) >= since,
+                col(Deployment.retired_at) >= since,
+                # Stopped with its app: one superseded long before keeps its ended_at.
+                col(Deployment.environment_id).in_(destroyed),
+            )
         with session_scope(self._context.db_url) as session:
             ended = session.exec(
                 select(Deployment).where(
@@ -125,28 +148,74 @@ class AppSupervisor:
                     ),
                 )
             ).all()
-            stale = [
-                (deployment.id, record)
-                for deployment in ended
-                for record in deployment.processes
-                if record.get("host", self._hostname) == self._hostname
-                # A container's switch stops it; a stopped deployment's (its app destroyed) has
-                # no switch, so this host stops it.
-                and (
-                    "pid" in record
-                    or ("container" in record and deployment.status == DeploymentStatus.STOPPED)
-                )
-            ]
+            for deployment in ended:
+                stopped = deployment.status == DeploymentStatus.STOPPED
+                for record in deployment.processes:
+                    if record.get("host", self._hostname) != self._hostname:
+                        continue
+                    # A container's switch stops it; a stopped deployment's has none.
+                    if "pid" in record or ("container" in record and stopped):
+                        key = (deployment.id, str(record.get("pid") or record["container"]))
+                        self._stale[key] = record
+                    if stopped and record.get("storage"):
+                        self._storage_left.add(Path(str(record["storage"])))
         self._stale_checked = now
-        for deployment_id, record in stale:
-            runner = self._runner if "pid" in record else self._docker()
-            if runner is None or not runner.is_running(record):
-                continue
+        for key, record in list(self._stale.items()):
+            if self._stop_stale_process(key[0], record):
+                del self._stale[key]
+        if self._storage_left and not self._stale:
+            self._put_storage_aside()
+
+    def _stop_stale_process(self, deployment_id: uuid.UUID, record: ProcessRecord) -> bool:
+        """Stop one stale process (if it runs); whether that is done with."""
+        try:
+            if "pid" in record:
+                if not self._runner.is_running(record):
+                    return True
+                runner: Runner = self._runner
+            else:
+                docker = self._docker()
+                if docker is None:
+                    return False
+                runner = docker  # stopped and removed even if restarting or exited
             log.warning(
                 "apps.stale_stopped", type=record["type"], process=record.get("pid", "container")
             )
             self._take_out(deployment_id, record)
             runner.stop([record])
+        except ShipyardError as exc:
+            log.warning("apps.stale_stop_failed", type=record["type"], error=exc.message)
+            return False
+        return True
+
+    def _put_storage_aside(self) -> None:
+        """Move the default storage folders of destroyed apps' environments out of the way (to
+        `.destroyed/` beside them), so that a new app given the same name never finds their
+        data; one a live process of this host uses (a new app of that name already running)
+        is left where it is, and said so."""
+        root = self._context.settings.storage_dir
+        with session_scope(self._context.db_url) as session:
+            in_use = {
+                Path(str(record["storage"]))
+                for deployment in deployments.live_deployments(session=session, runner="local")
+                for record in deployment.processes
+                if record.get("storage")
+            }
+        for folder in sorted(self._storage_left):
+            self._storage_left.discard(folder)
+            if not folder.is_dir() or not folder.is_relative_to(root) or folder == root:
+                continue  # gone already, or an environment's own storage_dir: the user's
+            if folder in in_use:
+                log.warning("apps.destroyed_storage_in_use", folder=str(folder))
+                continue
+            aside = (
+                root
+                / ".destroyed"
+                / f"{folder.relative_to(root).as_posix().replace('/', '.')}-{uuid.uuid4().hex[:8]}"
+            )
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(aside)
+            log.info("apps.destroyed_storage_moved", folder=str(folder), to=str(aside))
 
     def _docker(self) -> Runner | None:
         """This host's Docker runner, once connected; None (and a warning) while the engine

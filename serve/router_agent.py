@@ -11,22 +11,24 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
+from collections.abc import Callable
 
 import redis
 import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shipyard.router import haproxy
+from shipyard.router import haproxy, tls
 from shipyard.router.runtime import RouterError, RuntimeAPI
 from shipyard.router.traffic import Route, Traffic, web_servers
+from shipyard.serve.acme_responder import AcmeResponder
 from shipyard.serve.apps import AppSupervisor
 from shipyard.serve.router_log_reader import RouterLogReader
 from shipyard.serve.supervisor import ChildSpec, Supervisor, hold_exclusive
 from shipyard.shared import constants, processes
 from shipyard.shared.broker import make_celery
 from shipyard.shared.db import session_scope
-from shipyard.shared.services import routes
+from shipyard.shared.services import certificates, routes
 from shipyard.shared.settings import Settings
 from shipyard.workers.context import WorkerContext
 
@@ -37,7 +39,8 @@ HAPROXY = "haproxy"
 # store, which on SQLite takes its write lock for a moment.
 CHECK_SECONDS = 0.2
 APPS_EVERY = 5
-# Host names no environment answers to any more (its app destroyed) are looked for every 5 s.
+# Host names and servers that nothing in the store has any more (its app destroyed) are
+# looked for every 5 s.
 ROUTES_EVERY = 25
 
 
@@ -63,11 +66,20 @@ def run(settings: Settings) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())
         requests = request_log_reader(settings)
+        challenges = acme_responder(settings)
+        loaded = tls.RouterCertificates(settings)
         try:
             requests.start()  # before HAProxy: its first requests are logged too
+            challenges.start()
             supervisor.start()
             restored = restore(settings)
-            log.info("router.ready", port=settings.router_port, servers=restored)
+            catch_up(settings, loaded)
+            log.info(
+                "router.ready",
+                port=settings.router_port,
+                https_port=settings.router_https_port,
+                servers=restored,
+            )
             child = supervisor.children[HAPROXY]
             apps = AppSupervisor(WorkerContext.create(settings, make_celery(settings, "router")))
             passes = 0
@@ -78,14 +90,17 @@ def run(settings: Settings) -> None:
                     supervisor.check()
                     if child.restarts != restarts and child.running:
                         restore(settings)  # a restarted HAProxy starts from its empty config
+                        catch_up(settings, loaded)
                     if passes % APPS_EVERY == 0:
                         apps.check()
                     if passes % ROUTES_EVERY == 0:
-                        forget_routes(settings)
+                        catch_up(settings, loaded)
+                        sync_routes(settings)
                 except Exception as exc:  # the store or an app in trouble: HAProxy serves on
                     log.error("router.pass_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             supervisor.stop()
+            challenges.stop()
             requests.stop()
     finally:
         lock.release()
@@ -144,22 +159,108 @@ def restore(settings: Settings) -> int:
     return served
 
 
-def forget_routes(settings: Settings) -> list[str]:
-    """Take out of the router each host name that no environment answers to any more (its app
-    was destroyed, a domain removed), or that points to another backend than its environment's
-    (a destroyed environment's slot, given to another since): the names taken out."""
+def sync_routes(settings: Settings) -> list[str]:
+    """Make the router's host names and servers what the store says, taking out only: a host
+    name no environment answers to any more (its app destroyed, a domain removed) is deleted,
+    one pointing to another backend than its environment's (a destroyed environment's slot,
+    given to another since) is pointed back; a server that no live or draining deployment of
+    the slot's environment has (a destroyed app's, a failed switch's) is removed. Returns what
+    was changed, e.g. `route web.example.com` or `server env_0003/3fa85f64-web-1-p8001`."""
     api = RuntimeAPI(settings.router_socket)
-    # The router's names first: one added after this look is of an environment that the store,
-    # read next, already holds (an environment is created, with its slot, before it is routed).
-    present = api.routes(settings.router_map)
+    # The router first, the store next: whatever a switch adds to the router it has recorded in
+    # the store before (an environment and its slot exist before they are routed; a deployment
+    # is live before its servers are added), so nothing added meanwhile is taken for a leftover.
+    present_routes = api.routes(settings.router_map)
+    present_servers = api.all_servers()
     with session_scope(settings.sqlalchemy_url) as session:
         known = {
             host: haproxy.backend_name(route.slot)
             for route in routes.environment_routes(session=session)
             for host in route.hosts
         }
-    gone = sorted(host for host, backend in present.items() if known.get(host) != backend)
-    for host in gone:
-        api.remove_route(settings.router_map, host)
-        log.info("router.route_forgotten", host=host)
-    return gone
+        allowed = {
+            haproxy.backend_name(slot): names
+            for slot, names in routes.routed_servers(session=session).items()
+        }
+    changed = []
+    for host, backend in sorted(present_routes.items()):
+        if known.get(host) == backend:
+            continue
+        if host in known:
+            api.set_route(settings.router_map, host, known[host])
+        else:
+            api.remove_route(settings.router_map, host)
+        changed.append(f"route {host}")
+    for backend, servers in sorted(present_servers.items()):
+        if not backend.startswith(haproxy.SLOT_PREFIX):
+            continue
+        for name in sorted(set(servers) - allowed.get(backend, set())):
+            api.remove_server(backend, name)
+            changed.append(f"server {backend}/{name}")
+    if changed:
+        log.info("router.synced", changed=changed)
+    return changed
+
+
+def acme_responder(settings: Settings) -> AcmeResponder:
+    """The answerer of ACME challenges (HAProxy's `acme_challenge` backend), not yet started."""
+    return AcmeResponder(
+        path=settings.router_acme_socket,
+        # A CA retries a validation it could not make; a challenge waits for no broker.
+        client=redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        ),
+        namespace=settings.broker_namespace,
+    )
+
+
+def catch_up(settings: Settings, loaded: tls.RouterCertificates) -> None:
+    """Bring into the router what the store has and it lacks: host names (a domain added to an
+    environment since), then the certificates to serve. A step that fails is logged and made
+    again at the next pass; HAProxy serves on."""
+    steps: dict[str, Callable[[], object]] = {
+        "routes": lambda: add_missing_routes(settings),
+        "certificates": lambda: sync_tls(settings, loaded),
+    }
+    for name, step in steps.items():
+        try:
+            step()
+        except Exception as exc:
+            log.error("router.catch_up_failed", step=name, error=f"{type(exc).__name__}: {exc}")
+
+
+def add_missing_routes(settings: Settings) -> list[str]:
+    """Point each host name of an environment that the router lacks (a domain added to a live
+    environment, routed with no deploy) at its backend: the names added. The counterpart of
+    sync_routes, which takes out or points back the names the router has."""
+    api = RuntimeAPI(settings.router_socket)
+    present = api.routes(settings.router_map)
+    with session_scope(settings.sqlalchemy_url) as session:
+        known = routes.environment_routes(session=session)
+    added = []
+    for route in known:
+        for host in route.hosts:
+            if host not in present:
+                api.set_route(settings.router_map, host, haproxy.backend_name(route.slot))
+                added.append(host)
+    if added:
+        log.info("router.routes_added", hosts=added)
+    return added
+
+
+def sync_tls(settings: Settings, loaded: tls.RouterCertificates) -> list[str]:
+    """Make the router serve the certificates the store serves (new and renewed ones loaded, the
+    others removed) and redirect or send HSTS for their domains as their environments ask: what
+    changed. Nothing without an HTTPS port (SHIPYARD_ROUTER_HTTPS_PORT)."""
+    if settings.router_https_port is None:
+        return []
+    return loaded.apply(served_certificates(settings))
+
+
+def served_certificates(settings: Settings) -> list[certificates.ServedCertificate]:
+    """Every certificate the routers serve, keys decrypted, from the store."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        return certificates.served(session=session, box=settings.secret_box())

@@ -53,6 +53,15 @@ ROUTER_START_SECONDS: Final = 30.0
 # HAProxy's connect timeout to an app: loopback answers at once or refuses; the retry goes to
 # another server of the environment.
 ROUTER_CONNECT_TIMEOUT_MS: Final = 2000
+# HSTS's max-age for an environment that asks for it: one year, what browsers' preload lists
+# require at least; an environment that turns HSTS off again is remembered by browsers this long.
+ROUTER_HSTS_MAX_AGE_SECONDS: Final = 365 * 24 * 3600
+# The router's own self-signed certificate, served for a host name no certificate names (as a
+# TLS server must send one): regenerated at each start, valid long past any uptime.
+ROUTER_DEFAULT_CERTIFICATE_DAYS: Final = 3650
+# The ACME challenge answerer (serve.acme_responder): a connection HAProxy keeps open idle, or a
+# request that never ends, is closed after this long.
+ACME_RESPONDER_TIMEOUT_SECONDS: Final = 10.0
 # The old release stops taking new requests at the switch, and is stopped once its requests
 # in flight are done, or after this long (kamal-proxy's default drain timeout).
 DRAIN_TIMEOUT_SECONDS: Final = 30.0
@@ -175,3 +184,30 @@ NOTIFY_TIMEOUT_SECONDS: Final = 10.0
 SIGNATURE_HEADER: Final = "X-Shipyard-Signature-256"
 # Generated webhook and subscription secrets: 32 random bytes, URL-safe.
 TRIGGER_SECRET_BYTES: Final = 32
+
+# --- HTTPS: certificates for environments' domains (shared/services/certificates.py) ---------
+
+# The ACME CA (RFC 8555) that issues them: Let's Encrypt. Its staging directory issues untrusted
+# certificates under far higher rate limits: try a set-up there first (docs/operations.md).
+ACME_DIRECTORY_URL: Final = "https://acme-v02.api.letsencrypt.org/directory"
+ACME_STAGING_DIRECTORY_URL: Final = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# A certificate is renewed this long before it expires: Let's Encrypt's last 90 days, and
+# certbot renews them 30 days ahead too, which leaves weeks of retries for a CA that is down.
+ACME_RENEW_DAYS: Final = 30
+# How often the beat looks for certificates due (a new domain is ordered at once: the API sends
+# the same task when one is added or a renewal is forced).
+ACME_CHECK_SECONDS: Final = 60.0
+CERTIFICATES_TASK: Final = "shipyard.certificates.order"
+# A failed order is tried again after 1 min, doubling up to 6 h: quick after a DNS fix, and far
+# below Let's Encrypt's limit of 5 failed validations per host name and hour.
+ACME_BACKOFF_SECONDS: Final = 60.0
+ACME_BACKOFF_MAX_SECONDS: Final = 6 * 3600.0
+# One order's validation and issuance are polled this long at most (the acme library's own
+# default); each HTTP request to the CA gets its own timeout.
+ACME_ORDER_TIMEOUT_SECONDS: Final = 90.0
+ACME_HTTP_TIMEOUT_SECONDS: Final = 30
+# A worker's claim on a domain's order: far longer than an order can take, so a claim older than
+# this is a dead worker's and another may order.
+ACME_ORDER_LEASE_SECONDS: Final = 600.0
+# An uploaded certificate chain (or key): a long chain of 4096-bit certificates is ~10 KB.
+CERTIFICATE_MAX_PEM_CHARS: Final = 64 * 1024

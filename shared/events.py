@@ -59,7 +59,16 @@ class NotificationQueued(BaseModel):
     notification_id: uuid.UUID
 
 
-Event = StageEvent | ArtifactsExpired | NotificationQueued
+class CertificatesDue(BaseModel):
+    """A domain was added or a renewal forced: order the certificates due now, without waiting
+    for the beat's next look (the task takes every due one, each under its own claim)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["certificates.due"] = "certificates.due"
+
+
+Event = StageEvent | ArtifactsExpired | NotificationQueued | CertificatesDue
 
 # Which task, on which queue, consumes each event that is not a stage's (those are in
 # shared.stages.STAGE_ROUTES).
@@ -68,4 +77,6 @@ OTHER_ROUTES: dict[str, tuple[str, str]] = {
     "artifacts.expired": (constants.REMOVE_ARTIFACTS_TASK, constants.BUILD_QUEUE),
     # Receivers are slow or down at times: they get a pool of their own, never a stage's.
     "notification.queued": (constants.NOTIFY_TASK, constants.NOTIFY_QUEUE),
+    # An order waits on a remote CA for up to minutes: the notify pool's, like deliveries.
+    "certificates.due": (constants.CERTIFICATES_TASK, constants.NOTIFY_QUEUE),
 }

@@ -149,6 +149,10 @@ class Environment(SQLModel, table=True):
     # The SQL guard behind the release-phase lock: which pipeline holds it, since when.
     release_phase_holder: uuid.UUID | None = None
     release_phase_since: datetime | None = _maybe_timestamp()
+    # HTTPS of its domains (shared/services/certificates.py): plain HTTP is redirected to HTTPS
+    # for a domain with a certificate (never the ACME challenge path), and HSTS is sent if asked.
+    https_redirect: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    hsts: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
     created_at: datetime = _timestamp()
 
 
@@ -540,3 +544,54 @@ class NotificationAttempt(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     duration_ms: float
     attempted_at: datetime = _timestamp()
+
+
+# --- HTTPS: certificates for environments' domains -------------------------------------------
+
+
+class CertificateSource(StrEnum):
+    ACME = "acme"  # ordered from the ACME CA, renewed before it expires
+    UPLOADED = "uploaded"  # given by a user (`certs add`); never renewed by Shipyard
+
+
+class CertificateStatus(StrEnum):
+    PENDING = "pending"  # no certificate yet: its first order is due or under way
+    ISSUED = "issued"  # served; a renewal that fails keeps it issued and records `error`
+    FAILED = "failed"  # its first order failed (`error` says why); tried again with backoff
+
+
+class Certificate(SQLModel, table=True):
+    """One domain's certificate: the chain (public) and its key, encrypted like secrets, which
+    every router of the installation loads from here."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    environment_id: uuid.UUID = Field(foreign_key="environment.id", index=True)
+    domain: str = Field(max_length=253, unique=True)
+    source: str = Field(default=CertificateSource.ACME, max_length=16)
+    status: str = Field(default=CertificateStatus.PENDING, max_length=16)
+    cert_pem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # leaf first
+    key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # a Fernet token
+    fingerprint: str | None = Field(default=None, max_length=64)  # SHA-256 of the leaf's DER
+    issuer: str | None = Field(default=None, max_length=1024)
+    not_before: datetime | None = _maybe_timestamp()
+    not_after: datetime | None = _maybe_timestamp()
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    attempts: int = 0  # failed orders in a row
+    next_attempt_at: datetime | None = _maybe_timestamp()
+    # The lease of the worker ordering it (None: no order under way); an order records its
+    # result only while its lease is still the one it took.
+    ordering_since: datetime | None = _maybe_timestamp()
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class AcmeAccount(SQLModel, table=True):
+    """The installation's account with one ACME CA: its key (a Fernet token) and its URL."""
+
+    __tablename__ = "acme_account"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    directory_url: str = Field(max_length=2048, unique=True)
+    key: str = Field(sa_column=Column(Text, nullable=False))
+    uri: str | None = Field(default=None, max_length=2048)
+    created_at: datetime = _timestamp()

@@ -5,6 +5,7 @@ log, shared.build_stream)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ log = structlog.get_logger(__name__)
 
 # How `logs` labels the lines (`router: at=info …`), as Heroku's `heroku[router]`.
 LABEL = "router"
+# How long a follower leaves the broker alone after it failed to answer.
+RETRY_SECONDS = 10.0
 
 
 def stream_key(namespace: str, environment_id: uuid.UUID) -> str:
@@ -48,6 +51,7 @@ class RouterLogSource:
     label: str = LABEL
     _after: str = START  # the last entry read
     _failing: bool = False
+    _retry_at: float = 0.0
 
     @property
     def origin(self) -> str:
@@ -70,12 +74,17 @@ class RouterLogSource:
         return [_line(fields) for _id, fields in entries]
 
     def _read(self, read: Callable[[], Any]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        # After a failure, not asked again for a while: each try may wait for its timeout,
+        # and the processes' own lines, read in the same pass, must not wait with it.
+        if self._failing and time.monotonic() < self._retry_at:
+            return []
         try:
             entries: list[tuple[bytes, dict[bytes, bytes]]] = read()
         except redis.RedisError as exc:
             if not self._failing:  # once per outage, not at every poll
                 log.warning("router_log.unavailable", error=f"{type(exc).__name__}: {exc}")
             self._failing = True
+            self._retry_at = time.monotonic() + RETRY_SECONDS
             return []
         self._failing = False
         return entries

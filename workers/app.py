@@ -35,8 +35,8 @@ def create_worker_app() -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        # One beat per installation (see docs/operations.md); it only publishes the reconciler
-        # and the schedules' tick, whose due times are kept in SQL.
+        # One beat per installation (see docs/operations.md); it only publishes the reconciler,
+        # the schedules' tick and the certificates' look, whose due times are kept in SQL.
         beat_schedule={
             # Maintenance runs on the notify pool, never on a stage's queue: a stage pool that
             # is busy or gone must not take the reconciler (its repairer) with it.
@@ -62,6 +62,15 @@ def create_worker_app() -> Celery:
                 "options": {
                     "queue": constants.NOTIFY_QUEUE,
                     "expires": settings.schedule_tick_seconds,
+                },
+            },
+            # Certificates due an order (new domains, renewals, retries after backoff).
+            "certificates": {
+                "task": constants.CERTIFICATES_TASK,
+                "schedule": settings.acme_check_seconds,
+                "options": {
+                    "queue": constants.NOTIFY_QUEUE,
+                    "expires": settings.acme_check_seconds,
                 },
             },
         },

@@ -15,6 +15,7 @@ from shipyard.shared import constants
 from shipyard.shared.events import (
     ArtifactBuilt,
     ArtifactsExpired,
+    CertificatesDue,
     NotificationQueued,
     PipelineQueued,
     ReleaseCreated,
@@ -23,6 +24,7 @@ from shipyard.shared.models import utcnow
 from shipyard.shared.services.stage_runs import ClaimOutcome
 from shipyard.shared.settings import get_settings
 from shipyard.shared.stages import STAGE_ROUTES, Stage
+from shipyard.workers.acme import order_due
 from shipyard.workers.app import app
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.hosts import watch_run_hosts
@@ -115,6 +117,16 @@ def tick_hosts(self: StageTask) -> None:
 def tick_schedules(self: StageTask, now: str | None = None) -> None:
     """Fire the schedules due now (run by the beat); `now` (ISO 8601) is for tests' clocks."""
     run_schedules(self.context, datetime.fromisoformat(now) if now else utcnow())
+
+
+@app.task(name=constants.CERTIFICATES_TASK, base=StageTask, bind=True, **_RETRY)
+def order_certificates(self: StageTask, event: dict[str, Any] | None = None) -> None:
+    """Order the certificates due now from the ACME CA (run by the beat; sent by the API when a
+    domain is added or a renewal forced). Failures are recorded and retried with backoff."""
+    if event is not None:
+        CertificatesDue.model_validate(event)
+    context = self.context
+    order_due(settings=context.settings, box=context.box, challenges_redis=context.redis)
 
 
 class NotifyTask(StageTask):

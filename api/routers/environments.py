@@ -12,10 +12,11 @@ from shipyard.shared.schemas import (
     CurrentPublic,
     EnvironmentCreate,
     EnvironmentPublic,
+    EnvironmentUpdate,
     PlacementChange,
     StoragePublic,
 )
-from shipyard.shared.services import apps, deployments, hosts, pipelines
+from shipyard.shared.services import apps, certificates, deployments, hosts, pipelines
 
 router = APIRouter(prefix="/apps/{app}/environments", tags=["environments"])
 
@@ -27,6 +28,7 @@ def create_environment(
     session: SessionDep,
     settings: SettingsDep,
     probe: WorkersProbeDep,
+    publish: PublisherDep,
 ) -> EnvironmentPublic:
     """Add an environment (staging, production, …) with its runner and health check."""
     owner = apps.get_app(session=session, name=app)
@@ -37,6 +39,37 @@ def create_environment(
         session=session, app=owner, data=data, slots=settings.router_slots, placed=placed
     )
     session.commit()
+    if environment.domains:
+        certificates.ask_for_orders(publish)
+    return routing.environment_public(settings, environment, app)
+
+
+@router.get("/{env}")
+def get_environment(
+    app: str, env: str, session: SessionDep, settings: SettingsDep
+) -> EnvironmentPublic:
+    """One environment, with its stable URL."""
+    environment = apps.environment_by_names(session=session, app=app, name=env)
+    return routing.environment_public(settings, environment, app)
+
+
+@router.patch("/{env}")
+def update_environment(
+    app: str,
+    env: str,
+    data: EnvironmentUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    publish: PublisherDep,
+) -> EnvironmentPublic:
+    """Change its domains (admin; the whole list: each one added is given a certificate from
+    the ACME CA, each one removed loses its own) and their HTTPS: `https_redirect` (plain HTTP
+    redirected once a domain has a certificate) and `hsts`."""
+    environment = apps.environment_by_names(session=session, app=app, name=env)
+    added = apps.update_environment(session=session, environment=environment, data=data)
+    session.commit()
+    if added:
+        certificates.ask_for_orders(publish)
     return routing.environment_public(settings, environment, app)
 
 

@@ -16,7 +16,7 @@ from shipyard.shared import constants, router_log
 from shipyard.shared.app_logs import Follower, sources_for
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.db import session_scope
-from shipyard.shared.exceptions import NotFound
+from shipyard.shared.exceptions import NotFound, ServiceUnavailable
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.services import apps, deployments
 
@@ -63,6 +63,8 @@ def app_logs(
     routed = broker is not None and (
         process is None or (process == router_log.LABEL and process not in types)
     )
+    if process == router_log.LABEL and process not in types and broker is None:
+        raise ServiceUnavailable("the router's lines are on the broker, which is unavailable")
     if process is not None and process not in types and not routed:
         raise NotFound(f"the live release of {app}/{env} has no {process!r} process")
     # The request's session would otherwise stay open (on SQLite: holding its write lock)

@@ -1,8 +1,9 @@
-"""What the store says at scrape time: live releases, pipelines, stage queues, worker liveness.
+"""What the store says at scrape time: live releases, pipelines, stage queues, certificates'
+expiry, worker liveness.
 
 A custom collector, so that every scrape reads the truth with one cheap query set (three
-statements on indexed columns, and a SCAN of the broker's few liveness keys) instead of
-keeping counters in step with the database.
+statements on indexed columns, one over the certificates, a row per custom domain, and a SCAN
+of the broker's few liveness keys) instead of keeping counters in step with the database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from sqlmodel import Session, col, select
 from shipyard.shared import constants
 from shipyard.shared.models import (
     App,
+    Certificate,
+    CertificateStatus,
     Deployment,
     DeploymentStatus,
     Environment,
@@ -59,6 +62,7 @@ class StoreCollector(Collector):
         yield self._live_releases()
         yield self._pipelines()
         yield from self._stages(now)
+        yield self._certificate_expiry(now)
         if self._broker is not None:
             yield from self._workers(self._broker)
 
@@ -126,6 +130,30 @@ class StoreCollector(Collector):
                     oldest.add_metric([queue], max(0.0, age))
         yield stages
         yield oldest
+
+    def _certificate_expiry(self, now: datetime) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "shipyard_certificate_expiry_seconds",
+            "Seconds until each domain's certificate expires (negative: expired; absent: none "
+            "issued yet).",
+            labels=["app", "environment", "domain"],
+        )
+        rows = self._session.exec(
+            select(App.name, Environment.name, Certificate.domain, Certificate.not_after)
+            .select_from(Certificate)
+            .join(Environment, col(Environment.id) == col(Certificate.environment_id))
+            .join(App, col(App.id) == col(Environment.app_id))
+            .where(
+                col(Certificate.status) == CertificateStatus.ISSUED,
+                col(App.destroyed_at).is_(None),
+            )
+        )
+        for app, environment, domain, not_after in rows:
+            if not_after is not None:
+                family.add_metric(
+                    [app, environment, domain], (_utc(not_after) - now).total_seconds()
+                )
+        return family
 
     def _workers(self, broker: BrokerProbe) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(

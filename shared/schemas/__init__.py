@@ -11,9 +11,14 @@ from shipyard.shared.schemas.apps import (
     Domain,
     EnvironmentCreate,
     EnvironmentPublic,
+    EnvironmentUpdate,
     PlacementChange,
     StorageDir,
     StoragePublic,
+)
+from shipyard.shared.schemas.certificates import (
+    CertificatePublic,
+    CertificateUpload,
 )
 from shipyard.shared.schemas.common import (
     Name,
@@ -104,6 +109,8 @@ __all__ = [
     "ArtifactSide",
     "BuildLogLinesPublic",
     "BuildLogPublic",
+    "CertificatePublic",
+    "CertificateUpload",
     "ConfigChange",
     "ConfigKey",
     "ConfigPatch",
@@ -113,6 +120,7 @@ __all__ = [
     "DeploymentPublic",
     "Domain",
     "EnvironmentCreate",
+    "EnvironmentUpdate",
     "OneOffCreate",
     "OneOffOutputPublic",
     "OneOffPublic",

@@ -113,6 +113,10 @@ class EnvironmentCreate(Input):
     # Host names the environment answers to on the routers, besides <env>.<app>.localhost.
     domains: Annotated[list[Domain], Field(max_length=20)] = []
     drain_timeout: Annotated[float, Field(ge=0, le=3600)] = constants.DRAIN_TIMEOUT_SECONDS
+    # HTTPS of its domains: plain HTTP redirected to HTTPS once a domain has a certificate, and
+    # HSTS (browsers then refuse plain HTTP for that domain for a year).
+    https_redirect: bool = True
+    hsts: bool = False
     # Where its processes run (docs/operations.md, "Run hosts"): one run host (its
     # SHIPYARD_HOST_NAME), or spread over `hosts` (the first coordinates), or over `spread` up
     # hosts with the fewest processes ("all": every up one). None of them: the host its first run
@@ -125,6 +129,16 @@ class EnvironmentCreate(Input):
     def _one_placement(self) -> EnvironmentCreate:
         check_placement(self.run_host, self.hosts, self.spread)
         return self
+
+
+class EnvironmentUpdate(Input):
+    """What `PATCH …/environments/{env}` changes (each field left out stays as it is): its
+    domains (the whole list; each one added is given a certificate from the ACME CA, each one
+    removed loses its certificate) and how its domains' HTTPS behaves."""
+
+    domains: Annotated[list[Domain], Field(max_length=20)] | None = None
+    https_redirect: bool | None = None
+    hsts: bool | None = None
 
 
 class PlacementChange(Input):
@@ -161,6 +175,8 @@ class EnvironmentPublic(BaseModel):
     cpu_limit: float | None
     storage_dir: str | None
     domains: list[str]
+    https_redirect: bool
+    hsts: bool
     drain_timeout: float
     formation: dict[str, int]
     run_host: str | None = None  # the run host its processes run on (None: not placed yet)

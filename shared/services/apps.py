@@ -10,8 +10,8 @@ from shipyard.shared import constants
 from shipyard.shared.db import flush_or_conflict
 from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import App, ConfigVersion, Environment
-from shipyard.shared.schemas import AppCreate, AppUpdate, EnvironmentCreate
-from shipyard.shared.services import destroy
+from shipyard.shared.schemas import AppCreate, AppUpdate, EnvironmentCreate, EnvironmentUpdate
+from shipyard.shared.services import certificates, destroy
 
 # Concurrent creates that race for the same router slot: each retry takes the next free one.
 _SLOT_ATTEMPTS = 20
@@ -94,7 +94,28 @@ def create_environment(
         raise Conflict("environments are being created too fast to find a router slot; retry")
     session.add(ConfigVersion(environment_id=environment.id, version=1))
     session.flush()
+    certificates.sync_domains(session=session, environment=environment)
     return environment
+
+
+def update_environment(
+    *, session: Session, environment: Environment, data: EnvironmentUpdate
+) -> list[str]:
+    """Change an environment's domains (the whole list) and their HTTPS settings; returns the
+    domains added, each due an ACME order now (a domain removed loses its certificate)."""
+    if not data.model_dump(exclude_none=True):
+        raise InvalidInput("nothing to change: give domains, https_redirect or hsts")
+    if data.domains is not None:
+        domains = list(dict.fromkeys(data.domains))
+        _check_domains(session, [d for d in domains if d not in environment.domains])
+        environment.domains = domains
+    if data.https_redirect is not None:
+        environment.https_redirect = data.https_redirect
+    if data.hsts is not None:
+        environment.hsts = data.hsts
+    session.add(environment)
+    session.flush()
+    return certificates.sync_domains(session=session, environment=environment)
 
 
 def _check_domains(session: Session, domains: list[str]) -> None:

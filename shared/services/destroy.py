@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from shipyard.shared.exceptions import Conflict, InvalidInput
@@ -77,14 +77,27 @@ def destroy_app(*, session: Session, app: App, confirm: str | None) -> Destroyed
         )
     )
     environment_ids = [e.id for e in environments]
+    # Live ones, and any whose processes may still run: starting, or superseded but never
+    # recorded retired (a spread switch's late host). Each run host stops a stopped one's.
     running_deployments = session.exec(
         select(Deployment).where(
             col(Deployment.environment_id).in_(environment_ids),
-            col(Deployment.status).in_([DeploymentStatus.LIVE, DeploymentStatus.STARTING]),
+            or_(
+                col(Deployment.status).in_([DeploymentStatus.LIVE, DeploymentStatus.STARTING]),
+                and_(
+                    col(Deployment.status) == DeploymentStatus.SUPERSEDED,
+                    col(Deployment.retired_at).is_(None),
+                ),
+            ),
         )
     ).all()
+    live = 0
     for deployment in running_deployments:
-        deployment.status, deployment.ended_at = DeploymentStatus.STOPPED, now
+        live += deployment.status == DeploymentStatus.LIVE
+        deployment.status, deployment.ended_at = (
+            DeploymentStatus.STOPPED,
+            deployment.ended_at or now,
+        )
         session.add(deployment)
     running = list(
         session.exec(
@@ -115,9 +128,7 @@ def destroy_app(*, session: Session, app: App, confirm: str | None) -> Destroyed
     app.destroyed_at = now
     session.add(app)
     session.flush()
-    return Destroyed(
-        app=app, environments=names, stopped=len(running_deployments), one_offs=running
-    )
+    return Destroyed(app=app, environments=names, stopped=live, one_offs=running)
 
 
 def reclaim_route_slots(*, session: Session) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, and_, bindparam, or_, update
 from sqlmodel import Session, col, select
 
 from shipyard.shared import routing
@@ -51,6 +51,34 @@ def environment_slots(*, session: Session) -> dict[int, uuid.UUID]:
         .where(col(Environment.route_slot).is_not(None), col(App.destroyed_at).is_(None))
     ).all()
     return {int(slot): environment_id for slot, environment_id in rows if slot is not None}
+
+
+def routed_servers(*, session: Session) -> dict[int, set[str]]:
+    """Router slot → the servers its backend may hold now: those of its environment's live
+    deployment, and of one superseded whose switch has not retired it yet (draining). A server
+    of anything else (a destroyed app's, a failed deployment's) is a leftover."""
+    rows = session.exec(
+        select(Environment.route_slot, Deployment.processes)
+        .join(Deployment, col(Deployment.environment_id) == col(Environment.id))
+        .join(App, col(App.id) == col(Environment.app_id))
+        .where(
+            col(Environment.route_slot).is_not(None),
+            col(App.destroyed_at).is_(None),
+            or_(
+                col(Deployment.status) == DeploymentStatus.LIVE,
+                and_(
+                    col(Deployment.status) == DeploymentStatus.SUPERSEDED,
+                    col(Deployment.retired_at).is_(None),
+                ),
+            ),
+        )
+    ).all()
+    servers: dict[int, set[str]] = {}
+    for slot, processes in rows:
+        servers.setdefault(int(slot or 0), set()).update(
+            str(p["server"]) for p in processes if p.get("server")
+        )
+    return servers
 
 
 def _route(environment: Environment, app: App, processes: list[ProcessRecord]) -> EnvironmentRoute:

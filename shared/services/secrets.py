@@ -6,13 +6,14 @@ from sqlmodel import Session, select
 
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.models import ConfigVersion
+from shipyard.shared.services.certificates import rotate_keys as rotate_certificate_keys
 from shipyard.shared.services.hook_config import rotate_hook_secrets
 from shipyard.shared.services.notifications import rotate_subscription_secrets
 
 
 def rotate_secrets(*, session: Session, box: SecretBox) -> int:
-    """Re-encrypt every stored secret (config, webhook and subscription secrets) under `box`'s
-    newest key; returns how many.
+    """Re-encrypt every stored secret (config, webhook and subscription secrets, certificates'
+    and the ACME account's keys) under `box`'s newest key; returns how many.
 
     The values themselves do not change, so every release, old ones included, still runs with
     exactly the config it was made with.
@@ -26,4 +27,5 @@ def rotate_secrets(*, session: Session, box: SecretBox) -> int:
         count += len(config.secret_vars)
     session.flush()
     count += rotate_hook_secrets(session=session, box=box)
+    count += rotate_certificate_keys(session=session, box=box)
     return count + rotate_subscription_secrets(session=session, box=box)

@@ -111,4 +111,4 @@ def test_without_a_broker_there_are_no_router_lines(
     routed = client.get(f"{staging}/logs", params={"process": "router"})
 
     assert everything.text == "web.1: listening\n"
-    assert routed.status_code == 404
+    assert routed.status_code == 503 and "broker, which is unavailable" in routed.text

@@ -10,15 +10,16 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
+import redis
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from shipyard.api.main import create_app
 from shipyard.shared import build_stream, one_off_stream
 from shipyard.shared.db import get_engine
 from shipyard.shared.events import Event
 from shipyard.shared.host_inbox import Inbox, OneOffMessage
-from shipyard.shared.models import OneOffStatus
+from shipyard.shared.models import OneOffStatus, Pipeline, PipelineStatus
 from shipyard.shared.schemas.one_offs import MAX_STDIN_BYTES
 from shipyard.shared.services import apps, one_offs
 from shipyard.shared.settings import Settings
@@ -181,3 +182,42 @@ def test_a_run_on_a_host_that_is_not_up_is_refused(
         refused = client.post(RUNS, json={"command": "true"})
 
     assert refused.status_code == 422 and "'alpha' is not up" in refused.text
+
+
+def _pipelines_ended(settings: Settings) -> None:
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        for pipeline in session.exec(select(Pipeline)):
+            pipeline.status = PipelineStatus.SUCCEEDED
+            session.add(pipeline)
+        session.commit()
+
+
+def test_destroying_the_app_asks_its_running_one_offs_to_end(
+    api: TestClient, broker: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    run_id = api.post(RUNS, json={"command": "sleep 600"}).json()["id"]
+    _pipelines_ended(settings)
+
+    destroyed = api.delete("/v1/apps/web", params={"confirm": "web"})
+
+    assert destroyed.status_code == 200, destroyed.text
+    assert destroyed.json()["one_offs_cancelled"] == 1
+    namespace = settings.broker_namespace
+    assert one_off_stream.cancel_requested(broker, namespace, uuid.UUID(run_id))
+
+
+def test_destroying_with_a_one_off_running_and_the_broker_away_changes_nothing(
+    api: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.post(RUNS, json={"command": "sleep 600"})
+    _pipelines_ended(settings)
+
+    def away(*_: object) -> None:
+        raise redis.ConnectionError("the broker is away")
+
+    monkeypatch.setattr(one_off_stream, "request_cancel", away)
+
+    refused = api.delete("/v1/apps/web", params={"confirm": "web"})
+
+    assert refused.status_code == 503, refused.text
+    assert api.get("/v1/apps/web").status_code == 200  # nothing of the destroy was kept

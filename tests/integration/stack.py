@@ -102,6 +102,8 @@ def stack_environment(data_dir: Path, **extra: str) -> dict[str, str]:
         "SHIPYARD_LOG_FORMAT": "json",
         # Each stack's router on a port of its own, never a developer's 8080.
         "SHIPYARD_ROUTER_PORT": str(free_port()),
+        # No certificate orders from Let's Encrypt for the tests' domains (test_https: pebble).
+        "SHIPYARD_ACME_DIRECTORY_URL": "",
         **extra,
     }
 

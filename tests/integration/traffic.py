@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -28,6 +29,8 @@ class Load:
 
     url: str
     clients: int = 4
+    # How each client connects (the router's HTTP port by default; an HTTPS one in test_https).
+    connect: Callable[[str], httpx.Client] | None = None
     answers: list[tuple[float, float, int, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -41,7 +44,7 @@ class Load:
 
     def _client(self) -> None:
         deadline = time.monotonic() + 300  # a bound of its own, whatever the test does
-        with router_client(self.url) as client:
+        with (self.connect or router_client)(self.url) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 began = time.time()
                 try:

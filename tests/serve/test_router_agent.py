@@ -12,10 +12,11 @@ from shipyard.serve.supervisor import ChildSpec
 from shipyard.shared import migrate
 from shipyard.shared.db import get_engine, session_scope
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
-from shipyard.shared.services import apps
+from shipyard.shared.services import apps, deployments
 from shipyard.shared.settings import Settings
 from tests.integration.stack import free_port
 from tests.router.test_router import started
+from tests.shared.factories import make_artifact, make_pipeline, make_release
 
 
 class _Captured(Exception):
@@ -49,29 +50,55 @@ def test_haproxy_is_supervised_with_a_scrubbed_environment(
 
 
 @pytest.mark.network
-def test_host_names_no_environment_answers_to_are_forgotten(tmp_path: Path) -> None:
+def test_the_router_is_brought_back_to_what_the_store_says(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", router_port=free_port(), router_slots=4)
     settings.data_dir.mkdir(parents=True)
     migrate.upgrade(settings.sqlalchemy_url)
     with session_scope(settings.sqlalchemy_url) as session:
         app = apps.create_app(session=session, data=AppCreate(name="web", repo="/srv/web"))
         environment = apps.create_environment(
-            session=session,
-            app=app,
-            data=EnvironmentCreate(name="staging", domains=["web.example.com"]),
+            session=session, app=app, data=EnvironmentCreate(name="staging", domains=["web.test"])
         )
-        slot = haproxy.backend_name(int(environment.route_slot or 0))
-        other = haproxy.backend_name(int(environment.route_slot or 0) + 1)
+        release = make_release(session, app, environment, make_artifact(session, app))
+        deployment = deployments.begin_deployment(
+            session=session,
+            pipeline_id=make_pipeline(session, app, environment).id,
+            release=release,
+            cause="deploy",
+        )
+        assert deployment is not None
+        live = {"type": "web", "status": "running", "port": 1, "server": "live-web-1-p1"}
+        deployments.go_live(session=session, deployment=deployment, processes=[live])
+        slot = int(environment.route_slot or 0)
+    own, other = haproxy.backend_name(slot), haproxy.backend_name(slot + 1)
     try:
         with started(settings) as api:
-            api.set_route(settings.router_map, "staging.web.localhost", slot)
-            api.set_route(settings.router_map, "production.gone.localhost", slot)
+            api.set_route(settings.router_map, "staging.web.localhost", own)
+            api.set_route(settings.router_map, "production.gone.localhost", own)
             # Its own domain, pointing to a slot it no longer has (given to another since).
-            api.set_route(settings.router_map, "web.example.com", other)
+            api.set_route(settings.router_map, "web.test", other)
+            for backend, server in (
+                (own, "live-web-1-p1"),
+                (own, "gone-web-1-p2"),
+                (other, "x-p3"),
+            ):
+                api.add_server(backend, server, "127.0.0.1", 9)
 
-            forgotten = router_agent.forget_routes(settings)
+            changed = router_agent.sync_routes(settings)
 
-            assert forgotten == ["production.gone.localhost", "web.example.com"]
-            assert api.routes(settings.router_map) == {"staging.web.localhost": slot}
+            assert changed == [
+                "route production.gone.localhost",
+                "route web.test",
+                f"server {own}/gone-web-1-p2",
+                f"server {other}/x-p3",
+            ]
+            assert api.routes(settings.router_map) == {
+                "staging.web.localhost": own,
+                "web.test": own,
+            }
+            # Besides the slots' backends, only the ACME challenges' answerer has a server.
+            assert set(api.all_servers()) == {own, haproxy.ACME_CHALLENGE_BACKEND}
+            assert set(api.servers(own)) == {"live-web-1-p1"}
+            assert router_agent.sync_routes(settings) == []  # nothing left to change
     finally:
         get_engine(settings.sqlalchemy_url).dispose()

@@ -107,6 +107,53 @@ def test_every_migration_can_be_undone_and_redone(db_url: str) -> None:
     assert set(inspect(get_engine(db_url)).get_table_names()) == EXPECTED_TABLES
 
 
+def test_migrations_go_down_and_up_again_with_rows_that_refer_to_each_other(
+    db_url: str,
+) -> None:
+    from sqlmodel import Session
+
+    from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+    from shipyard.shared.services import apps
+    from tests.shared.factories import make_pipeline
+
+    with Session(get_engine(db_url)) as session:
+        app = apps.create_app(session=session, data=AppCreate(name="web", repo="/srv/web"))
+        environment = apps.create_environment(
+            session=session, app=app, data=EnvironmentCreate(name="staging")
+        )
+        make_pipeline(session, app, environment)
+        session.commit()
+
+    # Down past the batch rebuilds of `app` (0016) and `pipeline` (0015, 0013), and up again.
+    command.downgrade(migrate.alembic_config(db_url), "0012")
+    migrate.upgrade(db_url)
+
+    with get_engine(db_url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM pipeline")).scalar() == 1
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1  # on again
+
+
+def test_a_destroyed_app_keeps_the_store_from_going_below_0016(db_url: str) -> None:
+    with get_engine(db_url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO app (id, name, repo, path, builder, created_at, destroyed_at) "
+                "VALUES ('a1', 'web~1', '/srv', '', 'local', '2026-01-01', '2026-01-02')"
+            )
+        )
+
+    try:
+        command.downgrade(migrate.alembic_config(db_url), "0015")
+    except RuntimeError as exc:
+        assert "1 destroyed app(s) are in the store" in str(exc)
+    else:
+        raise AssertionError("the downgrade went through with a destroyed app in the store")
+    assert (
+        _head_revision(db_url)
+        == ScriptDirectory.from_config(migrate.alembic_config(db_url)).get_current_head()
+    )
+
+
 def test_an_environment_that_runs_somewhere_is_placed_there_by_the_upgrade(db_url: str) -> None:
     command.downgrade(migrate.alembic_config(db_url), "0009")  # before placements existed
     get_engine(db_url).dispose()

@@ -100,3 +100,17 @@ def test_with_the_broker_away_there_are_no_router_lines() -> None:
     assert source.tail(10) == []
     assert source.poll() == []
     away.close()
+
+
+def test_after_a_failure_the_broker_is_left_alone_for_a_while() -> None:
+    calls: list[str] = []
+
+    class Away:
+        def xrange(self, *args: object, **kwargs: object) -> object:
+            calls.append("xrange")
+            raise redis.ConnectionError("refused")
+
+    source = router_log.RouterLogSource(Away(), "shipyard:routerlog:none")  # type: ignore[arg-type]
+
+    assert [source.poll(), source.poll(), source.poll()] == [[], [], []]
+    assert calls == ["xrange"]  # the two polls after the failure did not ask again

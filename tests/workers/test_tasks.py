@@ -16,6 +16,7 @@ NAMES_ON_THE_WIRE = {
     "shipyard.notify.deliver",
     "shipyard.schedules.tick",
     "shipyard.hosts.tick",  # since run hosts are watched (a lost one's environments move)
+    "shipyard.certificates.order",  # since custom domains get certificates from an ACME CA
 }
 
 
@@ -24,3 +25,13 @@ def test_every_task_keeps_its_name_on_the_wire() -> None:
 
     assert registered == NAMES_ON_THE_WIRE
     assert tasks.build_stage.name == "shipyard.stage.build"
+
+
+def test_certificates_due_are_ordered_on_the_notify_queue_by_the_beat_and_the_api() -> None:
+    from shipyard.shared.broker import ROUTES
+
+    entry = app.conf.beat_schedule["certificates"]
+
+    assert entry["task"] == tasks.order_certificates.name == "shipyard.certificates.order"
+    assert entry["options"]["queue"] == "notify"
+    assert ROUTES["certificates.due"] == ("shipyard.certificates.order", "notify")

@@ -31,6 +31,8 @@ def build_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     settings = context.settings
     with session_scope(context.db_url) as session:
         app = get_row(session, App, pipeline.app_id)
+        if app.destroyed_at is not None:  # a pipeline that raced `apps destroy`
+            raise StageFailed("its app was destroyed (shipyard apps destroy): nothing is built")
         build = builds.start_build(session=session, pipeline=pipeline, app=app)
     live_view = build_stream.stream_key(settings.broker_namespace, pipeline.id)
     build_log = BuildLog(

@@ -24,6 +24,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # A destroyed app's row keeps its tombstone name: it stays out of the way of the live ones.
+    # Without the column, a destroyed app would be an app again (listed, routed, deployable).
+    destroyed = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM app WHERE destroyed_at IS NOT NULL"))
+        .scalar()
+    )
+    if destroyed:
+        raise RuntimeError(
+            f"{destroyed} destroyed app(s) are in the store: before this migration, nothing "
+            "could tell them from live ones; downgrade a copy without them, or stay at 0016"
+        )
     with op.batch_alter_table("app") as batch:
         batch.drop_column("destroyed_at")

@@ -87,6 +87,41 @@ def test_the_environment_page_says_where_it_runs(
     assert '<td class="run-host">alpha</td>' in page and '<td class="run-host">beta</td>' in page
 
 
+def test_the_environment_page_shows_each_domains_certificate(
+    admin: TestClient, history: dict[str, Any], settings: Settings
+) -> None:
+    from shipyard.shared.schemas import EnvironmentUpdate
+    from shipyard.shared.services import certificates
+    from tests.certificate_support import TestCA
+
+    plain = admin.get("/ui/apps/web/environments/staging").text
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        staging = apps.environment_by_names(session=session, app="web", name="staging")
+        apps.update_environment(
+            session=session,
+            environment=staging,
+            data=EnvironmentUpdate(domains=["shop.example.com", "www.example.com"]),
+        )
+        issued = TestCA().issue("shop.example.com")
+        certificates.upload(
+            session=session,
+            environment=staging,
+            chain_text=issued.chain,
+            key_text=issued.key,
+            box=settings.secret_box(),
+        )
+        session.commit()
+
+    page = admin.get("/ui/apps/web/environments/staging").text
+
+    assert "Domains and certificates" not in plain
+    assert '<tr class="certificate" data-domain="shop.example.com" data-status="issued">' in page
+    assert '<tr class="certificate" data-domain="www.example.com" data-status="pending">' in page
+    assert "CN=Shipyard Test CA" in page
+    assert '<td class="days-left">89</td>' in page or '<td class="days-left">88</td>' in page
+    assert "PRIVATE" not in page
+
+
 def test_a_diff_masks_secrets(admin: TestClient, history: dict[str, Any]) -> None:
     response = admin.get(
         "/ui/apps/web/environments/staging/diff", params={"version": 2, "against": 1}

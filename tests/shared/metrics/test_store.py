@@ -78,3 +78,39 @@ def test_a_broker_that_is_away_is_reported_and_the_store_still_scraped(
     assert scraped["shipyard_broker_up"] == {"": 0.0}
     assert "shipyard_workers" not in scraped
     assert scraped["shipyard_pipelines"]["queued"] == 0
+
+
+def test_each_issued_certificate_reports_the_seconds_until_it_expires(
+    session: Session, client: fakeredis.FakeRedis
+) -> None:
+    from datetime import timedelta
+
+    from cryptography.fernet import Fernet
+
+    from shipyard.shared.crypto import SecretBox
+    from shipyard.shared.models import utcnow
+    from shipyard.shared.schemas import AppCreate, EnvironmentCreate
+    from shipyard.shared.services import apps, certificates
+    from tests.certificate_support import TestCA
+
+    app = apps.create_app(session=session, data=AppCreate(name="shop", repo="/srv/shop"))
+    environment = apps.create_environment(
+        session=session,
+        app=app,
+        data=EnvironmentCreate(name="live", domains=["shop.example.com", "www.example.com"]),
+    )
+    issued = TestCA().issue("shop.example.com", not_after=utcnow() + timedelta(days=10))
+    certificates.upload(
+        session=session,
+        environment=environment,
+        chain_text=issued.chain,
+        key_text=issued.key,
+        box=SecretBox(Fernet.generate_key()),
+    )
+    session.commit()
+
+    expiry = _scrape(session, client)["shipyard_certificate_expiry_seconds"]
+
+    # Labels in name order (app, domain, environment); the pending www.example.com has none.
+    assert list(expiry) == ["shop/shop.example.com/live"]
+    assert 10 * 86400 - 60 < expiry["shop/shop.example.com/live"] <= 10 * 86400
