@@ -29,6 +29,7 @@ from bench import (
     report,
     rollback,
     serving,
+    tls,
 )
 from bench.context import Bench
 from bench.plan import DEFAULT, SMOKE, Plan
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "hosts": hosts.run,
     "code_deploy": code_deploy.run,
     "cli": cli_speed.run,
+    "tls": tls.run,
     # Last: it starts a registry and a second stack of its own, stopped when it ends.
     "registry": registry_store.run,
 }

@@ -48,6 +48,10 @@ class Plan:
     code_deploy_samples: int = 5
     # 11. CLI start-up: runs of each command per repetition.
     cli_samples: int = 15
+    # 12. HTTPS: keep-alive GETs per path (direct, router over HTTP, over HTTPS), and seconds of
+    # back-to-back full TLS handshakes, per repetition.
+    tls_latency_requests: int = 2000
+    tls_handshake_seconds: float = 5.0
 
     @property
     def commits_needed(self) -> int:
@@ -77,6 +81,8 @@ SMOKE = Plan(
     load_seconds=1.0,
     serving_samples=2,
     router_latency_requests=200,
+    tls_latency_requests=100,
+    tls_handshake_seconds=0.5,
     registry_artifact_mb=2,
     registry_samples=1,
     hosts_counts=(1, 2),

@@ -95,6 +95,8 @@ class Stack:
             "SHIPYARD_SECRET_KEY": Fernet.generate_key().decode(),
             "SHIPYARD_ADMIN_TOKEN": self.token,
             "SHIPYARD_ROUTER_PORT": str(self.router_port),
+            # The harness's domains get uploaded certificates, never a real CA's.
+            "SHIPYARD_ACME_DIRECTORY_URL": "",
             "SHIPYARD_LOG_FORMAT": "json",
             **self.settings,
         }

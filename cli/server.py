@@ -247,6 +247,15 @@ def up(
             "default 8080).",
         ),
     ] = None,
+    router_https_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port the router serves HTTPS on, for environments' domains "
+            "(SHIPYARD_ROUTER_HTTPS_PORT; default: no HTTPS).",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Also print the API's, pools' and broker's logs.")
     ] = False,
@@ -256,6 +265,8 @@ def up(
 
     if router_port is not None:  # read by this process's settings and by its children's
         os.environ["SHIPYARD_ROUTER_PORT"] = str(router_port)
+    if router_https_port is not None:
+        os.environ["SHIPYARD_ROUTER_HTTPS_PORT"] = str(router_https_port)
     settings = _settings(data_dir)
     if settings.mode != "embedded":
         raise CliError(

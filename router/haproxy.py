@@ -112,7 +112,7 @@ frontend http
 
 # ACME HTTP-01 challenges, answered by the router agent from the broker (serve.acme_responder).
 backend {ACME_CHALLENGE_BACKEND}
-    server responder unix@{settings.router_acme_socket}
+    server responder unix@{settings.router_acme_socket} maxconn 16
 
 {slots}"""
 
@@ -123,10 +123,11 @@ def _http_rules(settings: Settings) -> str:
     redirect map is sent there (its port in the URL unless it is 443)."""
     rules = f"    acl acme_challenge path_beg {acme_challenges.PATH_PREFIX}\n"
     if settings.router_https_port is not None:
-        port = "" if settings.router_https_port == 443 else f":{settings.router_https_port}"
+        public = settings.router_https_public_port or settings.router_https_port
+        port = "" if public == 443 else f":{public}"
         rules += (
             f"    http-request redirect location https://%[var(txn.host)]{port}%[capture.req.uri]"
-            f" code 301 if !acme_challenge {{ var(txn.host),map({tls.https_map(settings)}) "
+            f" code 308 if !acme_challenge {{ var(txn.host),map({tls.https_map(settings)}) "
             "-m found }\n"
         )
     return rules

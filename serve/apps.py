@@ -201,11 +201,14 @@ class AppSupervisor:
                 for record in deployment.processes
                 if record.get("storage")
             }
+            # A new app given the name already (its first deploy may still be starting): its
+            # folder now, whatever is in it.
+            taken = set(session.exec(select(App.name).where(col(App.destroyed_at).is_(None))))
         for folder in sorted(self._storage_left):
             self._storage_left.discard(folder)
             if not folder.is_dir() or not folder.is_relative_to(root) or folder == root:
                 continue  # gone already, or an environment's own storage_dir: the user's
-            if folder in in_use:
+            if folder in in_use or folder.relative_to(root).parts[0] in taken:
                 log.warning("apps.destroyed_storage_in_use", folder=str(folder))
                 continue
             aside = (

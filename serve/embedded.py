@@ -158,7 +158,12 @@ def summary(settings: Settings, address: Address) -> str:
     return "\n".join(
         [
             f"{READY} (embedded) at {address.url}, data in {settings.data_dir}",
-            f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router); "
+            f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router)"
+            + (
+                f", and their domains at https://DOMAIN:{settings.router_https_port}; "
+                if settings.router_https_port
+                else "; "
+            )
             + sandbox_for(settings).describe(),
             f"Dashboard: {address.url}/ui (sign in with the admin token, in "
             f"{settings.data_dir / 'admin-token'})",

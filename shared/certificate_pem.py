@@ -39,6 +39,13 @@ def read_chain(text: str) -> list[x509.Certificate]:
         chain = []
     if not chain:
         raise InvalidInput("the certificate is not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    for position, certificate in enumerate(chain, start=1):
+        try:  # parsed only when first read: a malformed extension or key raises here
+            _ = certificate.extensions, certificate.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidInput(
+                f"certificate {position} of the chain does not parse: {type(exc).__name__}"
+            ) from None
     return chain
 
 

@@ -205,9 +205,15 @@ ACME_BACKOFF_MAX_SECONDS: Final = 6 * 3600.0
 # One order's validation and issuance are polled this long at most (the acme library's own
 # default); each HTTP request to the CA gets its own timeout.
 ACME_ORDER_TIMEOUT_SECONDS: Final = 90.0
-ACME_HTTP_TIMEOUT_SECONDS: Final = 30
+ACME_HTTP_TIMEOUT_SECONDS: Final = 10
+# How long one run of the ordering task goes on claiming orders (each may take up to the order
+# timeout and a few requests more): the notify pool's other work waits behind it.
+ACME_TASK_BUDGET_SECONDS: Final = 120.0
 # A worker's claim on a domain's order: far longer than an order can take, so a claim older than
 # this is a dead worker's and another may order.
 ACME_ORDER_LEASE_SECONDS: Final = 600.0
 # An uploaded certificate chain (or key): a long chain of 4096-bit certificates is ~10 KB.
 CERTIFICATE_MAX_PEM_CHARS: Final = 64 * 1024
+# What a router can load at once, chain and key together: one command to HAProxy's admin socket
+# (router.runtime.COMMAND_MAX_BYTES, its 16 KB buffer less some room).
+CERTIFICATE_MAX_SERVED_CHARS: Final = 15_000

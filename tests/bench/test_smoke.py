@@ -30,6 +30,7 @@ SCENARIOS = {
     "9. Run hosts",
     "10. Code-only deploy",
     "11. CLI start-up",
+    "12. HTTPS",
 }
 # Scenario 8 needs Debian's docker-registry; without it the harness skips it (and
 # tests/bench/test_registry.py says so).
@@ -47,6 +48,9 @@ MAY_BE_ZERO_OR_LESS = {
     "shipyard --help less the floor, p50",
     "shipyard ps less the floor, p50",
     "shipyard ps less the same GET from plain Python, p50",
+    "router's added latency over HTTPS (HTTPS less direct), p99",
+    "router's added latency over HTTP (HTTP less direct), p50",
+    "router's added latency over HTTP (HTTP less direct), p99",
 }
 
 

@@ -106,9 +106,10 @@ def test_a_domain_gets_a_certificate_served_by_sni_through_deploys_renewals_and_
         with router_client(f"http://{DOMAIN}:{router_port}") as http:
             redirected = http.get("/some/page?x=1")
             challenge = http.get("/.well-known/acme-challenge/" + "a" * 43)
-        assert redirected.status_code == 301
+        assert redirected.status_code == 308
         assert redirected.headers["location"] == f"https://{DOMAIN}:{https_port}/some/page?x=1"
-        assert challenge.status_code == 404  # answered by the router's responder, not redirected
+        # Answered by the router's own responder (not redirected, not the app's).
+        assert (challenge.status_code, challenge.text) == (404, "no such challenge in flight\n")
 
         # Under HTTPS keep-alive load: a config deploy, a rollback and a forced renewal.
         load = Load(f"https://{DOMAIN}", connect=_https_client(https_port, context))

@@ -117,6 +117,18 @@ def test_the_config_is_valid_and_declares_a_backend_per_slot(settings: Settings)
     assert [f"backend {haproxy.backend_name(n)}" in config for n in range(4)] == [True] * 4
 
 
+def test_http_is_redirected_to_the_https_port_clients_reach(tmp_path: Path) -> None:
+    listening = Settings(data_dir=tmp_path, router_https_port=8443)
+    forwarded = Settings(data_dir=tmp_path, router_https_port=8443, router_https_public_port=443)
+
+    assert "location https://%[var(txn.host)]:8443%[capture.req.uri] code 308" in (
+        haproxy.config(listening)
+    )
+    assert "location https://%[var(txn.host)]%[capture.req.uri] code 308" in (
+        haproxy.config(forwarded)
+    )
+
+
 @pytest.mark.network
 def test_the_admin_socket_shows_none_of_shipyards_environment(
     settings: Settings, monkeypatch: pytest.MonkeyPatch

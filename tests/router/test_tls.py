@@ -254,7 +254,7 @@ def test_plain_http_is_redirected_where_asked_except_the_challenge_path(
     with http_client(settings, OTHER) as client:
         not_redirected = client.get("/a")
 
-    assert redirected.status_code == 301
+    assert redirected.status_code == 308
     port = settings.router_https_port
     assert redirected.headers["Location"] == f"https://{DOMAIN}:{port}/a/b?c=d"
     # The challenge backend, with no answerer here (serve.acme_responder): never a redirect.

@@ -101,3 +101,28 @@ def test_a_destroyed_apps_processes_stop_and_its_storage_and_files_go(
     assert aside.name.startswith("web.staging-")
     assert (aside / "uploads" / "photo.jpg").read_text() == "the app's data"
     assert not unpacked.exists()
+
+
+def test_storage_is_left_to_a_new_app_already_given_the_name(
+    context: WorkerContext, sleeper: subprocess.Popen[bytes]
+) -> None:
+    settings = context.settings
+    storage = settings.storage_dir / "web" / "staging"
+    storage.mkdir(parents=True)
+    record = {
+        "type": "worker",
+        "status": "running",
+        "pid": sleeper.pid,
+        "started": processes.start_time(sleeper.pid),
+        "host": settings.host_name,
+        "storage": str(storage),
+    }
+    _live_app(context, record)
+    _destroy(context)
+    with session_scope(context.db_url) as session:  # before this host looked: the name is taken
+        apps.create_app(session=session, data=AppCreate(name="web", repo="/srv/new"))
+
+    AppSupervisor(context).stop_stale()
+
+    sleeper.wait(timeout=30)
+    assert storage.is_dir()  # the new app's, from now on: not moved from under it

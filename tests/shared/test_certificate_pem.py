@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from shipyard.shared import certificate_pem
 from shipyard.shared.exceptions import InvalidInput
@@ -73,3 +77,28 @@ def test_a_signing_request_names_the_domain() -> None:
     names = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["www.example.com"]
     assert request.is_signature_valid
+
+
+def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example.com")])
+    now = datetime.now(UTC)
+    broken = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        # A subjectAltName whose content is a NULL: the file parses, the extension does not.
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x05\x00"),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    text = broken.public_bytes(serialization.Encoding.PEM).decode()
+
+    with pytest.raises(InvalidInput, match="certificate 1 of the chain does not parse"):
+        certificate_pem.read_chain(text)

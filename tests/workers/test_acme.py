@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from cryptography import x509
 from sqlmodel import Session, select
 
@@ -230,3 +231,40 @@ def test_nothing_is_ordered_when_acme_is_off(settings: Settings, broker: redis.R
     off = settings.model_copy(update={"acme_directory_url": ""})
 
     assert order_due(settings=off, box=off.secret_box(), challenges_redis=broker) == []
+
+
+class _HungCA:
+    """A CA whose orders time out (its directory answered, nothing after)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def issue(self, domain: str) -> tuple[str, str]:
+        self.asked.append(domain)
+        raise requests.ReadTimeout("read timed out (10 s)")
+
+
+def test_a_hung_ca_costs_one_timeout_not_one_per_domain(
+    settings: Settings, broker: redis.Redis
+) -> None:
+    hung = _HungCA()
+    quiet = settings.model_copy(update={"acme_directory_url": "https://ca.example.test/dir"})
+    with Session(get_engine(quiet.sqlalchemy_url)) as session:
+        app = apps.create_app(session=session, data=AppCreate(name="shop", repo="/srv/shop"))
+        apps.create_environment(
+            session=session,
+            app=app,
+            data=EnvironmentCreate(name="live", domains=["a.example.test", "b.example.test"]),
+        )
+        session.commit()
+
+    outcomes = order_due(
+        settings=quiet,
+        box=quiet.secret_box(),
+        challenges_redis=broker,
+        connect=lambda: hung,  # type: ignore[arg-type,return-value]
+    )
+
+    assert len(hung.asked) == 1  # the second order did not wait for the CA again
+    assert [o.issued for o in outcomes] == [False, False]
+    assert all(o.error and "cannot reach the ACME CA" in o.error for o in outcomes)

@@ -222,6 +222,18 @@ def test_a_key_that_does_not_match_is_refused(
     assert "PRIVATE KEY" not in refused.value.message
 
 
+def test_a_chain_too_long_for_the_router_is_refused(
+    session: Session, shop: Environment, ca: TestCA, box: SecretBox
+) -> None:
+    issued = ca.issue("shop.example.com")
+    padded = issued.chain + ca.pem * (16_000 // len(ca.pem) + 1)  # intermediates galore
+
+    with pytest.raises(InvalidInput, match="a router loads at most 15,000"):
+        certificates.upload(
+            session=session, environment=shop, chain_text=padded, key_text=issued.key, box=box
+        )
+
+
 def test_an_expired_certificate_is_refused(
     session: Session, shop: Environment, ca: TestCA, box: SecretBox
 ) -> None:
@@ -391,6 +403,33 @@ def test_a_failed_first_order_backs_off_doubling(session: Session, shop: Environ
     assert (row.status, row.attempts, row.error) == ("failed", 4, "urn:ietf:params:acme:error:dns")
 
 
+def test_a_short_lived_certificate_is_renewed_with_a_third_of_its_life_left(
+    session: Session, shop: Environment, ca: TestCA, box: SecretBox
+) -> None:
+    # Valid from a day ago (TestCA) for six days in all: due with two days left, not at once.
+    row = _issue_through_acme(session, box, ca, "shop.example.com", days=5)
+    assert row.not_after is not None and row.not_before is not None
+    renew_at = row.not_after - (row.not_after - row.not_before) / 3
+
+    assert row.next_attempt_at is not None
+    assert abs((row.next_attempt_at - renew_at).total_seconds()) < 1
+    assert row.id not in certificates.due(session=session, now=utcnow(), renew_days=RENEW_DAYS)
+    later = renew_at + timedelta(minutes=1)
+    assert row.id in certificates.due(session=session, now=later, renew_days=RENEW_DAYS)
+
+
+def test_a_long_lived_certificate_is_renewed_renew_days_before_it_expires(
+    session: Session, shop: Environment, ca: TestCA, box: SecretBox
+) -> None:
+    row = _issue_through_acme(session, box, ca, "shop.example.com", days=90)
+    assert row.next_attempt_at is None and row.not_after is not None
+
+    just_before = row.not_after - timedelta(days=RENEW_DAYS, minutes=1)
+    assert row.id not in certificates.due(session=session, now=just_before, renew_days=RENEW_DAYS)
+    inside = row.not_after - timedelta(days=RENEW_DAYS - 1)
+    assert row.id in certificates.due(session=session, now=inside, renew_days=RENEW_DAYS)
+
+
 def test_the_backoff_stops_at_six_hours() -> None:
     assert certificates.backoff_seconds(1) == 60
     assert certificates.backoff_seconds(9) == 60 * 256
@@ -401,20 +440,21 @@ def test_the_backoff_stops_at_six_hours() -> None:
 def test_an_issued_certificate_is_due_within_the_renewal_window(
     session: Session, shop: Environment, ca: TestCA, box: SecretBox
 ) -> None:
-    row = _issue_through_acme(session, box, ca, "shop.example.com", days=40)
+    row = _issue_through_acme(session, box, ca, "shop.example.com", days=90)
     now = utcnow()
 
     assert row.id not in certificates.due(session=session, now=now, renew_days=RENEW_DAYS)
-    soon = now + timedelta(days=11)
+    soon = now + timedelta(days=61)
     assert row.id in certificates.due(session=session, now=soon, renew_days=RENEW_DAYS)
 
 
 def test_a_failed_renewal_keeps_the_certificate_issued_and_served(
     session: Session, shop: Environment, ca: TestCA, box: SecretBox
 ) -> None:
-    old = _issue_through_acme(session, box, ca, "shop.example.com", days=20)
+    old = _issue_through_acme(session, box, ca, "shop.example.com", days=90)
+    in_window = utcnow() + timedelta(days=61)
     order = certificates.claim(
-        session=session, certificate_id=old.id, now=utcnow(), renew_days=RENEW_DAYS
+        session=session, certificate_id=old.id, now=in_window, renew_days=RENEW_DAYS
     )
     assert order is not None and order.renewal
 
