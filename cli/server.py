@@ -210,8 +210,6 @@ def api(
     ] = None,
 ) -> None:
     """Serve the API alone (distributed mode); stage work goes to the worker pools."""
-    import uvicorn
-
     from shipyard.shared.logging import configure_logging
 
     settings = _settings()
@@ -222,8 +220,24 @@ def api(
         raise CliError(exc.message) from exc
     check_services(settings)
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
-    uvicorn.run(
+    serve_asgi(
         "shipyard.api.main:create_app",
+        host=host,
+        port=port,
+        workers=workers,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
+def serve_asgi(
+    factory: str, *, host: str, port: int, workers: int, forwarded_allow_ips: str | None
+) -> None:
+    """Serve the app `factory` ("module:function") with the API's uvicorn settings; the
+    benchmark's floor routes (bench/floors.py) are served through here too."""
+    import uvicorn
+
+    uvicorn.run(
+        factory,
         factory=True,
         host=host,
         port=port,

@@ -29,12 +29,13 @@ from pathlib import Path
 import pytest
 
 from tests.certificate_support import TestCA
+from tests.conftest import REQUIRE_SERVICES
 
 PEBBLE = os.environ.get("SHIPYARD_TEST_PEBBLE", "/usr/bin/pebble")
 CHALLTESTSRV = os.environ.get("SHIPYARD_TEST_CHALLTESTSRV", "/usr/bin/pebble-challtestsrv")
 START_SECONDS = 15.0
 # Read once, at import: the tests' autouse fixture clears SHIPYARD_* variables before each test.
-REQUIRED = os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1"
+REQUIRED = REQUIRE_SERVICES
 
 
 def free_port() -> int:

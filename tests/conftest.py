@@ -21,6 +21,9 @@ import redis
 
 from tests.repos import git
 
+# Read once, at import: an autouse fixture clears SHIPYARD_* variables before each test runs.
+REQUIRE_SERVICES = os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1"
+
 REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_DSN = os.environ.get(
     "SHIPYARD_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -55,7 +58,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _unavailable(what: str, error: Exception) -> None:
     message = f"{what} is not reachable ({type(error).__name__}: {error})"
-    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+    if REQUIRE_SERVICES:
         pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
     pytest.skip(message)
 

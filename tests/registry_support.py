@@ -9,7 +9,6 @@ PYTEST_DONT_REWRITE: test modules import from here before `pytest_plugins` regis
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import bench.registry
 from shipyard.shared.artifacts import FileStore, parse_store_url
 from shipyard.shared.artifacts.oci import RegistryStore
 from shipyard.shared.artifacts.registry import RegistryClient
+from tests.conftest import REQUIRE_SERVICES
 
 BINARY = bench.registry.BINARY
 USERNAME = "shipyard-ci"
@@ -66,7 +66,7 @@ class Registry(bench.registry.Registry):
 def require_registry_binary() -> None:
     if shutil.which(BINARY) is None:
         message = f"{BINARY} is not installed (apt-get install docker-registry)"
-        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        if REQUIRE_SERVICES:
             pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
         pytest.skip(message)
 

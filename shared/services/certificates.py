@@ -116,6 +116,10 @@ def ask_for_orders(publish: Callable[[Event], None]) -> None:
 # --- What the routers serve, and what `certs` shows -----------------------------------------
 
 
+# The certificates this process could not decrypt (the wrong SHIPYARD_SECRET_KEY here).
+_UNDECRYPTABLE: set[str | None] = set()
+
+
 def served(
     *, session: Session, box: SecretBox, now: datetime | None = None
 ) -> list[ServedCertificate]:
@@ -142,7 +146,10 @@ def served(
         try:
             key = box.decrypt(certificate.key)
         except ConfigurationError:
-            log.error("certificate.undecryptable", domain=certificate.domain)
+            # Said once per certificate: a router asks every 5 s.
+            if certificate.fingerprint not in _UNDECRYPTABLE:
+                _UNDECRYPTABLE.add(certificate.fingerprint)
+                log.error("certificate.undecryptable", domain=certificate.domain)
             continue
         result.append(
             ServedCertificate(

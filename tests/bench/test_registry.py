@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench import registry
-from tests.conftest import REPO_ROOT, fresh_database
+from tests.conftest import REPO_ROOT, REQUIRE_SERVICES, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ SMOKE_FARM_BUILDS = 1 * (1 + 1) + 2 * (1 + 1)  # K = 1, 2; a warm-up and one rou
 def _require_registry() -> None:
     if not registry.available():
         message = f"{registry.BINARY} is not installed (apt-get install docker-registry)"
-        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        if REQUIRE_SERVICES:
             pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
         pytest.skip(message)
 

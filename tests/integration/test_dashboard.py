@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.conftest import REPO_ROOT, commit_file
+from tests.conftest import REPO_ROOT, REQUIRE_SERVICES, commit_file
 from tests.integration.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,7 +39,7 @@ def chromium() -> Iterator[Browser]:
     """Debian's chromium, never a downloaded browser; closed (and its driver stopped) after."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        if REQUIRE_SERVICES:
             pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
         pytest.skip(message)
     with sync_playwright() as playwright:

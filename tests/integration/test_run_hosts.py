@@ -30,7 +30,7 @@ from sqlmodel import col, select
 from shipyard.shared.db import session_scope
 from shipyard.shared.models import App, Deployment, DeploymentShare, Environment, Release
 from shipyard.shared.process_record import ProcessRecord
-from tests.conftest import commit_file, fresh_database
+from tests.conftest import REQUIRE_SERVICES, commit_file, fresh_database
 from tests.docker_support import DOCKERFILE, PROCFILE, containers_of, unique_app, write_app
 from tests.integration.machines import Machine
 from tests.integration.machines import available as machines_available
@@ -138,7 +138,7 @@ def run_hosts(
 ) -> Iterator[RunHosts]:
     if not machines_available():
         message = "simulated hosts need root, unshare and nsenter (util-linux)"
-        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        if REQUIRE_SERVICES:
             pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
         pytest.skip(message)
     root = tmp_path_factory.mktemp("run-hosts")

@@ -4,7 +4,6 @@ HSTS, and what a restarted HAProxy gets back."""
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import subprocess
@@ -25,6 +24,7 @@ from shipyard.router.traffic import Route, Traffic
 from shipyard.shared import constants
 from shipyard.shared.settings import Settings
 from tests.certificate_support import Issued, TestCA
+from tests.conftest import REQUIRE_SERVICES
 from tests.integration.stack import free_port
 from tests.router.test_router import started
 
@@ -86,7 +86,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     binary = None
     if request.param == "debian":
         if not DEBIAN_HAPROXY.exists():
-            if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+            if REQUIRE_SERVICES:
                 pytest.fail("Debian's haproxy (/usr/sbin/haproxy) is not installed")
             pytest.skip("Debian's haproxy (/usr/sbin/haproxy) is not installed")
         binary = DEBIAN_HAPROXY

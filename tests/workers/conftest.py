@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.workers.sandbox import Sandbox
+from tests.conftest import REQUIRE_SERVICES
 from tests.embedded import _no_shipyard_environment
 from tests.repos import commit_files, git
 
@@ -45,7 +46,7 @@ def confining_sandbox(tmp_path: Path) -> Sandbox:
     sandbox = Sandbox("bwrap", data_dir=tmp_path)
     if not sandbox.confines:
         message = f"bubblewrap cannot confine here: {sandbox.describe()}"
-        if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        if REQUIRE_SERVICES:
             pytest.fail(message + "; SHIPYARD_REQUIRE_SERVICES=1 makes this a failure")
         pytest.skip(message)
     return sandbox
