@@ -99,24 +99,26 @@ class ServedCommits:
 
 
 @contextmanager
-def router_running(stack: Stack) -> Iterator[None]:
-    """`shipyard router` as the stack's process ROUTER, from once its routes are restored until
-    the block ends (stopped then, whatever happened)."""
+def router_running(
+    stack: Stack, name: str = ROUTER, extra_env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """`shipyard router` as the stack's process `name`, from once its routes are restored
+    until the block ends (stopped then, whatever happened)."""
     try:
-        stack.shipyard(ROUTER, "router")
+        stack.shipyard(name, "router", extra_env=extra_env)
         deadline = time.monotonic() + ROUTER_START_SECONDS
-        while ROUTER_READY not in stack.log_path(ROUTER).read_bytes():
-            process = stack.processes[ROUTER]
+        while ROUTER_READY not in stack.log_path(name).read_bytes():
+            process = stack.processes[name]
             if process.poll() is not None:
-                tail = stack.log_path(ROUTER).read_text(errors="replace")[-3000:]
+                tail = stack.log_path(name).read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"the router exited with {process.returncode}:\n{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the router was not ready in {ROUTER_START_SECONDS:g}s")
             time.sleep(0.05)
         yield
     finally:
-        if ROUTER in stack.processes:
-            stack.stop(ROUTER)
+        if name in stack.processes:
+            stack.stop(name)
 
 
 def until_served(

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.context import Bench
-from bench.serving import ROUTER_READY, ROUTER_START_SECONDS, ServedCommits
+from bench.serving import ServedCommits, router_running
 from bench.stable_url import StableURL, TimedGet
 from bench.stack import Stack, free_port
 from bench.stats import percentile
@@ -96,19 +96,6 @@ class TimedHttpsGet(TimedGet):
     def __init__(self, port: int) -> None:
         self._connection = _SNIConnection(port, _client_context())
         self._headers = {"Host": DOMAIN}
-
-
-def _start_router(stack: Stack, https_port: int) -> None:
-    stack.shipyard(ROUTER, "router", extra_env={"SHIPYARD_ROUTER_HTTPS_PORT": str(https_port)})
-    deadline = time.monotonic() + ROUTER_START_SECONDS
-    while ROUTER_READY not in stack.log_path(ROUTER).read_bytes():
-        process = stack.processes[ROUTER]
-        if process.poll() is not None:
-            tail = stack.log_path(ROUTER).read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the router exited with {process.returncode}:\n{tail}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the router was not ready in {ROUTER_START_SECONDS:g}s")
-        time.sleep(0.05)
 
 
 def _wait_served(https_port: int) -> None:
@@ -220,8 +207,7 @@ def run(bench: Bench) -> None:
     stack.wait_pipeline(stack.start_pipeline(APP, ENV, commits.next()[0]), poll=0.01)
     target = StableURL(stack.api("GET", f"{path}/current", 200)["url"])
     https_port = free_port()
-    try:
-        _start_router(stack, https_port)
+    with router_running(stack, ROUTER, {"SHIPYARD_ROUTER_HTTPS_PORT": str(https_port)}):
         _wait_served(https_port)
         haproxy = _haproxy(stack)
         for _ in range(plan.repetitions):
@@ -273,6 +259,3 @@ def run(bench: Bench) -> None:
                 "1/s",
                 count / spent if spent > 0 else 0.0,
             )
-    finally:
-        if ROUTER in stack.processes:
-            stack.stop(ROUTER)

@@ -106,17 +106,22 @@ def run(settings: Settings) -> None:
         lock.release()
 
 
+def _quick_broker(settings: Settings) -> redis.Redis:
+    """The broker for what waits for no one: one quick try, and one again on a fresh
+    connection."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
 def request_log_reader(settings: Settings) -> RouterLogReader:
     """The reader of HAProxy's request lines (the `router:` lines of `logs`), its socket bound."""
     reader = RouterLogReader(
         path=settings.router_log_socket,
-        # One quick try (and one again on a fresh connection): lines wait for no broker.
-        client=redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(NoBackoff(), 1),
-        ),
+        client=_quick_broker(settings),  # lines wait for no broker
         namespace=settings.broker_namespace,
         load_slots=lambda: environment_slots(settings),
     )
@@ -206,13 +211,7 @@ def acme_responder(settings: Settings) -> AcmeResponder:
     """The answerer of ACME challenges (HAProxy's `acme_challenge` backend), not yet started."""
     return AcmeResponder(
         path=settings.router_acme_socket,
-        # A CA retries a validation it could not make; a challenge waits for no broker.
-        client=redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(NoBackoff(), 1),
-        ),
+        client=_quick_broker(settings),  # a CA retries a validation it could not make
         namespace=settings.broker_namespace,
     )
 
