@@ -160,7 +160,8 @@ def summary(settings: Settings, address: Address) -> str:
             f"{READY} (embedded) at {address.url}, data in {settings.data_dir}",
             f"Apps answer at http://ENV.APP.localhost:{settings.router_port} (the router)"
             + (
-                f", and their domains at https://DOMAIN:{settings.router_https_port}; "
+                f", and their domains at https://DOMAIN:"
+                f"{settings.router_https_public_port or settings.router_https_port}; "
                 if settings.router_https_port
                 else "; "
             )

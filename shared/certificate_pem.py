@@ -42,7 +42,12 @@ def read_chain(text: str) -> list[x509.Certificate]:
     for position, certificate in enumerate(chain, start=1):
         try:  # parsed only when first read: a malformed extension or key raises here
             _ = certificate.extensions, certificate.public_key()
-        except (ValueError, UnsupportedAlgorithm) as exc:
+        except (
+            ValueError,
+            UnsupportedAlgorithm,
+            x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType,
+        ) as exc:
             raise InvalidInput(
                 f"certificate {position} of the chain does not parse: {type(exc).__name__}"
             ) from None

@@ -184,7 +184,7 @@ def order_due(
     budget_ends = time.monotonic() + constants.ACME_TASK_BUDGET_SECONDS
     for certificate_id in due:
         if time.monotonic() > budget_ends:
-            log.info("certificate.orders_left_for_next_tick", left=len(due) - len(outcomes))
+            log.info("certificate.orders_left_for_next_tick")
             break
         with session_scope(db_url) as session:
             order = certificates.claim(

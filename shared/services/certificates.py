@@ -117,7 +117,7 @@ def ask_for_orders(publish: Callable[[Event], None]) -> None:
 
 
 # The certificates this process could not decrypt (the wrong SHIPYARD_SECRET_KEY here).
-_UNDECRYPTABLE: set[str | None] = set()
+_UNDECRYPTABLE: set[tuple[str, str | None]] = set()
 
 
 def served(
@@ -147,8 +147,9 @@ def served(
             key = box.decrypt(certificate.key)
         except ConfigurationError:
             # Said once per certificate: a router asks every 5 s.
-            if certificate.fingerprint not in _UNDECRYPTABLE:
-                _UNDECRYPTABLE.add(certificate.fingerprint)
+            said = (certificate.domain, certificate.fingerprint)
+            if said not in _UNDECRYPTABLE:
+                _UNDECRYPTABLE.add(said)
                 log.error("certificate.undecryptable", domain=certificate.domain)
             continue
         result.append(
@@ -334,12 +335,13 @@ def record_issued(
     renew_days: int = constants.ACME_RENEW_DAYS,
 ) -> bool:
     """Store the CA's chain and its key (encrypted); False if the lease was lost meanwhile
-    (the result is then dropped). A certificate that lives less than three times `renew_days`
-    (a CA's short-lived profile) is due again when a third of its life is left, not at once."""
+    (the result is then dropped). A certificate that lives less than twice `renew_days` (a CA's
+    short-lived profile) is due again when a third of its life is left, not at once."""
     now = now or utcnow()
     facts = certificate_pem.facts(certificate_pem.read_chain(chain_text))
-    third = (facts.not_after - facts.not_before) / 3
-    renew_at = facts.not_after - third if third < timedelta(days=renew_days) else None
+    lifetime = facts.not_after - facts.not_before
+    short = lifetime < timedelta(days=2 * renew_days)  # not Let's Encrypt's 90 days: 6, 1, …
+    renew_at = facts.not_after - lifetime / 3 if short else None
     stored = session.execute(
         update(Certificate)
         .where(_still_held(order))

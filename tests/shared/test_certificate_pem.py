@@ -102,3 +102,29 @@ def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash() -> No
 
     with pytest.raises(InvalidInput, match="certificate 1 of the chain does not parse"):
         certificate_pem.read_chain(text)
+
+
+def test_a_subject_alt_name_of_a_kind_not_supported_is_refused_not_a_crash() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example.com")])
+    now = datetime.now(UTC)
+    # subjectAltName = one EDIPartyName (partyName "x"): valid DER, a kind cryptography refuses.
+    edi_party = bytes.fromhex("3007A505A1030C0178")
+    broken = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, edi_party),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    text = broken.public_bytes(serialization.Encoding.PEM).decode()
+
+    with pytest.raises(InvalidInput, match="certificate 1 of the chain does not parse"):
+        certificate_pem.read_chain(text)

@@ -309,7 +309,13 @@ def test_removing_an_upload_goes_back_to_acme(
 
 
 def _issue_through_acme(
-    session: Session, box: SecretBox, ca: TestCA, domain: str, *, days: int = 90
+    session: Session,
+    box: SecretBox,
+    ca: TestCA,
+    domain: str,
+    *,
+    days: float = 90,
+    not_before: datetime | None = None,
 ) -> Certificate:
     """As a worker's successful order would store it."""
     now = utcnow()
@@ -318,7 +324,7 @@ def _issue_through_acme(
         session=session, certificate_id=row.id, now=now, renew_days=RENEW_DAYS
     )
     assert order is not None
-    issued = ca.issue(domain, not_after=now + timedelta(days=days))
+    issued = ca.issue(domain, not_before=not_before, not_after=now + timedelta(days=days))
     assert certificates.record_issued(
         session=session, order=order, chain_text=issued.chain, key_text=issued.key, box=box
     )
@@ -428,6 +434,18 @@ def test_a_long_lived_certificate_is_renewed_renew_days_before_it_expires(
     assert row.id not in certificates.due(session=session, now=just_before, renew_days=RENEW_DAYS)
     inside = row.not_after - timedelta(days=RENEW_DAYS - 1)
     assert row.id in certificates.due(session=session, now=inside, renew_days=RENEW_DAYS)
+
+
+def test_lets_encrypts_90_days_are_renewed_renew_days_before_expiry(
+    session: Session, shop: Environment, ca: TestCA, box: SecretBox
+) -> None:
+    # Let's Encrypt's lifetime: 90 days less a second, from its issuance.
+    now = utcnow()
+    row = _issue_through_acme(
+        session, box, ca, "shop.example.com", days=90 - 1 / 86400, not_before=now
+    )
+
+    assert row.next_attempt_at is None  # due by the renewal window, whatever it is set to
 
 
 def test_the_backoff_stops_at_six_hours() -> None:
