@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -69,13 +70,13 @@ def deploy_scoped(route: _F) -> _F:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Resolve the bearer token to a principal, then apply the route's default rule."""
-    principal = _bearer_principal(request, session, credentials)
+    principal = await _bearer_principal(request, session, credentials)
     route = request.scope.get("route")
     endpoint = route.endpoint if isinstance(route, APIRoute) else None
     if request.method in ("GET", "HEAD"):
@@ -86,25 +87,32 @@ def authenticate(
     return principal
 
 
-def authenticate_metrics(
+async def authenticate_metrics(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """`/metrics`: a token with the `metrics`, `read` or `admin` scope (docs/operations.md)."""
-    principal = _bearer_principal(request, session, credentials)
+    principal = await _bearer_principal(request, session, credentials)
     if not principal.scopes & METRICS_READERS:
         raise Forbidden("reading /metrics needs the metrics, read or admin scope")
     return principal
 
 
-def _bearer_principal(
+async def _bearer_principal(
     request: Request, session: SessionDep, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    """The principal of the request's bearer token, remembered on the request; 401 without."""
+    """The principal of the request's bearer token, remembered on the request; 401 without.
+
+    The admin token is checked on the event loop; only an API token, which the store holds,
+    takes a thread for its lookup (a thread-pool hop is a sizeable part of a small request).
+    """
     if credentials is None:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    principal = principal_for(request, session, credentials.credentials)
+    presented = credentials.credentials
+    principal = _admin_principal(request, presented)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(_token_principal, session, presented)
     request.state.principal = principal
     return principal
 
@@ -112,9 +120,17 @@ def _bearer_principal(
 def principal_for(request: Request, session: SessionDep, presented: str) -> Principal:
     """The principal a presented token stands for (a bearer header, or the dashboard's session);
     Unauthorized if it is no live token."""
+    return _admin_principal(request, presented) or _token_principal(session, presented)
+
+
+def _admin_principal(request: Request, presented: str) -> Principal | None:
     admin_token: str = request.app.state.admin_token
     if secrets.compare_digest(presented.encode(), admin_token.encode()):
         return Principal(name="admin", scopes=frozenset({ADMIN}))
+    return None
+
+
+def _token_principal(session: SessionDep, presented: str) -> Principal:
     row = tokens.authenticate(session=session, token=presented)
     if row is None:
         raise Unauthorized("invalid or revoked token")
