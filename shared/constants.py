@@ -70,6 +70,27 @@ DRAIN_TIMEOUT_SECONDS: Final = 30.0
 ROUTER_LOG_MAX_LINES: Final = 10_000
 # An environment's router lines are dropped this long after its last request.
 ROUTER_LOG_TTL_SECONDS: Final = 7 * 24 * 3600
+# Progressive delivery (shared.schemas.rollouts): the defaults of a rollout plan's analysis. The new
+# release fails when its error rate (5xx, connection and response errors) is above 1 % and above
+# twice the live release's over the same window, or its p95 response time above twice the live
+# one's (and above a floor under which a difference is noise), once it has served at least this many
+# requests in the window. Flagger's and Argo Rollouts' examples use 99 % success and 500 ms.
+CANARY_MAX_ERROR_RATE: Final = 0.01
+CANARY_ERROR_RATE_RATIO: Final = 2.0
+CANARY_LATENCY_RATIO: Final = 2.0
+CANARY_LATENCY_FLOOR_MS: Final = 50.0
+CANARY_MIN_REQUESTS: Final = 20
+# A canary step's length unless the plan says, and how often its figures are looked at (and a
+# promote or an abort looked for): an abort takes effect within this of the figures calling for it.
+CANARY_STEP_SECONDS: Final = 60.0
+CANARY_ANALYSIS_SECONDS: Final = 1.0
+# The most a canary's steps and its watch may take together: the run stage holds its task (and its
+# environment's queue) meanwhile, under the task time limit below.
+ROLLOUT_MAX_SECONDS: Final = 1200.0
+# How often each router publishes its servers' counters to the broker (shared.router_stats), and
+# how long a host's published counters are kept without a new publication.
+ROUTER_STATS_SECONDS: Final = 0.5
+ROUTER_STATS_TTL_SECONDS: Final = 3600
 # Most processes of one type an environment may run on a host (`ps:scale web=N`).
 MAX_PROCESSES_PER_TYPE: Final = 100
 # Between SIGTERM and SIGKILL when an app's process is stopped (Heroku gives 30 s).

@@ -153,6 +153,9 @@ class Environment(SQLModel, table=True):
     # for a domain with a certificate (never the ACME challenge path), and HSTS is sent if asked.
     https_redirect: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
     hsts: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    # How its deploys go live by default (shared.schemas.rollouts.RolloutPlan): at once, or by
+    # canary steps, then watched. None: at once, unwatched.
+    rollout: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _timestamp()
 
 
@@ -191,6 +194,9 @@ class Pipeline(SQLModel, table=True):
     source_release_id: uuid.UUID | None = None  # promotion: the release promoted from
     # A restart of one process type only (`ps:restart web`); the other types keep running.
     process_type: str | None = Field(default=None, max_length=63)
+    # How its release goes live (shared.schemas.rollouts.RolloutPlan), resolved when it was
+    # asked for from the request and the environment's default; None: at once, unwatched.
+    rollout: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _timestamp()
     finished_at: datetime | None = _maybe_timestamp()
@@ -319,6 +325,12 @@ class Deployment(SQLModel, table=True):
     switched_at: datetime | None = _maybe_timestamp()  # when the router sent it the traffic
     ended_at: datetime | None = _maybe_timestamp()  # when it was superseded or stopped
     retired_at: datetime | None = _maybe_timestamp()  # when its processes were all stopped
+    # A canary or a watch (shared.schemas.rollouts.RolloutRecord): its plan, where it stands, the
+    # figures of every step. Written by the run stage only.
+    rollout: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # What a person asked of the canary (`promote` or `abort`), written by the API only; the run
+    # stage reads it between its looks at the figures.
+    rollout_command: str | None = Field(default=None, max_length=16)
 
 
 class ShareStatus(StrEnum):
