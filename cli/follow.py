@@ -9,6 +9,7 @@ import typer
 
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.render import console, printable, short_digest
+from shipyard.cli.rollout_plans import progress_lines
 
 POLL_SECONDS = 0.25
 # A stage queued this long makes `follow` ask whether any worker consumes its queue: long
@@ -48,10 +49,14 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
     asked: set[str] = set()
     build_log = LiveBuildLog(client, pipeline_id)
     live: set[str] = set()  # stages whose output was printed as it came
+    rollout: dict[str, Any] | None = None  # the canary's record as last shown
     deadline = time.monotonic() + timeout
     while True:
         pipeline = client.get(f"/v1/pipelines/{pipeline_id}")
         now = time.monotonic()
+        ended = pipeline["status"] in ("succeeded", "failed")
+        if ended:  # the canary's last steps, above the run stage's outcome
+            rollout = _show_rollout(rollout, pipeline.get("rollout_record"))
         for stage in pipeline["stages"]:
             name, status = stage["name"], stage["status"]
             if status == "queued":
@@ -68,7 +73,8 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
                 console.print(shown, highlight=False, markup=False, soft_wrap=True)
             if name in _LIVE and status == "running" and build_log.show_new():
                 live.add(name)  # what the build or release command prints, as it prints it
-        if pipeline["status"] in ("succeeded", "failed"):
+        rollout = _show_rollout(rollout, pipeline.get("rollout_record"))
+        if ended:
             return dict(pipeline)
         for name, since in queued_since.items():
             if name not in asked and now - since >= QUEUED_WARNING_SECONDS:
@@ -77,6 +83,18 @@ def follow(client: ApiClient, pipeline_id: str, timeout: float) -> dict[str, Any
         if time.monotonic() > deadline:
             raise CliError(f"gave up following pipeline {pipeline_id} after {timeout:g}s")
         time.sleep(POLL_SECONDS)
+
+
+def _show_rollout(
+    shown: dict[str, Any] | None, record: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Print what changed in the canary since it was last shown (under the run stage's line);
+    returns the record as shown now."""
+    if not record or record == shown:
+        return shown
+    for line in progress_lines(shown, record):
+        console.print(f"       {printable(line)}", highlight=False, markup=False, soft_wrap=True)
+    return record
 
 
 class LiveBuildLog:

@@ -1,4 +1,5 @@
-"""What ran and what runs: `releases`, `ps`, `artifacts`, `pipelines show` and `logs build`."""
+"""What ran and what runs: `releases`, `ps`, `artifacts`, `pipelines show` (with its rollout's
+steps) and `logs build`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from shipyard.cli.render import (
     took,
 )
 from shipyard.cli.resources import AppOpt, EnvOpt
+from shipyard.cli.rollout_plans import plan_text, record_lines, state_text
 
 releases_cli = typer.Typer(help="List and compare releases.")
 pipelines_cli = typer.Typer(help="Inspect pipelines.", no_args_is_help=True)
@@ -111,6 +113,14 @@ def ps(
             for p in current["processes"]
         ],
     )
+    for standby in current.get("standby") or []:
+        console.print(
+            f"standby: v{standby['release_version']} runs on out of rotation until "
+            f"{printable(standby['until'])} ({len(standby['processes'])} processes): "
+            f"`shipyard rollback --to {standby['release_version']}` is only a router change",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _restarts(process: dict[str, Any]) -> str:
@@ -152,6 +162,7 @@ def print_pipeline(pipeline: dict[str, Any]) -> None:
             for s in pipeline["stages"]
         ],
     )
+    _print_rollout(pipeline)
     failed = [s for s in pipeline["stages"] if s["error"]]
     for stage in pipeline["stages"]:
         if stage["error"]:
@@ -160,6 +171,18 @@ def print_pipeline(pipeline: dict[str, Any]) -> None:
             block(f"{stage['name']} output:", stage["output"])
     if pipeline["error"] and not failed:
         block("failed:", pipeline["error"])
+
+
+def _print_rollout(pipeline: dict[str, Any]) -> None:
+    """How its release goes live, and how that went: each step with its figures."""
+    plan, record = pipeline.get("rollout"), pipeline.get("rollout_record")
+    if not plan and not record:
+        return
+    console.print(f"Rollout: {plan_text(plan)}", highlight=False, markup=False)
+    if record:
+        console.print(f"  {state_text(record)}", highlight=False, markup=False)
+        for line in record_lines(record):
+            console.print(f"  {printable(line)}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _kind(pipeline: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "releases": ("operations", "releases_cli"),
     "rollback": ("operations", "rollback"),
     "promote": ("operations", "promote"),
+    "canary": ("canary", "canary_cli"),
     "ps:scale": ("operations", "scale"),
     "ps:restart": ("operations", "restart"),
     "history": ("operations", "history"),

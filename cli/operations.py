@@ -21,6 +21,7 @@ from shipyard.cli.render import (
     table,
 )
 from shipyard.cli.resources import AppOpt, EnvOpt
+from shipyard.cli.rollout_plans import CanaryOpt, StepTimeOpt, WatchOpt, rollout_request
 
 
 def _finish(
@@ -49,7 +50,8 @@ def rollback(
     timeout: TimeoutOpt = 600,
     wait: WaitOpt = True,
 ) -> None:
-    """Run an earlier release again, exactly as it was: same artifact, same config."""
+    """Run an earlier release again, exactly as it was: same artifact, same config (a canary
+    or watch under way is aborted first)."""
     client = ApiClient()
     body = {"to_version": to} if to is not None else {}
     pipeline = client.post(f"{env_path(app, env)}/rollback", body)
@@ -109,12 +111,20 @@ def promote(
     app: AppOpt,
     source: Annotated[str, typer.Argument(help="Environment whose live artifact moves.")],
     target: Annotated[str, typer.Argument(help="Environment it moves to, with its own config.")],
+    canary: CanaryOpt = None,
+    step_time: StepTimeOpt = None,
+    watch: WatchOpt = None,
     timeout: TimeoutOpt = 600,
     wait: WaitOpt = True,
 ) -> None:
-    """Promote the artifact live in SOURCE to TARGET as a new release with TARGET's config."""
+    """Promote the artifact live in SOURCE to TARGET as a new release with TARGET's config
+    (going live as TARGET's plan says, or as --canary, --step-time and --watch say)."""
+    body: dict[str, object] = {"from": source, "to": target}
+    rollout = rollout_request(canary, step_time, watch)
+    if rollout is not None:
+        body["rollout"] = rollout
     client = ApiClient()
-    pipeline = client.post(f"/v1/apps/{app}/promotions", {"from": source, "to": target})
+    pipeline = client.post(f"/v1/apps/{app}/promotions", body)
     _finish(client, pipeline, f"promoting {app} {source} → {target}", wait, timeout)
 
 

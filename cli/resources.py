@@ -12,10 +12,28 @@ from rich.markup import escape
 from shipyard.cli.client import ApiClient, CliError, env_path
 from shipyard.cli.follow import TimeoutOpt, WaitOpt, follow_to_live, web_url
 from shipyard.cli.render import ago, console, printable, table
+from shipyard.cli.rollout_plans import (
+    CanaryOpt,
+    StepTimeOpt,
+    WatchOpt,
+    duration_text,
+    parse_duration,
+    plan_text,
+    rollout_request,
+)
 from shipyard.shared.repo_location import is_local_path
 
 AppOpt = Annotated[str, typer.Option("--app", "-a", help="App name.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
+StandbyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--standby",
+        metavar="DURATION",
+        help="How long a replaced release keeps running out of rotation, for a rollback that "
+        "is only a router change (default 5m; 0: stopped once drained).",
+    ),
+]
 HostsOpt = Annotated[
     str | None,
     typer.Option(help="Spread it over these run hosts, comma-separated (the first coordinates)."),
@@ -26,7 +44,7 @@ SpreadOpt = Annotated[
 ]
 
 apps_cli = typer.Typer(help="Register, change, list and destroy apps.", no_args_is_help=True)
-envs_cli = typer.Typer(help="Create and list environments.", no_args_is_help=True)
+envs_cli = typer.Typer(help="Create, change, place and list environments.", no_args_is_help=True)
 config_cli = typer.Typer(help="Show and change an environment's config.")
 
 
@@ -139,6 +157,7 @@ def envs_create(
     ] = None,
     hosts: HostsOpt = None,
     spread: SpreadOpt = None,
+    standby: StandbyOpt = None,
 ) -> None:
     """Create an environment of an app."""
     body: dict[str, object] = {
@@ -149,6 +168,8 @@ def envs_create(
     }
     if storage_dir is not None:
         body["storage_dir"] = storage_dir
+    if standby is not None:
+        body["standby_seconds"] = parse_duration(standby, "--standby")
     body.update(_placement(host, hosts, spread))
     env = ApiClient().post(f"/v1/apps/{app}/environments", body)
     console.print(
@@ -174,6 +195,55 @@ def envs_place(
     console.print(f"{placed['name']} of {app} is placed{_placed(placed)}")
     if placed.get("pipeline_id"):
         console.print(f"moving it: pipeline {placed['pipeline_id']} (`shipyard pipelines show`)")
+
+
+@envs_cli.command("update")
+def envs_update(
+    name: str,
+    app: AppOpt,
+    canary: CanaryOpt = None,
+    step_time: StepTimeOpt = None,
+    watch: WatchOpt = None,
+    no_rollout: Annotated[
+        bool,
+        typer.Option("--no-rollout", help="Go live at once, unwatched, by default (clears it)."),
+    ] = False,
+    standby: StandbyOpt = None,
+) -> None:
+    """Change how the environment's deploys, config releases and promotions go live by default:
+    canary steps (--canary 10,50 --step-time 60s), then a watch (--watch 5m); each option left
+    out keeps its current value. A deploy's own options override it."""
+    client = ApiClient()
+    path = env_path(app, name)
+    asked = rollout_request(canary, step_time, watch)
+    if no_rollout and asked is not None:
+        raise CliError("--no-rollout clears the plan: give it alone")
+    body: dict[str, object] = {}
+    if no_rollout:
+        body["rollout"] = None
+    elif asked is not None:
+        body["rollout"] = {**(client.get(path).get("rollout") or {}), **asked}
+    if standby is not None:
+        body["standby_seconds"] = parse_duration(standby, "--standby")
+    if not body:
+        raise CliError(
+            "nothing to change: give --canary, --step-time, --watch, --no-rollout or --standby"
+        )
+    changed = client.patch(path, body)
+    if "rollout" in body:
+        console.print(
+            f"Deploys of {app}/{name} go live {plan_text(changed.get('rollout'))} by default",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if standby is not None:
+        console.print(
+            f"A release {app}/{name} replaces stands by "
+            f"{duration_text(changed['standby_seconds'])} (a rollback to it is warm)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _placement(host: str | None, hosts: str | None, spread: str | None) -> dict[str, object]:

@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.shared.exceptions import StageFailed
+from shipyard.shared.router_stats import ServerCounters
 
 # HAProxy answers within milliseconds; a router that does not is wedged, not busy.
 COMMAND_TIMEOUT_SECONDS = 5.0
 # The longest command HAProxy takes (a certificate's PEM is one): its buffer, 16 KB (tune.bufsize),
 # less some room. A chain and key of ECDSA or RSA 2048 certificates takes 3 to 7 KB.
 COMMAND_MAX_BYTES = 16_000
+
+
+# The weight of a server added without one (HAProxy's default), and the most it takes.
+DEFAULT_WEIGHT = 1
+MAX_WEIGHT = 256
+# `show stat`'s columns of a server's HTTP responses, by class of status.
+_RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+# Its requests that got no response from it: see RuntimeAPI.counters.
+_FAILED_COLUMNS = ("econ", "eresp", "wredis")
 
 
 class RouterError(StageFailed):
@@ -33,6 +43,10 @@ class ServerState:
     name: str
     status: str  # UP, DOWN, MAINT, DRAIN, "no check", …
     sessions: int  # current connections (scur): 0 means drained
+    # Its share of the backend's requests against the others' (0 to 256; 0: none). HAProxy shows
+    # a server in maintenance (MAINT) with weight 1 whatever was set (2.6 and 2.8 alike): only
+    # an enabled server's weight is what it was given.
+    weight: int = DEFAULT_WEIGHT
 
 
 class RuntimeAPI:
@@ -98,10 +112,26 @@ class RuntimeAPI:
 
     # --- servers ---------------------------------------------------------------------------
 
-    def add_server(self, backend: str, server: str, address: str, port: int) -> None:
-        """Add a server (it starts in maintenance) and let it take traffic."""
-        self._change(f"add server {backend}/{server} {address}:{port}", "New server registered.")
+    def add_server(
+        self, backend: str, server: str, address: str, port: int, *, weight: int = DEFAULT_WEIGHT
+    ) -> None:
+        """Add a server (it starts in maintenance) with its weight, and let it take traffic: its
+        first request comes at that weight (0: it takes none yet)."""
+        options = "" if weight == DEFAULT_WEIGHT else f" weight {weight}"
+        self._change(
+            f"add server {backend}/{server} {address}:{port}{options}", "New server registered."
+        )
+        self.enable_server(backend, server)
+
+    def enable_server(self, backend: str, server: str) -> None:
+        """Let a server in maintenance (one just added) take traffic."""
         self._change(f"enable server {backend}/{server}")
+
+    def set_weight(self, backend: str, server: str, weight: int) -> None:
+        """Give a server its share of the backend's requests against the others' weights
+        (roundrobin: in proportion, exactly); 0 sends it none, and leaves it serving those it
+        has. Takes effect at once, for the requests that follow."""
+        self._change(f"set server {backend}/{server} weight {weight}")
 
     def drain_server(self, backend: str, server: str) -> None:
         """No new requests; those in flight finish."""
@@ -119,15 +149,51 @@ class RuntimeAPI:
 
     def all_servers(self) -> dict[str, dict[str, ServerState]]:
         """Every backend's servers (backends without any left out), from one `show stat`."""
-        answer = self.command("show stat")
-        header, _, body = answer.lstrip("# ").partition("\n")
         found: dict[str, dict[str, ServerState]] = {}
-        for row in csv.DictReader([header, *body.splitlines()]):
-            if row["svname"] not in ("BACKEND", "FRONTEND"):
-                found.setdefault(row["pxname"], {})[row["svname"]] = ServerState(
-                    name=row["svname"], status=row["status"], sessions=int(row["scur"] or 0)
-                )
+        for row in self._server_rows():
+            found.setdefault(row["pxname"], {})[row["svname"]] = ServerState(
+                name=row["svname"],
+                status=row["status"],
+                sessions=_number(row, "scur"),
+                weight=_number(row, "weight"),
+            )
         return found
+
+    def counters(self) -> dict[str, dict[str, ServerCounters]]:
+        """Every backend's servers' traffic since HAProxy started or the server was added, from
+        one `show stat` (response times left at zero: the request log times them). As HAProxy
+        2.6 and 2.8 count, with this config (router.haproxy: `retries 3`, `retry-on
+        conn-failure empty-response`, `option redispatch 1`):
+
+        `responses` are the HTTP responses the server sent (hrsp_1xx … hrsp_other), and
+        `server_errors` the 5xx among them: a 500 the app answers counts on its server. The
+        router's own answers count on no server (on the backend only): its 503 once every try
+        failed, its 502 for a response that broke or never came.
+
+        `failed` are the requests the server got and did not answer: econ + eresp + wredis. A
+        connection the server refuses is tried again at once on another server of the backend
+        (a redispatch, wredis, on the refusing server; its econ stays 0), and the request is
+        answered there. The redispatch takes another server's turn, so a refusing server gets
+        more than its share of first tries (of two at the same weight, nearly every request's)
+        and counts a failure for each. econ counts only a request whose every try failed (the
+        backend's only server refuses: three retries on it, wretr, a second apart, then the
+        503); eresp a response that broke or never came (a POST is never sent again: its
+        client gets the 502)."""
+        found: dict[str, dict[str, ServerCounters]] = {}
+        for row in self._server_rows():
+            found.setdefault(row["pxname"], {})[row["svname"]] = ServerCounters(
+                responses=sum(_number(row, column) for column in _RESPONSE_COLUMNS),
+                server_errors=_number(row, "hrsp_5xx"),
+                failed=sum(_number(row, column) for column in _FAILED_COLUMNS),
+            )
+        return found
+
+    def _server_rows(self) -> list[dict[str, str]]:
+        """The rows of one `show stat` that are servers (not a backend's or frontend's
+        totals), by column name."""
+        header, _, body = self.command("show stat").lstrip("# ").partition("\n")
+        rows = csv.DictReader([header, *body.splitlines()])
+        return [row for row in rows if row["svname"] not in ("BACKEND", "FRONTEND")]
 
     # --- maps of host names (redirects, HSTS) ----------------------------------------------
 
@@ -231,6 +297,11 @@ class RuntimeAPI:
         refused = not answer.startswith(done) or "Can't" in answer
         if refused or (success and not answer.endswith("Success!")):
             raise RouterError(f"the router refused `{shown or line}`: {answer}")
+
+
+def _number(row: Mapping[str, str | None], column: str) -> int:
+    """A counter of a `show stat` row: 0 if empty or absent (a column HAProxy leaves blank)."""
+    return int(row.get(column) or 0)
 
 
 @dataclass(frozen=True)

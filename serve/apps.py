@@ -31,7 +31,7 @@ from shipyard.shared.exceptions import ShipyardError
 from shipyard.shared.metrics import instruments
 from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, Release, utcnow
 from shipyard.shared.process_record import ProcessRecord, ProcessStatus
-from shipyard.shared.services import deployments, hosts, unpacked
+from shipyard.shared.services import deployments, hosts, standby, unpacked
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
@@ -97,10 +97,29 @@ class AppSupervisor:
         self._check_processes()
         if time.monotonic() >= self._stale_at:
             self._stale_at = time.monotonic() + STALE_SECONDS
+            self.end_standby()
             self.stop_stale()
         if time.monotonic() >= self._prune_at:
             self._prune_at = time.monotonic() + self._prune_every
             self.prune()
+
+    def end_standby(self) -> None:
+        """Stop this host's processes of replaced releases whose standby window is past: each
+        deployment recorded retired first (a rollback can no longer take its processes), then
+        its processes handed to the stale ones' stop, which retries what fails."""
+        with session_scope(self._context.db_url) as session:
+            for deployment in standby.expired(session=session):
+                mine = [
+                    record
+                    for record in deployment.processes
+                    if record.get("host", self._hostname) == self._hostname
+                ]
+                if not mine or not standby.expire(session=session, deployment_id=deployment.id):
+                    continue
+                log.info("apps.standby_ended", deployment_id=str(deployment.id))
+                for record in mine:
+                    key = (deployment.id, str(record.get("pid") or record.get("container")))
+                    self._stale[key] = record
 
     def stop_stale(self) -> None:
         """Stop this host's processes that the store no longer counts as running here: those of

@@ -1,6 +1,9 @@
 """`shipyard router`: this run host's router. HAProxy as a supervised child, its routes and
 servers brought back from the store at every start (the SQL record is the truth), and the
-supervision of the apps this host runs (serve.apps): a process that exits is started again.
+supervision of the apps this host runs (serve.apps): a process that exits is started again. Its
+threads log each request (serve.router_log_reader), answer ACME challenges
+(serve.acme_responder) and publish each server's counters for canaries' analyses
+(serve.router_stats_publisher).
 
 Embedded mode runs it as a child of `shipyard up`; distributed mode runs one per run host,
 beside the run pool (compose.yaml does).
@@ -24,6 +27,7 @@ from shipyard.router.traffic import Route, Traffic, web_servers
 from shipyard.serve.acme_responder import AcmeResponder
 from shipyard.serve.apps import AppSupervisor
 from shipyard.serve.router_log_reader import RouterLogReader
+from shipyard.serve.router_stats_publisher import StatsPublisher
 from shipyard.serve.supervisor import ChildSpec, Supervisor, hold_exclusive
 from shipyard.shared import constants, processes
 from shipyard.shared.broker import make_celery
@@ -67,6 +71,7 @@ def run(settings: Settings) -> None:
             signal.signal(signum, lambda *_: stopping.set())
         requests = request_log_reader(settings)
         challenges = acme_responder(settings)
+        publisher = stats_publisher(settings, requests)
         loaded = tls.RouterCertificates(settings)
         try:
             requests.start()  # before HAProxy: its first requests are logged too
@@ -74,6 +79,7 @@ def run(settings: Settings) -> None:
             supervisor.start()
             restored = restore(settings)
             catch_up(settings, loaded)
+            publisher.start()
             log.info(
                 "router.ready",
                 port=settings.router_port,
@@ -99,6 +105,7 @@ def run(settings: Settings) -> None:
                 except Exception as exc:  # the store or an app in trouble: HAProxy serves on
                     log.error("router.pass_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
+            publisher.stop()
             supervisor.stop()
             challenges.stop()
             requests.stop()
@@ -127,6 +134,18 @@ def request_log_reader(settings: Settings) -> RouterLogReader:
     )
     reader.bind()
     return reader
+
+
+def stats_publisher(settings: Settings, requests: RouterLogReader) -> StatsPublisher:
+    """The publisher of this host's per-server counters (a canary's analysis reads them), with
+    the response times `requests` takes, not yet started."""
+    return StatsPublisher(
+        api=RuntimeAPI(settings.router_socket),
+        response_times=requests.response_times,
+        client=_quick_broker(settings),  # a publication missed: the next one says it all
+        namespace=settings.broker_namespace,
+        host=settings.host_name,
+    )
 
 
 def environment_slots(settings: Settings) -> dict[int, uuid.UUID]:
@@ -168,13 +187,15 @@ def sync_routes(settings: Settings) -> list[str]:
     """Make the router's host names and servers what the store says, taking out only: a host
     name no environment answers to any more (its app destroyed, a domain removed) is deleted,
     one pointing to another backend than its environment's (a destroyed environment's slot,
-    given to another since) is pointed back; a server that no live or draining deployment of
-    the slot's environment has (a destroyed app's, a failed switch's) is removed. Returns what
-    was changed, e.g. `route web.example.com` or `server env_0003/3fa85f64-web-1-p8001`."""
+    given to another since) is pointed back; a server that no starting (a canary's), live or
+    draining deployment of the slot's environment has (a destroyed app's, a failed switch's)
+    is removed. Returns what was changed, e.g. `route web.example.com` or
+    `server env_0003/3fa85f64-web-1-p8001`."""
     api = RuntimeAPI(settings.router_socket)
     # The router first, the store next: whatever a switch adds to the router it has recorded in
     # the store before (an environment and its slot exist before they are routed; a deployment
-    # is live before its servers are added), so nothing added meanwhile is taken for a leftover.
+    # is live, or a canary's starting one holds its processes, before its servers are added), so
+    # nothing added meanwhile is taken for a leftover.
     present_routes = api.routes(settings.router_map)
     present_servers = api.all_servers()
     with session_scope(settings.sqlalchemy_url) as session:

@@ -6,17 +6,21 @@ broker (shared.router_log), where `logs` of any host reads it.
 A line is never worth stopping the router for: with the broker or the store away, lines are
 dropped (and said so once), and HAProxy never waits for this reader: a datagram the socket has
 no room for is dropped by the kernel.
+
+It also times the responses of each server of the environments' backends (ResponseTimes), the
+response-time half of the counters the router agent publishes for a canary's analysis.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import select
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 import redis
@@ -24,6 +28,7 @@ import structlog
 
 from shipyard.router import haproxy, request_log
 from shipyard.shared import router_log
+from shipyard.shared.router_stats import LATENCY_BUCKETS_MS
 
 log = structlog.get_logger(__name__)
 
@@ -39,11 +44,62 @@ UNKNOWN_SLOT_REFRESH_SECONDS = 2.0
 _RECEIVE_BUFFER_BYTES = 1 << 20
 
 SlotMap = dict[int, uuid.UUID]
+# Responses per bucket of shared.router_stats.LATENCY_BUCKETS_MS, and one slower.
+Histogram = tuple[int, ...]
+
+
+class ResponseTimes:
+    """Each server's responses counted by time taken, since it was first seen: the `service=`
+    time of its `router:` lines (from the connection made to the last byte), for the servers
+    of the environments' backends. Fed by the reader's thread, read by another: locked."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], list[int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, records: Iterable[request_log.RequestRecord]) -> None:
+        """Count the responses of these requests (those that reached no process are not)."""
+        timed = [
+            (record.backend, record.server, taken)
+            for record in records
+            if haproxy.backend_slot(record.backend) is not None
+            and (taken := service_ms(record)) is not None
+        ]
+        with self._lock:
+            for backend, server, taken in timed:
+                counts = self._counts.get((backend, server))
+                if counts is None:
+                    counts = self._counts[backend, server] = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+                counts[bisect.bisect_left(LATENCY_BUCKETS_MS, taken)] += 1
+
+    def latency(self) -> dict[str, dict[str, Histogram]]:
+        """Backend → server → its responses per bucket so far (a copy)."""
+        found: dict[str, dict[str, Histogram]] = {}
+        with self._lock:
+            for (backend, server), counts in self._counts.items():
+                found.setdefault(backend, {})[server] = tuple(counts)
+        return found
+
+    def keep_only(self, present: Mapping[str, Collection[str]]) -> None:
+        """Forget the servers not in `present` (backend → its servers): the router has them no
+        more (each deploy replaces an environment's), and one added again starts from zero."""
+        with self._lock:
+            for backend, server in list(self._counts):
+                if server not in present.get(backend, ()):
+                    del self._counts[backend, server]
+
+
+def service_ms(record: request_log.RequestRecord) -> int | None:
+    """The `service=` time of the request's `router:` line, in ms; None if it has none (no
+    connection to a process was made)."""
+    _, service = request_log._timings(record)
+    return int(service.removesuffix("ms")) if service else None
 
 
 class RouterLogReader:
     """Reads the request log socket on a thread of its own until `stop`; `load_slots` reads
-    which environment has each router slot from the store."""
+    which environment has each router slot from the store. The servers' response times are
+    in `response_times`."""
 
     def __init__(
         self,
@@ -64,6 +120,7 @@ class RouterLogReader:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._broker_down = False
+        self.response_times = ResponseTimes()
 
     def bind(self) -> None:
         """Create the socket, readable and writable by this user only (HAProxy runs as it), so
@@ -80,6 +137,10 @@ class RouterLogReader:
         receiver.setblocking(False)
         self._socket = receiver
         self._readable.register(receiver, select.POLLIN)
+
+    def latency(self) -> dict[str, dict[str, Histogram]]:
+        """Backend → server → its responses per response-time bucket so far (a copy)."""
+        return self.response_times.latency()
 
     def start(self) -> None:
         """Read on a thread of its own (bind first)."""
@@ -120,9 +181,11 @@ class RouterLogReader:
         return messages
 
     def ship(self, messages: list[bytes]) -> None:
-        """Append each request's line to its environment's stream; requests to no environment
-        (an unknown host) and lines the broker cannot take are dropped."""
+        """Time each request's response, and append its line to its environment's stream;
+        requests to no environment (an unknown host) and lines the broker cannot take are
+        dropped."""
         records = [record for message in messages if (record := request_log.parse(message))]
+        self.response_times.add(records)
         slotted = [(haproxy.backend_slot(record.backend), record) for record in records]
         if any(slot is not None and slot not in self.slots for slot, _ in slotted):
             self._refresh(UNKNOWN_SLOT_REFRESH_SECONDS)

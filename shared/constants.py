@@ -91,6 +91,10 @@ ROLLOUT_MAX_SECONDS: Final = 1200.0
 # how long a host's published counters are kept without a new publication.
 ROUTER_STATS_SECONDS: Final = 0.5
 ROUTER_STATS_TTL_SECONDS: Final = 3600
+# After a switch, the replaced release's processes stay running out of rotation this long (each
+# environment may say otherwise), so that a rollback to it is a router change with no start: Argo
+# Rollouts keeps the old ReplicaSet 30 s by default; a few minutes cover a canary's watch.
+STANDBY_SECONDS: Final = 300.0
 # Most processes of one type an environment may run on a host (`ps:scale web=N`).
 MAX_PROCESSES_PER_TYPE: Final = 100
 # Between SIGTERM and SIGKILL when an app's process is stopped (Heroku gives 30 s).

@@ -156,6 +156,12 @@ class Environment(SQLModel, table=True):
     # How its deploys go live by default (shared.schemas.rollouts.RolloutPlan): at once, or by
     # canary steps, then watched. None: at once, unwatched.
     rollout: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # After a switch, how long the replaced release's processes stay running out of rotation, so
+    # that a rollback to it (or a watch's) is only a router change (0: stopped once drained).
+    standby_seconds: float = Field(
+        default=constants.STANDBY_SECONDS,
+        sa_column_kwargs={"server_default": text(str(int(constants.STANDBY_SECONDS)))},
+    )
     created_at: datetime = _timestamp()
 
 
@@ -331,6 +337,9 @@ class Deployment(SQLModel, table=True):
     # What a person asked of the canary (`promote` or `abort`), written by the API only; the run
     # stage reads it between its looks at the figures.
     rollout_command: str | None = Field(default=None, max_length=16)
+    # Replaced, its processes kept running out of rotation until then (Environment.standby_seconds):
+    # a rollback to its release takes them back; the run host's supervision stops them after.
+    standby_until: datetime | None = _maybe_timestamp()
 
 
 class ShareStatus(StrEnum):

@@ -30,7 +30,9 @@ class ServerCounters:
 
     responses: int = 0  # HTTP responses of any status (hrsp_1xx … hrsp_other)
     server_errors: int = 0  # of which 5xx (hrsp_5xx)
-    failed: int = 0  # connection errors and response errors (econ + eresp)
+    # Requests it got no response from: connection and response errors, and those sent to
+    # another server after it failed them (econ + eresp + wredis: router.runtime's counters).
+    failed: int = 0
     # Responses per LATENCY_BUCKETS_MS bucket (and one slower), timed by the request log: a
     # sample (a line the log could not take is not counted), enough for a percentile.
     latency: tuple[int, ...] = field(default=(0,) * (len(LATENCY_BUCKETS_MS) + 1))
@@ -104,9 +106,9 @@ def read(client: redis.Redis, namespace: str, slot: int) -> dict[str, ServerCoun
     for raw in client.hgetall(stats_key(namespace, slot)).values():
         try:
             servers = json.loads(raw)["servers"]
-            for name, value in servers.items():
-                counters = ServerCounters.decode(value)
-                found[name] = found[name].plus(counters) if name in found else counters
-        except (ValueError, KeyError, TypeError):
-            continue  # a field written by another version: left out
+            decoded = {name: ServerCounters.decode(value) for name, value in servers.items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a field written by another version: left out, all of it
+        for name, counters in decoded.items():
+            found[name] = found[name].plus(counters) if name in found else counters
     return found

@@ -64,7 +64,8 @@ def update_environment(
 ) -> EnvironmentPublic:
     """Change its domains (admin; the whole list: each one added is given a certificate from
     the ACME CA, each one removed loses its own) and their HTTPS: `https_redirect` (plain HTTP
-    redirected once a domain has a certificate) and `hsts`."""
+    redirected once a domain has a certificate) and `hsts`; and `rollout`, how its deploys go
+    live by default (a plan; null: at once, unwatched)."""
     environment = apps.environment_by_names(session=session, app=app, name=env)
     added = apps.update_environment(session=session, environment=environment, data=data)
     session.commit()

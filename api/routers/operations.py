@@ -24,7 +24,8 @@ def rollback(
     principal: PrincipalDep,
     client: ClientDep,
 ) -> PipelinePublic:
-    """Run an earlier release again, exactly as it was (default: the one live before this)."""
+    """Run an earlier release again, exactly as it was (default: the one live before this); a
+    canary or watch under way is aborted first."""
     principal.require_deploy(env)
     pipeline = actions.rollback(
         session=session,
@@ -47,7 +48,8 @@ def promote(
     principal: PrincipalDep,
     client: ClientDep,
 ) -> PipelinePublic:
-    """Release the artifact live in `from` to `to`, with `to`'s own config, and run it."""
+    """Release the artifact live in `from` to `to`, with `to`'s own config, and run it (as
+    `rollout` asks over `to`'s default plan)."""
     principal.require_deploy(data.target)
     pipeline = actions.promote(
         session=session,
@@ -56,6 +58,7 @@ def promote(
         target=data.target,
         trigger=client,
         requested_by=principal.name,
+        rollout=data.rollout,
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 

@@ -33,7 +33,8 @@ def create_pipeline(
     principal: PrincipalDep,
     client: ClientDep,
 ) -> PipelinePublic:
-    """Build `ref`, release it and run it in `environment`; answers at once with the pipeline."""
+    """Build `ref`, release it and run it in `environment`; answers at once with the pipeline.
+    It goes live as `rollout` asks (canary steps, a watch) over the environment's default."""
     principal.require_deploy(data.environment)
     pipeline = actions.deploy(
         session=session,
@@ -43,6 +44,7 @@ def create_pipeline(
         # The CLI says so in a header; a `trigger` named in the body is kept (a caller's own).
         trigger=client if data.trigger == "api" else data.trigger,
         requested_by=principal.name,
+        rollout=data.rollout,
     )
     return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
 

@@ -1,10 +1,12 @@
-"""The dashboard's actions: deploy a ref, roll back, promote. The same scopes and the same
-services as the JSON routes (`POST /v1/apps/{app}/pipelines`, `…/rollback`, `…/promotions`);
-each form carries the session's CSRF token, and each answers with the pipeline's live page."""
+"""The dashboard's actions: deploy a ref, roll back, promote, and promote or abort a canary. The
+same scopes and the same services as the JSON routes (`POST /v1/apps/{app}/pipelines`,
+`…/rollback`, `…/promotions`, `…/canary/promote`, `…/canary/abort`); each form carries the
+session's CSRF token, and each answers with the pipeline's live page (a canary's command: the
+environment's page)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse
@@ -12,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from shipyard.api.deps import PublisherDep, SessionDep
 from shipyard.api.ui.rendering import PageRoute, ViewerDep, check_csrf
 from shipyard.shared.schemas import PipelineCreate, PipelinePublic, PromotionCreate, RollbackCreate
-from shipyard.shared.services import actions, pipelines
+from shipyard.shared.services import actions, apps, pipelines, rollouts
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
@@ -99,3 +101,21 @@ def promote(
         requested_by=viewer.principal.name,
     )
     return _follow(pipelines.launch(session=session, pipeline=pipeline, publish=publish))
+
+
+@router.post("/apps/{app}/environments/{env}/canary/{command}")
+def command_rollout(
+    app: str,
+    env: str,
+    command: Literal["promote", "abort"],
+    viewer: ViewerDep,
+    session: SessionDep,
+    csrf: CsrfField = "",
+) -> RedirectResponse:
+    """Promote or abort the canary or watch under way (needs deploy:<env>); 409 when none runs."""
+    check_csrf(viewer, csrf)
+    viewer.principal.require_deploy(env)
+    environment = apps.environment_by_names(session=session, app=app, name=env)
+    rollouts.give_command(session=session, environment=environment, command=command)
+    session.commit()
+    return RedirectResponse(f"/ui/apps/{app}/environments/{env}", status_code=303)

@@ -13,7 +13,15 @@ from shipyard.api.deps import SecretBoxDep, SessionDep, SettingsDep
 from shipyard.api.errors import status_for
 from shipyard.api.ui.rendering import PageRoute, ViewerDep, page
 from shipyard.shared.exceptions import ShipyardError
-from shipyard.shared.services import activity, apps, certificates, history, one_offs, releases
+from shipyard.shared.services import (
+    activity,
+    apps,
+    certificates,
+    history,
+    one_offs,
+    releases,
+    rollouts,
+)
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 
@@ -63,8 +71,8 @@ def environment_page(
     session: SessionDep,
     settings: SettingsDep,
 ) -> HTMLResponse:
-    """An environment: what is live, its domains' certificates, its history and releases, and
-    its recent pipelines."""
+    """An environment: what is live (and a canary or watch under way), its domains'
+    certificates, its history and releases, and its recent pipelines."""
     owner = apps.get_app(session=session, name=app)
     environment = apps.get_environment(session=session, app=owner, name=env)
     release_entries = activity.release_history(session=session, environment=environment)
@@ -90,6 +98,7 @@ def environment_page(
             )
         ],
         "certificates": certificates.of_environment(session=session, environment=environment),
+        "rollout": rollouts.current(session=session, environment=environment),
     }
     return page(request, "environment.html", context)
 

@@ -1,5 +1,5 @@
 """What the store says at scrape time: live releases, pipelines, stage queues, certificates'
-expiry, worker liveness.
+expiry, rollouts under way, worker liveness.
 
 A custom collector, so that every scrape reads the truth with one cheap query set (three
 statements on indexed columns, one over the certificates, a row per custom domain, and a SCAN
@@ -33,7 +33,7 @@ from shipyard.shared.models import (
     StageStatus,
     utcnow,
 )
-from shipyard.shared.services import workers
+from shipyard.shared.services import rollouts, workers
 from shipyard.shared.services.queueing import active
 
 # A stage runs on the queue of its name (build, release, run).
@@ -63,6 +63,7 @@ class StoreCollector(Collector):
         yield self._pipelines()
         yield from self._stages(now)
         yield self._certificate_expiry(now)
+        yield from self._rollouts()
         if self._broker is not None:
             yield from self._workers(self._broker)
 
@@ -154,6 +155,29 @@ class StoreCollector(Collector):
                     [app, environment, domain], (_utc(not_after) - now).total_seconds()
                 )
         return family
+
+    def _rollouts(self) -> Iterator[GaugeMetricFamily]:
+        share = GaugeMetricFamily(
+            "shipyard_rollout_share",
+            "Percent of requests the new release of a canary or watch under way gets (absent: "
+            "none runs).",
+            labels=["app", "environment"],
+        )
+        error_rate = GaugeMetricFamily(
+            "shipyard_rollout_error_rate",
+            "Error rate (0 to 1: 5xx, connection and response errors) of the new and the live "
+            "release over the last step of a rollout under way, once it has figures.",
+            labels=["app", "environment", "release"],
+        )
+        for app, environment, record in rollouts.running(session=self._session):
+            share.add_metric([app, environment], record.share)
+            last = record.steps[-1] if record.steps else None
+            sides = (("new", last.canary), ("live", last.stable)) if last else ()
+            for release, figures in sides:
+                if figures is not None:
+                    error_rate.add_metric([app, environment, release], figures.error_rate)
+        yield share
+        yield error_rate
 
     def _workers(self, broker: BrokerProbe) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(

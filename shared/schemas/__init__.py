@@ -73,6 +73,13 @@ from shipyard.shared.schemas.releases import (
     ReleasePublic,
     RollbackCreate,
 )
+from shipyard.shared.schemas.rollouts import (
+    RolloutCommand,
+    RolloutPlan,
+    RolloutPublic,
+    RolloutRecord,
+    RolloutRequest,
+)
 from shipyard.shared.schemas.schedules import (
     CronExpression,
     ScheduleCreate,
@@ -152,6 +159,11 @@ __all__ = [
     "ReleasePublic",
     "RestartCreate",
     "RollbackCreate",
+    "RolloutCommand",
+    "RolloutPlan",
+    "RolloutPublic",
+    "RolloutRecord",
+    "RolloutRequest",
     "ScheduleCreate",
     "ScheduleGates",
     "SchedulePublic",

@@ -23,6 +23,7 @@ from shipyard.shared.schemas.common import (
     _check_subpath,
     strip_credentials,
 )
+from shipyard.shared.schemas.rollouts import RolloutPlan, StoredPlan
 
 
 class AppCreate(Input):
@@ -113,6 +114,9 @@ class EnvironmentCreate(Input):
     # Host names the environment answers to on the routers, besides <env>.<app>.localhost.
     domains: Annotated[list[Domain], Field(max_length=20)] = []
     drain_timeout: Annotated[float, Field(ge=0, le=3600)] = constants.DRAIN_TIMEOUT_SECONDS
+    # After a switch, how long the replaced release's processes stay running out of rotation, so
+    # that a rollback to it is only a router change (0: stopped once drained).
+    standby_seconds: Annotated[float, Field(ge=0, le=86400)] = constants.STANDBY_SECONDS
     # HTTPS of its domains: plain HTTP redirected to HTTPS once a domain has a certificate, and
     # HSTS (browsers then refuse plain HTTP for that domain for a year).
     https_redirect: bool = True
@@ -134,11 +138,15 @@ class EnvironmentCreate(Input):
 class EnvironmentUpdate(Input):
     """What `PATCH …/environments/{env}` changes (each field left out stays as it is): its
     domains (the whole list; each one added is given a certificate from the ACME CA, each one
-    removed loses its certificate) and how its domains' HTTPS behaves."""
+    removed loses its certificate), how its domains' HTTPS behaves, and how its deploys go live
+    by default (`rollout`: a plan, or null for at once, unwatched; left out: unchanged), and how
+    long a replaced release stands by (`standby_seconds`, 0: stopped once drained)."""
 
     domains: Annotated[list[Domain], Field(max_length=20)] | None = None
     https_redirect: bool | None = None
     hsts: bool | None = None
+    rollout: RolloutPlan | None = None
+    standby_seconds: Annotated[float, Field(ge=0, le=86400)] | None = None
 
 
 class PlacementChange(Input):
@@ -178,10 +186,13 @@ class EnvironmentPublic(BaseModel):
     https_redirect: bool
     hsts: bool
     drain_timeout: float
+    standby_seconds: float = constants.STANDBY_SECONDS
     formation: dict[str, int]
     run_host: str | None = None  # the run host its processes run on (None: not placed yet)
     extra_hosts: list[str] = []  # the other run hosts it is spread over
     url: str | None = None  # the stable URL, through the routers
+    # How its deploys, config releases and promotions go live unless they say otherwise.
+    rollout: StoredPlan = None
     created_at: datetime
     pipeline_id: uuid.UUID | None = None  # a placement change: the pipeline that moves it
 

@@ -15,12 +15,15 @@ from shipyard.shared.schemas.common import (
     Name,
     Ref,
 )
+from shipyard.shared.schemas.rollouts import RolloutRequest, StoredPlan, StoredRecord
 
 
 class PipelineCreate(Input):
     environment: Name
     ref: Ref = "HEAD"
     trigger: Literal["api", "cli", "webhook", "schedule"] = "api"
+    # How it goes live, over the environment's default plan (None: the default as it is).
+    rollout: RolloutRequest | None = None
 
 
 class StagePublic(BaseModel):
@@ -53,6 +56,10 @@ class PipelinePublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     stages: list[StagePublic]
+    # How its release goes live (None: at once, unwatched), and, once its run stage began it,
+    # how that goes: its deployment's rollout record (state, share, each step's figures).
+    rollout: StoredPlan = None
+    rollout_record: StoredRecord = None
 
 
 class BuildLogPublic(BaseModel):

@@ -17,6 +17,7 @@ from shipyard.shared.schemas.common import (
     Input,
     Name,
 )
+from shipyard.shared.schemas.rollouts import RolloutRequest, StoredRecord
 
 
 class ArtifactPublic(BaseModel):
@@ -56,6 +57,8 @@ class DeploymentPublic(BaseModel):
     # and by whom (a token's name, a webhook's delivery, a schedule).
     trigger: str | None = None
     requested_by: str | None = None
+    # Its canary or watch (None: it went live at once, unwatched): plan, state, each step.
+    rollout: StoredRecord = None
 
 
 class ProcessPublic(BaseModel):
@@ -71,11 +74,22 @@ class ProcessPublic(BaseModel):
     container: str | None = None  # its container (the Docker runner)
 
 
+class StandbyPublic(BaseModel):
+    """A replaced release whose processes still run, out of rotation, until `until`: a rollback
+    to it is only a router change."""
+
+    release_version: int
+    deployment_id: uuid.UUID
+    until: datetime
+    processes: list[ProcessPublic]
+
+
 class CurrentPublic(BaseModel):
     release: ReleasePublic
     deployment: DeploymentPublic
     processes: list[ProcessPublic]
     url: str | None = None  # the environment's stable URL, through the routers
+    standby: list[StandbyPublic] = []  # replaced releases standing by (warm rollback)
 
 
 class RollbackCreate(Input):
@@ -87,6 +101,8 @@ class PromotionCreate(Input):
 
     source: Name = Field(alias="from")
     target: Name = Field(alias="to")
+    # How it goes live in `to`, over `to`'s default plan (None: the default as it is).
+    rollout: RolloutRequest | None = None
 
 
 class HistoryPublic(BaseModel):

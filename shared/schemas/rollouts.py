@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.shared import constants
 from shipyard.shared.schemas.common import Input
@@ -109,3 +118,26 @@ class RolloutRecord(BaseModel):
 
 
 RolloutCommand = Literal["promote", "abort"]
+
+
+class RolloutPublic(RolloutRecord):
+    """An environment's rollout under way: its record, the deployment and release it brings, and
+    a command given to it that the run stage has not taken yet."""
+
+    deployment_id: uuid.UUID
+    release_version: int
+    command: RolloutCommand | None = None
+
+
+def _or_none(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # A view never fails on what the store holds: a plan or a record written under other rules
+    # (an older run stage, a lower ROLLOUT_MAX_SECONDS since) is shown as none.
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+# A plan or a record as a view reads it from the store: None when it does not parse.
+StoredPlan = Annotated[RolloutPlan | None, WrapValidator(_or_none)]
+StoredRecord = Annotated[RolloutRecord | None, WrapValidator(_or_none)]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from shipyard.shared.models import Pipeline
-from shipyard.shared.services import apps, pipelines, rollbacks
+from shipyard.shared.schemas import RolloutRequest
+from shipyard.shared.services import apps, pipelines, rollbacks, rollouts
 from shipyard.shared.stages import PipelineKind
 
 
@@ -18,17 +19,23 @@ def deploy(
     ref: str,
     trigger: str,
     requested_by: str | None = None,
+    rollout: RolloutRequest | None = None,
 ) -> Pipeline:
-    """A queued build → release → run pipeline of `ref` in the app's `environment`."""
+    """A queued build → release → run pipeline of `ref` in the app's `environment`, going live
+    as `rollout` asks over the environment's default plan."""
     owner = apps.get_app(session=session, name=app)
+    target = apps.get_environment(session=session, app=owner, name=environment)
     return pipelines.create_pipeline(
         session=session,
         app=owner,
-        environment=apps.get_environment(session=session, app=owner, name=environment),
+        environment=target,
         kind=PipelineKind.DEPLOY,
         trigger=trigger,
         requested_by=requested_by,
         ref=ref,
+        rollout=rollouts.resolve_plan(
+            environment=target, kind=PipelineKind.DEPLOY, request=rollout
+        ),
     )
 
 
@@ -61,8 +68,10 @@ def promote(
     target: str,
     trigger: str,
     requested_by: str | None = None,
+    rollout: RolloutRequest | None = None,
 ) -> Pipeline:
-    """A release → run pipeline of what is live in `source`, with `target`'s own config."""
+    """A release → run pipeline of what is live in `source`, with `target`'s own config, going
+    live as `rollout` asks over `target`'s default plan."""
     owner = apps.get_app(session=session, name=app)
     return rollbacks.create_promotion_pipeline(
         session=session,
@@ -71,4 +80,5 @@ def promote(
         target=apps.get_environment(session=session, app=owner, name=target),
         trigger=trigger,
         requested_by=requested_by,
+        rollout=rollout,
     )

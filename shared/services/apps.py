@@ -11,7 +11,7 @@ from shipyard.shared.db import flush_or_conflict
 from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import App, ConfigVersion, Environment
 from shipyard.shared.schemas import AppCreate, AppUpdate, EnvironmentCreate, EnvironmentUpdate
-from shipyard.shared.services import certificates, destroy
+from shipyard.shared.services import certificates, destroy, rollouts
 
 # Concurrent creates that race for the same router slot: each retry takes the next free one.
 _SLOT_ATTEMPTS = 20
@@ -101,10 +101,16 @@ def create_environment(
 def update_environment(
     *, session: Session, environment: Environment, data: EnvironmentUpdate
 ) -> list[str]:
-    """Change an environment's domains (the whole list) and their HTTPS settings; returns the
-    domains added, each due an ACME order now (a domain removed loses its certificate)."""
-    if not data.model_dump(exclude_none=True):
-        raise InvalidInput("nothing to change: give domains, https_redirect or hsts")
+    """Change an environment's domains (the whole list), their HTTPS settings, its default
+    rollout plan (null: at once) and its standby window; returns the domains added, each due an
+    ACME order now (a domain removed loses its certificate)."""
+    # `rollout: null` is a change (back to at once); every other null is as if left out.
+    if not data.model_dump(exclude_none=True) and "rollout" not in data.model_fields_set:
+        raise InvalidInput(
+            "nothing to change: give domains, https_redirect, hsts, rollout or standby_seconds"
+        )
+    if "rollout" in data.model_fields_set:
+        rollouts.set_default(environment=environment, plan=data.rollout)
     if data.domains is not None:
         domains = list(dict.fromkeys(data.domains))
         _check_domains(session, [d for d in domains if d not in environment.domains])
@@ -113,6 +119,8 @@ def update_environment(
         environment.https_redirect = data.https_redirect
     if data.hsts is not None:
         environment.hsts = data.hsts
+    if data.standby_seconds is not None:
+        environment.standby_seconds = data.standby_seconds
     session.add(environment)
     session.flush()
     return certificates.sync_domains(session=session, environment=environment)

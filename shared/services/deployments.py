@@ -25,15 +25,21 @@ from shipyard.shared.models import (
 )
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.schemas import CurrentPublic, DeploymentPublic, ProcessPublic, StoragePublic
+from shipyard.shared.schemas.releases import StandbyPublic
 from shipyard.shared.services.config import decrypt_config
 from shipyard.shared.services.releases import lock_environment, release_public
 from shipyard.shared.stages import PipelineKind
+
+# The trigger and cause of a rollback that a watch asked for, the new release failing in production.
+AUTO_ROLLBACK = "auto-rollback"
 
 
 def deployment_cause(pipeline: Pipeline, release: Release) -> str:
     """Why a deployment happens: a rollback runs an old release, a scale the live one with a new
     formation, a failover or a placement the live one on other run hosts, a restart the live
-    one again; otherwise its release's cause."""
+    one again (a rollback a watch asked for: `auto-rollback`); otherwise its release's cause."""
+    if pipeline.kind == PipelineKind.ROLLBACK and pipeline.trigger == AUTO_ROLLBACK:
+        return AUTO_ROLLBACK
     if pipeline.kind in (
         PipelineKind.ROLLBACK,
         PipelineKind.SCALE,
@@ -244,9 +250,12 @@ def deployment_view(
     requested_by: str | None = None,
 ) -> DeploymentPublic:
     """The API view of a deployment whose release's version (and pipeline's trigger and
-    requester, when read with it) is known (no table-only column)."""
+    requester, when read with it) is known (no table-only column). Its rollout record is
+    shown as None when it does not parse (DeploymentPublic's StoredRecord)."""
     return DeploymentPublic(
-        **deployment.model_dump(exclude={"environment_id", "pipeline_id", "processes"}),
+        **deployment.model_dump(
+            exclude={"environment_id", "pipeline_id", "processes", "rollout_command"}
+        ),
         release_version=release_version,
         trigger=trigger,
         requested_by=requested_by,
@@ -267,24 +276,45 @@ def current(*, session: Session, environment: Environment) -> CurrentPublic | No
         return None
     release = session.get(Release, deployment.release_id)
     assert release is not None
+    standing_by = session.exec(
+        select(Deployment, Release.version)
+        .join(Release, col(Release.id) == col(Deployment.release_id))
+        .where(
+            Deployment.environment_id == environment.id,
+            Deployment.status == DeploymentStatus.SUPERSEDED,
+            col(Deployment.retired_at).is_(None),
+            col(Deployment.standby_until) > utcnow(),
+        )
+    ).all()
     return CurrentPublic(
         release=release_public(session=session, release=release),
         deployment=deployment_public(session=session, deployment=deployment),
-        processes=[
-            ProcessPublic(
-                type=p["type"],
-                index=p.get("index", 1),
-                status=p["status"],
-                url=p.get("url"),
-                restarts=p.get("restarts", 0),
-                last_exit=p.get("last_exit"),
-                restarted_at=p.get("restarted_at"),
-                host=p.get("host"),
-                pid=p.get("pid"),
-                container=(p.get("container") or "")[:12] or None,
+        processes=[_process_public(p) for p in deployment.processes],
+        standby=[
+            StandbyPublic(
+                release_version=version,
+                deployment_id=old.id,
+                until=old.standby_until,
+                processes=[_process_public(p) for p in old.processes],
             )
-            for p in deployment.processes
+            for old, version in standing_by
+            if old.standby_until is not None
         ],
+    )
+
+
+def _process_public(p: ProcessRecord) -> ProcessPublic:
+    return ProcessPublic(
+        type=p["type"],
+        index=p.get("index", 1),
+        status=p["status"],
+        url=p.get("url"),
+        restarts=p.get("restarts", 0),
+        last_exit=p.get("last_exit"),
+        restarted_at=p.get("restarted_at"),
+        host=p.get("host"),
+        pid=p.get("pid"),
+        container=(p.get("container") or "")[:12] or None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Table
@@ -16,6 +17,7 @@ from shipyard.shared.exceptions import NotFound, ServiceUnavailable
 from shipyard.shared.models import (
     App,
     ConfigVersion,
+    Deployment,
     Environment,
     Pipeline,
     Release,
@@ -24,7 +26,7 @@ from shipyard.shared.models import (
     utcnow,
 )
 from shipyard.shared.schemas import PipelinePublic, StagePublic
-from shipyard.shared.services import deployments, queueing, stage_runs
+from shipyard.shared.services import deployments, queueing, rollouts, stage_runs
 from shipyard.shared.stages import STAGES_BY_KIND, PipelineKind, Stage, first_stage
 
 
@@ -41,10 +43,12 @@ def create_pipeline(
     source_release_id: uuid.UUID | None = None,
     requested_by: str | None = None,
     process_type: str | None = None,
+    rollout: dict[str, Any] | None = None,
 ) -> Pipeline:
     """A queued pipeline with one stage run per stage, the first one queued; `trigger` is how
     it was asked for (cli, dashboard, api, webhook, schedule, …), `requested_by` by whom (the
-    token's name, the webhook's or schedule's)."""
+    token's name, the webhook's or schedule's), `rollout` how its release goes live (a plan
+    from `rollouts.resolve_plan`; None: at once)."""
     pipeline = Pipeline(
         app_id=app.id,
         environment_id=environment.id,
@@ -56,6 +60,7 @@ def create_pipeline(
         release_id=release_id,
         source_release_id=source_release_id,
         process_type=process_type,
+        rollout=rollout,
     )
     session.add(pipeline)  # its id is made here: one flush writes it and its stage runs
     for position, name in enumerate(STAGES_BY_KIND[kind]):
@@ -118,6 +123,9 @@ def create_config_pipeline(
         trigger=trigger,
         requested_by=requested_by,
         artifact_id=release.artifact_id,
+        rollout=rollouts.resolve_plan(
+            environment=environment, kind=PipelineKind.CONFIG, request=None
+        ),
     )
 
 
@@ -172,7 +180,21 @@ def pipeline_public(*, session: Session, pipeline: Pipeline) -> PipelinePublic:
         app=app_name,
         environment=environment_name,
         stages=stages,
+        # Only a pipeline with a plan has a rollout to read: the others make no statement more.
+        rollout_record=_rollout_record(session, pipeline.id) if pipeline.rollout else None,
     )
+
+
+_DEPLOYMENTS: Table = Deployment.__table__  # type: ignore[attr-defined]
+_ROLLOUT_RECORD = sqlalchemy.select(_DEPLOYMENTS.c.rollout).where(
+    _DEPLOYMENTS.c.pipeline_id == sqlalchemy.bindparam("p_pipeline")
+)
+
+
+def _rollout_record(session: Session, pipeline_id: uuid.UUID) -> dict[str, Any] | None:
+    """The rollout record of the pipeline's deployment (None before its run stage made one)."""
+    stored = core_connection(session).execute(_ROLLOUT_RECORD, {"p_pipeline": pipeline_id}).scalar()
+    return stored if isinstance(stored, dict) else None
 
 
 # The stage run's columns a StagePublic shows, read as rows: validating rows is about half the

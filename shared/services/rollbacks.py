@@ -15,22 +15,35 @@ from shipyard.shared.models import (
     Release,
     ReleaseStatus,
 )
-from shipyard.shared.services import deployments, pipelines, releases
+from shipyard.shared.schemas import RolloutRequest
+from shipyard.shared.services import deployments, pipelines, releases, rollouts
 from shipyard.shared.stages import PipelineKind
 
 
 def rollback_target(
-    *, session: Session, environment: Environment, to_version: int | None
+    *,
+    session: Session,
+    environment: Environment,
+    to_version: int | None,
+    canary: Deployment | None = None,
 ) -> Release:
-    """Release `to_version`, or the one live before the current one; refused if it cannot run."""
+    """Release `to_version`, or the one live before the current one; refused if it cannot run.
+
+    While `canary` (a deployment whose canary steps run) has a share of the requests, the
+    current release is the one it would replace: the live one, whose share its abort gives back
+    all of the requests. Rolling back then means the live release (the default), run again.
+    """
     live = deployments.live_deployment(session=session, environment_id=environment.id)
+    replacing = canary is not None and canary.status == DeploymentStatus.STARTING
     if to_version is not None:
         release = releases.get_release_by_version(
             session=session, environment=environment, version=to_version
         )
+    elif replacing and live is not None:
+        release = releases.get_release(session=session, release_id=live.release_id)
     else:
         release = _previously_live(session, environment, live)
-    if live is not None and live.release_id == release.id:
+    if live is not None and live.release_id == release.id and not replacing:
         raise Conflict(f"v{release.version} is already live in {environment.name}")
     if release.status == ReleaseStatus.EXPIRED or _artifact_gone(session, release):
         raise Conflict(
@@ -76,9 +89,17 @@ def create_rollback_pipeline(
     trigger: str,
     requested_by: str | None = None,
 ) -> Pipeline:
-    """A run-only pipeline that runs an earlier release exactly as it was."""
-    release = rollback_target(session=session, environment=environment, to_version=to_version)
-    return pipelines.create_pipeline(
+    """A run-only pipeline that runs an earlier release exactly as it was.
+
+    It takes precedence over a canary or a watch under way: that rollout is told to abort in
+    the same transaction, so it ends within its next look at the figures (a second or two) and
+    the rollback, queued behind its pipeline, runs next.
+    """
+    running = rollouts.active(session=session, environment_id=environment.id)
+    release = rollback_target(
+        session=session, environment=environment, to_version=to_version, canary=running
+    )
+    pipeline = pipelines.create_pipeline(
         session=session,
         app=app,
         environment=environment,
@@ -88,6 +109,12 @@ def create_rollback_pipeline(
         artifact_id=release.artifact_id,
         release_id=release.id,
     )
+    if running is not None:
+        try:
+            rollouts.give_command(session=session, environment=environment, command="abort")
+        except Conflict:
+            pass  # it ended since it was read: nothing left to abort
+    return pipeline
 
 
 def create_promotion_pipeline(
@@ -98,8 +125,10 @@ def create_promotion_pipeline(
     target: Environment,
     trigger: str,
     requested_by: str | None = None,
+    rollout: RolloutRequest | None = None,
 ) -> Pipeline:
-    """Release → run in `target` of the artifact live in `source`, with `target`'s config."""
+    """Release → run in `target` of the artifact live in `source`, with `target`'s config; it
+    goes live as `rollout` asks over `target`'s default plan."""
     if source.id == target.id:
         raise InvalidInput("promotion needs two different environments")
     live = deployments.live_deployment(session=session, environment_id=source.id)
@@ -118,4 +147,7 @@ def create_promotion_pipeline(
         requested_by=requested_by,
         artifact_id=release.artifact_id,
         source_release_id=release.id,
+        rollout=rollouts.resolve_plan(
+            environment=target, kind=PipelineKind.PROMOTION, request=rollout
+        ),
     )

@@ -55,7 +55,8 @@ def environment_slots(*, session: Session) -> dict[int, uuid.UUID]:
 
 def routed_servers(*, session: Session) -> dict[int, set[str]]:
     """Router slot → the servers its backend may hold now: those of its environment's live
-    deployment, and of one superseded whose switch has not retired it yet (draining). A server
+    deployment, of one superseded whose switch has not retired it yet (draining), and of one
+    starting (a canary's servers take their share of requests before it goes live). A server
     of anything else (a destroyed app's, a failed deployment's) is a leftover."""
     rows = session.exec(
         select(Environment.route_slot, Deployment.processes)
@@ -65,7 +66,7 @@ def routed_servers(*, session: Session) -> dict[int, set[str]]:
             col(Environment.route_slot).is_not(None),
             col(App.destroyed_at).is_(None),
             or_(
-                col(Deployment.status) == DeploymentStatus.LIVE,
+                col(Deployment.status).in_([DeploymentStatus.STARTING, DeploymentStatus.LIVE]),
                 and_(
                     col(Deployment.status) == DeploymentStatus.SUPERSEDED,
                     col(Deployment.retired_at).is_(None),

@@ -36,7 +36,7 @@ from shipyard.shared.models import (
     WebhookDelivery,
 )
 from shipyard.shared.schemas import GenericHook
-from shipyard.shared.services import pipelines
+from shipyard.shared.services import pipelines, rollouts
 from shipyard.shared.stages import PipelineKind
 
 HOOK_PATHS = {
@@ -378,6 +378,14 @@ def _record(
     pipeline = None
     if not delivery.ping:
         environment, ref, reason = _target(session, delivery, app)
+        plan = None
+        if environment is not None:
+            try:  # the environment's default plan, which its placement may refuse for now
+                plan = rollouts.resolve_plan(
+                    environment=environment, kind=PipelineKind.DEPLOY, request=None
+                )
+            except InvalidInput as exc:
+                environment, reason = None, exc.message
         if environment is None:
             row.reason = reason
         else:
@@ -389,6 +397,7 @@ def _record(
                 trigger="webhook",
                 requested_by=f"{delivery.provider} delivery {delivery.delivery_id}"[:100],
                 ref=ref,
+                rollout=plan,
             )
             row.outcome = "started"
             row.environment = environment.name

@@ -23,14 +23,18 @@ from tests.integration.stack import free_port
 
 class Backend:
     """A tiny HTTP server that answers its name (and takes a second on /slow, three on
-    /slower)."""
+    /slower), with `status`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, status: int = 200) -> None:
+        self.name = name
         self.port = free_port()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go in two writes: without this, Nagle's algorithm and the peer's
+            # delayed ACK hold the body back 40 ms.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
                 if self.path == "/slow":
@@ -38,7 +42,7 @@ class Backend:
                 if self.path == "/slower":
                     time.sleep(3)
                 body = name.encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -47,7 +51,9 @@ class Backend:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=outer.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=lambda: outer.server.serve_forever(poll_interval=0.05), daemon=True
+        )
         self.thread.start()
 
     def process(self, server: str) -> dict[str, object]:

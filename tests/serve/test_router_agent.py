@@ -1,4 +1,5 @@
-"""`shipyard router`: what it hands its supervisor for HAProxy."""
+"""`shipyard router`: what it hands its supervisor for HAProxy, and the router brought back to
+what the store says (a canary's servers kept)."""
 
 from __future__ import annotations
 
@@ -100,5 +101,50 @@ def test_the_router_is_brought_back_to_what_the_store_says(tmp_path: Path) -> No
             assert set(api.all_servers()) == {own, haproxy.ACME_CHALLENGE_BACKEND}
             assert set(api.servers(own)) == {"live-web-1-p1"}
             assert router_agent.sync_routes(settings) == []  # nothing left to change
+    finally:
+        get_engine(settings.sqlalchemy_url).dispose()
+
+
+@pytest.mark.network
+def test_a_canarys_servers_are_kept_before_its_deployment_goes_live(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", router_port=free_port(), router_slots=4)
+    settings.data_dir.mkdir(parents=True)
+    migrate.upgrade(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        app = apps.create_app(session=session, data=AppCreate(name="web", repo="/srv/web"))
+        environment = apps.create_environment(
+            session=session, app=app, data=EnvironmentCreate(name="staging")
+        )
+        deployed = []
+        for label in ("live", "canary"):
+            release = make_release(session, app, environment, make_artifact(session, app, label))
+            deployment = deployments.begin_deployment(
+                session=session,
+                pipeline_id=make_pipeline(session, app, environment).id,
+                release=release,
+                cause="deploy",
+            )
+            assert deployment is not None
+            deployed.append(deployment)
+        live, canary = deployed
+        web = {"type": "web", "status": "running", "port": 1}
+        deployments.go_live(
+            session=session, deployment=live, processes=[{**web, "server": "live-web-1-p1"}]
+        )
+        # The canary's processes run and take their share while its deployment starts.
+        deployments.set_processes(
+            session=session,
+            deployment_id=canary.id,
+            processes=[{**web, "port": 2, "server": "canary-web-1-p2"}],
+        )
+        own = haproxy.backend_name(int(environment.route_slot or 0))
+    try:
+        with started(settings) as api:
+            for server in ("live-web-1-p1", "canary-web-1-p2", "gone-web-1-p3"):
+                api.add_server(own, server, "127.0.0.1", 9)
+
+            assert router_agent.sync_routes(settings) == [f"server {own}/gone-web-1-p3"]
+
+            assert set(api.servers(own)) == {"live-web-1-p1", "canary-web-1-p2"}
     finally:
         get_engine(settings.sqlalchemy_url).dispose()

@@ -1,6 +1,6 @@
 """The router agent's reader of HAProxy's request lines: each request through a real router
 becomes a line of its environment's stream on the broker; the broker or the store away, the
-reader drops lines and goes on."""
+reader drops lines and goes on. Each server's responses are counted by time taken."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shipyard.router import haproxy
+from shipyard.router import haproxy, request_log
 from shipyard.serve import router_log_reader
-from shipyard.serve.router_log_reader import RouterLogReader, SlotMap
+from shipyard.serve.router_log_reader import ResponseTimes, RouterLogReader, SlotMap
 from shipyard.shared import router_log
+from shipyard.shared.router_stats import LATENCY_BUCKETS_MS
 from shipyard.shared.settings import Settings
 from tests.integration.stack import free_port
 from tests.router.test_router import Backend, client, started
@@ -30,6 +31,28 @@ def request_line(backend: str = "env_0000", path: str = "/") -> bytes:
         f"{backend} 3fa85f64-web-1-p4000 200 0 0 0 3 3 90 -- GET - 127.0.0.1 "
         f'"staging.web.localhost" "{path}"\n'
     ).encode()
+
+
+def timed_line(
+    server: str,
+    *,
+    backend: str = "env_0000",
+    request: int = 0,
+    connect: int = 0,
+    active: int = 3,
+    status: int = 200,
+) -> bytes:
+    """A request's line with its times (ms): receiving it, connecting, and the whole request."""
+    return (
+        f"{backend} {server} {status} {request} 0 {connect} {max(active - 1, 0)} {active} 90 -- "
+        f'GET - 127.0.0.1 "staging.web.localhost" "/"\n'
+    ).encode()
+
+
+def histogram(**counts: int) -> tuple[int, ...]:
+    """Responses per bucket, by the bucket's bound (`ms_5=1`, `slower=2`)."""
+    bounds = [f"ms_{bound}" for bound in LATENCY_BUCKETS_MS] + ["slower"]
+    return tuple(counts.get(bound, 0) for bound in bounds)
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
@@ -239,3 +262,86 @@ def test_a_request_through_a_real_router_becomes_its_environments_line(
     (idle,) = lines(broker, broker_namespace, production)
     assert idle.startswith('at=error reason="no process of this environment runs on this')
     assert " dyno= connect= service= status=503 " in idle
+
+
+def test_each_servers_responses_are_counted_by_the_service_time_of_their_lines(
+    make_reader: Callable[..., RouterLogReader],
+    settings: Settings,
+    broker: redis.Redis,
+    broker_namespace: str,
+    environments: SlotMap,
+) -> None:
+    reader = make_reader()
+    web_1, web_2 = "3fa85f64-web-1-p4000", "3fa85f64-web-2-p4001"
+
+    send(
+        settings.router_log_socket,
+        timed_line(web_1, connect=1, active=4),  # service 3 ms
+        timed_line(web_1, request=2, connect=1, active=33),  # service 30 ms
+        timed_line(web_1, connect=0, active=5),  # 5 ms: the first bucket holds its bound
+        timed_line(web_1, connect=0, active=25_000),  # slower than the last bound
+        timed_line(web_2, connect=-1, active=3000, status=503),  # no connection: not timed
+        timed_line(request_log.NO_SERVER, status=503),  # no process at all
+        timed_line(request_log.NO_SERVER, backend="unknown_host", status=404),
+        timed_line("3fa85f64-web-1-p5000", backend="env_0001", connect=2, active=12),  # 10 ms
+    )
+
+    wait_until(lambda: len(lines(broker, broker_namespace, environments[0])) == 6, "the lines")
+    wait_until(lambda: "env_0001" in reader.latency(), "production's response")
+    assert reader.latency() == {
+        "env_0000": {web_1: histogram(ms_5=2, ms_50=1, slower=1)},
+        "env_0001": {"3fa85f64-web-1-p5000": histogram(ms_10=1)},
+    }
+    # The same time as the `router:` lines show.
+    services = [
+        line.split(" service=")[1].split()[0]
+        for line in lines(broker, broker_namespace, environments[0])
+    ]
+    assert services[:4] == ["3ms", "30ms", "5ms", "25000ms"]
+
+
+def test_servers_no_longer_present_are_forgotten() -> None:
+    times = ResponseTimes()
+    records = [
+        request_log.parse(timed_line(server, backend=backend))
+        for backend, server in [("env_0000", "a-p1"), ("env_0000", "b-p2"), ("env_0001", "c-p3")]
+    ]
+    times.add([record for record in records if record is not None])
+
+    times.keep_only({"env_0000": {"a-p1"}, "env_0001": {"a-p1"}})
+
+    copy = times.latency()
+    assert copy == {"env_0000": {"a-p1": histogram(ms_5=1)}}
+    copy["env_0000"].clear()  # a copy: the reader's own counts are untouched
+    assert times.latency() == {"env_0000": {"a-p1": histogram(ms_5=1)}}
+    times.keep_only({})
+    assert times.latency() == {}
+
+
+@pytest.mark.network
+def test_a_response_through_a_real_router_is_timed_on_its_server(
+    make_reader: Callable[..., RouterLogReader], settings: Settings
+) -> None:
+    reader = make_reader()
+    app = Backend("hello")
+    server = f"3fa85f64-web-1-p{app.port}"
+    try:
+        with started(settings) as api:
+            api.set_route(settings.router_map, "staging.web.localhost", haproxy.backend_name(0))
+            api.add_server(haproxy.backend_name(0), server, "127.0.0.1", app.port)
+            with client(settings) as http:
+                assert [http.get("/").status_code for _ in range(3)] == [200] * 3
+                assert http.get("/slow").status_code == 200
+
+            wait_until(
+                lambda: sum(reader.latency().get("env_0000", {}).get(server, ())) == 4,
+                "the four responses timed",
+            )
+    finally:
+        app.close()
+
+    timed = reader.latency()["env_0000"][server]
+    # /slow took a second (1000 ms, or a few more): in the bucket up to 1000 ms or the next.
+    second = LATENCY_BUCKETS_MS.index(1000)
+    assert timed[second] + timed[second + 1] == 1
+    assert sum(timed[:3]) == 3

@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import httpx
@@ -20,6 +21,9 @@ from shipyard.shared.process_record import ProcessRecord
 from shipyard.workers.runners.base import ReleaseSpec, Runner
 
 log = structlog.get_logger(__name__)
+# How long processes taken over from standby get to answer their health check before they are
+# given up for a fresh start: they were healthy when they left the rotation.
+WARM_HEALTH_SECONDS = 5.0
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -39,6 +43,11 @@ class SwitchRecorder(Protocol):
 
     def retired(self) -> None:
         """What was replaced is stopped."""
+
+    def stand_by(self) -> bool:
+        """What was replaced (drained out of the router) keeps running out of rotation, if its
+        environment keeps replaced releases standing by; whether it does (see
+        shared.services.standby: then it is not stopped here)."""
 
 
 def wait_healthy(
@@ -122,14 +131,30 @@ def switch(
     spec: ReleaseSpec,
     recorder: SwitchRecorder,
     traffic: Traffic | None = None,
+    before_live: Callable[[list[ProcessRecord]], None] | None = None,
+    warm: list[ProcessRecord] | None = None,
 ) -> list[ProcessRecord]:
     """Start `spec` healthy, record it live, send it the traffic, drain what it replaced, then
-    stop that; `recorder` records each step. Returns the new processes.
+    stop that (or leave it standing by: `recorder.stand_by`); `recorder` records each step.
+    Returns the new processes.
 
-    Without a router on this host (`traffic` None) the old processes stop right after the
-    switch is recorded, as each release answers on its own port then.
+    `warm`: processes of this release already running (taken over from standby, recorded as
+    this deployment's): they go live once they answer their health check, with no start; if
+    they do not, they are stopped and the release started as usual. `before_live` runs between
+    the health check and going live (a canary's steps, see workers.runners.rollout); if it
+    raises, the new processes are stopped and nothing switches. Without a router on this host
+    (`traffic` None) the old processes stop right after the switch is recorded, as each release
+    answers on its own port then.
     """
-    processes = health_gated_start(runner, spec, recorder.started)
+    processes = _warm_healthy(runner, spec, warm) if warm else None
+    if processes is None:
+        processes = health_gated_start(runner, spec, recorder.started)
+    if before_live is not None:
+        try:
+            before_live(processes)
+        except BaseException:
+            runner.stop(processes)
+            raise
     try:
         previous = recorder.go_live(processes)
     except BaseException:
@@ -149,9 +174,28 @@ def switch(
             log.info("run.drained", seconds=round(traffic.drained_in or 0, 3))
         except RouterError as exc:
             log.error("router.drain_failed", error=exc.message)
+    if previous and traffic is not None and recorder.stand_by():
+        log.info("run.previous_standing_by", processes=len(previous))
+        return processes
     if previous:
         runner.stop(previous)
         log.info("run.previous_stopped", processes=len(previous))
     if previous is not None:  # a deployment was replaced, even one without processes
         recorder.retired()
     return processes
+
+
+def _warm_healthy(
+    runner: Runner, spec: ReleaseSpec, warm: list[ProcessRecord]
+) -> list[ProcessRecord] | None:
+    """The standby processes if they all still run and answer their health check at once;
+    otherwise None, with them stopped (the release is then started anew)."""
+    quick = replace(spec, health_timeout=min(spec.health_timeout, WARM_HEALTH_SECONDS))
+    with httpx.Client(trust_env=False, verify=False) as client:
+        problem = wait_healthy(runner, warm, quick, client)
+    if problem is None:
+        log.info("run.warm", processes=len(warm))
+        return warm
+    log.warning("run.warm_unhealthy", problem=redact(problem))
+    runner.stop(warm)
+    return None

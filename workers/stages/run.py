@@ -8,17 +8,28 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.exc import OperationalError
 
+from shipyard.router.traffic import Traffic
 from shipyard.shared.broker import publish
 from shipyard.shared.db import session_scope
 from shipyard.shared.events import ReleaseCreated
 from shipyard.shared.exceptions import ShipyardError, StageFailed
 from shipyard.shared.models import Deployment, DeploymentStatus, Environment, Pipeline
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.shared.services import deployments, placement, releases, routes, stage_runs
+from shipyard.shared.services import (
+    deployments,
+    placement,
+    releases,
+    routes,
+    stage_runs,
+    standby,
+)
+from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
+from shipyard.workers.runners.rollout import RolloutStopped
 from shipyard.workers.runners.switch import switch
+from shipyard.workers.stages import rollouts
 from shipyard.workers.stages.frame import StageResult, get_row
 from shipyard.workers.stages.spec import release_spec
 from shipyard.workers.stages.spread import switch_spread
@@ -69,19 +80,29 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         hosts = placement.hosts_of(environment)
     result = StageResult(result_id=str(deployment.id), deployment_id=deployment.id)
     if deployment.status == DeploymentStatus.LIVE:
+        rollouts.watch_cut_short(context, deployment)
         return result  # a redelivered message after the switch was recorded
     runner = get_runner(environment.runner, context)
+    traffic = traffic_for(context, environment, spec.app)
+    if deployment.processes and rollouts.in_canary(deployment):
+        rollouts.interrupted_canary(context, runner, deployment, traffic)
     if deployment.processes:  # left by an attempt whose worker died during the health check
         runner.stop(deployment.processes)
-    traffic = traffic_for(context, environment, spec.app)
     recorder = DeploymentRecorder(
-        context.db_url, deployment, routed=traffic is not None, only_type=pipeline.process_type
+        context.db_url,
+        deployment,
+        routed=traffic is not None,
+        only_type=pipeline.process_type,
+        standby_seconds=environment.standby_seconds,
     )
+    rollout = _rollout(context, pipeline, environment, deployment, traffic)
     try:
         if len(hosts) > 1:
             switch_spread(context, runner, spec, recorder, traffic, hosts)
         else:
-            switch(runner, spec, recorder, traffic)
+            before_live = rollout.before_live if rollout is not None else None
+            warm = _warm(context, pipeline, deployment) if traffic is not None else None
+            switch(runner, spec, recorder, traffic, before_live, warm)
     except ShipyardError as exc:
         recorder.failed(exc.message)
         raise StageFailed(exc.message) from exc
@@ -91,7 +112,74 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         recorder.failed(f"internal error ({type(exc).__name__})")
         raise
     log.info("run.live", deployment_id=str(deployment.id))
+    if rollout is not None:
+        _watch(context, rollout, deployment, recorder.replaced)
     return result
+
+
+def _rollout(
+    context: WorkerContext,
+    pipeline: Pipeline,
+    environment: Environment,
+    deployment: Deployment,
+    traffic: Traffic | None,
+) -> rollouts.RunRollout | None:
+    """The pipeline's canary and watch, if its plan has either."""
+    plan = rollouts.plan_of(pipeline)
+    if plan is None:
+        return None
+    return rollouts.RunRollout(
+        context=context,
+        plan=plan,
+        slot=environment.route_slot,
+        deployment_id=deployment.id,
+        live=rollouts.live_here(context, environment.id),
+        traffic=traffic,
+    )
+
+
+def _warm(
+    context: WorkerContext, pipeline: Pipeline, deployment: Deployment
+) -> list[ProcessRecord] | None:
+    """For a rollback, the processes of its release standing by on this host (warm standby),
+    taken over by this deployment; None: started anew."""
+    if pipeline.kind != PipelineKind.ROLLBACK:
+        return None
+    host = context.settings.host_name
+    with session_scope(context.db_url) as session:
+        found = standby.standing_by(
+            session=session,
+            environment_id=deployment.environment_id,
+            release_id=deployment.release_id,
+        )
+        if found is None or any(p.get("host", host) != host for p in found.processes):
+            return None
+        processes = standby.take(session=session, standby=found)
+        if processes is not None:
+            deployments.set_processes(
+                session=session, deployment_id=deployment.id, processes=processes
+            )
+    return processes
+
+
+def _watch(
+    context: WorkerContext,
+    rollout: rollouts.RunRollout,
+    deployment: Deployment,
+    replaced: uuid.UUID | None,
+) -> None:
+    """The live deployment watched (if planned); on a breach or an abort, a rollback asked for
+    and the stage failed saying why. The deployment stays live until the rollback replaces it."""
+    with session_scope(context.db_url) as session:
+        processes = list(get_row(session, Deployment, deployment.id).processes)
+    try:
+        rollout.watch(processes)
+    except RolloutStopped as exc:
+        rollout.analysis.finish("rolled_back", 100)
+        why = f"the watch saw the new release fail: {exc.message}"
+        raise StageFailed(
+            rollouts.roll_back(context, deployment.environment_id, replaced, why)
+        ) from exc
 
 
 @dataclass
@@ -105,6 +193,8 @@ class DeploymentRecorder:
     routed: bool  # a router on this host sends the traffic; else going live is the switch
     replaced: uuid.UUID | None = None  # the deployment that going live superseded
     only_type: str | None = None  # a restart of this process type alone: the others carry over
+    standby_seconds: float = 0.0  # how long a replaced release stands by (warm rollback)
+    replaced_release: uuid.UUID | None = None
 
     def started(self, processes: list[ProcessRecord]) -> None:
         """The new processes exist (before their health check)."""
@@ -129,6 +219,7 @@ class DeploymentRecorder:
             if previous is None:
                 return None
             self.replaced = previous.id
+            self.replaced_release = previous.release_id
             return list(previous.processes)
 
     def switched(self) -> None:
@@ -141,6 +232,21 @@ class DeploymentRecorder:
         assert self.replaced is not None, "only what went live replaced can be retired"
         with session_scope(self.db_url) as session:
             routes.record_retired(session=session, deployment_id=self.replaced)
+
+    def stand_by(self) -> bool:
+        """The replaced deployment stands by, if the environment keeps one and it ran another
+        release (a restart's or a scale's old processes have no rollback to wait for)."""
+        if (
+            self.replaced is None
+            or self.standby_seconds <= 0
+            or self.replaced_release == self.deployment.release_id
+        ):
+            return False
+        with session_scope(self.db_url) as session:
+            standby.stand_by(
+                session=session, deployment_id=self.replaced, seconds=self.standby_seconds
+            )
+        return True
 
     def failed(self, error: str) -> None:
         """The deployment never went live (or its switch broke off): why."""

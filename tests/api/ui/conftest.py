@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,7 +12,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from shipyard.shared.db import get_engine
-from shipyard.shared.services import apps, config, deployments, tokens
+from shipyard.shared.schemas import RolloutPlan, RolloutRecord
+from shipyard.shared.schemas.rollouts import ReleaseFigures, RolloutStep
+from shipyard.shared.services import apps, config, deployments, rollouts, tokens
 from shipyard.shared.settings import Settings
 from tests.shared.factories import make_artifact, make_pipeline, make_release
 
@@ -65,6 +69,33 @@ def go_live(settings: Settings, label: str, env: str = "staging") -> int:
         deployments.go_live(session=session, deployment=deployment, processes=[WEB_PROCESS])
         session.commit()
         return release.version
+
+
+def start_canary(settings: Settings, label: str, env: str = "staging") -> uuid.UUID:
+    """A release of artifact `label` starting in its canary at 10 %, with one step's figures;
+    its deployment's id."""
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        app = apps.get_app(session=session, name="web")
+        environment = apps.get_environment(session=session, app=app, name=env)
+        release = make_release(session, app, environment, make_artifact(session, app, label))
+        assert release.pipeline_id is not None
+        deployment = deployments.begin_deployment(
+            session=session, pipeline_id=release.pipeline_id, release=release, cause="deploy"
+        )
+        assert deployment is not None
+        step = RolloutStep(
+            phase="canary",
+            share=10,
+            started_at=datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
+            canary=ReleaseFigures(requests=523, errors=0, error_rate=0.0, p95_ms=25.0),
+            stable=ReleaseFigures(requests=4701, errors=0, error_rate=0.0, p95_ms=25.0),
+        )
+        record = RolloutRecord(
+            plan=RolloutPlan(canary=[10, 50]), state="canary", share=10, steps=[step]
+        )
+        rollouts.record(session=session, deployment_id=deployment.id, record=record)
+        session.commit()
+        return deployment.id
 
 
 @pytest.fixture

@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
+from shipyard.shared.db import get_engine
 from shipyard.shared.events import ArtifactBuilt, Event, PipelineQueued, ReleaseCreated
+from shipyard.shared.models import Deployment
 from shipyard.shared.settings import Settings
-from tests.api.ui.conftest import make_token, sign_in
+from tests.api.ui.conftest import make_token, sign_in, start_canary
 
 
 def _pipeline_id(response: Any) -> uuid.UUID:
@@ -184,3 +187,35 @@ def test_bad_input_is_a_clear_message_on_a_page(
     assert response.headers["content-type"].startswith("text/html")
     assert message in response.text.replace("&#39;", "'")
     assert events == []
+
+
+def test_a_canary_is_promoted_from_its_environments_page(
+    browser: TestClient, settings: Settings, history: dict[str, Any]
+) -> None:
+    deployment_id = start_canary(settings, "three")
+    csrf = sign_in(browser, make_token(settings, "deploy:staging"))
+
+    response = browser.post(
+        "/ui/apps/web/environments/staging/canary/promote",
+        data={"csrf": csrf},
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/ui/apps/web/environments/staging"
+    with Session(get_engine(settings.sqlalchemy_url)) as session:
+        deployment = session.get(Deployment, deployment_id)
+        assert deployment is not None and deployment.rollout_command == "promote"
+    page = browser.get("/ui/apps/web/environments/staging").text
+    assert "(promote asked)" in page
+
+
+def test_aborting_when_no_canary_runs_is_a_409_page(
+    browser: TestClient, settings: Settings, history: dict[str, Any]
+) -> None:
+    csrf = sign_in(browser, settings.api_token())
+
+    response = browser.post("/ui/apps/web/environments/staging/canary/abort", data={"csrf": csrf})
+
+    assert response.status_code == 409
+    assert "no canary or watch runs in staging" in response.text

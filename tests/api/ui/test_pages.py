@@ -13,7 +13,7 @@ from shipyard.shared.models import OneOffStatus
 from shipyard.shared.schemas import OneOffCreate
 from shipyard.shared.services import apps, deployments, one_offs
 from shipyard.shared.settings import Settings
-from tests.api.ui.conftest import SECRET, WEB_PROCESS, make_token, sign_in
+from tests.api.ui.conftest import SECRET, WEB_PROCESS, make_token, sign_in, start_canary
 
 
 @pytest.fixture
@@ -262,3 +262,21 @@ def test_the_environment_page_lists_its_one_off_commands(
     assert '<tr class="one-off" data-status="failed">' in page
     assert "<code>flask --app blog seed-db &lt;b&gt;</code>" in page  # escaped
     assert "<td>deploy:staging</td>" in page and "<td>3</td>" in page
+
+
+def test_the_environment_page_shows_the_canary_under_way(
+    admin: TestClient, history: dict[str, Any], settings: Settings
+) -> None:
+    quiet = admin.get("/ui/apps/web/environments/staging").text
+    start_canary(settings, "three")
+
+    page = admin.get("/ui/apps/web/environments/staging").text
+
+    assert 'id="rollout"' not in quiet
+    assert "Canary of v3" in page and 'data-state="canary"' in page
+    assert '<dd class="rollout-share">10 % of requests to v3</dd>' in page
+    assert "10 → 50 → 100 %, 60 s a step" in page
+    assert "canary 10 %: running" in page
+    assert '<dd class="rollout-new">0.0 % errors of 523 requests, p95 25 ms</dd>' in page
+    assert '<dd class="rollout-live">0.0 % errors of 4,701 requests, p95 25 ms</dd>' in page
+    assert ">Promote now</button>" in page and ">Abort</button>" in page

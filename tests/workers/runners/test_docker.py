@@ -77,6 +77,9 @@ class Live:
     def retired(self) -> None:
         pass
 
+    def stand_by(self) -> bool:
+        return False
+
     def switch_to(self, spec: ReleaseSpec) -> list[ProcessRecord]:
         return switch(self.runner, spec, self)
 

@@ -90,6 +90,9 @@ def test_the_switch_goes_live_without_a_health_request(store: FileStore, artifac
         def retired(self) -> None:
             pass
 
+        def stand_by(self) -> bool:
+            return False
+
     processes = switch(runner, make_spec(artifact_id), Recorder())
 
     assert live == [processes]

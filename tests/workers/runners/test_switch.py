@@ -105,9 +105,15 @@ def make_spec(deployment_id: str = "new", health_timeout: float = 5.0) -> Releas
 class Recorder:
     """What the switch records, as a list of steps (the run stage writes them to the store)."""
 
-    def __init__(self, runner: FakeRunner, previous: list[ProcessRecord] | None = None) -> None:
+    def __init__(
+        self,
+        runner: FakeRunner,
+        previous: list[ProcessRecord] | None = None,
+        standby: bool = False,
+    ) -> None:
         self.runner = runner
         self.previous = previous  # the processes of what going live replaces
+        self.standby = standby  # whether the environment keeps what it replaces standing by
         self.steps: list[str] = []
         self.replaced: uuid.UUID | None = None
 
@@ -124,6 +130,11 @@ class Recorder:
 
     def retired(self) -> None:
         self.steps.append("retired")
+
+    def stand_by(self) -> bool:
+        if self.standby:
+            self.steps.append("standing by")
+        return self.standby
 
 
 def test_a_healthy_release_goes_live_and_then_the_previous_one_stops(
@@ -195,6 +206,63 @@ def test_with_a_router_the_switch_is_recorded_once_served_and_old_stops_after_it
     ]
     assert traffic.told == ([] if refuse else ["serve new", "retire old"])
     assert runner.stopped == [["old"]]
+
+
+def test_a_replaced_release_kept_standing_by_is_drained_out_of_the_router_and_runs_on(
+    health: HealthServer,
+) -> None:
+    runner = FakeRunner(health.url)
+    runner.running.add("old")
+    recorder = Recorder(runner, previous=[{"type": "web", "id": "old"}], standby=True)
+    traffic = FakeTraffic()
+
+    switch(runner, make_spec(), recorder, cast(Traffic, traffic))
+
+    assert traffic.told == ["serve new", "retire old"]
+    assert recorder.steps[-1] == "standing by" and "retired" not in recorder.steps
+    assert runner.stopped == []
+    assert runner.running == {"old", "new"}
+
+
+def test_without_a_router_a_replaced_release_never_stands_by(health: HealthServer) -> None:
+    runner = FakeRunner(health.url)
+    runner.running.add("old")
+    recorder = Recorder(runner, previous=[{"type": "web", "id": "old"}], standby=True)
+
+    switch(runner, make_spec(), recorder)  # each release on its own port: the old one must go
+
+    assert runner.stopped == [["old"]] and recorder.steps[-1] == "retired"
+
+
+def test_warm_processes_that_answer_go_live_with_no_start(health: HealthServer) -> None:
+    runner = FakeRunner(health.url)
+    runner.running.add("standby")
+    warm: list[ProcessRecord] = [
+        {"type": "web", "status": "running", "url": health.url, "id": "standby"}
+    ]
+    recorder = Recorder(runner)
+
+    processes = switch(runner, make_spec(), recorder, warm=warm)
+
+    assert processes == warm
+    assert recorder.steps == ["live standby while old runs: False"]  # nothing started
+    assert runner.running == {"standby"} and runner.stopped == []
+
+
+def test_warm_processes_that_do_not_answer_are_stopped_and_the_release_started_anew(
+    health: HealthServer,
+) -> None:
+    runner = FakeRunner(health.url)
+    warm: list[ProcessRecord] = [  # exited while standing by
+        {"type": "web", "status": "running", "url": health.url, "id": "standby"}
+    ]
+    recorder = Recorder(runner)
+
+    processes = switch(runner, make_spec(), recorder, warm=warm)
+
+    assert [p["id"] for p in processes] == ["new"]
+    assert runner.stopped == [["standby"]]
+    assert recorder.steps[0] == "started new"
 
 
 def test_when_recording_live_fails_the_new_processes_are_stopped(health: HealthServer) -> None:

@@ -1,0 +1,228 @@
+"""The run stage's rollout: a canary before the switch, a watch after it, and what follows either
+(workers.runners.rollout takes the steps; this module ties them to the store, the router and the
+broker)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+from pydantic import ValidationError
+
+from shipyard.router.runtime import RouterError
+from shipyard.router.traffic import Traffic
+from shipyard.shared import analysis, router_stats
+from shipyard.shared.broker import publish
+from shipyard.shared.db import session_scope
+from shipyard.shared.exceptions import ShipyardError, StageFailed
+from shipyard.shared.models import App, Deployment, Environment, Pipeline, Release
+from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.router_stats import ServerCounters
+from shipyard.shared.schemas.rollouts import (
+    ReleaseFigures,
+    RolloutCommand,
+    RolloutPlan,
+    RolloutRecord,
+)
+from shipyard.shared.services import deployments, pipelines, rollbacks, rollouts
+from shipyard.workers.context import WorkerContext
+from shipyard.workers.runners.base import Runner
+from shipyard.workers.runners.rollout import (
+    Analysis,
+    canary_steps,
+    server_names,
+    watch,
+)
+from shipyard.workers.stages.frame import get_row
+
+log = structlog.get_logger(__name__)
+
+
+def plan_of(pipeline: Pipeline) -> RolloutPlan | None:
+    """The pipeline's rollout plan; None: switch at once, unwatched."""
+    if not pipeline.rollout:
+        return None
+    try:
+        plan = RolloutPlan.model_validate(pipeline.rollout)
+    except ValidationError:
+        log.warning("rollout.plan_unreadable", pipeline_id=str(pipeline.id))
+        return None
+    return plan if plan.gradual else None
+
+
+@dataclass
+class DeploymentRollout:
+    """A deployment's rollout record in the store, and the commands people give it."""
+
+    db_url: str
+    deployment_id: uuid.UUID
+
+    def save(self, record: RolloutRecord) -> None:
+        with session_scope(self.db_url) as session:
+            rollouts.record(session=session, deployment_id=self.deployment_id, record=record)
+
+    def command(self) -> RolloutCommand | None:
+        with session_scope(self.db_url) as session:
+            return rollouts.take_command(session=session, deployment_id=self.deployment_id)
+
+
+@dataclass
+class RunRollout:
+    """One run stage's rollout: the canary (given as the switch's `before_live`) and the watch."""
+
+    context: WorkerContext
+    plan: RolloutPlan
+    slot: int | None
+    deployment_id: uuid.UUID
+    live: list[ProcessRecord]  # what runs live on this host now (what a canary is judged against)
+    traffic: Traffic | None
+    analysis: Analysis = field(init=False)
+    at_start: dict[str, ServerCounters] = field(default_factory=dict, init=False)
+    stable: ReleaseFigures | None = field(default=None, init=False)  # the live one's, last seen
+
+    def __post_init__(self) -> None:
+        state = "canary" if self.plan.canary else "watching"
+        record = RolloutRecord(plan=self.plan, state=state, share=0)
+        self.analysis = Analysis(
+            plan=self.plan,
+            read_counters=self._read,
+            store=DeploymentRollout(self.context.db_url, self.deployment_id),
+            record=record,
+        )
+        self.at_start = self._read_quietly()
+
+    def _read(self) -> dict[str, ServerCounters]:
+        if self.slot is None:
+            return {}
+        return router_stats.read(
+            self.context.redis, self.context.settings.broker_namespace, self.slot
+        )
+
+    def _read_quietly(self) -> dict[str, ServerCounters]:
+        try:
+            return self._read()
+        except Exception as exc:  # the broker away: the watch judges without the live figures
+            log.warning("rollout.counters_unreadable", error=type(exc).__name__)
+            return {}
+
+    def before_live(self, new: list[ProcessRecord]) -> None:
+        """The canary's steps (if the plan has any and there is a live release here to compare
+        with), then the live release's figures since the stage began, for the watch."""
+        old = server_names(self.live)
+        if self.plan.canary:
+            if self.traffic is None or not old:
+                why = "no router on this host" if self.traffic is None else "no live release"
+                self.analysis.record.reason = f"canary skipped: {why} to compare it with"
+                self.analysis.finish("watching" if self.plan.watch_seconds else "done", 100)
+            else:
+                canary_steps(self.analysis, self.traffic, new, self.live)
+                if self.analysis.record.state == "canary":
+                    self.analysis.finish("done", 100)
+                last = self.analysis.record.steps[-1] if self.analysis.record.steps else None
+                self.stable = last.stable if last is not None else None
+        if self.stable is None and old:
+            now = self._read_quietly()
+            if now:
+                self.stable = analysis.figures(analysis.window(self.at_start, now, old))
+
+    def watch(self, new: list[ProcessRecord]) -> None:
+        """The watch window after the switch (if planned); RolloutStopped on a breach."""
+        if self.plan.watch_seconds > 0:
+            watch(self.analysis, new, self.stable)
+
+
+def interrupted_canary(
+    context: WorkerContext,
+    runner: Runner,
+    deployment: Deployment,
+    traffic: Traffic | None,
+) -> None:
+    """A canary whose run worker died mid-step (this attempt took the stage over): every request
+    to the live release again, the canary's servers drained out, its processes stopped, the
+    rollout recorded aborted; raises StageFailed."""
+    record = _record_of(deployment)
+    share = record.share if record is not None else 0
+    if traffic is not None:
+        try:
+            traffic.split(deployment.processes, live_here(context, deployment.environment_id), 0)
+            traffic.retire(deployment.processes)
+        except RouterError as exc:
+            log.error("rollout.interrupted_retire_failed", error=exc.message)
+    runner.stop(deployment.processes)
+    reason = (
+        f"the run worker running the canary stopped at {share} %; the canary was aborted and "
+        "the live release serves all requests: deploy again"
+    )
+    if record is not None:
+        record.state = "aborted"
+        record.share = 0
+        record.reason = reason
+        DeploymentRollout(context.db_url, deployment.id).save(record)
+    raise StageFailed(reason)
+
+
+def in_canary(deployment: Deployment) -> bool:
+    """Whether the deployment's rollout was stepping a canary (it is not live yet)."""
+    record = _record_of(deployment)
+    return record is not None and record.state == "canary"
+
+
+def watch_cut_short(context: WorkerContext, deployment: Deployment) -> None:
+    """A watch whose run worker died: recorded as ended (the release stays live)."""
+    record = _record_of(deployment)
+    if record is not None and record.state == "watching":
+        record.state = "done"
+        record.reason = "the watch was cut short: its run worker stopped"
+        DeploymentRollout(context.db_url, deployment.id).save(record)
+
+
+def roll_back(
+    context: WorkerContext, environment_id: uuid.UUID, replaced: uuid.UUID | None, why: str
+) -> str:
+    """Ask for a rollback to the release `replaced` ran (a pipeline of its own, published);
+    what the stage's failure says about it."""
+    if replaced is None:
+        return f"{why}; there is no earlier release to roll back to"
+    try:
+        with session_scope(context.db_url) as session:
+            environment = get_row(session, Environment, environment_id)
+            app = get_row(session, App, environment.app_id)
+            previous = get_row(session, Deployment, replaced)
+            release = get_row(session, Release, previous.release_id)
+            pipeline = rollbacks.create_rollback_pipeline(
+                session=session,
+                app=app,
+                environment=environment,
+                to_version=release.version,
+                trigger=deployments.AUTO_ROLLBACK,
+                requested_by="watch",
+            )
+            session.commit()
+            pipelines.start(
+                session=session,
+                pipeline=pipeline,
+                publish=lambda event: publish(context.celery, event),
+            )
+            return f"{why}; rolling back to v{release.version} (pipeline {pipeline.id})"
+    except ShipyardError as exc:
+        log.error("rollout.rollback_failed", error=exc.message)
+        return f"{why}; the automatic rollback could not be started: {exc.message}"
+
+
+def live_here(context: WorkerContext, environment_id: uuid.UUID) -> list[ProcessRecord]:
+    """The live deployment's processes on this host."""
+    host = context.settings.host_name
+    with session_scope(context.db_url) as session:
+        live = deployments.live_deployment(session=session, environment_id=environment_id)
+        processes = list(live.processes) if live is not None else []
+    return [p for p in processes if p.get("host", host) == host]
+
+
+def _record_of(deployment: Deployment) -> RolloutRecord | None:
+    if not deployment.rollout:
+        return None
+    try:
+        return RolloutRecord.model_validate(deployment.rollout)
+    except ValidationError:
+        return None
