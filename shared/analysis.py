@@ -33,6 +33,7 @@ def figures(traffic: ServerCounters) -> ReleaseFigures:
         errors=errors,
         error_rate=errors / requests if requests else 0.0,
         p95_ms=percentile(traffic.latency, 0.95),
+        timed=sum(traffic.latency),
     )
 
 
@@ -59,7 +60,10 @@ def breach(canary: ReleaseFigures, stable: ReleaseFigures, plan: RolloutPlan) ->
     served `min_requests`."""
     if canary.requests < plan.min_requests:
         return None
-    rate_limit = max(plan.max_error_rate, plan.error_rate_ratio * stable.error_rate)
+    # The live release's rate counts only over as many requests: one error among its first two
+    # is no baseline.
+    stable_rate = stable.error_rate if stable.requests >= plan.min_requests else 0.0
+    rate_limit = max(plan.max_error_rate, plan.error_rate_ratio * stable_rate)
     if canary.error_rate > rate_limit:
         return (
             f"error rate {_percent(canary.error_rate)} ({canary.errors} of {canary.requests} "
@@ -67,7 +71,9 @@ def breach(canary: ReleaseFigures, stable: ReleaseFigures, plan: RolloutPlan) ->
             f" for the live release; the limit is {_percent(rate_limit)}"
         )
     if canary.p95_ms is not None and stable.p95_ms is not None:
-        if stable.requests >= plan.min_requests:
+        # Response times are a sample (the request log may drop lines): a p95 of too few of
+        # them is their maximum.
+        if canary.timed >= plan.min_requests and stable.timed >= plan.min_requests:
             limit = plan.latency_ratio * max(stable.p95_ms, constants.CANARY_LATENCY_FLOOR_MS)
             if canary.p95_ms > limit:
                 return (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -20,6 +20,8 @@ import redis
 
 from shipyard.shared import constants
 
+# A router that has not published for this long is taken for stopped.
+ALIVE_SECONDS: Final = 10
 # Upper bounds (ms) of the response-time buckets; one more bucket takes everything slower.
 LATENCY_BUCKETS_MS: Final = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
@@ -38,21 +40,26 @@ class ServerCounters:
     latency: tuple[int, ...] = field(default=(0,) * (len(LATENCY_BUCKETS_MS) + 1))
 
     def since(self, earlier: ServerCounters | None) -> ServerCounters:
-        """The traffic between `earlier` and this reading. A counter lower than before was
-        reset (HAProxy restarted, the server added again): all of it is new then."""
+        """The traffic between `earlier` and this reading. HAProxy's counters and the request
+        log's times come from two places, each reset on its own (HAProxy restarted, the server
+        added again; the router agent restarted): if any counter of one of them is lower than
+        before, all of that one's reading is new, every counter of it together."""
         if earlier is None:
             return self
-
-        def delta(now: int, then: int) -> int:
-            return now - then if now >= then else now
-
+        counted = (self.responses, self.server_errors, self.failed)
+        counted_before = (earlier.responses, earlier.server_errors, earlier.failed)
+        if any(now < then for now, then in zip(counted, counted_before, strict=True)):
+            counted_before = (0, 0, 0)
+        latency_before = earlier.latency
+        if len(self.latency) != len(latency_before) or any(
+            now < then for now, then in zip(self.latency, latency_before, strict=True)
+        ):
+            latency_before = (0,) * len(self.latency)
         return ServerCounters(
-            responses=delta(self.responses, earlier.responses),
-            server_errors=delta(self.server_errors, earlier.server_errors),
-            failed=delta(self.failed, earlier.failed),
-            latency=tuple(
-                delta(now, then) for now, then in zip(self.latency, earlier.latency, strict=True)
-            ),
+            responses=self.responses - counted_before[0],
+            server_errors=self.server_errors - counted_before[1],
+            failed=self.failed - counted_before[2],
+            latency=tuple(a - b for a, b in zip(self.latency, latency_before, strict=True)),
         )
 
     def plus(self, other: ServerCounters) -> ServerCounters:
@@ -87,17 +94,39 @@ def publish(
     host: str,
     stats: Mapping[int, Mapping[str, ServerCounters]],
 ) -> None:
-    """This host's counters, by slot then server, in one round trip."""
-    if not stats:
-        return
+    """This host's counters, by slot then server, in one round trip, and its heartbeat (a
+    reader tells a router with nothing new from one that publishes nothing any more)."""
     now = time.time()
     pipe = client.pipeline(transaction=False)
+    pipe.set(alive_key(namespace, host), now, ex=ALIVE_SECONDS)
     for slot, servers in stats.items():
         key = stats_key(namespace, slot)
         value = {"at": now, "servers": {name: c.encode() for name, c in servers.items()}}
         pipe.hset(key, host, json.dumps(value, separators=(",", ":")))
         pipe.expire(key, constants.ROUTER_STATS_TTL_SECONDS)
     pipe.execute()
+
+
+def alive_key(namespace: str, host: str) -> str:
+    """A run host's router's heartbeat: set at each publication, gone ALIVE_SECONDS after."""
+    return f"{namespace}:router-stats-alive:{host}"
+
+
+class CountersUnavailable(Exception):
+    """A router whose counters a reader needs publishes none (stopped, or cut off)."""
+
+
+def check_alive(client: redis.Redis, namespace: str, hosts: Sequence[str]) -> None:
+    """Raise CountersUnavailable unless the routers of every one of `hosts` publish."""
+    if not hosts:
+        return
+    beats = client.mget([alive_key(namespace, host) for host in hosts])
+    silent = [host for host, beat in zip(hosts, beats, strict=True) if beat is None]
+    if silent:
+        raise CountersUnavailable(
+            f"the router of run host {', '.join(silent)} publishes no counters "
+            f"(is `shipyard router` running there?)"
+        )
 
 
 def read(client: redis.Redis, namespace: str, slot: int) -> dict[str, ServerCounters]:

@@ -88,6 +88,7 @@ class ReleaseFigures(BaseModel):
     errors: int  # 5xx responses, connection errors and response errors
     error_rate: float  # errors / requests (0 with no request)
     p95_ms: float | None  # from the request log's response times (None: no response timed)
+    timed: int = 0  # how many responses the p95 is of (a sample of the requests)
 
 
 RolloutState = Literal["canary", "watching", "done", "promoted", "aborted", "rolled_back"]
@@ -117,7 +118,9 @@ class RolloutRecord(BaseModel):
     reason: str | None = None  # why it was aborted or rolled back
 
 
-RolloutCommand = Literal["promote", "abort"]
+# `promote` and `abort` are a person's; `yield` is a rollback's, asked for meanwhile: a canary
+# aborts, a watch ends without asking for a rollback of its own.
+RolloutCommand = Literal["promote", "abort", "yield"]
 
 
 class RolloutPublic(RolloutRecord):

@@ -91,7 +91,7 @@ def create_rollback_pipeline(
 ) -> Pipeline:
     """A run-only pipeline that runs an earlier release exactly as it was.
 
-    It takes precedence over a canary or a watch under way: that rollout is told to abort in
+    It takes precedence over a canary or a watch under way: that rollout is told to yield in
     the same transaction, so it ends within its next look at the figures (a second or two) and
     the rollback, queued behind its pipeline, runs next.
     """
@@ -111,7 +111,7 @@ def create_rollback_pipeline(
     )
     if running is not None:
         try:
-            rollouts.give_command(session=session, environment=environment, command="abort")
+            rollouts.give_command(session=session, environment=environment, command="yield")
         except Conflict:
             pass  # it ended since it was read: nothing left to abort
     return pipeline

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, update
 from sqlmodel import Session, col, select
 
+from shipyard.shared import constants
 from shipyard.shared.db import core_connection, sync_loaded
 from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.models import (
@@ -38,6 +39,9 @@ log = structlog.get_logger(__name__)
 # The kinds of pipeline that bring a new release, and so may go live gradually; the others run
 # a release that ran before (rollback) or the live one again (restart, scale, failover,
 # placement), at once.
+# What a run stage spends besides the plan, its health check and drain (starting, the router,
+# the store), kept free under its task's time limit.
+ROLLOUT_MARGIN_SECONDS = 60.0
 GRADUAL_KINDS = frozenset({PipelineKind.DEPLOY, PipelineKind.CONFIG, PipelineKind.PROMOTION})
 
 _STORED_RECORD: TypeAdapter[RolloutRecord | None] = TypeAdapter(StoredRecord)
@@ -59,7 +63,22 @@ def resolve_plan(
     if not plan.gradual:
         return None
     check_placement(environment=environment, plan=plan)
+    check_duration(environment=environment, plan=plan)
     return plan.model_dump(mode="json")
+
+
+def check_duration(*, environment: Environment, plan: RolloutPlan) -> None:
+    """Refuse a plan that, with the environment's health check and drain at their longest,
+    would outlast the run stage's task (its hard time limit ends it, the canary with it)."""
+    longest = plan.seconds + environment.health_timeout + environment.drain_timeout
+    if longest + ROLLOUT_MARGIN_SECONDS > constants.TASK_TIME_LIMIT_SECONDS:
+        raise InvalidInput(
+            f"the canary's steps and the watch ({plan.seconds:g}s), with {environment.name}'s "
+            f"health timeout ({environment.health_timeout:g}s) and drain timeout "
+            f"({environment.drain_timeout:g}s), could take longer than a run stage may "
+            f"({constants.TASK_TIME_LIMIT_SECONDS - ROLLOUT_MARGIN_SECONDS:g}s): fewer or "
+            "shorter steps, or a shorter watch"
+        )
 
 
 def parse_plan(fields: dict[str, Any], *, what: str) -> RolloutPlan:
@@ -169,7 +188,8 @@ def _given(command: str) -> Any:
 
 
 # Built once: a person's command, written only while the rollout still runs.
-_GIVE = {command: _given(command) for command in ("promote", "abort")}
+# `yield`: a rollback was asked for; a canary aborts, a watch ends without a rollback of its own.
+_GIVE = {command: _given(command) for command in ("promote", "abort", "yield")}
 
 
 def give_command(
@@ -208,7 +228,7 @@ _TAKE = (
     .values(rollout_command=None)
     .returning(_DEPLOYMENTS.c.id)
 )
-_VALID_COMMANDS: frozenset[str] = frozenset({"promote", "abort"})
+_VALID_COMMANDS: frozenset[str] = frozenset({"promote", "abort", "yield"})
 
 
 def take_command(*, session: Session, deployment_id: uuid.UUID) -> RolloutCommand | None:

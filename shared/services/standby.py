@@ -1,8 +1,10 @@
 """Warm standby: after a switch, the replaced release's processes keep running out of rotation for
 the environment's window, so that a rollback to that release (a person's, or a watch's) is only a
-router change. A standby deployment is superseded, not retired, with `standby_until` set; either a
-rollback takes its processes over (take) or, once the window is past, its run host's supervision
-stops them (expire). Each of the two is one conditional UPDATE, so exactly one of them wins.
+router change. One release stands by per environment: the last one replaced.
+
+A standby deployment is superseded, not retired, with `standby_until` set; either a rollback
+takes its processes over (take) or, once the window is past, its run host's supervision stops
+them (expire). Each of the two is one conditional UPDATE, so exactly one of them wins.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ _STANDING_BY = and_(
     _DEPLOYMENTS.c.retired_at.is_(None),
 )
 _STAND_BY = update(_DEPLOYMENTS).where(_STANDING_BY).values(standby_until=bindparam("p_until"))
+# The environment's other standby, if any: its window ends now.
+_END_OTHERS = (
+    update(_DEPLOYMENTS)
+    .where(
+        _DEPLOYMENTS.c.environment_id == bindparam("p_environment"),
+        _DEPLOYMENTS.c.id != bindparam("p_deployment"),
+        _DEPLOYMENTS.c.status == DeploymentStatus.SUPERSEDED,
+        _DEPLOYMENTS.c.retired_at.is_(None),
+        _DEPLOYMENTS.c.standby_until > bindparam("p_now"),
+    )
+    .values(standby_until=bindparam("p_now"))
+)
 # Taken over by a rollback: its processes are the new deployment's from now on.
 _TAKE = (
     update(_DEPLOYMENTS)
@@ -38,10 +52,20 @@ _EXPIRE = (
 )
 
 
-def stand_by(*, session: Session, deployment_id: uuid.UUID, seconds: float) -> datetime:
-    """The replaced deployment's processes run on, out of rotation, for `seconds`: until when."""
-    until = utcnow() + timedelta(seconds=seconds)
-    core_connection(session).execute(_STAND_BY, {"p_deployment": deployment_id, "p_until": until})
+def stand_by(
+    *, session: Session, deployment_id: uuid.UUID, environment_id: uuid.UUID, seconds: float
+) -> datetime:
+    """The replaced deployment's processes run on, out of rotation, for `seconds`: until when.
+    One release stands by per environment: the window of one standing by already ends now
+    (its run host's supervision stops it at its next look)."""
+    now = utcnow()
+    until = now + timedelta(seconds=seconds)
+    connection = core_connection(session)
+    connection.execute(
+        _END_OTHERS,
+        {"p_environment": environment_id, "p_deployment": deployment_id, "p_now": now},
+    )
+    connection.execute(_STAND_BY, {"p_deployment": deployment_id, "p_until": until})
     sync_loaded(session, Deployment, deployment_id, {"standby_until": until})
     return until
 

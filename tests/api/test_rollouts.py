@@ -293,7 +293,7 @@ def test_a_deploy_token_commands_its_environments_canary_only(
     assert client.post(f"{staging}/canary/abort", headers=own).status_code == 202
 
 
-def test_a_rollback_during_a_canary_aborts_it(
+def test_a_rollback_during_a_canary_tells_it_to_yield(
     client: TestClient, staging: str, settings: Settings
 ) -> None:
     deployment_id = _canary(settings)
@@ -301,7 +301,7 @@ def test_a_rollback_during_a_canary_aborts_it(
     response = client.post(f"{staging}/rollback", json={})
 
     assert response.status_code == 202, response.text
-    assert _command(settings, deployment_id) == "abort"
+    assert _command(settings, deployment_id) == "yield"
 
 
 def test_deployments_show_their_rollout_record(

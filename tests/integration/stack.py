@@ -221,15 +221,22 @@ class Stack:
             assert response.status_code == expect, (response.status_code, response.text)
         return response.json()
 
-    def create_app(self, name: str, repo: Path, path: str = "", envs: tuple[str, ...] = ()) -> None:
+    def create_app(
+        self,
+        name: str,
+        repo: Path,
+        path: str = "",
+        envs: tuple[str, ...] = (),
+        standby_seconds: float | None = None,
+    ) -> None:
+        """The app and its environments (`standby_seconds`: how long a replaced release stands
+        by; None: the default)."""
         self.api("POST", "/v1/apps", 201, json={"name": name, "repo": str(repo), "path": path})
+        body: dict[str, Any] = {"health_timeout": 10}
+        if standby_seconds is not None:
+            body["standby_seconds"] = standby_seconds
         for env in envs:
-            self.api(
-                "POST",
-                f"/v1/apps/{name}/environments",
-                201,
-                json={"name": env, "health_timeout": 10},
-            )
+            self.api("POST", f"/v1/apps/{name}/environments", 201, json={"name": env, **body})
 
     def start_pipeline(self, app: str, env: str, ref: str = "HEAD") -> str:
         body = {"environment": env, "ref": ref}

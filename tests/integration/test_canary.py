@@ -285,4 +285,65 @@ def test_a_run_worker_sigkilled_mid_step_leaves_the_live_release_serving_all_req
     traffic.stop()
     assert traffic.errors == []
     assert [a for a in traffic.answers if a[2] != 200] == []
-    assert _deployment(stack, pipeline)["rollout"]["state"] == "aborted"
+    deployment = _deployment(stack, pipeline)
+    assert deployment["rollout"]["state"] == "aborted"
+    assert deployment["status"] == "failed"
+
+
+def _pids(processes: list[dict[str, Any]]) -> set[int]:
+    return {int(p["pid"]) for p in processes if p["type"] == "web"}
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_rollback_inside_the_standby_window_takes_the_old_processes_back_with_no_start(
+    start_up: UpFactory, flavours: Flavours, load: list[Load]
+) -> None:
+    stack = _stack(start_up, flavours)
+    first = _pids(stack.current("web", "staging")["processes"])
+    traffic = _serving(stack, "good")
+    load.append(traffic)
+    assert stack.wait_pipeline(_start(stack, flavours.commits["good2"]))["status"] == "succeeded"
+
+    now = stack.current("web", "staging")
+    assert now["release"]["version"] == 2
+    [standing] = now["standby"]
+    assert standing["release_version"] == 1 and _pids(standing["processes"]) == first
+    assert all(_alive(pid) for pid in first)  # out of rotation, running
+    moved = time.time()
+    body = {"to_version": 1}
+    rollback = stack.api("POST", "/v1/apps/web/environments/staging/rollback", 202, json=body)
+    assert stack.wait_pipeline(rollback["id"])["status"] == "succeeded"
+
+    back = stack.current("web", "staging")
+    assert back["release"]["version"] == 1
+    assert _pids(back["processes"]) == first  # the same processes: taken back, not started
+    assert [s["release_version"] for s in back["standby"]] == [2]
+    after = _answers_after(traffic, moved + 5, 100, stack)
+    assert all(answer == "v1 good" for answer in after), set(after)
+    traffic.stop()
+    assert traffic.errors == []
+    assert [a for a in traffic.answers if a[2] != 200] == []
+
+
+@pytest.mark.timeout(300)
+def test_a_release_standing_by_is_stopped_once_its_window_is_past(
+    start_up: UpFactory, flavours: Flavours
+) -> None:
+    stack = start_up()
+    stack.create_app("web", flavours.repo, envs=())
+    body = {"name": "staging", "health_timeout": 10, "standby_seconds": 3}
+    stack.api("POST", "/v1/apps/web/environments", 201, json=body)
+    assert stack.wait_pipeline(_start(stack, flavours.commits["good"]))["status"] == "succeeded"
+    first = _pids(stack.current("web", "staging")["processes"])
+    assert stack.wait_pipeline(_start(stack, flavours.commits["good2"]))["status"] == "succeeded"
+    assert [s["release_version"] for s in stack.current("web", "staging")["standby"]] == [1]
+
+    wait_for(lambda: not any(_alive(pid) for pid in first), "v1 to stop after 3 s", stack)
+    assert stack.current("web", "staging")["standby"] == []
+    history = stack.api("GET", "/v1/apps/web/environments/staging/deployments", 200)
+    replaced = next(d for d in history if d["release_version"] == 1)
+    assert replaced["status"] == "superseded" and replaced["retired_at"] is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,20 @@ def docker_repo(tmp_path: Path, dockerfile: str = DOCKERFILE) -> Path:
     return repo
 
 
-def create_docker_app(stack: Stack, repo: Path) -> str:
-    """An app built by the docker builder, with a `staging` environment run by the docker runner."""
+def create_docker_app(stack: Stack, repo: Path, standby_seconds: float | None = None) -> str:
+    """An app built by the docker builder, with a `staging` environment run by the docker runner
+    (`standby_seconds`: how long a replaced release's containers stand by; None: the default)."""
     app = unique_app()
     stack.api("POST", "/v1/apps", 201, json={"name": app, "repo": str(repo), "builder": "docker"})
-    environment = {
+    environment: dict[str, Any] = {
         "name": "staging",
         "runner": "docker",
         "memory_limit": "64m",
         "cpu_limit": 0.5,
         "health_timeout": 10,
     }
+    if standby_seconds is not None:
+        environment["standby_seconds"] = standby_seconds
     stack.api("POST", f"/v1/apps/{app}/environments", 201, json=environment)
     return app
 
@@ -55,6 +59,15 @@ def configure(stack: Stack, app: str, body: dict[str, Any]) -> dict[str, Any]:
     if result.get("pipeline_id") is None:
         return result
     return stack.wait_pipeline(result["pipeline_id"])
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll `condition` until it holds; fail saying what was awaited after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.2)
 
 
 def stage(pipeline: dict[str, Any], name: str) -> dict[str, Any]:
@@ -74,7 +87,8 @@ def test_a_docker_app_is_built_run_reconfigured_and_survives_a_crashing_change(
 ) -> None:
     repo = docker_repo(tmp_path)
     commit = git(repo, "rev-parse", "HEAD")
-    app = create_docker_app(distributed, repo)
+    # Replaced containers stopped once drained (none standing by): the test follows each one.
+    app = create_docker_app(distributed, repo, standby_seconds=0)
     configure(
         distributed,
         app,
@@ -241,4 +255,16 @@ def test_docker_deploys_and_rollbacks_through_the_router_fail_no_request(
     assert {a[3].strip() for a in traffic.answers} <= {"one", "two", "three", "four"}
     with router_client(url) as client:
         assert client.get("/").text.strip() == "three"
-    assert set(live_containers(docker_engine, app)) == {"web", "worker"}  # the old ones gone
+    # The old ones gone but the live release's and the one standing by (the last replaced).
+    current = distributed.current(app, "staging")
+    [standing] = current["standby"]
+    kept = {current["deployment"]["id"], standing["deployment_id"]}
+
+    def deployments_with_containers() -> set[str]:
+        containers = containers_of(docker_engine, f"shipyard.app={app}")
+        return {c.labels["shipyard.deployment"] for c in containers}
+
+    wait_until(
+        lambda: deployments_with_containers() == kept,
+        "only the live and the standby release's containers to remain",
+    )

@@ -14,7 +14,9 @@ def test_a_tampered_artifact_is_refused_naming_both_digests(
     distributed: Stack, hello_repo: Path
 ) -> None:
     app = f"tamper-{uuid.uuid4().hex[:8]}"
-    distributed.create_app(app, hello_repo, envs=("staging",))
+    # No standby: the rollback starts v1 anew, from its stored artifact (a warm one would take
+    # v1's processes, started from it before it was tampered with, back).
+    distributed.create_app(app, hello_repo, envs=("staging",), standby_seconds=0)
     first = distributed.deploy(app, "staging")
     commit_file(hello_repo, "VERSION", "2\n")
     second = distributed.deploy(app, "staging")

@@ -211,15 +211,29 @@ def test_each_environment_runs_only_on_its_run_host_across_deploys_and_a_rollbac
     for env, host, other in (("staging", "alpha", "beta"), ("production", "beta", "alpha")):
         assert run_hosts.run_host_of("placed", env) == host
         deployments = run_hosts.deployments("placed", env)
-        # Every process of every deployment ran on its host; only the live one's still run.
+        # Every process of every deployment ran on its host; only the live one's still run,
+        # and the one that stands by (the last replaced: a rollback to it is warm).
         recorded = [p for _, _, records in deployments for p in records]
         assert len(deployments) >= 3 and {p["host"] for p in recorded} == {host}
-        running = [
-            version for version, _, records in deployments for p in records if run_hosts.alive(p)
-        ]
         live = next(version for version, status, _ in deployments if status == "live")
-        assert running == [live]
         current = stack.current("placed", env)
+        standing_by = [s["release_version"] for s in current["standby"]]
+        assert len(standing_by) == 1
+
+        def running(app_env: str = env) -> list[int]:
+            return sorted(
+                version
+                for version, _, records in run_hosts.deployments("placed", app_env)
+                for p in records
+                if run_hosts.alive(p)
+            )
+
+        # One that stood by before it is stopped by its host's supervision (within seconds).
+        expected = sorted([live, *standing_by])
+        run_hosts.wait(
+            lambda expected=expected: running() == expected,  # type: ignore[misc]
+            f"only {env}'s live and standby releases to run on {host}",
+        )
         assert [p["host"] for p in current["processes"]] == [host]
         assert run_hosts.answer(host, "placed", env) == "200 Hello from Shipyard"
         # The other host's router serves none of it, and says why.

@@ -144,7 +144,8 @@ def test_a_request_in_flight_during_a_switch_finishes_on_the_old_release(
 ) -> None:
     repo, first, second = served_repo
     stack = start_up()
-    stack.create_app("web", repo, envs=("staging",))
+    # Stopped once drained, not left standing by: its retirement tells when its drain ended.
+    stack.create_app("web", repo, envs=("staging",), standby_seconds=0)
     _deploy(stack, "web", first)
     url = stack.current("web", "staging")["url"]
     answer: list[httpx.Response] = []

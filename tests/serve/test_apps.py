@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ from sqlmodel import Session, select
 from shipyard.serve.apps import AppSupervisor
 from shipyard.shared import migrate, processes
 from shipyard.shared.db import get_engine, session_scope
-from shipyard.shared.models import Pipeline, PipelineStatus
+from shipyard.shared.models import Deployment, Pipeline, PipelineStatus, utcnow
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
-from shipyard.shared.services import apps, deployments, destroy
+from shipyard.shared.services import apps, deployments, destroy, standby
 from shipyard.shared.settings import Settings
 from shipyard.workers.context import WorkerContext
 from tests.shared.factories import make_artifact, make_pipeline, make_release
@@ -126,3 +127,55 @@ def test_storage_is_left_to_a_new_app_already_given_the_name(
 
     sleeper.wait(timeout=30)
     assert storage.is_dir()  # the new app's, from now on: not moved from under it
+
+
+def test_a_release_standing_by_is_stopped_once_its_window_is_past_and_only_then(
+    context: WorkerContext, sleeper: subprocess.Popen[bytes]
+) -> None:
+    record = {
+        "type": "worker",
+        "status": "running",
+        "pid": sleeper.pid,
+        "started": processes.start_time(sleeper.pid),
+        "host": context.settings.host_name,
+    }
+    _live_app(context, record)
+    with session_scope(context.db_url) as session:  # v2 replaces it; it stands by
+        old = deployments.live_deployment(
+            session=session, environment_id=session.exec(select(Deployment)).one().environment_id
+        )
+        assert old is not None
+        app = apps.get_app(session=session, name="web")
+        environment = apps.get_environment(session=session, app=app, name="staging")
+        release = make_release(session, app, environment, make_artifact(session, app, "b"))
+        new = deployments.begin_deployment(
+            session=session,
+            pipeline_id=make_pipeline(session, app, environment).id,
+            release=release,
+            cause="deploy",
+        )
+        assert new is not None
+        deployments.go_live(session=session, deployment=new, processes=[])
+        standby.stand_by(
+            session=session, deployment_id=old.id, environment_id=old.environment_id, seconds=300
+        )
+        old_id = old.id
+    supervisor = AppSupervisor(context)
+    supervisor.end_standby()
+    supervisor.stop_stale()
+    assert processes.is_alive(sleeper.pid, None)  # in its window: left running
+
+    with session_scope(context.db_url) as session:
+        ending = session.get(Deployment, old_id)
+        assert ending is not None
+        ending.standby_until = utcnow() - timedelta(seconds=1)
+        session.add(ending)
+    supervisor.end_standby()
+    # Handed to the stale ones' stop (which retries, and stops containers too).
+    assert [record["pid"] for record in supervisor._stale.values()] == [sleeper.pid]
+    supervisor.stop_stale()
+
+    sleeper.wait(timeout=30)  # stopped (a timeout here fails the test)
+    with session_scope(context.db_url) as session:
+        ended = session.get(Deployment, old_id)
+        assert ended is not None and ended.retired_at is not None

@@ -28,11 +28,13 @@ def timed(**by_bound: int) -> tuple[int, ...]:
 
 
 def release(requests: int, errors: int = 0, p95_ms: float | None = 25.0) -> ReleaseFigures:
+    """A release's figures, every response timed."""
     return ReleaseFigures(
         requests=requests,
         errors=errors,
         error_rate=errors / requests if requests else 0.0,
         p95_ms=p95_ms,
+        timed=requests if p95_ms is not None else 0,
     )
 
 
@@ -43,7 +45,9 @@ def test_figures_count_failed_requests_as_requests_and_errors() -> None:
 
     figures = analysis.figures(traffic)
 
-    assert figures == ReleaseFigures(requests=200, errors=10, error_rate=0.05, p95_ms=250.0)
+    assert figures == ReleaseFigures(
+        requests=200, errors=10, error_rate=0.05, p95_ms=250.0, timed=196
+    )
 
 
 def test_figures_of_no_traffic() -> None:
@@ -155,3 +159,18 @@ def test_a_window_sums_one_releases_servers_between_two_readings() -> None:
     )
     assert analysis.window(before, after, []) == ServerCounters()
     assert analysis.window({}, after, ["old-1"]) == after["old-1"]
+
+
+def test_a_p95_of_too_few_timed_responses_is_not_judged() -> None:
+    plan = RolloutPlan()
+    slow = release(200, p95_ms=5000.0).model_copy(update={"timed": plan.min_requests - 1})
+
+    assert analysis.breach(slow, release(2000, p95_ms=25.0), plan) is None
+
+
+def test_the_live_releases_rate_over_too_few_requests_does_not_raise_the_limit() -> None:
+    plan = RolloutPlan()
+    # One error in the live release's two requests (50 %) is no baseline: 40 % fails.
+    reason = analysis.breach(release(1000, errors=400), release(2, errors=1), plan)
+
+    assert reason is not None and "the limit is 1.0 %" in reason

@@ -55,6 +55,16 @@ def test_a_counter_lower_than_before_was_reset_and_counts_whole() -> None:
     )
 
 
+def test_a_reset_counts_every_counter_of_its_source_whole_not_each_on_its_own() -> None:
+    # HAProxy restarted and has served more 2xx since than its 5xx before: still all new.
+    before = ServerCounters(responses=100, server_errors=50, failed=0, latency=buckets(60, 40))
+    after = ServerCounters(responses=120, server_errors=3, failed=0, latency=buckets(70, 45))
+
+    assert after.since(before) == ServerCounters(
+        responses=120, server_errors=3, failed=0, latency=buckets(10, 5)
+    )
+
+
 def test_two_servers_add_up() -> None:
     one = ServerCounters(responses=3, server_errors=1, failed=1, latency=buckets(2, 1))
     other = ServerCounters(responses=5, server_errors=0, failed=2, latency=buckets(0, 4, 1))

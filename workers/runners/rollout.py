@@ -26,7 +26,7 @@ from shipyard.shared import analysis
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.models import utcnow
 from shipyard.shared.process_record import ProcessRecord
-from shipyard.shared.router_stats import ServerCounters
+from shipyard.shared.router_stats import CountersUnavailable, ServerCounters
 from shipyard.shared.schemas.rollouts import (
     ReleaseFigures,
     RolloutCommand,
@@ -47,6 +47,10 @@ Counters = dict[str, ServerCounters]
 
 class RolloutStopped(StageFailed):
     """A canary step or a watch window failed its analysis, or a person aborted it: why."""
+
+
+class RolloutYielded(RolloutStopped):
+    """A rollback was asked for while the rollout ran: it ends, asking for none of its own."""
 
 
 class RolloutStore(Protocol):
@@ -74,24 +78,31 @@ class Analysis:
     record: RolloutRecord
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    _last_read: float | None = field(default=None, init=False)
+    _failing_since: float | None = field(default=None, init=False)
+    # Every server's last reading: one gone from the router since (a process restarted on
+    # another port, its old server taken out) keeps counting with what it had.
+    _seen: Counters = field(default_factory=dict, init=False)
 
     def counters(self) -> Counters | None:
-        """The counters now; None if they cannot be read (for up to STATS_LOST_SECONDS)."""
+        """The counters now; None if they cannot be read (for up to STATS_LOST_SECONDS in a
+        row: then RolloutStopped)."""
         now = self.clock()
         try:
             found = self.read_counters()
-        except (redis.RedisError, OSError, ValueError) as exc:
-            self._last_read = self._last_read if self._last_read is not None else now
-            if now - self._last_read > STATS_LOST_SECONDS:
+        except (redis.RedisError, OSError, ValueError, CountersUnavailable) as exc:
+            if self._failing_since is None:
+                self._failing_since = now
+            if now - self._failing_since > STATS_LOST_SECONDS:
+                why = str(exc) if isinstance(exc, CountersUnavailable) else type(exc).__name__
                 raise RolloutStopped(
                     f"the routers' counters could not be read for {STATS_LOST_SECONDS:g}s "
-                    f"({type(exc).__name__}): is the broker up?"
+                    f"({why}): a release is not judged blind"
                 ) from exc
             log.warning("rollout.counters_unreadable", error=type(exc).__name__)
             return None
-        self._last_read = now
-        return found
+        self._failing_since = None
+        self._seen = {**self._seen, **found}
+        return dict(self._seen)
 
     def step(
         self,
@@ -99,35 +110,38 @@ class Analysis:
         phase: Literal["canary", "watch"],
         share: int,
         seconds: float,
-        new: Collection[str],
-        old: Collection[str],
+        new: Callable[[], Collection[str]],
+        old: Callable[[], Collection[str]],
         stable: ReleaseFigures | None = None,
         each_look: Callable[[], None] | None = None,
     ) -> StepOutcome:
-        """Send `share` % for `seconds` while judging `new` against `old` (or against fixed
-        `stable` figures); `passed`, `inconclusive` (too few requests to judge) or `promoted`.
-        Raises RolloutStopped on a breach or an abort, with the step recorded."""
+        """Send `share` % for `seconds` while judging the servers `new` names against those
+        `old` names (both asked at each look: processes restarted meanwhile are servers of
+        other names), or against fixed `stable` figures; `passed`, `inconclusive` (too few
+        requests to judge) or `promoted`. Raises RolloutStopped on a breach, an abort or a
+        rollback asked for (RolloutYielded), with the step recorded."""
         baseline = self._baseline()
         step = RolloutStep(phase=phase, share=share, started_at=utcnow())
         self.record.steps.append(step)
         self.record.share = share
         self.store.save(self.record)
         ends = self.clock() + seconds
+        # Every server either release had during the step: one restarted away still counts.
+        new_servers: set[str] = set()
+        old_servers: set[str] = set()
         while True:
             if each_look is not None:
                 each_look()
-            command = self.store.command()
-            if command == "abort":
-                self._end(step, "aborted", "aborted by a person (`shipyard canary abort`)")
-                raise RolloutStopped(step.reason or "aborted")
-            if command == "promote":
-                self._end(step, "promoted", "promoted by a person (`shipyard canary promote`)")
+            self._take_command(step)
+            if step.outcome == "promoted":
                 return "promoted"
+            new_servers.update(new())
+            old_servers.update(old())
             now_counters = self.counters()
             if now_counters is not None:
-                step.canary = analysis.figures(analysis.window(baseline, now_counters, new))
+                step.canary = analysis.figures(analysis.window(baseline, now_counters, new_servers))
                 step.stable = stable or analysis.figures(
-                    analysis.window(baseline, now_counters, old)
+                    analysis.window(baseline, now_counters, old_servers)
                 )
                 reason = analysis.breach(step.canary, step.stable, self.plan)
                 if reason is not None:
@@ -140,6 +154,19 @@ class Analysis:
                 return step.outcome
             self.store.save(self.record)
             self.sleep(min(self.plan.analysis_seconds, left))
+
+    def _take_command(self, step: RolloutStep) -> None:
+        """Act on a command given since the last look: an abort or a yield raises, a promote
+        marks the step promoted."""
+        command = self.store.command()
+        if command == "abort":
+            self._end(step, "aborted", "aborted by a person (`shipyard canary abort`)")
+            raise RolloutStopped(step.reason or "aborted")
+        if command == "yield":
+            self._end(step, "aborted", "a rollback was asked for")
+            raise RolloutYielded(step.reason or "yielded")
+        if command == "promote":
+            self._end(step, "promoted", "promoted by a person (`shipyard canary promote`)")
 
     def _baseline(self) -> Counters:
         """The counters a step starts from: waited for (bounded) if they cannot be read now."""
@@ -168,40 +195,51 @@ def canary_steps(
     analysis_: Analysis,
     traffic: Traffic,
     new: list[ProcessRecord],
-    old: list[ProcessRecord],
+    live: Callable[[], list[ProcessRecord]],
 ) -> None:
-    """Take the plan's steps below 100 % (a promote skips those left); on a breach or an abort,
-    the live release back to 100 % and RolloutStopped raised (the caller stops `new`)."""
-    new_names, old_names = server_names(new), server_names(old)
+    """Take the plan's steps below 100 % (a promote skips those left), `live` asked at each
+    look for the live release's processes (one restarted meanwhile is another server). On a
+    breach, an abort or anything else that ends them early, the live release is put back to
+    100 % before RolloutStopped (or the error) is raised; the caller stops `new`."""
+    new_names = server_names(new)
+    old = live()
     for share in analysis_.plan.canary:
         if share >= 100:
             break
 
         def weigh(share: int = share) -> None:
-            # Again at every look: a router restarted meanwhile lost the new servers.
+            # Again at every look: a router restarted meanwhile lost the new servers, and a
+            # live process restarted is a new server at full weight.
+            nonlocal old
+            old = live()
             try:
                 traffic.split(new, old, share)
             except RouterError as exc:
                 log.error("rollout.split_failed", share=share, error=exc.message)
 
         try:
+            # Recorded before the router is told: a takeover then knows what to undo.
+            analysis_.record.share = share
+            analysis_.store.save(analysis_.record)
             traffic.split(new, old, share)
             log.info("rollout.canary_step", share=share)
             outcome = analysis_.step(
                 phase="canary",
                 share=share,
                 seconds=analysis_.plan.step_seconds,
-                new=new_names,
-                old=old_names,
+                new=lambda: new_names,
+                old=lambda: server_names(old),
                 each_look=weigh,
             )
-        except (RolloutStopped, RouterError) as exc:
+        except BaseException as exc:
             _back_to_live(traffic, new, old)
             analysis_.finish("aborted", 0)
-            message = exc.message if isinstance(exc, StageFailed) else str(exc)
-            raise RolloutStopped(
-                f"canary aborted at {share} %, the live release serves all "
-                f"requests again: {message}"
+            if not isinstance(exc, (RolloutStopped, RouterError)):
+                raise
+            kind = RolloutYielded if isinstance(exc, RolloutYielded) else RolloutStopped
+            raise kind(
+                f"canary aborted at {share} %, the live release serves all requests again: "
+                f"{exc.message}"
             ) from exc
         if outcome == "promoted":
             analysis_.finish("promoted", 100)
@@ -220,17 +258,28 @@ def _back_to_live(traffic: Traffic, new: list[ProcessRecord], old: list[ProcessR
         log.error("rollout.retire_failed", error=exc.message)
 
 
-def watch(analysis_: Analysis, new: list[ProcessRecord], stable: ReleaseFigures | None) -> None:
+def watch(
+    analysis_: Analysis,
+    live: Callable[[], list[ProcessRecord]],
+    stable: ReleaseFigures | None,
+) -> None:
     """Judge the new release, serving all requests, for the plan's watch window (in windows of
     the step time, each recorded), against the replaced release's figures from before the
-    switch; RolloutStopped on a breach or an abort (the caller rolls back). A promote ends it."""
+    switch; `live` is asked at each look for its processes (restarted ones are other
+    servers). RolloutStopped on a breach or an abort (the caller rolls back), RolloutYielded
+    when a rollback was asked for meanwhile. A promote ends it."""
     plan = analysis_.plan
     analysis_.finish("watching", 100)
     left = plan.watch_seconds
     while left > 0:
         seconds = min(plan.step_seconds, left)
         outcome = analysis_.step(
-            phase="watch", share=100, seconds=seconds, new=server_names(new), old=(), stable=stable
+            phase="watch",
+            share=100,
+            seconds=seconds,
+            new=lambda: server_names(live()),
+            old=tuple,
+            stable=stable,
         )
         if outcome == "promoted":
             break

@@ -168,13 +168,16 @@ def switch(
             log.error("router.serve_failed", error=exc.message)
             traffic = None
         recorder.switched()
+    drained = False
     if traffic is not None and previous:
         try:
             traffic.retire(previous)
             log.info("run.drained", seconds=round(traffic.drained_in or 0, 3))
+            drained = True
         except RouterError as exc:
             log.error("router.drain_failed", error=exc.message)
-    if previous and traffic is not None and recorder.stand_by():
+    # Only what is out of the router may stand by: one it still routes to is stopped.
+    if previous and drained and recorder.stand_by():
         log.info("run.previous_standing_by", processes=len(previous))
         return processes
     if previous:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from pydantic import ValidationError
+from sqlmodel import Session, select
 
 from shipyard.router.runtime import RouterError
 from shipyard.router.traffic import Traffic
@@ -16,7 +17,14 @@ from shipyard.shared import analysis, router_stats
 from shipyard.shared.broker import publish
 from shipyard.shared.db import session_scope
 from shipyard.shared.exceptions import ShipyardError, StageFailed
-from shipyard.shared.models import App, Deployment, Environment, Pipeline, Release
+from shipyard.shared.models import (
+    App,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Pipeline,
+    Release,
+)
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.router_stats import ServerCounters
 from shipyard.shared.schemas.rollouts import (
@@ -74,8 +82,9 @@ class RunRollout:
     context: WorkerContext
     plan: RolloutPlan
     slot: int | None
+    environment_id: uuid.UUID
     deployment_id: uuid.UUID
-    live: list[ProcessRecord]  # what runs live on this host now (what a canary is judged against)
+    hosts: list[str]  # the environment's run hosts: their routers' counters are needed
     traffic: Traffic | None
     analysis: Analysis = field(init=False)
     at_start: dict[str, ServerCounters] = field(default_factory=dict, init=False)
@@ -90,14 +99,18 @@ class RunRollout:
             store=DeploymentRollout(self.context.db_url, self.deployment_id),
             record=record,
         )
+        if self.plan.canary:
+            # Recorded before anything starts: a rollback asked for meanwhile finds it (and
+            # makes it yield), and a takeover knows a canary was under way.
+            self.analysis.store.save(record)
         self.at_start = self._read_quietly()
 
     def _read(self) -> dict[str, ServerCounters]:
         if self.slot is None:
             return {}
-        return router_stats.read(
-            self.context.redis, self.context.settings.broker_namespace, self.slot
-        )
+        namespace = self.context.settings.broker_namespace
+        router_stats.check_alive(self.context.redis, namespace, self.hosts)
+        return router_stats.read(self.context.redis, namespace, self.slot)
 
     def _read_quietly(self) -> dict[str, ServerCounters]:
         try:
@@ -106,10 +119,14 @@ class RunRollout:
             log.warning("rollout.counters_unreadable", error=type(exc).__name__)
             return {}
 
+    def live(self) -> list[ProcessRecord]:
+        """The live release's processes on this host now."""
+        return live_here(self.context, self.environment_id)
+
     def before_live(self, new: list[ProcessRecord]) -> None:
         """The canary's steps (if the plan has any and there is a live release here to compare
         with), then the live release's figures since the stage began, for the watch."""
-        old = server_names(self.live)
+        old = server_names(self.live())
         if self.plan.canary:
             if self.traffic is None or not old:
                 why = "no router on this host" if self.traffic is None else "no live release"
@@ -126,10 +143,16 @@ class RunRollout:
             if now:
                 self.stable = analysis.figures(analysis.window(self.at_start, now, old))
 
-    def watch(self, new: list[ProcessRecord]) -> None:
-        """The watch window after the switch (if planned); RolloutStopped on a breach."""
+    def watch(self) -> None:
+        """The watch window after the switch (if planned); RolloutStopped on a breach,
+        RolloutYielded when a rollback was asked for meanwhile."""
         if self.plan.watch_seconds > 0:
-            watch(self.analysis, new, self.stable)
+            watch(self.analysis, self._deployed, self.stable)
+
+    def _deployed(self) -> list[ProcessRecord]:
+        """The watched deployment's processes now (restarted ones are other servers)."""
+        with session_scope(self.context.db_url) as session:
+            return list(get_row(session, Deployment, self.deployment_id).processes)
 
 
 def interrupted_canary(
@@ -138,15 +161,16 @@ def interrupted_canary(
     deployment: Deployment,
     traffic: Traffic | None,
 ) -> None:
-    """A canary whose run worker died mid-step (this attempt took the stage over): every request
-    to the live release again, the canary's servers drained out, its processes stopped, the
-    rollout recorded aborted; raises StageFailed."""
+    """A canary whose run worker died (this attempt took the stage over): the canary's servers
+    drained out of the router (no new request from the first command on), the live release's
+    back to full weight, the canary's processes stopped, the deployment failed and its rollout
+    recorded aborted; raises StageFailed."""
     record = _record_of(deployment)
     share = record.share if record is not None else 0
     if traffic is not None:
         try:
-            traffic.split(deployment.processes, live_here(context, deployment.environment_id), 0)
             traffic.retire(deployment.processes)
+            traffic.serve(live_here(context, deployment.environment_id))
         except RouterError as exc:
             log.error("rollout.interrupted_retire_failed", error=exc.message)
     runner.stop(deployment.processes)
@@ -159,13 +183,22 @@ def interrupted_canary(
         record.share = 0
         record.reason = reason
         DeploymentRollout(context.db_url, deployment.id).save(record)
+    with session_scope(context.db_url) as session:
+        current = get_row(session, Deployment, deployment.id)
+        deployments.fail_deployment(session=session, deployment=current, error=reason)
     raise StageFailed(reason)
 
 
 def in_canary(deployment: Deployment) -> bool:
-    """Whether the deployment's rollout was stepping a canary (it is not live yet)."""
+    """Whether the deployment, not live yet, had a canary under way: an attempt that died then
+    may have left its servers in the router, at any step's weights."""
     record = _record_of(deployment)
-    return record is not None and record.state == "canary"
+    return (
+        deployment.status == DeploymentStatus.STARTING
+        and record is not None
+        and bool(record.plan.canary)
+        and (record.share > 0 or bool(record.steps))  # its servers may be in the router
+    )
 
 
 def watch_cut_short(context: WorkerContext, deployment: Deployment) -> None:
@@ -178,15 +211,16 @@ def watch_cut_short(context: WorkerContext, deployment: Deployment) -> None:
 
 
 def roll_back(
-    context: WorkerContext, environment_id: uuid.UUID, replaced: uuid.UUID | None, why: str
+    context: WorkerContext, watched: Deployment, replaced: uuid.UUID | None, why: str
 ) -> str:
-    """Ask for a rollback to the release `replaced` ran (a pipeline of its own, published);
-    what the stage's failure says about it."""
+    """Ask for a rollback to the release `replaced` ran (a pipeline of its own, published),
+    away from the `watched` deployment's release (its source: the rollback is skipped if
+    another release went live meanwhile); what the stage's failure says about it."""
     if replaced is None:
         return f"{why}; there is no earlier release to roll back to"
     try:
         with session_scope(context.db_url) as session:
-            environment = get_row(session, Environment, environment_id)
+            environment = get_row(session, Environment, watched.environment_id)
             app = get_row(session, App, environment.app_id)
             previous = get_row(session, Deployment, replaced)
             release = get_row(session, Release, previous.release_id)
@@ -198,6 +232,8 @@ def roll_back(
                 trigger=deployments.AUTO_ROLLBACK,
                 requested_by="watch",
             )
+            pipeline.source_release_id = watched.release_id
+            session.add(pipeline)
             session.commit()
             pipelines.start(
                 session=session,
@@ -208,6 +244,22 @@ def roll_back(
     except ShipyardError as exc:
         log.error("rollout.rollback_failed", error=exc.message)
         return f"{why}; the automatic rollback could not be started: {exc.message}"
+
+
+def check_still_wanted(session: Session, pipeline: Pipeline, environment_id: uuid.UUID) -> None:
+    """An automatic rollback (a watch's) away from a release no longer live (another deploy
+    went live before it reached its turn) is not run: StageFailed saying so."""
+    if pipeline.trigger != deployments.AUTO_ROLLBACK or pipeline.source_release_id is None:
+        return
+    begun = session.exec(select(Deployment.id).where(Deployment.pipeline_id == pipeline.id))
+    if begun.first() is not None:
+        return  # decided by an earlier attempt of the stage
+    live = deployments.live_deployment(session=session, environment_id=environment_id)
+    if live is not None and live.release_id != pipeline.source_release_id:
+        raise StageFailed(
+            "skipped: the release the watch saw fail is no longer live (a newer deploy went "
+            "live first); roll back by hand if that is still wanted"
+        )
 
 
 def live_here(context: WorkerContext, environment_id: uuid.UUID) -> list[ProcessRecord]:

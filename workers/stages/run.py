@@ -27,7 +27,7 @@ from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
-from shipyard.workers.runners.rollout import RolloutStopped
+from shipyard.workers.runners.rollout import RolloutStopped, RolloutYielded
 from shipyard.workers.runners.switch import switch
 from shipyard.workers.stages import rollouts
 from shipyard.workers.stages.frame import StageResult, get_row
@@ -66,6 +66,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
                 f"{environment.name} is placed on run host {placed!r}, not on {host!r}: "
                 "deploy again to run it there"
             )
+        rollouts.check_still_wanted(session, pipeline, environment.id)
         deployment = deployments.begin_deployment(
             session=session,
             pipeline_id=pipeline.id,
@@ -132,8 +133,9 @@ def _rollout(
         context=context,
         plan=plan,
         slot=environment.route_slot,
+        environment_id=environment.id,
         deployment_id=deployment.id,
-        live=rollouts.live_here(context, environment.id),
+        hosts=placement.hosts_of(environment),
         traffic=traffic,
     )
 
@@ -169,17 +171,17 @@ def _watch(
     replaced: uuid.UUID | None,
 ) -> None:
     """The live deployment watched (if planned); on a breach or an abort, a rollback asked for
-    and the stage failed saying why. The deployment stays live until the rollback replaces it."""
-    with session_scope(context.db_url) as session:
-        processes = list(get_row(session, Deployment, deployment.id).processes)
+    and the stage failed saying why. The deployment stays live until the rollback replaces it.
+    A rollback asked for meanwhile ends the watch, which then asks for none of its own."""
     try:
-        rollout.watch(processes)
+        rollout.watch()
+    except RolloutYielded:
+        rollout.analysis.record.reason = "the watch ended: a rollback was asked for"
+        rollout.analysis.finish("done", 100)
     except RolloutStopped as exc:
         rollout.analysis.finish("rolled_back", 100)
         why = f"the watch saw the new release fail: {exc.message}"
-        raise StageFailed(
-            rollouts.roll_back(context, deployment.environment_id, replaced, why)
-        ) from exc
+        raise StageFailed(rollouts.roll_back(context, deployment, replaced, why)) from exc
 
 
 @dataclass
@@ -244,7 +246,10 @@ class DeploymentRecorder:
             return False
         with session_scope(self.db_url) as session:
             standby.stand_by(
-                session=session, deployment_id=self.replaced, seconds=self.standby_seconds
+                session=session,
+                deployment_id=self.replaced,
+                environment_id=self.deployment.environment_id,
+                seconds=self.standby_seconds,
             )
         return True
 

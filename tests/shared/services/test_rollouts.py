@@ -105,6 +105,17 @@ def _canary(session: Session, app: App, environment: Environment) -> Deployment:
 # --- resolve_plan ---------------------------------------------------------------------------
 
 
+def test_a_plan_that_could_outlast_the_run_stages_task_is_refused() -> None:
+    environment = _environment(None)
+    environment.health_timeout, environment.drain_timeout = 300.0, 300.0
+    request = RolloutRequest(canary=[10, 50], step_seconds=450, watch_seconds=300)  # 1,200 s
+
+    with pytest.raises(InvalidInput, match="longer than a run stage may"):
+        rollouts.resolve_plan(environment=environment, kind=PipelineKind.DEPLOY, request=request)
+    environment.health_timeout, environment.drain_timeout = 30.0, 30.0
+    assert rollouts.resolve_plan(environment=environment, kind=PipelineKind.DEPLOY, request=request)
+
+
 def test_resolve_plan_lays_the_request_over_the_environments_default() -> None:
     environment = _environment({"canary": [10, 50], "step_seconds": 30, "watch_seconds": 60})
 
@@ -348,7 +359,7 @@ def test_a_record_that_does_not_parse_is_shown_as_none(
 # --- a rollback takes precedence ------------------------------------------------------------
 
 
-def test_a_rollback_during_a_canary_aborts_it_and_runs_the_live_release_again(
+def test_a_rollback_during_a_canary_makes_it_yield_and_runs_the_live_release_again(
     session: Session, app: App, staging: Environment
 ) -> None:
     canary = _canary(session, app, staging)
@@ -358,13 +369,13 @@ def test_a_rollback_during_a_canary_aborts_it_and_runs_the_live_release_again(
     )
     session.commit()
 
-    assert rollouts.take_command(session=session, deployment_id=canary.id) == "abort"
+    assert rollouts.take_command(session=session, deployment_id=canary.id) == "yield"
     release = session.get(Release, pipeline.release_id)
     assert release is not None and release.version == 1  # what the canary would have replaced
     assert pipeline.rollout is None
 
 
-def test_a_rollback_during_a_watch_aborts_it_and_targets_the_previous_release(
+def test_a_rollback_during_a_watch_makes_it_yield_and_targets_the_previous_release(
     session: Session, app: App, staging: Environment
 ) -> None:
     canary = _canary(session, app, staging)
@@ -377,7 +388,7 @@ def test_a_rollback_during_a_watch_aborts_it_and_targets_the_previous_release(
     )
     session.commit()
 
-    assert rollouts.take_command(session=session, deployment_id=canary.id) == "abort"
+    assert rollouts.take_command(session=session, deployment_id=canary.id) == "yield"
     release = session.get(Release, pipeline.release_id)
     assert release is not None and release.version == 1
 

@@ -30,7 +30,9 @@ def _replaced(session: Session, app: App, staging: Environment, seconds: float) 
     """v1 replaced by v2, standing by for `seconds`."""
     old = _deploy(session, app, staging, "a")
     _deploy(session, app, staging, "b")
-    standby.stand_by(session=session, deployment_id=old.id, seconds=seconds)
+    standby.stand_by(
+        session=session, deployment_id=old.id, environment_id=staging.id, seconds=seconds
+    )
     session.commit()
     session.refresh(old)
     return old
@@ -88,3 +90,22 @@ def test_the_environment_keeps_replaced_releases_standing_by_five_minutes_by_def
     session: Session, staging: Environment
 ) -> None:
     assert standby.standby_seconds(session=session, environment_id=staging.id) == 300.0
+
+
+def test_one_release_stands_by_per_environment_the_last_one_replaced(
+    session: Session, app: App, staging: Environment
+) -> None:
+    first = _replaced(session, app, staging, seconds=300)  # v1 standing by, v2 live
+    second = deployments.live_deployment(session=session, environment_id=staging.id)
+    assert second is not None
+    _deploy(session, app, staging, "c")  # v3 replaces v2, which stands by in turn
+    standby.stand_by(
+        session=session, deployment_id=second.id, environment_id=staging.id, seconds=300
+    )
+    session.commit()
+
+    assert [d.id for d in standby.expired(session=session)] == [first.id]  # its window ended
+    found = standby.standing_by(
+        session=session, environment_id=staging.id, release_id=second.release_id
+    )
+    assert found is not None and found.id == second.id
