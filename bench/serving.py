@@ -241,9 +241,7 @@ def run(bench: Bench) -> None:
         stack.api("POST", "/v1/apps", 201, json=body)
         # Each switch here ends with the replaced release stopped (its retirement is what the
         # drain figure measures): no standby (scenario 13 measures the warm rollback it gives).
-        bench.create_environments(
-            APP, [ENV], runner="local", health_timeout=20, standby_seconds=0
-        )
+        bench.create_environments(APP, [ENV], runner="local", health_timeout=20, standby_seconds=0)
         first = stack.start_pipeline(APP, ENV, commits.next()[0])
         stack.wait_pipeline(first, poll=0.01)
         current = stack.api("GET", f"/v1/apps/{APP}/environments/{ENV}/current", 200)

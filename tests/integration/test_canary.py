@@ -347,3 +347,30 @@ def test_a_release_standing_by_is_stopped_once_its_window_is_past(
     history = stack.api("GET", "/v1/apps/web/environments/staging/deployments", 200)
     replaced = next(d for d in history if d["release_version"] == 1)
     assert replaced["status"] == "superseded" and replaced["retired_at"] is not None
+
+
+@pytest.mark.timeout(300)
+def test_a_rollback_during_a_canary_ends_it_and_keeps_the_live_release_as_it_runs(
+    start_up: UpFactory, flavours: Flavours, load: list[Load]
+) -> None:
+    stack = _stack(start_up, flavours)
+    live_pids = _pids(stack.current("web", "staging")["processes"])
+    traffic = _serving(stack, "good")
+    load.append(traffic)
+    started = _start(stack, flavours.commits["good2"], canary=[50, 100], step_seconds=600)
+    wait_for(lambda: (_canary_state(stack) or {}).get("share") == 50, "the canary", stack)
+
+    rollback = stack.api("POST", "/v1/apps/web/environments/staging/rollback", 202, json={})
+    canary = stack.wait_pipeline(started, timeout=120)
+    done = stack.wait_pipeline(rollback["id"], timeout=120)
+    ended = time.time()
+
+    assert canary["status"] == "failed" and "a rollback was asked for" in canary["error"]
+    assert done["status"] == "succeeded", done
+    now = stack.current("web", "staging")
+    assert now["release"]["version"] == 1
+    assert _pids(now["processes"]) == live_pids  # nothing started again
+    after = _answers_after(traffic, ended, 100, stack)
+    assert all(body == "v1 good" for body in after), set(after)
+    traffic.stop()
+    assert [a for a in traffic.answers if a[2] != 200] == []

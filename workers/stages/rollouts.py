@@ -34,6 +34,7 @@ from shipyard.shared.schemas.rollouts import (
     RolloutRecord,
 )
 from shipyard.shared.services import deployments, pipelines, rollbacks, rollouts
+from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.base import Runner
 from shipyard.workers.runners.rollout import (
@@ -244,6 +245,20 @@ def roll_back(
     except ShipyardError as exc:
         log.error("rollout.rollback_failed", error=exc.message)
         return f"{why}; the automatic rollback could not be started: {exc.message}"
+
+
+def live_already(
+    session: Session, pipeline: Pipeline, environment_id: uuid.UUID
+) -> uuid.UUID | None:
+    """For a rollback whose release is the live one (asked for during a canary, which it made
+    yield), the live deployment: nothing to run. None otherwise, or once begun."""
+    if pipeline.kind != PipelineKind.ROLLBACK:
+        return None
+    live = deployments.live_deployment(session=session, environment_id=environment_id)
+    if live is None or live.release_id != pipeline.release_id:
+        return None
+    begun = session.exec(select(Deployment.id).where(Deployment.pipeline_id == pipeline.id))
+    return live.id if begun.first() is None else None
 
 
 def check_still_wanted(session: Session, pipeline: Pipeline, environment_id: uuid.UUID) -> None:

@@ -67,6 +67,12 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
                 "deploy again to run it there"
             )
         rollouts.check_still_wanted(session, pipeline, environment.id)
+        already = rollouts.live_already(session, pipeline, environment.id)
+        if already is not None:
+            # A rollback asked for during a canary, to the release still live: the canary
+            # yielded, which gave that release all the requests back; nothing to start.
+            log.info("run.rollback_to_live", deployment_id=str(already))
+            return StageResult(result_id=str(already), deployment_id=already)
         deployment = deployments.begin_deployment(
             session=session,
             pipeline_id=pipeline.id,
@@ -179,9 +185,12 @@ def _watch(
         rollout.analysis.record.reason = "the watch ended: a rollback was asked for"
         rollout.analysis.finish("done", 100)
     except RolloutStopped as exc:
-        rollout.analysis.finish("rolled_back", 100)
         why = f"the watch saw the new release fail: {exc.message}"
-        raise StageFailed(rollouts.roll_back(context, deployment, replaced, why)) from exc
+        # The rollback asked for (committed) before the watch is recorded over: a worker that
+        # dies in between leaves a rollback that runs, not a watch that seems to have passed.
+        said = rollouts.roll_back(context, deployment, replaced, why)
+        rollout.analysis.finish("rolled_back", 100)
+        raise StageFailed(said) from exc
 
 
 @dataclass
