@@ -25,6 +25,7 @@ from bench import (
     history,
     hosts,
     overhead,
+    progressive,
     registry_store,
     report,
     rollback,
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "code_deploy": code_deploy.run,
     "cli": cli_speed.run,
     "tls": tls.run,
+    "progressive": progressive.run,
     # Last: it starts a registry and a second stack of its own, stopped when it ends.
     "registry": registry_store.run,
 }

@@ -168,13 +168,18 @@ class Traffic:
             elif state.weight != weight:
                 self.api.set_weight(backend, name, weight)
 
-    def retire(self, processes: Iterable[ProcessRecord]) -> None:
-        """Drain the processes' servers, then take them out (at the drain timeout at the latest)."""
+    def drain(self, processes: Iterable[ProcessRecord]) -> set[str]:
+        """The processes' servers take no new request from now on (those in flight finish);
+        the names of those present."""
         names = {server_name(p) for p in web_servers(processes)}
-        present = self.api.servers(self.route.backend)
-        draining = names & set(present)
+        draining = names & set(self.api.servers(self.route.backend))
         for name in draining:
             self.api.drain_server(self.route.backend, name)
+        return draining
+
+    def retire(self, processes: Iterable[ProcessRecord]) -> None:
+        """Drain the processes' servers, then take them out (at the drain timeout at the latest)."""
+        draining = self.drain(processes)
         started = time.monotonic()
         deadline = started + self.route.drain_timeout
         outcome = "drained"

@@ -161,12 +161,7 @@ def switch(
         runner.stop(processes)
         raise
     if traffic is not None:
-        try:
-            traffic.serve(processes)
-        except RouterError as exc:
-            # Live in the store already: the router catches up at its next restore.
-            log.error("router.serve_failed", error=exc.message)
-            traffic = None
+        traffic = _send_traffic(traffic, processes, previous)
         recorder.switched()
     drained = False
     if traffic is not None and previous:
@@ -186,6 +181,27 @@ def switch(
     if previous is not None:  # a deployment was replaced, even one without processes
         recorder.retired()
     return processes
+
+
+def _send_traffic(
+    traffic: Traffic, processes: list[ProcessRecord], previous: list[ProcessRecord] | None
+) -> Traffic | None:
+    """The router sends the new processes the traffic, and what they replace none any more
+    (those in flight finish); None if the router refused (live in the store already: it
+    catches up at its next restore)."""
+    try:
+        traffic.serve(processes)
+    except RouterError as exc:
+        log.error("router.serve_failed", error=exc.message)
+        return None
+    if previous:
+        # Before anything is recorded: a release rolled back from (failing, maybe) gets no new
+        # request once the other one serves.
+        try:
+            traffic.drain(previous)
+        except RouterError as exc:
+            log.error("router.drain_failed", error=exc.message)
+    return traffic
 
 
 def _warm_healthy(

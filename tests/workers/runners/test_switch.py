@@ -182,6 +182,10 @@ class FakeTraffic:
             raise RouterError("the router is away")
         self.told.append(f"serve {processes[0]['id']}")
 
+    def drain(self, processes: list[ProcessRecord]) -> set[str]:
+        self.told.append(f"drain {processes[0]['id']}")
+        return set()
+
     def retire(self, processes: list[ProcessRecord]) -> None:
         self.told.append(f"retire {processes[0]['id']}")
 
@@ -204,7 +208,8 @@ def test_with_a_router_the_switch_is_recorded_once_served_and_old_stops_after_it
         "switched",
         "retired",
     ]
-    assert traffic.told == ([] if refuse else ["serve new", "retire old"])
+    # The old one drained as soon as the new one serves, before the switch is recorded.
+    assert traffic.told == ([] if refuse else ["serve new", "drain old", "retire old"])
     assert runner.stopped == [["old"]]
 
 
@@ -218,7 +223,7 @@ def test_a_replaced_release_kept_standing_by_is_drained_out_of_the_router_and_ru
 
     switch(runner, make_spec(), recorder, cast(Traffic, traffic))
 
-    assert traffic.told == ["serve new", "retire old"]
+    assert traffic.told == ["serve new", "drain old", "retire old"]
     assert recorder.steps[-1] == "standing by" and "retired" not in recorder.steps
     assert runner.stopped == []
     assert runner.running == {"old", "new"}
