@@ -58,6 +58,10 @@ MAY_BE_ZERO_OR_LESS = {
     "warm rollback: failed requests (connection error or non-2xx)",
     "cold rollback: failed requests (connection error or non-2xx)",
     "canary abort, of which breach decided → no request to the canary",
+    # The router serves the release before the store records the switch (a drain in between):
+    # the first answer may come first.
+    "warm rollback: router switched → first answer of the release, p50",
+    "cold rollback: router switched → first answer of the release, p50",
 }
 
 

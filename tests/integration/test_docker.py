@@ -260,8 +260,11 @@ def test_docker_deploys_and_rollbacks_through_the_router_fail_no_request(
     [standing] = current["standby"]
     kept = {current["deployment"]["id"], standing["deployment_id"]}
 
-    def deployments_with_containers() -> set[str]:
-        containers = containers_of(docker_engine, f"shipyard.app={app}")
+    def deployments_with_containers() -> set[str] | None:
+        try:
+            containers = containers_of(docker_engine, f"shipyard.app={app}")
+        except docker.errors.NotFound:  # one removed while listed: look again
+            return None
         return {c.labels["shipyard.deployment"] for c in containers}
 
     wait_until(
