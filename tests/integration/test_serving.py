@@ -30,26 +30,25 @@ FLAVOUR = "{flavour}"
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def answer(self, status, body):
+        # Head and body in one write: a process killed while it answers has sent all of it or
+        # nothing (which the router retries elsewhere), never a head without its body.
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self._headers_buffer.append(b"\\r\\n" + body)
+        self.flush_headers()
+
     def do_GET(self):
         if self.path == "/slow":
             time.sleep(6)
         if self.path == "/id":  # which process answered (its pid is 2 in every sandbox)
-            body = os.environ["PORT"].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, os.environ["PORT"].encode())
             return
         if os.environ.get("BROKEN") and self.path == "/":
-            self.send_response(500)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.answer(500, b"")
             return
         body = f"v{{os.environ['SHIPYARD_RELEASE_VERSION']}} {{FLAVOUR}}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.answer(200, body)
 
     def log_message(self, *args):
         pass
