@@ -168,6 +168,17 @@ class Traffic:
             elif state.weight != weight:
                 self.api.set_weight(backend, name, weight)
 
+    def unsplit(self, new: Iterable[ProcessRecord], old: Iterable[ProcessRecord]) -> bool:
+        """Undo `split`, if the router has any of the new processes' servers: the old ones
+        present back to their full share, then the new ones drained out; whether it had any."""
+        new = list(new)
+        names = {server_name(p) for p in web_servers(new)}
+        if not names & set(self.api.servers(self.route.backend)):
+            return False
+        self.split(new, old, 0)
+        self.retire(new)
+        return True
+
     def drain(self, processes: Iterable[ProcessRecord]) -> set[str]:
         """The processes' servers take no new request from now on (those in flight finish);
         the names of those present."""

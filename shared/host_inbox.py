@@ -21,9 +21,11 @@ CHANGES_KEPT_SECONDS = 600
 
 
 class ShareMessage(BaseModel):
-    """What the coordinating host asks a run host to do with its share of a deployment."""
+    """What the coordinating host asks a run host to do with its share of a deployment. `weigh`:
+    set this host's router to the canary's share as the deployment's rollout record says now
+    (the record, not the message, holds the share: messages may be handled out of order)."""
 
-    action: Literal["start", "switch", "stop"]
+    action: Literal["start", "switch", "stop", "weigh"]
     deployment_id: uuid.UUID
     attempt: int
     replaced_id: uuid.UUID | None = None  # switch: the deployment going live superseded

@@ -31,7 +31,7 @@ from shipyard.shared.models import (
     RunHost,
 )
 from shipyard.shared.schemas import RunHostPublic
-from shipyard.shared.services import deployments, pipelines, placement, queueing, rollouts
+from shipyard.shared.services import deployments, pipelines, placement, queueing
 from shipyard.shared.services.workers import LiveWorkers, WorkersProbe, worker_pools
 from shipyard.shared.stages import PipelineKind, host_queue
 
@@ -139,9 +139,6 @@ def replace_placement(
             "change its placement once it has ended"
         )
     environment.run_host, environment.extra_hosts = placed[0], placed[1:]
-    if environment.rollout:  # its deploys' canary steps by default need one run host
-        default = rollouts.parse_plan(environment.rollout, what="the environment's rollout")
-        rollouts.check_placement(environment=environment, plan=default)
     session.add(environment)
     session.flush()
     return _failover(

@@ -31,7 +31,6 @@ from shipyard.shared.schemas.rollouts import (
     RolloutRequest,
     StoredRecord,
 )
-from shipyard.shared.services import placement
 from shipyard.shared.stages import PipelineKind
 
 log = structlog.get_logger(__name__)
@@ -53,7 +52,7 @@ def resolve_plan(
     """The plan a pipeline of `kind` stores: the environment's default with the request's fields
     laid over it (`canary: []`: at once, whatever the default), as JSON; None when it goes live
     at once, unwatched (and always for kinds that bring no new release). InvalidInput for a plan
-    RolloutPlan refuses, or for canary steps in an environment spread over several run hosts."""
+    RolloutPlan refuses, or one that would outlast the run stage."""
     if PipelineKind(kind) not in GRADUAL_KINDS:
         return None
     fields = dict(environment.rollout or {})
@@ -62,7 +61,6 @@ def resolve_plan(
     plan = parse_plan(fields, what="rollout")
     if not plan.gradual:
         return None
-    check_placement(environment=environment, plan=plan)
     check_duration(environment=environment, plan=plan)
     return plan.model_dump(mode="json")
 
@@ -99,24 +97,11 @@ def _reasons(error: ValidationError) -> str:
     return "; ".join(reasons)
 
 
-def check_placement(*, environment: Environment, plan: RolloutPlan | None) -> None:
-    """Refuse canary steps in an environment spread over several run hosts (a watch alone is
-    fine): the share of requests is set on one router, the coordinating host's."""
-    hosts = placement.hosts_of(environment)
-    if plan is not None and plan.canary and len(hosts) > 1:
-        raise InvalidInput(
-            f"{environment.name} is spread over run hosts {', '.join(hosts)}: canary deploys "
-            "run on environments placed on one run host for now (deploy with `canary: []`, "
-            "or a watch alone)"
-        )
-
-
 def set_default(*, environment: Environment, plan: RolloutPlan | None) -> None:
     """Make `plan` how the environment's deploys go live by default (None: at once, unwatched;
     a plan that is neither gradual is stored as None)."""
     if plan is not None and not plan.gradual:
         plan = None
-    check_placement(environment=environment, plan=plan)
     environment.rollout = plan.model_dump(mode="json") if plan is not None else None
 
 

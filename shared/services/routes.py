@@ -11,7 +11,14 @@ from sqlmodel import Session, col, select
 
 from shipyard.shared import routing
 from shipyard.shared.db import core_connection, sync_loaded
-from shipyard.shared.models import App, Deployment, DeploymentStatus, Environment, utcnow
+from shipyard.shared.models import (
+    App,
+    Deployment,
+    DeploymentShare,
+    DeploymentStatus,
+    Environment,
+    utcnow,
+)
 from shipyard.shared.process_record import ProcessRecord
 
 
@@ -56,7 +63,8 @@ def environment_slots(*, session: Session) -> dict[int, uuid.UUID]:
 def routed_servers(*, session: Session) -> dict[int, set[str]]:
     """Router slot → the servers its backend may hold now: those of its environment's live
     deployment, of one superseded whose switch has not retired it yet (draining), and of one
-    starting (a canary's servers take their share of requests before it goes live). A server
+    starting (a canary's servers take their share of requests before it goes live; a spread
+    one's are its shares' until then). A server
     of anything else (a destroyed app's, a failed deployment's) is a leftover."""
     rows = session.exec(
         select(Environment.route_slot, Deployment.processes)
@@ -74,8 +82,21 @@ def routed_servers(*, session: Session) -> dict[int, set[str]]:
             ),
         )
     ).all()
+    # A starting deployment of an environment spread over several run hosts holds its processes
+    # in its shares until it goes live: a canary's are routed before that.
+    shared = session.exec(
+        select(Environment.route_slot, DeploymentShare.processes)
+        .join(Deployment, col(Deployment.environment_id) == col(Environment.id))
+        .join(DeploymentShare, col(DeploymentShare.deployment_id) == col(Deployment.id))
+        .join(App, col(App.id) == col(Environment.app_id))
+        .where(
+            col(Environment.route_slot).is_not(None),
+            col(App.destroyed_at).is_(None),
+            col(Deployment.status) == DeploymentStatus.STARTING,
+        )
+    ).all()
     servers: dict[int, set[str]] = {}
-    for slot, processes in rows:
+    for slot, processes in [*rows, *shared]:
         servers.setdefault(int(slot or 0), set()).update(
             str(p["server"]) for p in processes if p.get("server")
         )

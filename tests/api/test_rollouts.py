@@ -160,7 +160,7 @@ def test_a_default_the_rules_refuse_is_a_422(client: TestClient, staging: str) -
     assert client.get(staging).json()["rollout"] is None
 
 
-def test_canary_steps_are_refused_where_the_environment_is_spread(
+def test_canary_steps_are_taken_where_the_environment_is_spread(
     client: TestClient, staging: str, settings: Settings
 ) -> None:
     with Session(get_engine(settings.sqlalchemy_url)) as session:
@@ -173,8 +173,8 @@ def test_canary_steps_are_refused_where_the_environment_is_spread(
     default = client.patch(staging, json={"rollout": {"canary": [10]}})
     watched = _deploy(client, rollout={"watch_seconds": 60})
 
-    assert deploy.status_code == 422 and default.status_code == 422
-    assert "placed on one run host for now" in deploy.json()["detail"]
+    assert deploy.status_code == 202 and deploy.json()["rollout"]["canary"] == [10, 100]
+    assert default.status_code == 200 and default.json()["rollout"]["canary"] == [10, 100]
     assert watched.status_code == 202 and watched.json()["rollout"]["watch_seconds"] == 60
 
 

@@ -18,6 +18,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,12 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlmodel import col, select
 
+from shipyard.router import haproxy
+from shipyard.router.runtime import RuntimeAPI
 from shipyard.shared.db import session_scope
 from shipyard.shared.models import App, Deployment, DeploymentShare, Environment, Release
 from shipyard.shared.process_record import ProcessRecord
+from shipyard.shared.settings import Settings
 from tests.conftest import REQUIRE_SERVICES, commit_file, fresh_database
 from tests.docker_support import DOCKERFILE, PROCFILE, containers_of, unique_app, write_app
 from tests.integration.machines import Machine
@@ -50,18 +54,20 @@ class RunHosts:
     host_envs: dict[str, dict[str, str]]  # run host → its processes' environment
     machines: dict[str, Machine]  # run host → the simulated host it runs on
 
-    def start_host(self, host: str) -> None:
-        """The host's run pool and router (again), on the host."""
+    def start_host(self, host: str, parts: tuple[str, ...] = ("worker-run", "router")) -> None:
+        """The host's run pool and router (again; or those of them `parts` names), on the host."""
         prefix = self.machines[host].enter()
         env = self.host_envs[host]
-        self.stack.spawn(f"{host}-worker-run", "worker", "run", env=env, prefix=prefix)
-        self.stack.spawn(f"{host}-router", "router", env=env, prefix=prefix)
+        if "worker-run" in parts:
+            self.stack.spawn(f"{host}-worker-run", "worker", "run", env=env, prefix=prefix)
+        if "router" in parts:
+            self.stack.spawn(f"{host}-router", "router", env=env, prefix=prefix)
 
-    def kill_host(self, host: str) -> None:
-        """SIGKILL the host's run pool and router with what they started in their own session
-        (pool processes, HAProxy); its apps, in sessions of their own, run on as strays would
-        on a host cut off from the others."""
-        for name in (f"{host}-worker-run", f"{host}-router"):
+    def kill_host(self, host: str, parts: tuple[str, ...] = ("worker-run", "router")) -> None:
+        """SIGKILL the host's run pool and router (or those of them `parts` names) with what
+        they started in their own session (pool processes, HAProxy); its apps, in sessions of
+        their own, run on as strays would on a host cut off from the others."""
+        for name in (f"{host}-{part}" for part in parts):
             entered = self.stack.processes[name]
             for leader in _children(entered.pid):  # the program nsenter started on the host
                 session = os.getsid(leader)
@@ -110,6 +116,18 @@ class RunHosts:
         with router_client(f"http://{env}.{app}.localhost:{self.router_ports[host]}") as client:
             response = client.get("/")
         return f"{response.status_code} {response.text.strip()}"
+
+    def router_servers(self, host: str, app: str, env: str) -> list[str]:
+        """The servers `host`'s router has for the environment (its runtime API's view)."""
+        with session_scope(self.stack.env["SHIPYARD_DATABASE_URL"]) as session:
+            slot = session.exec(
+                select(Environment.route_slot)
+                .join(App, col(App.id) == col(Environment.app_id))
+                .where(App.name == app, Environment.name == env)
+            ).one()
+        assert slot is not None, f"{app}/{env} has no route slot"
+        settings = Settings(data_dir=Path(self.host_envs[host]["SHIPYARD_DATA_DIR"]))
+        return list(RuntimeAPI(settings.router_socket).servers(haproxy.backend_name(slot)))
 
     def run_host_of(self, app: str, env: str) -> str | None:
         envs = self.stack.api("GET", f"/v1/apps/{app}/environments", 200)
@@ -547,6 +565,111 @@ def test_a_restart_of_one_type_of_a_spread_environment_restarts_only_it_on_every
         assert each.errors == [], each.errors[:3]
         assert {status for _, _, status, _ in each.answers} == {200}
     assert _answers(run_hosts, "parts", "web") == {"alpha": "200 v1", "beta": "200 v1"}
+
+
+def _tally(run_hosts: RunHosts, host: str, app: str, env: str, requests: int) -> Counter[str]:
+    """What `host`'s router answered to each of `requests` requests on one keep-alive
+    connection (the router balances every request)."""
+    url = f"http://{env}.{app}.localhost:{run_hosts.router_ports[host]}"
+    with router_client(url) as client:
+        answered = (client.get("/") for _ in range(requests))
+        return Counter(f"{r.status_code} {r.text.strip()}" for r in answered)
+
+
+def test_a_canary_on_a_spread_environment_takes_its_share_on_every_hosts_router(
+    run_hosts: RunHosts, spread_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    path = "/v1/apps/tried/environments/web"
+    stack.api("POST", "/v1/apps", 201, json={"name": "tried", "repo": str(spread_repo)})
+    stack.api(
+        "POST", "/v1/apps/tried/environments", 201, json={"name": "web", "hosts": list(HOSTS)}
+    )
+    stack.api("PATCH", f"{path}/formation", 200, json={"processes": {"web": 2}})
+    assert stack.deploy("tried", "web")["status"] == "succeeded"
+    assert _alive(run_hosts, "tried", "web") == [(1, "alpha"), (1, "beta")]
+
+    def canary(version: int) -> str:
+        """Deploy `version` as a canary at 50 % whose step outlasts the test."""
+        commit_file(spread_repo, "VERSION", f"{version}\n", f"v{version}")
+        rollout = {"canary": [50, 100], "step_seconds": 600}
+        body = {"environment": "web", "ref": "HEAD", "rollout": rollout}
+        started = stack.api("POST", "/v1/apps/tried/pipelines", 202, json=body)
+        run_hosts.wait(
+            lambda: all(len(_tally(run_hosts, host, "tried", "web", 20)) == 2 for host in HOSTS),
+            f"both routers to answer with v{version} and the live release alike",
+        )
+        return str(started["id"])
+
+    # A good release: half of each router's requests during its step, then promoted.
+    promoted = canary(2)
+    status = stack.api("GET", f"{path}/canary", 200)
+    assert (status["state"], status["share"]) == ("canary", 50), status
+    for host in HOSTS:
+        tally = _tally(run_hosts, host, "tried", "web", 200)
+        assert set(tally) == {"200 v1", "200 v2"}, (host, tally)
+        assert 25 <= tally["200 v2"] / 2 <= 75, (host, tally)  # 50 %, within 25 points
+    stack.api("POST", f"{path}/canary/promote", 202)
+    assert stack.wait_pipeline(promoted)["status"] == "succeeded"
+    assert _answers(run_hosts, "tried", "web") == {"alpha": "200 v2", "beta": "200 v2"}
+    run_hosts.wait(
+        lambda: _alive(run_hosts, "tried", "web") == [(2, "alpha"), (2, "beta")],
+        "v1 to stop on both hosts",
+    )
+
+    # Aborted: every router back to the live release alone, the canary stopped everywhere.
+    aborted = canary(3)
+    stack.api("POST", f"{path}/canary/abort", 202)
+    failed = stack.wait_pipeline(aborted)
+    assert failed["status"] == "failed" and "canary aborted at 50 %" in failed["error"], failed
+    for host in HOSTS:
+        assert _tally(run_hosts, host, "tried", "web", 100) == {"200 v2": 100}, host
+    run_hosts.wait(
+        lambda: _alive(run_hosts, "tried", "web") == [(2, "alpha"), (2, "beta")],
+        "the aborted canary's processes to stop on both hosts",
+    )
+    for host in HOSTS:
+        servers = run_hosts.router_servers(host, "tried", "web")
+        assert len(servers) == 1, (host, servers)  # v3's drained out of every router
+
+
+def test_a_spread_canary_whose_coordinator_is_sigkilled_is_aborted_on_every_router(
+    run_hosts: RunHosts, spread_repo: Path
+) -> None:
+    stack = run_hosts.stack
+    stack.api("POST", "/v1/apps", 201, json={"name": "orphan", "repo": str(spread_repo)})
+    stack.api(
+        "POST", "/v1/apps/orphan/environments", 201, json={"name": "web", "hosts": list(HOSTS)}
+    )
+    path = "/v1/apps/orphan/environments/web"
+    stack.api("PATCH", f"{path}/formation", 200, json={"processes": {"web": 2}})
+    assert stack.deploy("orphan", "web")["status"] == "succeeded"
+    commit_file(spread_repo, "VERSION", "2\n", "v2")
+    rollout = {"canary": [50, 100], "step_seconds": 600}
+    body = {"environment": "web", "ref": "HEAD", "rollout": rollout}
+    started = stack.api("POST", "/v1/apps/orphan/pipelines", 202, json=body)["id"]
+    run_hosts.wait(
+        lambda: all(len(_tally(run_hosts, host, "orphan", "web", 20)) == 2 for host in HOSTS),
+        "both routers to answer with the canary and the live release alike",
+    )
+
+    # The coordinator's run pool dies mid-step (its apps run on); beta's router is left at 50 %
+    # until the stage is taken over, once alpha's pool is back.
+    run_hosts.kill_host("alpha", parts=("worker-run",))
+    run_hosts.start_host("alpha", parts=("worker-run",))
+    pipeline = stack.wait_pipeline(started, timeout=240)
+
+    assert pipeline["status"] == "failed"
+    assert "the run worker running the canary stopped at 50 %" in pipeline["error"], pipeline
+    for host in HOSTS:
+        assert _tally(run_hosts, host, "orphan", "web", 100) == {"200 v1": 100}, host
+    run_hosts.wait(
+        lambda: _alive(run_hosts, "orphan", "web") == [(1, "alpha"), (1, "beta")],
+        "the canary's processes to stop on both hosts",
+    )
+    for host in HOSTS:
+        assert len(run_hosts.router_servers(host, "orphan", "web")) == 1, host
+    stack.api("GET", f"{path}/canary", 404)  # no canary runs there any more
 
 
 def _processes(stack: Stack, app: str, env: str) -> dict[tuple[str, int], ProcessRecord]:

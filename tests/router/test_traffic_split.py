@@ -221,3 +221,21 @@ def test_an_aborted_canary_leaves_the_old_release_as_it_was(
     assert weights(router) == {str(server["server"]): 1 for server in old}
     assert set(answers(settings, 100)) == {"old-1", "old-2"}
     assert router.routes(settings.router_map) == {"staging.web.localhost": BACKEND}
+
+
+def test_unsplit_puts_the_old_release_back_and_does_nothing_without_the_canary(
+    router: RecordingAPI, settings: Settings, releases: dict[str, list[Backend]]
+) -> None:
+    switch = serving(router, settings, releases)
+    new, old = processes(releases["new"]), processes(releases["old"])
+    router.changes()
+
+    assert switch.unsplit(new, old) is False  # never split: the router is left alone
+    assert router.changes() == []
+
+    switch.split(new, old, 50)
+    assert switch.unsplit(new, old) is True
+
+    assert weights(router) == {str(server["server"]): 1 for server in old}
+    assert set(answers(settings, 100)) == {"old-1", "old-2"}
+    assert switch.unsplit(new, old) is False  # done once: nothing left to undo

@@ -12,8 +12,9 @@ from shipyard.serve import router_agent
 from shipyard.serve.supervisor import ChildSpec
 from shipyard.shared import migrate
 from shipyard.shared.db import get_engine, session_scope
+from shipyard.shared.models import ShareStatus
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
-from shipyard.shared.services import apps, deployments
+from shipyard.shared.services import apps, deployments, shares
 from shipyard.shared.settings import Settings
 from tests.integration.stack import free_port
 from tests.router.test_router import started
@@ -131,20 +132,31 @@ def test_a_canarys_servers_are_kept_before_its_deployment_goes_live(tmp_path: Pa
         deployments.go_live(
             session=session, deployment=live, processes=[{**web, "server": "live-web-1-p1"}]
         )
-        # The canary's processes run and take their share while its deployment starts.
+        # The canary's processes run and take their share while its deployment starts: on one
+        # host, recorded on the deployment; spread over several, on each host's share.
         deployments.set_processes(
             session=session,
             deployment_id=canary.id,
             processes=[{**web, "port": 2, "server": "canary-web-1-p2"}],
         )
+        shares.ask(session=session, deployment_id=canary.id, hosts=["alpha", "beta"], attempt=1)
+        shares.advance(
+            session=session,
+            deployment_id=canary.id,
+            host="beta",
+            attempt=1,
+            status=ShareStatus.READY,
+            processes=[{**web, "port": 4, "server": "canary-web-2-p4"}],
+        )
         own = haproxy.backend_name(int(environment.route_slot or 0))
     try:
         with started(settings) as api:
-            for server in ("live-web-1-p1", "canary-web-1-p2", "gone-web-1-p3"):
+            kept = ("live-web-1-p1", "canary-web-1-p2", "canary-web-2-p4")
+            for server in (*kept, "gone-web-1-p3"):
                 api.add_server(own, server, "127.0.0.1", 9)
 
             assert router_agent.sync_routes(settings) == [f"server {own}/gone-web-1-p3"]
 
-            assert set(api.servers(own)) == {"live-web-1-p1", "canary-web-1-p2"}
+            assert set(api.servers(own)) == set(kept)
     finally:
         get_engine(settings.sqlalchemy_url).dispose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -135,11 +137,24 @@ def indexes_to_start(spec: ReleaseSpec, process_type: str) -> list[int]:
     return share_indexes(spec.formation, process_type, *spec.share)
 
 
+# The ports free_port gave lately: a process given one may not listen on it yet, and the kernel
+# may offer the same port again meanwhile (seen: two `web` processes of one start given one port).
+_GIVEN: deque[int] = deque(maxlen=256)
+_GIVEN_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one this process gave
+    lately."""
+    with _GIVEN_LOCK:
+        for _ in range(32):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _GIVEN:
+                break
+        _GIVEN.append(port)
+        return port
 
 
 def server_name(deployment_id: str, process_type: str, index: int, port: int) -> str:

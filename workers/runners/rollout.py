@@ -21,7 +21,7 @@ import redis
 import structlog
 
 from shipyard.router.runtime import RouterError
-from shipyard.router.traffic import Traffic, web_servers
+from shipyard.router.traffic import web_servers
 from shipyard.shared import analysis
 from shipyard.shared.exceptions import StageFailed
 from shipyard.shared.models import utcnow
@@ -61,6 +61,17 @@ class RolloutStore(Protocol):
 
     def command(self) -> RolloutCommand | None:
         """What a person asked since the last look (`promote`, `abort`), taken."""
+
+
+class Weights(Protocol):
+    """Where a canary's share of the requests is set: this host's router (router.traffic.Traffic),
+    or every router of an environment spread over several run hosts (workers.stages.spread)."""
+
+    def split(self, new: list[ProcessRecord], old: list[ProcessRecord], share: int) -> object:
+        """`share` % of the requests to the new processes, the rest to the old ones."""
+
+    def retire(self, processes: list[ProcessRecord]) -> None:
+        """The processes drained out of the router and taken out of it."""
 
 
 def server_names(processes: Collection[ProcessRecord]) -> list[str]:
@@ -193,7 +204,7 @@ class Analysis:
 
 def canary_steps(
     analysis_: Analysis,
-    traffic: Traffic,
+    traffic: Weights,
     new: list[ProcessRecord],
     live: Callable[[], list[ProcessRecord]],
 ) -> None:
@@ -232,8 +243,12 @@ def canary_steps(
                 each_look=weigh,
             )
         except BaseException as exc:
-            _back_to_live(traffic, new, old)
-            analysis_.finish("aborted", 0)
+            # Recorded first: the other run hosts of a spread environment read the share from
+            # the record when told to weigh again.
+            try:
+                analysis_.finish("aborted", 0)
+            finally:  # the store away: the routers go back all the same
+                _back_to_live(traffic, new, old)
             if not isinstance(exc, (RolloutStopped, RouterError)):
                 raise
             kind = RolloutYielded if isinstance(exc, RolloutYielded) else RolloutStopped
@@ -246,7 +261,7 @@ def canary_steps(
             return
 
 
-def _back_to_live(traffic: Traffic, new: list[ProcessRecord], old: list[ProcessRecord]) -> None:
+def _back_to_live(traffic: Weights, new: list[ProcessRecord], old: list[ProcessRecord]) -> None:
     """Every request to the live release again at once, then the new servers drained out."""
     try:
         traffic.split(new, old, 0)

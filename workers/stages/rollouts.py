@@ -5,6 +5,7 @@ broker)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -39,6 +40,7 @@ from shipyard.workers.context import WorkerContext
 from shipyard.workers.runners.base import Runner
 from shipyard.workers.runners.rollout import (
     Analysis,
+    Weights,
     canary_steps,
     server_names,
     watch,
@@ -124,17 +126,26 @@ class RunRollout:
         """The live release's processes on this host now."""
         return live_here(self.context, self.environment_id)
 
-    def before_live(self, new: list[ProcessRecord]) -> None:
-        """The canary's steps (if the plan has any and there is a live release here to compare
-        with), then the live release's figures since the stage began, for the watch."""
-        old = server_names(self.live())
+    def before_live(
+        self,
+        new: list[ProcessRecord],
+        weights: Weights | None = None,
+        live: Callable[[], list[ProcessRecord]] | None = None,
+    ) -> None:
+        """The canary's steps (if the plan has any and there is a live release to compare with),
+        then the live release's figures since the stage began, for the watch. `weights` and
+        `live`: where the shares are set and the live release's processes, when not this
+        host's router and processes alone (an environment spread over several run hosts)."""
+        live = live or self.live
+        weights = weights if weights is not None else self.traffic
+        old = server_names(live())
         if self.plan.canary:
-            if self.traffic is None or not old:
-                why = "no router on this host" if self.traffic is None else "no live release"
+            if weights is None or not old:
+                why = "no router on this host" if weights is None else "no live release"
                 self.analysis.record.reason = f"canary skipped: {why} to compare it with"
                 self.analysis.finish("watching" if self.plan.watch_seconds else "done", 100)
             else:
-                canary_steps(self.analysis, self.traffic, new, self.live)
+                canary_steps(self.analysis, weights, new, live)
                 if self.analysis.record.state == "canary":
                     self.analysis.finish("done", 100)
                 last = self.analysis.record.steps[-1] if self.analysis.record.steps else None
@@ -157,17 +168,37 @@ class RunRollout:
 
 
 def interrupted_canary(
-    context: WorkerContext,
-    runner: Runner,
-    deployment: Deployment,
-    traffic: Traffic | None,
+    context: WorkerContext, deployment: Deployment, undo: Callable[[], object]
 ) -> None:
-    """A canary whose run worker died (this attempt took the stage over): the canary's servers
-    drained out of the router (no new request from the first command on), the live release's
-    back to full weight, the canary's processes stopped, the deployment failed and its rollout
-    recorded aborted; raises StageFailed."""
-    record = _record_of(deployment)
+    """A canary whose run worker died (this attempt took the stage over): its rollout recorded
+    aborted, then `undo` run (the canary's servers drained out of the routers, the live
+    release's back to full weight, the canary's processes stopped: stop_canary_here, or every
+    host's share called off for a spread environment), the deployment failed; raises
+    StageFailed."""
+    record = record_of(deployment)
     share = record.share if record is not None else 0
+    reason = (
+        f"the run worker running the canary stopped at {share} %; the canary was aborted and "
+        "the live release serves all requests: deploy again"
+    )
+    if record is not None:
+        # Recorded first: a spread environment's other hosts read it before they weigh again.
+        record.state = "aborted"
+        record.share = 0
+        record.reason = reason
+        DeploymentRollout(context.db_url, deployment.id).save(record)
+    undo()
+    with session_scope(context.db_url) as session:
+        current = get_row(session, Deployment, deployment.id)
+        deployments.fail_deployment(session=session, deployment=current, error=reason)
+    raise StageFailed(reason)
+
+
+def stop_canary_here(
+    context: WorkerContext, runner: Runner, deployment: Deployment, traffic: Traffic | None
+) -> None:
+    """The canary's servers drained out of this host's router (no new request from the first
+    command on), the live release's back to full weight, the canary's processes stopped."""
     if traffic is not None:
         try:
             traffic.retire(deployment.processes)
@@ -175,25 +206,12 @@ def interrupted_canary(
         except RouterError as exc:
             log.error("rollout.interrupted_retire_failed", error=exc.message)
     runner.stop(deployment.processes)
-    reason = (
-        f"the run worker running the canary stopped at {share} %; the canary was aborted and "
-        "the live release serves all requests: deploy again"
-    )
-    if record is not None:
-        record.state = "aborted"
-        record.share = 0
-        record.reason = reason
-        DeploymentRollout(context.db_url, deployment.id).save(record)
-    with session_scope(context.db_url) as session:
-        current = get_row(session, Deployment, deployment.id)
-        deployments.fail_deployment(session=session, deployment=current, error=reason)
-    raise StageFailed(reason)
 
 
 def in_canary(deployment: Deployment) -> bool:
     """Whether the deployment, not live yet, had a canary under way: an attempt that died then
     may have left its servers in the router, at any step's weights."""
-    record = _record_of(deployment)
+    record = record_of(deployment)
     return (
         deployment.status == DeploymentStatus.STARTING
         and record is not None
@@ -204,7 +222,7 @@ def in_canary(deployment: Deployment) -> bool:
 
 def watch_cut_short(context: WorkerContext, deployment: Deployment) -> None:
     """A watch whose run worker died: recorded as ended (the release stays live)."""
-    record = _record_of(deployment)
+    record = record_of(deployment)
     if record is not None and record.state == "watching":
         record.state = "done"
         record.reason = "the watch was cut short: its run worker stopped"
@@ -277,16 +295,29 @@ def check_still_wanted(session: Session, pipeline: Pipeline, environment_id: uui
         )
 
 
+def live_everywhere(context: WorkerContext, environment_id: uuid.UUID) -> list[ProcessRecord]:
+    """The live deployment's processes, on every run host."""
+    with session_scope(context.db_url) as session:
+        live = deployments.live_deployment(session=session, environment_id=environment_id)
+        return list(live.processes) if live is not None else []
+
+
 def live_here(context: WorkerContext, environment_id: uuid.UUID) -> list[ProcessRecord]:
     """The live deployment's processes on this host."""
     host = context.settings.host_name
-    with session_scope(context.db_url) as session:
-        live = deployments.live_deployment(session=session, environment_id=environment_id)
-        processes = list(live.processes) if live is not None else []
+    processes = live_everywhere(context, environment_id)
     return [p for p in processes if p.get("host", host) == host]
 
 
-def _record_of(deployment: Deployment) -> RolloutRecord | None:
+def had_canary(deployment: Deployment) -> bool:
+    """Whether the deployment's canary took a step: its servers may be in the routers, at a
+    share's weights, until they are drained out."""
+    record = record_of(deployment)
+    return record is not None and bool(record.plan.canary) and bool(record.steps)
+
+
+def record_of(deployment: Deployment) -> RolloutRecord | None:
+    """The deployment's rollout record; None without one (or one unreadable)."""
     if not deployment.rollout:
         return None
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from sqlalchemy.exc import OperationalError
@@ -32,7 +33,7 @@ from shipyard.workers.runners.switch import switch
 from shipyard.workers.stages import rollouts
 from shipyard.workers.stages.frame import StageResult, get_row
 from shipyard.workers.stages.spec import release_spec
-from shipyard.workers.stages.spread import switch_spread
+from shipyard.workers.stages.spread import call_off_earlier, switch_spread
 
 log = structlog.get_logger(__name__)
 
@@ -91,8 +92,13 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
         return result  # a redelivered message after the switch was recorded
     runner = get_runner(environment.runner, context)
     traffic = traffic_for(context, environment, spec.app)
-    if deployment.processes and rollouts.in_canary(deployment):
-        rollouts.interrupted_canary(context, runner, deployment, traffic)
+    if rollouts.in_canary(deployment) and (deployment.processes or len(hosts) > 1):
+        undo = (
+            partial(call_off_earlier, context, runner, deployment.id, hosts[0], traffic)
+            if len(hosts) > 1
+            else partial(rollouts.stop_canary_here, context, runner, deployment, traffic)
+        )
+        rollouts.interrupted_canary(context, deployment, undo)
     if deployment.processes:  # left by an attempt whose worker died during the health check
         runner.stop(deployment.processes)
     recorder = DeploymentRecorder(
@@ -105,7 +111,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     rollout = _rollout(context, pipeline, environment, deployment, traffic)
     try:
         if len(hosts) > 1:
-            switch_spread(context, runner, spec, recorder, traffic, hosts)
+            switch_spread(context, runner, spec, recorder, traffic, hosts, rollout)
         else:
             before_live = rollout.before_live if rollout is not None else None
             warm = _warm(context, pipeline, deployment) if traffic is not None else None

@@ -13,14 +13,26 @@ read by a thread in that host's run pool's main process (HostAgent). Not through
 queues: a coordinator waits in a pool slot, and a share queued there behind another host's
 coordinator would wait for it in turn. Each share's progress is recorded in the store
 (shared.services.shares); only IDs travel.
+
+A canary (workers.runners.rollout) runs between "every share healthy" and going live: each
+step's share is recorded on the deployment, the coordinator sets its own router and tells the
+other hosts to `weigh`, and each host gives its own share of the new release that share of its
+own router's requests, against the live release's processes there. The record, not the message,
+says the share: a host's agent handles each message in a thread of its own, so a host weighs
+and stops under one lock per deployment, reading the record at that moment. Every router
+getting the share of its own requests, the environment gets it of all of them.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from dataclasses import replace
+import weakref
+from dataclasses import dataclass, replace
+from functools import partial
 
+import redis
 import structlog
 
 from shipyard.router.runtime import RouterError
@@ -32,6 +44,7 @@ from shipyard.shared.models import (
     App,
     Deployment,
     DeploymentShare,
+    DeploymentStatus,
     Environment,
     Pipeline,
     Release,
@@ -44,6 +57,7 @@ from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
 from shipyard.workers.runners.base import ReleaseSpec, Runner
 from shipyard.workers.runners.switch import SwitchRecorder, health_gated_start
+from shipyard.workers.stages import rollouts
 from shipyard.workers.stages.frame import get_row
 from shipyard.workers.stages.spec import release_spec
 
@@ -71,12 +85,14 @@ def switch_spread(
     recorder: SwitchRecorder,
     traffic: Traffic | None,
     hosts: list[str],
+    rollout: rollouts.RunRollout | None = None,
 ) -> None:
-    """Run `spec` on every one of `hosts` (this host first), then switch them all, or none."""
+    """Run `spec` on every one of `hosts` (this host first), then switch them all, or none;
+    with a `rollout`, its canary's steps on every host's router in between."""
     deployment_id = uuid.UUID(spec.deployment_id)
     me = hosts[0]
     inbox = inbox_of(context)
-    attempt = _call_off_earlier(context, runner, inbox, deployment_id, me)
+    attempt = call_off_earlier(context, runner, deployment_id, me, traffic)
     with session_scope(context.db_url) as session:
         shares.ask(session=session, deployment_id=deployment_id, hosts=hosts, attempt=attempt)
     try:
@@ -86,12 +102,21 @@ def switch_spread(
         start_share(context, runner, replace(spec, share=(0, len(hosts))), me, attempt)
         deadline = time.monotonic() + spec.health_timeout + START_ALLOWANCE_SECONDS
         everyone = _await_ready(context, deployment_id, attempt, deadline)
-        previous = recorder.go_live([p for share in everyone for p in share.processes])
+        new = [p for share in everyone for p in share.processes]
+        if rollout is not None:
+            weights = (
+                SpreadWeights(traffic, inbox, deployment_id, attempt, me, hosts[1:])
+                if traffic is not None
+                else None
+            )
+            live = partial(rollouts.live_everywhere, context, rollout.environment_id)
+            rollout.before_live(new, weights, live)
+        previous = recorder.go_live(new)
         log.info("run.spread_live", hosts=hosts)
     except stage_runs.StageSuperseded:
         raise  # the attempt that took over owns the deployment and its shares now
     except BaseException:
-        _call_off(context, runner, inbox, deployment_id, attempt, me)
+        _call_off(context, runner, inbox, deployment_id, attempt, me, traffic)
         # Recorded on the deployment that failed: a host that missed its stop (cut off) stops
         # them when it is back, as it does any ended deployment's (serve.apps).
         with session_scope(context.db_url) as session:
@@ -191,6 +216,7 @@ def _call_off(
     deployment_id: uuid.UUID,
     attempt: int,
     me: str,
+    traffic: Traffic | None,
 ) -> None:
     """Every host stops its share of this attempt; this host's own share at once."""
     with session_scope(context.db_url) as session:
@@ -200,7 +226,7 @@ def _call_off(
             continue
         try:
             if share.host == me:
-                stop_share(context, runner, deployment_id, me, attempt)
+                stop_share(context, runner, deployment_id, me, attempt, traffic)
             else:
                 message = ShareMessage(action="stop", deployment_id=deployment_id, attempt=attempt)
                 inbox.send(share.host, message)
@@ -209,17 +235,23 @@ def _call_off(
             log.error("run.spread_stop_failed", host=share.host, error=str(exc))
 
 
-def _call_off_earlier(
-    context: WorkerContext, runner: Runner, inbox: Inbox, deployment_id: uuid.UUID, me: str
+def call_off_earlier(
+    context: WorkerContext,
+    runner: Runner,
+    deployment_id: uuid.UUID,
+    me: str,
+    traffic: Traffic | None,
 ) -> int:
-    """Stop what an earlier attempt of this run stage started (its worker died); returns the
-    number of this attempt."""
+    """Stop what an earlier attempt of this run stage started (its worker died), on every host
+    (a canary's servers drained out of the routers first); returns the number of this
+    attempt."""
+    inbox = inbox_of(context)
     with session_scope(context.db_url) as session:
         earlier = shares.of(session=session, deployment_id=deployment_id)
     if not earlier:
         return 1
     attempt = earlier[0].attempt
-    _call_off(context, runner, inbox, deployment_id, attempt, me)
+    _call_off(context, runner, inbox, deployment_id, attempt, me, traffic)
     deadline = time.monotonic() + SWITCH_ALLOWANCE_SECONDS
     while time.monotonic() < deadline:
         with session_scope(context.db_url) as session:
@@ -286,12 +318,30 @@ def start_share(
 
 
 def stop_share(
-    context: WorkerContext, runner: Runner, deployment_id: uuid.UUID, host: str, attempt: int
+    context: WorkerContext,
+    runner: Runner,
+    deployment_id: uuid.UUID,
+    host: str,
+    attempt: int,
+    traffic: Traffic | None = None,
 ) -> None:
-    """Stop this host's share of the attempt (its processes as recorded) and record it so."""
-    with session_scope(context.db_url) as session:
-        share = shares.get(session=session, deployment_id=deployment_id, host=host, attempt=attempt)
-        processes = list(share.processes) if share is not None else []
+    """Stop this host's share of the attempt (its processes as recorded) and record it so; if
+    its canary took a step, its servers are drained out of the router first (`traffic`) and
+    the live release's put back to full weight."""
+    with _lock(deployment_id):
+        with session_scope(context.db_url) as session:
+            share = shares.get(
+                session=session, deployment_id=deployment_id, host=host, attempt=attempt
+            )
+            processes = list(share.processes) if share is not None else []
+            deployment = session.get(Deployment, deployment_id)
+            canary = deployment is not None and rollouts.had_canary(deployment)
+            environment_id = deployment.environment_id if deployment is not None else None
+        if traffic is not None and canary and processes and environment_id is not None:
+            try:
+                traffic.unsplit(processes, rollouts.live_here(context, environment_id))
+            except RouterError as exc:
+                log.error("rollout.unsplit_failed", error=exc.message)
     runner.stop(processes)
     with session_scope(context.db_url) as session:
         shares.advance(
@@ -374,16 +424,20 @@ def _handle(context: WorkerContext, message: ShareMessage) -> None:
         )
         replaced = session.get(Deployment, message.replaced_id) if message.replaced_id else None
         old = [p for p in (replaced.processes if replaced else []) if p.get("host") == host]
-    if message.action == "stop":
-        stop_share(context, runner, message.deployment_id, host, message.attempt)
-    elif message.action == "start":
+    if message.action == "start":
         if spec is None or share is None:
             return  # an older attempt's, or started already
         mine = replace(spec, share=(share.position, share.hosts))
         start_share(context, runner, mine, host, message.attempt)
+        return
+    traffic = traffic_for(context, environment, app.name)
+    if message.action == "stop":
+        stop_share(context, runner, message.deployment_id, host, message.attempt, traffic)
+    elif message.action == "weigh":
+        weigh_share(context, message, traffic)
     else:
-        traffic = traffic_for(context, environment, app.name)
-        switch_share(context, message, share, traffic)
+        with _lock(message.deployment_id):
+            switch_share(context, message, share, traffic)
         _retire(traffic, runner, old)
 
 
@@ -410,3 +464,88 @@ def switch_share(
             status=ShareStatus.LIVE,
         )
     inbox_of(context).changed(message.deployment_id)
+
+
+# --- a canary across the hosts -------------------------------------------------------------------
+
+# One lock per deployment in this process (a host's agent): weighing, stopping and switching a
+# share read the store and set the router as one step, in the order they take the lock.
+_LOCKS: weakref.WeakValueDictionary[uuid.UUID, threading.Lock] = weakref.WeakValueDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock(deployment_id: uuid.UUID) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(deployment_id)
+        if lock is None:
+            lock = _LOCKS[deployment_id] = threading.Lock()
+        return lock
+
+
+@dataclass
+class SpreadWeights:
+    """A canary's shares on every router of a spread environment (workers.runners.rollout's
+    Weights): the other hosts told to weigh (each reads the share recorded on the deployment),
+    this host's router set at once, each with its own host's processes."""
+
+    traffic: Traffic  # this host's
+    inbox: Inbox
+    deployment_id: uuid.UUID
+    attempt: int
+    me: str
+    others: list[str]
+
+    def split(self, new: list[ProcessRecord], old: list[ProcessRecord], share: int) -> object:
+        message = ShareMessage(
+            action="weigh", deployment_id=self.deployment_id, attempt=self.attempt
+        )
+        for host in self.others:
+            try:
+                self.inbox.send(host, message)
+            except redis.RedisError as exc:  # told again at the next look
+                log.warning("rollout.weigh_unsent", host=host, error=type(exc).__name__)
+        return self.traffic.split(self._here(new), self._here(old), share)
+
+    def retire(self, processes: list[ProcessRecord]) -> None:
+        """This host's; the others drain theirs when they stop their share."""
+        self.traffic.retire(self._here(processes))
+
+    def _here(self, processes: list[ProcessRecord]) -> list[ProcessRecord]:
+        return [p for p in processes if p.get("host", self.me) == self.me]
+
+
+def weigh_share(context: WorkerContext, message: ShareMessage, traffic: Traffic | None) -> None:
+    """Set this host's router as the deployment's rollout record says now: while its canary
+    runs, the record's share of the requests to this host's share of the new release and the
+    rest to the live release's processes here; once the canary was aborted, the live release's
+    back to full weight and the new one's drained out; nothing once it went on (the switch
+    serves the new release) or when this host's share is not ready."""
+    if traffic is None:
+        return
+    host = context.settings.host_name
+    with _lock(message.deployment_id):
+        with session_scope(context.db_url) as session:
+            share = shares.get(
+                session=session,
+                deployment_id=message.deployment_id,
+                host=host,
+                attempt=message.attempt,
+            )
+            deployment = session.get(Deployment, message.deployment_id)
+            if share is None or deployment is None or share.status != ShareStatus.READY:
+                return
+            record = rollouts.record_of(deployment)
+            starting = deployment.status == DeploymentStatus.STARTING
+            environment_id = deployment.environment_id
+            new = list(share.processes)
+        if record is None:
+            return
+        old = rollouts.live_here(context, environment_id)
+        try:
+            if record.state == "canary" and starting:
+                traffic.split(new, old, record.share)
+                log.info("rollout.weighed", share=record.share)
+            elif record.state == "aborted":
+                traffic.unsplit(new, old)
+        except RouterError as exc:
+            log.error("rollout.weigh_failed", error=exc.message)

@@ -200,23 +200,20 @@ def test_a_placement_change_runs_the_live_release_on_the_new_hosts(
         )
 
 
-def test_an_environment_whose_deploys_are_canaries_by_default_is_not_spread(
+def test_an_environment_whose_deploys_are_canaries_by_default_may_be_spread(
     session: Session, app: App, staging: Environment
 ) -> None:
     staging.rollout = {"canary": [10, 100]}
     session.add(staging)
     session.commit()
 
-    with pytest.raises(InvalidInput, match="canary deploys run on environments placed on one"):
-        hosts.replace_placement(
-            session=session, app=app, environment=staging, placed=["alpha", "beta"], trigger="api"
-        )
-    assert (
-        hosts.replace_placement(
-            session=session, app=app, environment=staging, placed=["beta"], trigger="api"
-        )
-        is None
-    )  # one run host: fine (nothing live to move)
+    moved = hosts.replace_placement(
+        session=session, app=app, environment=staging, placed=["alpha", "beta"], trigger="api"
+    )
+
+    assert moved is None  # nothing live to move
+    assert (staging.run_host, staging.extra_hosts) == ("alpha", ["beta"])
+    assert staging.rollout == {"canary": [10, 100]}
 
 
 def test_a_lost_hosts_one_offs_are_recorded_failed(

@@ -198,15 +198,13 @@ def test_a_plan_longer_than_a_rollout_may_take_is_refused() -> None:
         )
 
 
-def test_canary_steps_are_refused_on_an_environment_spread_over_several_hosts() -> None:
+def test_canary_steps_are_planned_on_an_environment_spread_over_several_hosts() -> None:
     spread = _environment({"watch_seconds": 60}, hosts=["alpha", "beta"])
 
-    with pytest.raises(InvalidInput, match="placed on one run host for now"):
-        rollouts.resolve_plan(
-            environment=spread, kind=PipelineKind.DEPLOY, request=RolloutRequest(canary=[10])
-        )
-    watched = rollouts.resolve_plan(environment=spread, kind=PipelineKind.DEPLOY, request=None)
-    assert watched is not None and watched["watch_seconds"] == 60
+    canary = rollouts.resolve_plan(
+        environment=spread, kind=PipelineKind.DEPLOY, request=RolloutRequest(canary=[10])
+    )
+    assert canary is not None and canary["canary"] == [10, 100] and canary["watch_seconds"] == 60
 
 
 # --- active, give_command, take_command, record ---------------------------------------------
