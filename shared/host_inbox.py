@@ -29,6 +29,7 @@ class ShareMessage(BaseModel):
     deployment_id: uuid.UUID
     attempt: int
     replaced_id: uuid.UUID | None = None  # switch: the deployment going live superseded
+    standby: bool = False  # switch: what it superseded here stands by (drained, not stopped)
 
 
 class OneOffMessage(BaseModel):

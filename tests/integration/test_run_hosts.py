@@ -405,6 +405,16 @@ def spread_repo(tmp_path: Path) -> Path:
     return repo
 
 
+def _pids(run_hosts: RunHosts, app: str, env: str, version: int) -> set[tuple[str, int]]:
+    """(host, pid) of the processes the store records for release `version` of the environment."""
+    return {
+        (str(p["host"]), int(p["pid"]))
+        for v, _, records in run_hosts.deployments(app, env)
+        if v == version
+        for p in records
+    }
+
+
 def _answers(run_hosts: RunHosts, app: str, env: str) -> dict[str, str]:
     return {host: run_hosts.answer(host, app, env) for host in HOSTS}
 
@@ -445,7 +455,9 @@ def test_an_environment_spread_over_both_hosts_runs_a_share_on_each_and_switches
     assert _alive(run_hosts, "wide", "web") == [(1, "alpha"), (1, "beta")]
     assert _answers(run_hosts, "wide", "web") == {"alpha": "200 v1", "beta": "200 v1"}
 
-    # Deploys and a rollback under keep-alive load through both routers.
+    # Deploys and a rollback under keep-alive load through both routers. Each replaced release
+    # stands by on both hosts (the one before it stops), and the rollback to v2 inside its
+    # window takes v2's processes back on both hosts, starting none.
     loads = [Load(f"http://web.wide.localhost:{port}") for port in run_hosts.router_ports.values()]
     for each in loads:
         each.start()
@@ -453,12 +465,25 @@ def test_an_environment_spread_over_both_hosts_runs_a_share_on_each_and_switches
         for version in (2, 3):
             commit_file(spread_repo, "VERSION", f"{version}\n", f"v{version}")
             assert stack.deploy("wide", "web")["status"] == "succeeded"
-            assert _alive(run_hosts, "wide", "web") == [(version, "alpha"), (version, "beta")]
+            both = [(v, host) for v in (version - 1, version) for host in HOSTS]
+            run_hosts.wait(
+                lambda both=both: _alive(run_hosts, "wide", "web") == both,
+                f"v{version} live and v{version - 1} standing by on both hosts, nothing else",
+            )
+        standing = stack.current("wide", "web")["standby"]
+        assert [s["release_version"] for s in standing] == [2], standing
+        warm = _pids(run_hosts, "wide", "web", version=2)
         rollback = stack.api(
             "POST", "/v1/apps/wide/environments/web/rollback", 202, json={"to_version": 2}
         )
         assert stack.wait_pipeline(rollback["id"])["status"] == "succeeded"
-        assert _alive(run_hosts, "wide", "web") == [(2, "alpha"), (2, "beta")]
+        assert _alive(run_hosts, "wide", "web") == [
+            (2, "alpha"),
+            (2, "beta"),
+            (3, "alpha"),
+            (3, "beta"),
+        ]
+        assert _pids(run_hosts, "wide", "web", version=2) == warm  # taken back, none started
     finally:
         for each in loads:
             each.stop()
@@ -582,9 +607,8 @@ def test_a_canary_on_a_spread_environment_takes_its_share_on_every_hosts_router(
     stack = run_hosts.stack
     path = "/v1/apps/tried/environments/web"
     stack.api("POST", "/v1/apps", 201, json={"name": "tried", "repo": str(spread_repo)})
-    stack.api(
-        "POST", "/v1/apps/tried/environments", 201, json={"name": "web", "hosts": list(HOSTS)}
-    )
+    environment = {"name": "web", "hosts": list(HOSTS), "standby_seconds": 0}
+    stack.api("POST", "/v1/apps/tried/environments", 201, json=environment)
     stack.api("PATCH", f"{path}/formation", 200, json={"processes": {"web": 2}})
     assert stack.deploy("tried", "web")["status"] == "succeeded"
     assert _alive(run_hosts, "tried", "web") == [(1, "alpha"), (1, "beta")]
@@ -696,7 +720,13 @@ def test_the_docker_runner_spreads_an_environment_too(
     git(repo, "commit", "--quiet", "-m", "busybox app")
     app = unique_app()
     stack.api("POST", "/v1/apps", 201, json={"name": app, "repo": str(repo), "builder": "docker"})
-    environment = {"name": "web", "runner": "docker", "hosts": list(HOSTS), "health_timeout": 20}
+    environment = {
+        "name": "web",
+        "runner": "docker",
+        "hosts": list(HOSTS),
+        "health_timeout": 20,
+        "standby_seconds": 0,  # a replaced release's containers stop once drained
+    }
     stack.api("POST", f"/v1/apps/{app}/environments", 201, json=environment)
     stack.api(
         "PATCH", f"/v1/apps/{app}/environments/web/formation", 200, json={"processes": {"web": 2}}

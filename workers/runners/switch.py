@@ -44,6 +44,9 @@ class SwitchRecorder(Protocol):
     def retired(self) -> None:
         """What was replaced is stopped."""
 
+    def keeps_standby(self) -> bool:
+        """Whether what was replaced would stand by once drained (see `stand_by`)."""
+
     def stand_by(self) -> bool:
         """What was replaced (drained out of the router) keeps running out of rotation, if its
         environment keeps replaced releases standing by; whether it does (see
@@ -146,7 +149,7 @@ def switch(
     (`traffic` None) the old processes stop right after the switch is recorded, as each release
     answers on its own port then.
     """
-    processes = _warm_healthy(runner, spec, warm) if warm else None
+    processes = warm_healthy(runner, spec, warm) if warm else None
     if processes is None:
         processes = health_gated_start(runner, spec, recorder.started)
     if before_live is not None:
@@ -204,7 +207,7 @@ def _send_traffic(
     return traffic
 
 
-def _warm_healthy(
+def warm_healthy(
     runner: Runner, spec: ReleaseSpec, warm: list[ProcessRecord]
 ) -> list[ProcessRecord] | None:
     """The standby processes if they all still run and answer their health check at once;

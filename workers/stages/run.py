@@ -110,11 +110,11 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     )
     rollout = _rollout(context, pipeline, environment, deployment, traffic)
     try:
+        warm = _warm(context, pipeline, deployment, hosts) if traffic is not None else None
         if len(hosts) > 1:
-            switch_spread(context, runner, spec, recorder, traffic, hosts, rollout)
+            switch_spread(context, runner, spec, recorder, traffic, hosts, rollout, warm)
         else:
             before_live = rollout.before_live if rollout is not None else None
-            warm = _warm(context, pipeline, deployment) if traffic is not None else None
             switch(runner, spec, recorder, traffic, before_live, warm)
     except ShipyardError as exc:
         recorder.failed(exc.message)
@@ -153,10 +153,11 @@ def _rollout(
 
 
 def _warm(
-    context: WorkerContext, pipeline: Pipeline, deployment: Deployment
+    context: WorkerContext, pipeline: Pipeline, deployment: Deployment, hosts: list[str]
 ) -> list[ProcessRecord] | None:
-    """For a rollback, the processes of its release standing by on this host (warm standby),
-    taken over by this deployment; None: started anew."""
+    """For a rollback, the processes of its release standing by on the environment's run
+    hosts (warm standby), taken over by this deployment; None: started anew (also when some
+    stand by on a host the environment left: its window's end stops them there)."""
     if pipeline.kind != PipelineKind.ROLLBACK:
         return None
     host = context.settings.host_name
@@ -166,7 +167,7 @@ def _warm(
             environment_id=deployment.environment_id,
             release_id=deployment.release_id,
         )
-        if found is None or any(p.get("host", host) != host for p in found.processes):
+        if found is None or any(p.get("host", host) not in hosts for p in found.processes):
             return None
         processes = standby.take(session=session, standby=found)
         if processes is not None:
@@ -250,14 +251,18 @@ class DeploymentRecorder:
         with session_scope(self.db_url) as session:
             routes.record_retired(session=session, deployment_id=self.replaced)
 
+    def keeps_standby(self) -> bool:
+        """Whether the replaced deployment would stand by: the environment keeps one and it ran
+        another release (a restart's or a scale's old processes have no rollback to wait for)."""
+        return (
+            self.replaced is not None
+            and self.standby_seconds > 0
+            and self.replaced_release != self.deployment.release_id
+        )
+
     def stand_by(self) -> bool:
-        """The replaced deployment stands by, if the environment keeps one and it ran another
-        release (a restart's or a scale's old processes have no rollback to wait for)."""
-        if (
-            self.replaced is None
-            or self.standby_seconds <= 0
-            or self.replaced_release == self.deployment.release_id
-        ):
+        """The replaced deployment stands by, if it would (keeps_standby)."""
+        if self.replaced is None or not self.keeps_standby():
             return False
         with session_scope(self.db_url) as session:
             standby.stand_by(

@@ -56,7 +56,7 @@ from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
 from shipyard.workers.runners.base import ReleaseSpec, Runner
-from shipyard.workers.runners.switch import SwitchRecorder, health_gated_start
+from shipyard.workers.runners.switch import SwitchRecorder, health_gated_start, warm_healthy
 from shipyard.workers.stages import rollouts
 from shipyard.workers.stages.frame import get_row
 from shipyard.workers.stages.spec import release_spec
@@ -86,9 +86,12 @@ def switch_spread(
     traffic: Traffic | None,
     hosts: list[str],
     rollout: rollouts.RunRollout | None = None,
+    warm: list[ProcessRecord] | None = None,
 ) -> None:
     """Run `spec` on every one of `hosts` (this host first), then switch them all, or none;
-    with a `rollout`, its canary's steps on every host's router in between."""
+    with a `rollout`, its canary's steps on every host's router in between. `warm`: processes
+    of this release taken over from standby (recorded as this deployment's): each host goes
+    live with its own once they answer their health check, else starts its share anew."""
     deployment_id = uuid.UUID(spec.deployment_id)
     me = hosts[0]
     inbox = inbox_of(context)
@@ -99,7 +102,8 @@ def switch_spread(
         for host in hosts[1:]:
             message = ShareMessage(action="start", deployment_id=deployment_id, attempt=attempt)
             inbox.send(host, message)
-        start_share(context, runner, replace(spec, share=(0, len(hosts))), me, attempt)
+        mine = replace(spec, share=(0, len(hosts)))
+        start_share(context, runner, mine, me, attempt, _on(warm or [], me))
         deadline = time.monotonic() + spec.health_timeout + START_ALLOWANCE_SECONDS
         everyone = _await_ready(context, deployment_id, attempt, deadline)
         new = [p for share in everyone for p in share.processes]
@@ -130,10 +134,17 @@ def switch_spread(
         raise
     replaced = recorder.replaced
     old = previous or []
+    # What was replaced stands by on the hosts that keep running the environment (drained out
+    # of their routers), if it keeps one: a rollback inside the window is then a router change.
+    keep = bool(old) and traffic is not None and recorder.keeps_standby()
     leaving = sorted({str(p["host"]) for p in old if p.get("host")} - set(hosts))
     for host in [*hosts[1:], *leaving]:
         message = ShareMessage(
-            action="switch", deployment_id=deployment_id, attempt=attempt, replaced_id=replaced
+            action="switch",
+            deployment_id=deployment_id,
+            attempt=attempt,
+            replaced_id=replaced,
+            standby=keep and host in hosts,
         )
         inbox.send(host, message)
     own = everyone[0].processes
@@ -153,11 +164,16 @@ def switch_spread(
             attempt=attempt,
             status=ShareStatus.LIVE,
         )
-    _retire(traffic, runner, own_old)
+    _retire(traffic, runner, own_old, keep=keep)
     everywhere = _await_live(context, deployment_id, hosts[1:], spec, traffic)
-    # Retired once every host switched: a host that has not still sends its traffic to what it
-    # ran before, which its supervision would otherwise stop as retired.
-    if previous is not None and everywhere:
+    if previous is None:
+        return
+    if keep and recorder.stand_by():
+        # Even if a host switched late: the window's end stops its processes wherever they run.
+        log.info("run.previous_standing_by", processes=len(old))
+    elif everywhere:
+        # Retired once every host switched: a host that has not still sends its traffic to what
+        # it ran before, which its supervision would otherwise stop as retired.
         recorder.retired()
 
 
@@ -272,9 +288,16 @@ def call_off_earlier(
 
 
 def start_share(
-    context: WorkerContext, runner: Runner, spec: ReleaseSpec, host: str, attempt: int
+    context: WorkerContext,
+    runner: Runner,
+    spec: ReleaseSpec,
+    host: str,
+    attempt: int,
+    warm: list[ProcessRecord] | None = None,
 ) -> None:
-    """Start this host's share healthy and record it ready, or record why it failed."""
+    """Start this host's share healthy and record it ready, or record why it failed. `warm`:
+    this host's processes of the release taken over from standby, used if they answer their
+    health check (else stopped, and the share started anew)."""
     deployment_id = uuid.UUID(spec.deployment_id)
 
     def started(processes: list[ProcessRecord]) -> None:
@@ -288,7 +311,12 @@ def start_share(
             )
 
     try:
-        processes = health_gated_start(runner, spec, started)
+        processes = None
+        if warm:
+            started(warm)
+            processes = warm_healthy(runner, spec, warm)
+        if processes is None:
+            processes = health_gated_start(runner, spec, started)
     except ShipyardError as exc:
         with session_scope(context.db_url) as session:
             shares.advance(
@@ -354,15 +382,23 @@ def stop_share(
     inbox_of(context).changed(deployment_id)
 
 
-def _retire(traffic: Traffic | None, runner: Runner, processes: list[ProcessRecord]) -> None:
-    """Drain the processes out of this host's router, then stop them."""
+def _retire(
+    traffic: Traffic | None, runner: Runner, processes: list[ProcessRecord], *, keep: bool = False
+) -> None:
+    """Drain the processes out of this host's router, then stop them; with `keep` (their release
+    stands by), leave them running once drained (one the router may still send to is stopped)."""
     if not processes:
         return
+    drained = False
     if traffic is not None:
         try:
             traffic.retire(processes)
+            drained = True
         except RouterError as exc:
             log.error("router.drain_failed", error=exc.message)
+    if keep and drained:
+        log.info("run.share_standing_by", processes=len(processes))
+        return
     runner.stop(processes)
     log.info("run.previous_stopped", processes=len(processes))
 
@@ -424,11 +460,12 @@ def _handle(context: WorkerContext, message: ShareMessage) -> None:
         )
         replaced = session.get(Deployment, message.replaced_id) if message.replaced_id else None
         old = [p for p in (replaced.processes if replaced else []) if p.get("host") == host]
+        warm = _on(deployment.processes, host)  # taken over from standby by a rollback
     if message.action == "start":
         if spec is None or share is None:
             return  # an older attempt's, or started already
         mine = replace(spec, share=(share.position, share.hosts))
-        start_share(context, runner, mine, host, message.attempt)
+        start_share(context, runner, mine, host, message.attempt, warm)
         return
     traffic = traffic_for(context, environment, app.name)
     if message.action == "stop":
@@ -438,7 +475,7 @@ def _handle(context: WorkerContext, message: ShareMessage) -> None:
     else:
         with _lock(message.deployment_id):
             switch_share(context, message, share, traffic)
-        _retire(traffic, runner, old)
+        _retire(traffic, runner, old, keep=message.standby)
 
 
 def switch_share(
@@ -511,7 +548,12 @@ class SpreadWeights:
         self.traffic.retire(self._here(processes))
 
     def _here(self, processes: list[ProcessRecord]) -> list[ProcessRecord]:
-        return [p for p in processes if p.get("host", self.me) == self.me]
+        return _on(processes, self.me)
+
+
+def _on(processes: list[ProcessRecord], host: str) -> list[ProcessRecord]:
+    """Those of the processes that run on `host` (one recorded without a host runs here)."""
+    return [p for p in processes if p.get("host", host) == host]
 
 
 def weigh_share(context: WorkerContext, message: ShareMessage, traffic: Traffic | None) -> None:

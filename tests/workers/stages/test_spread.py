@@ -14,6 +14,7 @@ import pytest
 from celery import Celery
 from sqlmodel import Session
 
+from shipyard.router.runtime import RouterError
 from shipyard.shared import migrate
 from shipyard.shared.db import get_engine, session_scope
 from shipyard.shared.host_inbox import Inbox, ShareMessage
@@ -240,3 +241,35 @@ def test_a_share_stopped_before_any_canary_step_leaves_the_router_alone(
     spread.stop_share(context, runner, canary, "beta", 1, router)  # type: ignore[arg-type]
 
     assert router.calls == [] and runner.stopped == ["new-b"]
+
+
+class Draining(Router):
+    """A router whose drain works, or fails as a router that went away does."""
+
+    def __init__(self, works: bool) -> None:
+        super().__init__()
+        self.works = works
+
+    def retire(self, processes: list[ProcessRecord]) -> None:
+        if not self.works:
+            raise RouterError("the router's socket is gone")
+        super().retire(processes)
+
+
+@pytest.mark.parametrize(
+    ("keep", "drains", "stopped"),
+    [
+        (True, True, []),  # standing by: drained out, running on
+        (True, False, ["old-b"]),  # the router may still send to it: stopped after all
+        (False, True, ["old-b"]),
+    ],
+)
+def test_a_replaced_share_stands_by_only_once_drained_out_of_the_router(
+    keep: bool, drains: bool, stopped: list[str]
+) -> None:
+    router, runner = Draining(works=drains), Stopper()
+
+    spread._retire(router, runner, [OLD_THERE], keep=keep)  # type: ignore[arg-type]
+
+    assert runner.stopped == stopped
+    assert router.calls == ([("retire", ["old-b"], [], None)] if drains else [])
