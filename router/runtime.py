@@ -133,6 +133,10 @@ class RuntimeAPI:
         has. Takes effect at once, for the requests that follow."""
         self._change(f"set server {backend}/{server} weight {weight}")
 
+    def ready_server(self, backend: str, server: str) -> None:
+        """Let a draining server take new requests again."""
+        self._change(f"set server {backend}/{server} state ready")
+
     def drain_server(self, backend: str, server: str) -> None:
         """No new requests; those in flight finish."""
         self._change(f"set server {backend}/{server} state drain")

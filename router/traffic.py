@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 DRAIN_POLL_SECONDS = 0.05
 # The status of a server added and not yet enabled (`show stat`).
 MAINTENANCE = "MAINT"
+DRAINING = "DRAIN"
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ class Traffic:
         present: Mapping[str, ServerState],
     ) -> None:
         """Give each server its weight: one missing is added (one of `processes`), one left in
-        maintenance (added, not enabled) is enabled, and only a weight that differs is set.
+        maintenance (added, not enabled) is enabled, one draining that gets some traffic again
+        is made ready, and only a weight that differs is set.
 
         In this order: the servers present that keep some traffic, then those added, then
         those present that take none any more. So the backend never has all its servers at 0
@@ -165,8 +167,11 @@ class Traffic:
                 # `show stat` shows a server in maintenance at weight 1, whatever it was given.
                 self.api.set_weight(backend, name, weight)
                 self.api.enable_server(backend, name)
-            elif state.weight != weight:
-                self.api.set_weight(backend, name, weight)
+            else:
+                if state.weight != weight:
+                    self.api.set_weight(backend, name, weight)
+                if state.status == DRAINING and weight > 0:  # drained once, served again
+                    self.api.ready_server(backend, name)
 
     def unsplit(self, new: Iterable[ProcessRecord], old: Iterable[ProcessRecord]) -> bool:
         """Undo `split`, if the router has any of the new processes' servers: the old ones

@@ -239,3 +239,18 @@ def test_unsplit_puts_the_old_release_back_and_does_nothing_without_the_canary(
     assert weights(router) == {str(server["server"]): 1 for server in old}
     assert set(answers(settings, 100)) == {"old-1", "old-2"}
     assert switch.unsplit(new, old) is False  # done once: nothing left to undo
+
+
+def test_a_drained_server_served_again_takes_requests_again(
+    router: RecordingAPI, settings: Settings, releases: dict[str, list[Backend]]
+) -> None:
+    switch = serving(router, settings, releases)
+    new, old = processes(releases["new"]), processes(releases["old"])
+    switch.serve(new)
+    switch.drain(old)  # the old release out of rotation, its servers still present
+    assert set(answers(settings, 20)) == {"new-1", "new-2"}
+
+    switch.serve(old)  # a rollback taking them back before they were removed
+    switch.drain(new)
+
+    assert set(answers(settings, 20)) == {"old-1", "old-2"}

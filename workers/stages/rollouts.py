@@ -309,13 +309,6 @@ def live_here(context: WorkerContext, environment_id: uuid.UUID) -> list[Process
     return [p for p in processes if p.get("host", host) == host]
 
 
-def had_canary(deployment: Deployment) -> bool:
-    """Whether the deployment's canary took a step: its servers may be in the routers, at a
-    share's weights, until they are drained out."""
-    record = record_of(deployment)
-    return record is not None and bool(record.plan.canary) and bool(record.steps)
-
-
 def record_of(deployment: Deployment) -> RolloutRecord | None:
     """The deployment's rollout record; None without one (or one unreadable)."""
     if not deployment.rollout:

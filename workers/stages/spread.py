@@ -52,6 +52,7 @@ from shipyard.shared.models import (
 )
 from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.services import shares, stage_runs
+from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
 from shipyard.workers.runners import get_runner
@@ -130,13 +131,18 @@ def switch_spread(
                 if s.attempt == attempt
                 for p in s.processes
             ]
-        recorder.started(started)
+        # And the processes taken over from standby that no share recorded (a host that never
+        # began its start): they are this deployment's, stopped with it.
+        recorded = {_identity(p) for p in started}
+        recorder.started([*started, *(p for p in warm or [] if _identity(p) not in recorded)])
         raise
     replaced = recorder.replaced
     old = previous or []
     # What was replaced stands by on the hosts that keep running the environment (drained out
     # of their routers), if it keeps one: a rollback inside the window is then a router change.
-    keep = bool(old) and traffic is not None and recorder.keeps_standby()
+    # Recorded before any host is told to keep its processes: whatever happens to this worker
+    # from now on, the window's end stops them on every host.
+    keep = bool(old) and traffic is not None and recorder.stand_by()
     leaving = sorted({str(p["host"]) for p in old if p.get("host")} - set(hosts))
     for host in [*hosts[1:], *leaving]:
         message = ShareMessage(
@@ -166,14 +172,11 @@ def switch_spread(
         )
     _retire(traffic, runner, own_old, keep=keep)
     everywhere = _await_live(context, deployment_id, hosts[1:], spec, traffic)
-    if previous is None:
-        return
-    if keep and recorder.stand_by():
-        # Even if a host switched late: the window's end stops its processes wherever they run.
+    if keep:
         log.info("run.previous_standing_by", processes=len(old))
-    elif everywhere:
-        # Retired once every host switched: a host that has not still sends its traffic to what
-        # it ran before, which its supervision would otherwise stop as retired.
+    elif previous is not None and everywhere:
+        # Retired once every host switched and drained: a host that has not still sends its
+        # traffic to what it ran before, which its supervision would otherwise stop as retired.
         recorder.retired()
 
 
@@ -354,8 +357,8 @@ def stop_share(
     traffic: Traffic | None = None,
 ) -> None:
     """Stop this host's share of the attempt (its processes as recorded) and record it so; if
-    its canary took a step, its servers are drained out of the router first (`traffic`) and
-    the live release's put back to full weight."""
+    a canary put its servers in the router (`traffic`), they are drained out first and the
+    live release's put back to full weight."""
     with _lock(deployment_id):
         with session_scope(context.db_url) as session:
             share = shares.get(
@@ -363,9 +366,10 @@ def stop_share(
             )
             processes = list(share.processes) if share is not None else []
             deployment = session.get(Deployment, deployment_id)
-            canary = deployment is not None and rollouts.had_canary(deployment)
             environment_id = deployment.environment_id if deployment is not None else None
-        if traffic is not None and canary and processes and environment_id is not None:
+        # A canary's servers may be in the router (from its first step on, or a takeover in
+        # the middle of one): drained out first. Without them the router is left alone.
+        if traffic is not None and processes and environment_id is not None:
             try:
                 traffic.unsplit(processes, rollouts.live_here(context, environment_id))
             except RouterError as exc:
@@ -460,7 +464,9 @@ def _handle(context: WorkerContext, message: ShareMessage) -> None:
         )
         replaced = session.get(Deployment, message.replaced_id) if message.replaced_id else None
         old = [p for p in (replaced.processes if replaced else []) if p.get("host") == host]
-        warm = _on(deployment.processes, host)  # taken over from standby by a rollback
+        # A rollback's processes taken over from standby (any other start records none).
+        rollback = pipeline is not None and pipeline.kind == PipelineKind.ROLLBACK
+        warm = _on(deployment.processes, host) if rollback else []
     if message.action == "start":
         if spec is None or share is None:
             return  # an older attempt's, or started already
@@ -474,17 +480,25 @@ def _handle(context: WorkerContext, message: ShareMessage) -> None:
         weigh_share(context, message, traffic)
     else:
         with _lock(message.deployment_id):
-            switch_share(context, message, share, traffic)
+            switch_share(share, traffic)
+        # Recorded live once what it replaced here is drained (and stopped, or standing by): the
+        # run stage, and so a rollback after it, waits for that; a rollback that took these
+        # processes back meanwhile would have its servers drained under it.
         _retire(traffic, runner, old, keep=message.standby)
+        if share is not None:
+            with session_scope(context.db_url) as session:
+                shares.advance(
+                    session=session,
+                    deployment_id=message.deployment_id,
+                    host=share.host,
+                    attempt=message.attempt,
+                    status=ShareStatus.LIVE,
+                )
+            inbox_of(context).changed(message.deployment_id)
 
 
-def switch_share(
-    context: WorkerContext,
-    message: ShareMessage,
-    share: DeploymentShare | None,
-    traffic: Traffic | None,
-) -> None:
-    """Send this host's router to its share of the deployment gone live, and record it so."""
+def switch_share(share: DeploymentShare | None, traffic: Traffic | None) -> None:
+    """Send this host's router to its share of the deployment gone live."""
     if share is None:
         return  # a host the deployment left: it only retires what ran there
     if traffic is not None and share.processes:
@@ -492,15 +506,6 @@ def switch_share(
             traffic.serve(share.processes)
         except RouterError as exc:
             log.error("router.serve_failed", error=exc.message)
-    with session_scope(context.db_url) as session:
-        shares.advance(
-            session=session,
-            deployment_id=message.deployment_id,
-            host=share.host,
-            attempt=message.attempt,
-            status=ShareStatus.LIVE,
-        )
-    inbox_of(context).changed(message.deployment_id)
 
 
 # --- a canary across the hosts -------------------------------------------------------------------
@@ -549,6 +554,16 @@ class SpreadWeights:
 
     def _here(self, processes: list[ProcessRecord]) -> list[ProcessRecord]:
         return _on(processes, self.me)
+
+
+def _identity(process: ProcessRecord) -> tuple[object, ...]:
+    """What tells one process record from another: its host, pid or container, and server."""
+    return (
+        process.get("host"),
+        process.get("pid"),
+        process.get("container"),
+        process.get("server"),
+    )
 
 
 def _on(processes: list[ProcessRecord], host: str) -> list[ProcessRecord]:
