@@ -132,12 +132,19 @@ def _admin_principal(request: Request, presented: str) -> Principal | None:
 
 def _token_principal(session: SessionDep, presented: str) -> Principal:
     row = tokens.authenticate(session=session, token=presented)
-    if row is None:
+    principal = Principal(name=row.name, scopes=frozenset(row.scopes)) if row else None
+    # The lookup's transaction ends here, in its own thread: a route that reads on a connection
+    # of its own (api.deps.read_in_one_thread) would otherwise wait for the one it holds
+    # (SQLite's write lock) or take a second from the pool while it idles in a transaction.
+    session.rollback()
+    if principal is None:
         raise Unauthorized("invalid or revoked token")
-    return Principal(name=row.name, scopes=frozenset(row.scopes))
+    return principal
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
+    """The principal `authenticate` resolved (on the event loop: a plain `def` would take a
+    thread-pool hop to read one attribute)."""
     principal: Principal = request.state.principal
     return principal
 

@@ -35,6 +35,19 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
+@lru_cache(maxsize=8)
+def get_read_engine(url: str) -> Engine:
+    """`get_engine(url)` for reads that need no transaction around them: on PostgreSQL its
+    connections run each statement in a transaction of its own (autocommit), without the BEGIN
+    and ROLLBACK round trips around it. What a reader sees does not change: at READ COMMITTED
+    each statement takes a snapshot of its own anyway. SQLite's keep their transaction (its
+    BEGIN IMMEDIATE, as every other connection's). Same pool as `get_engine(url)`."""
+    engine = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 # A connection opened or given back less than this long ago is trusted as it is: a busy
 # worker's transactions follow each other closely, and a ping before each would be one more
 # round trip per transaction (14 per pipeline). One idle for longer is pinged when taken, as

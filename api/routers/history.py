@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from shipyard.api.deps import SessionDep
+from shipyard.api.deps import SessionDep, StoreDep, read_in_one_thread
+from shipyard.api.responses import ModelResponse
 from shipyard.shared.exceptions import InvalidInput
 from shipyard.shared.schemas import DeploymentPublic, HistoryPublic
 from shipyard.shared.services import apps, history
@@ -15,18 +16,23 @@ from shipyard.shared.services import apps, history
 router = APIRouter(prefix="/apps/{app}/environments/{env}", tags=["history"])
 
 
-@router.get("/history")
-def live_at(
+@router.get("/history", response_model=HistoryPublic)
+async def live_at(
     app: str,
     env: str,
-    session: SessionDep,
+    store: StoreDep,
     at: Annotated[datetime, Query(description="ISO-8601 instant, with a time zone")],
-) -> HistoryPublic:
+) -> ModelResponse:
     """The release that was live at `at`; 404 if none was."""
     if at.tzinfo is None:
         raise InvalidInput("at must carry a time zone, e.g. 2026-11-24T14:00:00Z")
-    environment = apps.environment_by_names(session=session, app=app, name=env)
-    return history.live_at(session=session, environment=environment, at=at)
+    found = await read_in_one_thread(
+        store,
+        lambda connection: history.live_at_by_names(
+            connection=connection, app=app, environment=env, at=at
+        ),
+    )
+    return ModelResponse(found)
 
 
 @router.get("/deployments")

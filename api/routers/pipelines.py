@@ -9,7 +9,17 @@ import redis
 from fastapi import APIRouter, Query, status
 
 from shipyard.api.auth import PrincipalDep, deploy_scoped
-from shipyard.api.deps import BrokerRedisDep, ClientDep, PublisherDep, SessionDep, SettingsDep
+from shipyard.api.deps import (
+    BrokerRedisDep,
+    ClientDep,
+    PublisherDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    in_one_thread,
+    read_in_one_thread,
+)
+from shipyard.api.responses import ModelResponse
 from shipyard.shared import build_stream
 from shipyard.shared.exceptions import NotFound, ServiceUnavailable
 from shipyard.shared.schemas import (
@@ -23,37 +33,47 @@ from shipyard.shared.services import actions, builds, pipelines
 router = APIRouter(tags=["pipelines"])
 
 
-@router.post("/apps/{app}/pipelines", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/apps/{app}/pipelines", status_code=status.HTTP_202_ACCEPTED, response_model=PipelinePublic
+)
 @deploy_scoped
-def create_pipeline(
+async def create_pipeline(
     app: str,
     data: PipelineCreate,
     session: SessionDep,
     publish: PublisherDep,
     principal: PrincipalDep,
     client: ClientDep,
-) -> PipelinePublic:
+) -> ModelResponse:
     """Build `ref`, release it and run it in `environment`; answers at once with the pipeline.
     It goes live as `rollout` asks (canary steps, a watch) over the environment's default."""
     principal.require_deploy(data.environment)
-    pipeline = actions.deploy(
-        session=session,
-        app=app,
-        environment=data.environment,
-        ref=data.ref,
-        # The CLI says so in a header; a `trigger` named in the body is kept (a caller's own).
-        trigger=client if data.trigger == "api" else data.trigger,
-        requested_by=principal.name,
-        rollout=data.rollout,
-    )
-    return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
+
+    def deploy() -> PipelinePublic:
+        pipeline = actions.deploy(
+            session=session,
+            app=app,
+            environment=data.environment,
+            ref=data.ref,
+            # The CLI says so in a header; a `trigger` named in the body is kept (a caller's own).
+            trigger=client if data.trigger == "api" else data.trigger,
+            requested_by=principal.name,
+            rollout=data.rollout,
+        )
+        return pipelines.launch(session=session, pipeline=pipeline, publish=publish)
+
+    view = await in_one_thread(session, deploy)
+    return ModelResponse(view, status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.get("/pipelines/{pipeline_id}")
-def get_pipeline(pipeline_id: uuid.UUID, session: SessionDep) -> PipelinePublic:
+@router.get("/pipelines/{pipeline_id}", response_model=PipelinePublic)
+async def get_pipeline(pipeline_id: uuid.UUID, store: StoreDep) -> ModelResponse:
     """A pipeline with the status, worker, timing, result and error of each stage."""
-    pipeline = pipelines.get_pipeline(session=session, pipeline_id=pipeline_id)
-    return pipelines.pipeline_public(session=session, pipeline=pipeline)
+    view = await read_in_one_thread(
+        store,
+        lambda connection: pipelines.pipeline_view(connection=connection, pipeline_id=pipeline_id),
+    )
+    return ModelResponse(view)
 
 
 @router.get("/pipelines/{pipeline_id}/log")

@@ -23,8 +23,7 @@ def deploy(
 ) -> Pipeline:
     """A queued build → release → run pipeline of `ref` in the app's `environment`, going live
     as `rollout` asks over the environment's default plan."""
-    owner = apps.get_app(session=session, name=app)
-    target = apps.get_environment(session=session, app=owner, name=environment)
+    owner, target = apps.app_and_environment(session=session, app=app, name=environment)
     return pipelines.create_pipeline(
         session=session,
         app=owner,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -173,9 +173,31 @@ def get_environment(*, session: Session, app: App, name: str) -> Environment:
     return environment
 
 
+# Built once: most routes name an app and one of its environments.
+_APP_AND_ENVIRONMENT = (
+    select(App, Environment)
+    .join(Environment, col(Environment.app_id) == col(App.id))
+    .where(
+        col(App.name) == bindparam("p_app"),
+        col(App.destroyed_at).is_(None),
+        col(Environment.name) == bindparam("p_environment"),
+    )
+)
+
+
+def app_and_environment(*, session: Session, app: str, name: str) -> tuple[App, Environment]:
+    """The app called `app` and its environment `name`, in one statement (where looking up one,
+    then the other, took two: docs/benchmarks.md, issue 28), or NotFound for either."""
+    found = session.exec(_APP_AND_ENVIRONMENT, params={"p_app": app, "p_environment": name}).first()
+    if found is not None:
+        return found[0], found[1]
+    owner = get_app(session=session, name=app)  # NotFound says which of the two is missing
+    return owner, get_environment(session=session, app=owner, name=name)
+
+
 def environment_by_names(*, session: Session, app: str, name: str) -> Environment:
     """Environment `name` of the app called `app`, or NotFound for either."""
-    return get_environment(session=session, app=get_app(session=session, name=app), name=name)
+    return app_and_environment(session=session, app=app, name=name)[1]
 
 
 def list_environments(*, session: Session, app: App) -> list[Environment]:

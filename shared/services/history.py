@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy
+from sqlalchemy import Connection, Row, Table
 from sqlmodel import Session, col, select
 
 from shipyard.shared.constants import REDACTED
 from shipyard.shared.crypto import SecretBox
+from shipyard.shared.db import core_connection
 from shipyard.shared.exceptions import NotFound
 from shipyard.shared.models import (
+    App,
     Artifact,
     ConfigVersion,
     Deployment,
@@ -23,38 +28,113 @@ from shipyard.shared.schemas import (
     DeploymentPublic,
     HistoryPublic,
     ReleaseDiff,
+    ReleasePublic,
 )
+from shipyard.shared.services import apps
 from shipyard.shared.services.config import decrypt_config
 from shipyard.shared.services.deployments import deployment_view
-from shipyard.shared.services.releases import get_release_by_version, release_view
+from shipyard.shared.services.releases import get_release_by_version
+
+_DEPLOYMENTS: Table = Deployment.__table__  # type: ignore[attr-defined]
+_RELEASES: Table = Release.__table__  # type: ignore[attr-defined]
+_CONFIG_VERSIONS: Table = ConfigVersion.__table__  # type: ignore[attr-defined]
+_PIPELINES: Table = Pipeline.__table__  # type: ignore[attr-defined]
+_APPS: Table = App.__table__  # type: ignore[attr-defined]
+_ENVIRONMENTS: Table = Environment.__table__  # type: ignore[attr-defined]
+
+# What HistoryPublic shows of the deployment and of its release, read as columns in two small
+# statements: the deployment live at `at`, then its release (with the config version and the
+# pipeline's trigger). Loading the four rows as entities in one joined statement after looking
+# the environment up cost the request well over its SQL: PostgreSQL plans a statement anew at
+# each run (custom plans: `started_at <= $1` could match any share of the rows), and planning
+# the five-table join took longer than the two small ones together (docs/benchmarks.md, issue 28).
+_DEPLOYMENT_FIELDS = [n for n in DeploymentPublic.model_fields if n in _DEPLOYMENTS.c]
+_RELEASE_FIELDS = [n for n in ReleasePublic.model_fields if n in _RELEASES.c]
+_LIVE_AT = (
+    sqlalchemy.select(
+        *(_DEPLOYMENTS.c[name] for name in _DEPLOYMENT_FIELDS), _DEPLOYMENTS.c.pipeline_id
+    )
+    .where(
+        _DEPLOYMENTS.c.started_at.is_not(None),
+        _DEPLOYMENTS.c.started_at <= sqlalchemy.bindparam("p_at"),
+    )
+    .order_by(_DEPLOYMENTS.c.started_at.desc())
+    .limit(1)
+)
+_LIVE_AT_BY_ID = _LIVE_AT.where(
+    _DEPLOYMENTS.c.environment_id == sqlalchemy.bindparam("p_environment")
+)
+# The environment named in the request, as a subquery: PostgreSQL finds it once, then walks
+# ix_deployment_history backwards from `at`, as it does with the id.
+_LIVE_AT_BY_NAMES = _LIVE_AT.where(
+    _DEPLOYMENTS.c.environment_id
+    == sqlalchemy.select(_ENVIRONMENTS.c.id)
+    .join(_APPS, _APPS.c.id == _ENVIRONMENTS.c.app_id)
+    .where(
+        _APPS.c.name == sqlalchemy.bindparam("p_app"),
+        _APPS.c.destroyed_at.is_(None),
+        _ENVIRONMENTS.c.name == sqlalchemy.bindparam("p_environment"),
+    )
+    .scalar_subquery()
+)
+_RELEASE_OF = (
+    sqlalchemy.select(
+        *(_RELEASES.c[name] for name in _RELEASE_FIELDS),
+        _CONFIG_VERSIONS.c.version.label("config_version"),
+        _PIPELINES.c.trigger,
+        _PIPELINES.c.requested_by,
+    )
+    .join_from(_RELEASES, _CONFIG_VERSIONS, _CONFIG_VERSIONS.c.id == _RELEASES.c.config_version_id)
+    .outerjoin(_PIPELINES, _PIPELINES.c.id == sqlalchemy.bindparam("p_pipeline"))
+    .where(_RELEASES.c.id == sqlalchemy.bindparam("p_release"))
+)
 
 
 def live_at(*, session: Session, environment: Environment, at: datetime) -> HistoryPublic:
     """The release live in `environment` at instant `at` (deployments never overlap).
 
-    One indexed query: the last deployment that went live at or before `at`, with its release.
+    Two indexed lookups: the last deployment that went live at or before `at`, then its release.
     """
-    row = session.exec(
-        select(Deployment, Release, ConfigVersion.version, Pipeline)
-        .join(Release, col(Release.id) == col(Deployment.release_id))
-        .join(ConfigVersion, col(ConfigVersion.id) == col(Release.config_version_id))
-        .outerjoin(Pipeline, col(Pipeline.id) == col(Deployment.pipeline_id))
-        .where(
-            Deployment.environment_id == environment.id,
-            col(Deployment.started_at).is_not(None),
-            col(Deployment.started_at) <= at,
-        )
-        .order_by(col(Deployment.started_at).desc())
-        .limit(1)
-    ).first()
-    if row is None or (row[0].ended_at is not None and row[0].ended_at <= at):
-        raise NotFound(f"nothing was live in {environment.name} at {at.isoformat()}")
-    deployment, release, config_version, pipeline = row
-    by = (pipeline.trigger, pipeline.requested_by) if pipeline is not None else (None, None)
+    connection = core_connection(session)
+    params = {"p_environment": environment.id, "p_at": at}
+    deployment = connection.execute(_LIVE_AT_BY_ID, params).first()
+    return _history(connection, deployment, environment.name, at)
+
+
+def live_at_by_names(
+    *, connection: Connection, app: str, environment: str, at: datetime
+) -> HistoryPublic:
+    """`live_at` in the app called `app`'s environment `environment`, on a Core connection;
+    NotFound for a missing app or environment, as for nothing live."""
+    params = {"p_app": app, "p_environment": environment, "p_at": at}
+    deployment = connection.execute(_LIVE_AT_BY_NAMES, params).first()
+    if deployment is None:
+        with Session(bind=connection) as session:  # only to say which name is missing
+            apps.environment_by_names(session=session, app=app, name=environment)
+    return _history(connection, deployment, environment, at)
+
+
+def _history(
+    connection: Connection,
+    deployment: Row[Any, *tuple[Any, ...]] | None,
+    environment: str,
+    at: datetime,
+) -> HistoryPublic:
+    if deployment is None or (deployment.ended_at is not None and deployment.ended_at <= at):
+        raise NotFound(f"nothing was live in {environment} at {at.isoformat()}")
+    params = {"p_release": deployment.release_id, "p_pipeline": deployment.pipeline_id}
+    release = connection.execute(_RELEASE_OF, params).one()._mapping
     return HistoryPublic(
         at=at,
-        release=release_view(release, config_version),
-        deployment=deployment_view(deployment, release.version, *by),
+        release=ReleasePublic.model_validate(release),
+        deployment=DeploymentPublic.model_validate(
+            {
+                **deployment._mapping,
+                "release_version": release["version"],
+                "trigger": release["trigger"],
+                "requested_by": release["requested_by"],
+            }
+        ),
     )
 
 

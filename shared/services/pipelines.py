@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Table
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Connection, Table
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from shipyard.shared.db import core_connection
@@ -28,6 +30,20 @@ from shipyard.shared.models import (
 from shipyard.shared.schemas import PipelinePublic, StagePublic
 from shipyard.shared.services import deployments, queueing, rollouts, stage_runs
 from shipyard.shared.stages import STAGES_BY_KIND, PipelineKind, Stage, first_stage
+
+_PIPELINES: Table = Pipeline.__table__  # type: ignore[attr-defined]
+_APPS: Table = App.__table__  # type: ignore[attr-defined]
+_ENVIRONMENTS: Table = Environment.__table__  # type: ignore[attr-defined]
+_DEPLOYMENTS: Table = Deployment.__table__  # type: ignore[attr-defined]
+_STAGE_RUNS: Table = StageRun.__table__  # type: ignore[attr-defined]
+_INSERT_PIPELINE = sqlalchemy.insert(_PIPELINES)
+_INSERT_STAGE_RUN = sqlalchemy.insert(_STAGE_RUNS)
+# A new stage run's columns as StageRun's defaults make them (those without one are set each time).
+_NEW_STAGE_RUN = {
+    name: field.default
+    for name, field in StageRun.model_fields.items()
+    if field.default_factory is None and field.default is not PydanticUndefined
+}
 
 
 def create_pipeline(
@@ -62,19 +78,28 @@ def create_pipeline(
         process_type=process_type,
         rollout=rollout,
     )
-    session.add(pipeline)  # its id is made here: one flush writes it and its stage runs
-    for position, name in enumerate(STAGES_BY_KIND[kind]):
-        first = position == 0
-        session.add(
-            StageRun(
-                pipeline_id=pipeline.id,
-                name=name,
-                position=position,
-                status=StageStatus.QUEUED if first else StageStatus.PENDING,
-                queued_at=utcnow() if first else None,
-            )
-        )
-    session.flush()
+    # Written as two Core INSERTs (the pipeline, then its stage runs in one batch), the pipeline
+    # then taken into the session as a row it had loaded: the ORM's flush of the pipeline and
+    # its stage runs was a fifth of a POST's CPU (docs/benchmarks.md, issue 28).
+    connection = core_connection(session)
+    connection.execute(_INSERT_PIPELINE, {c.name: getattr(pipeline, c.name) for c in _PIPELINES.c})
+    connection.execute(
+        _INSERT_STAGE_RUN,
+        [
+            {
+                **_NEW_STAGE_RUN,
+                "id": uuid.uuid4(),
+                "pipeline_id": pipeline.id,
+                "name": name,
+                "position": position,
+                "status": StageStatus.QUEUED if position == 0 else StageStatus.PENDING,
+                "queued_at": utcnow() if position == 0 else None,
+            }
+            for position, name in enumerate(STAGES_BY_KIND[kind])
+        ],
+    )
+    make_transient_to_detached(pipeline)
+    session.add(pipeline)
     return pipeline
 
 
@@ -172,61 +197,56 @@ def get_pipeline(*, session: Session, pipeline_id: uuid.UUID) -> Pipeline:
 
 
 def pipeline_public(*, session: Session, pipeline: Pipeline) -> PipelinePublic:
-    """The API view of a pipeline with its stages."""
-    app_name, environment_name = _names(session, pipeline)
-    stages = _stages_public(session, pipeline.id)
-    return PipelinePublic(
-        **pipeline.model_dump(exclude={"app_id", "environment_id"}),
-        app=app_name,
-        environment=environment_name,
-        stages=stages,
-        # Only a pipeline with a plan has a rollout to read: the others make no statement more.
-        rollout_record=_rollout_record(session, pipeline.id) if pipeline.rollout else None,
+    """The API view of a pipeline with its stages, as the store holds it (what the session
+    holds pending is written first)."""
+    return pipeline_view(connection=core_connection(session), pipeline_id=pipeline.id)
+
+
+# A pipeline's view in one statement, one row per stage run in order: the columns
+# PipelinePublic shows, its app's and environment's names, its deployment's rollout record (a
+# deployment has one pipeline at most), and each stage run's columns that StagePublic shows.
+# Loading the Pipeline entity, then the names, then the stage runs took three statements and
+# well over twice the CPU (docs/benchmarks.md, issue 28).
+_STAGE_PREFIX = "stage_"
+_PIPELINE_VIEW = (
+    sqlalchemy.select(
+        *(column for column in _PIPELINES.c if column.name in PipelinePublic.model_fields),
+        _APPS.c.name.label("app"),
+        _ENVIRONMENTS.c.name.label("environment"),
+        _DEPLOYMENTS.c.rollout.label("rollout_record"),
+        *(_STAGE_RUNS.c[name].label(_STAGE_PREFIX + name) for name in StagePublic.model_fields),
     )
-
-
-_DEPLOYMENTS: Table = Deployment.__table__  # type: ignore[attr-defined]
-_ROLLOUT_RECORD = sqlalchemy.select(_DEPLOYMENTS.c.rollout).where(
-    _DEPLOYMENTS.c.pipeline_id == sqlalchemy.bindparam("p_pipeline")
+    .join_from(_PIPELINES, _APPS, _APPS.c.id == _PIPELINES.c.app_id)
+    .join(_ENVIRONMENTS, _ENVIRONMENTS.c.id == _PIPELINES.c.environment_id)
+    .outerjoin(_DEPLOYMENTS, _DEPLOYMENTS.c.pipeline_id == _PIPELINES.c.id)
+    .outerjoin(_STAGE_RUNS, _STAGE_RUNS.c.pipeline_id == _PIPELINES.c.id)
+    .where(_PIPELINES.c.id == sqlalchemy.bindparam("p_pipeline"))
+    .order_by(_STAGE_RUNS.c.position)
 )
+_PIPELINE_FIELDS = [
+    name for name in _PIPELINE_VIEW.selected_columns.keys() if not name.startswith(_STAGE_PREFIX)
+]
 
 
-def _rollout_record(session: Session, pipeline_id: uuid.UUID) -> dict[str, Any] | None:
-    """The rollout record of the pipeline's deployment (None before its run stage made one)."""
-    stored = core_connection(session).execute(_ROLLOUT_RECORD, {"p_pipeline": pipeline_id}).scalar()
-    return stored if isinstance(stored, dict) else None
+def pipeline_view(*, connection: Connection, pipeline_id: uuid.UUID) -> PipelinePublic:
+    """The API view of pipeline `pipeline_id` with its stages, or NotFound.
 
-
-# The stage run's columns a StagePublic shows, read as rows: validating rows is about half the
-# CPU of loading StageRun entities first (docs/benchmarks.md, issue 28).
-_STAGE_RUNS: Table = StageRun.__table__  # type: ignore[attr-defined]
-_STAGES_PUBLIC = sqlalchemy.select(
-    *(_STAGE_RUNS.c[name] for name in StagePublic.model_fields)
-).order_by(_STAGE_RUNS.c.position)
-
-
-def _stages_public(session: Session, pipeline_id: uuid.UUID) -> list[StagePublic]:
-    """The API view of a pipeline's stage runs, in order."""
-    rows = core_connection(session).execute(
-        _STAGES_PUBLIC.where(_STAGE_RUNS.c.pipeline_id == pipeline_id)
-    )
-    return [StagePublic.model_validate(row, from_attributes=True) for row in rows]
-
-
-def _names(session: Session, pipeline: Pipeline) -> tuple[str, str]:
-    """The names of the pipeline's app and environment: from the session when it holds both
-    (the route that created the pipeline loaded them), else in one statement of two columns,
-    not two ORM loads of whole rows (a third of a GET's SQL CPU; docs/benchmarks.md, issue 28)."""
-    app = session.identity_map.get(session.identity_key(App, pipeline.app_id))
-    environment = session.identity_map.get(
-        session.identity_key(Environment, pipeline.environment_id)
-    )
-    if app is not None and environment is not None:
-        return app.name, environment.name
-    query = (
-        select(col(App.name), col(Environment.name))
-        .join(Environment, col(Environment.app_id) == col(App.id))
-        .where(col(Environment.id) == pipeline.environment_id, col(App.id) == pipeline.app_id)
-    )
-    app_name, environment_name = session.exec(query).one()
-    return app_name, environment_name
+    Read on a Core connection, not through a session: a GET of one pipeline is one statement,
+    and a session's transaction bookkeeping was a tenth of its CPU (docs/benchmarks.md).
+    """
+    rows = connection.execute(_PIPELINE_VIEW, {"p_pipeline": pipeline_id}).all()
+    if not rows:
+        raise NotFound(f"pipeline {pipeline_id} not found")
+    first = rows[0]._mapping
+    fields: dict[str, Any] = {name: first[name] for name in _PIPELINE_FIELDS}
+    # As pipeline_public shows it: a record only for a pipeline with a plan, and one that parses.
+    record = fields["rollout_record"]
+    fields["rollout_record"] = record if fields["rollout"] and isinstance(record, dict) else None
+    fields["stages"] = [
+        StagePublic.model_validate(
+            {name: row._mapping[_STAGE_PREFIX + name] for name in StagePublic.model_fields}
+        )
+        for row in rows
+        if row._mapping[_STAGE_PREFIX + "name"] is not None
+    ]
+    return PipelinePublic.model_validate(fields)

@@ -80,6 +80,22 @@ def test_a_read_token_reads_and_changes_nothing(world: TestClient) -> None:
     assert "deploy:staging" in forbidden.json()["detail"]
 
 
+def test_a_token_used_again_reads_a_pipeline_and_the_history_at_once(
+    world: TestClient,
+) -> None:
+    # Used within the minute, the token's lookup writes nothing: its transaction must still end
+    # before the route reads on a connection of its own (SQLite: it would wait for the lock).
+    headers = _as(world, _token(world, "read"))
+    started = world.post("/v1/apps/web/pipelines", json={"environment": "staging"})
+    pipeline = f"/v1/pipelines/{started.json()['id']}"
+    history = "/v1/apps/web/environments/staging/history?at=2026-01-01T00:00:00Z"
+
+    for _ in range(3):
+        assert world.get(pipeline, headers=headers).status_code == 200
+        assert world.get(history, headers=headers).status_code == 404  # nothing live then
+        assert world.get("/v1/apps/web", headers=headers).status_code == 200
+
+
 def test_an_admin_scoped_token_may_do_everything(world: TestClient) -> None:
     headers = _as(world, _token(world, "admin"))
 

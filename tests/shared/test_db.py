@@ -1,15 +1,23 @@
 """Engines: embedded mode refuses, clearly, an SQLite too old for the stages' statements; a
-PostgreSQL connection is pinged when taken only after it sat idle, and a lost one is replaced."""
+PostgreSQL connection is pinged when taken only after it sat idle, and a lost one is replaced;
+reads on PostgreSQL go without BEGIN and ROLLBACK."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from shipyard.shared import db
-from shipyard.shared.db import get_engine, require_sqlite_returning, session_scope
+from shipyard.shared.db import (
+    get_engine,
+    get_read_engine,
+    require_sqlite_returning,
+    session_scope,
+)
 from shipyard.shared.exceptions import ConfigurationError
 
 
@@ -87,3 +95,39 @@ def test_a_connection_lost_within_the_threshold_fails_one_transaction_only(
         _backend_pid(postgres_url)
     # The failure invalidated the pool: the next transaction runs on a new connection.
     assert _backend_pid(postgres_url) != first
+
+
+def test_a_read_connection_sends_no_begin_and_no_rollback_on_postgresql(
+    postgres_url: str,
+) -> None:
+    engine = get_read_engine(postgres_url)
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement.split()[0].upper())
+
+    with engine.connect() as warm:  # a pooled connection, so that no connect-time query shows
+        warm.execute(text("SELECT 1"))
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            in_transaction = connection.connection.driver_connection.info.transaction_status  # type: ignore[union-attr]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert sent == ["SELECT"]
+    assert in_transaction == psycopg.pq.TransactionStatus.IDLE  # autocommit: none left open
+    assert engine.pool is get_engine(postgres_url).pool  # the same connections as the others
+    with get_engine(
+        postgres_url
+    ).connect() as writer:  # given back as it was taken: in a transaction
+        writer.execute(text("SELECT 1"))
+        assert writer.connection.driver_connection.info.transaction_status == (  # type: ignore[union-attr]
+            psycopg.pq.TransactionStatus.INTRANS
+        )
+
+
+def test_a_read_connection_to_sqlite_keeps_its_transaction(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'read.db'}"
+    assert get_read_engine(url) is get_engine(url)

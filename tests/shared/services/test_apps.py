@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from shipyard.shared.db import get_engine
-from shipyard.shared.exceptions import Conflict, InvalidInput
+from shipyard.shared.db import StatementCounter, get_engine
+from shipyard.shared.exceptions import Conflict, InvalidInput, NotFound
 from shipyard.shared.migrate import upgrade
 from shipyard.shared.models import App, Environment
 from shipyard.shared.schemas import AppCreate, EnvironmentCreate
@@ -99,3 +100,28 @@ def test_an_environment_of_the_noop_runner_takes_no_router_slot(session: Session
     )
 
     assert bench.route_slot is None
+
+
+def test_an_app_and_its_environment_are_found_in_one_statement(
+    session: Session, app: App, staging: Environment
+) -> None:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    ids = (app.id, staging.id)
+    session.expunge_all()  # not from the session's identity map: from the store
+
+    with StatementCounter(engine) as counter:
+        found = apps.app_and_environment(session=session, app="web", name="staging")
+
+    assert len(counter.statements) == 1
+    assert (found[0].id, found[1].id) == ids
+    assert apps.environment_by_names(session=session, app="web", name="staging").id == ids[1]
+
+
+def test_a_missing_app_or_environment_is_named_in_its_not_found(
+    session: Session, app: App, staging: Environment
+) -> None:
+    with pytest.raises(NotFound, match="app 'nobody' not found"):
+        apps.app_and_environment(session=session, app="nobody", name="staging")
+    with pytest.raises(NotFound, match="environment 'qa' of app 'web' not found"):
+        apps.app_and_environment(session=session, app="web", name="qa")

@@ -1,20 +1,27 @@
-"""Pipelines: made with their stage runs, started (or failed when the broker is away), shown."""
+"""Pipelines: made with their stage runs, started (or failed when the broker is away), shown
+(in one statement)."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
+from shipyard.shared.db import StatementCounter
 from shipyard.shared.events import ArtifactBuilt, Event, PipelineQueued
-from shipyard.shared.exceptions import ServiceUnavailable
+from shipyard.shared.exceptions import NotFound, ServiceUnavailable
 from shipyard.shared.models import (
     App,
     ConfigVersion,
+    Deployment,
     Environment,
     Pipeline,
     PipelineStatus,
     StageStatus,
 )
+from shipyard.shared.schemas import PipelinePublic, RolloutPlan
 from shipyard.shared.services import deployments, pipelines, stage_runs
 from shipyard.shared.stages import PipelineKind
 from tests.shared.factories import make_artifact, make_pipeline, make_release
@@ -134,4 +141,84 @@ def test_the_public_view_names_app_environment_and_stages(
         ("build", "queued"),
         ("release", "pending"),
         ("run", "pending"),
+    ]
+
+
+def test_the_view_of_a_pipeline_is_one_statement_in_stage_order(
+    session: Session, app: App, staging: Environment
+) -> None:
+    pipeline = make_pipeline(session, app, staging, PipelineKind.DEPLOY)
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    connection, pipeline_id = session.connection(), pipeline.id
+
+    with StatementCounter(engine) as counter:
+        view = pipelines.pipeline_view(connection=connection, pipeline_id=pipeline_id)
+
+    assert len(counter.statements) == 1
+    assert view == pipelines.pipeline_public(session=session, pipeline=pipeline)
+    shown = view.model_dump(exclude={"app", "environment", "stages", "rollout_record"})
+    assert shown == {name: getattr(pipeline, name) for name in shown}
+    assert [stage.name for stage in view.stages] == ["build", "release", "run"]
+    assert view.rollout_record is None
+
+
+def test_a_pipeline_not_in_the_store_is_not_found(session: Session) -> None:
+    missing = uuid.uuid4()
+    with pytest.raises(NotFound, match=str(missing)):
+        pipelines.pipeline_view(connection=session.connection(), pipeline_id=missing)
+
+
+def test_only_a_pipeline_with_a_plan_shows_its_deployments_rollout_record(
+    session: Session, app: App, staging: Environment
+) -> None:
+    release = make_release(session, app, staging, make_artifact(session, app))
+    assert release.pipeline_id is not None
+    pipeline = session.get(Pipeline, release.pipeline_id)
+    assert pipeline is not None
+    record = {"state": "canary", "share": 10, "plan": {"canary": [10, 100]}, "steps": []}
+    session.add(
+        Deployment(
+            environment_id=staging.id,
+            release_id=release.id,
+            pipeline_id=pipeline.id,
+            processes=[],
+            rollout=record,
+        )
+    )
+    session.commit()
+
+    def shown() -> PipelinePublic:
+        return pipelines.pipeline_view(connection=session.connection(), pipeline_id=pipeline.id)
+
+    assert shown().rollout_record is None  # no plan: went live at once, whatever was recorded
+    pipeline.rollout = RolloutPlan(canary=[10, 100]).model_dump(mode="json")
+    session.add(pipeline)
+    session.commit()
+    assert shown().rollout_record is not None and shown().rollout_record.share == 10  # type: ignore[union-attr]
+
+
+def test_a_pipeline_is_written_in_two_statements_and_stays_the_sessions(
+    session: Session, app: App, staging: Environment
+) -> None:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    session.refresh(app), session.refresh(staging)  # loaded before counting
+
+    with StatementCounter(engine) as counter:
+        pipeline = pipelines.create_pipeline(
+            session=session, app=app, environment=staging, kind=PipelineKind.DEPLOY, trigger="api"
+        )
+
+    assert [s.split()[0] for s in counter.statements] == ["INSERT", "INSERT"]
+    assert pipeline in session and pipeline not in session.new  # as if loaded: no INSERT again
+    pipeline.error = "changed in the same session"
+    session.commit()
+    stored = session.get(Pipeline, pipeline.id)
+    assert stored is pipeline and stored.error == "changed in the same session"
+    runs = stage_runs.stages_of(session=session, pipeline_id=pipeline.id)
+    assert [(r.name, r.status, r.attempt, r.queued_at is not None) for r in runs] == [
+        ("build", "queued", 0, True),
+        ("release", "pending", 0, False),
+        ("run", "pending", 0, False),
     ]
