@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from shipyard.shared.exceptions import Conflict, InvalidInput
 from shipyard.shared.models import App, Environment, Pipeline, Release
+from shipyard.shared.process_record import ProcessRecord
 from shipyard.shared.services import deployments, pipelines, queueing
 from shipyard.shared.stages import PipelineKind
 
@@ -30,6 +31,23 @@ def share_indexes(
         for index in range(1, process_count(formation, process_type) + 1)
         if (index - 1) % hosts == position
     ]
+
+
+def laid_out(processes: list[ProcessRecord], hosts: list[str], formation: dict[str, int]) -> bool:
+    """Whether the processes are one of each index of their type that the formation runs, each
+    on the host it is dealt to over `hosts` (share_indexes; a process recorded without a host
+    is on the first): what a release's processes taken back from standby must be to run as it
+    would be started now, with no index twice and none on a host that no longer runs it."""
+    # Every type they run, and any the formation now asks for (scaled up since: then not they).
+    types = {str(p["type"]) for p in processes} | {t for t, n in formation.items() if n > 0}
+    wanted = {
+        (process_type, index, host)
+        for position, host in enumerate(hosts)
+        for process_type in types
+        for index in share_indexes(formation, process_type, position, len(hosts))
+    }
+    found = [(str(p["type"]), p.get("index"), p.get("host", hosts[0])) for p in processes]
+    return len(set(found)) == len(found) and set(found) == wanted
 
 
 def scale(

@@ -24,6 +24,7 @@ from shipyard.shared.services import (
     stage_runs,
     standby,
 )
+from shipyard.shared.services.formation import laid_out
 from shipyard.shared.stages import PipelineKind
 from shipyard.workers.context import WorkerContext
 from shipyard.workers.routes import traffic_for
@@ -110,7 +111,7 @@ def run_work(context: WorkerContext, pipeline: Pipeline) -> StageResult:
     )
     rollout = _rollout(context, pipeline, environment, deployment, traffic)
     try:
-        warm = _warm(context, pipeline, deployment, hosts) if traffic is not None else None
+        warm = _warm(context, pipeline, deployment, hosts, spec.formation) if traffic else None
         if len(hosts) > 1:
             switch_spread(context, runner, spec, recorder, traffic, hosts, rollout, warm)
         else:
@@ -153,11 +154,16 @@ def _rollout(
 
 
 def _warm(
-    context: WorkerContext, pipeline: Pipeline, deployment: Deployment, hosts: list[str]
+    context: WorkerContext,
+    pipeline: Pipeline,
+    deployment: Deployment,
+    hosts: list[str],
+    formation: dict[str, int],
 ) -> list[ProcessRecord] | None:
     """For a rollback, the processes of its release standing by on the environment's run
-    hosts (warm standby), taken over by this deployment; None: started anew (also when some
-    stand by on a host the environment left: its window's end stops them there)."""
+    hosts (warm standby), taken over by this deployment; None: started anew, also when they
+    are not what the formation would start now on those hosts (scaled or placed otherwise
+    since: shared.services.formation.laid_out); the window's end stops them then."""
     if pipeline.kind != PipelineKind.ROLLBACK:
         return None
     host = context.settings.host_name
@@ -167,7 +173,8 @@ def _warm(
             environment_id=deployment.environment_id,
             release_id=deployment.release_id,
         )
-        if found is None or any(p.get("host", host) not in hosts for p in found.processes):
+        here = hosts if len(hosts) > 1 else [host]  # on one host, a record may name none
+        if found is None or not laid_out(list(found.processes), here, formation):
             return None
         processes = standby.take(session=session, standby=found)
         if processes is not None:

@@ -7,6 +7,7 @@ from sqlmodel import Session, select
 
 from shipyard.shared.exceptions import Conflict, InvalidInput
 from shipyard.shared.models import App, Environment, Pipeline, PipelineStatus
+from shipyard.shared.process_record import ProcessRecord, ProcessStatus
 from shipyard.shared.services import deployments, formation
 from shipyard.shared.services.formation import share_indexes
 from shipyard.shared.stages import PipelineKind
@@ -90,3 +91,29 @@ def test_a_spread_formation_is_dealt_out_over_the_hosts_in_turn() -> None:
         i for position in range(4) for i in share_indexes({"web": 7}, "web", position, 4)
     )
     assert dealt == list(range(1, 8))
+
+
+def _process(kind: str, index: int, host: str | None = None) -> ProcessRecord:
+    record: ProcessRecord = {"type": kind, "index": index, "status": ProcessStatus.RUNNING}
+    if host is not None:
+        record["host"] = host
+    return record
+
+
+def test_standby_processes_are_laid_out_only_as_the_formation_would_start_them_now() -> None:
+    both = ["alpha", "beta"]
+    spread = [
+        _process("web", 1, "alpha"),
+        _process("web", 2, "beta"),
+        _process("clock", 1, "alpha"),
+    ]
+
+    assert formation.laid_out(spread, both, {"web": 2})
+    # Scaled since, placed otherwise, dealt otherwise, or a type asked for that they lack.
+    assert not formation.laid_out(spread, both, {"web": 3})
+    assert not formation.laid_out(spread, ["alpha"], {"web": 2})
+    assert not formation.laid_out(spread, ["beta", "alpha"], {"web": 2})
+    assert not formation.laid_out(spread, both, {"web": 2, "worker": 1})
+    # One host: a record without a host is on it; one index twice is not a formation.
+    assert formation.laid_out([_process("web", 1), _process("web", 2)], ["here"], {"web": 2})
+    assert not formation.laid_out([_process("web", 1), _process("web", 1)], ["here"], {"web": 2})
