@@ -22,6 +22,7 @@ from bench import raw_chain
 from bench.context import Bench
 from bench.cpu import CpuMeter
 from bench.profiling import profiled
+from bench.stage_cpu import StageCpu
 from bench.stats import percentile
 from shipyard.shared import constants
 from shipyard.shared.broker import make_celery
@@ -100,7 +101,7 @@ def run(bench: Bench) -> None:
         bench.stack.wait_pipeline(bench.stack.start_pipeline(APP, LATENCY_ENV, built))
         for _ in range(bench.plan.repetitions):
             _latency(bench, celery, built)
-            _statements(bench)
+            _in_process(bench)
             _throughput(bench, celery)
     finally:
         celery.close()
@@ -229,13 +230,14 @@ def _latency(bench: Bench, celery: Celery, built: str) -> None:
     )
 
 
-def _statements(bench: Bench) -> None:
-    """Statements and transactions of one noop pipeline's three stages on PostgreSQL.
+def _in_process(bench: Bench) -> None:
+    """Statements, transactions and the stages' own CPU, with the stages run in this process.
 
-    The stages' own code (workers.stages.frame.execute) runs in this process against the stack's
-    database, one stage after another, with a listener on the engine: only the statements a
-    stage sends are counted (not the harness's polling). Its events go to an in-memory broker,
-    so no pool sees this pipeline.
+    The stages' own code (workers.stages.frame.execute) runs here against the stack's database,
+    one stage after another; its events go to an in-memory broker, so no pool sees these
+    pipelines. The first pipeline's statements are counted by a listener on the engine (only
+    what a stage sends, not the harness's polling); the next `latency_samples` pipelines' CPU
+    is split between the store, git and the rest (bench.stage_cpu).
     """
     stack = bench.stack
     with tempfile.TemporaryDirectory(prefix="bench-statements-") as scratch:
@@ -248,39 +250,83 @@ def _statements(bench: Bench) -> None:
         )
         celery = Celery("bench-statements", broker="memory://")
         context = WorkerContext.create(settings, celery)
-        ref = bench.commits.next()
-        with session_scope(context.db_url) as session:
-            app = apps.get_app(session=session, name=APP)
-            pipeline = pipelines.create_pipeline(
-                session=session,
-                app=app,
-                environment=apps.get_environment(session=session, app=app, name=LATENCY_ENV),
-                kind=PipelineKind.DEPLOY,
-                trigger="bench",
-                ref=ref,
-            )
-        engine = get_engine(context.db_url)
-        statements = transactions = 0
         try:
-            for stage, work in _STAGE_WORK.items():
-                with StatementCounter(engine) as counter:
-                    outcome = frame.execute(context, pipeline.id, stage, f"{stage}@bench", work)
-                if outcome != ClaimOutcome.CLAIMED:
-                    raise RuntimeError(f"the {stage} stage was not claimed: {outcome}")
-                bench.figures.add(
-                    SCENARIO, f"statements, {stage} stage", "statements", len(counter.statements)
-                )
-                statements += len(counter.statements)
-                transactions += counter.commits
+            _count_statements(bench, context)
+            _attribute_cpu(bench, context)
         finally:
             celery.close()
             context.docker.close()
-        if stack.pipeline_status(str(pipeline.id)) != "succeeded":
-            raise RuntimeError(
-                f"the in-process pipeline failed: {stack.pipeline_error(str(pipeline.id))}"
-            )
+
+
+def _in_process_pipeline(bench: Bench, context: WorkerContext) -> uuid.UUID:
+    with session_scope(context.db_url) as session:
+        app = apps.get_app(session=session, name=APP)
+        pipeline = pipelines.create_pipeline(
+            session=session,
+            app=app,
+            environment=apps.get_environment(session=session, app=app, name=LATENCY_ENV),
+            kind=PipelineKind.DEPLOY,
+            trigger="bench",
+            ref=bench.commits.next(),
+        )
+    return pipeline.id
+
+
+def _run_stage(context: WorkerContext, pipeline_id: uuid.UUID, stage: Stage) -> None:
+    outcome = frame.execute(context, pipeline_id, stage, f"{stage}@bench", _STAGE_WORK[stage])
+    if outcome != ClaimOutcome.CLAIMED:
+        raise RuntimeError(f"the {stage} stage was not claimed: {outcome}")
+
+
+def _check_succeeded(bench: Bench, pipeline_id: uuid.UUID) -> None:
+    if bench.stack.pipeline_status(str(pipeline_id)) != "succeeded":
+        error = bench.stack.pipeline_error(str(pipeline_id))
+        raise RuntimeError(f"the in-process pipeline failed: {error}")
+
+
+def _count_statements(bench: Bench, context: WorkerContext) -> None:
+    """Statements and transactions of one noop pipeline's three stages on PostgreSQL."""
+    pipeline_id = _in_process_pipeline(bench, context)
+    engine = get_engine(context.db_url)
+    statements = transactions = 0
+    for stage in _STAGE_WORK:
+        with StatementCounter(engine) as counter:
+            _run_stage(context, pipeline_id, stage)
+        bench.figures.add(
+            SCENARIO, f"statements, {stage} stage", "statements", len(counter.statements)
+        )
+        statements += len(counter.statements)
+        transactions += counter.commits
+    _check_succeeded(bench, pipeline_id)
     bench.figures.add(SCENARIO, "statements per pipeline (PostgreSQL)", "statements", statements)
     bench.figures.add(SCENARIO, "transactions per pipeline", "transactions", transactions)
+
+
+def _attribute_cpu(bench: Bench, context: WorkerContext) -> None:
+    """Each stage's own CPU, in process: the store's part, git's and the rest."""
+    count = bench.plan.latency_samples
+    cpu = StageCpu()
+    for _ in range(count):
+        pipeline_id = _in_process_pipeline(bench, context)
+        for stage in _STAGE_WORK:
+            with cpu.stage(stage):
+                _run_stage(context, pipeline_id, stage)
+        _check_succeeded(bench, pipeline_id)
+    ms = 1000.0 / count
+    figures = bench.figures
+    for stage in _STAGE_WORK:
+        total, store, git = cpu.total[stage], cpu.store[stage], cpu.git[stage]
+        figures.add(SCENARIO, f"in process: {stage} stage, the process's CPU", "ms", total * ms)
+        figures.add(SCENARIO, f"in process: {stage} stage, in the store", "ms", store * ms)
+        if stage == Stage.BUILD:
+            figures.add(SCENARIO, f"in process: {stage} stage, git processes", "ms", git * ms)
+        figures.add(SCENARIO, f"in process: {stage} stage, the rest", "ms", (total - store) * ms)
+    figures.add(
+        SCENARIO,
+        "in process: CPU of the three stages, in the store",
+        "ms",
+        sum(cpu.store.values()) * ms,
+    )
 
 
 def _floor(bench: Bench, raw_p50: float, post_p50: float, git_p50: float) -> None:

@@ -55,7 +55,10 @@ class Plan:
 
     @property
     def commits_needed(self) -> int:
-        overhead = self.repetitions * (self.latency_samples + self.throughput_pipelines) + 10
+        # Each sequential sample twice (through the pools, then in process), and one pipeline
+        # for the statement count.
+        samples = 2 * self.latency_samples + 1
+        overhead = self.repetitions * (samples + self.throughput_pipelines) + 10
         # Scenario 4's farm, and scenario 8's farm on the registry.
         farm = 2 * sum(k * (self.farm_rounds * self.repetitions + 1) for k in self.farm_workers)
         return overhead + farm + self.repetitions * (self.cache_samples + self.rollback_samples)
