@@ -32,6 +32,7 @@ _ENTRY_POINTS: tuple[tuple[type, str], ...] = (
     (sqlmodel.Session, "execute"),
     (orm.Session, "execute"),
     (orm.Session, "get"),
+    (orm.Session, "connection"),
     (orm.Session, "flush"),
     (orm.Session, "commit"),
     (orm.Session, "rollback"),

@@ -42,14 +42,18 @@ _PIPELINES: Table = Pipeline.__table__  # type: ignore[attr-defined]
 _APPS: Table = App.__table__  # type: ignore[attr-defined]
 _ENVIRONMENTS: Table = Environment.__table__  # type: ignore[attr-defined]
 
-# What HistoryPublic shows of the deployment and of its release, read as columns in two small
-# statements: the deployment live at `at`, then its release (with the config version and the
-# pipeline's trigger). Loading the four rows as entities in one joined statement after looking
-# the environment up cost the request well over its SQL: PostgreSQL plans a statement anew at
-# each run (custom plans: `started_at <= $1` could match any share of the rows), and planning
-# the five-table join took longer than the two small ones together (docs/benchmarks.md, issue 28).
+# What HistoryPublic shows of the deployment and of its release, read as columns in one
+# statement: the deployment live at `at` is looked up in a derived table (`LIMIT 1`, so
+# PostgreSQL plans it apart: ix_deployment_history walked backwards from `at`), then its release,
+# config version and pipeline are joined to that one row by their keys. Loading the four rows as
+# entities in one flat five-table join cost the request well over its SQL: PostgreSQL plans a
+# statement anew at each run (custom plans: `started_at <= $1` could match any share of the
+# rows), and it searched join orders for all five tables. Two statements (the deployment, then
+# its release) cost a round trip and an execution more than the derived table does
+# (docs/benchmarks.md, issue 28).
 _DEPLOYMENT_FIELDS = [n for n in DeploymentPublic.model_fields if n in _DEPLOYMENTS.c]
 _RELEASE_FIELDS = [n for n in ReleasePublic.model_fields if n in _RELEASES.c]
+_RELEASE_PREFIX = "release__"  # not "release_": the deployment has a release_id
 _LIVE_AT = (
     sqlalchemy.select(
         *(_DEPLOYMENTS.c[name] for name in _DEPLOYMENT_FIELDS), _DEPLOYMENTS.c.pipeline_id
@@ -61,44 +65,52 @@ _LIVE_AT = (
     .order_by(_DEPLOYMENTS.c.started_at.desc())
     .limit(1)
 )
-_LIVE_AT_BY_ID = _LIVE_AT.where(
-    _DEPLOYMENTS.c.environment_id == sqlalchemy.bindparam("p_environment")
+
+
+def _with_release(live: sqlalchemy.Select[Any]) -> sqlalchemy.Select[Any]:
+    """The deployment `live` finds, with its release's columns (`release__…`), the release's
+    config version and the pipeline's trigger and requester."""
+    deployment = live.subquery("live")
+    return sqlalchemy.select(
+        *deployment.c,
+        *(_RELEASES.c[name].label(_RELEASE_PREFIX + name) for name in _RELEASE_FIELDS),
+        _CONFIG_VERSIONS.c.version.label(_RELEASE_PREFIX + "config_version"),
+        _PIPELINES.c.trigger,
+        _PIPELINES.c.requested_by,
+    ).select_from(
+        deployment.join(_RELEASES, _RELEASES.c.id == deployment.c.release_id)
+        .join(_CONFIG_VERSIONS, _CONFIG_VERSIONS.c.id == _RELEASES.c.config_version_id)
+        .outerjoin(_PIPELINES, _PIPELINES.c.id == deployment.c.pipeline_id)
+    )
+
+
+_LIVE_AT_BY_ID = _with_release(
+    _LIVE_AT.where(_DEPLOYMENTS.c.environment_id == sqlalchemy.bindparam("p_environment"))
 )
 # The environment named in the request, as a subquery: PostgreSQL finds it once, then walks
 # ix_deployment_history backwards from `at`, as it does with the id.
-_LIVE_AT_BY_NAMES = _LIVE_AT.where(
-    _DEPLOYMENTS.c.environment_id
-    == sqlalchemy.select(_ENVIRONMENTS.c.id)
-    .join(_APPS, _APPS.c.id == _ENVIRONMENTS.c.app_id)
-    .where(
-        _APPS.c.name == sqlalchemy.bindparam("p_app"),
-        _APPS.c.destroyed_at.is_(None),
-        _ENVIRONMENTS.c.name == sqlalchemy.bindparam("p_environment"),
+_LIVE_AT_BY_NAMES = _with_release(
+    _LIVE_AT.where(
+        _DEPLOYMENTS.c.environment_id
+        == sqlalchemy.select(_ENVIRONMENTS.c.id)
+        .join(_APPS, _APPS.c.id == _ENVIRONMENTS.c.app_id)
+        .where(
+            _APPS.c.name == sqlalchemy.bindparam("p_app"),
+            _APPS.c.destroyed_at.is_(None),
+            _ENVIRONMENTS.c.name == sqlalchemy.bindparam("p_environment"),
+        )
+        .scalar_subquery()
     )
-    .scalar_subquery()
-)
-_RELEASE_OF = (
-    sqlalchemy.select(
-        *(_RELEASES.c[name] for name in _RELEASE_FIELDS),
-        _CONFIG_VERSIONS.c.version.label("config_version"),
-        _PIPELINES.c.trigger,
-        _PIPELINES.c.requested_by,
-    )
-    .join_from(_RELEASES, _CONFIG_VERSIONS, _CONFIG_VERSIONS.c.id == _RELEASES.c.config_version_id)
-    .outerjoin(_PIPELINES, _PIPELINES.c.id == sqlalchemy.bindparam("p_pipeline"))
-    .where(_RELEASES.c.id == sqlalchemy.bindparam("p_release"))
 )
 
 
 def live_at(*, session: Session, environment: Environment, at: datetime) -> HistoryPublic:
-    """The release live in `environment` at instant `at` (deployments never overlap).
-
-    Two indexed lookups: the last deployment that went live at or before `at`, then its release.
-    """
+    """The release live in `environment` at instant `at` (deployments never overlap), in one
+    statement: the last deployment that went live at or before `at`, with its release."""
     connection = core_connection(session)
     params = {"p_environment": environment.id, "p_at": at}
-    deployment = connection.execute(_LIVE_AT_BY_ID, params).first()
-    return _history(connection, deployment, environment.name, at)
+    found = connection.execute(_LIVE_AT_BY_ID, params).first()
+    return _history(found, environment.name, at)
 
 
 def live_at_by_names(
@@ -107,32 +119,29 @@ def live_at_by_names(
     """`live_at` in the app called `app`'s environment `environment`, on a Core connection;
     NotFound for a missing app or environment, as for nothing live."""
     params = {"p_app": app, "p_environment": environment, "p_at": at}
-    deployment = connection.execute(_LIVE_AT_BY_NAMES, params).first()
-    if deployment is None:
+    found = connection.execute(_LIVE_AT_BY_NAMES, params).first()
+    if found is None:
         with Session(bind=connection) as session:  # only to say which name is missing
             apps.environment_by_names(session=session, app=app, name=environment)
-    return _history(connection, deployment, environment, at)
+    return _history(found, environment, at)
 
 
 def _history(
-    connection: Connection,
-    deployment: Row[Any, *tuple[Any, ...]] | None,
-    environment: str,
-    at: datetime,
+    found: Row[Any, *tuple[Any, ...]] | None, environment: str, at: datetime
 ) -> HistoryPublic:
-    if deployment is None or (deployment.ended_at is not None and deployment.ended_at <= at):
+    if found is None or (found.ended_at is not None and found.ended_at <= at):
         raise NotFound(f"nothing was live in {environment} at {at.isoformat()}")
-    params = {"p_release": deployment.release_id, "p_pipeline": deployment.pipeline_id}
-    release = connection.execute(_RELEASE_OF, params).one()._mapping
+    row = found._mapping
+    release = {name: row[_RELEASE_PREFIX + name] for name in [*_RELEASE_FIELDS, "config_version"]}
     return HistoryPublic(
         at=at,
         release=ReleasePublic.model_validate(release),
         deployment=DeploymentPublic.model_validate(
             {
-                **deployment._mapping,
+                **{name: row[name] for name in _DEPLOYMENT_FIELDS},
                 "release_version": release["version"],
-                "trigger": release["trigger"],
-                "requested_by": release["requested_by"],
+                "trigger": row["trigger"],
+                "requested_by": row["requested_by"],
             }
         ),
     )
