@@ -9,12 +9,24 @@ from contextlib import contextmanager
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, Integer, event, literal_column
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, create_engine
 
 from shipyard.shared.exceptions import ConfigurationError, Conflict
+
+
+def fixed_limit(rows: int) -> ColumnElement[int]:
+    """`LIMIT rows` written into a statement's text, for `.limit()` of a fixed count.
+
+    SQLAlchemy sends a limit as a parameter. PostgreSQL cannot cost a generic plan whose LIMIT
+    it does not know, so it keeps planning such a statement anew at every execution: the
+    history lookup spent 0.26–0.30 ms of its 0.43–0.47 ms planning (docs/benchmarks.md,
+    issue 28). With the count in the text, the prepared statement's generic plan is kept.
+    """
+    return literal_column(str(int(rows)), Integer)
 
 
 @lru_cache(maxsize=8)
@@ -29,23 +41,46 @@ def get_engine(url: str) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     engine = create_engine(url, pool_size=5, max_overflow=10)
+    _keep_fresh(engine)
+    return engine
+
+
+def _keep_fresh(engine: Engine) -> None:
+    """Ping a connection taken after it sat idle (see PING_AFTER_IDLE_SECONDS)."""
     event.listen(engine.pool, "connect", _fresh)
     event.listen(engine.pool, "checkin", _fresh)
     event.listen(engine.pool, "checkout", partial(_ping_if_idle, engine))
-    return engine
 
 
 @lru_cache(maxsize=8)
 def get_read_engine(url: str) -> Engine:
-    """`get_engine(url)` for reads that need no transaction around them: on PostgreSQL its
+    """An engine for reads that need no transaction around them: on PostgreSQL its
     connections run each statement in a transaction of its own (autocommit), without the BEGIN
     and ROLLBACK round trips around it. What a reader sees does not change: at READ COMMITTED
-    each statement takes a snapshot of its own anyway. SQLite's keep their transaction (its
-    BEGIN IMMEDIATE, as every other connection's). Same pool as `get_engine(url)`."""
-    engine = get_engine(url)
-    if engine.dialect.name != "postgresql":
-        return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    each statement takes a snapshot of its own anyway. SQLite's is `get_engine(url)` (its
+    BEGIN IMMEDIATE, as every other connection's).
+
+    On PostgreSQL it has a pool of its own (up to READ_POOL_SIZE + READ_POOL_OVERFLOW
+    connections beside `get_engine(url)`'s). psycopg forgets every statement it prepared on a
+    connection at each ROLLBACK, and sessions end every transaction they did not commit with
+    one: on a shared pool, any read-only request undid the reads' prepared statements, and
+    PostgreSQL planned them anew at each execution (the history lookup: 0.9 ms instead of 0.3;
+    docs/benchmarks.md, issue 28). Autocommit connections never roll back."""
+    if not url.startswith("postgresql"):
+        return get_engine(url)
+    engine = create_engine(
+        url,
+        pool_size=READ_POOL_SIZE,
+        max_overflow=READ_POOL_OVERFLOW,
+        isolation_level="AUTOCOMMIT",
+    )
+    _keep_fresh(engine)
+    return engine
+
+
+# The read engine's pool on PostgreSQL, per process (only the API makes one).
+READ_POOL_SIZE = 5
+READ_POOL_OVERFLOW = 5
 
 
 # A connection opened or given back less than this long ago is trusted as it is: a busy

@@ -112,9 +112,10 @@ def fresh_database(server_dsn: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        from shipyard.shared.db import get_engine
+        from shipyard.shared.db import get_engine, get_read_engine
 
         get_engine(url).dispose()
+        get_read_engine(url).dispose()
         with psycopg.connect(server_dsn, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

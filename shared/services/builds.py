@@ -8,7 +8,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from shipyard.shared.db import core_connection, sync_loaded
+from shipyard.shared.db import core_connection, fixed_limit, sync_loaded
 from shipyard.shared.models import App, Artifact, Build, Pipeline, utcnow
 from shipyard.shared.schemas import ArtifactPublic, BuildLogPublic
 
@@ -50,7 +50,7 @@ def cached_artifact(
             col(Build.artifact_id).is_not(None),
         )
         .order_by(col(Build.created_at).desc())
-        .limit(_CACHE_CANDIDATES)
+        .limit(fixed_limit(_CACHE_CANDIDATES))
     ).all()
     for artifact_id in dict.fromkeys(produced):  # newest first, each once
         artifact = session.get(Artifact, artifact_id)

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from shipyard.shared.constants import REDACTED, RESERVED_CONFIG_KEYS
 from shipyard.shared.crypto import SecretBox
-from shipyard.shared.db import flush_or_conflict
+from shipyard.shared.db import fixed_limit, flush_or_conflict
 from shipyard.shared.exceptions import InvalidInput, NotFound
 from shipyard.shared.models import (
     ConfigVersion,
@@ -35,7 +35,7 @@ def newest_config(*, session: Session, environment_id: uuid.UUID) -> ConfigVersi
         select(ConfigVersion)
         .where(ConfigVersion.environment_id == environment_id)
         .order_by(col(ConfigVersion.version).desc())
-        .limit(1)
+        .limit(fixed_limit(1))
     ).first()
 
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from shipyard.shared.constants import REDACTED
 from shipyard.shared.crypto import SecretBox
-from shipyard.shared.db import core_connection
+from shipyard.shared.db import core_connection, fixed_limit
 from shipyard.shared.exceptions import NotFound
 from shipyard.shared.models import (
     App,
@@ -63,7 +63,7 @@ _LIVE_AT = (
         _DEPLOYMENTS.c.started_at <= sqlalchemy.bindparam("p_at"),
     )
     .order_by(_DEPLOYMENTS.c.started_at.desc())
-    .limit(1)
+    .limit(fixed_limit(1))
 )
 
 

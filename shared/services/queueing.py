@@ -14,7 +14,7 @@ from sqlalchemy import BindParameter, ColumnElement, Table, and_, bindparam, or_
 from sqlmodel import Session, col, select
 
 from shipyard.shared import stages
-from shipyard.shared.db import core_connection
+from shipyard.shared.db import core_connection, fixed_limit
 from shipyard.shared.events import StageEvent
 from shipyard.shared.models import (
     Environment,
@@ -77,7 +77,7 @@ _OLDER_ACTIVE = (
             ),
         ),
     )
-    .limit(1)
+    .limit(fixed_limit(1))
 )
 
 
@@ -120,7 +120,7 @@ def wake_next(*, session: Session, environment_id: uuid.UUID) -> StageEvent | No
             StageRun.status == StageStatus.WAITING,
         )
         .order_by(col(Pipeline.created_at), col(Pipeline.id))
-        .limit(1)
+        .limit(fixed_limit(1))
     ).first()
     if row is None:
         return None

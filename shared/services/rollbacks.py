@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
+from shipyard.shared.db import fixed_limit
 from shipyard.shared.exceptions import Conflict, InvalidInput
 from shipyard.shared.models import (
     App,
@@ -69,7 +70,7 @@ def _previously_live(
     )
     if live is not None:
         query = query.where(Release.id != live.release_id)
-    release = session.exec(query.limit(1)).first()
+    release = session.exec(query.limit(fixed_limit(1))).first()
     if release is None:
         raise Conflict(f"{environment.name} has no earlier release to roll back to")
     return release

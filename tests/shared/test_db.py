@@ -8,17 +8,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from shipyard.shared import db
 from shipyard.shared.db import (
+    fixed_limit,
     get_engine,
     get_read_engine,
     require_sqlite_returning,
     session_scope,
 )
 from shipyard.shared.exceptions import ConfigurationError
+from shipyard.shared.models import Pipeline
 
 
 def test_an_sqlite_without_update_returning_is_refused_with_what_to_do() -> None:
@@ -118,7 +121,7 @@ def test_a_read_connection_sends_no_begin_and_no_rollback_on_postgresql(
 
     assert sent == ["SELECT"]
     assert in_transaction == psycopg.pq.TransactionStatus.IDLE  # autocommit: none left open
-    assert engine.pool is get_engine(postgres_url).pool  # the same connections as the others
+    assert engine.pool is not get_engine(postgres_url).pool  # a pool of its own
     with get_engine(
         postgres_url
     ).connect() as writer:  # given back as it was taken: in a transaction
@@ -128,6 +131,54 @@ def test_a_read_connection_sends_no_begin_and_no_rollback_on_postgresql(
         )
 
 
+def test_the_reads_keep_their_prepared_statements_when_a_session_rolls_back(
+    postgres_url: str,
+) -> None:
+    # psycopg forgets a connection's prepared statements at each ROLLBACK: a session's
+    # read-only transaction on a shared pool would undo them.
+    reads, sessions = get_read_engine(postgres_url), get_engine(postgres_url)
+    lookup = text("SELECT count(*) FROM pg_class WHERE relname = :name")
+    try:
+        with reads.connect() as connection:
+            for _ in range(6):  # prepared from the fifth execution on (psycopg's threshold)
+                connection.execute(lookup, {"name": "pg_type"})
+            reader = connection.connection.driver_connection
+        with session_scope(postgres_url) as session:  # a read-only session, ended by ROLLBACK
+            session.execute(text("SELECT 1"))
+            session.rollback()
+        with reads.connect() as connection:
+            assert connection.connection.driver_connection is reader  # the same, from its pool
+            prepared = connection.execute(
+                text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE :s"),
+                {"s": "%relname%"},
+            ).scalar_one()
+    finally:
+        reads.dispose()
+        sessions.dispose()
+    assert prepared == 1
+
+
 def test_a_read_connection_to_sqlite_keeps_its_transaction(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'read.db'}"
     assert get_read_engine(url) is get_engine(url)
+
+
+def test_a_fixed_limit_is_part_of_the_statement_text_not_a_parameter() -> None:
+    statement = select(Pipeline.id).order_by(Pipeline.created_at).limit(fixed_limit(10))
+    on_postgresql = statement.compile(dialect=postgresql.dialect())
+    assert str(on_postgresql).rstrip().endswith("LIMIT 10"), str(on_postgresql)
+    assert on_postgresql.params == {}
+    on_sqlite = str(statement.compile(dialect=sqlite.dialect()))  # SQLite adds `OFFSET ?` (0)
+    assert "LIMIT 10 " in on_sqlite and "LIMIT ?" not in on_sqlite, on_sqlite
+
+
+def test_a_fixed_limit_limits(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'limit.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(text("value"))
+            .select_from(text("(SELECT 1 AS value UNION ALL SELECT 2)"))
+            .limit(fixed_limit(1))
+        ).all()
+    engine.dispose()
+    assert len(rows) == 1

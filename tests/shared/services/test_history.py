@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from shipyard.shared.crypto import SecretBox
@@ -153,3 +154,10 @@ def test_nothing_live_and_unknown_names_say_which(
             )
     with pytest.raises(NotFound, match="nothing was live in staging at"):
         history.live_at(session=session, environment=staging, at=before)
+
+
+def test_the_history_lookup_has_its_limit_in_its_text_on_postgresql() -> None:
+    # A LIMIT sent as a parameter kept PostgreSQL planning the lookup at every execution.
+    compiled = str(history._LIVE_AT_BY_NAMES.compile(dialect=postgresql.dialect()))
+    assert "LIMIT 1" in compiled
+    assert "LIMIT %(" not in compiled
