@@ -222,3 +222,20 @@ def test_a_pipeline_is_written_in_two_statements_and_stays_the_sessions(
         ("release", "pending", 0, False),
         ("run", "pending", 0, False),
     ]
+
+
+def test_launching_ends_its_read_back_with_a_commit(
+    session: Session, app: App, staging: Environment
+) -> None:
+    # A ROLLBACK would make psycopg forget the connection's prepared statements.
+    pipeline = pipelines.create_pipeline(
+        session=session, app=app, environment=staging, kind=PipelineKind.DEPLOY, trigger="api"
+    )
+    pipeline_id = pipeline.id
+    sent: list[object] = []
+
+    view = pipelines.launch(session=session, pipeline=pipeline, publish=sent.append)
+
+    assert not session.in_transaction()  # before anything reloads the (expired) pipeline
+    assert view.id == pipeline_id
+    assert [e.pipeline_id for e in sent] == [pipeline_id]  # type: ignore[attr-defined]
