@@ -15,6 +15,7 @@ import anyio.to_thread
 import redis
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from shipyard.shared.crypto import SecretBox
@@ -88,6 +89,16 @@ async def read_in_one_thread(store: Engine, read: Callable[[Connection], _T]) ->
     cancelled request still waits for the thread, so the connection always goes back."""
 
     def connect_and_read() -> _T:
+        try:
+            with store.connect() as connection:
+                return read(connection)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        # The server dropped the connection (a restart, an idle timeout) while it sat in the
+        # pool, used too lately to be pinged: the pool has let all of its connections go, and
+        # a read is made again at no risk, on a new one. The reads' pool is not the sessions',
+        # so no failed session has cleared it beforehand.
         with store.connect() as connection:
             return read(connection)
 

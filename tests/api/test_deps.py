@@ -7,12 +7,15 @@ import time
 import uuid
 
 import anyio
+import psycopg
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from shipyard.api.deps import in_one_thread, read_in_one_thread
-from shipyard.shared.db import get_engine
+from shipyard.shared import db
+from shipyard.shared.db import get_engine, get_read_engine
 from shipyard.shared.settings import Settings
 
 
@@ -55,3 +58,24 @@ def test_a_cancelled_request_still_waits_for_its_connection_to_go_back(
     assert anyio.run(cancelled_midway) >= 0.4  # each waited for its thread
     assert not session.in_transaction()
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_read_on_a_connection_the_server_dropped_is_made_again_on_a_new_one(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # never pinged when taken
+    engine = get_read_engine(postgres_url)
+
+    def backend(connection: Connection) -> int:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    try:
+        with engine.connect() as connection:
+            dropped = backend(connection)
+        dsn = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (dropped,))
+        served_by = anyio.run(read_in_one_thread, engine, backend)
+    finally:
+        engine.dispose()
+    assert served_by != dropped
